@@ -1,0 +1,308 @@
+// Sketching kernels: the fast Walsh-Hadamard transform and the sparse (CountSketch /
+// sparse-sign) scatter-add. Plain loops written so the compiler vectorises them for the ISA
+// this file is compiled for; OpenMP across independent rows, blocks or batch items.
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "isa.h"
+#include "linalg_core/cpu_kernels.h"
+#include "linalg_core/philox.h"
+
+namespace linalg_core::cpu::LC_ISA {
+namespace {
+
+// Elements a leaf transform may touch; keeps a leaf inside the per-core L2 cache.
+constexpr int64_t kCacheElems = int64_t(1) << 16;
+
+template <typename T>
+void fwht_vector(T* x, int64_t N) {
+  // Levels h = 1, 2, 4 inside blocks of 8 (unrolled), then whole-vector levels h >= 8,
+  // whose inner loops are contiguous and vectorise.
+  int64_t h = 1;
+  if (N >= 8) {
+    for (int64_t i = 0; i < N; i += 8) {
+      T* p = x + i;
+      T a0 = p[0] + p[1], a1 = p[0] - p[1], a2 = p[2] + p[3], a3 = p[2] - p[3];
+      T a4 = p[4] + p[5], a5 = p[4] - p[5], a6 = p[6] + p[7], a7 = p[6] - p[7];
+      T b0 = a0 + a2, b2 = a0 - a2, b1 = a1 + a3, b3 = a1 - a3;
+      T b4 = a4 + a6, b6 = a4 - a6, b5 = a5 + a7, b7 = a5 - a7;
+      p[0] = b0 + b4; p[4] = b0 - b4; p[1] = b1 + b5; p[5] = b1 - b5;
+      p[2] = b2 + b6; p[6] = b2 - b6; p[3] = b3 + b7; p[7] = b3 - b7;
+    }
+    h = 8;
+  }
+  for (; h < N; h <<= 1) {
+    for (int64_t i = 0; i < N; i += 2 * h) {
+      T* a = x + i;
+      T* b = a + h;
+#pragma omp simd
+      for (int64_t j = 0; j < h; ++j) {
+        const T u = a[j], v = b[j];
+        a[j] = u + v;
+        b[j] = u - v;
+      }
+    }
+  }
+}
+
+// Butterflies of all levels over N rows of `width` contiguous elements, `stride` apart.
+template <typename T>
+void fwht_direct(T* x, int64_t N, int64_t width, int64_t stride) {
+  if (width == 1 && stride == 1) { fwht_vector(x, N); return; }
+  for (int64_t h = 1; h < N; h <<= 1) {
+    for (int64_t i = 0; i < N; i += 2 * h) {
+      for (int64_t j = i; j < i + h; ++j) {
+        T* a = x + j * stride;
+        T* b = a + h * stride;
+#pragma omp simd
+        for (int64_t c = 0; c < width; ++c) {
+          const T u = a[c], v = b[c];
+          a[c] = u + v;
+          b[c] = u - v;
+        }
+      }
+    }
+  }
+}
+
+// Rows [r0, r0 + count) of the transform input, written to x: x[r] = scale * mult[r] * src[r]
+// for r < n_valid and 0 beyond (the zero padding of the SRHT).
+template <typename S, typename T>
+struct Source {
+  const S* src;         // (n_valid, width) rows, `src_stride` apart; null: x already holds data
+  int64_t src_stride;
+  int64_t n_valid;
+  const int8_t* mult;   // per-row +-1 or null
+  T scale;
+
+  void load(T* x, int64_t r0, int64_t count, int64_t width, int64_t stride, int64_t rstep) const {
+    if (width == 1 && stride == 1) {  // one contiguous vector: a vectorisable loop
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t r = r0 + i * rstep;
+        const T v = r < n_valid ? T(Storage<S>::load(src + r * src_stride)) : T(0);
+        x[i] = (mult && r < n_valid && mult[r] < 0) ? -scale * v : scale * v;
+      }
+      return;
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t r = r0 + i * rstep;
+      T* dst = x + i * stride;
+      if (r >= n_valid) {
+        for (int64_t c = 0; c < width; ++c) dst[c] = T(0);
+        continue;
+      }
+      const T f = mult ? (mult[r] < 0 ? -scale : scale) : scale;
+      const S* s = src + r * src_stride;
+#pragma omp simd
+      for (int64_t c = 0; c < width; ++c) dst[c] = f * T(Storage<S>::load(s + c));
+    }
+  }
+};
+
+// Transform N rows of `width` elements `stride` apart. H_N = (H_N1 ⊗ I_N2)(I_N1 ⊗ H_N2):
+// cache-sized blocks of N2 rows first (loading them from `source` on the way), then the N1-point
+// transforms across blocks, several adjacent columns at a time. Two passes over memory.
+template <typename S, typename T>
+void fwht_rows(T* x, int64_t N, int64_t width, int64_t stride, const Source<S, T>* source,
+               int64_t src_row0, int64_t src_rstep, bool parallel) {
+  if (N * width <= kCacheElems || N <= 2) {
+    if (source) source->load(x, src_row0, N, width, stride, src_rstep);
+    fwht_direct(x, N, width, stride);
+    return;
+  }
+  int64_t N2 = 2;
+  while (N2 * 2 < N && N2 * 2 * width <= kCacheElems) N2 *= 2;
+  const int64_t N1 = N / N2;
+  parallel_for(N1, parallel, [&](int64_t b, int64_t e) {
+    for (int64_t i1 = b; i1 < e; ++i1)
+      fwht_rows<S, T>(x + i1 * N2 * stride, N2, width, stride, source,
+                      src_row0 + i1 * N2 * src_rstep, src_rstep, false);
+  });
+  if (stride == width) {  // adjacent rows are one contiguous wider row
+    int64_t g = 1;
+    while (g * 2 <= N2 && N1 * g * 2 * width <= kCacheElems) g *= 2;
+    parallel_for(N2 / g, parallel, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        fwht_rows<S, T>(x + i * g * width, N1, g * width, N2 * stride, nullptr, 0, 0, false);
+    });
+  } else {
+    parallel_for(N2, parallel, [&](int64_t b, int64_t e) {
+      for (int64_t i2 = b; i2 < e; ++i2)
+        fwht_rows<S, T>(x + i2 * stride, N1, width, N2 * stride, nullptr, 0, 0, false);
+    });
+  }
+}
+
+// out (B, N, K) of storage O from in (B, n_valid, K) of storage S, computing in C.
+template <typename S, typename O>
+void fwht_typed(const S* in, O* out, int64_t B, int64_t n_valid, int64_t N, int64_t K,
+                const int8_t* mult, double scale) {
+  using C = typename Storage<O>::compute;
+  constexpr bool direct = std::is_same_v<O, C>;  // out holds compute values: transform in place
+  const int nthreads = omp_get_max_threads();
+  const bool items_parallel = B >= nthreads;
+  // Column strips so that a low-precision item is transformed through a cache-sized scratch.
+  const int64_t w = direct ? K : std::max<int64_t>(1, std::min<int64_t>(K, kCacheElems * 16 / N));
+  auto item = [&](int64_t b, std::vector<C>& scratch, bool inner_parallel) {
+    const S* src = in + b * n_valid * K;
+    O* dst = out + b * N * K;
+    for (int64_t c0 = 0; c0 < K; c0 += w) {
+      const int64_t wc = std::min(w, K - c0);
+      Source<S, C> source{src + c0, K, n_valid, mult, C(scale)};
+      if constexpr (direct) {
+        fwht_rows<S, C>(reinterpret_cast<C*>(dst) + c0, N, wc, K, &source, 0, 1, inner_parallel);
+      } else {
+        scratch.resize(size_t(N * wc));
+        fwht_rows<S, C>(scratch.data(), N, wc, wc, &source, 0, 1, inner_parallel);
+        for (int64_t r = 0; r < N; ++r)
+          for (int64_t c = 0; c < wc; ++c)
+            Storage<O>::store(dst + r * K + c0 + c, scratch[size_t(r * wc + c)]);
+      }
+    }
+  };
+  if (items_parallel) {
+    parallel_for(B, true, [&](int64_t b0, int64_t b1) {
+      std::vector<C> scratch;
+      for (int64_t b = b0; b < b1; ++b) item(b, scratch, false);
+    });
+  } else {
+    std::vector<C> scratch;
+    for (int64_t b = 0; b < B; ++b) item(b, scratch, true);
+  }
+}
+
+template <typename S>
+void fwht_from(const S* in, void* out, DType out_dt, int64_t B, int64_t n_valid, int64_t N,
+               int64_t K, const int8_t* mult, double scale) {
+  switch (out_dt) {
+    case DType::f32: return fwht_typed(in, static_cast<float*>(out), B, n_valid, N, K, mult, scale);
+    case DType::f64: return fwht_typed(in, static_cast<double*>(out), B, n_valid, N, K, mult, scale);
+    case DType::f16: return fwht_typed(in, static_cast<half_bits*>(out), B, n_valid, N, K, mult, scale);
+    case DType::bf16: return fwht_typed(in, static_cast<bf16_bits*>(out), B, n_valid, N, K, mult, scale);
+  }
+}
+
+// ---------------------------------------------------------------- sparse sketches
+
+template <typename S, typename C>
+void sparse_left(const S* A, C* out, int64_t B, int64_t n, int64_t d, int64_t m, int64_t s,
+                 const int32_t* rows, const int8_t* signs, C scale) {
+  // out[b, rows[j, l], :] += sign * A[b, j, :]. Threads own disjoint column blocks of out (no
+  // races); when there are too few columns for that, each thread scatters a range of j into a
+  // private (m, d) buffer and the buffers are summed.
+  std::fill(out, out + B * m * d, C(0));
+  const int nthreads = omp_get_max_threads();
+  const int64_t col_block = 64;
+  const int64_t nblocks = B * ((d + col_block - 1) / col_block);
+  auto scatter = [&](const S* Ab, C* ob, int64_t j0, int64_t j1, int64_t c0, int64_t c1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const S* a = Ab + j * d;
+      for (int64_t l = 0; l < s; ++l) {
+        const C f = signs[j * s + l] < 0 ? -scale : scale;
+        C* o = ob + int64_t(rows[j * s + l]) * d;
+#pragma omp simd
+        for (int64_t c = c0; c < c1; ++c) o[c] += f * C(Storage<S>::load(a + c));
+      }
+    }
+  };
+  if (nblocks >= nthreads || nthreads == 1 || n * d < (int64_t(1) << 15)) {
+    const int64_t per_b = (d + col_block - 1) / col_block;
+    parallel_for(nblocks, true, [&](int64_t b0, int64_t b1) {
+      for (int64_t t = b0; t < b1; ++t) {
+        const int64_t b = t / per_b, c0 = (t % per_b) * col_block;
+        scatter(A + b * n * d, out + b * m * d, 0, n, c0, std::min(d, c0 + col_block));
+      }
+    });
+    return;
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<C> partial(size_t(nthreads) * size_t(m * d), C(0));
+    parallel_for(n, true, [&](int64_t j0, int64_t j1) {
+      C* mine = partial.data() + size_t(omp_get_thread_num()) * size_t(m * d);
+      scatter(A + b * n * d, mine, j0, j1, 0, d);
+    });
+    C* ob = out + b * m * d;
+    for (int t = 0; t < nthreads; ++t) {
+      const C* p = partial.data() + size_t(t) * size_t(m * d);
+#pragma omp simd
+      for (int64_t i = 0; i < m * d; ++i) ob[i] += p[i];
+    }
+  }
+}
+
+template <typename S, typename C>
+void sparse_right(const S* A, C* out, int64_t R, int64_t n, int64_t m, int64_t s,
+                  const int32_t* rows, const int8_t* signs, C scale) {
+  // out[r, rows[j, l]] += sign * A[r, j]: rows of A are independent.
+  parallel_for(R, true, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const S* a = A + r * n;
+      C* o = out + r * m;
+      std::fill(o, o + m, C(0));
+      for (int64_t j = 0; j < n; ++j) {
+        const C v = scale * C(Storage<S>::load(a + j));
+        for (int64_t l = 0; l < s; ++l)
+          o[rows[j * s + l]] += signs[j * s + l] < 0 ? -v : v;
+      }
+    }
+  });
+}
+
+template <typename S>
+void sparse_apply_from(const S* A, void* out, DType out_dt, bool right, int64_t B, int64_t n,
+                       int64_t d, int64_t m, int64_t s, const int32_t* rows, const int8_t* signs,
+                       double scale) {
+  if (out_dt == DType::f64) {
+    double* o = static_cast<double*>(out);
+    if (right) sparse_right(A, o, B * d, n, m, s, rows, signs, scale);
+    else sparse_left(A, o, B, n, d, m, s, rows, signs, scale);
+  } else {
+    float* o = static_cast<float*>(out);
+    if (right) sparse_right(A, o, B * d, n, m, s, rows, signs, float(scale));
+    else sparse_left(A, o, B, n, d, m, s, rows, signs, float(scale));
+  }
+}
+
+}  // namespace
+
+void fwht(const void* in, void* out, DType dt, DType out_dt, int64_t B, int64_t n_valid,
+          int64_t N, int64_t K, const int8_t* row_mult, double scale) {
+  switch (dt) {
+    case DType::f32: return fwht_from(static_cast<const float*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
+    case DType::f64: return fwht_from(static_cast<const double*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
+    case DType::f16: return fwht_from(static_cast<const half_bits*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
+    case DType::bf16: return fwht_from(static_cast<const bf16_bits*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
+  }
+}
+
+void sparse_hash(int32_t* rows, int8_t* signs, int64_t n, int64_t col0, int64_t m, int64_t s,
+                 uint64_t stream, uint64_t seed) {
+  // Column j, non-zero l: one Philox block (index j * s + l); lane 0 picks the row inside the
+  // l-th of s near-equal row blocks (distinct rows per column), bit 0 of lane 1 the sign.
+  parallel_for(n, n * s > 4096, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      for (int64_t l = 0; l < s; ++l) {
+        const Philox4x32 w = philox4x32_10(uint64_t(col0 + j) * uint64_t(s) + uint64_t(l), stream, seed);
+        const int64_t lo = l * m / s, hi = (l + 1) * m / s;
+        rows[j * s + l] = int32_t(lo + reduce_range(w.v[0], uint32_t(hi - lo)));
+        signs[j * s + l] = (w.v[1] & 1u) ? int8_t(-1) : int8_t(1);
+      }
+    }
+  });
+}
+
+void sparse_apply(const void* A, void* out, DType dt, DType out_dt, bool right, int64_t B,
+                  int64_t n, int64_t d, int64_t m, int64_t s, const int32_t* rows,
+                  const int8_t* signs, double scale) {
+  switch (dt) {
+    case DType::f32: return sparse_apply_from(static_cast<const float*>(A), out, out_dt, right, B, n, d, m, s, rows, signs, scale);
+    case DType::f64: return sparse_apply_from(static_cast<const double*>(A), out, out_dt, right, B, n, d, m, s, rows, signs, scale);
+    case DType::f16: return sparse_apply_from(static_cast<const half_bits*>(A), out, out_dt, right, B, n, d, m, s, rows, signs, scale);
+    case DType::bf16: return sparse_apply_from(static_cast<const bf16_bits*>(A), out, out_dt, right, B, n, d, m, s, rows, signs, scale);
+  }
+}
+
+}  // namespace linalg_core::cpu::LC_ISA

@@ -1,0 +1,55 @@
+// CPU kernel entry points. Each csrc/cpu/<family>.cpp is compiled once per instruction set
+// (namespaces avx512, avx2, generic; see CMakeLists.txt) and csrc/cpu/dispatch.cpp picks one
+// at run time from CPUID, so one build runs on any x86-64 machine (and builds on aarch64, where
+// only `generic` exists). All pointers are to contiguous row-major data; checks are done in
+// Python before the call.
+#pragma once
+#include <cstdint>
+
+#include "linalg_core/dtype.h"
+
+namespace linalg_core::cpu {
+
+#define LC_DECLARE_CPU_KERNELS(ISA)                                                          \
+  namespace ISA {                                                                            \
+  /* out[b, :, k] = scale * H_N * (diag(row_mult) * in[b, :, k], zero rows >= n_valid)   */  \
+  /* in: (B, n_valid, K) of dtype dt, out: (B, N, K) of out_dt; row_mult may be null.    */  \
+  void fwht(const void* in, void* out, DType dt, DType out_dt, int64_t B, int64_t n_valid,    \
+            int64_t N, int64_t K, const int8_t* row_mult, double scale);                      \
+  /* rows/signs (n, s) of the sparse sketch columns col0 .. col0 + n - 1 (m rows).       */  \
+  void sparse_hash(int32_t* rows, int8_t* signs, int64_t n, int64_t col0, int64_t m,          \
+                   int64_t s, uint64_t stream, uint64_t seed);                                \
+  /* left:  out (B, m, d) = scale * S (B, n, d)        [S is (m, n), column j = hash j]  */  \
+  /* right: out (R, m)    = scale * A (R, n) S^T                                          */  \
+  void sparse_apply(const void* A, void* out, DType dt, DType out_dt, bool right, int64_t B,  \
+                    int64_t n, int64_t d, int64_t m, int64_t s, const int32_t* rows,          \
+                    const int8_t* signs, double scale);                                       \
+  void random_uint32(uint32_t* out, int64_t count, uint64_t offset, uint64_t stream,         \
+                     uint64_t seed);                                                          \
+  /* out[i, j] = scale * X(e) with e = (row0 + i) * ld + col0 + j, X normal or sign.     */  \
+  void random_fill(void* out, DType dt, bool sign, int64_t nrows, int64_t ncols, int64_t ld,  \
+                   int64_t row0, int64_t col0, uint64_t stream, uint64_t seed, double scale); \
+  }
+
+LC_DECLARE_CPU_KERNELS(generic)
+#if defined(__x86_64__) || defined(_M_X64)
+LC_DECLARE_CPU_KERNELS(avx2)
+LC_DECLARE_CPU_KERNELS(avx512)
+#endif
+
+// The kernel set chosen for this CPU (or forced by LINALG_CORE_CPU_ISA=generic|avx2|avx512).
+struct KernelTable {
+  const char* isa;
+  decltype(&generic::fwht) fwht;
+  decltype(&generic::sparse_hash) sparse_hash;
+  decltype(&generic::sparse_apply) sparse_apply;
+  decltype(&generic::random_uint32) random_uint32;
+  decltype(&generic::random_fill) random_fill;
+};
+const KernelTable& kernels();
+// Comma-separated CPU features detected at run time (for `python -m linalg_core info`).
+const char* cpu_features();
+int max_threads();
+void set_num_threads(int n);
+
+}  // namespace linalg_core::cpu

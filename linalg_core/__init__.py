@@ -1,0 +1,30 @@
+"""linalg_core: seeded, compiled-kernel randomized numerical linear algebra for PyTorch users.
+
+Families (see README.md): ``sketch`` (Gaussian, Rademacher, SRHT, CountSketch, sparse sign,
+``fwht``) and the counter-based ``random`` streams every randomized op draws from. Backends
+(``cuda``, ``triton``, ``cpu``, ``reference``) are chosen per call by ``linalg_core._ops``;
+``linalg_core.explain(op)`` says which one serves a call and why the others do not.
+
+``import linalg_core`` never fails and never initialises CUDA.
+"""
+
+from linalg_core import random, sketch
+from linalg_core._ops import BackendError, explain
+from linalg_core.sketch import distortion, fwht
+
+__version__ = "0.1.0"
+
+__all__ = ["random", "sketch", "fwht", "distortion", "explain", "BackendError", "set_num_threads", "__version__"]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for both torch and linalg_core's OpenMP kernels."""
+    import torch
+
+    from linalg_core._ext import _C
+    from linalg_core._validate import integer
+
+    n = integer(n, "n", low=1)
+    torch.set_num_threads(n)
+    if _C is not None:
+        _C.set_num_threads(n)

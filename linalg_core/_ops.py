@@ -1,0 +1,159 @@
+"""The op registry: every kernel-level op, its backends in priority order, and dispatch.
+
+An op (``fwht``, ``sparse_apply``, ...) has one implementation per backend. Backends are tried
+in the fixed order ``cuda, triton, cpu, reference``; each states whether it is available at
+all (``Backend.unavailable``) and whether it accepts a given call (``Impl.declines``), always
+with a reason. ``backend="name"`` or the environment variable ``LINALG_CORE_BACKEND`` forces
+one; forcing a backend that is unavailable or declines raises :class:`BackendError` with the
+reason. The ``reference`` backend is pure torch and always present.
+
+Backend implementations register themselves with ``OPS[name].register(...)`` when
+``linalg_core.backends`` is imported (on first dispatch, never at ``import linalg_core``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+BACKEND_ORDER = ("cuda", "triton", "cpu", "reference")
+
+
+class BackendError(RuntimeError):
+    """A forced backend is unavailable or does not support the call (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """What a backend sees when deciding whether to take a call."""
+
+    device: torch.device
+    dtype: torch.dtype
+    forced: bool = False
+
+
+def _reason_unavailable(name: str) -> str | None:
+    from linalg_core.backends import availability
+
+    return availability(name)
+
+
+@dataclass(frozen=True)
+class Impl:
+    backend: str
+    fn: Callable
+    devices: frozenset[str]
+    dtypes: frozenset[torch.dtype]
+    # Extra condition: returns a reason to decline, or None. Gets the Key.
+    check: Callable[[Key], str | None] | None = None
+
+    def declines(self, key: Key) -> str | None:
+        if key.device.type not in self.devices:
+            return f"does not run on {key.device.type} tensors"
+        if key.dtype not in self.dtypes:
+            return f"does not support {key.dtype}"
+        return self.check(key) if self.check else None
+
+
+@dataclass
+class Op:
+    name: str
+    doc: str
+    impls: dict[str, Impl] = field(default_factory=dict)
+
+    def register(self, backend: str, *, devices, dtypes, check=None):
+        if backend not in BACKEND_ORDER:
+            raise ValueError(f"unknown backend {backend!r}")
+
+        def deco(fn):
+            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check)
+            return fn
+
+        return deco
+
+    def explain(self, key: Key) -> list[tuple[str, str | None]]:
+        """[(backend, reason it would not be used or None)] in priority order."""
+        out = []
+        for name in BACKEND_ORDER:
+            impl = self.impls.get(name)
+            reason = "has no implementation of this op" if impl is None else _reason_unavailable(name)
+            if reason is None:
+                reason = impl.declines(key)
+            out.append((name, reason))
+        return out
+
+    def select(self, key: Key, backend: str | None = None) -> Impl:
+        _load_backends()
+        forced = backend or os.environ.get("LINALG_CORE_BACKEND") or None
+        if forced is not None:
+            if forced not in BACKEND_ORDER:
+                raise ValueError(f"backend={forced!r} is not one of {', '.join(BACKEND_ORDER)}")
+            key = Key(key.device, key.dtype, forced=True)
+            reason = dict(self.explain(key))[forced]
+            if reason is not None:
+                raise BackendError(f"{self.name}: backend {forced!r} {reason}")
+            return self.impls[forced]
+        tried = []
+        for name, reason in self.explain(key):
+            if reason is None:
+                return self.impls[name]
+            tried.append(f"{name}: {reason}")
+        raise BackendError(f"{self.name}: no backend accepts {key}: " + "; ".join(tried))
+
+    def __call__(self, *args, key: Key, backend: str | None = None, **kwargs):
+        return self.select(key, backend).fn(*args, **kwargs)
+
+
+OPS: dict[str, Op] = {}
+
+
+def define(name: str, doc: str) -> Op:
+    op = OPS.setdefault(name, Op(name, doc))
+    return op
+
+
+def _load_backends() -> None:
+    import linalg_core.backends  # noqa: F401  (registers every backend once)
+
+
+# Kernel-level ops. Contracts (all tensors contiguous, validated by the public layer):
+fwht = define(
+    "fwht",
+    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype) -> (B, N, K):"
+    " scale * H_N (rows of x times row_mult, zero-padded to N) along the middle axis.",
+)
+sparse_hash = define(
+    "sparse_hash",
+    "sparse_hash(n, col0, m, s, stream, seed, device) -> rows int32 (n, s), signs int8 (n, s).",
+)
+sparse_apply = define(
+    "sparse_apply",
+    "sparse_apply(A, rows, signs, m, scale, right) -> left: (B, m, d) = scale S A for A (B, n, d);"
+    " right: (B, d, m) = scale A S^T for A (B, d, n); in the compute dtype of A.",
+)
+random_uint32 = define(
+    "random_uint32",
+    "random_uint32(count, offset, stream, seed, device) -> int64 words offset .. offset+count-1.",
+)
+random_fill = define(
+    "random_fill",
+    "random_fill(nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device) ->"
+    " (nrows, ncols): scale * X[(row0 + i) * ld + col0 + j], X normal or Rademacher.",
+)
+
+
+def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
+    """Which backends would serve ``op`` for tensors of this device and dtype, and why not.
+
+    Example:
+        >>> import linalg_core, torch
+        >>> linalg_core.explain("fwht", "cpu", torch.float32)[-1]
+        ('reference', None)
+    """
+    _load_backends()
+    if op not in OPS:
+        raise ValueError(f"op={op!r} is not one of {', '.join(sorted(OPS))}")
+    return OPS[op].explain(Key(torch.device(device), dtype))

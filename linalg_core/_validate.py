@@ -1,0 +1,101 @@
+"""Argument checks shared by every public function.
+
+Each check raises ``TypeError`` or ``ValueError`` naming the argument and its offending value.
+"""
+
+from __future__ import annotations
+
+import numbers
+import secrets
+
+import torch
+
+from linalg_core._arrays import FLOAT_DTYPES, Boundary, as_tensor
+
+SEED_LIMIT = 2**64
+
+
+def float_array(
+    x, name: str, *, ndim: int | None = None, min_ndim: int = 1, allow_empty: bool = False
+) -> tuple[torch.Tensor, Boundary]:
+    """Convert ``x`` and check it is a floating array of the right rank, non-empty.
+
+    ``ndim`` demands an exact rank; otherwise at least ``min_ndim`` dimensions (batched input).
+    """
+    t, boundary = as_tensor(x, name)
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {t.dtype}; supported: float32, float64, float16, bfloat16"
+        )
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    if t.dim() < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(t.shape)}")
+    if not allow_empty and t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    return t, boundary
+
+
+def nonfinite_message(x: torch.Tensor, name: str) -> str | None:
+    """``None`` when ``x`` is all finite, else a message counting its NaN and Inf entries."""
+    if bool(torch.isfinite(x).all()):
+        return None
+    nan = int(torch.isnan(x).sum())
+    inf = int(torch.isinf(x).sum())
+    return f"{name} has {nan} NaN and {inf} Inf entries (of {x.numel()})"
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    msg = nonfinite_message(x, name)
+    if msg:
+        raise ValueError(msg)
+
+
+def check_result_finite(out: torch.Tensor, inputs: dict[str, torch.Tensor], what: str) -> None:
+    """Raise if a result is not finite, saying whether an input or an overflow caused it.
+
+    Linear sketches and transforms give every input entry a non-zero coefficient, so a NaN or
+    Inf in an input always reaches the result: checking the (usually much smaller) result is
+    enough, and the inputs are only counted once something is wrong.
+    """
+    if bool(torch.isfinite(out).all()):
+        return
+    for name, x in inputs.items():
+        msg = nonfinite_message(x, name)
+        if msg:
+            raise ValueError(msg)
+    raise ValueError(
+        f"{what} overflowed {out.dtype}: the inputs are finite but the result has "
+        f"{int((~torch.isfinite(out)).sum())} non-finite entries; use a wider dtype"
+    )
+
+
+def integer(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Check ``value`` is an integer (not bool) in [low, high] and return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name}={value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def seed(value, name: str = "seed") -> int:
+    """Resolve ``seed`` to a 64-bit integer.
+
+    ``None`` draws fresh entropy (the value is recorded on the object that uses it, so the
+    result can be reproduced); a ``torch.Generator`` gives one 63-bit draw from it.
+    """
+    if value is None:
+        return secrets.randbits(64)
+    if isinstance(value, torch.Generator):
+        return int(torch.randint(0, 2**63 - 1, (1,), generator=value, device=value.device).item())
+    return integer(value, name, low=0, high=SEED_LIMIT - 1)
+
+
+def choice(value, name: str, options) -> str:
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, options))}")
+    return value

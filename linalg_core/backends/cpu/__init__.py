@@ -1,0 +1,97 @@
+"""The ``cpu`` backend: C++/OpenMP kernels of ``linalg_core._C`` (SIMD set chosen at run time).
+
+:class:`Launch` marshals tensors into the pointer/shape/dtype-code arguments of ``_C`` and is
+shared with the ``cuda`` backend, whose kernels take the same arguments plus a stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from linalg_core import _ops
+from linalg_core._arrays import DTYPE_CODES, FLOAT_DTYPES, compute_dtype
+from linalg_core._ext import _C
+
+F32_F64 = (torch.float32, torch.float64)
+
+
+class Launch:
+    """Calls ``_C.<prefix>_<kernel>`` with tensors turned into data pointers."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def _kernel(self, name):
+        return getattr(_C, f"{self.prefix}_{name}")
+
+    def _context(self, device: torch.device):
+        return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+    def _stream(self, device: torch.device) -> tuple:
+        return (torch.cuda.current_stream(device).cuda_stream,) if device.type == "cuda" else ()
+
+    def fwht(self, x, N, row_mult, scale, out_dtype):
+        B, n_valid, K = x.shape
+        out = torch.empty(B, N, K, dtype=out_dtype, device=x.device)
+        mult = 0 if row_mult is None else row_mult.data_ptr()
+        args = (x.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype], B, n_valid, N, K, mult,
+                float(scale))
+        with self._context(x.device):
+            if self.prefix == "cuda":
+                nbytes = _C.cuda_fwht_workspace_bytes(DTYPE_CODES[out_dtype], B, N, K)
+                ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
+                args += (0 if ws is None else ws.data_ptr(),)
+            self._kernel("fwht")(*args, *self._stream(x.device))
+        return out
+
+    def sparse_hash(self, n, col0, m, s, stream, seed, device):
+        device = torch.device(device)
+        rows = torch.empty(n, s, dtype=torch.int32, device=device)
+        signs = torch.empty(n, s, dtype=torch.int8, device=device)
+        with self._context(device):
+            self._kernel("sparse_hash")(rows.data_ptr(), signs.data_ptr(), n, col0, m, s, stream, seed,
+                                        *self._stream(device))
+        return rows, signs
+
+    def sparse_apply(self, A, rows, signs, m, scale, right):
+        cdt = compute_dtype(A.dtype)
+        if right:  # A (B, d, n): rows of A are independent
+            B, d, n = A.shape
+            out = torch.empty(B, d, m, dtype=cdt, device=A.device)
+        else:
+            B, n, d = A.shape
+            out = torch.empty(B, m, d, dtype=cdt, device=A.device)
+        with self._context(A.device):
+            self._kernel("sparse_apply")(A.data_ptr(), out.data_ptr(), DTYPE_CODES[A.dtype], DTYPE_CODES[cdt], right,
+                                         B, n, d, m, rows.shape[1], rows.data_ptr(), signs.data_ptr(), float(scale),
+                                         *self._stream(A.device))
+        return out
+
+    def random_uint32(self, count, offset, stream, seed, device):
+        device = torch.device(device)
+        out = torch.empty(count, dtype=torch.int32, device=device)
+        with self._context(device):
+            self._kernel("random_uint32")(out.data_ptr(), count, offset, stream, seed, *self._stream(device))
+        return out.to(torch.int64) & 0xFFFFFFFF
+
+    def random_fill(self, nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device):
+        device = torch.device(device)
+        out = torch.empty(nrows, ncols, dtype=dtype, device=device)
+        with self._context(device):
+            self._kernel("random_fill")(out.data_ptr(), DTYPE_CODES[dtype], sign, nrows, ncols, ld, row0, col0,
+                                        stream, seed, float(scale), *self._stream(device))
+        return out
+
+
+def register(backend: str, launch: Launch, devices) -> None:
+    """Register the compiled kernels of one backend for every op they implement."""
+    _ops.fwht.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.fwht)
+    _ops.sparse_hash.register(backend, devices=devices, dtypes=[torch.int32])(launch.sparse_hash)
+    _ops.sparse_apply.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.sparse_apply)
+    _ops.random_uint32.register(backend, devices=devices, dtypes=[torch.int64])(launch.random_uint32)
+    _ops.random_fill.register(backend, devices=devices, dtypes=F32_F64)(launch.random_fill)
+
+
+register("cpu", Launch("cpu"), ["cpu"])

@@ -1,0 +1,462 @@
+"""Random sketching operators: Gaussian, Rademacher, SRHT, CountSketch and sparse sign (SJLT).
+
+A sketch ``S`` is an (m × n) random matrix that maps n-vectors to m-vectors (m ≪ n) while
+approximately preserving the geometry of any fixed low-dimensional subspace (a *subspace
+embedding*, Woodruff 2014, "Sketching as a Tool for Numerical Linear Algebra"). Each operator
+here is a frozen value ``(distribution, shape, seed)``: two equal values are the same matrix on
+every backend. ``apply(A)`` computes ``S @ A``, ``apply_right(A)`` computes ``A @ Sᵀ``; the dense
+``S`` is never formed unless ``to_dense()`` is called, and any block of columns of ``S`` can be
+generated alone (``to_dense(cols=(c0, c1))``).
+
+All operators are scaled so that E[SᵀS] = I.
+
+=============  =======================================================  ===================
+kind           construction                                             apply cost (A: n×d)
+=============  =======================================================  ===================
+gaussian       i.i.d. N(0, 1/m), generated block by block               O(mnd) (GEMM)
+rademacher     i.i.d. ±1/√m                                             O(mnd) (GEMM)
+srht           √(N/m)·P·(H_N/√N)·D·J (Tropp 2011; Ailon–Chazelle 2009)   O(Nd log N)
+countsketch    one ±1 per column (Clarkson–Woodruff 2013)               O(nd)
+sparse_sign    nnz ±1/√nnz per column, distinct rows (Kane–Nelson 2014)  O(nnz·nd)
+=============  =======================================================  ===================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from linalg_core import _ops, _validate
+from linalg_core._arrays import compute_dtype
+from linalg_core.random import Stream
+
+__all__ = [
+    "Sketch",
+    "GaussianSketch",
+    "RademacherSketch",
+    "SRHT",
+    "SparseSignSketch",
+    "CountSketch",
+    "gaussian",
+    "rademacher",
+    "srht",
+    "countsketch",
+    "sparse_sign",
+    "create",
+    "KINDS",
+    "fwht",
+    "distortion",
+]
+
+# Elements of a generated block of a dense (Gaussian / Rademacher) sketch: 2^22 floats = 16 MiB.
+_BLOCK_ELEMS = 1 << 22
+
+
+def _key(t: torch.Tensor) -> _ops.Key:
+    return _ops.Key(t.device, t.dtype)
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """An (m × n) random sketching matrix, stored as its seed.
+
+    Attributes:
+        m: rows (the sketch size).
+        n: columns (the dimension of the vectors being sketched).
+        seed: 64-bit seed; ``None`` at construction draws one, recorded here.
+    """
+
+    m: int
+    n: int
+    seed: int | None = None
+    kind: ClassVar[str] = ""
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self):
+        _validate.integer(self.m, "m", low=1)
+        _validate.integer(self.n, "n", low=1)
+        object.__setattr__(self, "seed", _validate.seed(self.seed))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.m, self.n)
+
+    # ------------------------------------------------------------------ public
+    def apply(self, A, *, backend: str | None = None):
+        """``S @ A``.
+
+        Args:
+            A: (*, n, d) matrix or batch of matrices, or an (n,) vector. float32/64, float16 or
+                bfloat16 (accumulated in float32); torch, numpy or DLPack.
+            backend: force a backend (``"cuda"``, ``"triton"``, ``"cpu"``, ``"reference"``).
+
+        Returns:
+            ``S @ A`` in A's array type and dtype.
+
+        Shape:
+            A: (*, n, d) or (n,);  out: (*, m, d) or (m,)
+
+        Raises:
+            ValueError: A's sketched dimension is not n, A is empty, or has NaN/Inf entries.
+        """
+        t, boundary = _validate.float_array(A, "A")
+        vector = t.dim() == 1
+        if vector:
+            t = t[:, None]
+        if t.shape[-2] != self.n:
+            raise ValueError(f"A has {t.shape[-2]} rows (shape {tuple(t.shape)}) but the sketch has n={self.n}")
+        batch = t.shape[:-2]
+        t3 = t.reshape(-1, self.n, t.shape[-1]).contiguous()
+        out = self._apply(t3, backend).to(t.dtype)
+        _validate.check_result_finite(out, {"A": t3}, f"{self.kind}.apply")
+        out = out[..., 0].reshape(self.m) if vector else out.reshape(*batch, self.m, t.shape[-1])
+        return boundary.out(out)
+
+    def apply_right(self, A, *, backend: str | None = None):
+        """``A @ Sᵀ`` (sketching the columns of A, i.e. its row space).
+
+        Shape:
+            A: (*, d, n) or (n,);  out: (*, d, m) or (m,)
+        """
+        t, boundary = _validate.float_array(A, "A")
+        vector = t.dim() == 1
+        if vector:
+            t = t[None, :]
+        if t.shape[-1] != self.n:
+            raise ValueError(f"A has {t.shape[-1]} columns (shape {tuple(t.shape)}) but the sketch has n={self.n}")
+        batch = t.shape[:-2]
+        t3 = t.reshape(-1, t.shape[-2], self.n).contiguous()
+        out = self._apply_right(t3, backend).to(t.dtype)
+        _validate.check_result_finite(out, {"A": t3}, f"{self.kind}.apply_right")
+        out = out.reshape(self.m) if vector else out.reshape(*batch, t.shape[-2], self.m)
+        return boundary.out(out)
+
+    def to_dense(self, *, cols: tuple[int, int] | None = None, dtype=torch.float64, device="cpu",
+                 backend: str | None = None) -> torch.Tensor:
+        """The dense matrix S, or its column block ``S[:, c0:c1]`` for ``cols=(c0, c1)``,
+        generated without the other columns.
+
+        Shape:
+            out: (m, n) or (m, c1 - c0)
+        """
+        c0, c1 = (0, self.n) if cols is None else cols
+        _validate.integer(c0, "cols[0]", low=0, high=self.n)
+        _validate.integer(c1, "cols[1]", low=c0, high=self.n)
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype={dtype} is not supported; use torch.float32 or torch.float64")
+        return self._dense(c0, c1, dtype, torch.device(device), backend)
+
+    # ------------------------------------------------------------------ subclasses
+    def _apply(self, A: torch.Tensor, backend) -> torch.Tensor:  # (B, n, d) -> (B, m, d)
+        raise NotImplementedError
+
+    def _apply_right(self, A: torch.Tensor, backend) -> torch.Tensor:  # (B, d, n) -> (B, d, m)
+        raise NotImplementedError
+
+    def _dense(self, c0, c1, dtype, device, backend) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _cached(self, name, device, make):
+        key = (name, str(device))
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+
+@dataclass(frozen=True)
+class GaussianSketch(Sketch):
+    """S with i.i.d. N(0, 1/m) entries; ``S[i, j]`` is normal number ``i·n + j`` of the stream."""
+
+    kind: ClassVar[str] = "gaussian"
+    _sign: ClassVar[bool] = False
+    _stream: ClassVar[int] = Stream.GAUSSIAN
+
+    def _dense(self, c0, c1, dtype, device, backend):
+        key = _ops.Key(device, dtype)
+        return _ops.random_fill(self.m, c1 - c0, self.n, 0, c0, self._stream, self.seed, 1.0 / math.sqrt(self.m),
+                                self._sign, dtype, device, key=key, backend=backend)
+
+    def _blocks(self, dtype, device, backend):
+        step = max(1, _BLOCK_ELEMS // self.m)
+        for c0 in range(0, self.n, step):
+            c1 = min(self.n, c0 + step)
+            yield c0, c1, self._dense(c0, c1, dtype, device, backend)
+
+    def _apply(self, A, backend):
+        cdt = compute_dtype(A.dtype)
+        out = A.new_zeros(A.shape[0], self.m, A.shape[2], dtype=cdt)
+        for c0, c1, S in self._blocks(cdt, A.device, backend):
+            out += torch.matmul(S, A[:, c0:c1, :].to(cdt))
+        return out
+
+    def _apply_right(self, A, backend):
+        cdt = compute_dtype(A.dtype)
+        out = A.new_zeros(A.shape[0], A.shape[1], self.m, dtype=cdt)
+        for c0, c1, S in self._blocks(cdt, A.device, backend):
+            out += torch.matmul(A[:, :, c0:c1].to(cdt), S.T)
+        return out
+
+
+@dataclass(frozen=True)
+class RademacherSketch(GaussianSketch):
+    """S with i.i.d. ±1/√m entries; ``S[i, j]`` is sign number ``i·n + j`` of the stream."""
+
+    kind: ClassVar[str] = "rademacher"
+    _sign: ClassVar[bool] = True
+    _stream: ClassVar[int] = Stream.RADEMACHER
+
+
+def _parity(x: torch.Tensor) -> torch.Tensor:
+    for shift in (32, 16, 8, 4, 2, 1):
+        x = x ^ (x >> shift)
+    return x & 1
+
+
+@dataclass(frozen=True)
+class SRHT(Sketch):
+    """Subsampled randomized Hadamard transform S = √(N/m)·P·(H_N/√N)·D·J.
+
+    J zero-pads the n inputs to N = 2^⌈log₂ n⌉, D is a diagonal of random signs, H_N the
+    Walsh–Hadamard matrix (applied by the fast transform, O(N log N) per column) and P selects
+    m of the N rows uniformly without replacement. Tropp (2011), "Improved analysis of the
+    subsampled randomized Hadamard transform"; Ailon and Chazelle (2009).
+
+    Randomness: D is sign stream ``Stream.SRHT_SIGNS``; P keeps the m rows with the smallest
+    32-bit keys of stream ``Stream.SRHT_ROWS`` (ties by index): a uniform m-subset, exact on
+    every backend.
+    """
+
+    kind: ClassVar[str] = "srht"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.m > self.N:
+            raise ValueError(f"m={self.m} exceeds N={self.N} (n={self.n} padded to a power of two) for an SRHT")
+
+    @property
+    def N(self) -> int:
+        return 1 << max(0, (self.n - 1).bit_length())
+
+    def signs(self, device="cpu", backend=None) -> torch.Tensor:
+        """The diagonal of D as int8 ±1. Shape: (n,)"""
+        device = torch.device(device)
+
+        def make():
+            key = _ops.Key(device, torch.float32)
+            d = _ops.random_fill(1, self.n, self.n, 0, 0, Stream.SRHT_SIGNS, self.seed, 1.0, True, torch.float32,
+                                 device, key=key, backend=backend)
+            return d[0].to(torch.int8)
+
+        return self._cached("signs", device, make)
+
+    def rows(self, device="cpu", backend=None) -> torch.Tensor:
+        """The m rows of H_N that P keeps, ascending. Shape: (m,)"""
+        device = torch.device(device)
+
+        def make():
+            key = _ops.Key(device, torch.int64)
+            keys = _ops.random_uint32(self.N, 0, Stream.SRHT_ROWS, self.seed, device, key=key, backend=backend)
+            order = keys * self.N + torch.arange(self.N, device=device)
+            return torch.topk(order, self.m, largest=False, sorted=False).indices.sort().values
+
+        return self._cached("rows", device, make)
+
+    def _transform(self, x, backend):  # x (B, n, K) -> (B, m, K), compute dtype
+        cdt = compute_dtype(x.dtype)
+        y = _ops.fwht(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m), cdt,
+                      key=_key(x), backend=backend)
+        return y.index_select(1, self.rows(x.device, backend))
+
+    def _apply(self, A, backend):
+        return self._transform(A, backend)
+
+    def _apply_right(self, A, backend):
+        B, d, n = A.shape
+        return self._transform(A.reshape(B * d, n, 1), backend).reshape(B, d, self.m)
+
+    def _dense(self, c0, c1, dtype, device, backend):
+        j = torch.arange(c0, c1, device=device)
+        h = 1 - 2 * _parity(self.rows(device, backend)[:, None] & j[None, :])  # H_N[p, j] = (-1)^popcount(p & j)
+        d = self.signs(device, backend)[c0:c1].to(torch.int64)
+        return (h * d).to(dtype) / math.sqrt(self.m)
+
+
+@dataclass(frozen=True)
+class SparseSignSketch(Sketch):
+    """Sparse sign embedding (SJLT): each column has ``nnz`` entries ±1/√nnz in distinct rows.
+
+    Column j's l-th non-zero lies in the l-th of ``nnz`` near-equal blocks of rows (the block
+    construction of Kane and Nelson 2014, "Sparser Johnson–Lindenstrauss transforms"), so rows
+    never collide within a column. Default nnz = 8 (Tropp et al. and RandLAPACK recommend small
+    constants; 8 is the RandNLA survey's default). With nnz = 1 it is CountSketch.
+
+    Randomness: entry (j, l) uses Philox block ``j·nnz + l`` of ``Stream.SPARSE``: lane 0 picks
+    the row in its block (multiply-shift), bit 0 of lane 1 the sign.
+    """
+
+    nnz: int = 8
+    kind: ClassVar[str] = "sparse_sign"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _validate.integer(self.nnz, "nnz", low=1)
+        if self.nnz > self.m:
+            raise ValueError(f"nnz={self.nnz} exceeds the sketch size m={self.m}")
+
+    def hash(self, device="cpu", backend=None, cols: tuple[int, int] | None = None):
+        """(rows int32, signs int8) of shape (c1 - c0, nnz): where column j's non-zeros are."""
+        device = torch.device(device)
+        c0, c1 = (0, self.n) if cols is None else cols
+
+        def make():
+            key = _ops.Key(device, torch.int32)
+            return _ops.sparse_hash(c1 - c0, c0, self.m, self.nnz, Stream.SPARSE, self.seed, device, key=key,
+                                    backend=backend)
+
+        return self._cached("hash", device, make) if cols is None else make()
+
+    def _apply(self, A, backend):
+        rows, signs = self.hash(A.device, backend)
+        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), False, key=_key(A),
+                                 backend=backend)
+
+    def _apply_right(self, A, backend):
+        rows, signs = self.hash(A.device, backend)
+        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), True, key=_key(A),
+                                 backend=backend)
+
+    def _dense(self, c0, c1, dtype, device, backend):
+        rows, signs = self.hash(device, backend, cols=(c0, c1))
+        S = torch.zeros(self.m, c1 - c0, dtype=dtype, device=device)
+        cols = torch.arange(c1 - c0, device=device)[:, None].expand_as(rows)
+        S[rows.to(torch.int64), cols] = signs.to(dtype) / math.sqrt(self.nnz)
+        return S
+
+
+@dataclass(frozen=True)
+class CountSketch(SparseSignSketch):
+    """CountSketch (Clarkson and Woodruff 2013): one ±1 per column, in a uniform random row."""
+
+    nnz: int = 1
+    kind: ClassVar[str] = "countsketch"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.nnz != 1:
+            raise ValueError(f"a CountSketch has nnz=1, got nnz={self.nnz}; use sparse_sign for more")
+
+
+KINDS: dict[str, type[Sketch]] = {
+    cls.kind: cls for cls in (GaussianSketch, RademacherSketch, SRHT, CountSketch, SparseSignSketch)
+}
+
+
+def create(kind: str, m: int, n: int, *, seed=None, **options) -> Sketch:
+    """Build a sketch by name: ``create("srht", 1024, A.shape[0], seed=0)``.
+
+    Args:
+        kind: one of ``gaussian, rademacher, srht, countsketch, sparse_sign``.
+        m: sketch size (rows of S).
+        n: dimension sketched (columns of S).
+        seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded).
+        options: ``nnz`` for ``sparse_sign``.
+    """
+    _validate.choice(kind, "kind", tuple(KINDS))
+    return KINDS[kind](m, n, seed, **options)
+
+
+def gaussian(m: int, n: int, *, seed=None) -> GaussianSketch:
+    """Gaussian sketch, entries N(0, 1/m).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> S = lc.sketch.gaussian(64, 1000, seed=0)
+        >>> S.apply(torch.randn(1000, 5)).shape
+        torch.Size([64, 5])
+    """
+    return GaussianSketch(m, n, seed)
+
+
+def rademacher(m: int, n: int, *, seed=None) -> RademacherSketch:
+    """Rademacher sketch, entries ±1/√m."""
+    return RademacherSketch(m, n, seed)
+
+
+def srht(m: int, n: int, *, seed=None) -> SRHT:
+    """Subsampled randomized Hadamard transform (see :class:`SRHT`).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> A = torch.randn(5000, 8, dtype=torch.float64)
+        >>> S = lc.sketch.srht(256, 5000, seed=1)
+        >>> lc.sketch.distortion(S, A) < 0.5
+        True
+    """
+    return SRHT(m, n, seed)
+
+
+def countsketch(m: int, n: int, *, seed=None) -> CountSketch:
+    """CountSketch: one ±1 per column (see :class:`CountSketch`)."""
+    return CountSketch(m, n, seed)
+
+
+def sparse_sign(m: int, n: int, *, nnz: int = 8, seed=None) -> SparseSignSketch:
+    """Sparse sign embedding with ``nnz`` non-zeros per column (see :class:`SparseSignSketch`)."""
+    return SparseSignSketch(m, n, seed, nnz)
+
+
+def fwht(x, dim: int = -1, normalized: bool = True, *, backend: str | None = None):
+    """Fast Walsh–Hadamard transform along ``dim`` (Sylvester order, as ``scipy.linalg.hadamard``).
+
+    Computes ``H_N x`` (divided by √N when ``normalized``, making it orthogonal and its own
+    inverse) with N log₂ N additions instead of the N² of a dense product. Batched over every
+    other dimension; no copy of ``x`` beyond the output. float16 / bfloat16 inputs are
+    transformed in float32 and rounded once.
+
+    Args:
+        x: array whose size along ``dim`` is a power of two.
+        dim: the axis to transform.
+        normalized: scale by 1/√N.
+        backend: force a backend.
+
+    Shape:
+        x: (*, N, *);  out: same as x
+
+    Raises:
+        ValueError: the size along ``dim`` is not a power of two; x has NaN/Inf.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> lc.fwht(torch.tensor([1.0, 0.0, 0.0, 0.0]), normalized=False)
+        tensor([1., 1., 1., 1.])
+    """
+    t, boundary = _validate.float_array(x, "x")
+    dim = _validate.integer(dim, "dim", low=-t.dim(), high=t.dim() - 1) % t.dim()
+    N = t.shape[dim]
+    if N & (N - 1):
+        raise ValueError(f"x.shape[{dim}]={N} is not a power of two; zero-pad it (or use sketch.srht)")
+    t = t.contiguous()
+    B, K = math.prod(t.shape[:dim]), math.prod(t.shape[dim + 1:])
+    scale = 1.0 / math.sqrt(N) if normalized else 1.0
+    out = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, key=_key(t), backend=backend).view(t.shape)
+    _validate.check_result_finite(out, {"x": t}, "fwht")
+    return boundary.out(out)
+
+
+def distortion(S: Sketch, A, *, backend: str | None = None) -> float:
+    """Subspace-embedding distortion of S on range(A): the smallest ε with
+    (1 − ε)‖Ax‖ ≤ ‖SAx‖ ≤ (1 + ε)‖Ax‖ for all x, i.e. max(σ_max(SQ) − 1, 1 − σ_min(SQ)) for an
+    orthonormal basis Q of range(A) (computed in float64).
+
+    Shape:
+        A: (n, d)
+    """
+    t, _ = _validate.float_array(A, "A", ndim=2)
+    _validate.check_finite(t, "A")
+    U, s, _ = torch.linalg.svd(t.to(torch.float64), full_matrices=False)
+    Q = U[:, s > s[0] * max(t.shape) * torch.finfo(torch.float64).eps]
+    sv = torch.linalg.svdvals(S.apply(Q, backend=backend))
+    return float(torch.maximum(sv.max() - 1, 1 - sv.min()))

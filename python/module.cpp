@@ -1,0 +1,16 @@
+// linalg_core._C: thin pybind11 bindings. No libtorch: arguments are data pointers (ints),
+// shapes, dtype codes and stream handles; every check happens in Python.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void bind_info(py::module_& m);
+void bind_random(py::module_& m);
+void bind_sketch(py::module_& m);
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "linalg_core compiled kernels (C++/OpenMP and, when built with nvcc, CUDA)";
+  bind_info(m);
+  bind_random(m);
+  bind_sketch(m);
+}
