@@ -1,0 +1,112 @@
+"""Sketching family: FWHT and SRHT / sparse sketches against what users call today.
+
+* FWHT of a 2^16 × 256 float32 matrix along each axis: linalg_core vs a dense Hadamard
+  product (torch.matmul, only possible for N = 256) and a numpy butterfly; the floor is one
+  read and one write of the matrix at the copy bandwidth measured in the same run.
+* Sketching A (n = 2^17, d = 64, float32) to m = 1024 rows: SRHT / CountSketch / SJLT /
+  Gaussian vs the dense Gaussian sketch G @ A through torch.matmul (G pre-generated) and
+  scipy's clarkson_woodruff_transform; distortion of range(A) next to each time.
+* Real weights: the six MiniLM-L6 FFN input matrices stacked (9216 × 384), m = 2048.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg
+import torch
+
+import linalg_core as lc
+from linalg_core.testing import minilm_weights, tall_gaussian
+from linalg_core.testing.bench import Report, measure
+
+
+def numpy_fwht(x: np.ndarray, axis: int) -> np.ndarray:
+    """Radix-2 butterfly in numpy (what a hand-rolled script does)."""
+    y = np.moveaxis(x, axis, 0).copy()
+    N = y.shape[0]
+    h = 1
+    while h < N:
+        v = y.reshape(N // (2 * h), 2, h, -1)
+        a = v[:, 0].copy()
+        v[:, 0] += v[:, 1]
+        np.subtract(a, v[:, 1], out=v[:, 1])
+        h *= 2
+    return np.moveaxis(y / math.sqrt(N), 0, axis)
+
+
+def _distortion_of_matrix(SQ: torch.Tensor) -> float:
+    sv = torch.linalg.svdvals(SQ.double())
+    return float(torch.maximum(sv.max() - 1, 1 - sv.min()))
+
+
+def bench_fwht(report: Report, quick: bool):
+    rows, cols = (2**12, 256) if quick else (2**16, 256)
+    x = torch.randn(rows, cols, generator=torch.Generator().manual_seed(0))
+    xn = x.numpy()
+    nbytes = 2 * x.numel() * 4
+    out = torch.empty_like(x)
+    copy = measure(lambda: out.copy_(x), repeats=15)
+    gbps = nbytes / copy.median / 1e9
+    report.note(f"FWHT floor: one read + one write of {nbytes / 2**20:.0f} MiB; torch copy in the same run: "
+                f"{copy.median * 1e3:.2f} ms ({gbps:.1f} GB/s)")
+    H = torch.from_numpy(scipy.linalg.hadamard(cols).astype(np.float32)) / math.sqrt(cols)
+    for dim, N in ((-1, cols), (0, rows)):
+        shape = f"{rows}x{cols} dim={dim} (N={N})"
+        ours = measure(lambda: lc.fwht(x, dim=dim), repeats=15)
+        base = {"op": "fwht", "shape": shape}
+        report.add(**base, impl="linalg_core.fwht", ms=ours.median * 1e3, spread=ours.spread,
+                   x_floor=ours.median / copy.median, speedup=1.0)
+        ref = lc.fwht(x.double(), dim=dim)
+        if dim == -1:
+            dense = measure(lambda: x @ H, repeats=7)
+            err = float((x.double() @ H.double() - ref).abs().max())
+            report.add(**base, impl="torch.matmul(x, H)", ms=dense.median * 1e3, spread=dense.spread,
+                       x_floor=dense.median / copy.median, speedup=dense.median / ours.median, max_err=err)
+        nump = measure(lambda: numpy_fwht(xn, dim), repeats=3)
+        report.add(**base, impl="numpy butterfly", ms=nump.median * 1e3, spread=nump.spread,
+                   x_floor=nump.median / copy.median, speedup=nump.median / ours.median)
+        err = float((lc.fwht(x, dim=dim).double() - ref).abs().max())
+        report.rows[-3 if dim == -1 else -2]["max_err"] = err
+
+
+def bench_sketch_tall(report: Report, quick: bool, A: torch.Tensor, m: int, label: str):
+    n, d = A.shape
+    A64 = A.double()
+    U, s, _ = torch.linalg.svd(A64, full_matrices=False)
+    Q = U[:, s > s[0] * 1e-10]
+    base = {"op": "sketch", "shape": f"{label} {n}x{d} -> m={m}"}
+    times = {}
+    for kind in ("srht", "countsketch", "sparse_sign", "gaussian"):
+        S = lc.sketch.create(kind, m, n, seed=0)
+        S.apply(A)  # builds the cached signs / rows / hash
+        t = measure(lambda: S.apply(A), repeats=7 if kind != "gaussian" else 3)
+        times[kind] = t.median
+        report.add(**base, impl=f"linalg_core.{kind}", ms=t.median * 1e3, spread=t.spread,
+                   distortion=lc.distortion(S, Q))
+    g = torch.Generator().manual_seed(0)
+    G = torch.randn(m, n, generator=g)
+    gen = measure(lambda: torch.randn(m, n, generator=g), repeats=3)
+    t = measure(lambda: G @ A, repeats=3)
+    report.add(**base, impl="torch.matmul(G, A) (G pre-generated)", ms=t.median * 1e3, spread=t.spread,
+               distortion=_distortion_of_matrix(G.double() @ Q / math.sqrt(m)),
+               srht_speedup=t.median / times["srht"])
+    report.add(**base, impl="torch.randn(m, n) + matmul", ms=(gen.median + t.median) * 1e3,
+               srht_speedup=(gen.median + t.median) / times["srht"])
+    An, Qn = A.numpy(), Q.numpy()
+    t = measure(lambda: scipy.linalg.clarkson_woodruff_transform(An, m, seed=0), repeats=3)
+    report.add(**base, impl="scipy clarkson_woodruff_transform", ms=t.median * 1e3, spread=t.spread,
+               distortion=_distortion_of_matrix(torch.from_numpy(scipy.linalg.clarkson_woodruff_transform(Qn, m, seed=0))),
+               countsketch_speedup=t.median / times["countsketch"])
+
+
+def run(report: Report, quick: bool = False):
+    bench_fwht(report, quick)
+    n, d, m = (2**13, 16, 128) if quick else (2**17, 64, 1024)
+    bench_sketch_tall(report, quick, tall_gaussian(n, d, seed=0, dtype=torch.float32), m, "gaussian")
+    W = torch.cat([w for k, w in minilm_weights().items() if "intermediate" in k])  # (9216, 384)
+    if quick:
+        W = W[:2048, :64]
+    bench_sketch_tall(report, quick, W, 256 if quick else 2048, "MiniLM FFN-in stacked")
+    report.note("Targets (issue 2): FWHT within 3x of the floor; SRHT >= 10x faster than torch.matmul(G, A).")

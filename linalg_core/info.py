@@ -1,0 +1,56 @@
+"""``python -m linalg_core info``: versions, CPU features, and which backends are available
+here and why the others are not."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+
+import torch
+
+import linalg_core
+from linalg_core import _ops
+from linalg_core._ext import C_IMPORT_ERROR, _C
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def report() -> str:
+    from linalg_core.backends import availability
+
+    lines = [
+        f"linalg_core {linalg_core.__version__}",
+        f"  python {platform.python_version()} ({platform.machine()}), torch {torch.__version__}, "
+        f"numpy {_version('numpy')}, scipy {_version('scipy')}, triton {_version('triton')}",
+    ]
+    if _C is None:
+        lines.append(f"  _C: not available: {C_IMPORT_ERROR}")
+    else:
+        b = _C.build_info()
+        cuda = f"yes (architectures {b['cuda_architectures']})" if b["cuda"] else "no"
+        lines += [
+            f"  _C: {_C.__file__}",
+            f"      compiler {b['compiler']}, OpenMP {b['openmp']}, CUDA kernels built: {cuda}",
+            f"  CPU kernel set: {_C.cpu_isa()} (threads {_C.max_threads()}; "
+            f"LINALG_CORE_CPU_ISA={os.environ.get('LINALG_CORE_CPU_ISA', 'auto')})",
+            f"  CPU features: {_C.cpu_features()}",
+        ]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible to torch"
+    lines.append(f"  GPU: {gpu}")
+    forced = os.environ.get("LINALG_CORE_BACKEND")
+    lines.append("backends (priority order)" + (f", forced by LINALG_CORE_BACKEND={forced}" if forced else "") + ":")
+    for name in _ops.BACKEND_ORDER:
+        reason = availability(name)
+        lines.append(f"  {name:<10} {'available' if reason is None else 'unavailable: ' + reason}")
+    _ops._load_backends()
+    lines.append("ops (backends implementing each):")
+    for op in _ops.OPS.values():
+        impls = [b for b in _ops.BACKEND_ORDER if b in op.impls]
+        lines.append(f"  {op.name:<14} {', '.join(impls)}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Test matrices: prescribed singular spectra (polynomial, exponential, flat LLM-like,
+low rank + noise), Gaussian and coherent tall matrices. Seeded through torch.Generator only."""
+
+from __future__ import annotations
+
+import torch
+
+from linalg_core import _validate
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_validate.integer(seed, "seed", low=0))
+
+
+def spectrum(kind: str, k: int, *, decay: float | None = None) -> torch.Tensor:
+    """k singular values, largest first (float64).
+
+    kinds: ``polynomial`` σ_i = (i+1)^-decay (default 1), ``exponential`` σ_i = decay^i
+    (default 0.9), ``flat`` σ_i = (i+1)^-0.3 (the slow decay of LLM weights),
+    ``lowrank_noise`` ten values of 1 then 1e-3.
+    """
+    i = torch.arange(k, dtype=torch.float64)
+    if kind == "polynomial":
+        return (i + 1) ** -(1.0 if decay is None else decay)
+    if kind == "exponential":
+        return (0.9 if decay is None else decay) ** i
+    if kind == "flat":
+        return (i + 1) ** -(0.3 if decay is None else decay)
+    if kind == "lowrank_noise":
+        return torch.where(i < 10, 1.0, 1e-3)
+    raise ValueError(f"kind={kind!r} is not one of polynomial, exponential, flat, lowrank_noise")
+
+
+def _orthonormal(rows: int, cols: int, g: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(rows, cols, dtype=torch.float64, generator=g))
+    return q * torch.sign(torch.diagonal(r))  # Haar-distributed (sign-corrected QR)
+
+
+def with_spectrum(m: int, n: int, sigma: torch.Tensor, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """A = U diag(σ) Vᵀ with Haar-random U (m × k), V (n × k), k = len(σ) ≤ min(m, n)."""
+    k = sigma.numel()
+    if k > min(m, n):
+        raise ValueError(f"len(sigma)={k} exceeds min(m, n)={min(m, n)}")
+    g = _gen(seed)
+    U, V = _orthonormal(m, k, g), _orthonormal(n, k, g)
+    return ((U * sigma.to(torch.float64)) @ V.T).to(dtype)
+
+
+def tall_gaussian(n: int, d: int, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """An n × d matrix with i.i.d. N(0, 1) entries (incoherent: leverage scores ≈ d/n)."""
+    return torch.randn(n, d, dtype=torch.float64, generator=_gen(seed)).to(dtype)
+
+
+def coherent(n: int, d: int, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """A maximally coherent n × d matrix: d rows carry the subspace (leverage scores 1 there,
+    ≈ 0 elsewhere), the rest small noise. Uniform row sampling fails on it; sketches must not."""
+    g = _gen(seed)
+    A = 1e-3 * torch.randn(n, d, dtype=torch.float64, generator=g)
+    rows = torch.randperm(n, generator=g)[:d]
+    A[rows] += torch.diag(1.0 + torch.rand(d, dtype=torch.float64, generator=g))
+    return A.to(dtype)

@@ -1,0 +1,1 @@
+"""Float64 NumPy/SciPy references, written independently of the code under test."""

@@ -1,0 +1,95 @@
+"""Philox streams: known-answer vectors, bit-identity across backends, block independence,
+distribution checks, seed validation."""
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import linalg_core as lc
+from linalg_core.backends.reference import philox as ref_philox
+from linalg_core.testing import usable_backends
+from tests.oracles import philox as oracle
+
+# Random123's known-answer vectors for Philox4x32-10 (kat_vectors): (counter, key) -> output.
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.mark.parametrize("ctr,key,expected", KAT)
+def test_known_answers_oracle_and_reference(ctr, key, expected):
+    block = ctr[0] | (ctr[1] << 32)
+    stream = ctr[2] | (ctr[3] << 32)
+    seed = key[0] | (key[1] << 32)
+    assert tuple(int(v) for v in oracle.philox([block], stream, seed)[0]) == expected
+    signed_block = block - (1 << 64) if block >= 1 << 63 else block  # int64 two's complement
+    got = ref_philox.philox4x32_10(torch.tensor([signed_block]), stream, seed)[0]
+    assert tuple(int(v) for v in got) == expected
+
+
+@pytest.mark.parametrize("backend", usable_backends("random_uint32", dtype=torch.int64))
+@pytest.mark.parametrize("seed,stream,offset", [(0, 0, 0), (2**64 - 1, 7, 3), (12345, 2**63 + 5, 2**40 + 1)])
+def test_words_bit_identical_to_oracle(backend, seed, stream, offset):
+    got = lc.random.uint32(37, seed=seed, stream=stream, offset=offset, backend=backend)
+    want = oracle.words(np.arange(offset, offset + 37, dtype=np.uint64), stream, seed)
+    np.testing.assert_array_equal(got.numpy(), want.astype(np.int64))
+
+
+@pytest.mark.parametrize("backend", usable_backends("random_fill", dtype=torch.float64))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normals_and_signs_match_oracle(backend, dtype):
+    idx = np.arange(5, 5 + 6 * 7, dtype=np.uint64)
+    got = lc.random.normal((6, 7), seed=99, stream=3, offset=5, dtype=dtype, backend=backend)
+    np.testing.assert_allclose(got.numpy().ravel(), oracle.normals(idx, 3, 99), rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=1e-6 if dtype == torch.float32 else 1e-13)
+    got = lc.random.rademacher((6, 7), seed=99, stream=3, offset=5, dtype=dtype, backend=backend)
+    np.testing.assert_array_equal(got.numpy().ravel(), oracle.signs(idx, 3, 99))
+
+
+@pytest.mark.parametrize("backend", usable_backends("random_fill", dtype=torch.float64))
+def test_any_block_is_a_slice_of_the_whole(backend):
+    whole = lc.random.normal((1000,), seed=5, dtype=torch.float64, backend=backend)
+    part = lc.random.normal((123,), seed=5, offset=501, dtype=torch.float64, backend=backend)
+    torch.testing.assert_close(part, whole[501:624], rtol=0, atol=0)
+
+
+def test_normals_are_standard_normal():
+    z = lc.random.normal((200_000,), seed=2024, dtype=torch.float64).numpy()
+    assert scipy.stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    assert abs(z.var() - 1) < 5 * np.sqrt(2 / z.size)
+
+
+def test_signs_are_balanced_and_independent_of_words():
+    s = lc.random.rademacher((100_000,), seed=1, dtype=torch.float64).numpy()
+    assert abs(s.mean()) < 5 / np.sqrt(s.size)
+    assert set(np.unique(s)) == {-1.0, 1.0}
+
+
+def test_different_seeds_and_streams_differ():
+    a = lc.random.uint32(64, seed=1)
+    assert not torch.equal(a, lc.random.uint32(64, seed=2))
+    assert not torch.equal(a, lc.random.uint32(64, seed=1, stream=1))
+
+
+def test_generator_and_none_seeds():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(lc.random.uint32(8, seed=g1), lc.random.uint32(8, seed=g2))
+    assert lc.sketch.srht(4, 8).seed is not None  # fresh entropy, recorded
+
+
+@pytest.mark.parametrize("bad,exc", [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), (True, TypeError),
+                                     ("3", TypeError)])
+def test_invalid_seed_is_rejected_with_its_value(bad, exc):
+    with pytest.raises(exc, match="seed"):
+        lc.random.uint32(4, seed=bad)
+
+
+def test_invalid_dtype_and_count():
+    with pytest.raises(TypeError, match="dtype"):
+        lc.random.normal(4, seed=0, dtype=torch.float16)
+    with pytest.raises(ValueError, match="count=-1"):
+        lc.random.uint32(-1, seed=0)
