@@ -16,6 +16,50 @@ namespace {
 // Elements a leaf transform may touch; keeps a leaf inside the per-core L2 cache.
 constexpr int64_t kCacheElems = int64_t(1) << 16;
 
+// Level h on one block of 2h rows (rows j and j + h, j < h), each `width` elements long.
+// Row r starts at x + r * stride; for width == 1 rows are single elements.
+template <typename T>
+inline void radix2(T* x, int64_t h, int64_t width, int64_t stride) {
+  for (int64_t j = 0; j < h; ++j) {
+    T* a = x + j * stride;
+    T* b = a + h * stride;
+#pragma omp simd
+    for (int64_t c = 0; c < width; ++c) {
+      const T u = a[c], v = b[c];
+      a[c] = u + v;
+      b[c] = u - v;
+    }
+  }
+}
+
+// Levels h and 2h together on one block of 4h rows: half the memory sweeps of radix 2.
+template <typename T>
+inline void radix4(T* x, int64_t h, int64_t width, int64_t stride) {
+  if (width == 1 && stride == 1) {
+    T* a = x;
+    T* b = x + h;
+    T* c = x + 2 * h;
+    T* d = x + 3 * h;
+#pragma omp simd
+    for (int64_t j = 0; j < h; ++j) {
+      const T p = a[j] + b[j], q = a[j] - b[j], r = c[j] + d[j], s = c[j] - d[j];
+      a[j] = p + r; c[j] = p - r; b[j] = q + s; d[j] = q - s;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < h; ++j) {
+    T* a = x + j * stride;
+    T* b = a + h * stride;
+    T* c = a + 2 * h * stride;
+    T* d = a + 3 * h * stride;
+#pragma omp simd
+    for (int64_t k = 0; k < width; ++k) {
+      const T p = a[k] + b[k], q = a[k] - b[k], r = c[k] + d[k], s = c[k] - d[k];
+      a[k] = p + r; c[k] = p - r; b[k] = q + s; d[k] = q - s;
+    }
+  }
+}
+
 template <typename T>
 void fwht_vector(T* x, int64_t N) {
   // Levels h = 1, 2, 4 inside blocks of 8 (unrolled), then whole-vector levels h >= 8,
@@ -33,17 +77,11 @@ void fwht_vector(T* x, int64_t N) {
     }
     h = 8;
   }
-  for (; h < N; h <<= 1) {
-    for (int64_t i = 0; i < N; i += 2 * h) {
-      T* a = x + i;
-      T* b = a + h;
-#pragma omp simd
-      for (int64_t j = 0; j < h; ++j) {
-        const T u = a[j], v = b[j];
-        a[j] = u + v;
-        b[j] = u - v;
-      }
-    }
+  for (; 4 * h <= N; h <<= 2) {  // two levels per sweep (radix 4)
+    for (int64_t i = 0; i < N; i += 4 * h) radix4(x + i, h, 1, 1);
+  }
+  if (h < N) {
+    for (int64_t i = 0; i < N; i += 2 * h) radix2(x + i, h, 1, 1);
   }
 }
 
@@ -51,19 +89,12 @@ void fwht_vector(T* x, int64_t N) {
 template <typename T>
 void fwht_direct(T* x, int64_t N, int64_t width, int64_t stride) {
   if (width == 1 && stride == 1) { fwht_vector(x, N); return; }
-  for (int64_t h = 1; h < N; h <<= 1) {
-    for (int64_t i = 0; i < N; i += 2 * h) {
-      for (int64_t j = i; j < i + h; ++j) {
-        T* a = x + j * stride;
-        T* b = a + h * stride;
-#pragma omp simd
-        for (int64_t c = 0; c < width; ++c) {
-          const T u = a[c], v = b[c];
-          a[c] = u + v;
-          b[c] = u - v;
-        }
-      }
-    }
+  int64_t h = 1;
+  for (; 4 * h <= N; h <<= 2) {
+    for (int64_t i = 0; i < N; i += 4 * h) radix4(x + i * stride, h, width, stride);
+  }
+  if (h < N) {
+    for (int64_t i = 0; i < N; i += 2 * h) radix2(x + i * stride, h, width, stride);
   }
 }
 
@@ -110,7 +141,16 @@ void fwht_rows(T* x, int64_t N, int64_t width, int64_t stride, const Source<S, T
                int64_t src_row0, int64_t src_rstep, bool parallel) {
   if (N * width <= kCacheElems || N <= 2) {
     if (source) source->load(x, src_row0, N, width, stride, src_rstep);
-    fwht_direct(x, N, width, stride);
+    if (stride == width || width == 1) {
+      fwht_direct(x, N, width, stride);
+      return;
+    }
+    // Rows far apart (a power-of-two stride) share cache sets: transform a contiguous copy.
+    thread_local std::vector<T> buf;
+    buf.resize(size_t(N * width));
+    for (int64_t r = 0; r < N; ++r) std::memcpy(buf.data() + r * width, x + r * stride, sizeof(T) * width);
+    fwht_direct(buf.data(), N, width, width);
+    for (int64_t r = 0; r < N; ++r) std::memcpy(x + r * stride, buf.data() + r * width, sizeof(T) * width);
     return;
   }
   int64_t N2 = 2;
