@@ -122,8 +122,10 @@ def _load_backends() -> None:
 # Kernel-level ops. Contracts (all tensors contiguous, validated by the public layer):
 fwht = define(
     "fwht",
-    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype) -> (B, N, K):"
-    " scale * H_N (rows of x times row_mult, zero-padded to N) along the middle axis.",
+    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype, out=None) -> (B, N, K):"
+    " scale * H_N (rows of x times row_mult, zero-padded to N) along the middle axis, computed in"
+    " float64 when x or out_dtype is float64, else float32. ``out`` (contiguous, may be x itself)"
+    " receives the result when given.",
 )
 sparse_hash = define(
     "sparse_hash",

@@ -408,7 +408,7 @@ def sparse_sign(m: int, n: int, *, nnz: int = 8, seed=None) -> SparseSignSketch:
     return SparseSignSketch(m, n, seed, nnz)
 
 
-def fwht(x, dim: int = -1, normalized: bool = True, *, backend: str | None = None):
+def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | None = None):
     """Fast Walsh–Hadamard transform along ``dim`` (Sylvester order, as ``scipy.linalg.hadamard``).
 
     Computes ``H_N x`` (divided by √N when ``normalized``, making it orthogonal and its own
@@ -420,6 +420,9 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, backend: str | None = Non
         x: array whose size along ``dim`` is a power of two.
         dim: the axis to transform.
         normalized: scale by 1/√N.
+        out: optional preallocated result (same shape, dtype and device as x, contiguous; may be
+            x itself for an in-place transform). Reusing it avoids the page faults of a fresh
+            allocation, about a third of the time of a large transform on the CPU.
         backend: force a backend.
 
     Shape:
@@ -441,9 +444,20 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, backend: str | None = Non
     t = t.contiguous()
     B, K = math.prod(t.shape[:dim]), math.prod(t.shape[dim + 1:])
     scale = 1.0 / math.sqrt(N) if normalized else 1.0
-    out = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, key=_key(t), backend=backend).view(t.shape)
-    _validate.check_result_finite(out, {"x": t}, "fwht")
-    return boundary.out(out)
+    dest = None
+    if out is not None:
+        dest, boundary = _validate.float_array(out, "out", ndim=t.dim())
+        if dest.shape != t.shape or dest.dtype != t.dtype or dest.device != t.device or not dest.is_contiguous():
+            raise ValueError(f"out must be a contiguous {t.dtype} array of shape {tuple(t.shape)} on {t.device}, "
+                             f"got {dest.dtype} {tuple(dest.shape)} on {dest.device}"
+                             + ("" if dest.is_contiguous() else " (not contiguous)"))
+        dest = dest.view(B, N, K)
+    if dest is not None and dest.data_ptr() == t.data_ptr() and out is not x:
+        t = t.clone()  # x was copied on the way in (e.g. made contiguous) and out aliases it
+    y = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, dest, key=_key(t), backend=backend).view(t.shape)
+    if not _validate.all_finite(y):
+        _validate.check_result_finite(y, {"x": x if out is not x else y}, "fwht")
+    return boundary.out(y) if out is None else out
 
 
 def distortion(S: Sketch, A, *, backend: str | None = None) -> float:

@@ -93,3 +93,27 @@ def test_float16_overflow_is_reported_not_passed_through():
     x = torch.full((64,), 60000.0, dtype=torch.float16)
     with pytest.raises(ValueError, match="overflowed torch.float16"):
         lc.fwht(x, normalized=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_argument_and_in_place(backend):
+    x = torch.randn(32, 16, dtype=torch.float64)
+    want = lc.fwht(x, dim=0, backend="reference")
+    out = torch.empty_like(x)
+    assert lc.fwht(x, dim=0, out=out, backend=backend) is out
+    torch.testing.assert_close(out, want)
+    y = x.clone()
+    lc.fwht(y, dim=0, out=y, backend=backend)  # in place
+    torch.testing.assert_close(y, want)
+    xt = x.T  # non-contiguous input, out aliasing nothing
+    outt = torch.empty(16, 32, dtype=torch.float64)
+    lc.fwht(xt, dim=1, out=outt, backend=backend)
+    torch.testing.assert_close(outt, want.T)
+
+
+def test_out_argument_validation():
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="out must be a contiguous torch.float32 array of shape"):
+        lc.fwht(x, out=torch.empty(8, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="not contiguous"):
+        lc.fwht(x, dim=0, out=torch.empty(4, 8).T)

@@ -8,6 +8,7 @@
 
 #include "isa.h"
 #include "linalg_core/cpu_kernels.h"
+#include "linalg_core/memory.h"
 #include "linalg_core/philox.h"
 
 namespace linalg_core::cpu::LC_ISA {
@@ -60,22 +61,40 @@ inline void radix4(T* x, int64_t h, int64_t width, int64_t stride) {
   }
 }
 
+// 64-byte vectors (GCC/Clang vector extensions: AVX-512 registers in the avx512 build, pairs
+// of AVX2 or quadruples of SSE/NEON registers elsewhere).
+template <typename T> struct Vec;
+template <> struct Vec<float> { typedef float type __attribute__((vector_size(64))); typedef int32_t mask __attribute__((vector_size(64))); static constexpr int lanes = 16; };
+template <> struct Vec<double> { typedef double type __attribute__((vector_size(64))); typedef int64_t mask __attribute__((vector_size(64))); static constexpr int lanes = 8; };
+
+// The levels h = 1 .. lanes/2 on one vector: lane i pairs with lane i ^ h.
+template <typename T>
+inline typename Vec<T>::type butterflies_in_vector(typename Vec<T>::type v) {
+  using V = typename Vec<T>::type;
+  using M = typename Vec<T>::mask;
+  constexpr int L = Vec<T>::lanes;
+  M lane;
+  for (int i = 0; i < L; ++i) lane[i] = i;
+  for (int h = 1; h < L; h <<= 1) {
+    const V p = __builtin_shuffle(v, lane ^ h);
+    v = ((lane & h) != 0) ? p - v : v + p;
+  }
+  return v;
+}
+
 template <typename T>
 void fwht_vector(T* x, int64_t N) {
-  // Levels h = 1, 2, 4 inside blocks of 8 (unrolled), then whole-vector levels h >= 8,
-  // whose inner loops are contiguous and vectorise.
+  // Levels below one vector's width inside registers, then whole-vector radix-4/2 levels.
+  constexpr int L = Vec<T>::lanes;
   int64_t h = 1;
-  if (N >= 8) {
-    for (int64_t i = 0; i < N; i += 8) {
-      T* p = x + i;
-      T a0 = p[0] + p[1], a1 = p[0] - p[1], a2 = p[2] + p[3], a3 = p[2] - p[3];
-      T a4 = p[4] + p[5], a5 = p[4] - p[5], a6 = p[6] + p[7], a7 = p[6] - p[7];
-      T b0 = a0 + a2, b2 = a0 - a2, b1 = a1 + a3, b3 = a1 - a3;
-      T b4 = a4 + a6, b6 = a4 - a6, b5 = a5 + a7, b7 = a5 - a7;
-      p[0] = b0 + b4; p[4] = b0 - b4; p[1] = b1 + b5; p[5] = b1 - b5;
-      p[2] = b2 + b6; p[6] = b2 - b6; p[3] = b3 + b7; p[7] = b3 - b7;
+  if (N >= L) {
+    for (int64_t i = 0; i < N; i += L) {
+      typename Vec<T>::type v;
+      std::memcpy(&v, x + i, sizeof(v));
+      v = butterflies_in_vector<T>(v);
+      std::memcpy(x + i, &v, sizeof(v));
     }
-    h = 8;
+    h = L;
   }
   for (; 4 * h <= N; h <<= 2) {  // two levels per sweep (radix 4)
     for (int64_t i = 0; i < N; i += 4 * h) radix4(x + i, h, 1, 1);
@@ -180,8 +199,10 @@ void fwht_rows(T* x, int64_t N, int64_t width, int64_t stride, const Source<S, T
 template <typename S, typename O>
 void fwht_typed(const S* in, O* out, int64_t B, int64_t n_valid, int64_t N, int64_t K,
                 const int8_t* mult, double scale) {
-  using C = typename Storage<O>::compute;
+  // Compute in double when either side is double, else float (every backend's rule).
+  using C = std::conditional_t<std::is_same_v<S, double> || std::is_same_v<O, double>, double, float>;
   constexpr bool direct = std::is_same_v<O, C>;  // out holds compute values: transform in place
+  advise_huge_pages(out, size_t(B * N * K) * sizeof(O));
   const int nthreads = omp_get_max_threads();
   const bool items_parallel = B >= nthreads;
   // Column strips so that a low-precision item is transformed through a cache-sized scratch.
@@ -233,6 +254,7 @@ void sparse_left(const S* A, C* out, int64_t B, int64_t n, int64_t d, int64_t m,
   // out[b, rows[j, l], :] += sign * A[b, j, :]. Threads own disjoint column blocks of out (no
   // races); when there are too few columns for that, each thread scatters a range of j into a
   // private (m, d) buffer and the buffers are summed.
+  advise_huge_pages(out, size_t(B * m * d) * sizeof(C));
   std::fill(out, out + B * m * d, C(0));
   const int nthreads = omp_get_max_threads();
   const int64_t col_block = 64;

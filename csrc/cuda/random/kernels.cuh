@@ -8,18 +8,22 @@
 namespace linalg_core::cuda::random {
 
 // Box-Muller of normal_from_pair<float> (philox.h), except that for u1 = (wa + 1) / 2^32 > 1/2
-// the logarithm is taken as log1p of the exact complement -(2^32 - 1 - wa) / 2^32: float(wa)
-// carries an absolute error of up to 2^-25 there, which the naive formula turns into relative
-// errors of order 2^-25 / r^2 for small radii (up to 2.4e-4 absolute). This way the float
-// result agrees with the double definition to float rounding.
+// the logarithm is taken as log1p of the exact complement -(~wa) / 2^32: float(wa) carries an
+// absolute error of up to 2^-25 there, which the naive formula turns into relative errors of
+// order 2^-25 / r^2 for small radii (up to 2.4e-4 absolute). Same formula as the CPU kernel's
+// float path (csrc/cpu/random.cpp), so float results agree with the double definition to float
+// rounding. (theta: 2pi * (wb * 2^-32) == (2pi * 2^-32) * wb exactly, the scalings being exact.)
 __device__ __forceinline__ float normal_from_pair_f32(uint32_t wa, uint32_t wb, bool sine) {
   const float two_m32 = 2.3283064365386963e-10f;
-  const float lg = (wa & 0x80000000u) ? log1pf(-static_cast<float>(~wa) * two_m32)
-                                      : logf((static_cast<float>(wa) + 1.0f) * two_m32);
+  const float u1 = (static_cast<float>(wa) + 1.0f) * two_m32;
+  const float lg = u1 > 0.5f ? log1pf(-static_cast<float>(~wa) * two_m32) : logf(u1);
   const float theta = 6.283185307179586f * (static_cast<float>(wb) * two_m32);
   const float r = sqrtf(-2.0f * lg);
   return r * (sine ? sinf(theta) : cosf(theta));
 }
+
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 
 template <typename T>
 __device__ __forceinline__ T normal_of(const Philox4x32& b, uint32_t lane);
@@ -37,16 +41,18 @@ __device__ __forceinline__ double normal_of<double>(const Philox4x32& b, uint32_
   return normal_from_pair<double>(b.v[pair], b.v[pair + 1], (lane & 1u) != 0);
 }
 
-// out[i] = word offset + i, i < count. Thread t owns Philox block (offset >> 2) + t, i.e. the
-// indices i in [4t - phase, 4t - phase + 4) with phase = offset & 3 (wrap-around mod 2^64 keeps
-// the four words of a group in one block).
+// out[i] = word offset + i (mod 2^64), i < count. Thread t owns the indices i in
+// [4t - phase, 4t - phase + 4), phase = offset & 3: the four words of Philox block
+// ((offset >> 2) + t) mod 2^62 (wrap-around mod 2^64 keeps the four in one block).
 __global__ void random_uint32_kernel(uint32_t* __restrict__ out, int64_t count, uint64_t offset,
                                      uint64_t stream, uint64_t seed, int64_t ngroups) {
   const int64_t phase = static_cast<int64_t>(offset & 3u);
   const uint64_t block0 = offset >> 2;
   for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < ngroups;
        t += int64_t(gridDim.x) * blockDim.x) {
-    const Philox4x32 b = philox4x32_10(block0 + uint64_t(t), stream, seed);
+    // Block of the stream index offset + i (mod 2^64), i.e. (block0 + t) mod 2^62.
+    const uint64_t block = (block0 + uint64_t(t)) & ((uint64_t(1) << 62) - 1);
+    const Philox4x32 b = philox4x32_10(block, stream, seed);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int64_t i = 4 * t + k - phase;
@@ -55,7 +61,8 @@ __global__ void random_uint32_kernel(uint32_t* __restrict__ out, int64_t count, 
   }
 }
 
-// out[i * ncols + j] = scale * X(e), e = (row0 + i) * ld + col0 + j (mod 2^64). Thread t owns
+// out[i * ncols + j] = T(scale) * X(e), e = (row0 + i) * ld + col0 + j (mod 2^64), X computed
+// in T (as the CPU kernel: float normals for float outputs). Thread t owns
 // row i = t / groups_per_row and the 4-aligned group g of stream indices e in
 // [e_row - phase + 4g, e_row - phase + 4g + 4), e_row = e of (i, 0), phase = e_row & 3: one
 // Philox block for normals; for signs one word (bits e % 32 of word e / 32, and the 4 indices
@@ -84,8 +91,8 @@ __global__ void random_fill_kernel(T* __restrict__ out, int64_t nrows, int64_t n
         const int64_t j = j0 + k;
         if (j >= 0 && j < ncols) {
           const uint64_t e = e0 + uint64_t(k);
-          const double x = ((w >> (e & 31u)) & 1u) ? -1.0 : 1.0;  // philox_sign(e)
-          o[j] = static_cast<T>(scale * x);
+          const T sc = static_cast<T>(scale);
+          o[j] = ((w >> (e & 31u)) & 1u) ? -sc : sc;  // scale * philox_sign(e)
         }
       }
     } else {
@@ -94,8 +101,7 @@ __global__ void random_fill_kernel(T* __restrict__ out, int64_t nrows, int64_t n
       for (int k = 0; k < 4; ++k) {
         const int64_t j = j0 + k;
         if (j >= 0 && j < ncols) {
-          const T x = normal_of<T>(b, uint32_t(k));
-          o[j] = static_cast<T>(scale * static_cast<double>(x));
+          o[j] = mul_rn(static_cast<T>(scale), normal_of<T>(b, uint32_t(k)));  // as the CPU: T(scale) * z
         }
       }
     }

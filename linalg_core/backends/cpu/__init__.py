@@ -32,9 +32,9 @@ class Launch:
     def _stream(self, device: torch.device) -> tuple:
         return (torch.cuda.current_stream(device).cuda_stream,) if device.type == "cuda" else ()
 
-    def fwht(self, x, N, row_mult, scale, out_dtype):
+    def fwht(self, x, N, row_mult, scale, out_dtype, out=None):
         B, n_valid, K = x.shape
-        out = torch.empty(B, N, K, dtype=out_dtype, device=x.device)
+        out = torch.empty(B, N, K, dtype=out_dtype, device=x.device) if out is None else out
         mult = 0 if row_mult is None else row_mult.data_ptr()
         args = (x.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype], B, n_valid, N, K, mult,
                 float(scale))

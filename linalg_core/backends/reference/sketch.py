@@ -12,9 +12,10 @@ from linalg_core.backends.reference.random import ANY_DEVICE
 
 
 @_ops.fwht.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
-def fwht(x, N, row_mult, scale, out_dtype):
+def fwht(x, N, row_mult, scale, out_dtype, out=None):
     B, n_valid, K = x.shape
-    y = x.to(compute_dtype(x.dtype))
+    wide = torch.float64 in (x.dtype, out_dtype)  # float64 if either side is, else float32
+    y = x.to(torch.float64 if wide else torch.float32)
     if row_mult is not None:
         y = y * row_mult.to(y.dtype)[:, None]
     if N > n_valid:
@@ -24,7 +25,8 @@ def fwht(x, N, row_mult, scale, out_dtype):
         v = y.view(B, N // (2 * h), 2, h, K)
         y = torch.stack((v[:, :, 0] + v[:, :, 1], v[:, :, 0] - v[:, :, 1]), dim=2).view(B, N, K)
         h *= 2
-    return (y * scale).to(out_dtype)
+    y = (y * scale).to(out_dtype)
+    return y if out is None else out.copy_(y)
 
 
 @_ops.sparse_hash.register("reference", devices=ANY_DEVICE, dtypes=[torch.int32])

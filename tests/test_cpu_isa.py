@@ -1,0 +1,62 @@
+"""Every CPU kernel set this machine can run (generic, avx2, avx512) computes the same results:
+the portable fallback is what runs on CPUs without AVX, and on aarch64."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from linalg_core._ext import _C
+
+pytestmark = pytest.mark.skipif(_C is None, reason="_C not built")
+
+SCRIPT = r"""
+import json, sys, torch, linalg_core as lc
+from linalg_core._ext import _C
+g = torch.Generator().manual_seed(0)
+x = torch.randn(2**15, 3, generator=g, dtype=torch.float64)
+h = torch.randn(64, 256, generator=g).to(torch.bfloat16)
+A = torch.randn(1000, 7, generator=g, dtype=torch.float64)
+out = {
+    "isa": _C.cpu_isa(),
+    "fwht": lc.fwht(x, dim=0).flatten()[::97].tolist(),
+    "fwht_bf16": lc.fwht(h).float().flatten()[::31].tolist(),
+    "srht": lc.sketch.srht(64, 1000, seed=3).apply(A).flatten().tolist(),
+    "sjlt": lc.sketch.sparse_sign(64, 1000, seed=3).apply_right(A.T).flatten().tolist(),
+    "words": lc.random.uint32(100, seed=9, offset=11).tolist(),
+    "normals": lc.random.normal((3, 50), seed=9, dtype=torch.float64).flatten().tolist(),
+}
+json.dump(out, sys.stdout)
+"""
+
+
+def run_with(isa):
+    env = {**__import__("os").environ, "LINALG_CORE_CPU_ISA": isa, "TRITON_INTERPRET": "0"}
+    p = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    return p
+
+
+def test_kernel_sets_agree():
+    results = {}
+    for isa in ("generic", "avx2", "avx512"):
+        p = run_with(isa)
+        if p.returncode != 0:
+            assert isa != "generic", p.stderr  # the portable fallback always runs
+            assert "lacks" in p.stderr or "not one of" in p.stderr, p.stderr
+            continue
+        results[isa] = json.loads(p.stdout)
+        assert results[isa]["isa"] == isa
+    base = results.pop("generic")
+    for isa, res in results.items():
+        assert res["words"] == base["words"], isa
+        for key in ("fwht", "fwht_bf16", "srht", "sjlt", "normals"):
+            a, b = res[key], base[key]
+            assert len(a) == len(b)
+            tol = 2e-2 if key == "fwht_bf16" else 1e-9
+            assert all(abs(u - v) <= tol * max(1.0, abs(v)) for u, v in zip(a, b)), (isa, key)
+
+
+def test_unknown_kernel_set_is_rejected():
+    p = run_with("sse9")
+    assert p.returncode != 0 and "LINALG_CORE_CPU_ISA=sse9" in p.stderr
