@@ -127,6 +127,12 @@ fwht = define(
     " float64 when x or out_dtype is float64, else float32. ``out`` (contiguous, may be x itself)"
     " receives the result when given.",
 )
+fwht_select = define(
+    "fwht_select",
+    "fwht_select(x (B, n_valid, K), N, row_mult, scale, rows int64 (m,), out_dtype, work=None) -> (B, m, K):"
+    " rows of fwht(x, N, row_mult, scale) (the SRHT), in out_dtype. ``work`` is an optional reusable"
+    " scratch of shape (B, N, K) in the compute dtype; backends without a fused kernel ignore it.",
+)
 sparse_hash = define(
     "sparse_hash",
     "sparse_hash(n, col0, m, s, stream, seed, device) -> rows int32 (n, s), signs int8 (n, s).",

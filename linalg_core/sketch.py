@@ -24,6 +24,7 @@ sparse_sign    nnz ±1/√nnz per column, distinct rows (Kane–Nelson 2014)  O(
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -159,6 +160,10 @@ class Sketch:
     def _dense(self, c0, c1, dtype, device, backend) -> torch.Tensor:
         raise NotImplementedError
 
+    def clear_cache(self) -> None:
+        """Release what ``apply`` keeps between calls (hashes, signs, row selections, scratch)."""
+        self._cache.clear()
+
     def _cached(self, name, device, make):
         key = (name, str(device))
         if key not in self._cache:
@@ -227,6 +232,10 @@ class SRHT(Sketch):
     Randomness: D is sign stream ``Stream.SRHT_SIGNS``; P keeps the m rows with the smallest
     32-bit keys of stream ``Stream.SRHT_ROWS`` (ties by index): a uniform m-subset, exact on
     every backend.
+
+    Memory: ``apply`` keeps its (batch, N, d) transform scratch for the next call of the same
+    shape (``clear_cache()`` releases it); on the CPU the last stage of the transform writes
+    only the m selected rows.
     """
 
     kind: ClassVar[str] = "srht"
@@ -264,11 +273,26 @@ class SRHT(Sketch):
 
         return self._cached("rows", device, make)
 
-    def _transform(self, x, backend):  # x (B, n, K) -> (B, m, K), compute dtype
+    def _transform(self, x, backend):  # x (B, n, K) -> (B, m, K), in x's dtype
         cdt = compute_dtype(x.dtype)
-        y = _ops.fwht(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m), cdt,
-                      key=_key(x), backend=backend)
-        return y.index_select(1, self.rows(x.device, backend))
+        shape = (x.shape[0], self.N, x.shape[2])
+        lock = self._cached("lock", "any", threading.Lock)
+        # The (B, N, K) scratch of the transform is kept for the next call of the same shape:
+        # a fresh one costs a page fault per 4 KiB, as much time as the transform itself.
+        # Concurrent callers that find it busy get a fresh one.
+        mine = lock.acquire(blocking=False)
+        try:
+            work = self._cache.get(("work", str(x.device)))
+            if not mine or work is None or work.shape != shape or work.dtype != cdt:
+                work = torch.empty(shape, dtype=cdt, device=x.device)
+                if mine:
+                    self._cache[("work", str(x.device))] = work
+            return _ops.fwht_select(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m),
+                                    self.rows(x.device, backend), x.dtype, work, key=_key(x), backend=backend)
+        finally:
+            if mine:
+                lock.release()
+
 
     def _apply(self, A, backend):
         return self._transform(A, backend)

@@ -9,6 +9,14 @@ void bind_sketch(py::module_& m) {
     py::gil_scoped_release release;
     cpu::kernels().fwht(ptr(in), ptr(out), a, b, B, n_valid, N, K, ptr<int8_t>(row_mult), scale);
   });
+  m.def("cpu_fwht_select", [](uintptr_t in, uintptr_t work, uintptr_t out, int dt, int out_dt, int64_t B,
+                              int64_t n_valid, int64_t N, int64_t K, uintptr_t row_mult, double scale,
+                              uintptr_t select, int64_t msel) {
+    const auto a = dtype_of(dt), b = dtype_of(out_dt);
+    py::gil_scoped_release release;
+    cpu::kernels().fwht_select(ptr(in), ptr(work), ptr(out), a, b, B, n_valid, N, K, ptr<int8_t>(row_mult), scale,
+                               ptr<int64_t>(select), msel);
+  });
   m.def("cpu_sparse_hash", [](uintptr_t rows, uintptr_t signs, int64_t n, int64_t col0, int64_t mrows, int64_t s,
                               uint64_t stream, uint64_t seed) {
     py::gil_scoped_release release;

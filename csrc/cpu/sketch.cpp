@@ -152,6 +152,20 @@ struct Source {
   }
 };
 
+// H_N = (H_N1 ⊗ I_N2)(I_N1 ⊗ H_N2) with blocks of N2 rows that fit the cache; the N1-point
+// transforms across blocks are done g adjacent rows (columns of the block view) at a time.
+struct Split {
+  int64_t N1, N2, g;
+};
+inline Split split_rows(int64_t N, int64_t width) {
+  int64_t N2 = 2;
+  while (N2 * 2 < N && N2 * 2 * width <= kCacheElems) N2 *= 2;
+  const int64_t N1 = N / N2;
+  int64_t g = 1;
+  while (g * 2 <= N2 && N1 * g * 2 * width <= kCacheElems) g *= 2;
+  return {N1, N2, g};
+}
+
 // Transform N rows of `width` elements `stride` apart. H_N = (H_N1 ⊗ I_N2)(I_N1 ⊗ H_N2):
 // cache-sized blocks of N2 rows first (loading them from `source` on the way), then the N1-point
 // transforms across blocks, several adjacent columns at a time. Two passes over memory.
@@ -172,25 +186,21 @@ void fwht_rows(T* x, int64_t N, int64_t width, int64_t stride, const Source<S, T
     for (int64_t r = 0; r < N; ++r) std::memcpy(x + r * stride, buf.data() + r * width, sizeof(T) * width);
     return;
   }
-  int64_t N2 = 2;
-  while (N2 * 2 < N && N2 * 2 * width <= kCacheElems) N2 *= 2;
-  const int64_t N1 = N / N2;
-  parallel_for(N1, parallel, [&](int64_t b, int64_t e) {
+  const Split sp = split_rows(N, width);
+  parallel_for(sp.N1, parallel, [&](int64_t b, int64_t e) {
     for (int64_t i1 = b; i1 < e; ++i1)
-      fwht_rows<S, T>(x + i1 * N2 * stride, N2, width, stride, source,
-                      src_row0 + i1 * N2 * src_rstep, src_rstep, false);
+      fwht_rows<S, T>(x + i1 * sp.N2 * stride, sp.N2, width, stride, source,
+                      src_row0 + i1 * sp.N2 * src_rstep, src_rstep, false);
   });
   if (stride == width) {  // adjacent rows are one contiguous wider row
-    int64_t g = 1;
-    while (g * 2 <= N2 && N1 * g * 2 * width <= kCacheElems) g *= 2;
-    parallel_for(N2 / g, parallel, [&](int64_t b, int64_t e) {
+    parallel_for(sp.N2 / sp.g, parallel, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
-        fwht_rows<S, T>(x + i * g * width, N1, g * width, N2 * stride, nullptr, 0, 0, false);
+        fwht_rows<S, T>(x + i * sp.g * width, sp.N1, sp.g * width, sp.N2 * stride, nullptr, 0, 0, false);
     });
   } else {
-    parallel_for(N2, parallel, [&](int64_t b, int64_t e) {
+    parallel_for(sp.N2, parallel, [&](int64_t b, int64_t e) {
       for (int64_t i2 = b; i2 < e; ++i2)
-        fwht_rows<S, T>(x + i2 * stride, N1, width, N2 * stride, nullptr, 0, 0, false);
+        fwht_rows<S, T>(x + i2 * stride, sp.N1, width, sp.N2 * stride, nullptr, 0, 0, false);
     });
   }
 }
@@ -243,6 +253,83 @@ void fwht_from(const S* in, void* out, DType out_dt, int64_t B, int64_t n_valid,
     case DType::f64: return fwht_typed(in, static_cast<double*>(out), B, n_valid, N, K, mult, scale);
     case DType::f16: return fwht_typed(in, static_cast<half_bits*>(out), B, n_valid, N, K, mult, scale);
     case DType::bf16: return fwht_typed(in, static_cast<bf16_bits*>(out), B, n_valid, N, K, mult, scale);
+  }
+}
+
+// Rows `select` of the transform (the SRHT): out (B, m, K) from in (B, n_valid, K), with the
+// compute-precision scratch work (B, N, K). When the transform splits, the last stage (the
+// N1-point transforms across blocks) writes only the selected rows, straight to out: one
+// read of the input, one write and one read of work, and m rows written.
+template <typename S, typename O>
+void fwht_select_typed(const S* in, void* work_v, O* out, int64_t B, int64_t n_valid, int64_t N, int64_t K,
+                       const int8_t* mult, double scale, const int64_t* select, int64_t m) {
+  using C = std::conditional_t<std::is_same_v<S, double> || std::is_same_v<O, double>, double, float>;
+  C* work = static_cast<C*>(work_v);
+  advise_huge_pages(work, size_t(B * N * K) * sizeof(C));
+  const Split sp = split_rows(N, K);
+  const bool split = N * K > kCacheElems && N > 2 && sp.N1 * sp.g * K <= kCacheElems;
+  // Selected rows grouped by their position i2 = r mod N2 inside a block (CSR): offs, (p, i1).
+  std::vector<int64_t> offs(size_t(sp.N2 + 1), 0), entries(size_t(2 * m));
+  if (split) {
+    for (int64_t p = 0; p < m; ++p) ++offs[size_t(select[p] % sp.N2 + 1)];
+    for (int64_t i = 0; i < sp.N2; ++i) offs[size_t(i + 1)] += offs[size_t(i)];
+    std::vector<int64_t> fill(offs.begin(), offs.end() - 1);
+    for (int64_t p = 0; p < m; ++p) {
+      const int64_t e = fill[size_t(select[p] % sp.N2)]++;
+      entries[size_t(2 * e)] = p;
+      entries[size_t(2 * e + 1)] = select[p] / sp.N2;
+    }
+  }
+  auto store_row = [&](O* dst, const C* src) {
+    for (int64_t c = 0; c < K; ++c) Storage<O>::store(dst + c, src[c]);
+  };
+  auto item = [&](int64_t b, bool inner) {
+    C* w = work + b * N * K;
+    O* o = out + b * m * K;
+    Source<S, C> source{in + b * n_valid * K, K, n_valid, mult, C(scale)};
+    if (!split) {
+      fwht_rows<S, C>(w, N, K, K, &source, 0, 1, inner);
+      for (int64_t p = 0; p < m; ++p) store_row(o + p * K, w + select[p] * K);
+      return;
+    }
+    parallel_for(sp.N1, inner, [&](int64_t lo, int64_t hi) {
+      for (int64_t i1 = lo; i1 < hi; ++i1)
+        fwht_rows<S, C>(w + i1 * sp.N2 * K, sp.N2, K, K, &source, i1 * sp.N2, 1, false);
+    });
+    const int64_t gK = sp.g * K;
+    parallel_for(sp.N2 / sp.g, inner, [&](int64_t lo, int64_t hi) {
+      thread_local std::vector<C> buf;
+      buf.resize(size_t(sp.N1 * gK));
+      for (int64_t i = lo; i < hi; ++i) {
+        if (offs[size_t((i + 1) * sp.g)] == offs[size_t(i * sp.g)]) continue;  // nothing selected here
+        for (int64_t i1 = 0; i1 < sp.N1; ++i1)
+          std::memcpy(buf.data() + i1 * gK, w + (i1 * sp.N2 + i * sp.g) * K, sizeof(C) * size_t(gK));
+        fwht_direct(buf.data(), sp.N1, gK, gK);
+        for (int64_t t = 0; t < sp.g; ++t) {
+          const int64_t i2 = i * sp.g + t;
+          for (int64_t e = offs[size_t(i2)]; e < offs[size_t(i2 + 1)]; ++e)
+            store_row(o + entries[size_t(2 * e)] * K, buf.data() + entries[size_t(2 * e + 1)] * gK + t * K);
+        }
+      }
+    });
+  };
+  if (B >= omp_get_max_threads()) {
+    parallel_for(B, true, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) item(b, false);
+    });
+  } else {
+    for (int64_t b = 0; b < B; ++b) item(b, true);
+  }
+}
+
+template <typename S>
+void fwht_select_from(const S* in, void* work, void* out, DType out_dt, int64_t B, int64_t n_valid, int64_t N,
+                      int64_t K, const int8_t* mult, double scale, const int64_t* select, int64_t m) {
+  switch (out_dt) {
+    case DType::f32: return fwht_select_typed(in, work, static_cast<float*>(out), B, n_valid, N, K, mult, scale, select, m);
+    case DType::f64: return fwht_select_typed(in, work, static_cast<double*>(out), B, n_valid, N, K, mult, scale, select, m);
+    case DType::f16: return fwht_select_typed(in, work, static_cast<half_bits*>(out), B, n_valid, N, K, mult, scale, select, m);
+    case DType::bf16: return fwht_select_typed(in, work, static_cast<bf16_bits*>(out), B, n_valid, N, K, mult, scale, select, m);
   }
 }
 
@@ -337,6 +424,16 @@ void fwht(const void* in, void* out, DType dt, DType out_dt, int64_t B, int64_t 
     case DType::f64: return fwht_from(static_cast<const double*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
     case DType::f16: return fwht_from(static_cast<const half_bits*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
     case DType::bf16: return fwht_from(static_cast<const bf16_bits*>(in), out, out_dt, B, n_valid, N, K, row_mult, scale);
+  }
+}
+
+void fwht_select(const void* in, void* work, void* out, DType dt, DType out_dt, int64_t B, int64_t n_valid,
+                 int64_t N, int64_t K, const int8_t* row_mult, double scale, const int64_t* select, int64_t m) {
+  switch (dt) {
+    case DType::f32: return fwht_select_from(static_cast<const float*>(in), work, out, out_dt, B, n_valid, N, K, row_mult, scale, select, m);
+    case DType::f64: return fwht_select_from(static_cast<const double*>(in), work, out, out_dt, B, n_valid, N, K, row_mult, scale, select, m);
+    case DType::f16: return fwht_select_from(static_cast<const half_bits*>(in), work, out, out_dt, B, n_valid, N, K, row_mult, scale, select, m);
+    case DType::bf16: return fwht_select_from(static_cast<const bf16_bits*>(in), work, out, out_dt, B, n_valid, N, K, row_mult, scale, select, m);
   }
 }
 

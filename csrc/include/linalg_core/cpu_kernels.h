@@ -16,6 +16,11 @@ namespace linalg_core::cpu {
   /* in: (B, n_valid, K) of dtype dt, out: (B, N, K) of out_dt; row_mult may be null.    */  \
   void fwht(const void* in, void* out, DType dt, DType out_dt, int64_t B, int64_t n_valid,    \
             int64_t N, int64_t K, const int8_t* row_mult, double scale);                      \
+  /* out (B, m, K) = rows `select` (m,) of the fwht above; work (B, N, K) is scratch in   */  \
+  /* the compute dtype (double if dt or out_dt is f64, else float).                       */  \
+  void fwht_select(const void* in, void* work, void* out, DType dt, DType out_dt, int64_t B,  \
+                   int64_t n_valid, int64_t N, int64_t K, const int8_t* row_mult, double scale, \
+                   const int64_t* select, int64_t m);                                         \
   /* rows/signs (n, s) of the sparse sketch columns col0 .. col0 + n - 1 (m rows).       */  \
   void sparse_hash(int32_t* rows, int8_t* signs, int64_t n, int64_t col0, int64_t m,          \
                    int64_t s, uint64_t stream, uint64_t seed);                                \
@@ -41,6 +46,7 @@ LC_DECLARE_CPU_KERNELS(avx512)
 struct KernelTable {
   const char* isa;
   decltype(&generic::fwht) fwht;
+  decltype(&generic::fwht_select) fwht_select;
   decltype(&generic::sparse_hash) sparse_hash;
   decltype(&generic::sparse_apply) sparse_apply;
   decltype(&generic::random_uint32) random_uint32;

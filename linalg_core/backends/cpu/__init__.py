@@ -13,6 +13,7 @@ import torch
 from linalg_core import _ops
 from linalg_core._arrays import DTYPE_CODES, FLOAT_DTYPES, compute_dtype
 from linalg_core._ext import _C
+from linalg_core.backends.reference.sketch import fwht_then_select
 
 F32_F64 = (torch.float32, torch.float64)
 
@@ -44,6 +45,17 @@ class Launch:
                 ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
                 args += (0 if ws is None else ws.data_ptr(),)
             self._kernel("fwht")(*args, *self._stream(x.device))
+        return out
+
+    def fwht_select(self, x, N, row_mult, scale, rows, out_dtype, work=None):
+        B, n_valid, K = x.shape
+        cdt = torch.float64 if torch.float64 in (x.dtype, out_dtype) else torch.float32
+        if work is None:
+            work = torch.empty(B, N, K, dtype=cdt, device=x.device)
+        out = torch.empty(B, rows.numel(), K, dtype=out_dtype, device=x.device)
+        mult = 0 if row_mult is None else row_mult.data_ptr()
+        _C.cpu_fwht_select(x.data_ptr(), work.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype],
+                           B, n_valid, N, K, mult, float(scale), rows.data_ptr(), rows.numel())
         return out
 
     def sparse_hash(self, n, col0, m, s, stream, seed, device):
@@ -88,6 +100,8 @@ class Launch:
 def register(backend: str, launch: Launch, devices) -> None:
     """Register the compiled kernels of one backend for every op they implement."""
     _ops.fwht.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.fwht)
+    fused = launch.fwht_select if backend == "cpu" else fwht_then_select(launch.fwht)
+    _ops.fwht_select.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(fused)
     _ops.sparse_hash.register(backend, devices=devices, dtypes=[torch.int32])(launch.sparse_hash)
     _ops.sparse_apply.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.sparse_apply)
     _ops.random_uint32.register(backend, devices=devices, dtypes=[torch.int64])(launch.random_uint32)

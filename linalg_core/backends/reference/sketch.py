@@ -29,6 +29,21 @@ def fwht(x, N, row_mult, scale, out_dtype, out=None):
     return y if out is None else out.copy_(y)
 
 
+def fwht_then_select(fwht_impl):
+    """fwht_select as the full transform followed by a row gather (backends without a fused
+    kernel)."""
+
+    def fwht_select(x, N, row_mult, scale, rows, out_dtype, work=None):
+        wide = torch.float64 in (x.dtype, out_dtype)
+        y = fwht_impl(x, N, row_mult, scale, torch.float64 if wide else torch.float32)
+        return y.index_select(1, rows).to(out_dtype)
+
+    return fwht_select
+
+
+_ops.fwht_select.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)(fwht_then_select(fwht))
+
+
 @_ops.sparse_hash.register("reference", devices=ANY_DEVICE, dtypes=[torch.int32])
 def sparse_hash(n, col0, m, s, stream, seed, device):
     j = torch.arange(col0, col0 + n, dtype=torch.int64, device=device)

@@ -40,6 +40,7 @@ import triton.language as tl
 from linalg_core import _ops
 from linalg_core._arrays import FLOAT_DTYPES, compute_dtype
 from linalg_core.backends.triton import LAUNCH, _check, _on, _pow2
+from linalg_core.backends.reference.sketch import fwht_then_select
 from linalg_core.backends.triton.random import MASK32, philox_block
 
 # Largest L x BC tile held in registers, in elements of the compute dtype (module-level so that
@@ -150,6 +151,10 @@ def fwht(x, N, row_mult, scale, out_dtype, out=None):
                 CDT=tl_cdt, num_warps=num_warps, **LAUNCH)
             S *= L
     return out
+
+
+_ops.fwht_select.register("triton", devices=("cuda", "cpu"), dtypes=FLOAT_DTYPES, check=_check)(
+    fwht_then_select(fwht))
 
 
 # ---------------------------------------------------------------------------- sparse_hash
