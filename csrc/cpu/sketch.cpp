@@ -224,7 +224,13 @@ void fwht_typed(const S* in, O* out, int64_t B, int64_t n_valid, int64_t N, int6
       const int64_t wc = std::min(w, K - c0);
       Source<S, C> source{src + c0, K, n_valid, mult, C(scale)};
       if constexpr (direct) {
-        fwht_rows<S, C>(reinterpret_cast<C*>(dst) + c0, N, wc, K, &source, 0, 1, inner_parallel);
+        if (!inner_parallel && N * K <= kCacheElems) {  // small item: in cache, then streamed out
+          scratch.resize(size_t(N * K));
+          fwht_rows<S, C>(scratch.data(), N, K, K, &source, 0, 1, false);
+          copy_streaming(reinterpret_cast<C*>(dst), scratch.data(), N * K);
+        } else {
+          fwht_rows<S, C>(reinterpret_cast<C*>(dst) + c0, N, wc, K, &source, 0, 1, inner_parallel);
+        }
       } else {
         scratch.resize(size_t(N * wc));
         fwht_rows<S, C>(scratch.data(), N, wc, wc, &source, 0, 1, inner_parallel);
@@ -238,6 +244,7 @@ void fwht_typed(const S* in, O* out, int64_t B, int64_t n_valid, int64_t N, int6
     parallel_for(B, true, [&](int64_t b0, int64_t b1) {
       std::vector<C> scratch;
       for (int64_t b = b0; b < b1; ++b) item(b, scratch, false);
+      store_fence();
     });
   } else {
     std::vector<C> scratch;
