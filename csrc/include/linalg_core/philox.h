@@ -40,6 +40,8 @@ LC_HOST_DEVICE Philox4x32 philox4x32_10(uint64_t block, uint64_t stream, uint64_
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
 #if defined(__CUDA_ARCH__)
 #pragma unroll
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#pragma GCC unroll 10  // straight-line code lets loops over blocks vectorise
 #endif
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, hi1;
