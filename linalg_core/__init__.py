@@ -1,20 +1,38 @@
 """linalg_core: seeded, compiled-kernel randomized numerical linear algebra for PyTorch users.
 
 Families (see README.md): ``sketch`` (Gaussian, Rademacher, SRHT, CountSketch, sparse sign,
-``fwht``) and the counter-based ``random`` streams every randomized op draws from. Backends
+``fwht``), ``lowrank`` (``rsvd``, ``rsvd_many``, ``svd_error``, ``nystrom``, ``cur``) and the
+counter-based ``random`` streams every randomized op draws from. Backends
 (``cuda``, ``triton``, ``cpu``, ``reference``) are chosen per call by ``linalg_core._ops``;
 ``linalg_core.explain(op)`` says which one serves a call and why the others do not.
 
 ``import linalg_core`` never fails and never initialises CUDA.
 """
 
-from linalg_core import random, sketch
+from linalg_core import lowrank, random, sketch
 from linalg_core._ops import BackendError, explain
+from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error
 from linalg_core.sketch import distortion, fwht
 
 __version__ = "0.1.0"
 
-__all__ = ["random", "sketch", "fwht", "distortion", "explain", "BackendError", "set_num_threads", "__version__"]
+__all__ = [
+    "random",
+    "sketch",
+    "lowrank",
+    "fwht",
+    "distortion",
+    "SVD",
+    "rsvd",
+    "rsvd_many",
+    "svd_error",
+    "nystrom",
+    "cur",
+    "explain",
+    "BackendError",
+    "set_num_threads",
+    "__version__",
+]
 
 
 def set_num_threads(n: int) -> None:

@@ -1,0 +1,184 @@
+"""Linear operators for the low-rank algorithms: a dense (batched) matrix, or anything with
+``shape``, ``dtype``, ``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y`` (matrix-free: a
+quantized weight, a Gram matrix, a sum of terms).
+
+Low-precision dense inputs (float16, bfloat16) are multiplied block of rows by block of rows
+in float32, so no float32 copy of the whole matrix is ever made.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from linalg_core import _validate
+from linalg_core._arrays import compute_dtype
+
+# Elements of A converted to float32 at a time for low-precision products (16 MiB).
+_BLOCK_ELEMS = 1 << 22
+
+
+@runtime_checkable
+class LinearOperator(Protocol):
+    """What the low-rank algorithms need of A (m × n)."""
+
+    shape: tuple[int, int]
+    dtype: torch.dtype
+
+    def matmul(self, X: torch.Tensor) -> torch.Tensor:  # (n, k) -> (m, k)
+        ...
+
+    def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:  # (m, k) -> (n, k)
+        ...
+
+
+class Dense:
+    """A dense (*, m, n) tensor seen as an operator, computing in float32 (float64 for float64)."""
+
+    def __init__(self, A: torch.Tensor):
+        self.A = A
+        self.shape = tuple(A.shape)
+        self.dtype = compute_dtype(A.dtype)
+        self.device = A.device
+        self.direct = A.dtype == self.dtype
+
+    def _rows(self):
+        m, n = self.shape[-2:]
+        step = max(1, _BLOCK_ELEMS // max(1, n))
+        for i in range(0, m, step):
+            yield i, min(m, i + step)
+
+    def matmul(self, X):
+        if self.direct:
+            return torch.matmul(self.A, X)
+        out = torch.empty(*self.shape[:-1], X.shape[-1], dtype=self.dtype, device=self.device)
+        for i0, i1 in self._rows():
+            torch.matmul(self.A[..., i0:i1, :].to(self.dtype), X, out=out[..., i0:i1, :])
+        return out
+
+    def rmatmul(self, Y):
+        if self.direct:
+            return torch.matmul(self.A.mT.conj(), Y)
+        out = None
+        for i0, i1 in self._rows():
+            part = torch.matmul(self.A[..., i0:i1, :].to(self.dtype).mT.conj(), Y[..., i0:i1, :])
+            out = part if out is None else out.add_(part)
+        return out
+
+    def bf16(self) -> "LowPrecision":
+        """The same matrix for bfloat16 GEMMs (a copy only when A is not bfloat16 already)."""
+        return LowPrecision(self.A if self.A.dtype == torch.bfloat16 else self.A.to(torch.bfloat16), self.dtype)
+
+    def fro_norm_sq(self) -> torch.Tensor:
+        """‖A‖_F², per batch item."""
+        total = None
+        for i0, i1 in self._rows():
+            part = torch.linalg.vector_norm(self.A[..., i0:i1, :].to(self.dtype), dim=(-2, -1)) ** 2
+            total = part if total is None else total + part
+        return total
+
+    def dense(self) -> torch.Tensor:
+        return self.A.to(self.dtype)
+
+
+class LowPrecision:
+    """Products with a bfloat16 A: bfloat16 GEMMs (fp32 accumulation inside the GEMM, the
+    result rounded to bfloat16), returned in ``dtype``. Used only for the power iterations of
+    the range finder, where an error of 2^-9 in each product changes the captured energy to
+    second order (see rsvd's ``precision``)."""
+
+    def __init__(self, A: torch.Tensor, dtype: torch.dtype):
+        self.A, self.dtype, self.device = A, dtype, A.device
+        self.shape = tuple(A.shape)
+
+    def matmul(self, X):
+        return torch.matmul(self.A, X.to(torch.bfloat16)).to(self.dtype)
+
+    def rmatmul(self, Y):
+        return torch.matmul(self.A.mT, Y.to(torch.bfloat16)).to(self.dtype)
+
+
+class Adjoint:
+    """Aᴴ of an operator, without forming it."""
+
+    def __init__(self, op):
+        self.op = op
+        self.shape = tuple(op.shape[:-2]) + (op.shape[-1], op.shape[-2])
+        self.dtype = op.dtype
+        self.device = getattr(op, "device", None)
+
+    def matmul(self, X):
+        return self.op.rmatmul(X)
+
+    def rmatmul(self, Y):
+        return self.op.matmul(Y)
+
+    def fro_norm_sq(self):
+        return fro_norm_sq(self.op)
+
+
+def fro_norm_sq(op, *, probes: int = 16, seed: int = 0) -> torch.Tensor:
+    """‖A‖_F²: exact for dense operators, a Gaussian trace estimate E‖Ag‖² with ``probes``
+    vectors for matrix-free ones (relative standard deviation √(2/probes))."""
+    if hasattr(op, "fro_norm_sq"):
+        return op.fro_norm_sq()
+    from linalg_core.random import normal
+
+    n = op.shape[-1]
+    G = normal((n, probes), seed=seed, stream=2**32 + 1, dtype=op.dtype, device=_device(op))
+    return torch.linalg.vector_norm(op.matmul(G), dim=(-2, -1)) ** 2 / probes
+
+
+def _device(op):
+    return getattr(op, "device", None) or torch.device("cpu")
+
+
+def as_operator(A, name: str = "A"):
+    """(operator, boundary, batch shape). Dense arrays are validated (float dtype, finite,
+    non-empty, at least 2-D); operators must have shape, dtype, matmul and rmatmul."""
+    if isinstance(A, LinearOperator) and not isinstance(A, torch.Tensor):
+        if len(A.shape) != 2:
+            raise ValueError(f"{name} operator must have a 2-D shape, got {A.shape}")
+        if min(A.shape) < 1:
+            raise ValueError(f"{name} is empty (shape {tuple(A.shape)})")
+        if A.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise TypeError(f"{name} operator has dtype {A.dtype}; supported: float32, float64, float16, bfloat16")
+        from linalg_core._arrays import Boundary
+
+        return _Wrapped(A), Boundary("torch"), ()
+    t, boundary = _validate.float_array(A, name, min_ndim=2)
+    _validate.check_finite(t, name)
+    return Dense(t), boundary, tuple(t.shape[:-2])
+
+
+class _Wrapped:
+    """A user operator, with products cast to its compute dtype."""
+
+    def __init__(self, op):
+        self.op = op
+        self.shape = tuple(op.shape)
+        self.dtype = compute_dtype(op.dtype)
+        self.device = getattr(op, "device", None) or torch.device("cpu")
+
+    def matmul(self, X):
+        return self.op.matmul(X).to(self.dtype)
+
+    def rmatmul(self, Y):
+        return self.op.rmatmul(Y).to(self.dtype)
+
+    def fro_norm_sq(self):
+        if hasattr(self.op, "fro_norm_sq"):
+            return torch.as_tensor(self.op.fro_norm_sq(), dtype=self.dtype)
+        return fro_norm_sq(_Stripped(self))
+
+
+class _Stripped:
+    """Hides fro_norm_sq so that the estimator is used."""
+
+    def __init__(self, op):
+        self.shape, self.dtype, self.device = op.shape, op.dtype, op.device
+        self.matmul, self.rmatmul = op.matmul, op.rmatmul
+
+
+__all__ = ["LinearOperator", "Dense", "Adjoint", "as_operator", "fro_norm_sq"]

