@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from linalg_core._validate import all_finite
+
 METHODS = ("qr", "cholqr2", "cholqr", "lu")
 
 
@@ -54,7 +56,7 @@ def cholqr2(Y: torch.Tensor) -> torch.Tensor:
         Q = _chol_step(Y, shift)
         Q = _chol_step(Q) if Q is not None else None
         Q = _chol_step(Q) if Q is not None else None
-    if Q is None or not bool(torch.isfinite(Q).all()) or not _orthonormal_enough(Q):
+    if Q is None or not all_finite(Q) or not _orthonormal_enough(Q):
         return _householder(Y)
     return Q
 
@@ -106,5 +108,5 @@ def orthonormalize(Y: torch.Tensor, method: str = "cholqr2") -> torch.Tensor:
         return lu_normalize(Y)
     if method == "cholqr":
         Q = _chol_step(Y)
-        return _householder(Y) if Q is None or not bool(torch.isfinite(Q).all()) else Q
+        return _householder(Y) if Q is None or not all_finite(Q) else Q
     raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")

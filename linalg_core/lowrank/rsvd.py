@@ -24,6 +24,7 @@ iterations do.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -247,7 +248,7 @@ def rsvd(
     m, n = op.shape[-2:]
     rank, k, niter, normalizer = _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision)
     seed = _validate.seed(seed)
-    mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, niter))
+    mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, niter))
     if mixed and not isinstance(op, Dense):
         raise ValueError("precision='bf16' needs a dense A (an operator supplies its own products)")
     svd, Q, rank = _factor(op, op.bf16() if mixed else op, rank, k, niter, normalizer, method, tol, seed, backend,
@@ -265,13 +266,21 @@ def rsvd(
 BF16_RANGE = 0.05
 
 
-def _bf16_pays(op, niter: int) -> bool:
-    """bfloat16 power iterations pay when there are iterations, A is dense and the device has
-    fast bfloat16 GEMMs (a CUDA GPU, or a CPU with AMX / AVX512-BF16); always for bf16 A."""
+# Below this many multiply-adds per product (m·n·k) float32 GEMMs win: measured 1.8x slower
+# with bf16 at 512 x 1376 x 128, 2x faster at 4096 x 4096 x 32 (benchmarks/RESULTS.md).
+BF16_MIN_WORK = 1 << 28
+
+
+def _bf16_pays(op, k: int, niter: int) -> bool:
+    """bfloat16 power iterations pay when there are iterations, A is dense and large, and the
+    device has fast bfloat16 GEMMs (a CUDA GPU, or a CPU with AMX / AVX512-BF16); always for a
+    bfloat16 A (no conversion then)."""
     if niter < 1 or not isinstance(op, Dense):
         return False
     if op.A.dtype == torch.bfloat16:
         return True
+    if math.prod(op.shape) * k < BF16_MIN_WORK:
+        return False
     if op.A.dtype == torch.float64:
         return False
     if op.device.type == "cuda":
