@@ -15,11 +15,11 @@ Algorithms:
   meets the tolerance.
 
 Defaults (``oversample="auto"``, ``niter="auto"``) come from ``benchmarks/bench_lowrank.py``
-(see ``benchmarks/RESULTS.md``): on flat LLM-like spectra (σ_i = (i+1)^-0.3, 4096², r = 128)
-oversampling to k = 2r and 4 iterations reaches a top-r singular value error ≈ 5e-3, against
-8.5e-2 for PEFT's ``svd_lowrank(q=r, niter=4)`` and 2.2e-2 for ``niter=16``, with ~60% of the
-GEMM work of the latter. Per Halko et al. §4.4 and scikit-learn, oversampling pays before
-iterations do.
+(the "defaults grid" rows of ``benchmarks/RESULTS.md``). On a flat LLM-like spectrum
+(σ_i = (i+1)^-0.3, 4096², r = 64, 2 threads): k = r + 10 with 4 iterations gives a top-r
+singular value error of 4.0e-2 (85 ms), 6 iterations 2.3e-2 (96 ms); k = 2r with 4 iterations
+4.4e-3 (103 ms); PEFT's ``svd_lowrank(q=r, niter=4)`` 9.0e-2 (150 ms) and ``niter=16``
+2.7e-2 (517 ms). Oversampling pays before iterations do (Halko et al. §4.4, scikit-learn).
 """
 
 from __future__ import annotations
@@ -135,7 +135,10 @@ def _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision):
     if rank > r_max:
         raise ValueError(f"rank={rank} exceeds min(m, n)={r_max} for A of shape ({m}, {n})")
     if oversample is None or oversample == "auto":
-        oversample = max(10, rank)
+        # k = 2r, and k = 3r while that stays ≤ 48 columns: at small k the GEMMs are bound by
+        # reading A, so the extra columns are nearly free (4096², r = 16, β = 0.3: p = 16 gives
+        # σ error 4.5e-3..7.6e-3 in 54 ms, p = 32 gives 6.4e-4..8.1e-4 in 64 ms).
+        oversample = max(10, rank, min(2 * rank, 48 - rank))
     oversample = _validate.integer(oversample, "oversample", low=0)
     k = min(r_max, rank + oversample)
     if niter is None or niter == "auto":
@@ -196,7 +199,8 @@ def rsvd(
             bfloat16 computed in float32 one block of rows at a time), or a matrix-free
             operator with ``shape``, ``dtype``, ``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y``.
         rank: number of singular triplets (the maximum rank when ``tol`` is given).
-        oversample: extra sketch columns p, k = rank + p (``"auto"``: max(10, rank)).
+        oversample: extra sketch columns p, k = rank + p (``"auto"``: max(10, r, min(2r, 48 − r)),
+            i.e. k = 2r, or 3r for small ranks).
         niter: power (subspace) or Krylov iterations q (``"auto"``: 4).
         normalizer: between passes: ``"cholqr"`` (``"auto"``: one CholeskyQR round), ``"cholqr2"``,
             ``"qr"`` or ``"lu"``; the final basis always gets CholeskyQR2 (QR for ``"qr"``).
@@ -216,7 +220,8 @@ def rsvd(
             on flat spectra), at 2x the speed. ``"auto"``: bf16 for dense bfloat16 A, and for
             float32/16 A where bfloat16 GEMMs are fast (CUDA, CPUs with AMX or AVX512-BF16;
             float32 A then costs a bfloat16 copy), falling back to ``"full"`` when σ_k/σ_1 of
-            the result is below 0.05 (a range bfloat16 cannot resolve).
+            the result is below 0.05 (a range bfloat16 cannot resolve; subspace iteration then
+            continues from the bfloat16 basis with ⌈niter/2⌉ full-precision iterations).
 
     Returns:
         :class:`SVD` (U, S, Vh) in the caller's array type; float32 for 16-bit inputs, float64
@@ -253,11 +258,18 @@ def rsvd(
         raise ValueError("precision='bf16' needs a dense A (an operator supplies its own products)")
     svd, Q, rank = _factor(op, op.bf16() if mixed else op, rank, k, niter, normalizer, method, tol, seed, backend,
                            range_finder)
-    if mixed and precision == "auto" and bool((svd.S[..., k - 1 if tol is None else -1] <
-                                                  BF16_RANGE * svd.S[..., 0]).any()):
+    if mixed and precision == "auto" and bool((svd.S[..., -1] < BF16_RANGE * svd.S[..., 0]).any()):
         # The top k singular values span more than bfloat16 products resolve: directions below
-        # ~2^-8·σ₁ may be lost in rounding, so redo the range finder in full precision.
-        svd, Q, rank = _factor(op, op, rank, k, niter, normalizer, method, tol, seed, backend, range_finder)
+        # ~2^-8·σ₁ may be lost in rounding. Subspace iteration restarts from the bfloat16 basis
+        # with half the iterations in full precision; the other methods start over.
+        if tol is None and method == "subspace" and range_finder is None:
+            Y = Q
+            for _ in range(max(1, niter // 2)):
+                Y = op.matmul(orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), normalizer))
+            Q = orthonormalize(Y, _final(normalizer))
+            svd = svd_of_wide(op.rmatmul(Q).mT.conj())
+        else:
+            svd, Q, rank = _factor(op, op, rank, k, niter, normalizer, method, tol, seed, backend, range_finder)
     out = flip_signs(SVD(Q @ svd.U[..., :rank], svd.S[..., :rank], svd.Vh[..., :rank, :]))
     return SVD(*boundary.out(tuple(out)))
 
