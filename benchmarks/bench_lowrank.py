@@ -102,7 +102,8 @@ def bench_rsvd(report: Report, quick: bool):
                 M = Ab if dtype == "bf16" else A
                 t = measure(lambda: lc.rsvd(M, r, seed=0, **kwargs), repeats=3, budget_s=15)
                 res, sig = accuracy(A, lc.rsvd(M, r, seed=0, **kwargs), s, r)
-                row = report.add(**base, impl=name, dtype=dtype, ms=t.median * 1e3, resid_ratio=res, sigma_err=sig)
+                row = report.add(**base, impl=name, dtype=dtype, ms=t.median * 1e3, resid_ratio=res, sigma_err=sig,
+                                 x_gemm_floor=t.median / _our_floor(m, n, r, kwargs, rate32, rate16))
                 ours.append(row)
             peft = torch_rows[0]
             for row in ours:
@@ -115,6 +116,19 @@ def bench_rsvd(report: Report, quick: bool):
                 row["sigma_err_vs_peft_niter4"] = round(peft["sigma_err"] / row["sigma_err"], 1)
             report.add(**base, impl="torch.svd_lowrank on bf16 input", dtype="bf16", ms="fails",
                        note=_torch_bf16_error(Ab, r))
+
+
+def _our_floor(m, n, r, kwargs, rate32, rate16):
+    """GEMM seconds of an rsvd call: the range-finder products (bf16 rate when linalg_core's
+    default precision would use bf16 on this machine) plus B = QᴴA at the fp32 rate."""
+    from linalg_core.lowrank.rsvd import BF16_MIN_WORK, _resolve
+
+    _, k, niter, _ = _resolve(r, m, n, kwargs.get("oversample", "auto"), kwargs.get("niter", "auto"), "auto",
+                              kwargs.get("method", "subspace"), None, "auto")
+    if kwargs.get("method") == "krylov":
+        return 2 * m * n * k * (2 * niter + 1 + niter + 1) / rate32
+    mixed = kwargs.get("precision", "auto") == "auto" and m * n * k >= BF16_MIN_WORK
+    return 2 * m * n * k * (2 * niter + 1) / (rate16 if mixed else rate32) + 2 * m * n * k / rate32
 
 
 def _torch_bf16_error(Ab, r):

@@ -308,3 +308,11 @@ def test_auto_precision_falls_back_when_the_range_is_too_wide_for_bf16():
     X = torch.randn(50, 5, generator=g)
     with pytest.raises(ValueError, match="needs a dense A"):
         lc.rsvd(MatrixFree(X, torch.ones(50)), 3, precision="bf16")
+
+
+def test_backends_of_the_test_matrix_agree():
+    A = matrix("polynomial", decay=0.6)
+    for backend in ("reference", None):
+        other = lc.rsvd(A, 6, seed=3, backend=backend)
+        for x, y in zip(lc.rsvd(A, 6, seed=3, backend="cpu" if backend is None else None), other):
+            torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
