@@ -6,7 +6,7 @@ import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import as_tensor
-from linalg_core.lowrank.operators import Dense, as_operator
+from linalg_core.lowrank.operators import Dense, as_operator, hutchinson_fro_sq
 from linalg_core.random import normal
 
 ERROR_STREAM = 7
@@ -74,8 +74,7 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
                 total = part if total is None else total + part
             value = torch.sqrt(total)
         else:
-            G = normal((n, probes), seed=seed, stream=ERROR_STREAM, dtype=op.dtype, device=E.device)
-            value = torch.linalg.vector_norm(E.matmul(G), dim=(-2, -1)) / probes**0.5
+            value = torch.sqrt(hutchinson_fro_sq(E, probes=probes, seed=seed, stream=ERROR_STREAM))
     else:
         x = normal((n, 1), seed=seed, stream=ERROR_STREAM, dtype=op.dtype, device=E.device)
         value = None
