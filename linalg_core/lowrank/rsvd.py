@@ -80,14 +80,18 @@ def subspace_iteration(op, k: int, *, niter: int, normalizer: str = "cholqr", se
     return orthonormalize(Y, _final(normalizer))
 
 
+def _project_out(Y, blocks):
+    for P in blocks:
+        Y = Y - P @ (P.mT.conj() @ Y)
+    return Y
+
+
 def _orthonormal_complement(Y, blocks, normalizer):
     """Orthonormal basis of Y's part orthogonal to the orthonormal ``blocks``: block
     Gram-Schmidt with re-orthogonalisation, normalising after each sweep ("twice is enough",
     Giraud et al. 2005), so that directions Y had only to rounding stay orthogonal too."""
     for _ in range(2 if blocks else 1):
-        for P in blocks:
-            Y = Y - P @ (P.mT.conj() @ Y)
-        Y = orthonormalize(Y, _final(normalizer))
+        Y = orthonormalize(_project_out(Y, blocks), _final(normalizer))
     return Y
 
 
@@ -163,9 +167,13 @@ def _adaptive_qb(op, power, max_rank, block, tol, niter, normalizer, seed, backe
     i = 0
     while sum(q.shape[-1] for q in Qs) < max_rank:
         b = min(block, max_rank - sum(q.shape[-1] for q in Qs))
-        Y = power.matmul(_gaussian(op, n, b, seed, i, backend))
+        # Power iterations on the deflated (I − QQᴴ)A: projecting each A-product off the basis
+        # found so far is enough (for Y ⟂ Q, ((I − QQᴴ)A)ᴴY = AᴴY). Without it the iterates
+        # converge back to the directions already captured.
+        Y = _project_out(power.matmul(_gaussian(op, n, b, seed, i, backend)), Qs)
         for _ in range(niter):
-            Y = power.matmul(orthonormalize(power.rmatmul(orthonormalize(Y, normalizer)), normalizer))
+            Z = orthonormalize(power.rmatmul(orthonormalize(Y, normalizer)), normalizer)
+            Y = _project_out(power.matmul(Z), Qs)
         Q = _orthonormal_complement(Y, Qs, normalizer)
         B = op.rmatmul(Q).mT.conj()  # QᴴA without forming Aᴴ
         Qs.append(Q)
