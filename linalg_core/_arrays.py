@@ -21,9 +21,10 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 
 
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The precision a kernel accumulates in: float64 stays float64, everything else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """The precision a kernel accumulates in: float64 when any of ``dtypes`` is float64 (an
+    input or an output), else float32."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
 
 
 @dataclass(frozen=True)

@@ -476,11 +476,8 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
                              f"got {dest.dtype} {tuple(dest.shape)} on {dest.device}"
                              + ("" if dest.is_contiguous() else " (not contiguous)"))
         dest = dest.view(B, N, K)
-    if dest is not None and dest.data_ptr() == t.data_ptr() and out is not x:
-        t = t.clone()  # x was copied on the way in (e.g. made contiguous) and out aliases it
     y = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, dest, key=_key(t), backend=backend).view(t.shape)
-    if not _validate.all_finite(y):
-        _validate.check_result_finite(y, {"x": x if out is not x else y}, "fwht")
+    _validate.check_result_finite(y, {"x": t}, "fwht")
     return boundary.out(y) if out is None else out
 
 

@@ -85,6 +85,8 @@ def test_errors_name_the_argument():
     x[1, 2], x[3, 3] = float("nan"), float("inf")
     with pytest.raises(ValueError, match="x has 1 NaN and 1 Inf"):
         lc.fwht(x)
+    with pytest.raises(ValueError, match="x has 1 NaN and 0 Inf"):
+        lc.fwht(np.array([1.0, float("nan"), 0.0, 2.0]))  # numpy input is counted too
     with pytest.raises(TypeError, match="list"):
         lc.fwht([1.0, 2.0])
 

@@ -65,6 +65,11 @@ def _final(normalizer: str) -> str:
     return "qr" if normalizer == "qr" else "cholqr2"
 
 
+def _power_step(op, Y, normalizer):
+    """One subspace iteration Y ← A·orth(Aᴴ·orth(Y))."""
+    return op.matmul(orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), normalizer))
+
+
 def subspace_iteration(op, k: int, *, niter: int, normalizer: str = "cholqr", seed: int = 0, backend=None):
     """Orthonormal Q (*, m, k) with range(Q) ≈ the dominant k-dimensional range of A.
 
@@ -76,7 +81,7 @@ def subspace_iteration(op, k: int, *, niter: int, normalizer: str = "cholqr", se
     n = op.shape[-1]
     Y = op.matmul(_gaussian(op, n, k, seed, 0, backend))
     for _ in range(niter):
-        Y = op.matmul(orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), normalizer))
+        Y = _power_step(op, Y, normalizer)
     return orthonormalize(Y, _final(normalizer))
 
 
@@ -172,8 +177,7 @@ def _adaptive_qb(op, power, max_rank, block, tol, niter, normalizer, seed, backe
         # converge back to the directions already captured.
         Y = _project_out(power.matmul(_gaussian(op, n, b, seed, i, backend)), Qs)
         for _ in range(niter):
-            Z = orthonormalize(power.rmatmul(orthonormalize(Y, normalizer)), normalizer)
-            Y = _project_out(power.matmul(Z), Qs)
+            Y = _project_out(_power_step(power, Y, normalizer), Qs)
         Q = _orthonormal_complement(Y, Qs, normalizer)
         B = op.rmatmul(Q).mT.conj()  # QᴴA without forming Aᴴ
         Qs.append(Q)
@@ -273,7 +277,7 @@ def rsvd(
         if tol is None and method == "subspace" and range_finder is None:
             Y = Q
             for _ in range(max(1, niter // 2)):
-                Y = op.matmul(orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), normalizer))
+                Y = _power_step(op, Y, normalizer)
             Q = orthonormalize(Y, _final(normalizer))
             svd = svd_of_wide(op.rmatmul(Q).mT.conj())
         else:

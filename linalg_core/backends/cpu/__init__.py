@@ -49,7 +49,7 @@ class Launch:
 
     def fwht_select(self, x, N, row_mult, scale, rows, out_dtype, work=None):
         B, n_valid, K = x.shape
-        cdt = torch.float64 if torch.float64 in (x.dtype, out_dtype) else torch.float32
+        cdt = compute_dtype(x.dtype, out_dtype)
         if work is None:
             work = torch.empty(B, N, K, dtype=cdt, device=x.device)
         out = torch.empty(B, rows.numel(), K, dtype=out_dtype, device=x.device)

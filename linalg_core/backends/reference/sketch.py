@@ -14,8 +14,7 @@ from linalg_core.backends.reference.random import ANY_DEVICE
 @_ops.fwht.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
 def fwht(x, N, row_mult, scale, out_dtype, out=None):
     B, n_valid, K = x.shape
-    wide = torch.float64 in (x.dtype, out_dtype)  # float64 if either side is, else float32
-    y = x.to(torch.float64 if wide else torch.float32)
+    y = x.to(compute_dtype(x.dtype, out_dtype))
     if row_mult is not None:
         y = y * row_mult.to(y.dtype)[:, None]
     if N > n_valid:
@@ -34,8 +33,7 @@ def fwht_then_select(fwht_impl):
     kernel)."""
 
     def fwht_select(x, N, row_mult, scale, rows, out_dtype, work=None):
-        wide = torch.float64 in (x.dtype, out_dtype)
-        y = fwht_impl(x, N, row_mult, scale, torch.float64 if wide else torch.float32)
+        y = fwht_impl(x, N, row_mult, scale, compute_dtype(x.dtype, out_dtype))
         return y.index_select(1, rows).to(out_dtype)
 
     return fwht_select

@@ -127,7 +127,7 @@ def fwht(x, N, row_mult, scale, out_dtype, out=None):
     B, n_valid, K = x.shape
     if N < 1 or N & (N - 1) or N < n_valid:
         raise ValueError(f"fwht: N={N} must be a power of two >= n_valid={n_valid}")
-    cdt = torch.float64 if torch.float64 in (x.dtype, out_dtype) else torch.float32
+    cdt = compute_dtype(x.dtype, out_dtype)
     out = torch.empty(B, N, K, dtype=out_dtype, device=x.device) if out is None else out
     if out.numel() == 0:
         return out
