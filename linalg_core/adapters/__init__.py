@@ -10,6 +10,9 @@ from linalg_core.adapters.init import (
     LoRAInit,
     SVDInit,
     ThreeFactorInit,
+    loldu,
+    lora_sb,
+    lora_sb_update,
     milora,
     nlora,
     olora,
@@ -20,4 +23,4 @@ from linalg_core.adapters.init import (
 )
 
 __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora", "nlora", "svfit", "sorsa",
-           "milora"]
+           "milora", "lora_sb", "lora_sb_update", "loldu"]

@@ -20,6 +20,7 @@ import torch
 from linalg_core import _validate
 from linalg_core._arrays import compute_dtype
 from linalg_core.lowrank import nystrom, rsvd
+from linalg_core.lowrank.rsvd import AUTO_NITER
 
 
 @dataclass(frozen=True)
@@ -97,25 +98,54 @@ def _weight(W, rank, fan_in_fan_out):
     return t, t.dtype, boundary, rank
 
 
-def _residual(W, delta, dtype, fan_in_fan_out):
-    """W − delta in the compute precision, cast back to W's dtype and layout."""
-    res = (W.to(compute_dtype(dtype)) - delta).to(dtype)
+def _residual(W, B, A, s, fan_in_fan_out, out=None):
+    """W − s·B@A in the compute precision (one fused GEMM pass), cast back to W's dtype and
+    stored layout; written into ``out`` when given (``out`` may be the stored weight itself)."""
+    cdt = compute_dtype(W.dtype)
+    if out is not None:
+        target = out.T if fan_in_fan_out else out
+        if tuple(target.shape) != tuple(W.shape):
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected the stored weight's shape")
+        if out.dtype == cdt and W.dtype == cdt:
+            if target.data_ptr() == W.data_ptr() and target.stride() == W.stride():
+                target.addmm_(B, A, alpha=-s)  # in place: one read-modify-write pass
+            else:
+                torch.addmm(W, B, A, alpha=-s, out=target)
+            return out
+        target.copy_(torch.addmm(W.to(cdt), B.to(cdt), A.to(cdt), alpha=-s))
+        return out
+    res = torch.addmm(W.to(cdt), B.to(cdt), A.to(cdt), alpha=-s).to(W.dtype)
     return res.T.contiguous() if fan_in_fan_out else res
 
 
+# PiSSA's default: k = 2r sketch columns (3r for r < 16) and 2 subspace iterations. On MiniLM-L6 and
+# LLaMA-7B-shaped flat spectra this captures more of the rank-r energy (0.993 / 0.997) than peft's
+# svd_lowrank(q=r, niter=4) (0.982 / 0.990) in about half its GEMM passes (benchmarks/RESULTS.md).
+PISSA_NITER = 2
+
+
+def _check_out(out):
+    if out is not None and not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor (the residual's destination), got {type(out).__name__}")
+
+
 def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = False, fan_in_fan_out: bool = False,
-          niter="auto", seed=None, exact: bool = False) -> LoRAInit:
+          niter="auto", seed=None, exact: bool = False, out=None) -> LoRAInit:
     """PiSSA (Meng, Wang and Zhang 2024): the adapter takes the principal singular triplets,
     A = diag(√(S_r/s))·Vh_r, B = U_r·diag(√(S_r/s)), residual W − s·BA.
 
-    The triplets come from :func:`linalg_core.rsvd` (seeded, oversampled; ``exact=True`` uses
-    LAPACK's full SVD like peft's ``init_lora_weights="pissa"``).
+    The triplets come from :func:`linalg_core.rsvd` (seeded, k = 2r oversampled, ``niter="auto"``
+    = 2 iterations); ``exact=True`` uses LAPACK's full SVD like peft's
+    ``init_lora_weights="pissa"``. The residual is one fused GEMM (``addmm``) in float32 (float64
+    for float64 W), exact to rounding before the cast back to W's dtype.
 
     Args:
         W: (out, in) weight (float32/16, bfloat16, float64); (in, out) with ``fan_in_fan_out``.
         rank: r.
         lora_alpha: peft's alpha (default r, i.e. scaling 1).
-        niter: rsvd iterations.
+        niter: rsvd iterations (``"auto"``: 2).
+        out: tensor of W's stored shape to receive the residual (may be W itself: the in-place
+            update of a model's weight that :func:`init_peft_model` does); default a new tensor.
 
     Returns:
         :class:`LoRAInit`.
@@ -127,21 +157,26 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         >>> torch.allclose(init.residual + init.scaling * init.B @ init.A, W, atol=1e-5)
         True
     """
+    _check_out(out)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     if exact:
         U, S, Vh = torch.linalg.svd(Wt.to(compute_dtype(dtype)), full_matrices=False)
         U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
     else:
-        U, S, Vh = rsvd(Wt, rank, niter=niter, seed=seed)
+        U, S, Vh = rsvd(Wt, rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
+    return _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out)
+
+
+def _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out):
     root = torch.sqrt(S / s)
     A, B = root[:, None] * Vh, U * root
-    residual = _residual(Wt, s * (B @ A), dtype, fan_in_fan_out)
+    residual = _residual(Wt, B, A, s, fan_in_fan_out, out)
     return LoRAInit(*boundary.out((A, B, residual)), s)
 
 
 def olora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = False,
-          fan_in_fan_out: bool = False) -> LoRAInit:
+          fan_in_fan_out: bool = False, out=None) -> LoRAInit:
     """OLoRA (Büyükakyüz 2024): B = Q[:, :r], A = R[:r, :] of W = QR, residual W − s·BA.
 
     peft computes the full QR of W (O(out·in·min(out, in))) and keeps r columns; the same Q[:, :r]
@@ -154,17 +189,18 @@ def olora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         >>> init.A.shape, init.B.shape
         (torch.Size([4, 32]), torch.Size([64, 4]))
     """
+    _check_out(out)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     Wc = Wt.to(compute_dtype(dtype))
     Q, R11 = torch.linalg.qr(Wc[:, :rank])
     A = torch.cat([R11, Q.T @ Wc[:, rank:]], dim=1)
-    residual = _residual(Wt, s * (Q @ A), dtype, fan_in_fan_out)
+    residual = _residual(Wt, Q, A, s, fan_in_fan_out, out)
     return LoRAInit(*boundary.out((A, Q, residual)), s)
 
 
 def nlora(W, rank: int, *, mode: str = "nystrom", lora_alpha: float | None = None, use_rslora: bool = False,
-          fan_in_fan_out: bool = False, niter: int = 2, seed=None) -> ThreeFactorInit:
+          fan_in_fan_out: bool = False, niter: int = 2, seed=None, out=None) -> ThreeFactorInit:
     """NLoRA's three-matrix adapter B·N·A.
 
     * ``mode="paper"``: the published initialisation exactly: A = W[:r, :], N = W[:r, :r],
@@ -173,41 +209,60 @@ def nlora(W, rank: int, *, mode: str = "nystrom", lora_alpha: float | None = Non
     * ``mode="nystrom"``: the generalized Nyström approximation of :func:`linalg_core.nystrom`
       (randomized, ε-truncated r × r core, ``niter`` power iterations): B = C, N = core/s,
       A = R, and the base becomes W − s·BNA so the function is unchanged at init.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> init = lc.adapters.nlora(torch.randn(64, 32), 4, seed=0)
+        >>> init.B.shape, init.N.shape, init.A.shape
+        (torch.Size([64, 4]), torch.Size([4, 4]), torch.Size([4, 32]))
     """
+    _check_out(out)
     _validate.choice(mode, "mode", ("paper", "nystrom"))
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     if mode == "paper":
         Wc = Wt.to(compute_dtype(dtype))
-        out = (Wc[:rank, :], Wc[:rank, :rank], Wc[:, :rank], None)
-        return ThreeFactorInit(*boundary.out(out), s)
+        return ThreeFactorInit(*boundary.out((Wc[:rank, :], Wc[:rank, :rank], Wc[:, :rank], None)), s)
     ny = nystrom(Wt, rank, niter=niter, seed=seed)
     N = ny.core / s
-    residual = _residual(Wt, s * (ny.C @ N @ ny.R), dtype, fan_in_fan_out)
+    residual = _residual(Wt, ny.C @ N, ny.R, s, fan_in_fan_out, out)
     return ThreeFactorInit(*boundary.out((ny.R, N, ny.C, residual)), s)
 
 
-def _principal(W, rank, fan_in_fan_out, niter, seed):
+def _principal(W, rank, fan_in_fan_out, niter, seed, out):
+    _check_out(out)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
     U, S, Vh = rsvd(Wt, rank, niter=niter, seed=seed)
-    residual = _residual(Wt, (U * S) @ Vh, dtype, fan_in_fan_out)
+    residual = _residual(Wt, U * S, Vh, 1.0, fan_in_fan_out, out)
     return SVDInit(*boundary.out((U, S, Vh, residual)))
 
 
-def svfit(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None) -> SVDInit:
+def svfit(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None, out=None) -> SVDInit:
     """SVFit: frozen principal singular vectors U_r, Vh_r and trainable singular values S_r
-    (initialised to W's); the residual W − U_r diag(S_r) Vh_r stays frozen."""
-    return _principal(W, rank, fan_in_fan_out, niter, seed)
+    (initialised to W's); the residual W − U_r diag(S_r) Vh_r stays frozen.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> lc.adapters.svfit(torch.randn(64, 32), 4, seed=0).S.shape
+        torch.Size([4])
+    """
+    return _principal(W, rank, fan_in_fan_out, niter, seed, out)
 
 
-def sorsa(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None) -> SVDInit:
+def sorsa(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None, out=None) -> SVDInit:
     """SORSA (Cao 2024): trainable principal U_p, S_p, Vh_p (kept near-orthonormal by its
-    regulariser during training) over the frozen residual W − U_p diag(S_p) Vh_p."""
-    return _principal(W, rank, fan_in_fan_out, niter, seed)
+    regulariser during training) over the frozen residual W − U_p diag(S_p) Vh_p.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> lc.adapters.sorsa(torch.randn(64, 32), 4, seed=0).U.shape
+        torch.Size([64, 4])
+    """
+    return _principal(W, rank, fan_in_fan_out, niter, seed, out)
 
 
 def milora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = False,
-           fan_in_fan_out: bool = False) -> LoRAInit:
+           fan_in_fan_out: bool = False, out=None) -> LoRAInit:
     """MiLoRA (Wang et al. 2024): the adapter takes the r *smallest* singular triplets,
     A = diag(√(S/s))·Vh_min, B = U_min·diag(√(S/s)), residual W − s·BA.
 
@@ -216,7 +271,13 @@ def milora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = 
     smallest eigenpairs only (``scipy.linalg.eigh(subset_by_index=...)``): tridiagonalisation
     O(d³) but no full SVD (measured 4096 × 4096: ~1/5 of ``torch.linalg.svd``). σ_i = √λ_i; the
     relative accuracy of σ_min is about eps64·(σ_max/σ_min)², ample for weight matrices.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> lc.adapters.milora(torch.randn(64, 32), 4).A.shape
+        torch.Size([4, 32])
     """
+    _check_out(out)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     W64 = Wt.to(torch.float64)
@@ -232,7 +293,96 @@ def milora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = 
     else:
         U, Vh = V, (W64.T @ V).T / safe[:, None]
     cdt = compute_dtype(dtype)
-    root = torch.sqrt(S / s)
-    A, B = (root[:, None] * Vh).to(cdt), (U * root).to(cdt)
-    residual = _residual(Wt, s * (B @ A), dtype, fan_in_fan_out)
-    return LoRAInit(*boundary.out((A, B, residual)), s)
+    return _from_svd(Wt, U.to(cdt), S.to(cdt), Vh.to(cdt), s, boundary, fan_in_fan_out, out)
+
+
+def lora_sb(update, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = False,
+            fan_in_fan_out: bool = False, niter="auto", seed=None) -> ThreeFactorInit:
+    """LoRA-SB (Ponkshe et al. 2024, "Initialization using update approximation is a silver
+    bullet"): the LoRA-XS architecture s·B·R·A with B, A frozen and only the r × r R trained,
+    initialised from the truncated SVD U_r S_r V_rᵀ of an estimate of the first full fine-tuning
+    update ΔW (see :func:`lora_sb_update`): B = U_r, R = S_r/s, A = V_rᵀ, so s·BRA is the best
+    rank-r approximation of ΔW. The base weight is unchanged (the adapter *is* the first step).
+
+    Args:
+        update: (out, in) estimated update ΔW ((in, out) with ``fan_in_fan_out``).
+        rank: r.
+
+    Returns:
+        :class:`ThreeFactorInit` with N = R (diagonal at init), residual None.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> grad = torch.randn(64, 32)
+        >>> init = lc.adapters.lora_sb(lc.adapters.lora_sb_update(grad, lr=1e-3), 4, seed=0)
+        >>> init.N.shape
+        torch.Size([4, 4])
+    """
+    Wt, dtype, boundary, rank = _weight(update, rank, fan_in_fan_out)
+    s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
+    U, S, Vh = rsvd(Wt, rank, niter=AUTO_NITER if niter == "auto" else niter, seed=seed)
+    return ThreeFactorInit(*boundary.out((Vh, torch.diag(S / s), U, None)), s)
+
+
+def lora_sb_update(grad_sum, *, lr: float, optimizer: str = "adam"):
+    """LoRA-SB's estimate of the first full fine-tuning update from the gradient summed over a
+    few hundred samples: −lr·sign(g) for Adam (its first step, bias-corrected, up to ε), −lr·g
+    for SGD. Returns a new float32 tensor (float64 for float64 g).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> lc.adapters.lora_sb_update(torch.tensor([[2.0, -3.0]]), lr=0.1)
+        tensor([[-0.1000,  0.1000]])
+    """
+    _validate.choice(optimizer, "optimizer", ("adam", "sgd"))
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr={lr!r} must be a positive number")
+    g, _ = _validate.float_array(grad_sum, "grad_sum", ndim=2)
+    _validate.check_finite(g, "grad_sum")
+    g = g.to(compute_dtype(g.dtype))
+    return -lr * (torch.sign(g) if optimizer == "adam" else g)
+
+
+def loldu(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = False,
+          fan_in_fan_out: bool = False, out=None) -> ThreeFactorInit:
+    """LoLDU (Shi et al. 2024): from the LDU decomposition with partial pivoting W = P·L·D·U
+    (L unit lower, D diagonal, U unit upper), the adapter s·(P·L_r)·diag(z)·U_r with
+    z = D[:r] the only trainable factor, and the residual W − s·(P·L_r)·diag(z)·U_r (as the
+    authors' code). The permutation is folded into B = P·L_r (out × r), so no out × out P is
+    stored.
+
+    Only the first r elimination steps are needed, and their pivots depend only on W's first r
+    columns: the LU of W[:, :r] gives P, L_r and U_11, and U_12 = L_11⁻¹ (PᵀW)[:r, r:]: O(out·in·r)
+    instead of the full LU's O(out·in·min(out, in)), and the same factors to rounding.
+
+    Returns:
+        :class:`ThreeFactorInit` with B = P·L_r, N = diag(z), A = U_r.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> W = torch.randn(64, 32, dtype=torch.float64)
+        >>> init = lc.adapters.loldu(W, 4)
+        >>> torch.allclose(init.residual + init.scaling * init.B @ init.N @ init.A, W)
+        True
+    """
+    _check_out(out)
+    Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
+    s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
+    Wc = Wt.to(compute_dtype(dtype))
+    LU, pivots = torch.linalg.lu_factor(Wc[:, :rank])
+    perm = np.arange(Wc.shape[0])
+    for i, p in enumerate(pivots.cpu().numpy() - 1):  # LAPACK's row interchanges, in order
+        perm[[i, p]] = perm[[p, i]]
+    perm = torch.from_numpy(perm).to(Wc.device)
+    L = torch.tril(LU, -1)
+    L[:rank].diagonal().fill_(1)
+    U11 = torch.triu(LU[:rank])
+    U12 = torch.linalg.solve_triangular(L[:rank], Wc[perm[:rank], rank:], upper=False, unitriangular=True)
+    Ur = torch.cat([U11, U12], dim=1)
+    d = U11.diagonal()
+    safe = torch.where(d != 0, d, torch.ones_like(d))  # a zero pivot: that row stays unnormalised, z = 0
+    A, z = Ur / safe[:, None], torch.where(d != 0, d, torch.zeros_like(d))
+    B = torch.empty_like(L)
+    B[perm] = L
+    residual = _residual(Wt, B * z, A, s, fan_in_fan_out, out)
+    return ThreeFactorInit(*boundary.out((A, torch.diag(z), B, residual)), s)

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.operators import Dense, as_operator, fro_norm_sq
+from linalg_core.lowrank.operators import Dense, as_operator, fro_norm_sq, reuse_buffers
 from linalg_core.lowrank.orthonormalize import METHODS, orthonormalize
 from linalg_core.random import normal
 
@@ -376,15 +376,16 @@ def rsvd_many(matrices, rank: int, *, progress: bool | None = None, **options) -
     show = progress if progress is not None else (len(groups) > 8 and sys.stderr.isatty())
     results: list[SVD | None] = [None] * len(tensors)
     start = time.perf_counter()
-    for g, ((shape, _, _), idx) in enumerate(groups.items()):
-        stack = torch.stack([tensors[i][0] for i in idx])
-        out = rsvd(stack, min(rank, *shape), **options)
-        for j, i in enumerate(idx):
-            results[i] = SVD(*tensors[i][1].out((out.U[j], out.S[j], out.Vh[j])))
-        if show:
-            done = g + 1
-            print(f"\rrsvd_many: {done}/{len(groups)} shape groups, {sum(len(v) for v in list(groups.values())[:done])}"
-                  f"/{len(tensors)} matrices, {time.perf_counter() - start:.1f} s", end="", file=sys.stderr)
+    with reuse_buffers():
+        for g, ((shape, _, _), idx) in enumerate(groups.items()):
+            stack = torch.stack([tensors[i][0] for i in idx])
+            out = rsvd(stack, min(rank, *shape), **options)
+            for j, i in enumerate(idx):
+                results[i] = SVD(*tensors[i][1].out((out.U[j], out.S[j], out.Vh[j])))
+            if show:
+                done = g + 1
+                print(f"\rrsvd_many: {done}/{len(groups)} shape groups, {sum(len(v) for v in list(groups.values())[:done])}"
+                      f"/{len(tensors)} matrices, {time.perf_counter() - start:.1f} s", end="", file=sys.stderr)
     if show:
         print(file=sys.stderr)
     return results

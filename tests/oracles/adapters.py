@@ -25,3 +25,18 @@ def milora(W, r, s):
 def nlora_paper(W, r):
     W = np.asarray(W, np.float64)
     return W[:r, :], W[:r, :r], W[:, :r]  # A, N, B
+
+
+def loldu(W, r):
+    """The LoLDU paper code's factors from SciPy's full LU: W = P L U, D = diag(U),
+    A = U[:r]/D, z = D[:r], B = (P L)[:, :r]."""
+    import scipy.linalg
+
+    P, L, U = scipy.linalg.lu(np.asarray(W, np.float64))
+    D = np.diag(U)[:r]
+    return U[:r] / D[:, None], D, (P @ L)[:, :r]
+
+
+def truncated(M, r):
+    U, S, Vh = np.linalg.svd(np.asarray(M, np.float64), full_matrices=False)
+    return (U[:, :r] * S[:r]) @ Vh[:r]
