@@ -21,6 +21,8 @@ from linalg_core.adapters.init import (
     sorsa,
     svfit,
 )
+from linalg_core.adapters.eva import EVA, IncrementalSVD
+from linalg_core.adapters.ranks import RankPlan, allocate_ranks, nuclear_norm
 
 __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora", "nlora", "svfit", "sorsa",
-           "milora", "lora_sb", "lora_sb_update", "loldu"]
+           "milora", "lora_sb", "lora_sb_update", "loldu", "RankPlan", "allocate_ranks", "nuclear_norm", "EVA", "IncrementalSVD"]

@@ -40,3 +40,16 @@ def loldu(W, r):
 def truncated(M, r):
     U, S, Vh = np.linalg.svd(np.asarray(M, np.float64), full_matrices=False)
     return (U[:, :r] * S[:r]) @ Vh[:r]
+
+
+def best_energy_ranks(spectra, shapes, budget):
+    """Exhaustive optimum of max Σ_j Σ_{i<r_j} σ_ij² s.t. Σ r_j (m_j + n_j) ≤ budget (tiny cases)."""
+    import itertools
+
+    best = (-1.0, None)
+    for ranks in itertools.product(*[range(len(s) + 1) for s in spectra]):
+        cost = sum(r * (m + n) for r, (m, n) in zip(ranks, shapes))
+        if cost <= budget:
+            gain = sum(float(np.sum(np.asarray(s[:r]) ** 2)) for r, s in zip(ranks, spectra))
+            best = max(best, (gain, ranks))
+    return best
