@@ -74,3 +74,38 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
     raise TypeError(
         f"{name} must be a torch.Tensor, numpy.ndarray or DLPack array, got {type(x).__name__}"
     )
+
+
+
+def _cpu_convert(x: torch.Tensor):
+    """The compiled conversion kernel when it can take x (a contiguous float CPU tensor and a
+    built ``_C``), else None. Internal plumbing: not subject to ``LINALG_CORE_BACKEND``."""
+    if x.device.type != "cpu" or not x.is_contiguous() or x.dtype not in FLOAT_DTYPES:
+        return None
+    from linalg_core import _ops
+    from linalg_core.backends import availability
+
+    _ops._load_backends()
+    impl = _ops.convert.impls.get("cpu")
+    return impl.fn if impl is not None and availability("cpu") is None else None
+
+
+def cast(x: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """(x converted to ``dtype``, number of non-finite entries of x) in one pass: the compiled
+    kernel for contiguous CPU tensors (vectorised, threaded), else torch. ``out`` (contiguous,
+    x's shape) receives the result when given."""
+    if out is None:
+        out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    kernel = _cpu_convert(x) if out.is_contiguous() and dtype in FLOAT_DTYPES else None
+    if kernel is None:
+        out.copy_(x)
+        return out, int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
+    return out, kernel(x, out)
+
+
+def count_nonfinite(x: torch.Tensor) -> int:
+    """Number of NaN/±Inf entries of a float tensor: one read pass through the compiled kernel
+    for contiguous CPU tensors (no temporaries: a 16-bit ``sum`` first converts the whole
+    tensor), else torch."""
+    kernel = _cpu_convert(x)
+    return kernel(x, None) if kernel is not None else int((~torch.isfinite(x)).sum())

@@ -152,6 +152,13 @@ random_fill = define(
     " (nrows, ncols): scale * X[(row0 + i) * ld + col0 + j], X normal or Rademacher.",
 )
 
+convert = define(
+    "convert",
+    "convert(x, out) -> int: out (contiguous, x's numel) = x cast to out's dtype, rounding to nearest"
+    " even; returns the number of non-finite elements of x (converted, never dropped). out=None: only"
+    " the count.",
+)
+
 
 def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
     """Which backends would serve ``op`` for tensors of this device and dtype, and why not.

@@ -137,15 +137,15 @@ def test_low_precision_never_copies_the_whole_matrix(monkeypatch):
     monkeypatch.setattr(operators, "_BLOCK_ELEMS", 1000)  # blocks of 5 rows
     A = matrix("polynomial", decay=1.0).to(torch.bfloat16)
     seen = []
-    orig = torch.Tensor.to
+    orig = operators.cast
 
-    def spy(self, *args, **kwargs):
-        out = orig(self, *args, **kwargs)
-        if out.dtype == torch.float32 and self.untyped_storage().data_ptr() == A.untyped_storage().data_ptr():
-            seen.append(self.numel())  # a float32 copy of (part of) A itself
-        return out
+    def spy(x, dtype, out=None):
+        if dtype == torch.float32 and x.untyped_storage().data_ptr() == A.untyped_storage().data_ptr():
+            seen.append(x.numel())  # a float32 copy of (part of) A itself
+        return orig(x, dtype, out=out)
 
-    monkeypatch.setattr(torch.Tensor, "to", spy)
+    monkeypatch.setattr(operators, "cast", spy)
+    monkeypatch.setattr(torch.Tensor, "float", lambda self: pytest.fail("whole-matrix float()"))
     lc.rsvd(A, 5, seed=0)
     assert seen and max(seen) <= 1000
 

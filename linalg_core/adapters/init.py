@@ -18,9 +18,10 @@ import scipy.linalg
 import torch
 
 from linalg_core import _validate
-from linalg_core._arrays import compute_dtype
+from linalg_core._arrays import cast, compute_dtype
+from linalg_core.lowrank.operators import _BLOCK_ELEMS, Dense
 from linalg_core.lowrank import nystrom, rsvd
-from linalg_core.lowrank.rsvd import AUTO_NITER
+from linalg_core.lowrank.rsvd import AUTO_NITER, _rsvd
 
 
 @dataclass(frozen=True)
@@ -99,23 +100,45 @@ def _weight(W, rank, fan_in_fan_out):
 
 
 def _residual(W, B, A, s, fan_in_fan_out, out=None):
-    """W − s·B@A in the compute precision (one fused GEMM pass), cast back to W's dtype and
-    stored layout; written into ``out`` when given (``out`` may be the stored weight itself)."""
+    """W − s·B@A in the compute precision, cast back to W's dtype and stored layout; written
+    into ``out`` when given (``out`` may be the stored weight itself).
+
+    float32/64 W: one fused ``addmm`` pass (in place when ``out`` is W). 16-bit W: block of rows
+    by block of rows through one reused float32 buffer (convert, ``addmm_``, convert back), so
+    no float32 copy of the whole weight is made."""
     cdt = compute_dtype(W.dtype)
+    B, A = B.to(cdt), A.to(cdt)
+    target = None
     if out is not None:
         target = out.T if fan_in_fan_out else out
         if tuple(target.shape) != tuple(W.shape):
             raise ValueError(f"out has shape {tuple(out.shape)}, expected the stored weight's shape")
-        if out.dtype == cdt and W.dtype == cdt:
-            if target.data_ptr() == W.data_ptr() and target.stride() == W.stride():
-                target.addmm_(B, A, alpha=-s)  # in place: one read-modify-write pass
-            else:
-                torch.addmm(W, B, A, alpha=-s, out=target)
-            return out
-        target.copy_(torch.addmm(W.to(cdt), B.to(cdt), A.to(cdt), alpha=-s))
+    if W.dtype == cdt and (target is None or target.dtype == cdt):
+        if target is None:
+            res = torch.addmm(W, B, A, alpha=-s)
+            return res.T.contiguous() if fan_in_fan_out else res
+        if target.data_ptr() == W.data_ptr() and target.stride() == W.stride():
+            target.addmm_(B, A, alpha=-s)  # in place: one read-modify-write pass
+        else:
+            torch.addmm(W, B, A, alpha=-s, out=target)
         return out
-    res = torch.addmm(W.to(cdt), B.to(cdt), A.to(cdt), alpha=-s).to(W.dtype)
-    return res.T.contiguous() if fan_in_fan_out else res
+    if target is None:
+        target = torch.empty(W.shape, dtype=W.dtype, device=W.device)
+        out = None
+    step = max(1, _BLOCK_ELEMS // max(1, W.shape[1]))
+    buf = torch.empty(min(step, W.shape[0]), W.shape[1], dtype=cdt, device=W.device)
+    for i0 in range(0, W.shape[0], step):
+        i1 = min(W.shape[0], i0 + step)
+        blk = buf[: i1 - i0]
+        cast(W[i0:i1], cdt, out=blk) if W.is_contiguous() else blk.copy_(W[i0:i1])
+        blk.addmm_(B[i0:i1], A, alpha=-s)
+        if target.is_contiguous():
+            cast(blk, target.dtype, out=target[i0:i1])
+        else:
+            target[i0:i1].copy_(blk)
+    if out is not None:
+        return out
+    return target.T.contiguous() if fan_in_fan_out else target
 
 
 # PiSSA's default: k = 2r sketch columns (3r for r < 16) and 2 subspace iterations. On MiniLM-L6 and
@@ -164,7 +187,7 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         U, S, Vh = torch.linalg.svd(Wt.to(compute_dtype(dtype)), full_matrices=False)
         U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
     else:
-        U, S, Vh = rsvd(Wt, rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
+        U, S, Vh = _rsvd(Dense(Wt), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
     return _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out)
 
 

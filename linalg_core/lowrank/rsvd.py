@@ -262,6 +262,14 @@ def rsvd(
         (torch.Size([500, 10]), torch.Size([10]), torch.Size([10, 300]))
     """
     op, boundary, _ = as_operator(A)
+    out = _rsvd(op, rank, oversample=oversample, niter=niter, normalizer=normalizer, method=method, tol=tol, seed=seed,
+                backend=backend, range_finder=range_finder, precision=precision)
+    return SVD(*boundary.out(tuple(out)))
+
+
+def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", method="subspace", tol=None, seed=None,
+          backend=None, range_finder=None, precision="auto") -> SVD:
+    """:func:`rsvd` of an operator already validated (torch tensors in and out)."""
     m, n = op.shape[-2:]
     rank, k, niter, normalizer = _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision)
     seed = _validate.seed(seed)
@@ -282,8 +290,7 @@ def rsvd(
             svd = svd_of_wide(op.rmatmul(Q).mT.conj())
         else:
             svd, Q, rank = _factor(op, op, rank, k, niter, normalizer, method, tol, seed, backend, range_finder)
-    out = flip_signs(SVD(Q @ svd.U[..., :rank], svd.S[..., :rank], svd.Vh[..., :rank, :]))
-    return SVD(*boundary.out(tuple(out)))
+    return flip_signs(SVD(Q @ svd.U[..., :rank], svd.S[..., :rank], svd.Vh[..., :rank, :]))
 
 
 # Mixed precision is used only when the computed σ_k / σ_1 stays above this (≈ 13 bfloat16 ulps).

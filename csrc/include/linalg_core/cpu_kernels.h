@@ -34,6 +34,9 @@ namespace linalg_core::cpu {
   /* out[i, j] = scale * X(e) with e = (row0 + i) * ld + col0 + j, X normal or sign.     */  \
   void random_fill(void* out, DType dt, bool sign, int64_t nrows, int64_t ncols, int64_t ld,  \
                    int64_t row0, int64_t col0, uint64_t stream, uint64_t seed, double scale); \
+  /* out (n,) of out_dt = in (n,) of dt rounded to nearest even; returns the count of    */  \
+  /* non-finite inputs (NaN/Inf are converted, not dropped). out == nullptr: count only. */  \
+  int64_t convert(const void* in, void* out, DType dt, DType out_dt, int64_t n);              \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)
@@ -51,6 +54,7 @@ struct KernelTable {
   decltype(&generic::sparse_apply) sparse_apply;
   decltype(&generic::random_uint32) random_uint32;
   decltype(&generic::random_fill) random_fill;
+  decltype(&generic::convert) convert;
 };
 const KernelTable& kernels();
 // Comma-separated CPU features detected at run time (for `python -m linalg_core info`).

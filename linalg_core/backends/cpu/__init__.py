@@ -96,6 +96,11 @@ class Launch:
                                         stream, seed, float(scale), *self._stream(device))
         return out
 
+    def convert(self, x, out):
+        if out is None:
+            return _C.cpu_convert(x.data_ptr(), 0, DTYPE_CODES[x.dtype], 0, x.numel())
+        return _C.cpu_convert(x.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out.dtype], x.numel())
+
 
 def register(backend: str, launch: Launch, devices) -> None:
     """Register the compiled kernels of one backend for every op they implement."""
@@ -106,6 +111,8 @@ def register(backend: str, launch: Launch, devices) -> None:
     _ops.sparse_apply.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.sparse_apply)
     _ops.random_uint32.register(backend, devices=devices, dtypes=[torch.int64])(launch.random_uint32)
     _ops.random_fill.register(backend, devices=devices, dtypes=F32_F64)(launch.random_fill)
+    if backend == "cpu":
+        _ops.convert.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.convert)
 
 
 register("cpu", Launch("cpu"), ["cpu"])
