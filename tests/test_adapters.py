@@ -162,6 +162,14 @@ def test_out_receives_the_residual_in_place(method, dtype, fan_in_fan_out):
     torch.testing.assert_close(target, expect, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("n", [64, 2400])  # float32 range finder; bfloat16 copy that checks on its way
+def test_pissa_rejects_nan_on_every_path(n):
+    W = torch.randn(n, n)
+    W[n // 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="W has 1 NaN and 0 Inf"):
+        lc.adapters.pissa(W, 4, seed=0)
+
+
 @pytest.mark.parametrize("call,exc,match", [
     (lambda W: lc.adapters.pissa(W, 0), ValueError, "rank=0"),
     (lambda W: lc.adapters.pissa(W, 65), ValueError, r"rank=65 exceeds min\(out, in\)=64"),

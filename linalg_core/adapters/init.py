@@ -74,8 +74,9 @@ def scaling(lora_alpha: float, r: int, use_rslora: bool = False) -> float:
     return float(lora_alpha) / (math.sqrt(r) if use_rslora else r)
 
 
-def _weight(W, rank, fan_in_fan_out):
-    """(float compute copy of W as (out, in), original dtype, boundary, rank)."""
+def _weight(W, rank, fan_in_fan_out, check=True):
+    """(W as (out, in), original dtype, boundary, rank); ``check=False`` leaves the NaN/Inf check
+    to the caller (PiSSA's rsvd folds it into its bfloat16 copy)."""
     if not isinstance(W, torch.Tensor) and not isinstance(W, np.ndarray) and not hasattr(W, "__dlpack__"):
         raise TypeError(
             f"W must be a float weight tensor, got {type(W).__name__}; for a quantized weight pass its "
@@ -90,7 +91,8 @@ def _weight(W, rank, fan_in_fan_out):
             "dequantize them first (e.g. bitsandbytes.functional.dequantize_4bit)"
         )
     t, _ = _validate.float_array(t, "W", ndim=2)
-    _validate.check_finite(t, "W")
+    if check:
+        _validate.check_finite(t, "W")
     if fan_in_fan_out:
         t = t.T
     rank = _validate.integer(rank, "rank", low=1)
@@ -181,13 +183,13 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         True
     """
     _check_out(out)
-    Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
+    Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out, check=exact)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     if exact:
         U, S, Vh = torch.linalg.svd(Wt.to(compute_dtype(dtype)), full_matrices=False)
         U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
     else:
-        U, S, Vh = _rsvd(Dense(Wt), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
+        U, S, Vh = _rsvd(Dense(Wt, unchecked="W"), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
     return _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out)
 
 

@@ -179,7 +179,9 @@ def _pissa_groups(layers, adapter, niter, seed, bar):
         small = Wt.numel() <= BATCH_MAX_ELEMS
         groups.setdefault(key if small else (name,), []).append(name)
     it = _init.PISSA_NITER if niter == "auto" else niter
-    for names in groups.values():
+    # Largest first: the scratch buffers are faulted in once, at their final size.
+    order = sorted(groups.values(), key=lambda ns: -layers[ns[0]].get_base_layer().weight.numel() * len(ns))
+    for names in order:
         if len(names) == 1:
             module = layers[names[0]]
             weight, Wt, fifo, r, s = _geometry(module, adapter)

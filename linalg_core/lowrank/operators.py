@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -41,14 +42,18 @@ def reuse_buffers():
             _POOL.reset(token)
 
 
-def _scratch(shape, dtype, device) -> torch.Tensor:
+def _scratch(tag: str, shape, dtype, device) -> torch.Tensor:
+    """An uninitialised (shape) buffer for use ``tag``. Inside :func:`reuse_buffers` one buffer
+    per (tag, dtype, device) is kept, grown to the largest request and handed out as a view, so
+    its pages are faulted in once for all the shapes of a model."""
     pool = _POOL.get()
     if pool is None:
         return torch.empty(shape, dtype=dtype, device=device)
-    key = (tuple(shape), dtype, device)
-    if key not in pool:
-        pool[key] = torch.empty(shape, dtype=dtype, device=device)
-    return pool[key]
+    key = (tag, dtype, device)
+    numel = math.prod(shape)
+    if key not in pool or pool[key].numel() < numel:
+        pool[key] = torch.empty(numel, dtype=dtype, device=device)
+    return pool[key][:numel].view(shape)
 
 
 @runtime_checkable
@@ -68,12 +73,20 @@ class LinearOperator(Protocol):
 class Dense:
     """A dense (*, m, n) tensor seen as an operator, computing in float32 (float64 for float64)."""
 
-    def __init__(self, A: torch.Tensor):
+    def __init__(self, A: torch.Tensor, *, unchecked: str | None = None):
+        """``unchecked``: the argument name of an A not yet checked for NaN/Inf; the check then
+        rides on the first full pass (the bfloat16 copy) or :meth:`ensure_finite`."""
         self.A = A
         self.shape = tuple(A.shape)
         self.dtype = compute_dtype(A.dtype)
         self.device = A.device
         self.direct = A.dtype == self.dtype
+        self.unchecked = unchecked
+
+    def ensure_finite(self) -> None:
+        if self.unchecked is not None:
+            _validate.check_finite(self.A, self.unchecked)
+            self.unchecked = None
 
     def _rows(self):
         m, n = self.shape[-2:]
@@ -94,7 +107,7 @@ class Dense:
         part = self.A[..., i0:i1, :]
         if part.dim() != 2:
             return part.to(self.dtype)
-        buf = _scratch((min(self.shape[0], max(1, _BLOCK_ELEMS // max(1, self.shape[1]))), self.shape[1]),
+        buf = _scratch("rows", (min(self.shape[0], max(1, _BLOCK_ELEMS // max(1, self.shape[1]))), self.shape[1]),
                        self.dtype, self.device)
         return cast(part, self.dtype, out=buf[: i1 - i0])[0]
 
@@ -110,9 +123,13 @@ class Dense:
     def bf16(self) -> "LowPrecision":
         """The same matrix for bfloat16 GEMMs (a copy only when A is not bfloat16 already)."""
         if self.A.dtype == torch.bfloat16:
+            self.ensure_finite()
             return LowPrecision(self.A, self.dtype)
-        return LowPrecision(cast(self.A, torch.bfloat16, out=_scratch(self.A.shape, torch.bfloat16, self.device))[0],
-                            self.dtype)
+        copy, bad = cast(self.A, torch.bfloat16, out=_scratch("bf16", self.A.shape, torch.bfloat16, self.device))
+        if bad and self.unchecked is not None:
+            raise ValueError(_validate.nonfinite_message(self.A, self.unchecked))
+        self.unchecked = None
+        return LowPrecision(copy, self.dtype)
 
     def fro_norm_sq(self) -> torch.Tensor:
         """‖A‖_F², per batch item."""

@@ -276,6 +276,8 @@ def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", metho
     mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, niter))
     if mixed and not isinstance(op, Dense):
         raise ValueError("precision='bf16' needs a dense A (an operator supplies its own products)")
+    if isinstance(op, Dense) and not mixed:
+        op.ensure_finite()  # else the bfloat16 copy checks on its way
     svd, Q, rank = _factor(op, op.bf16() if mixed else op, rank, k, niter, normalizer, method, tol, seed, backend,
                            range_finder)
     if mixed and precision == "auto" and bool((svd.S[..., -1] < BF16_RANGE * svd.S[..., 0]).any()):
