@@ -1,7 +1,8 @@
 """linalg_core: seeded, compiled-kernel randomized numerical linear algebra for PyTorch users.
 
 Families (see README.md): ``sketch`` (Gaussian, Rademacher, SRHT, CountSketch, sparse sign,
-``fwht``), ``lowrank`` (``rsvd``, ``rsvd_many``, ``svd_error``, ``nystrom``, ``cur``) and the
+``fwht``), ``lowrank`` (``rsvd``, ``rsvd_many``, ``svd_error``, ``nystrom``, ``cur``), ``adapters``
+(PEFT initialisers), ``regression`` (sketched least squares, ℓ∞ reports) and the
 counter-based ``random`` streams every randomized op draws from. Backends
 (``cuda``, ``triton``, ``cpu``, ``reference``) are chosen per call by ``linalg_core._ops``;
 ``linalg_core.explain(op)`` says which one serves a call and why the others do not.
@@ -9,7 +10,7 @@ counter-based ``random`` streams every randomized op draws from. Backends
 ``import linalg_core`` never fails and never initialises CUDA.
 """
 
-from linalg_core import adapters, lowrank, random, sketch
+from linalg_core import adapters, lowrank, random, regression, sketch
 from linalg_core._ops import BackendError, explain
 from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error
 from linalg_core.sketch import distortion, fwht
@@ -21,6 +22,7 @@ __all__ = [
     "sketch",
     "lowrank",
     "adapters",
+    "regression",
     "fwht",
     "distortion",
     "SVD",

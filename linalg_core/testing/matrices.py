@@ -3,6 +3,8 @@ low rank + noise), Gaussian and coherent tall matrices. Seeded through torch.Gen
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from linalg_core import _validate
@@ -59,3 +61,33 @@ def coherent(n: int, d: int, *, seed: int = 0, dtype=torch.float64) -> torch.Ten
     rows = torch.randperm(n, generator=g)[:d]
     A[rows] += torch.diag(1.0 + torch.rand(d, dtype=torch.float64, generator=g))
     return A.to(dtype)
+
+
+def planted_regression(n: int, d: int, *, kind: str = "gaussian", cond: float | None = None,
+                       residual: str = "spread", scale: float = 1.0, seed: int = 0, dtype=torch.float64):
+    """(A, b, x0) with b = A x0 + r and r ⟂ range(A), so the least-squares solution is x0
+    exactly (float64 rounding aside).
+
+    Args:
+        kind: ``"gaussian"`` (incoherent) or ``"coherent"`` (a few rows with leverage ≈ 1).
+        cond: make κ(A) = cond (singular values log-spaced from 1 to 1/cond) when given.
+        residual: ``"spread"`` (Gaussian) or ``"concentrated"`` (on 8 rows, before projection).
+        scale: ‖r‖₂ / ‖A x0‖₂.
+    """
+    g = _gen(seed)
+    A = (coherent(n, d, seed=seed) if kind == "coherent" else torch.randn(n, d, dtype=torch.float64, generator=g))
+    if cond is not None:
+        U, _, Vh = torch.linalg.svd(A, full_matrices=False)
+        A = (U * torch.logspace(0, -math.log10(cond), d, dtype=torch.float64)) @ Vh
+    x0 = torch.randn(d, dtype=torch.float64, generator=g)
+    if residual == "concentrated":
+        z = torch.zeros(n, dtype=torch.float64)
+        z[torch.randperm(n, generator=g)[:8]] = torch.randn(8, dtype=torch.float64, generator=g)
+    else:
+        z = torch.randn(n, dtype=torch.float64, generator=g)
+    Q = torch.linalg.qr(A).Q
+    r = z - Q @ (Q.T @ z)
+    r = r - Q @ (Q.T @ r)  # twice is enough
+    Ax = A @ x0
+    r = r * (scale * torch.linalg.vector_norm(Ax) / torch.linalg.vector_norm(r))
+    return A.to(dtype), (Ax + r).to(dtype), x0.to(dtype)

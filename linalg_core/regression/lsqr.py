@@ -1,0 +1,86 @@
+"""LSQR (Paige and Saunders 1982) for several right-hand sides at once.
+
+Each column of b runs its own LSQR recurrence; the columns share the products with A, so k
+right-hand sides cost k-column GEMMs instead of k GEMVs. A converged column is frozen (its
+updates are masked) while the others continue.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+
+class LSQRResult(NamedTuple):
+    """x: (d, k); iterations: run; converged: (k,) bool; residual_norm, normal_residual: (k,)
+    estimates of ‖b − Ax‖ and ‖Aᵀ(b − Ax)‖."""
+
+    x: torch.Tensor
+    iterations: int
+    converged: torch.Tensor
+    residual_norm: torch.Tensor
+    normal_residual: torch.Tensor
+
+
+def _safe(x):
+    return torch.where(x > 0, x, torch.ones_like(x))
+
+
+def lsqr(matvec: Callable, rmatvec: Callable, b: torch.Tensor, d: int, *, tol: float, maxiter: int) -> LSQRResult:
+    """min ‖Ax − b‖₂ for each column of b (n, k), from x = 0.
+
+    Stops a column when ‖Aᵀr‖ ≤ tol·‖A‖·‖r‖ (the least-squares test, ‖A‖ estimated from the
+    bidiagonalisation) or ‖r‖ ≤ tol·‖b‖ (a consistent system).
+
+    Args:
+        matvec: X (d, k) ↦ A X (n, k).
+        rmatvec: U (n, k) ↦ Aᵀ U (d, k).
+        b: (n, k).
+        d: columns of A.
+    """
+    k = b.shape[1]
+    x = torch.zeros(d, k, dtype=b.dtype, device=b.device)
+    beta = torch.linalg.vector_norm(b, dim=0)
+    bnorm = beta.clone()
+    u = b / _safe(beta)
+    v = rmatvec(u)
+    alpha = torch.linalg.vector_norm(v, dim=0)
+    v = v / _safe(alpha)
+    w = v.clone()
+    phibar, rhobar = beta.clone(), alpha.clone()
+    anorm_sq = alpha**2
+    done = (beta == 0) | (alpha == 0)  # b = 0, or b ⟂ range(A): x = 0 is the solution
+    arnorm = alpha * beta
+    it = 0
+    for it in range(1, maxiter + 1):
+        if bool(done.all()):
+            it -= 1
+            break
+        u = matvec(v) - alpha * u
+        beta = torch.linalg.vector_norm(u, dim=0)
+        u = u / _safe(beta)
+        v = rmatvec(u) - beta * v
+        alpha = torch.linalg.vector_norm(v, dim=0)
+        v = v / _safe(alpha)
+        anorm_sq = anorm_sq + alpha**2 + beta**2
+        rho = torch.hypot(rhobar, beta)
+        c, s = rhobar / _safe(rho), beta / _safe(rho)
+        theta = s * alpha
+        rhobar_new = -c * alpha
+        phi = c * phibar
+        phibar_new = s * phibar
+        live = ~done
+        step = torch.where(live, phi / _safe(rho), torch.zeros_like(phi))
+        x = x + step * w
+        w = torch.where(live, v - (theta / _safe(rho)) * w, w)
+        rhobar = torch.where(live, rhobar_new, rhobar)
+        phibar = torch.where(live, phibar_new, phibar)
+        arnorm = torch.where(live, phibar * alpha * c.abs(), arnorm)
+        test_ls = arnorm <= tol * torch.sqrt(anorm_sq) * phibar
+        test_consistent = phibar <= tol * bnorm
+        done = done | test_ls | test_consistent | (alpha == 0) | (beta == 0)
+    return LSQRResult(x, it, done, phibar, arnorm)
+
+
+__all__ = ["LSQRResult", "lsqr"]
