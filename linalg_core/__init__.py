@@ -2,7 +2,7 @@
 
 Families (see README.md): ``sketch`` (Gaussian, Rademacher, SRHT, CountSketch, sparse sign,
 ``fwht``), ``lowrank`` (``rsvd``, ``rsvd_many``, ``svd_error``, ``nystrom``, ``cur``), ``adapters``
-(PEFT initialisers), ``regression`` (sketched least squares, ℓ∞ reports) and the
+(PEFT initialisers), ``regression`` (sketched least squares, ℓ∞ reports), ``sampling`` (ℓp row sampling) and the
 counter-based ``random`` streams every randomized op draws from. Backends
 (``cuda``, ``triton``, ``cpu``, ``reference``) are chosen per call by ``linalg_core._ops``;
 ``linalg_core.explain(op)`` says which one serves a call and why the others do not.
@@ -10,7 +10,7 @@ counter-based ``random`` streams every randomized op draws from. Backends
 ``import linalg_core`` never fails and never initialises CUDA.
 """
 
-from linalg_core import adapters, lowrank, random, regression, sketch
+from linalg_core import adapters, lowrank, random, regression, sampling, sketch
 from linalg_core._ops import BackendError, explain
 from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error
 from linalg_core.sketch import distortion, fwht
@@ -23,6 +23,7 @@ __all__ = [
     "lowrank",
     "adapters",
     "regression",
+    "sampling",
     "fwht",
     "distortion",
     "SVD",

@@ -1,0 +1,163 @@
+"""ℓp sampling against float64 oracles: leverage scores from numpy's QR, the Lewis fixed point,
+exact sensitivities (HiGHS LPs) above their bounds, Bernoulli inclusion frequencies (χ²), ℓp
+regression optima from scipy, and bad input."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+import torch
+
+import linalg_core as lc
+from linalg_core.testing import coherent
+
+
+def tall(n=400, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, d, generator=g, dtype=torch.float64)
+    A[:5] *= 20  # a few heavy rows, so scores differ from uniform
+    return A
+
+
+def test_leverage_scores_exact_and_sketched():
+    A = coherent(2000, 8, seed=1)
+    Q = np.linalg.qr(A.numpy())[0]
+    tau = lc.sampling.leverage_scores(A)
+    np.testing.assert_allclose(tau.numpy(), (Q**2).sum(1), atol=1e-12)
+    est = lc.sampling.leverage_scores(A, method="sketch", seed=0)
+    heavy = tau > 0.5  # the coherent rows (leverage ≈ 1) must be found by the estimator
+    assert bool((est[heavy] > 0.4).all()) and float(est.sum()) == pytest.approx(8, rel=0.3)
+    big = tau > 1e-3
+    assert float(torch.median((est[big] / tau[big] - 1).abs())) < 0.3
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+def test_lewis_weights_fixed_point(p):
+    A = tall()
+    w = lc.sampling.lewis_weights(A, p)
+    assert float(w.sum()) == pytest.approx(A.shape[1], rel=1e-8)
+    An, wn = A.numpy(), w.numpy()
+    G = An.T @ (An * wn[:, None] ** (1 - 2 / p))
+    fixed = np.einsum("ij,ij->i", An, np.linalg.solve(G, An.T).T) ** (p / 2)
+    np.testing.assert_allclose(wn, fixed, rtol=1e-7)
+    if p == 2:
+        np.testing.assert_allclose(wn, lc.sampling.leverage_scores(A).numpy(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 3.0])
+def test_sensitivity_bounds_dominate_exact_values(p):
+    A = tall(40, 3, seed=2)
+    exact = lc.sampling.lp_sensitivities(A, p, method="exact")
+    bound = lc.sampling.lp_sensitivities(A, p)
+    assert bool((exact <= bound * (1 + 1e-6) + 1e-9).all())
+    assert bool((exact > 0).all() & (exact <= 1 + 1e-9).all())
+    if p == 1:  # σ_i ≥ |a_iᵀx|/‖Ax‖₁ for any x: check with x = a_i
+        An = A.numpy()
+        lower = np.abs(np.einsum("ij,ij->i", An, An)) / np.abs(An @ An.T).sum(0)
+        assert bool((exact.numpy() >= lower - 1e-9).all())
+
+
+def test_inclusion_frequencies_chi_square():
+    A = tall(60, 3, seed=3)
+    q = lc.sampling.inclusion_probabilities(lc.sampling.lewis_weights(A, 1.0), 20)
+    assert float(q.sum()) == pytest.approx(20, rel=1e-9)
+    trials = 400
+    counts = np.zeros(60)
+    for seed in range(trials):
+        idx, w = lc.sampling.sample_rows(A, 1.0, 20, scores="lewis", seed=seed)
+        counts[idx.numpy()] += 1
+        np.testing.assert_allclose(w.numpy(), q[idx].numpy() ** -1.0)
+    qn = q.numpy()
+    live = qn < 1
+    assert bool((counts[~live] == trials).all())  # certain rows always kept
+    # per row a binomial(trials, q_i); the standardised squares sum to ~ χ²(#rows)
+    stat = np.sum((counts[live] - trials * qn[live]) ** 2 / (trials * qn[live] * (1 - qn[live])))
+    assert scipy.stats.chi2.sf(stat, live.sum()) > 1e-3
+
+
+@pytest.mark.parametrize("scores", lc.sampling.SCORES)
+def test_sample_rows_every_score_type(scores):
+    A = tall(3000, 5, seed=4)
+    idx, w = lc.sampling.sample_rows(A, 1.5, 300, scores=scores, seed=0)
+    assert 200 < len(idx) < 400 and bool((idx[1:] > idx[:-1]).all()) and bool((w >= 1).all())
+    again, _ = lc.sampling.sample_rows(A, 1.5, 300, scores=scores, seed=0)
+    assert torch.equal(idx, again)
+
+
+def _scipy_lp_opt(A, b, p):
+    x0 = np.linalg.lstsq(A, b, rcond=None)[0]
+    res = scipy.optimize.minimize(lambda x: np.sum(np.abs(A @ x - b) ** p), x0, method="BFGS",
+                                  options={"gtol": 1e-12, "maxiter": 5000})
+    return res.fun ** (1 / p)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 3.0, 6.0])
+def test_lp_regression_reaches_the_optimum(p):
+    A = tall(300, 4, seed=5)
+    g = np.random.default_rng(0)
+    b = A.numpy() @ np.ones(4) + g.standard_t(2, 300)  # heavy-tailed noise
+    res = lc.sampling.lp_regression(A, torch.from_numpy(b), p)
+    assert res.converged
+    if p == 1:
+        lp = scipy.optimize.linprog(np.r_[np.zeros(4), np.ones(300)],
+                                    A_ub=np.block([[A.numpy(), -np.eye(300)], [-A.numpy(), -np.eye(300)]]),
+                                    b_ub=np.r_[b, -b], bounds=[(None, None)] * 4 + [(0, None)] * 300, method="highs")
+        assert res.objective == pytest.approx(lp.fun, rel=1e-8)
+    else:
+        assert res.objective <= _scipy_lp_opt(A.numpy(), b, p) * (1 + 1e-7)
+
+
+def test_sampled_l1_regression_beats_uniform_on_coherent_rows():
+    A = coherent(4000, 6, seed=6)
+    x0 = torch.ones(6, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    b = A @ x0 + 1e-3 * torch.randn(4000, generator=g, dtype=torch.float64)
+    opt = lc.sampling.lp_regression(A, b, 1.0).objective
+    gap = {}
+    for scores in ("lewis", "uniform"):
+        costs = []
+        for seed in range(5):
+            sample = lc.sampling.sample_rows(A, 1.0, 200, scores=scores, seed=seed)
+            if len(sample[0]) < 6:
+                costs.append(np.inf)
+                continue
+            try:
+                x = lc.sampling.lp_regression(A, b, 1.0, sample=sample).x
+                costs.append(float(torch.linalg.vector_norm(A @ x - b, ord=1)) / opt - 1)
+            except (ValueError, RuntimeError):
+                costs.append(np.inf)
+        gap[scores] = np.median(costs)
+    assert gap["lewis"] < 0.5 and gap["lewis"] < gap["uniform"]
+
+
+def test_embedding_distortion():
+    A = tall(2000, 5, seed=7)
+    idx, w = lc.sampling.sample_rows(A, 2.0, 400, scores="leverage", seed=0)
+    eps2 = lc.sampling.embedding_distortion(A, idx, w, 2)
+    SA = (w[:, None] * A[idx]).numpy()
+    R = np.linalg.qr(A.numpy())[1]
+    s = np.linalg.svd(SA @ np.linalg.inv(R), compute_uv=False)
+    assert eps2 == pytest.approx(max(s.max() - 1, 1 - s.min()), rel=1e-9)
+    everything = lc.sampling.embedding_distortion(A, torch.arange(2000), torch.ones(2000), 1.5)
+    assert everything < 1e-12  # all rows, weight 1: no distortion
+    assert 0 < lc.sampling.embedding_distortion(A, idx, w, 1.5) < 1
+
+
+def test_bad_input():
+    A = tall(50, 4)
+    with pytest.raises(ValueError, match="p=0.5"):
+        lc.sampling.lewis_weights(A, 0.5)
+    with pytest.raises(ValueError, match="size=51"):
+        lc.sampling.sample_rows(A, 1.0, 51)
+    with pytest.raises(ValueError, match="n >= d"):
+        lc.sampling.leverage_scores(A[:3])
+    deficient = A.clone()
+    deficient[:, 3] = deficient[:, 2]
+    with pytest.raises(ValueError, match="rank-deficient"):
+        lc.sampling.lewis_weights(deficient, 1.0)
+    bad = A.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        lc.sampling.sample_rows(bad, 1.0, 10)
+    with pytest.raises(ValueError, match="scores='best'"):
+        lc.sampling.sample_rows(A, 1.0, 10, scores="best")
