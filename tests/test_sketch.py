@@ -191,3 +191,15 @@ def test_large_srht_fused_selection_matches_reference(dtype, n, d, m):
         got = S.apply(A, backend=backend)
         torch.testing.assert_close(got.double(), want.double(), **tolerance(dtype, growth=4))
     torch.testing.assert_close(S.apply_right(A.T.contiguous()).double(), want.T.double(), **tolerance(dtype, growth=4))
+
+
+def test_srht_column_panels_equal_one_transform(monkeypatch):
+    from linalg_core import sketch as sk
+
+    A = torch.randn(3000, 37, dtype=torch.float64)
+    whole = lc.sketch.srht(256, 3000, seed=4).apply(A)
+    monkeypatch.setattr(sk, "_PANEL_BYTES", 4096 * 8 * 8)  # panels of 8 columns
+    S = lc.sketch.srht(256, 3000, seed=4)
+    paneled = S.apply(A)
+    assert torch.equal(paneled, whole)
+    assert S._cache[("work", "cpu")].numel() == 4096 * 8  # one bounded scratch, reused
