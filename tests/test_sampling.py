@@ -59,7 +59,9 @@ def test_sensitivity_bounds_dominate_exact_values(p):
 
 def test_inclusion_frequencies_chi_square():
     A = tall(60, 3, seed=3)
-    q = lc.sampling.inclusion_probabilities(lc.sampling.lewis_weights(A, 1.0), 20)
+    from linalg_core.sampling.sample import SCORE_TOL
+
+    q = lc.sampling.inclusion_probabilities(lc.sampling.lewis_weights(A, 1.0, tol=SCORE_TOL), 20)
     assert float(q.sum()) == pytest.approx(20, rel=1e-9)
     trials = 400
     counts = np.zeros(60)

@@ -122,10 +122,11 @@ def lewis_weights(A, p: float, *, tol: float = 1e-10, maxiter: int = 200) -> tor
     raise RuntimeError(f"lewis_weights did not converge in maxiter={maxiter} (last log-step {step:.2e}); raise maxiter")
 
 
-def lp_sensitivities(A, p: float, *, method: str = "bound") -> torch.Tensor:
+def lp_sensitivities(A, p: float, *, method: str = "bound", tol: float = 1e-10) -> torch.Tensor:
     """ℓp sensitivities σ (n,), float64: upper bounds from Lewis weights (``"bound"``) or
     exact values (``"exact"``: one LP per row for p = 1 via HiGHS, one smooth convex program
-    per row (SLSQP) for p > 1; for small problems).
+    per row (SLSQP) for p > 1; for small problems). ``tol``: the Lewis weights' tolerance; the
+    bound is inflated by e^tol so it stays a bound for weights converged only to tol.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -139,7 +140,7 @@ def lp_sensitivities(A, p: float, *, method: str = "bound") -> torch.Tensor:
     A = tall_matrix(A)
     n, d = A.shape
     if method == "bound":
-        w = lewis_weights(A, p)
+        w = lewis_weights(A, p, tol=tol) * math.exp(tol)  # a bound also for the converged-to-tol weights
         return torch.clamp(w * (d ** (p / 2 - 1) if p > 2 else 1.0), max=1.0)
     _r_factor(A, "sensitivities")
     An = A.numpy()
