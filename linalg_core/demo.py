@@ -233,9 +233,15 @@ SECTIONS = [section_sketch, section_lowrank, section_adapters, section_regressio
 
 
 def run(quick: bool = False) -> None:
+    import warnings
+
     from linalg_core.info import report
 
     print("# linalg_core demo\n")
     print(report())
-    for section in SECTIONS:
-        section(quick)
+    with warnings.catch_warnings():
+        # transformers / peft deprecation notices about their own internals
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", module="peft")
+        for section in SECTIONS:
+            section(quick)
