@@ -159,6 +159,15 @@ convert = define(
     " the count.",
 )
 
+weighted_gram = define(
+    "weighted_gram",
+    "weighted_gram(A (n, d), v (n,)) -> G (d, d) = A^T diag(v) A, in A's dtype (float32/64).",
+)
+row_quadratic_forms = define(
+    "row_quadratic_forms",
+    "row_quadratic_forms(A (n, d), M (d, d) symmetric) -> q (n,) with q_i = a_i^T M a_i.",
+)
+
 
 def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
     """Which backends would serve ``op`` for tensors of this device and dtype, and why not.

@@ -163,3 +163,27 @@ def test_bad_input():
         lc.sampling.sample_rows(bad, 1.0, 10)
     with pytest.raises(ValueError, match="scores='best'"):
         lc.sampling.sample_rows(A, 1.0, 10, scores="best")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,d", [(1, 1), (13, 3), (1000, 64), (77, 130), (300, 260)])
+def test_row_kernels_match_float64(backend, dtype, n, d):
+    from linalg_core import _ops
+    from linalg_core.testing.backends import usable_backends
+
+    if backend not in usable_backends("weighted_gram", dtype=dtype):
+        pytest.skip(f"{backend} unavailable")
+    g = torch.Generator().manual_seed(n + d)
+    A = torch.randn(n, d, generator=g, dtype=torch.float64)
+    v = torch.rand(n, generator=g, dtype=torch.float64)
+    M = torch.randn(d, d, generator=g, dtype=torch.float64)
+    M = M + M.T
+    key = _ops.Key(A.device, dtype)
+    G = _ops.weighted_gram(A.to(dtype), v.to(dtype), key=key, backend=backend)
+    q = _ops.row_quadratic_forms(A.to(dtype), M.to(dtype), key=key, backend=backend)
+    An, vn, Mn = A.numpy(), v.numpy(), M.numpy()
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    np.testing.assert_allclose(G.double().numpy(), An.T @ (An * vn[:, None]), rtol=tol, atol=tol * n * d)
+    np.testing.assert_allclose(q.double().numpy(), np.einsum("ij,jk,ik->i", An, Mn, An), rtol=tol,
+                               atol=tol * d * d * 10)

@@ -37,6 +37,11 @@ namespace linalg_core::cpu {
   /* out (n,) of out_dt = in (n,) of dt rounded to nearest even; returns the count of    */  \
   /* non-finite inputs (NaN/Inf are converted, not dropped). out == nullptr: count only. */  \
   int64_t convert(const void* in, void* out, DType dt, DType out_dt, int64_t n);              \
+  /* G (d, d) = sum_i v_i a_i a_i^T for A (n, d), v (n,); float32 or float64.              */  \
+  void weighted_gram(const void* A, const void* v, void* G, DType dt, int64_t n, int64_t d);  \
+  /* q (n,) = a_i^T M a_i for A (n, d) and a symmetric M (d, d); float32 or float64.       */  \
+  void row_quadratic_forms(const void* A, const void* M, void* q, DType dt, int64_t n,        \
+                           int64_t d);                                                        \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)
@@ -55,6 +60,8 @@ struct KernelTable {
   decltype(&generic::random_uint32) random_uint32;
   decltype(&generic::random_fill) random_fill;
   decltype(&generic::convert) convert;
+  decltype(&generic::weighted_gram) weighted_gram;
+  decltype(&generic::row_quadratic_forms) row_quadratic_forms;
 };
 const KernelTable& kernels();
 // Comma-separated CPU features detected at run time (for `python -m linalg_core info`).

@@ -101,6 +101,25 @@ class Launch:
             return _C.cpu_convert(x.data_ptr(), 0, DTYPE_CODES[x.dtype], 0, x.numel())
         return _C.cpu_convert(x.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out.dtype], x.numel())
 
+    # Above these widths BLAS-3 (a scaled copy and a GEMM) beats the row-blocked kernels:
+    # measured at n = 2^17, float64: d = 64 kernel 2.2x (Gram) / 1.9x (forms) faster, d = 256
+    # 1.2x / 0.74x.
+    GRAM_MAX_D, FORMS_MAX_D = 256, 128
+
+    def weighted_gram(self, A, v):
+        if A.shape[1] > self.GRAM_MAX_D:
+            return A.T @ (A * v[:, None])
+        G = torch.empty(A.shape[1], A.shape[1], dtype=A.dtype)
+        _C.cpu_weighted_gram(A.data_ptr(), v.data_ptr(), G.data_ptr(), DTYPE_CODES[A.dtype], *A.shape)
+        return G
+
+    def row_quadratic_forms(self, A, M):
+        if A.shape[1] > self.FORMS_MAX_D:
+            return ((A @ M) * A).sum(1)
+        q = torch.empty(A.shape[0], dtype=A.dtype)
+        _C.cpu_row_quadratic_forms(A.data_ptr(), M.data_ptr(), q.data_ptr(), DTYPE_CODES[A.dtype], *A.shape)
+        return q
+
 
 def register(backend: str, launch: Launch, devices) -> None:
     """Register the compiled kernels of one backend for every op they implement."""
@@ -113,6 +132,8 @@ def register(backend: str, launch: Launch, devices) -> None:
     _ops.random_fill.register(backend, devices=devices, dtypes=F32_F64)(launch.random_fill)
     if backend == "cpu":
         _ops.convert.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.convert)
+        _ops.weighted_gram.register(backend, devices=devices, dtypes=F32_F64)(launch.weighted_gram)
+        _ops.row_quadratic_forms.register(backend, devices=devices, dtypes=F32_F64)(launch.row_quadratic_forms)
 
 
 register("cpu", Launch("cpu"), ["cpu"])
