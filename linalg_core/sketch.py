@@ -116,6 +116,46 @@ class Sketch:
         out = out[..., 0].reshape(self.m) if vector else out.reshape(*batch, self.m, t.shape[-1])
         return boundary.out(out)
 
+    def apply_many(self, *arrays, names=None, backend: str | None = None) -> tuple:
+        """``(S @ A₁, S @ A₂, …)`` for (n,) or (n, d_i) arrays sharing S's rows (e.g. A and b of
+        a regression): the same as separate :meth:`apply` calls, with the transform's passes
+        shared where the sketch allows (the SRHT's column panels on the CPU). ``names`` labels
+        the arrays in error messages (default ``arrays[i]``).
+
+        Example:
+            >>> import torch, linalg_core as lc
+            >>> S = lc.sketch.srht(64, 1000, seed=0)
+            >>> A, b = torch.randn(1000, 5), torch.randn(1000)
+            >>> SA, Sb = S.apply_many(A, b)
+            >>> torch.allclose(Sb, S.apply(b)), SA.shape
+            (True, torch.Size([64, 5]))
+        """
+        if not arrays:
+            raise ValueError("apply_many needs at least one array")
+        names = [f"arrays[{i}]" for i in range(len(arrays))] if names is None else list(names)
+        prepared = []
+        for name, X in zip(names, arrays, strict=True):
+            t, boundary = _validate.float_array(X, name)
+            if t.dim() > 2:
+                raise ValueError(f"{name} must be (n,) or (n, d), got shape {tuple(t.shape)}")
+            t2 = t[:, None] if t.dim() == 1 else t
+            if t2.shape[0] != self.n:
+                raise ValueError(f"{name} has {t2.shape[0]} rows but the sketch has n={self.n}")
+            prepared.append((t, t2.contiguous(), boundary))
+        dtypes = {t2.dtype for _, t2, _ in prepared}
+        if len(dtypes) > 1 or len(prepared) == 1:
+            return tuple(self.apply(X, backend=backend) for X in arrays)
+        outs = self._apply_blocks([t2 for _, t2, _ in prepared], backend)
+        result = []
+        for name, (t, t2, boundary), out in zip(names, prepared, outs):
+            out = out.to(t.dtype)
+            _validate.check_result_finite(out, {name: t2}, f"{self.kind}.apply_many")
+            result.append(boundary.out(out[:, 0] if t.dim() == 1 else out))
+        return tuple(result)
+
+    def _apply_blocks(self, blocks, backend):  # [(n, d_i)] -> [(m, d_i)]
+        return [self._apply(b[None], backend)[0] for b in blocks]
+
     def apply_right(self, A, *, backend: str | None = None):
         """``A @ Sᵀ`` (sketching the columns of A, i.e. its row space).
 
@@ -277,10 +317,13 @@ class SRHT(Sketch):
 
         return self._cached("rows", device, make)
 
+    def _panel_width(self, x, batch=1):
+        itemsize = torch.empty((), dtype=compute_dtype(x.dtype)).element_size()
+        return max(8, _PANEL_BYTES // (self.N * itemsize * batch))
+
     def _transform(self, x, backend):  # x (B, n, K) -> (B, m, K), in x's dtype
         B, _, K = x.shape
-        itemsize = torch.empty((), dtype=compute_dtype(x.dtype)).element_size()
-        panel = max(8, _PANEL_BYTES // (self.N * itemsize * B))
+        panel = self._panel_width(x, B)
         if x.device.type != "cpu" or K <= panel:
             return self._transform_panel(x, backend)
         # Columns transform independently: panels of columns through one bounded scratch. A
@@ -292,6 +335,30 @@ class SRHT(Sketch):
             c1 = min(K, c0 + panel)
             out[:, :, c0:c1] = self._transform_panel(x[:, :, c0:c1].contiguous(), backend)
         return out
+
+    def _apply_blocks(self, blocks, backend):
+        # When the panels copy columns anyway, the narrow blocks (a regression's b) ride in them
+        # instead of costing a transform of their own (a 2^20-point transform of one column is
+        # ~20 ms of strided passes).
+        K = sum(b.shape[1] for b in blocks)
+        if blocks[0].device.type != "cpu" or K <= self._panel_width(blocks[0]):
+            return super()._apply_blocks(blocks, backend)
+        columns = [(i, j) for i, b in enumerate(blocks) for j in range(b.shape[1])]
+        outs = [torch.empty(self.m, b.shape[1], dtype=b.dtype, device=b.device) for b in blocks]
+        panel = self._panel_width(blocks[0])
+        for c0 in range(0, K, panel):
+            part = columns[c0:c0 + panel]
+            pieces, spans = [], []
+            for i in sorted({i for i, _ in part}):
+                js = [j for k, j in part if k == i]
+                pieces.append(blocks[i][:, js[0]:js[-1] + 1])
+                spans.append((i, js[0], js[-1] + 1))
+            res = self._transform_panel(torch.cat(pieces, dim=1)[None], backend)[0]
+            at = 0
+            for i, j0, j1 in spans:
+                outs[i][:, j0:j1] = res[:, at:at + j1 - j0]
+                at += j1 - j0
+        return outs
 
     def _transform_panel(self, x, backend):
         cdt = compute_dtype(x.dtype)

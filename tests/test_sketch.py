@@ -203,3 +203,22 @@ def test_srht_column_panels_equal_one_transform(monkeypatch):
     paneled = S.apply(A)
     assert torch.equal(paneled, whole)
     assert S._cache[("work", "cpu")].numel() == 4096 * 8  # one bounded scratch, reused
+
+
+@pytest.mark.parametrize("kind", ["srht", "gaussian", "countsketch"])
+def test_apply_many_equals_separate_applies(kind, monkeypatch):
+    from linalg_core import sketch as sk
+
+    monkeypatch.setattr(sk, "_PANEL_BYTES", 4096 * 8 * 8)  # SRHT: panels of 8 columns, b rides along
+    A = torch.randn(3000, 21, dtype=torch.float64)
+    b = torch.randn(3000, dtype=torch.float64)
+    B = torch.randn(3000, 3, dtype=torch.float64)
+    S = lc.sketch.create(kind, 128, 3000, seed=2)
+    SA, Sb, SB = S.apply_many(A, b, B)
+    assert torch.equal(SA, S.apply(A)) and torch.equal(Sb, S.apply(b)) and torch.equal(SB, S.apply(B))
+    bad = A.clone()
+    bad[5, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"arrays\[1\] has 1 NaN"):
+        S.apply_many(b, bad)
+    with pytest.raises(ValueError, match="rows but the sketch has n=3000"):
+        S.apply_many(A[:10])

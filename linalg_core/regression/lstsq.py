@@ -26,8 +26,9 @@ family with a concentrated residual: ε∞ median 0.4, p95 0.5 for SRHT; at m = 
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -47,7 +48,8 @@ class LstsqResult:
 
     Attributes:
         x: (d,) or (d, k), in b's array type; float64 when A or b is float64, else float32.
-        residual_norm: ‖Ax − b‖₂ per right-hand side (float or (k,) tensor), computed exactly.
+        residual_norm: ‖Ax − b‖₂ per right-hand side (float or (k,) tensor), computed exactly on
+            first access (one pass over A; the result keeps references to A and b until then).
         iterations: LSQR iterations (``solver="lsqr"``) or refinement rounds (``"direct"``); 0
             for the other methods.
         converged: every right-hand side met ``tol`` (always True for the direct methods).
@@ -55,13 +57,20 @@ class LstsqResult:
     """
 
     x: object
-    residual_norm: object
     iterations: int
     converged: bool
     method: str
     sketch: str | None
     sketch_rows: int | None
     seed: int | None
+    _problem: tuple = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def residual_norm(self):
+        A, B, x, vector = self._problem
+        rnorm = torch.linalg.vector_norm(A @ x - B, dim=0)
+        object.__setattr__(self, "_problem", ())  # release A and b
+        return float(rnorm[0]) if vector else rnorm
 
 
 def _rank_check(R: torch.Tensor, d: int) -> None:
@@ -121,8 +130,9 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
         raise ValueError(f"A has shape {tuple(At.shape)}: least squares here needs n >= d (a tall A)")
     if bt.dim() > 2 or bt.shape[0] != n:
         raise ValueError(f"b has shape {tuple(bt.shape)}; expected ({n},) or ({n}, k) to match A's {n} rows")
-    _validate.check_finite(At, "A")
-    _validate.check_finite(bt, "b")
+    if method == "exact":
+        _validate.check_finite(At, "A")  # the sketches check their (small) results instead: every
+    _validate.check_finite(bt, "b")  # entry of A reaches SA, so a NaN/Inf in A is reported by name
     cdt = torch.float64 if torch.float64 in (At.dtype, bt.dtype) else torch.float32
     vector = bt.dim() == 1
     A64, B = At.to(cdt), (bt[:, None] if vector else bt).to(cdt)
@@ -134,7 +144,7 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
     m = sketch_rows if sketch_rows is not None else min(n, (16 if method == "sketch_and_solve" else 2) * d)
     m = _validate.integer(m, "sketch_rows", low=d + 1 if n > d else d, high=n)
     S = create(sketch, m, n, seed=seed)
-    SA, SB = S.apply(A64), S.apply(B)
+    SA, SB = S.apply_many(A64, B, names=("A", "b"))
     Q, R = torch.linalg.qr(SA)
     _rank_check(R, d)
     x = torch.linalg.solve_triangular(R, Q.mT @ SB, upper=True)
@@ -181,10 +191,8 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
 
 
 def _result(A, B, x, iterations, converged, method, sketch, m, seed, vector, boundary: Boundary):
-    rnorm = torch.linalg.vector_norm(A @ x - B, dim=0)
     xo = x[:, 0] if vector else x
-    return LstsqResult(boundary.out(xo), float(rnorm[0]) if vector else rnorm, iterations, converged,
-                       method, sketch, m, seed)
+    return LstsqResult(boundary.out(xo), iterations, converged, method, sketch, m, seed, (A, B, x, vector))
 
 
 __all__ = ["LstsqResult", "lstsq", "METHODS", "SKETCHES"]
