@@ -40,6 +40,7 @@ __all__ = [
     "RademacherSketch",
     "SRHT",
     "SparseSignSketch",
+    "release_scratch",
     "CountSketch",
     "gaussian",
     "rademacher",
@@ -260,8 +261,17 @@ def _parity(x: torch.Tensor) -> torch.Tensor:
     return x & 1
 
 
-# Scratch bound of the SRHT's column panels on the CPU.
+# Scratch bound of the SRHT's column panels on the CPU, and the shared scratch kept between calls.
 _PANEL_BYTES = 128 << 20
+_SCRATCH_MAX_BYTES = 256 << 20
+_SCRATCH: dict = {}
+_SCRATCH_LOCK = threading.Lock()
+
+
+def release_scratch() -> None:
+    """Free the transform scratch the SRHT keeps between calls (at most 256 MiB per device)."""
+    with _SCRATCH_LOCK:
+        _SCRATCH.clear()
 
 
 @dataclass(frozen=True)
@@ -277,9 +287,12 @@ class SRHT(Sketch):
     32-bit keys of stream ``Stream.SRHT_ROWS`` (ties by index): a uniform m-subset, exact on
     every backend.
 
-    Memory: ``apply`` keeps its (batch, N, d) transform scratch for the next call of the same
-    shape (``clear_cache()`` releases it); on the CPU the last stage of the transform writes
-    only the m selected rows.
+    Memory: the transform's scratch (batch × N × columns; on the CPU tall inputs go through
+    column panels of at most 128 MiB) is one buffer per device and dtype shared by every SRHT
+    and kept for the next call, up to 256 MiB (:func:`release_scratch` frees it): a fresh
+    buffer costs a page fault per 4 KiB, as much as the transform (2¹⁷ × 64 float64: 21 ms to
+    100 ms per call depending on what the allocator last did, 11 ms with the kept buffer). On
+    the CPU the last stage of the transform writes only the m selected rows.
     """
 
     kind: ClassVar[str] = "srht"
@@ -363,23 +376,22 @@ class SRHT(Sketch):
     def _transform_panel(self, x, backend):
         cdt = compute_dtype(x.dtype)
         numel = x.shape[0] * self.N * x.shape[2]
-        lock = self._cached("lock", "any", threading.Lock)
-        # The scratch of the transform (a flat buffer viewed as (B, N, K)) is kept for the next
-        # call: a fresh one costs a page fault per 4 KiB, as much time as the transform itself.
-        # Concurrent callers that find it busy get a fresh one.
-        mine = lock.acquire(blocking=False)
+        # The scratch (a flat buffer viewed as (B, N, K)) is shared and kept (class docstring);
+        # concurrent callers that find it busy, and very large requests, get a fresh one.
+        mine = _SCRATCH_LOCK.acquire(blocking=False)
         try:
-            flat = self._cache.get(("work", str(x.device)))
-            if not mine or flat is None or flat.numel() < numel or flat.dtype != cdt:
+            key = (str(x.device), cdt)
+            flat = _SCRATCH.get(key) if mine else None
+            if flat is None or flat.numel() < numel:
                 flat = torch.empty(numel, dtype=cdt, device=x.device)
-                if mine:
-                    self._cache[("work", str(x.device))] = flat
+                if mine and numel * flat.element_size() <= _SCRATCH_MAX_BYTES:
+                    _SCRATCH[key] = flat
             work = flat[:numel].view(x.shape[0], self.N, x.shape[2])
             return _ops.fwht_select(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m),
                                     self.rows(x.device, backend), x.dtype, work, key=_key(x), backend=backend)
         finally:
             if mine:
-                lock.release()
+                _SCRATCH_LOCK.release()
 
 
     def _apply(self, A, backend):

@@ -199,10 +199,12 @@ def test_srht_column_panels_equal_one_transform(monkeypatch):
     A = torch.randn(3000, 37, dtype=torch.float64)
     whole = lc.sketch.srht(256, 3000, seed=4).apply(A)
     monkeypatch.setattr(sk, "_PANEL_BYTES", 4096 * 8 * 8)  # panels of 8 columns
-    S = lc.sketch.srht(256, 3000, seed=4)
-    paneled = S.apply(A)
+    lc.sketch.release_scratch()
+    paneled = lc.sketch.srht(256, 3000, seed=4).apply(A)
     assert torch.equal(paneled, whole)
-    assert S._cache[("work", "cpu")].numel() == 4096 * 8  # one bounded scratch, reused
+    assert sk._SCRATCH[("cpu", torch.float64)].numel() == 4096 * 8  # one bounded scratch, reused
+    lc.sketch.release_scratch()
+    assert not sk._SCRATCH
 
 
 @pytest.mark.parametrize("kind", ["srht", "gaussian", "countsketch"])

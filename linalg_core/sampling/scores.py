@@ -75,7 +75,7 @@ def leverage_scores(A, *, method: str = "exact", seed=None) -> torch.Tensor:
     if method == "exact":
         Q = torch.linalg.qr(A).Q
         _r_factor(A, "leverage scores")
-        return (Q**2).sum(1)
+        return torch.linalg.vector_norm(Q, dim=1) ** 2  # one pass, no n × d temporary
     m = min(n, 16 * d)
     S = srht(m, n, seed=seed)
     R = _r_factor(S.apply(A), "leverage scores")
