@@ -127,6 +127,13 @@ class EVA:
     Use :meth:`update` with each layer's inputs (tokens × d; leading dimensions are flattened)
     until :attr:`done`, then :meth:`ranks` and :meth:`components`.
 
+    Shape:
+        update's X: (*, d_layer);  components()[layer]: (r_layer, d_layer)
+
+    Randomness:
+        Only the randomized SVDs of large stacked batches (normal stream 6 of seed + step);
+        with batches of fewer than ~4k rows every step is an exact LAPACK SVD.
+
     Example:
         >>> import torch, linalg_core as lc
         >>> eva = lc.adapters.EVA({"q": 4, "v": 4}, rho=2, seed=0)

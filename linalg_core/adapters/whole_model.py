@@ -119,6 +119,11 @@ def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = 
     Returns:
         :class:`ModelInit`.
 
+    Randomness:
+        Every layer uses the same ``seed`` (rsvd's normal stream 6, Nyström's stream 8): a
+        batched group equals the loop over its layers, and a model initialises the same way on
+        every run and machine, to rounding.
+
     Equal-shape layers of up to 2^20 elements share one batched rsvd; larger ones run one by one
     reusing one bfloat16 scratch buffer; residuals are written into the base weights in one
     fused ``addmm`` pass each, on the device the weights live on.

@@ -46,9 +46,10 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
 
     Example:
         >>> import torch, linalg_core as lc
-        >>> A = torch.randn(200, 100, dtype=torch.float64)
+        >>> from linalg_core.testing import with_spectrum
+        >>> A = with_spectrum(200, 100, 2.0 ** -torch.arange(100.0), seed=0)  # σ_i = 2^-i
         >>> U, S, Vh = torch.linalg.svd(A, full_matrices=False)
-        >>> abs(lc.svd_error(A, U[:, :5], S[:5], Vh[:5], norm="spectral") - S[5].item()) < 1e-6
+        >>> abs(lc.svd_error(A, U[:, :5], S[:5], Vh[:5], norm="spectral") - 2.0**-5) < 1e-6
         True
     """
     op, _, _ = as_operator(A)

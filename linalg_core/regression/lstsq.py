@@ -107,6 +107,16 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
 
     Computed in float64 for float64 input, float32 otherwise.
 
+    Shape:
+        A: (n, d);  b: (n,) or (n, k);  x: (d,) or (d, k)
+
+    Randomness:
+        S is the sketch ``sketch`` of ``seed`` (its own streams, see :mod:`linalg_core.sketch`):
+        the same seed gives the same x on every backend, to rounding.
+
+    Tuning: sketch-and-solve's error falls like √(d/m) (raise ``sketch_rows``); the
+    preconditioned solvers reach full accuracy whatever m ≥ d + 1, faster with m = 2d–4d.
+
     Raises:
         ValueError: n < d, b's length is not n, NaN/Inf, rank-deficient A (sketched methods),
             sketch_rows outside [d + 1, n].

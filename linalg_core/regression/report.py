@@ -35,6 +35,9 @@ def linf_report(A, b, x, *, x_star=None) -> LinfReport:
     Args:
         A: (n, d); b: (n,); x: (d,) approximate solution; x_star: (d,) exact solution.
 
+    Shape:
+        A: (n, d);  b: (n,);  x, x_star: (d,)
+
     Returns:
         :class:`LinfReport`. ε∞ is undefined (inf) when b is in range(A) exactly (zero optimal
         residual) and x ≠ x*.

@@ -37,6 +37,9 @@ def lp_regression(A, b, p: float, *, sample=None, tol: float = 1e-10, maxiter: i
         sample: ``(indices, weights)`` from :func:`sample_rows`: solve on ``weights·A[indices]``,
             ``weights·b[indices]`` instead of all rows.
 
+    Shape:
+        A: (n, d);  b: (n,);  x: (d,)
+
     Example:
         >>> import torch, linalg_core as lc
         >>> A = torch.randn(200, 3, dtype=torch.float64); b = A @ torch.ones(3, dtype=torch.float64)

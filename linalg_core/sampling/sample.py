@@ -71,6 +71,14 @@ def sample_rows(A, p: float, size: int, *, scores: str = "sensitivity", seed=Non
         (indices (k,) int64 ascending, weights (k,) float64 = q_i^{−1/p}); the rows to keep
         are ``weights[:, None] * A[indices]``.
 
+    Shape:
+        A: (n, d);  indices, weights: (k,) with E[k] = size
+
+    Randomness:
+        Row i is kept when u_i < q_i, u_i the i-th word of Philox stream 11 of ``seed`` (over
+        2^32): the same seed keeps the same rows on every machine; scores from
+        ``leverage`` / ``root_leverage`` are exact, so only the draws are random.
+
     Example:
         >>> import torch, linalg_core as lc
         >>> A = torch.randn(10_000, 5, dtype=torch.float64)

@@ -63,6 +63,12 @@ def leverage_scores(A, *, method: str = "exact", seed=None) -> torch.Tensor:
         A: (n, d), full column rank.
         method: ``"exact"`` (Householder QR) or ``"sketch"`` (DMMW estimator, seeded).
 
+    Shape:
+        A: (n, d);  out: (n,)
+
+    Randomness:
+        ``"sketch"``: Π₁ is the SRHT of ``seed``, Π₂ normal stream 10 of the same seed.
+
     Example:
         >>> import torch, linalg_core as lc
         >>> tau = lc.sampling.leverage_scores(torch.randn(1000, 10, dtype=torch.float64))
@@ -96,6 +102,9 @@ def lewis_weights(A, p: float, *, tol: float = 1e-10, maxiter: int = 200) -> tor
         maxiter: iterations (each O(nd²): the weighted Gram UᵀWU and the row quadratic forms
             u_iᵀG⁻¹u_i, compiled row-blocked kernels on the CPU for d ≤ 128/256, one read of
             U each).
+
+    Shape:
+        A: (n, d);  out: (n,)
 
     Raises:
         ValueError: p < 1, rank-deficient A; RuntimeError when not converged in maxiter.
