@@ -122,7 +122,6 @@ def run(report: Report, quick: bool = False):
             cap, med, worst = quality(base_svds, model) if "pissa" in name else (float("nan"),) * 3
             report.add(model=label, rank=r, impl=name, ms=t.median * 1e3, captured_energy=cap,
                        median_sin_angle=med, max_sin_angle=worst)
-            del model, copies
         wrap = times["peft wrap only (get_peft_model, default init)"]
 
         def ratio(theirs, mine, minus=0.0):

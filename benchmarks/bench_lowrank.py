@@ -154,8 +154,8 @@ def bench_minilm(report: Report, quick: bool):
                 sig.append(float(torch.max(torch.abs(S[:r].double() - s[:r]) / s[:r])))
             return float(np.mean(res)), float(np.mean(sig))
 
-        for name, q, niter in ((f"torch.svd_lowrank loop q=r niter=4 (PEFT)", r, 4),
-                               (f"torch.svd_lowrank loop q=2r niter=4", 2 * r, 4)):
+        for name, q, niter in (("torch.svd_lowrank loop q=r niter=4 (PEFT)", r, 4),
+                               ("torch.svd_lowrank loop q=2r niter=4", 2 * r, 4)):
             t = measure(lambda: [torch.svd_lowrank(w, q=q, niter=niter) for w in mats], repeats=3)
             out = [torch.svd_lowrank(w, q=q, niter=niter) for w in mats]
             res, sig = acc([(U, S, V.T) for U, S, V in out])

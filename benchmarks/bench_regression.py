@@ -62,7 +62,6 @@ def run(report: Report, quick: bool = False):
                     f"{fastest / times['linalg_core sketch_and_precondition (srht, direct)']:.1f}x than the fastest dense "
                     f"solver; sketch-and-solve {ref / times['linalg_core sketch_and_solve (srht, m=16d)']:.1f}x; "
                     f"copy of A {copy_t * 1e3:.1f} ms")
-        del A, b, An, bn
     _linf_table(report, quick)
 
 

@@ -2,7 +2,6 @@
 (Eckart–Young) error, singular value errors, orthogonality, exact recovery, Nyström and CUR,
 seeds, dtypes, batching, operators and argument validation."""
 
-import math
 import warnings
 
 import numpy as np

@@ -12,6 +12,8 @@ B (B ← B·N: the same function at init; train N alone through the per-matrix A
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
@@ -246,7 +248,7 @@ def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else _nullcontext()
+        ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
         with ctx:
             for batch in batches:
                 current["mask"] = batch.get("attention_mask") if isinstance(batch, dict) else None
@@ -276,19 +278,9 @@ def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches
                      time.perf_counter() - start, removed)
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _load_eva(model, adapter, layers, components, adjust):
     """Resize layers to their EVA ranks (peft's update_layer), set A, zero B; rank-0 layers
     return to their base layer. The model's config records rank_pattern / alpha_pattern."""
-    import copy
-
     config = model.peft_config[adapter]
     removed = []
     for name, module in layers.items():
