@@ -99,7 +99,7 @@ def cast(x: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None) -
     kernel = _cpu_convert(x) if out.is_contiguous() and dtype in FLOAT_DTYPES else None
     if kernel is None:
         out.copy_(x)
-        return out, int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
+        return out, count_nonfinite(x) if x.is_floating_point() else 0
     return out, kernel(x, out)
 
 

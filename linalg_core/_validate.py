@@ -119,3 +119,12 @@ def choice(value, name: str, options) -> str:
     if value not in options:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, options))}")
     return value
+
+
+def numerical_rank(R: torch.Tensor, rows: int) -> int:
+    """Numerical rank of the triangular factor R of a QR with ``rows`` rows: the diagonal
+    entries above 10·rows·eps·max|diag| (0 when the diagonal is not finite)."""
+    diag = R.diagonal().abs()
+    if not bool(torch.isfinite(diag).all()):
+        return 0
+    return int((diag > 10 * rows * torch.finfo(R.dtype).eps * float(diag.max())).sum())

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from linalg_core import _validate
+from linalg_core._arrays import Boundary
 from linalg_core.adapters import init as _init
 from linalg_core.adapters.eva import EVA
 from linalg_core.lowrank import rsvd
@@ -199,10 +200,8 @@ def _pissa_groups(layers, adapter, niter, seed, bar):
             r = views[0][3]
             U, S, Vh = rsvd(torch.stack([v[1] for v in views]), r, niter=it, seed=seed)
             for j, (name, (weight, Wt, fifo, _, s)) in enumerate(zip(names, views)):
-                root = torch.sqrt(S[j] / s)
-                A, B = root[:, None] * Vh[j], U[j] * root
-                _init._residual(Wt, B, A, s, fifo, out=weight)
-                _set_factors(layers[name], adapter, A, B)
+                done = _init._from_svd(Wt, U[j], S[j], Vh[j], s, Boundary("torch"), fifo, weight)
+                _set_factors(layers[name], adapter, done.A, done.B)
         if bar is not None:
             bar.update(len(names))
 

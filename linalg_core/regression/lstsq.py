@@ -74,10 +74,8 @@ class LstsqResult:
 
 
 def _rank_check(R: torch.Tensor, d: int) -> None:
-    diag = R.diagonal().abs()
-    tol = max(R.shape) * torch.finfo(R.dtype).eps * float(diag.max()) * 10
-    rank = int((diag > tol).sum())
-    if rank < d or not bool(torch.isfinite(diag).all()):
+    rank = _validate.numerical_rank(R, max(R.shape))
+    if rank < d:
         raise ValueError(f"A is rank-deficient (numerical rank about {rank} of d={d} columns, judged from the "
                          "sketched R): the least-squares solution is not unique; use method='exact' for the "
                          "minimum-norm solution")
@@ -177,7 +175,7 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
         for used in range(1, rounds + 1):
             delta = torch.linalg.solve_triangular(R, torch.cholesky_solve(Y.mT @ (B - A64 @ x), L), upper=True)
             x = x + delta
-            if bool((torch.linalg.vector_norm(delta, dim=0) <= 2 * eps * torch.linalg.vector_norm(x, dim=0)).all()):
+            if _negligible(delta, x, eps):
                 break
         return _result(A64, B, x, used, True, method, sketch, m, S.seed, vector, boundary)
     iters = 100 + 2 * int(math.log2(1 / eps)) if maxiter is None else _validate.integer(maxiter, "maxiter", low=1)
@@ -195,9 +193,14 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
         x = x + delta
         total += res.iterations
         converged = bool(res.converged.all())
-        if bool((torch.linalg.vector_norm(delta, dim=0) <= 2 * eps * torch.linalg.vector_norm(x, dim=0)).all()):
+        if _negligible(delta, x, eps):
             break
     return _result(A64, B, x, total, converged, method, sketch, m, S.seed, vector, boundary)
+
+
+def _negligible(delta, x, eps) -> bool:
+    """The refinement has converged: every column's correction is below 2·eps·‖x‖."""
+    return bool((torch.linalg.vector_norm(delta, dim=0) <= 2 * eps * torch.linalg.vector_norm(x, dim=0)).all())
 
 
 def _result(A, B, x, iterations, converged, method, sketch, m, seed, vector, boundary: Boundary):

@@ -42,8 +42,7 @@ def tall_matrix(A, name: str = "A") -> torch.Tensor:
 
 def _r_factor(A: torch.Tensor, what: str) -> torch.Tensor:
     R = torch.linalg.qr(A).R
-    diag = R.diagonal().abs()
-    rank = int((diag > max(A.shape) * torch.finfo(A.dtype).eps * 10 * float(diag.max())).sum())
+    rank = _validate.numerical_rank(R, max(A.shape))
     if rank < A.shape[1]:
         raise ValueError(f"A is rank-deficient (numerical rank about {rank} of d={A.shape[1]}): {what} are defined "
                          "for full column rank; drop dependent columns first")
