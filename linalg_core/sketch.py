@@ -123,6 +123,9 @@ class Sketch:
         shared where the sketch allows (the SRHT's column panels on the CPU). ``names`` labels
         the arrays in error messages (default ``arrays[i]``).
 
+        Shape:
+            arrays[i]: (n,) or (n, d_i);  out[i]: (m,) or (m, d_i)
+
         Example:
             >>> import torch, linalg_core as lc
             >>> S = lc.sketch.srht(64, 1000, seed=0)

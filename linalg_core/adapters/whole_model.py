@@ -342,6 +342,13 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
 
     Returns:
         output_dir.
+
+    Example:
+        >>> init = lc.adapters.init_peft_model(model, "pissa", seed=0)   # doctest: +SKIP
+        >>> initial = lc.adapters.adapter_state(model)                   # doctest: +SKIP
+        >>> ...  # train                                                  # doctest: +SKIP
+        >>> lc.adapters.save_as_lora(model, initial, "out/")              # doctest: +SKIP
+        >>> peft.PeftModel.from_pretrained(original_base_model, "out/")   # doctest: +SKIP
     """
     peft, _ = _peft()
     from peft.utils import get_peft_model_state_dict

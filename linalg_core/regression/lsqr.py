@@ -38,6 +38,16 @@ def lsqr(matvec: Callable, rmatvec: Callable, b: torch.Tensor, d: int, *, tol: f
         rmatvec: U (n, k) ↦ Aᵀ U (d, k).
         b: (n, k).
         d: columns of A.
+
+    Shape:
+        b: (n, k);  x: (d, k);  converged, residual_norm, normal_residual: (k,)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> A = torch.randn(300, 8, dtype=torch.float64); b = torch.randn(300, 2, dtype=torch.float64)
+        >>> res = lc.regression.lsqr(lambda X: A @ X, lambda U: A.T @ U, b, 8, tol=1e-14, maxiter=100)
+        >>> torch.allclose(res.x, torch.linalg.lstsq(A, b).solution)
+        True
     """
     k = b.shape[1]
     x = torch.zeros(d, k, dtype=b.dtype, device=b.device)
