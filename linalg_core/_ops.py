@@ -168,6 +168,21 @@ row_quadratic_forms = define(
     "row_quadratic_forms(A (n, d), M (d, d) symmetric) -> q (n,) with q_i = a_i^T M a_i.",
 )
 
+block_quantize = define(
+    "block_quantize",
+    "block_quantize(x (n,), block, mid float32 (2^bits - 1,) sorted, bits, scales=None, offsets=None) ->"
+    " (packed uint8 (ceil(n·bits/8),), scales float32 (ceil(n/block),), nonfinite count): code_i ="
+    " #{k : mid[k] < (x_i - o_b)·(1/max(s_b, 1e-38))} for i in block b (s_b = the block's absmax when"
+    " scales is None, o_b = 0 when offsets is None), packed MSB-first (8 codes fill `bits` bytes;"
+    " 4-bit codes are (c0 << 4) | c1). bits in {1, 2, 3, 4, 8}, or 0: no codes (an empty packed), only the"
+    " absmaxes and the count; block a multiple of 8.",
+)
+block_dequantize = define(
+    "block_dequantize",
+    "block_dequantize(packed, bits, levels float32 (2^bits,), scales (nb,), offsets (nb,) | None, n, block,"
+    " out_dtype) -> (n,): levels[code_i]·s_b + o_b in float32 (two roundings, no FMA), then cast.",
+)
+
 
 def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
     """Which backends would serve ``op`` for tensors of this device and dtype, and why not.

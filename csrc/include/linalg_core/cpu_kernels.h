@@ -42,6 +42,16 @@ namespace linalg_core::cpu {
   /* q (n,) = a_i^T M a_i for A (n, d) and a symmetric M (d, d); float32 or float64.       */  \
   void row_quadratic_forms(const void* A, const void* M, void* q, DType dt, int64_t n,        \
                            int64_t d);                                                        \
+  /* Blockwise codebook quantization (csrc/cpu/quant.cpp): packed codes of x (n,) against  */  \
+  /* the 2^bits - 1 sorted midpoints `mid`; scales_in null -> absmax per block into        */  \
+  /* scales_out. Returns the count of non-finite x (-1 for an unsupported dtype).          */  \
+  int64_t block_quantize(const void* x, DType dt, int64_t n, int64_t block, const float* mid, \
+                         int bits, const float* scales_in, const float* offsets,              \
+                         float* scales_out, uint8_t* packed);                                 \
+  /* out (n,) = levels[code] * scale[block] + offset[block] (offsets may be null).        */  \
+  void block_dequantize(const uint8_t* packed, int bits, const float* levels,                 \
+                        const float* scales, const float* offsets, int64_t n, int64_t block,  \
+                        void* out, DType out_dt);                                             \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)
@@ -62,6 +72,8 @@ struct KernelTable {
   decltype(&generic::convert) convert;
   decltype(&generic::weighted_gram) weighted_gram;
   decltype(&generic::row_quadratic_forms) row_quadratic_forms;
+  decltype(&generic::block_quantize) block_quantize;
+  decltype(&generic::block_dequantize) block_dequantize;
 };
 const KernelTable& kernels();
 // Comma-separated CPU features detected at run time (for `python -m linalg_core info`).

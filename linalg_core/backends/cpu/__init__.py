@@ -120,6 +120,33 @@ class Launch:
         _C.cpu_row_quadratic_forms(A.data_ptr(), M.data_ptr(), q.data_ptr(), DTYPE_CODES[A.dtype], *A.shape)
         return q
 
+    def block_quantize(self, x, block, mid, bits, scales=None, offsets=None):
+        n = x.numel()
+        nb = -(-n // block)
+        packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8, device=x.device)
+        s_out = torch.empty(nb, dtype=torch.float32, device=x.device) if scales is None else scales
+        args = (x.data_ptr(), DTYPE_CODES[x.dtype], n, block, mid.data_ptr(), bits,
+                0 if scales is None else scales.data_ptr(), 0 if offsets is None else offsets.data_ptr(),
+                s_out.data_ptr() if scales is None else 0, packed.data_ptr())
+        with self._context(x.device):
+            if self.prefix == "cuda":
+                bad = torch.zeros(1, dtype=torch.int64, device=x.device)
+                self._kernel("block_quantize")(*args, bad.data_ptr(), *self._stream(x.device))
+                return packed, s_out, int(bad.item())
+            return packed, s_out, self._kernel("block_quantize")(*args)
+
+    def block_dequantize(self, packed, bits, levels, scales, offsets, n, block, out_dtype):
+        out = torch.empty(n, dtype=out_dtype, device=packed.device)
+        with self._context(packed.device):
+            self._kernel("block_dequantize")(
+                packed.data_ptr(), bits, levels.data_ptr(), scales.data_ptr(),
+                0 if offsets is None else offsets.data_ptr(), n, block, out.data_ptr(), DTYPE_CODES[out_dtype],
+                *self._stream(packed.device))
+        return out
+
+
+QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 
 def register(backend: str, launch: Launch, devices) -> None:
     """Register the compiled kernels of one backend for every op they implement."""
@@ -130,6 +157,8 @@ def register(backend: str, launch: Launch, devices) -> None:
     _ops.sparse_apply.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.sparse_apply)
     _ops.random_uint32.register(backend, devices=devices, dtypes=[torch.int64])(launch.random_uint32)
     _ops.random_fill.register(backend, devices=devices, dtypes=F32_F64)(launch.random_fill)
+    _ops.block_quantize.register(backend, devices=devices, dtypes=QUANT_DTYPES)(launch.block_quantize)
+    _ops.block_dequantize.register(backend, devices=devices, dtypes=QUANT_DTYPES)(launch.block_dequantize)
     if backend == "cpu":
         _ops.convert.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.convert)
         _ops.weighted_gram.register(backend, devices=devices, dtypes=F32_F64)(launch.weighted_gram)

@@ -1,0 +1,238 @@
+// Blockwise codebook quantization (the NormalFloat, INT-k and bitsandbytes NF4 codecs).
+//
+// block_quantize: x (n,) in blocks of `block` elements; block b has scale s_b (its absmax when no
+// scales are given) and offset o_b (0 when none). Each element becomes
+//   v = (x - o_b) * (1 / max(s_b, 1e-38)),   code = #{k : mid[k] < v}
+// (torch.bucketize(v, mid, right=False): the nearest of the sorted levels whose midpoints are
+// `mid`, ties to the lower level, saturating at the end levels; NaN gives code 0 and is
+// counted), packed MSB-first: 8 codes of `bits` bits fill `bits` bytes,
+// so 4-bit codes are (c0 << 4) | c1 per byte (bitsandbytes' nibble order). Compare-and-count for
+// <= 16 levels (vectorises across elements), branch-free binary search for 256. One read of x;
+// the block is re-read from L1 for its codes after the absmax. bits = 0: the absmax only.
+//
+// block_dequantize: out[i] = level[code_i] * s_b + o_b in float32, rounded to the output dtype.
+// Built with -ffp-contract=off (CMakeLists.txt) so no FMA changes a rounding across ISAs.
+#include <type_traits>
+
+#include "isa.h"
+#include "linalg_core/cpu_kernels.h"
+#include "linalg_core/dtype.h"
+
+namespace linalg_core::cpu::LC_ISA {
+namespace {
+
+constexpr int64_t kChunk = 64;           // codes computed, then packed, per step (multiple of 8)
+constexpr int64_t kGrain = int64_t(1) << 15;  // elements per thread below which one thread runs
+
+inline bool nonfinite(float v) { return (float_to_bits(v) & 0x7f800000u) == 0x7f800000u; }
+
+template <typename T>
+inline float load(const T* p) { return Storage<T>::load(p); }
+
+#if defined(__AVX512F__)
+// Branch-free binary search, 16 lanes: the midpoints (padded with +inf to 16) sit in one register
+// and each of the log2(NM + 1) steps is a permute, a compare and a masked add.
+template <int NM>
+inline int64_t codes_avx512(const float* v, int64_t cnt, const float* mid, uint8_t* c) {
+  alignas(64) float tab[16];
+  for (int k = 0; k < 16; ++k) tab[k] = k < NM ? mid[k] : __builtin_inff();
+  const __m512 T = _mm512_load_ps(tab);
+  int64_t i = 0;
+  for (; i + 16 <= cnt; i += 16) {
+    const __m512 x = _mm512_loadu_ps(v + i);
+    __m512i idx = _mm512_setzero_si512();
+    for (int step = (NM + 1) / 2; step >= 1; step >>= 1) {
+      const __m512 t = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(step - 1)), T);
+      idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(x, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(step));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i), _mm512_cvtepi32_epi8(idx));
+  }
+  return i;
+}
+#endif
+
+// Codes of v[0 .. cnt) for NM = 2^bits - 1 midpoints.
+template <int NM>
+inline void codes_of(const float* v, int64_t cnt, const float* mid, uint8_t* c) {
+  if constexpr (NM == 0) {
+    return;
+  } else if constexpr (NM <= 15) {
+    int64_t i0 = 0;
+#if defined(__AVX512F__)
+    i0 = codes_avx512<NM>(v, cnt, mid, c);
+#endif
+    float m[NM];
+    for (int k = 0; k < NM; ++k) m[k] = mid[k];
+#pragma omp simd
+    for (int64_t i = i0; i < cnt; ++i) {
+      int code = 0;
+      for (int k = 0; k < NM; ++k) code += v[i] > m[k];
+      c[i] = static_cast<uint8_t>(code);
+    }
+  } else {
+    // 255 midpoints + a +inf sentinel: idx advances by step while v exceeds mid[idx + step - 1].
+    for (int64_t i = 0; i < cnt; ++i) {
+      int idx = 0;
+      for (int step = (NM + 1) / 2; step >= 1; step >>= 1) idx += (v[i] > mid[idx + step - 1]) ? step : 0;
+      c[i] = static_cast<uint8_t>(idx);
+    }
+  }
+}
+
+// Packs cnt codes (cnt a multiple of 8, or the final tail) MSB-first at byte dst.
+inline void pack(const uint8_t* c, int64_t cnt, int bits, uint8_t* dst) {
+  if (bits == 8) {
+    std::memcpy(dst, c, size_t(cnt));
+    return;
+  }
+  int64_t g0 = 0;
+  if (bits == 4) {  // the common case, vectorised: byte j = c[2j] << 4 | c[2j + 1]
+    const int64_t pairs = cnt / 2;
+#pragma omp simd
+    for (int64_t j = 0; j < pairs; ++j) dst[j] = static_cast<uint8_t>((c[2 * j] << 4) | c[2 * j + 1]);
+    if (cnt % 2 == 0) return;
+    g0 = pairs / 4 * 8;  // the group holding the odd tail element
+  }
+  for (int64_t g = g0; g < cnt; g += 8) {
+    const int64_t k = std::min<int64_t>(8, cnt - g);
+    uint64_t acc = 0;
+    for (int64_t j = 0; j < 8; ++j) acc = (acc << bits) | (j < k ? c[g + j] : 0u);
+    const int64_t nbytes = (k * bits + 7) / 8;
+    uint8_t* out = dst + (g / 8) * bits;
+    for (int64_t t = 0; t < nbytes; ++t) out[t] = static_cast<uint8_t>(acc >> (8 * (bits - 1 - t)));
+  }
+}
+
+template <typename T, int NM>
+int64_t quantize_blocks(const T* x, int64_t n, int64_t block, const float* mid, int bits, const float* scales_in,
+                        const float* offsets, float* scales_out, uint8_t* packed, int64_t b0, int64_t b1) {
+  int64_t bad = 0;
+  alignas(64) float v[kChunk];
+  alignas(64) uint8_t c[kChunk];
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t lo = b * block, hi = std::min(n, lo + block);
+    float s;
+    if (scales_in) {
+      s = scales_in[b];
+    } else {
+      s = 0.0f;
+#pragma omp simd reduction(max : s)
+      for (int64_t i = lo; i < hi; ++i) s = std::max(s, std::fabs(load(x + i)));
+      scales_out[b] = s;
+    }
+    if (bits == 0) {  // scales only: count the non-finite inputs of the block here
+      int64_t local = 0;
+#pragma omp simd reduction(+ : local)
+      for (int64_t i = lo; i < hi; ++i) local += nonfinite(load(x + i));
+      bad += local;
+      continue;
+    }
+    const float inv = 1.0f / std::max(s, 1e-38f);
+    const float o = offsets ? offsets[b] : 0.0f;
+    for (int64_t i0 = lo; i0 < hi; i0 += kChunk) {
+      const int64_t cnt = std::min(kChunk, hi - i0);
+      int64_t local = 0;
+#pragma omp simd reduction(+ : local)
+      for (int64_t i = 0; i < cnt; ++i) {
+        const float xi = load(x + i0 + i);
+        local += nonfinite(xi);
+        v[i] = (xi - o) * inv;
+      }
+      bad += local;
+      codes_of<NM>(v, cnt, mid, c);
+      pack(c, cnt, bits, packed + (i0 / 8) * bits);
+    }
+  }
+  return bad;
+}
+
+template <typename T, int NM>
+int64_t quantize_typed(const void* x, int64_t n, int64_t block, const float* mid, int bits, const float* scales_in,
+                       const float* offsets, float* scales_out, uint8_t* packed) {
+  const T* xt = static_cast<const T*>(x);
+  const int64_t nb = (n + block - 1) / block;
+  int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 2 * kGrain)
+  for (int64_t t = 0; t < (n + kGrain - 1) / kGrain; ++t) {
+    // Thread chunks are whole blocks: blocks whose first element falls in [t·grain, (t+1)·grain).
+    const int64_t blo = (t * kGrain + block - 1) / block, bhi = std::min(nb, ((t + 1) * kGrain + block - 1) / block);
+    if (blo < bhi) bad += quantize_blocks<T, NM>(xt, n, block, mid, bits, scales_in, offsets, scales_out, packed, blo, bhi);
+  }
+  return bad;
+}
+
+template <typename T>
+int64_t quantize_dtype(const void* x, int64_t n, int64_t block, const float* mid, int bits, const float* s,
+                       const float* o, float* so, uint8_t* p) {
+  switch (bits) {
+    case 0: return quantize_typed<T, 0>(x, n, block, mid, bits, s, o, so, p);
+    case 1: return quantize_typed<T, 1>(x, n, block, mid, bits, s, o, so, p);
+    case 2: return quantize_typed<T, 3>(x, n, block, mid, bits, s, o, so, p);
+    case 3: return quantize_typed<T, 7>(x, n, block, mid, bits, s, o, so, p);
+    case 4: return quantize_typed<T, 15>(x, n, block, mid, bits, s, o, so, p);
+    default: return quantize_typed<T, 255>(x, n, block, mid, bits, s, o, so, p);
+  }
+}
+
+template <typename Out>
+void dequantize_typed(const uint8_t* packed, int bits, const float* levels, const float* scales, const float* offsets,
+                      int64_t n, int64_t block, Out* out) {
+  const int64_t nb = (n + block - 1) / block;
+  const uint32_t mask = (1u << bits) - 1u;
+#pragma omp parallel for schedule(static) if (n > 2 * kGrain)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t lo = b * block, hi = std::min(n, lo + block);
+    const float s = scales[b], o = offsets ? offsets[b] : 0.0f;
+    if (bits == 4) {
+      float lv[16];
+      for (int k = 0; k < 16; ++k) lv[k] = levels[k];
+      const uint8_t* src = packed + lo / 2;
+      const int64_t pairs = (hi - lo) / 2;
+#pragma omp simd
+      for (int64_t j = 0; j < pairs; ++j) {
+        const uint8_t byte = src[j];
+        Storage<Out>::store(out + lo + 2 * j, lv[byte >> 4] * s + o);
+        Storage<Out>::store(out + lo + 2 * j + 1, lv[byte & 15] * s + o);
+      }
+      if ((hi - lo) & 1) Storage<Out>::store(out + hi - 1, lv[src[pairs] >> 4] * s + o);
+    } else if (bits == 8) {
+#pragma omp simd
+      for (int64_t i = lo; i < hi; ++i) Storage<Out>::store(out + i, levels[packed[i]] * s + o);
+    } else {
+      for (int64_t i = lo; i < hi; ++i) {
+        // Bits [i·bits, (i+1)·bits) of the MSB-first stream, read from the bytes of its group of 8.
+        const int64_t g = i / 8, j = i % 8;
+        const uint8_t* src = packed + g * bits;
+        uint64_t acc = 0;
+        const int64_t have = std::min<int64_t>(bits, (n * bits + 7) / 8 - g * bits);
+        for (int64_t t = 0; t < bits; ++t) acc = (acc << 8) | (t < have ? src[t] : 0u);
+        const uint32_t code = static_cast<uint32_t>(acc >> ((7 - j) * bits)) & mask;
+        Storage<Out>::store(out + i, levels[code] * s + o);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t block_quantize(const void* x, DType dt, int64_t n, int64_t block, const float* mid, int bits,
+                       const float* scales_in, const float* offsets, float* scales_out, uint8_t* packed) {
+  switch (dt) {
+    case DType::f32: return quantize_dtype<float>(x, n, block, mid, bits, scales_in, offsets, scales_out, packed);
+    case DType::f16: return quantize_dtype<half_bits>(x, n, block, mid, bits, scales_in, offsets, scales_out, packed);
+    case DType::bf16: return quantize_dtype<bf16_bits>(x, n, block, mid, bits, scales_in, offsets, scales_out, packed);
+    default: return -1;
+  }
+}
+
+void block_dequantize(const uint8_t* packed, int bits, const float* levels, const float* scales,
+                      const float* offsets, int64_t n, int64_t block, void* out, DType out_dt) {
+  switch (out_dt) {
+    case DType::f32: return dequantize_typed(packed, bits, levels, scales, offsets, n, block, static_cast<float*>(out));
+    case DType::f16: return dequantize_typed(packed, bits, levels, scales, offsets, n, block, static_cast<half_bits*>(out));
+    case DType::bf16: return dequantize_typed(packed, bits, levels, scales, offsets, n, block, static_cast<bf16_bits*>(out));
+    default: return;
+  }
+}
+
+}  // namespace linalg_core::cpu::LC_ISA

@@ -1,0 +1,69 @@
+"""Reference blockwise codebook quantization: ``torch.bucketize`` against the midpoints and
+MSB-first bit packing with integer shifts."""
+
+from __future__ import annotations
+
+import torch
+
+from linalg_core import _ops
+from linalg_core.backends.reference.random import ANY_DEVICE
+
+_IN = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """codes (n,) uint8 < 2^bits -> (ceil(n·bits/8),) uint8, MSB-first (8 codes -> ``bits`` bytes)."""
+    n = codes.numel()
+    groups = -(-n // 8)
+    c = torch.zeros(groups * 8, dtype=torch.int64, device=codes.device)
+    c[:n] = codes.to(torch.int64)
+    shifts = torch.arange(7, -1, -1, device=codes.device) * bits
+    acc = (c.view(groups, 8) << shifts).sum(1)
+    byte_shifts = torch.arange(bits - 1, -1, -1, device=codes.device) * 8
+    out = ((acc[:, None] >> byte_shifts) & 0xFF).to(torch.uint8).reshape(-1)
+    return out[: -(-n * bits // 8)]
+
+
+def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`: (n,) int64 codes."""
+    groups = -(-n // 8)
+    p = torch.zeros(groups * bits, dtype=torch.int64, device=packed.device)
+    p[: packed.numel()] = packed.to(torch.int64)
+    byte_shifts = torch.arange(bits - 1, -1, -1, device=packed.device) * 8
+    acc = (p.view(groups, bits) << byte_shifts).sum(1)
+    shifts = torch.arange(7, -1, -1, device=packed.device) * bits
+    return ((acc[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:n]
+
+
+def _blocks(x: torch.Tensor, block: int) -> torch.Tensor:
+    n = x.numel()
+    nb = -(-n // block)
+    xb = torch.zeros(nb * block, dtype=torch.float32, device=x.device)
+    xb[:n] = x.reshape(-1)
+    return xb.view(nb, block)
+
+
+@_ops.block_quantize.register("reference", devices=ANY_DEVICE, dtypes=_IN)
+def block_quantize(x, block, mid, bits, scales=None, offsets=None):
+    n = x.numel()
+    xb = _blocks(x, block)
+    s = xb.abs().amax(1) if scales is None else scales.to(torch.float32)
+    bad = int((~torch.isfinite(x)).sum())
+    if bits == 0:
+        return torch.empty(0, dtype=torch.uint8, device=x.device), s, bad
+    inv = 1.0 / s.clamp(min=1e-38)
+    v = xb if offsets is None else xb - offsets.to(torch.float32)[:, None]
+    codes = torch.bucketize(v * inv[:, None], mid, right=False).reshape(-1)[:n]
+    return pack_bits(codes.to(torch.uint8), bits), s, bad
+
+
+@_ops.block_dequantize.register("reference", devices=ANY_DEVICE, dtypes=_IN)
+def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype):
+    codes = unpack_bits(packed, bits, n)
+    nb = scales.numel()
+    vals = torch.zeros(nb * block, dtype=torch.float32, device=packed.device)
+    vals[:n] = levels[codes]
+    out = vals.view(nb, block) * scales[:, None]
+    if offsets is not None:
+        out = out + offsets[:, None]
+    return out.reshape(-1)[:n].to(out_dtype)

@@ -1,0 +1,15 @@
+"""Quantization codecs and low-rank-plus-quantized decomposition.
+
+* Formats (:mod:`.formats`): :class:`NormalFloat` (NF-k with LQ-LoRA's quantized scales),
+  :class:`BnbNF4` (bitsandbytes NF4, bit-exact), :class:`IntGroup` (INT-k groups),
+  :class:`GGUF` (llama.cpp Q4_0 / Q8_0, byte-exact), all through :func:`quantize` into a
+  :class:`QuantizedTensor` (exact bits per parameter, safetensors round trips, matrix-free products).
+* The kernels: blockwise nearest-level coding (bucketize against the level midpoints, packed at
+  the code width) and dequantization, in C++ (per-ISA SIMD, OpenMP), CUDA and Triton, with a
+  torch reference (ops ``block_quantize`` / ``block_dequantize``).
+"""
+
+from linalg_core.quant.formats import GGUF, BnbNF4, Format, IntGroup, NormalFloat, parse
+from linalg_core.quant.tensor import QuantizedTensor, quantize
+
+__all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "QuantizedTensor", "quantize"]
