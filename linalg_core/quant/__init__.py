@@ -9,7 +9,10 @@
   torch reference (ops ``block_quantize`` / ``block_dequantize``).
 """
 
+from linalg_core.quant.allocate import AllocationPlan, allocate_bits, default_candidates
 from linalg_core.quant.formats import GGUF, BnbNF4, Format, IntGroup, NormalFloat, parse
+from linalg_core.quant.lq import LQResult, lq_decompose
 from linalg_core.quant.tensor import QuantizedTensor, quantize
 
-__all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "QuantizedTensor", "quantize"]
+__all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "QuantizedTensor", "quantize", "LQResult",
+           "lq_decompose", "allocate_bits", "AllocationPlan", "default_candidates"]

@@ -1,0 +1,224 @@
+"""Per-matrix quantization formats under a total storage budget (LQ-LoRA Section 3.2).
+
+Choosing one configuration per matrix to minimise the summed error under a bit budget is a
+multiple-choice knapsack. Each matrix's candidates are first reduced to its Pareto front (a
+configuration that costs at least as much as another and errs at least as much can never be in
+an optimal plan); the rest is an integer program solved exactly by HiGHS through
+``scipy.optimize.milp`` (the reference code needs a Gurobi licence).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from linalg_core.quant.formats import Format, NormalFloat, parse
+
+
+def default_candidates() -> list[Format]:
+    """NF-k configurations spanning ~2.1 to ~8.6 bits per weight: b ∈ {2, 3, 4, 8},
+    B0 ∈ {16, 32, 64, 128}, scales at 8 bits per 256 (LQ-LoRA's grid, its scale-of-scale
+    and B1 options fixed at the values that dominate on LLM weights)."""
+    return [NormalFloat(bits=b, block_size=B0, scale_bits=8, scale_block_size=256)
+            for b in (2, 3, 4, 8) for B0 in (16, 32, 64, 128)]
+
+
+@dataclass(frozen=True)
+class AllocationPlan:
+    """The chosen format per matrix and what it costs.
+
+    Attributes:
+        formats: {name: Format}.
+        bits_per_param: nominal storage of the quantized parts (each format's formula) over all
+            weights, never above the budget.
+        budget: the requested bits per parameter.
+        predicted_error: Σ of the chosen configurations' squared errors.
+        errors: {name: squared error of the chosen configuration}.
+        candidates_kept: configurations left after the dominance pruning (all matrices).
+        solve_seconds: time of the MILP.
+    """
+
+    formats: dict
+    bits_per_param: float
+    budget: float
+    predicted_error: float
+    errors: dict
+    candidates_kept: int
+    solve_seconds: float
+
+
+def _pareto(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated (cost, error) pairs."""
+    order = np.lexsort((err, cost))
+    keep, best = [], math.inf
+    for j in order:
+        if err[j] < best:
+            keep.append(j)
+            best = err[j]
+    return np.array(keep, dtype=int)
+
+
+def candidate_errors(matrices: dict, candidates, *, rank: int = 0, iters: int = 2, seed=0, progress=None) -> np.ndarray:
+    """(matrices × candidates) squared Frobenius errors ‖W − Q − L1L2‖² of each configuration
+    (:func:`~linalg_core.quant.lq_decompose` with ``iters`` alternations; plain quantization
+    when ``rank=0``)."""
+    from linalg_core.quant.lq import lq_decompose
+    from linalg_core.quant.tensor import quantize
+
+    names = list(matrices)
+    E = np.empty((len(names), len(candidates)))
+    bar = _bar(progress, len(names) * len(candidates), "errors")
+    for i, name in enumerate(names):
+        W = matrices[name]
+        W32 = torch.as_tensor(W).to(torch.float32)
+        for j, fmt in enumerate(candidates):
+            if rank:
+                E[i, j] = (lq_decompose(W32, rank, fmt, iters=iters, seed=seed).error * float(W32.norm())) ** 2
+            else:
+                E[i, j] = float((quantize(W32, fmt).dequantize(torch.float32) - W32).square().sum())
+            bar.update(1)
+    bar.close()
+    return E
+
+
+def _bar(progress, total, desc):
+    if progress is False or (progress is None and total < 50):
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 0, errors=None, iters: int = 2,
+                  seed=0, progress=None) -> AllocationPlan:
+    """One quantization format per matrix minimising the total squared error under an average
+    storage budget (bits per weight, quantized parts only; a rank-r low-rank part adds
+    16·r·(m + n) bits per matrix on top, the same for every plan).
+
+    Args:
+        matrices: {name: (m, n) weight} (or a list, named by position). Only shapes are needed
+            when ``errors`` is given.
+        budget_bits: average stored bits per weight, at least the cheapest plan's.
+        candidates: formats (or names) to choose from; default :func:`default_candidates`.
+        rank: low-rank part of each matrix when measuring the errors (LQ); 0: quantization only.
+        errors: optional precomputed (matrices × candidates) squared errors.
+        iters: LQ alternations per error measurement.
+
+    Returns:
+        :class:`AllocationPlan` (``bits_per_param`` never above ``budget_bits``).
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import allocate_bits
+        >>> g = torch.Generator().manual_seed(0)
+        >>> Ws = {"a": torch.randn(128, 256, generator=g), "b": torch.randn(128, 256, generator=g) * 5}
+        >>> plan = allocate_bits(Ws, 3.5, candidates=["nf2", "nf3", "nf4"])
+        >>> plan.bits_per_param <= 3.5, str(plan.formats["b"])
+        (True, 'nf4-b64-s8x256-fp32')
+    """
+    if isinstance(matrices, (list, tuple)):
+        matrices = {str(i): W for i, W in enumerate(matrices)}
+    if not isinstance(matrices, dict) or not matrices:
+        raise ValueError("matrices must be a non-empty dict {name: weight} or list of weights")
+    cands = [parse(c) for c in (default_candidates() if candidates is None else candidates)]
+    if not cands:
+        raise ValueError("candidates is empty")
+    if isinstance(budget_bits, bool) or not isinstance(budget_bits, (int, float)) or not math.isfinite(budget_bits):
+        raise ValueError(f"budget_bits={budget_bits!r} must be a finite number")
+    names = list(matrices)
+    sizes = np.array([math.prod(tuple(getattr(W, "shape", ()))) for W in matrices.values()], dtype=float)
+    if (sizes <= 0).any():
+        raise ValueError("every matrix needs a non-empty shape")
+    for name, W in matrices.items():
+        for fmt in cands:
+            fmt.check_shape(tuple(W.shape))
+    if errors is None:
+        errors = candidate_errors(matrices, cands, rank=rank, iters=iters, seed=seed, progress=progress)
+    errors = np.asarray(errors, dtype=float)
+    if errors.shape != (len(names), len(cands)):
+        raise ValueError(f"errors has shape {errors.shape}, expected {(len(names), len(cands))}")
+    if not np.isfinite(errors).all():
+        raise ValueError("errors has non-finite entries")
+    bits = np.array([c.nominal_bits() for c in cands])
+    cost = sizes[:, None] * bits[None, :]
+    total = sizes.sum()
+    cheapest = cost.min(1).sum() / total
+    if budget_bits < cheapest - 1e-12:
+        raise ValueError(f"budget_bits={budget_bits} is below the cheapest plan ({cheapest:.4f} bits per weight "
+                         f"with these candidates)")
+
+    keep = [_pareto(cost[i], errors[i]) for i in range(len(names))]
+    t0 = time.perf_counter()
+    capacity = limit = budget_bits * total
+    for _ in range(4):  # HiGHS's feasibility tolerance may admit a hair over: tighten by the excess
+        choice = _solve(keep, cost, errors, capacity)
+        over = sum(cost[i, j] for i, j in enumerate(choice)) - limit
+        if over <= 0:
+            break
+        capacity -= over
+    else:
+        raise RuntimeError("bit allocation: the MILP solution stays above the budget")
+    dt = time.perf_counter() - t0
+    chosen = {names[i]: cands[j] for i, j in enumerate(choice)}
+    used = sum(cost[i, j] for i, j in enumerate(choice)) / total
+    errs = {names[i]: float(errors[i, j]) for i, j in enumerate(choice)}
+    return AllocationPlan(chosen, float(used), float(budget_bits), float(sum(errs.values())), errs,
+                          int(sum(len(k) for k in keep)), dt)
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """HiGHS prints progress lines from C++ straight to file descriptor 1; silence them."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _solve(keep, cost, errors, capacity) -> list[int]:
+    """Multiple-choice knapsack over the kept candidates, exactly, with HiGHS."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    cols = [(i, j) for i, k in enumerate(keep) for j in k]
+    nvar = len(cols)
+    c = np.array([errors[i, j] for i, j in cols])
+    w = np.array([cost[i, j] for i, j in cols])
+    scale = max(float(np.abs(c).max()), 1e-300)
+    rows = np.array([i for i, _ in cols])
+    one_each = coo_matrix((np.ones(nvar), (rows, np.arange(nvar))), shape=(len(keep), nvar))
+    cons = [LinearConstraint(one_each, 1, 1), LinearConstraint(w[None, :] / capacity, -np.inf, 1)]
+    with _quiet_stdout():
+        res = milp(c / scale, constraints=cons, integrality=np.ones(nvar), bounds=Bounds(0, 1),
+                   options={"mip_rel_gap": 0})
+    if res.x is None:
+        raise RuntimeError(f"bit allocation MILP failed: {res.message}")
+    picked = [j for (i, j), on in zip(cols, res.x > 0.5) if on]
+    if len(picked) != len(keep):
+        raise RuntimeError("bit allocation MILP returned an infeasible choice")
+    return picked
+
+
+__all__ = ["allocate_bits", "AllocationPlan", "default_candidates", "candidate_errors"]
