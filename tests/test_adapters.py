@@ -174,11 +174,42 @@ def test_pissa_rejects_nan_on_every_path(n):
     (lambda W: lc.adapters.pissa(W, 0), ValueError, "rank=0"),
     (lambda W: lc.adapters.pissa(W, 65), ValueError, r"rank=65 exceeds min\(out, in\)=64"),
     (lambda W: lc.adapters.olora(W[0], 2), ValueError, "must be 2-D"),
-    (lambda W: lc.adapters.pissa(W.to(torch.int8), 2), TypeError, "dequantize"),
-    (lambda W: lc.adapters.pissa([[1.0]], 1), TypeError, "dequantized"),
+    (lambda W: lc.adapters.pissa(W.to(torch.int8), 2), TypeError, "QuantizedTensor"),
+    (lambda W: lc.adapters.pissa([[1.0]], 1), TypeError, "QuantizedTensor"),
+    (lambda W: lc.adapters.pissa(lc.quant.quantize(W, "nf4"), 2, fan_in_fan_out=True), ValueError, "fan_in_fan_out"),
+    (lambda W: lc.adapters.olora(lc.quant.quantize(W, "nf4"), 99), ValueError, "rank=99 exceeds"),
     (lambda W: lc.adapters.pissa(W, 2, lora_alpha=-1), ValueError, "lora_alpha=-1"),
     (lambda W: lc.adapters.nlora(W, 2, mode="svd"), ValueError, "mode='svd'"),
 ])
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call(weight())
+
+
+# --- quantized bases ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["bnb-nf4", "nf3", "int4"])
+def test_loftq_beats_plain_quantization(fmt):
+    W = weight(128, 96, seed=4)
+    init = lc.adapters.loftq(W, 8, format=fmt, iters=3, lora_alpha=16, seed=0)
+    assert init.scaling == 2.0 and init.A.shape == (8, 96) and init.B.shape == (128, 8)
+    approx = init.residual.dequantize(torch.float32) + init.scaling * init.B @ init.A
+    plain = lc.quant.quantize(W, fmt).dequantize(torch.float32)
+    assert (approx - W).norm() < (plain - W).norm()
+
+
+def test_pissa_and_olora_on_a_quantized_base():
+    W = weight(160, 128, seed=5)
+    Q = lc.quant.quantize(W, "nf4")
+    D = Q.dequantize(torch.float64)
+    p = lc.adapters.pissa(Q, 8, seed=0, niter=4)
+    U, S, Vh = torch.linalg.svd(D)
+    torch.testing.assert_close((p.B @ p.A).double(), (U[:, :8] * S[:8]) @ Vh[:8], rtol=0, atol=2e-3 * float(S[0]))
+    assert isinstance(p.residual, lc.quant.QuantizedTensor) and p.residual.format == Q.format
+    # the re-quantized residual plus the adapter stays within NF4 error of the quantized base
+    err = (p.residual.dequantize(torch.float64) + p.scaling * (p.B @ p.A).double() - D).norm() / D.norm()
+    assert err < 0.1
+    o = lc.adapters.olora(Q, 6)
+    ref = lc.adapters.olora(D.float(), 6)
+    torch.testing.assert_close(o.B @ o.A, ref.B @ ref.A, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(o.B.T @ o.B, torch.eye(6), rtol=0, atol=1e-5)

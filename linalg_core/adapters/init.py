@@ -79,16 +79,16 @@ def _weight(W, rank, fan_in_fan_out, check=True):
     to the caller (PiSSA's rsvd folds it into its bfloat16 copy)."""
     if not isinstance(W, torch.Tensor) and not isinstance(W, np.ndarray) and not hasattr(W, "__dlpack__"):
         raise TypeError(
-            f"W must be a float weight tensor, got {type(W).__name__}; for a quantized weight pass its "
-            "dequantized value (or a matrix-free operator to linalg_core.rsvd)"
+            f"W must be a float weight tensor or (for pissa, olora) a linalg_core.quant.QuantizedTensor, got "
+            f"{type(W).__name__}"
         )
     from linalg_core._arrays import as_tensor
 
     t, boundary = as_tensor(W, "W")
     if not t.is_floating_point():
         raise TypeError(
-            f"W has dtype {t.dtype}: quantized or integer weights cannot be decomposed directly; "
-            "dequantize them first (e.g. bitsandbytes.functional.dequantize_4bit)"
+            f"W has dtype {t.dtype}: integer or packed weights cannot be decomposed directly; pass a "
+            "linalg_core.quant.QuantizedTensor (pissa, olora) or the dequantized weight"
         )
     t, _ = _validate.float_array(t, "W", ndim=2)
     if check:
@@ -99,6 +99,24 @@ def _weight(W, rank, fan_in_fan_out, check=True):
     if rank > min(t.shape):
         raise ValueError(f"rank={rank} exceeds min(out, in)={min(t.shape)} for W of shape {tuple(t.shape)}")
     return t, t.dtype, boundary, rank
+
+
+def _is_quantized(W) -> bool:
+    from linalg_core.quant import QuantizedTensor
+
+    return isinstance(W, QuantizedTensor)
+
+
+def _quantized_args(Q, rank, lora_alpha, use_rslora, fan_in_fan_out, out):
+    """(rank, scaling) for a QuantizedTensor base, whose residual is re-quantized (no ``out``)."""
+    if len(Q.shape) != 2:
+        raise ValueError(f"W must be a 2-D quantized weight, got shape {Q.shape}")
+    if fan_in_fan_out or out is not None:
+        raise ValueError("a QuantizedTensor W takes neither fan_in_fan_out nor out (its residual is re-quantized)")
+    rank = _validate.integer(rank, "rank", low=1)
+    if rank > min(Q.shape):
+        raise ValueError(f"rank={rank} exceeds min(out, in)={min(Q.shape)} for W of shape {Q.shape}")
+    return rank, scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
 
 
 def _residual(W, B, A, s, fan_in_fan_out, out=None):
@@ -183,6 +201,11 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         True
     """
     _check_out(out)
+    if _is_quantized(W):
+        from linalg_core.adapters.quantized import principal_of_quantized
+
+        rank, s = _quantized_args(W, rank, lora_alpha, use_rslora, fan_in_fan_out, out)
+        return principal_of_quantized(W, rank, s, PISSA_NITER if niter == "auto" else niter, seed)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out, check=exact)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     if exact:
@@ -215,6 +238,10 @@ def olora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         (torch.Size([4, 32]), torch.Size([64, 4]))
     """
     _check_out(out)
+    if _is_quantized(W):
+        from linalg_core.adapters.quantized import orthonormal_of_quantized
+
+        return orthonormal_of_quantized(W, *_quantized_args(W, rank, lora_alpha, use_rslora, fan_in_fan_out, out))
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     Wc = Wt.to(compute_dtype(dtype))
