@@ -10,9 +10,11 @@
 """
 
 from linalg_core.quant.allocate import AllocationPlan, allocate_bits, default_candidates
+from linalg_core.quant.compress import compress_model, load_compressed
 from linalg_core.quant.formats import GGUF, BnbNF4, Format, IntGroup, NormalFloat, parse
 from linalg_core.quant.lq import LQResult, lq_decompose
 from linalg_core.quant.tensor import QuantizedTensor, quantize
 
 __all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "QuantizedTensor", "quantize", "LQResult",
-           "lq_decompose", "allocate_bits", "AllocationPlan", "default_candidates"]
+           "lq_decompose", "allocate_bits", "AllocationPlan", "default_candidates",
+           "compress_model", "load_compressed"]

