@@ -180,7 +180,8 @@ block_quantize = define(
 block_dequantize = define(
     "block_dequantize",
     "block_dequantize(packed, bits, levels float32 (2^bits,), scales (nb,), offsets (nb,) | None, n, block,"
-    " out_dtype) -> (n,): levels[code_i]·s_b + o_b in float32 (two roundings, no FMA), then cast.",
+    " out_dtype, out=None) -> (n,): levels[code_i]·s_b + o_b in float32 (two roundings, no FMA), then cast;"
+    " written into ``out`` (contiguous, n elements of out_dtype) when given.",
 )
 
 

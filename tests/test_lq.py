@@ -7,13 +7,11 @@ import pytest
 import torch
 
 from linalg_core.quant import NormalFloat, allocate_bits, lq_decompose, quantize
-from linalg_core.testing.matrices import with_spectrum
+from linalg_core.testing.matrices import llm_like
 
 
 def _llm_like(m=256, n=384, seed=0):
-    sigma = torch.linspace(1, 0.1, min(m, n), dtype=torch.float64) ** 3
-    W = with_spectrum(m, n, sigma, seed=seed, dtype=torch.float32)
-    return W / W.std() * 0.02
+    return llm_like(m, n, seed=seed)
 
 
 @pytest.mark.parametrize("fmt", ["nf2", "nf3", "nf4"])

@@ -243,3 +243,15 @@ def test_input_not_mutated():
     for fmt in ("nf4", "bnb-nf4", "int4-asym", "q8_0"):
         quantize(W, fmt)
     assert torch.equal(W, before)
+
+
+@pytest.mark.parametrize("fmt", ["nf3", "bnb-nf4", "q8_0"])
+def test_dequantize_into_out(fmt):
+    Q = quantize(_w((64, 96)), fmt)
+    buf = torch.full((64, 96), float("nan"))
+    got = Q.dequantize(out=buf)
+    assert got.data_ptr() == buf.data_ptr() and torch.equal(buf, Q.dequantize())
+    with pytest.raises(ValueError, match="got shape"):
+        Q.dequantize(out=torch.empty(64, 95))
+    with pytest.raises(ValueError, match="not contiguous"):
+        Q.dequantize(out=torch.empty(96, 64).T)

@@ -174,40 +174,65 @@ int64_t quantize_dtype(const void* x, int64_t n, int64_t block, const float* mid
   }
 }
 
+// Codes [i0, i0 + cnt) of the packed stream (i0 a multiple of 8) into c.
+inline void unpack(const uint8_t* packed, int64_t i0, int64_t cnt, int bits, uint8_t* c) {
+  const uint8_t* src = packed + i0 / 8 * bits;
+  if (bits == 8) {
+    std::memcpy(c, src, size_t(cnt));
+  } else if (bits == 4) {
+    const int64_t pairs = cnt / 2;
+#pragma omp simd
+    for (int64_t j = 0; j < pairs; ++j) {
+      c[2 * j] = src[j] >> 4;
+      c[2 * j + 1] = src[j] & 15;
+    }
+    if (cnt & 1) c[cnt - 1] = src[pairs] >> 4;
+  } else {
+    const uint64_t mask = (uint64_t(1) << bits) - 1;
+    for (int64_t g = 0; g < cnt; g += 8, src += bits) {
+      const int64_t k = std::min<int64_t>(8, cnt - g), nbytes = (k * bits + 7) / 8;
+      uint64_t acc = 0;
+      for (int64_t t = 0; t < bits; ++t) acc = (acc << 8) | (t < nbytes ? src[t] : 0u);
+      for (int64_t j = 0; j < k; ++j) c[g + j] = static_cast<uint8_t>((acc >> ((7 - j) * bits)) & mask);
+    }
+  }
+}
+
+// out[i] = level[c[i]] * s + o, i < cnt (the multiply and the add rounded separately).
+template <typename Out>
+inline void values(const uint8_t* c, int64_t cnt, const float* lv, int nlevels, float s, float o, Out* out) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  if (std::is_same_v<Out, float> && nlevels <= 16) {
+    alignas(64) float tab[16] = {};
+    for (int k = 0; k < nlevels; ++k) tab[k] = lv[k];
+    const __m512 T = _mm512_load_ps(tab), S = _mm512_set1_ps(s), O = _mm512_set1_ps(o);
+    for (; i + 16 <= cnt; i += 16) {
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
+      const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_permutexvar_ps(idx, T), S), O);
+      _mm512_storeu_ps(reinterpret_cast<float*>(out + i), v);
+    }
+  }
+#endif
+#pragma omp simd
+  for (int64_t j = i; j < cnt; ++j) Storage<Out>::store(out + j, lv[c[j]] * s + o);
+}
+
 template <typename Out>
 void dequantize_typed(const uint8_t* packed, int bits, const float* levels, const float* scales, const float* offsets,
                       int64_t n, int64_t block, Out* out) {
   const int64_t nb = (n + block - 1) / block;
-  const uint32_t mask = (1u << bits) - 1u;
 #pragma omp parallel for schedule(static) if (n > 2 * kGrain)
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * block, hi = std::min(n, lo + block);
-    const float s = scales[b], o = offsets ? offsets[b] : 0.0f;
-    if (bits == 4) {
-      float lv[16];
-      for (int k = 0; k < 16; ++k) lv[k] = levels[k];
-      const uint8_t* src = packed + lo / 2;
-      const int64_t pairs = (hi - lo) / 2;
-#pragma omp simd
-      for (int64_t j = 0; j < pairs; ++j) {
-        const uint8_t byte = src[j];
-        Storage<Out>::store(out + lo + 2 * j, lv[byte >> 4] * s + o);
-        Storage<Out>::store(out + lo + 2 * j + 1, lv[byte & 15] * s + o);
-      }
-      if ((hi - lo) & 1) Storage<Out>::store(out + hi - 1, lv[src[pairs] >> 4] * s + o);
-    } else if (bits == 8) {
-#pragma omp simd
-      for (int64_t i = lo; i < hi; ++i) Storage<Out>::store(out + i, levels[packed[i]] * s + o);
-    } else {
-      for (int64_t i = lo; i < hi; ++i) {
-        // Bits [i·bits, (i+1)·bits) of the MSB-first stream, read from the bytes of its group of 8.
-        const int64_t g = i / 8, j = i % 8;
-        const uint8_t* src = packed + g * bits;
-        uint64_t acc = 0;
-        const int64_t have = std::min<int64_t>(bits, (n * bits + 7) / 8 - g * bits);
-        for (int64_t t = 0; t < bits; ++t) acc = (acc << 8) | (t < have ? src[t] : 0u);
-        const uint32_t code = static_cast<uint32_t>(acc >> ((7 - j) * bits)) & mask;
-        Storage<Out>::store(out + i, levels[code] * s + o);
+  for (int64_t t = 0; t < (n + kGrain - 1) / kGrain; ++t) {
+    const int64_t blo = (t * kGrain + block - 1) / block, bhi = std::min(nb, ((t + 1) * kGrain + block - 1) / block);
+    alignas(64) uint8_t c[kChunk];
+    for (int64_t b = blo; b < bhi; ++b) {
+      const int64_t lo = b * block, hi = std::min(n, lo + block);
+      const float s = scales[b], o = offsets ? offsets[b] : 0.0f;
+      for (int64_t i0 = lo; i0 < hi; i0 += kChunk) {
+        const int64_t cnt = std::min(kChunk, hi - i0);
+        unpack(packed, i0, cnt, bits, c);
+        values(c, cnt, levels, 1 << bits, s, o, out + i0);
       }
     }
   }

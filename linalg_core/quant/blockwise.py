@@ -48,13 +48,18 @@ def quantize(x: torch.Tensor, block: int, levels: torch.Tensor | None, *, scales
 
 
 def dequantize(packed: torch.Tensor, levels: torch.Tensor, scales: torch.Tensor, offsets, n: int, block: int,
-               dtype: torch.dtype, backend=None) -> torch.Tensor:
-    """(n,) values levels[code]·scale + offset of ``n`` packed codes, in ``dtype``."""
+               dtype: torch.dtype, backend=None, out=None) -> torch.Tensor:
+    """(n,) values levels[code]·scale + offset of ``n`` packed codes, in ``dtype`` (into ``out``,
+    a contiguous tensor of n elements of a kernel dtype, when given)."""
     out_dtype = dtype if dtype in _KERNEL_DTYPES else torch.float32
+    if out is not None and (out.dtype != dtype or out_dtype != dtype or not out.is_contiguous() or out.numel() != n
+                            or out.device != packed.device):
+        raise ValueError(f"out must be a contiguous tensor of {n} elements of {dtype} (float32, float16 or bfloat16) "
+                         f"on {packed.device}, got {tuple(out.shape)} {out.dtype} on {out.device}")
     dev = packed.device
     lv = levels.to(device=dev, dtype=torch.float32).contiguous()
     s = scales.to(device=dev, dtype=torch.float32).contiguous()
     o = None if offsets is None else offsets.to(device=dev, dtype=torch.float32).contiguous()
-    out = _ops.block_dequantize(packed.contiguous(), bits_of(levels), lv, s, o, n, block, out_dtype,
+    res = _ops.block_dequantize(packed.contiguous(), bits_of(levels), lv, s, o, n, block, out_dtype, out,
                                 key=_key(packed, out_dtype), backend=backend)
-    return out if out_dtype == dtype else out.to(dtype)
+    return res if out_dtype == dtype else res.to(dtype)

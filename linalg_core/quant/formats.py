@@ -49,8 +49,9 @@ class Format:
     def quantize(self, x: torch.Tensor, *, backend=None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None) -> torch.Tensor:
-        """Elements [e0, e1) of the flat tensor (e0 a multiple of :attr:`block`)."""
+    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None) -> torch.Tensor:
+        """Elements [e0, e1) of the flat tensor (e0 a multiple of :attr:`block`), into ``out``
+        (contiguous, e1 − e0 elements of ``dtype``) when given."""
         raise NotImplementedError
 
     def block_params(self, data, n):
@@ -84,12 +85,12 @@ class _Codebook(Format):
     def levels(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None):
+    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
         scales, offsets = params if params is not None else self.block_params(data, n)
         b0, b1 = e0 // self.block, -(-e1 // self.block)
         codes = data["codes"][e0 * self.bits // 8: -(-e1 * self.bits // 8)]
         return blockwise.dequantize(codes, self.levels, scales[b0:b1], None if offsets is None else offsets[b0:b1],
-                                    e1 - e0, self.block, dtype, backend=backend)
+                                    e1 - e0, self.block, dtype, backend=backend, out=out)
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,7 @@ class GGUF(Format):
         dbytes = d.to(torch.float16).view(torch.uint8).reshape(nb, 2)
         return {"blocks": torch.cat([dbytes, qs], 1).contiguous()}
 
-    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None):
+    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
         blocks = data["blocks"][e0 // 32: -(-e1 // 32)]
         d = blocks[:, :2].contiguous().view(torch.float16).to(torch.float32)
         if self.type == "q4_0":
@@ -374,7 +375,8 @@ class GGUF(Format):
             q = torch.cat([qs & 0x0F, qs >> 4], 1).to(torch.float32) - 8
         else:
             q = blocks[:, 2:].contiguous().view(torch.int8).to(torch.float32)
-        return (d * q).reshape(-1)[: e1 - e0].to(dtype)
+        res = (d * q).reshape(-1)[: e1 - e0].to(dtype)
+        return res if out is None else out.view(-1).copy_(res)
 
 
 FORMATS = {"nf": NormalFloat, "bnb_nf4": BnbNF4, "int": IntGroup, "gguf": GGUF}

@@ -73,12 +73,17 @@ class QuantizedTensor:
             self._params = self.format.block_params(self.data, self.numel)
         return self._params
 
-    def _range(self, e0: int, e1: int, dtype) -> torch.Tensor:
-        return self.format.dequantize(self.data, self.numel, e0, e1, dtype, params=self._block_params())
+    def _range(self, e0: int, e1: int, dtype, out=None) -> torch.Tensor:
+        return self.format.dequantize(self.data, self.numel, e0, e1, dtype, params=self._block_params(), out=out)
 
-    def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The dequantized tensor, in ``dtype`` (default: the original dtype)."""
-        return self._range(0, self.numel, dtype or self.orig_dtype).view(self.shape)
+    def dequantize(self, dtype: torch.dtype | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The dequantized tensor, in ``dtype`` (default: the original dtype), written into
+        ``out`` (a contiguous tensor of this shape and dtype: no fresh pages) when given."""
+        dtype = dtype or (out.dtype if out is not None else self.orig_dtype)
+        if out is not None and (tuple(out.shape) != self.shape or not out.is_contiguous() or out.dtype != dtype):
+            raise ValueError(f"out must be a contiguous {self.shape} tensor of {dtype}, got shape {tuple(out.shape)}, "
+                             f"{out.dtype}{'' if out.is_contiguous() else ', not contiguous'}")
+        return self._range(0, self.numel, dtype, out=out).view(self.shape)
 
     def _row_blocks(self):
         m, n = self.shape
@@ -87,31 +92,38 @@ class QuantizedTensor:
         for r0 in range(0, m, rows):
             yield r0, min(m, r0 + rows)
 
-    def rows(self, r0: int, r1: int, dtype=torch.float32) -> torch.Tensor:
+    def rows(self, r0: int, r1: int, dtype=torch.float32, out=None) -> torch.Tensor:
         """Rows r0 .. r1 - 1 dequantized, (r1 - r0, n); r0 must start a block of the format."""
         n = self.shape[1]
         if (r0 * n) % self.format.block:
             raise ValueError(f"row {r0} does not start a {self.format.block}-element block of {self.format}")
-        return self._range(r0 * n, r1 * n, dtype).view(r1 - r0, n)
+        return self._range(r0 * n, r1 * n, dtype, out=out).view(r1 - r0, n)
+
+    def _blocks_of_rows(self):
+        """(r0, r1, float32 rows) with one reused buffer: the fused dequantize-multiply loop."""
+        blocks = list(self._row_blocks())
+        buf = torch.empty(max(r1 - r0 for r0, r1 in blocks) * self.shape[1], dtype=torch.float32, device=self.device)
+        for r0, r1 in blocks:
+            yield r0, r1, self.rows(r0, r1, out=buf[: (r1 - r0) * self.shape[1]])
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:
         """W @ X for X (n, k), float32."""
         X = X.to(torch.float32)
         out = torch.empty(self.shape[0], X.shape[1], dtype=torch.float32, device=X.device)
-        for r0, r1 in self._row_blocks():
-            torch.matmul(self.rows(r0, r1), X, out=out[r0:r1])
+        for r0, r1, Wb in self._blocks_of_rows():
+            torch.matmul(Wb, X, out=out[r0:r1])
         return out
 
     def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:
         """Wᵀ @ Y for Y (m, k), float32."""
         Y = Y.to(torch.float32)
         out = torch.zeros(self.shape[1], Y.shape[1], dtype=torch.float32, device=Y.device)
-        for r0, r1 in self._row_blocks():
-            out.addmm_(self.rows(r0, r1).T, Y[r0:r1])
+        for r0, r1, Wb in self._blocks_of_rows():
+            out.addmm_(Wb.T, Y[r0:r1])
         return out
 
     def fro_norm_sq(self) -> torch.Tensor:
-        return sum(self.rows(r0, r1).square().sum(dtype=torch.float64) for r0, r1 in self._row_blocks()).float()
+        return sum(Wb.square().sum(dtype=torch.float64) for _, _, Wb in self._blocks_of_rows()).float()
 
     # --- serialisation -----------------------------------------------------------------------
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -48,6 +48,16 @@ def with_spectrum(m: int, n: int, sigma: torch.Tensor, *, seed: int = 0, dtype=t
     return ((U * sigma.to(torch.float64)) @ V.T).to(dtype)
 
 
+def llm_like(m: int, n: int, *, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """A weight-like m × n matrix: a slowly decaying, heavy-headed spectrum σ_i = (1 − 0.9·i/k)³
+    with Haar factors, scaled to entry std 0.02 (pretrained LLM weights have a few dominant
+    directions on a flat bulk; NF-k alone then errs like on real weights, ~0.09 at 4 bits)."""
+    k = min(m, n)
+    sigma = torch.linspace(1, 0.1, k, dtype=torch.float64) ** 3
+    W = with_spectrum(m, n, sigma, seed=seed)
+    return (W / W.std() * 0.02).to(dtype)
+
+
 def tall_gaussian(n: int, d: int, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
     """An n × d matrix with i.i.d. N(0, 1) entries (incoherent: leverage scores ≈ d/n)."""
     return torch.randn(n, d, dtype=torch.float64, generator=_gen(seed)).to(dtype)

@@ -135,8 +135,8 @@ class Launch:
                 return packed, s_out, int(bad.item())
             return packed, s_out, self._kernel("block_quantize")(*args)
 
-    def block_dequantize(self, packed, bits, levels, scales, offsets, n, block, out_dtype):
-        out = torch.empty(n, dtype=out_dtype, device=packed.device)
+    def block_dequantize(self, packed, bits, levels, scales, offsets, n, block, out_dtype, out=None):
+        out = torch.empty(n, dtype=out_dtype, device=packed.device) if out is None else out
         with self._context(packed.device):
             self._kernel("block_dequantize")(
                 packed.data_ptr(), bits, levels.data_ptr(), scales.data_ptr(),

@@ -58,12 +58,14 @@ def block_quantize(x, block, mid, bits, scales=None, offsets=None):
 
 
 @_ops.block_dequantize.register("reference", devices=ANY_DEVICE, dtypes=_IN)
-def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype):
+def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype, out=None):
     codes = unpack_bits(packed, bits, n)
     nb = scales.numel()
     vals = torch.zeros(nb * block, dtype=torch.float32, device=packed.device)
     vals[:n] = levels[codes]
-    out = vals.view(nb, block) * scales[:, None]
+    vals = vals.view(nb, block) * scales[:, None]
     if offsets is not None:
-        out = out + offsets[:, None]
-    return out.reshape(-1)[:n].to(out_dtype)
+        vals = vals + offsets[:, None]
+    if out is None:
+        return vals.reshape(-1)[:n].to(out_dtype)
+    return out.view(-1).copy_(vals.reshape(-1)[:n])
