@@ -68,6 +68,9 @@ def test_nf_double_quantized_scales(bits, b0, B1, sdt):
 def test_storage_accounting(fmt):
     W = _w((256, 1024))
     Q = quantize(W, fmt)
+    assert {k: (tuple(v.shape), v.dtype) for k, v in Q.data.items()} == fmt.layout(W.numel())
+    odd = quantize(_w((33, 96)), fmt)
+    assert {k: (tuple(v.shape), v.dtype) for k, v in odd.data.items()} == fmt.layout(33 * 96)
     assert Q.nbytes == sum(t.numel() * t.element_size() for t in Q.data.values())
     # the stored bits per weight exceed the nominal formula by at most the global offsets
     assert fmt.nominal_bits() <= Q.bits_per_param <= fmt.nominal_bits() + 64 / W.numel()

@@ -58,6 +58,10 @@ class Format:
         """Per-block float32 (scales, offsets or None) for :meth:`dequantize`; cached by callers."""
         return None
 
+    def layout(self, n: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """{name: (shape, dtype)} of the tensors :meth:`quantize` stores for n weights."""
+        raise NotImplementedError
+
     def nominal_bits(self) -> float:
         raise NotImplementedError
 
@@ -162,6 +166,14 @@ class NormalFloat(_Codebook):
         data["codes"], _ = blockwise.quantize(x, self.block_size, self.levels, scales=scales, backend=backend)
         return data
 
+    def layout(self, n):
+        nb, sdt = -(-n // self.block_size), SCALE_DTYPES[self.scale_dtype]
+        out = {"codes": ((-(-n * self.bits // 8),), torch.uint8)}
+        if self.scale_bits is None:
+            return {**out, "scales": ((nb,), sdt)}
+        return {**out, "scale_codes": ((-(-nb * self.scale_bits // 8),), torch.uint8),
+                "scale_max": ((-(-nb // self.scale_block_size),), sdt), "scale_offset": ((1,), torch.float32)}
+
     def block_params(self, data, n):
         if "scales" in data:
             return data["scales"].float(), None
@@ -219,6 +231,14 @@ class BnbNF4(_Codebook):
         offset = absmax.mean().reshape(1)
         qabs, absmax2 = _lut_quantize(absmax - offset, 256)
         return {"codes": codes, "absmax": qabs, "offset": offset, "absmax2": absmax2}
+
+    def layout(self, n):
+        nb = -(-n // self.blocksize)
+        out = {"codes": ((-(-n // 2),), torch.uint8)}
+        if not self.double_quant:
+            return {**out, "absmax": ((nb,), torch.float32)}
+        return {**out, "absmax": ((nb,), torch.uint8), "offset": ((1,), torch.float32),
+                "absmax2": ((-(-nb // 256),), torch.float32)}
 
     def block_params(self, data, n):
         if not self.double_quant:
@@ -315,6 +335,11 @@ class IntGroup(_Codebook):
         codes, _ = blockwise.quantize(x, g, self.levels, scales=s, offsets=-zeros.float() * s, backend=backend)
         return {"codes": codes, "scales": stored, "zeros": zeros}
 
+    def layout(self, n):
+        ng = -(-n // self.group_size)
+        out = {"codes": ((-(-n * self.bits // 8),), torch.uint8), "scales": ((ng,), SCALE_DTYPES[self.scale_dtype])}
+        return out if self.symmetric else {**out, "zeros": ((ng,), torch.uint8)}
+
     def block_params(self, data, n):
         s = data["scales"].float()
         return s, (None if self.symmetric else -data["zeros"].float() * s)
@@ -366,6 +391,9 @@ class GGUF(Format):
             qs = (torch.sign(v) * (fl + torch.floor(2 * (a - fl)))).to(torch.int8).view(torch.uint8)
         dbytes = d.to(torch.float16).view(torch.uint8).reshape(nb, 2)
         return {"blocks": torch.cat([dbytes, qs], 1).contiguous()}
+
+    def layout(self, n):
+        return {"blocks": ((n // 32, 18 if self.type == "q4_0" else 34), torch.uint8)}
 
     def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
         blocks = data["blocks"][e0 // 32: -(-e1 // 32)]

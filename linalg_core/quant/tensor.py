@@ -149,13 +149,13 @@ class QuantizedTensor:
             raise ValueError(f"corrupt QuantizedTensor state at {key!r}: {e}") from None
         data = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k != key
                 and "." not in k[len(prefix):]}
-        expected = fmt.quantize(torch.zeros(shape, dtype=torch.float32))
-        for name, t in expected.items():
+        expected = fmt.layout(math.prod(shape))
+        for name, (tshape, tdtype) in expected.items():
             got = data.get(name)
-            if got is None or got.shape != t.shape or got.dtype != t.dtype:
+            if got is None or tuple(got.shape) != tshape or got.dtype != tdtype:
                 raise ValueError(f"corrupt QuantizedTensor state: {prefix + name!r} is "
                                  f"{None if got is None else (tuple(got.shape), got.dtype)}, expected "
-                                 f"{(tuple(t.shape), t.dtype)} for {fmt} of shape {shape}")
+                                 f"{(tshape, tdtype)} for {fmt} of shape {shape}")
         return cls(fmt, shape, dtype, {k: data[k] for k in expected})
 
     def save(self, path) -> None:
