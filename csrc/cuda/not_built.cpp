@@ -22,5 +22,9 @@ int sparse_apply(const void*, void*, DType, DType, bool, int64_t, int64_t, int64
 int random_uint32(uint32_t*, int64_t, uint64_t, uint64_t, uint64_t, uintptr_t) { return kNotBuilt; }
 int random_fill(void*, DType, bool, int64_t, int64_t, int64_t, int64_t, int64_t, uint64_t, uint64_t, double,
                 uintptr_t) { return kNotBuilt; }
+int block_quantize(const void*, DType, int64_t, int64_t, const float*, int, const float*, const float*, float*, uint8_t*,
+                   int64_t*, uintptr_t) { return kNotBuilt; }
+int block_dequantize(const uint8_t*, int, const float*, const float*, const float*, int64_t, int64_t, void*, DType,
+                     uintptr_t) { return kNotBuilt; }
 
 }  // namespace linalg_core::cuda

@@ -27,6 +27,14 @@ int random_uint32(uint32_t* out, int64_t count, uint64_t offset, uint64_t stream
 int random_fill(void* out, DType dt, bool sign, int64_t nrows, int64_t ncols, int64_t ld,
                 int64_t row0, int64_t col0, uint64_t stream_id, uint64_t seed, double scale,
                 uintptr_t stream);
+// Blockwise codebook quantization (csrc/cuda/quant/): *bad (a zeroed int64) receives the count of
+// non-finite x; bits == 0 computes only the absmax scales.
+int block_quantize(const void* x, DType dt, int64_t n, int64_t block, const float* mid, int bits,
+                   const float* scales_in, const float* offsets, float* scales_out, uint8_t* packed,
+                   int64_t* bad, uintptr_t stream);
+int block_dequantize(const uint8_t* packed, int bits, const float* levels, const float* scales,
+                     const float* offsets, int64_t n, int64_t block, void* out, DType out_dt,
+                     uintptr_t stream);
 
 constexpr int kNotBuilt = -1;
 bool built();

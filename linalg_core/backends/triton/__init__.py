@@ -6,6 +6,8 @@ Modules (each registers its ops in :mod:`linalg_core._ops` when imported):
   bit-identical to ``csrc/include/linalg_core/philox.h`` and the torch reference.
 * :mod:`.sketch` -- the Walsh-Hadamard transform (``fwht``), the sparse-sign hash
   (``sparse_hash``) and its scatter-add (``sparse_apply``).
+* :mod:`.quant` -- blockwise codebook quantization and dequantization (``block_quantize``,
+  ``block_dequantize``).
 
 The kernels are written for CUDA GPUs. On CPU tensors they run only under Triton's interpreter
 (``TRITON_INTERPRET=1``, set before ``triton`` is first imported) and only when the backend is
@@ -49,4 +51,4 @@ def _pow2(x: int) -> int:
 LAUNCH = {"enable_fp_fusion": False}
 
 
-from linalg_core.backends.triton import random, sketch  # noqa: E402,F401  (register the ops)
+from linalg_core.backends.triton import quant, random, sketch  # noqa: E402,F401  (register the ops)

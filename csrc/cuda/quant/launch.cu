@@ -1,0 +1,76 @@
+// Launchers of the blockwise quantization kernels (cuda_kernels.h).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels.cuh"
+#include "linalg_core/cuda_kernels.h"
+
+namespace linalg_core::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops beyond this
+
+inline unsigned grid_for(int64_t items, int64_t per_block) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + per_block - 1) / per_block, kMaxBlocks)));
+}
+
+inline bool valid_bits(int bits) { return bits == 0 || bits == 1 || bits == 2 || bits == 3 || bits == 4 || bits == 8; }
+
+}  // namespace
+
+int block_quantize(const void* x, DType dt, int64_t n, int64_t block, const float* mid, int bits, const float* scales_in,
+                   const float* offsets, float* scales_out, uint8_t* packed, int64_t* bad, uintptr_t stream) {
+  if (n < 0 || block <= 0 || block % 8 || !valid_bits(bits)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const int64_t nb = (n + block - 1) / block;
+  const unsigned grid = grid_for(nb, quant::kWarps);
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  auto* count = reinterpret_cast<unsigned long long*>(bad);
+  switch (dt) {
+    case DType::f32:
+      quant::block_quantize_kernel<float><<<grid, 32 * quant::kWarps, 0, st>>>(
+          static_cast<const float*>(x), n, block, mid, bits, scales_in, offsets, scales_out, packed, count, nb);
+      break;
+    case DType::f16:
+      quant::block_quantize_kernel<half_bits><<<grid, 32 * quant::kWarps, 0, st>>>(
+          static_cast<const half_bits*>(x), n, block, mid, bits, scales_in, offsets, scales_out, packed, count, nb);
+      break;
+    case DType::bf16:
+      quant::block_quantize_kernel<bf16_bits><<<grid, 32 * quant::kWarps, 0, st>>>(
+          static_cast<const bf16_bits*>(x), n, block, mid, bits, scales_in, offsets, scales_out, packed, count, nb);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+int block_dequantize(const uint8_t* packed, int bits, const float* levels, const float* scales, const float* offsets,
+                     int64_t n, int64_t block, void* out, DType out_dt, uintptr_t stream) {
+  if (n < 0 || block <= 0 || block % 8 || bits < 1 || !valid_bits(bits)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const unsigned grid = grid_for((n + 7) / 8, kThreads);
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  switch (out_dt) {
+    case DType::f32:
+      quant::block_dequantize_kernel<float><<<grid, kThreads, 0, st>>>(packed, bits, levels, scales, offsets, n, block,
+                                                                       static_cast<float*>(out));
+      break;
+    case DType::f16:
+      quant::block_dequantize_kernel<half_bits><<<grid, kThreads, 0, st>>>(packed, bits, levels, scales, offsets, n,
+                                                                           block, static_cast<half_bits*>(out));
+      break;
+    case DType::bf16:
+      quant::block_dequantize_kernel<bf16_bits><<<grid, kThreads, 0, st>>>(packed, bits, levels, scales, offsets, n,
+                                                                           block, static_cast<bf16_bits*>(out));
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace linalg_core::cuda

@@ -1,0 +1,145 @@
+"""Triton kernels of the blockwise codebook quantization ops (contracts in ``linalg_core._ops``).
+
+``block_quantize`` -- a program holds a tile of BR quantization blocks x BB (>= block, a power of
+two) elements: absmax per row with ``tl.max`` (unless scales are given), v = (x - o)·(1/s), and
+the code of each element from the midpoints, compare-and-count for <= 15 midpoints, an 8-step
+branch-free binary search (gathers from the 255-entry table) for 8-bit codes: nothing of size
+blocks x elements x levels is ever formed. Codes are packed per group of 8 into one integer
+(``tl.sum`` of disjoint shifted fields) and written as ``bits`` bytes; the non-finite count is an
+``atomic_add`` per program.
+
+``block_dequantize`` -- a program decodes BG groups of 8 codes from their bytes, gathers the
+levels and computes level·s + o in float32 (fp fusion off, so two roundings as the reference),
+cast to the output dtype as torch rounds.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from linalg_core import _ops
+from linalg_core.backends.triton import LAUNCH, _check, _on, _pow2
+from linalg_core.backends.triton.sketch import _cast_out
+
+_IN = (torch.float32, torch.float16, torch.bfloat16)
+_TILE = 4096  # elements per quantize program
+
+
+@triton.jit
+def _codes(v, mid, NM: tl.constexpr):
+    if NM <= 15:
+        code = tl.zeros(v.shape, dtype=tl.int32)
+        for k in tl.static_range(NM):
+            code += (v > tl.load(mid + k)).to(tl.int32)
+    else:
+        code = tl.zeros(v.shape, dtype=tl.int32)
+        step = (NM + 1) // 2
+        for _ in tl.static_range(8):
+            t = tl.load(mid + code + (step - 1))
+            code += tl.where(v > t, step, 0)
+            step = step // 2
+    return code
+
+
+@triton.jit(do_not_specialize=["n", "block", "nb"])
+def _quantize_kernel(x, mid, scales_in, offsets, scales_out, packed, bad, n, block, nb, BITS: tl.constexpr,
+                     NM: tl.constexpr, BR: tl.constexpr, BB: tl.constexpr, BP: tl.constexpr, HAS_SCALES: tl.constexpr,
+                     HAS_OFFSETS: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    n = n.to(tl.int64)
+    block = block.to(tl.int64)
+    rb = pid * BR + tl.arange(0, BR).to(tl.int64)  # block indices
+    col = tl.arange(0, BB).to(tl.int64)
+    idx = rb[:, None] * block + col[None, :]
+    valid = (rb[:, None] < nb) & (col[None, :] < block) & (idx < n)
+    xt = tl.load(x + idx, mask=valid, other=0.0).to(tl.float32)
+    bits_u = xt.to(tl.uint32, bitcast=True)
+    count = tl.sum(tl.sum((((bits_u & 0x7F800000) == 0x7F800000) & valid).to(tl.int32), axis=1), axis=0)
+    tl.atomic_add(bad, count.to(tl.int64), sem="relaxed")
+    if HAS_SCALES:
+        s = tl.load(scales_in + rb, mask=rb < nb, other=1.0)
+    else:
+        s = tl.max(tl.abs(xt), axis=1)
+        tl.store(scales_out + rb, s, mask=rb < nb)
+    if BITS > 0:
+        inv = 1.0 / tl.maximum(s, 1e-38)
+        if HAS_OFFSETS:
+            o = tl.load(offsets + rb, mask=rb < nb, other=0.0)
+            v = (xt - o[:, None]) * inv[:, None]
+        else:
+            v = xt * inv[:, None]
+        code = tl.where(valid, _codes(v, mid, NM), 0).to(tl.int64)
+        # groups of 8 codes -> one integer, MSB first
+        g = tl.reshape(code, [BR, BB // 8, 8])
+        j = tl.arange(0, 8).to(tl.int64)
+        acc = tl.sum(g << ((7 - j) * BITS)[None, None, :], axis=2)  # [BR, BB/8]
+        t = tl.arange(0, BP).to(tl.int64)
+        byte = (acc[:, :, None] >> ((BITS - 1 - t) * 8)[None, None, :]) & 0xFF  # [BR, BB/8, BP]
+        gi = tl.arange(0, BB // 8).to(tl.int64)
+        start = rb[:, None] * block + 8 * gi[None, :]  # first element of each group
+        cnt = tl.minimum(tl.minimum(block - 8 * gi[None, :], n - start), 8)  # elements in the group
+        nbytes = (cnt * BITS + 7) // 8
+        gmask = (rb[:, None] < nb) & (8 * gi[None, :] < block) & (start < n)
+        dst = packed + (start // 8 * BITS)[:, :, None] + t[None, None, :]
+        tl.store(dst, byte.to(tl.uint8), mask=gmask[:, :, None] & (t[None, None, :] < nbytes[:, :, None]))
+
+
+@triton.jit(do_not_specialize=["n", "block"])
+def _dequantize_kernel(packed, levels, scales, offsets, out, n, block, BITS: tl.constexpr, BG: tl.constexpr,
+                       BP: tl.constexpr, HAS_OFFSETS: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    n = n.to(tl.int64)
+    block = block.to(tl.int64)
+    g = pid * BG + tl.arange(0, BG).to(tl.int64)
+    start = 8 * g
+    cnt = tl.minimum(n - start, 8)
+    nbytes = (cnt * BITS + 7) // 8
+    t = tl.arange(0, BP).to(tl.int64)
+    bmask = (start[:, None] < n) & (t[None, :] < nbytes[:, None])
+    byte = tl.load(packed + (g * BITS)[:, None] + t[None, :], mask=bmask, other=0).to(tl.int64)
+    acc = tl.sum(byte << ((BITS - 1 - t) * 8)[None, :], axis=1)
+    j = tl.arange(0, 8).to(tl.int64)
+    code = (acc[:, None] >> ((7 - j) * BITS)[None, :]) & ((1 << BITS) - 1)
+    i = start[:, None] + j[None, :]
+    emask = i < n
+    b = start // block
+    s = tl.load(scales + b, mask=start < n, other=0.0)
+    val = tl.load(levels + code, mask=emask, other=0.0) * s[:, None]
+    if HAS_OFFSETS:
+        val = val + tl.load(offsets + b, mask=start < n, other=0.0)[:, None]
+    tl.store(out + i, _cast_out(val, out.dtype.element_ty), mask=emask)
+
+
+@_ops.block_quantize.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
+def block_quantize(x, block, mid, bits, scales=None, offsets=None):
+    n = x.numel()
+    nb = -(-n // block)
+    packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8, device=x.device)
+    s_out = torch.empty(nb, dtype=torch.float32, device=x.device) if scales is None else scales
+    bad = torch.zeros(1, dtype=torch.int64, device=x.device)
+    bb = _pow2(block)
+    br = max(1, _TILE // bb)
+    nm = 0 if bits == 0 else (1 << bits) - 1
+    mid_t = mid.contiguous() if nm else torch.zeros(1, dtype=torch.float32, device=x.device)
+    with _on(x.device):
+        _quantize_kernel[(triton.cdiv(nb, br),)](
+            x, mid_t, s_out if scales is not None else x, offsets if offsets is not None else x,
+            s_out, packed if bits else bad, bad, n, block, nb, BITS=bits, NM=nm, BR=br, BB=max(bb, 8),
+            BP=_pow2(max(bits, 1)), HAS_SCALES=scales is not None, HAS_OFFSETS=offsets is not None, **LAUNCH)
+    return packed, s_out, int(bad.item())
+
+
+@_ops.block_dequantize.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
+def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype, out=None):
+    out = torch.empty(n, dtype=out_dtype, device=packed.device) if out is None else out
+    if n == 0:
+        return out
+    groups = -(-n // 8)
+    bg = 256
+    with _on(packed.device):
+        _dequantize_kernel[(triton.cdiv(groups, bg),)](
+            packed, levels, scales, offsets if offsets is not None else scales, out, n, block, BITS=bits, BG=bg,
+            BP=_pow2(bits), HAS_OFFSETS=offsets is not None, **LAUNCH)
+    return out
