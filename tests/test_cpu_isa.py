@@ -32,6 +32,9 @@ out = {
                                          key=lc._ops.Key(A.device, A.dtype), backend="cpu").tolist(),
     "bf16": __import__("linalg_core._arrays", fromlist=["cast"]).cast(
         torch.randn(300001, generator=g), torch.bfloat16)[0].view(torch.int16)[::101].tolist(),
+    "quant": [q.dequantize(torch.float32).flatten()[::7].tolist() + q.data["codes"][::5].tolist()
+              for q in (lc.quant.quantize(torch.randn(97, 160, generator=g).to(dt), fmt)
+                        for dt in (torch.float32, torch.bfloat16) for fmt in ("nf3", "bnb-nf4", "nf8", "int4-asym"))],
 }
 json.dump(out, sys.stdout)
 """
@@ -56,6 +59,7 @@ def test_kernel_sets_agree():
     base = results.pop("generic")
     for isa, res in results.items():
         assert res["words"] == base["words"], isa
+        assert res["quant"] == base["quant"], isa  # codes and dequantized values bit for bit
         for key in ("fwht", "fwht_bf16", "srht", "sjlt", "normals"):
             a, b = res[key], base[key]
             assert len(a) == len(b)
