@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from linalg_core.quant import BnbNF4, NormalFloat, allocate_bits, lq_decompose, quantize
+from linalg_core.quant import NormalFloat, allocate_bits, lq_decompose, quantize
 from linalg_core.testing import llm_like, minilm_weights
 from linalg_core.testing.bench import Report, measure
 
@@ -20,7 +20,7 @@ from linalg_core.testing.bench import Report, measure
 def _bnb():
     try:
         import bitsandbytes.functional as F
-    except Exception:  # noqa: BLE001  (bitsandbytes may fail to import in many ways)
+    except Exception:
         return None
     return F
 
@@ -43,10 +43,10 @@ def codecs(report: Report, quick: bool):
     W = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
     for dtype in (torch.float32, torch.bfloat16):
         Wd = W.to(dtype)
-        ours = measure(lambda: quantize(Wd, "bnb-nf4"), repeats=9)
+        ours = measure(lambda Wd=Wd: quantize(Wd, "bnb-nf4"), repeats=9)
         row = dict(case=f"NF4 quantize {n}x{n} {str(dtype)[6:]} (double quant)", linalg_core_ms=ours.median * 1e3)
         if F is not None:
-            theirs = measure(lambda: F.quantize_4bit(Wd, quant_type="nf4", blocksize=64, compress_statistics=True),
+            theirs = measure(lambda Wd=Wd: F.quantize_4bit(Wd, quant_type="nf4", blocksize=64, compress_statistics=True),
                              repeats=5)
             q, st = F.quantize_4bit(Wd, quant_type="nf4", blocksize=64, compress_statistics=True)
             Q = quantize(Wd, "bnb-nf4")
@@ -74,19 +74,19 @@ def codecs(report: Report, quick: bool):
                    speedup=theirs.median / ours.median, bit_exact=torch.equal(F.dequantize_4bit(q, st), Q.dequantize()))
     report.add(**row)
     for fmt in ("nf3", "nf2", "int4", "int4-asym"):
-        t = measure(lambda: quantize(W, fmt), repeats=5)
+        t = measure(lambda fmt=fmt: quantize(W, fmt), repeats=5)
         Qf = quantize(W, fmt)
-        d = measure(lambda: Qf.dequantize(torch.float32), repeats=5)
+        d = measure(lambda Qf=Qf: Qf.dequantize(torch.float32), repeats=5)
         report.add(case=f"{Qf.format} quantize / dequantize {n}x{n}", linalg_core_ms=t.median * 1e3,
                    dequant_ms=d.median * 1e3, bits=Qf.bits_per_param, rel_err=_rel(Qf.dequantize(), W))
     gguf = _gguf()
     Wn = W[: n // 4].numpy()
     for kind in ("q4_0", "q8_0"):
-        ours = measure(lambda: quantize(W[: n // 4], kind), repeats=5)
+        ours = measure(lambda kind=kind: quantize(W[: n // 4], kind), repeats=5)
         row = dict(case=f"GGUF {kind} quantize {n // 4}x{n}", linalg_core_ms=ours.median * 1e3)
         if gguf is not None:
             qt = getattr(gguf.GGMLQuantizationType, kind.upper())
-            theirs = measure(lambda: gguf.quants.quantize(Wn, qt), repeats=3)
+            theirs = measure(lambda qt=qt: gguf.quants.quantize(Wn, qt), repeats=3)
             ref = gguf.quants.quantize(Wn, qt)
             exact = np.array_equal(quantize(W[: n // 4], kind).data["blocks"].numpy().reshape(ref.shape), ref)
             row.update(baseline="gguf.quants.quantize (numpy)", baseline_ms=theirs.median * 1e3,

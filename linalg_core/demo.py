@@ -240,7 +240,7 @@ def section_quant(quick: bool) -> None:
     X = W["encoder.layer.0.intermediate.dense.weight"]
     rows = []
     for fmt in ("nf2", "nf3", "nf4", "bnb-nf4", "int4", "q4_0", "q8_0"):
-        t = _time(lambda: quantize(X, fmt))
+        t = _time(lambda fmt=fmt: quantize(X, fmt))
         Q = quantize(X, fmt)
         err = float((Q.dequantize() - X).norm() / X.norm())
         rows.append((str(Q.format), f"{Q.bits_per_param:.3f}", f"{err:.4f}", f"{t * 1e3:.2f}"))

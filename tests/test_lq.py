@@ -54,7 +54,7 @@ def test_fisher_weighted_variant():
     plain = lq_decompose(W, 16, "nf3", iters=3, seed=0)
     weighted = lq_decompose(W, 16, "nf3", iters=3, seed=0, fisher=F)
     Fs = F.sqrt()
-    err = lambda res: float((Fs * (res.reconstruct() - W)).norm() / (Fs * W).norm())  # noqa: E731
+    err = lambda res: float((Fs * (res.reconstruct() - W)).norm() / (Fs * W).norm())
     assert err(weighted) == pytest.approx(weighted.error, rel=1e-5)
     assert err(weighted) < err(plain)
 

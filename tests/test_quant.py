@@ -6,7 +6,15 @@ import pytest
 import torch
 
 import linalg_core
-from linalg_core.quant import GGUF, BnbNF4, IntGroup, NormalFloat, QuantizedTensor, codebooks, quantize
+from linalg_core.quant import (
+    GGUF,
+    BnbNF4,
+    IntGroup,
+    NormalFloat,
+    QuantizedTensor,
+    codebooks,
+    quantize,
+)
 from tests.oracles import quant_formats as oracle
 
 

@@ -146,7 +146,7 @@ def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 
     sizes = np.array([math.prod(tuple(getattr(W, "shape", ()))) for W in matrices.values()], dtype=float)
     if (sizes <= 0).any():
         raise ValueError("every matrix needs a non-empty shape")
-    for name, W in matrices.items():
+    for W in matrices.values():
         for fmt in cands:
             fmt.check_shape(tuple(W.shape))
     if errors is None:

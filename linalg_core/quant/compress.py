@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from linalg_core.quant.allocate import allocate_bits, candidate_errors, default_candidates
+from linalg_core.quant.allocate import (
+    allocate_bits,
+    candidate_errors,
+    default_candidates,
+)
 from linalg_core.quant.lq import LQResult, lq_decompose
 from linalg_core.quant.tensor import QuantizedTensor
 

@@ -56,7 +56,7 @@ class Format:
 
     def block_params(self, data, n):
         """Per-block float32 (scales, offsets or None) for :meth:`dequantize`; cached by callers."""
-        return None
+        return
 
     def layout(self, n: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         """{name: (shape, dtype)} of the tensors :meth:`quantize` stores for n weights."""
@@ -72,7 +72,7 @@ class Format:
         return json.dumps({"kind": self.kind, **dataclasses.asdict(self)})
 
     @staticmethod
-    def from_json(text: str) -> "Format":
+    def from_json(text: str) -> Format:
         d = json.loads(text)
         cls = FORMATS.get(d.pop("kind", None))
         if cls is None:

@@ -136,7 +136,7 @@ class QuantizedTensor:
         return out
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str = "") -> "QuantizedTensor":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str = "") -> QuantizedTensor:
         """Inverse of :meth:`state_dict`; checks that every stored tensor is present and sized."""
         key = prefix + _FORMAT_KEY
         if key not in state:
@@ -165,7 +165,7 @@ class QuantizedTensor:
         save_file(self.state_dict(), str(path))
 
     @classmethod
-    def load(cls, path) -> "QuantizedTensor":
+    def load(cls, path) -> QuantizedTensor:
         from safetensors.torch import load_file
 
         return cls.from_state_dict(load_file(str(path)))
