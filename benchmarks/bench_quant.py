@@ -18,6 +18,9 @@ from linalg_core.testing.bench import Report, measure
 
 
 def _bnb():
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional-kernel notice
     try:
         import bitsandbytes.functional as F
     except Exception:

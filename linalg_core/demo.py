@@ -247,6 +247,9 @@ def section_quant(quick: bool) -> None:
     print(f"encoder.layer.0.intermediate.dense.weight ({X.shape[0]} x {X.shape[1]}): quantize, relative error")
     _table(("format", "bits/weight", "‖W − Ŵ‖/‖W‖", "ms"), rows)
     try:
+        import logging
+
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional-kernel notice
         import bitsandbytes.functional as F
 
         q, st = F.quantize_4bit(X, quant_type="nf4", blocksize=64, compress_statistics=True)
