@@ -184,6 +184,13 @@ block_dequantize = define(
     " written into ``out`` (contiguous, n elements of out_dtype) when given.",
 )
 
+dgq_matmul = define(
+    "dgq_matmul",
+    "dgq_matmul(x int8 (M, K), qweight uint8 (N, K/2), zeros uint8 (N, G), group_scales int8 (N, G), weight_sums"
+    " int32 (N,), group) -> int32 (M, N) = x · w8ᵀ exactly, w8[n, k] = s_int[n, g]·(q[n, k] − z[n, g]) with q the"
+    " high-then-low nibbles of qweight; x in [−127, 127]; K a multiple of group, group a multiple of 128.",
+)
+
 
 def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
     """Which backends would serve ``op`` for tensors of this device and dtype, and why not.

@@ -52,6 +52,11 @@ namespace linalg_core::cpu {
   void block_dequantize(const uint8_t* packed, int bits, const float* levels,                 \
                         const float* scales, const float* offsets, int64_t n, int64_t block,  \
                         void* out, DType out_dt);                                             \
+  /* DGQ A8W4: y (M, N) int32 = x (M, K) int8 · w8ᵀ (csrc/cpu/qmatmul.cpp); allowed: bit set   */  \
+  /* of paths (1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2); returns the path used.               */  \
+  const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros,             \
+                         const int8_t* gs, const int32_t* wsum, int32_t* y, int64_t M,          \
+                         int64_t N, int64_t K, int64_t group, int allowed);                    \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)
@@ -74,6 +79,7 @@ struct KernelTable {
   decltype(&generic::row_quadratic_forms) row_quadratic_forms;
   decltype(&generic::block_quantize) block_quantize;
   decltype(&generic::block_dequantize) block_dequantize;
+  decltype(&generic::dgq_matmul) dgq_matmul;
 };
 const KernelTable& kernels();
 // Comma-separated CPU features detected at run time (for `python -m linalg_core info`).

@@ -144,6 +144,23 @@ class Launch:
                 *self._stream(packed.device))
         return out
 
+    # Set of CPU paths the DGQ kernel may use (1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2; the
+    # portable loop always), and the one the last call used; tests narrow it to check each path.
+    dgq_paths = 15
+    last_dgq_path = ""
+
+    def dgq_matmul(self, x, qweight, zeros, group_scales, weight_sums, group):
+        M, K = x.shape
+        y = torch.empty(M, qweight.shape[0], dtype=torch.int32, device=x.device)
+        args = (x.data_ptr(), qweight.data_ptr(), zeros.data_ptr(), group_scales.data_ptr(), weight_sums.data_ptr(),
+                y.data_ptr(), M, qweight.shape[0], K, group)
+        with self._context(x.device):
+            if self.prefix == "cuda":
+                self._kernel("dgq_matmul")(*args, *self._stream(x.device))
+            else:
+                Launch.last_dgq_path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths)
+        return y
+
 
 QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -159,6 +176,7 @@ def register(backend: str, launch: Launch, devices) -> None:
     _ops.random_fill.register(backend, devices=devices, dtypes=F32_F64)(launch.random_fill)
     _ops.block_quantize.register(backend, devices=devices, dtypes=QUANT_DTYPES)(launch.block_quantize)
     _ops.block_dequantize.register(backend, devices=devices, dtypes=QUANT_DTYPES)(launch.block_dequantize)
+    _ops.dgq_matmul.register(backend, devices=devices, dtypes=[torch.int8])(launch.dgq_matmul)
     if backend == "cpu":
         _ops.convert.register(backend, devices=devices, dtypes=FLOAT_DTYPES)(launch.convert)
         _ops.weighted_gram.register(backend, devices=devices, dtypes=F32_F64)(launch.weighted_gram)

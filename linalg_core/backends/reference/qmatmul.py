@@ -1,0 +1,22 @@
+"""Reference DGQ integer product: expand w8 = s_int·(q − z) and multiply exactly (float64 sums of
+integers below 2^53 are exact)."""
+
+from __future__ import annotations
+
+import torch
+
+from linalg_core import _ops
+from linalg_core.backends.reference.random import ANY_DEVICE
+
+
+def expand_int8(qweight, zeros, group_scales, group):
+    N = qweight.shape[0]
+    q = torch.stack([qweight >> 4, qweight & 15], dim=2).reshape(N, -1, group).to(torch.int32)
+    w8 = (q - zeros.to(torch.int32)[:, :, None]) * group_scales.to(torch.int32)[:, :, None]
+    return w8.reshape(N, -1)
+
+
+@_ops.dgq_matmul.register("reference", devices=ANY_DEVICE, dtypes=[torch.int8])
+def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group):
+    w8 = expand_int8(qweight, zeros, group_scales, group)
+    return torch.round(x.to(torch.float64) @ w8.to(torch.float64).T).to(torch.int32)

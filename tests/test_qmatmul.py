@@ -1,0 +1,159 @@
+"""DGQ A8W4: format round trips and the ±127 guarantee, the quantizer's search, activation
+quantization and outlier smoothing, and the integer product bit-exact against an int64 NumPy
+oracle on every backend and every CPU path."""
+
+import numpy as np
+import pytest
+import torch
+
+from linalg_core import _ops
+from linalg_core.backends.cpu import Launch
+from linalg_core.qmatmul import DGQLinear, DGQWeight, dgq_quantize, qmatmul, quantize_activations, smooth_outliers
+from linalg_core.testing.backends import usable_backends
+
+BACKENDS = usable_backends("dgq_matmul", dtype=torch.int8)
+SHAPES = [(1, 33, 256), (5, 64, 512), (16, 40, 128), (37, 70, 384), (128, 96, 1024), (3, 1, 128), (1, 1, 256)]
+
+
+def _w(N, K, seed=0):
+    return torch.randn(N, K, generator=torch.Generator().manual_seed(seed)) * 0.02
+
+
+def _oracle(x_q: torch.Tensor, w: DGQWeight) -> np.ndarray:
+    """int64 x · w8ᵀ from the format's definition (w8 = s_int·(q − z), high nibble first)."""
+    packed = w.qweight.numpy()
+    q = np.empty((packed.shape[0], packed.shape[1] * 2), np.int64)
+    q[:, 0::2], q[:, 1::2] = packed >> 4, packed & 15
+    g = w.group_size
+    z = np.repeat(w.zeros.numpy().astype(np.int64), g, axis=1)
+    s = np.repeat(w.group_scales.numpy().astype(np.int64), g, axis=1)
+    w8 = s * (q - z)
+    x = np.zeros((x_q.shape[0], q.shape[1]), np.int64)
+    x[:, : x_q.shape[1]] = x_q.numpy()
+    return x @ w8.T
+
+
+def test_format_round_trip_and_guarantee():
+    W = _w(48, 384)
+    w = dgq_quantize(W)
+    w8 = w.int8_weight()
+    assert w8.abs().max() <= 127 and (w.group_scales >= 1).all() and (w.zeros <= 15).all()
+    q = w.codes().to(torch.int64).view(48, -1, 128)
+    span = torch.floor(127 / w.group_scales.to(torch.float64)).to(torch.int64)
+    z = w.zeros.to(torch.int64)
+    assert ((q >= (z - span).clamp(min=0)[..., None]) & (q <= (z + span).clamp(max=15)[..., None])).all()
+    assert torch.equal(w.dequantize(), w8[:, :384].float() * w.channel_scales[:, None])
+    assert int(w.weight_sums.sum()) == int(w8.to(torch.int64).sum())
+    state = w.state_dict(prefix="l.")
+    assert torch.equal(DGQWeight.from_state_dict(state, prefix="l.").dequantize(), w.dequantize())
+    with pytest.raises(ValueError, match="lacks"):
+        DGQWeight.from_state_dict({k: v for k, v in state.items() if k != "l.zeros"}, prefix="l.")
+    assert 4.125 <= w.bits_per_weight <= 4.125 + 64 / 384
+
+
+@pytest.mark.parametrize("calib", [False, True])
+def test_search_never_worse_than_round_to_nearest(calib):
+    g = torch.Generator().manual_seed(1)
+    W = _w(64, 512, seed=1)
+    W[3, :5] *= 30  # an outlier channel makes the channel scale matter
+    X = torch.randn(256, 512, generator=g) * torch.linspace(0.1, 3, 512) if calib else None
+    h = torch.ones(512) if X is None else X.square().mean(0)
+    best, rtn = dgq_quantize(W, calib=X), dgq_quantize(W, calib=X, search="rtn")
+    e_best = ((best.dequantize() - W).square() * h).sum(1)
+    e_rtn = ((rtn.dequantize() - W).square() * h).sum(1)
+    assert (e_best <= e_rtn * (1 + 1e-6) + 1e-12).all()
+    assert e_best.sum() < 0.95 * e_rtn.sum()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("M,N,K", SHAPES)
+def test_integer_product_bit_exact(backend, M, N, K):
+    w = dgq_quantize(_w(N, K, seed=M), search="rtn")
+    x = torch.randint(-127, 128, (M, K), generator=torch.Generator().manual_seed(N), dtype=torch.int8)
+    acc = _ops.dgq_matmul(x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size,
+                          key=_ops.Key(x.device, torch.int8), backend=backend)
+    assert acc.dtype == torch.int32
+    np.testing.assert_array_equal(acc.numpy(), _oracle(x, w))
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="_C not built")
+@pytest.mark.parametrize("paths", [1, 2, 4, 8, 0])
+@pytest.mark.parametrize("M,N,K", [(1, 33, 256), (16, 40, 128), (37, 70, 384), (200, 17, 1152)])
+def test_every_cpu_path_bit_exact(paths, M, N, K):
+    w = dgq_quantize(_w(N, K, seed=2), search="rtn")
+    x = torch.randint(-127, 128, (M, K), generator=torch.Generator().manual_seed(3), dtype=torch.int8)
+    old = Launch.dgq_paths
+    try:
+        Launch.dgq_paths = paths
+        acc = _ops.dgq_matmul(x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size,
+                              key=_ops.Key(x.device, torch.int8), backend="cpu")
+    finally:
+        Launch.dgq_paths = old
+    np.testing.assert_array_equal(acc.numpy(), _oracle(x, w))
+
+
+def test_qmatmul_float_result_and_odd_k():
+    g = torch.Generator().manual_seed(4)
+    W, x = _w(24, 200, seed=4), torch.randn(7, 200, generator=g)
+    w = dgq_quantize(W, pad=True)  # K = 200 is not a multiple of 128
+    x_q, s = quantize_activations(x)
+    y = qmatmul(x_q, s, w)
+    exact = (x_q.double() * s.double()) @ w.dequantize(torch.float64).T
+    torch.testing.assert_close(y.double(), exact, rtol=2e-6, atol=1e-7)
+    assert qmatmul(x_q[0], s[0], w).shape == (24,)
+
+
+def test_activations_and_smoothing():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 256, generator=g)
+    for gran in ("tensor", "token"):
+        x_q, s = quantize_activations(x, granularity=gran)
+        assert x_q.dtype == torch.int8 and x_q.abs().max() == 127
+        assert ((x_q.float() * s - x).abs() <= s / 2 * (1 + 1e-6)).all()
+    x_c, s_c = quantize_activations(x, clip_percentile=99.0)
+    assert (s_c < quantize_activations(x)[1]).all()
+    x[:, 9] *= 40
+    sm = smooth_outliers(x, fraction=0.01)
+    assert 9 in sm.channels.tolist() and sm.factors[9] < 0.1 and (sm.factors <= 1).all()
+    W = _w(32, 256)
+    torch.testing.assert_close(sm.activations(x) @ sm.weight(W).T, x @ W.T, rtol=1e-4, atol=1e-5)
+    ln_w, ln_b = torch.ones(256), torch.zeros(256)
+    w2, b2 = sm.fold_into_previous(ln_w, ln_b)
+    assert torch.equal(w2, sm.factors) and torch.equal(ln_w, torch.ones(256))
+
+
+def test_dgq_linear_drop_in():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(384, 96)
+    q = DGQLinear.from_linear(lin)
+    x = torch.randn(2, 5, 384)
+    y = q(x)
+    assert y.shape == (2, 5, 96) and y.dtype == x.dtype
+    assert ((y - lin(x)).norm() / lin(x).norm()) < 0.1  # INT4 weights, INT8 activations
+    assert "bits/weight" in repr(q)
+    assert torch.equal(q.state_dict()["qweight"], q.weight.qweight)
+
+
+def test_bad_input():
+    w = dgq_quantize(_w(16, 256))
+    x_q = torch.zeros(2, 256, dtype=torch.int8)
+    with pytest.raises(ValueError, match="group_size=128 does not divide K=200"):
+        dgq_quantize(_w(16, 200))
+    with pytest.raises(ValueError, match="multiple of 128"):
+        dgq_quantize(_w(16, 256), group_size=96)
+    with pytest.raises(TypeError, match="int8"):
+        qmatmul(x_q.float(), 1.0, w)
+    with pytest.raises(ValueError, match="K=256"):
+        qmatmul(torch.zeros(2, 128, dtype=torch.int8), 1.0, w)
+    with pytest.raises(ValueError, match="-128"):
+        qmatmul(torch.full((2, 256), -128, dtype=torch.int8), 1.0, w)
+    with pytest.raises(ValueError, match="x_scale has 3"):
+        qmatmul(x_q, torch.ones(3), w)
+    with pytest.raises(TypeError, match="DGQWeight"):
+        qmatmul(x_q, 1.0, _w(16, 256))
+    with pytest.raises(ValueError, match="granularity"):
+        quantize_activations(torch.ones(2, 2), granularity="channel")
+    bad = _w(16, 256)
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="W"):
+        dgq_quantize(bad)
