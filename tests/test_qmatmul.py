@@ -157,3 +157,14 @@ def test_bad_input():
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="W"):
         dgq_quantize(bad)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("M,N,K", [(1, 4096, 4096), (16, 33, 384), (128, 96, 1024)])
+def test_gpu_bit_exact(backend, M, N, K):
+    w = dgq_quantize(_w(N, K, seed=5), search="rtn")
+    x = torch.randint(-127, 128, (M, K), generator=torch.Generator().manual_seed(6), dtype=torch.int8)
+    acc = _ops.dgq_matmul(x.cuda(), w.qweight.cuda(), w.zeros.cuda(), w.group_scales.cuda(), w.weight_sums.cuda(),
+                          w.group_size, key=_ops.Key(torch.device("cuda"), torch.int8), backend=backend)
+    np.testing.assert_array_equal(acc.cpu().numpy(), _oracle(x, w))

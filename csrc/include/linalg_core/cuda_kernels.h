@@ -35,6 +35,9 @@ int block_quantize(const void* x, DType dt, int64_t n, int64_t block, const floa
 int block_dequantize(const uint8_t* packed, int bits, const float* levels, const float* scales,
                      const float* offsets, int64_t n, int64_t block, void* out, DType out_dt,
                      uintptr_t stream);
+// DGQ A8W4 (csrc/cuda/qmatmul/): y (M, N) int32 = x · w8ᵀ; same arguments as the CPU kernel.
+int dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
+               int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group, uintptr_t stream);
 
 constexpr int kNotBuilt = -1;
 bool built();

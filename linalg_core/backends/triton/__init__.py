@@ -8,6 +8,8 @@ Modules (each registers its ops in :mod:`linalg_core._ops` when imported):
   (``sparse_hash``) and its scatter-add (``sparse_apply``).
 * :mod:`.quant` -- blockwise codebook quantization and dequantization (``block_quantize``,
   ``block_dequantize``).
+* :mod:`.qmatmul` -- the DGQ A8W4 integer product (``dgq_matmul``), int8 ``tl.dot`` with the
+  INT4 codes expanded in registers.
 
 The kernels are written for CUDA GPUs. On CPU tensors they run only under Triton's interpreter
 (``TRITON_INTERPRET=1``, set before ``triton`` is first imported) and only when the backend is
@@ -51,4 +53,4 @@ def _pow2(x: int) -> int:
 LAUNCH = {"enable_fp_fusion": False}
 
 
-from linalg_core.backends.triton import quant, random, sketch  # noqa: E402,F401  (register the ops)
+from linalg_core.backends.triton import qmatmul, quant, random, sketch  # noqa: E402,F401  (register the ops)
