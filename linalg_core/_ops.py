@@ -63,6 +63,9 @@ class Op:
     name: str
     doc: str
     impls: dict[str, Impl] = field(default_factory=dict)
+    # successful selections by (key, backend, LINALG_CORE_BACKEND, TRITON_INTERPRET): dispatch is
+    # a dictionary lookup after the first call (it is ~20 µs otherwise, as much as a small kernel)
+    chosen: dict = field(default_factory=dict, repr=False)
 
     def register(self, backend: str, *, devices, dtypes, check=None):
         if backend not in BACKEND_ORDER:
@@ -70,6 +73,7 @@ class Op:
 
         def deco(fn):
             self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check)
+            self.chosen.clear()
             return fn
 
         return deco
@@ -86,8 +90,16 @@ class Op:
         return out
 
     def select(self, key: Key, backend: str | None = None) -> Impl:
+        env = os.environ.get("LINALG_CORE_BACKEND")
+        ck = (key, backend, env, os.environ.get("TRITON_INTERPRET"))
+        impl = self.chosen.get(ck)
+        if impl is None:
+            impl = self.chosen[ck] = self._select(key, backend, env)
+        return impl
+
+    def _select(self, key: Key, backend: str | None, env: str | None) -> Impl:
         _load_backends()
-        forced = backend or os.environ.get("LINALG_CORE_BACKEND") or None
+        forced = backend or env or None
         if forced is not None:
             if forced not in BACKEND_ORDER:
                 raise ValueError(f"backend={forced!r} is not one of {', '.join(BACKEND_ORDER)}")

@@ -266,3 +266,14 @@ def test_dequantize_into_out(fmt):
         Q.dequantize(out=torch.empty(64, 95))
     with pytest.raises(ValueError, match="not contiguous"):
         Q.dequantize(out=torch.empty(96, 64).T)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_dequantize_keeps_the_sign_of_zero(backend):
+    from linalg_core.quant import blockwise
+
+    lv = codebooks.normal_float(4)
+    codes = torch.tensor([0x07, 0x00], dtype=torch.uint8)  # levels 0 and -1 (and 0, 0)
+    out = blockwise.dequantize(codes, lv, torch.zeros(1), None, 4, 8, torch.float32, backend=backend)
+    ref = lv[[0, 7, 0, 0]] * 0.0  # -1 * 0 = -0.0
+    assert torch.equal(out.view(torch.int32), ref.view(torch.int32))

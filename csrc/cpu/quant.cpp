@@ -228,7 +228,7 @@ void dequantize_typed(const uint8_t* packed, int bits, const float* levels, cons
     alignas(64) uint8_t c[kChunk];
     for (int64_t b = blo; b < bhi; ++b) {
       const int64_t lo = b * block, hi = std::min(n, lo + block);
-      const float s = scales[b], o = offsets ? offsets[b] : 0.0f;
+      const float s = scales[b], o = offsets ? offsets[b] : -0.0f;  // x + (−0) = x, also for x = −0
       for (int64_t i0 = lo; i0 < hi; i0 += kChunk) {
         const int64_t cnt = std::min(kChunk, hi - i0);
         unpack(packed, i0, cnt, bits, c);

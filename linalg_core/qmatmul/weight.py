@@ -196,8 +196,16 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
         h[:K] = X.to(torch.float32).square().mean(0).clamp(min=1e-12)
     h[K:] = 0
     hg = h.view(1, G, group_size)
-    Wg = Wp.view(N, G, group_size)
+    # rows are independent: search blocks of channels whose temporaries stay in cache
+    rows = max(1, (1 << 20) // Kp)
+    parts = [_search(Wp[r0:r0 + rows].view(-1, G, group_size), hg, search) for r0 in range(0, N, rows)]
+    q, z, s_int, sc = (torch.cat(t) for t in zip(*parts))
+    return _pack(q, z, s_int, sc, K, group_size)
 
+
+def _search(Wg, hg, search):
+    """(q, z, s_int, s_c) of the channels Wg (n, G, g)."""
+    n, G, _ = Wg.shape
     # plain round-to-nearest: ratio 1 in both phases
     s_g, z = _int4_groups(Wg, 1.0)
     rtn_sc = s_g.amax(1) / 8
@@ -205,7 +213,7 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
     best_sc, best_z = rtn_sc, z
     if search == "two_phase":
         # phase 1: per-group clipping ratio
-        g_err = torch.full((N, G), math.inf, device=Wt.device)
+        g_err = torch.full((n, G), math.inf, device=Wg.device)
         g_s, g_z = s_g.clone(), z.clone()
         for r in PHASE1_RATIOS.tolist():
             s, zz = _int4_groups(Wg, r)
@@ -224,7 +232,7 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
                 best_z = torch.where(better[:, None], g_z, best_z)
                 best_sint = torch.where(better[:, None], s_int, best_sint)
                 best_q = torch.where(better[:, None, None], q, best_q)
-    return _pack(best_q, best_z, best_sint, best_sc, K, group_size)
+    return best_q, best_z, best_sint, best_sc
 
 
 def _pack(q, z, s_int, sc, K, group_size) -> DGQWeight:

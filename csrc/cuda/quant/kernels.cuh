@@ -98,7 +98,8 @@ __global__ void block_dequantize_kernel(const uint8_t* __restrict__ packed, int 
     const uint8_t* src = packed + g * bits;
     uint64_t acc = 0;
     for (int t = 0; t < bits; ++t) acc = (acc << 8) | uint64_t(t < nbytes ? src[t] : 0u);
-    const float s = scales[b], o = offsets ? offsets[b] : 0.0f;
+    // -0.0f is the exact identity of the add (x + -0 == x also for x = -0), as the reference's skipped add.
+    const float s = scales[b], o = offsets ? offsets[b] : -0.0f;
     for (int j = 0; j < k; ++j) {
       const int c = int((acc >> ((7 - j) * bits)) & mask);
       Storage<Out>::store(out + i0 + j, __fadd_rn(__fmul_rn(lv[c], s), o));

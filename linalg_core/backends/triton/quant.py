@@ -75,8 +75,8 @@ def _quantize_kernel(x, mid, scales_in, offsets, scales_out, packed, bad, n, blo
         g = tl.reshape(code, [BR, BB // 8, 8])
         j = tl.arange(0, 8).to(tl.int64)
         acc = tl.sum(g << ((7 - j) * BITS)[None, None, :], axis=2)  # [BR, BB/8]
-        t = tl.arange(0, BP).to(tl.int64)
-        byte = (acc[:, :, None] >> ((BITS - 1 - t) * 8)[None, None, :]) & 0xFF  # [BR, BB/8, BP]
+        t = tl.arange(0, BP).to(tl.int64)  # BP = pow2(BITS): lanes t >= BITS (BITS = 3) shift by 0, never stored
+        byte = (acc[:, :, None] >> tl.where(t < BITS, (BITS - 1 - t) * 8, 0)[None, None, :]) & 0xFF  # [BR, BB/8, BP]
         gi = tl.arange(0, BB // 8).to(tl.int64)
         start = rb[:, None] * block + 8 * gi[None, :]  # first element of each group
         cnt = tl.minimum(tl.minimum(block - 8 * gi[None, :], n - start), 8)  # elements in the group
@@ -99,7 +99,8 @@ def _dequantize_kernel(packed, levels, scales, offsets, out, n, block, BITS: tl.
     t = tl.arange(0, BP).to(tl.int64)
     bmask = (start[:, None] < n) & (t[None, :] < nbytes[:, None])
     byte = tl.load(packed + (g * BITS)[:, None] + t[None, :], mask=bmask, other=0).to(tl.int64)
-    acc = tl.sum(byte << ((BITS - 1 - t) * 8)[None, :], axis=1)
+    # lanes t >= BITS (BP = 4 for BITS = 3) hold 0 and shift by 0: a negative shift would be poison in LLVM
+    acc = tl.sum(byte << tl.where(t < BITS, (BITS - 1 - t) * 8, 0)[None, :], axis=1)
     j = tl.arange(0, 8).to(tl.int64)
     code = (acc[:, None] >> ((7 - j) * BITS)[None, :]) & ((1 << BITS) - 1)
     i = start[:, None] + j[None, :]

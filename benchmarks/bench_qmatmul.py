@@ -1,0 +1,101 @@
+"""DGQ A8W4 family, same run: ``qmatmul`` (INT8 activations given, as produced by the previous
+layer's epilogue) and ``DGQLinear`` (activation quantization included) against fp32
+``torch.matmul`` on the dequantized weight, dequantize-then-matmul per call (the A16W4-style
+baseline), ``torch._int_mm`` on the expanded INT8 weight (the W8A8 ideal: 8 bits per weight in
+memory, oneDNN/AMX here), and bitsandbytes' 4-bit CPU matmul (NF4) when it installs.
+
+Accuracy: relative error of y against the fp32 product x Wᵀ of the original weight; the integer
+part is checked bit for bit against the torch reference in the same run.
+Floors: M = 1, the packed weight bytes over the copy bandwidth measured in the run; large M,
+the INT8 MACs over the rate torch._int_mm reaches in the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from linalg_core import _ops
+from linalg_core.backends.cpu import Launch
+from linalg_core.qmatmul import DGQLinear, dgq_quantize, qmatmul, quantize_activations
+from linalg_core.testing import minilm_weights
+from linalg_core.testing.bench import Report, measure
+
+
+def _bnb():
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional-kernel notice
+    try:
+        import bitsandbytes as bnb
+        import bitsandbytes.functional as F
+    except Exception:  # noqa: BLE001  (bitsandbytes may fail to import in many ways)
+        return None
+    return bnb, F
+
+
+def _rel(y, ref):
+    return float((y.double() - ref.double()).norm() / ref.double().norm())
+
+
+def shape_rows(report: Report, label: str, W: torch.Tensor, Ms, quick: bool, bnb):
+    N, K = W.shape
+    w = dgq_quantize(W, search="rtn" if quick else "two_phase", pad=True)
+    lin = torch.nn.Linear(K, N, bias=False)
+    lin.weight.data = W
+    dlin = DGQLinear(w, None)
+    W_deq = w.dequantize()
+    w8t = w.int8_weight()[:, :K].T  # (K, N) column-major view: _int_mm's fastest layout here
+    nf4 = bnb[1].quantize_4bit(W, quant_type="nf4", blocksize=64, compress_statistics=True) if bnb else None
+    copy = measure(lambda: W.clone(), repeats=7)
+    copy_gbs = 2 * W.numel() * 4 / copy.median / 1e9
+    for M in Ms:
+        g = torch.Generator().manual_seed(M)
+        x = torch.randn(M, K, generator=g)
+        x_q, s = quantize_activations(x)
+        ref = x @ W.T
+        ours = measure(lambda x_q=x_q, s=s: qmatmul(x_q, s, w), repeats=15)
+        path = Launch.last_dgq_path
+        layer = measure(lambda x=x: dlin(x), repeats=15)
+        fp32 = measure(lambda x=x: x @ W_deq.T, repeats=15)
+        deq = measure(lambda x=x: x @ w.dequantize().T, repeats=7)
+        xi = x_q if M > 16 else torch.cat([x_q, torch.zeros(17 - M, K, dtype=torch.int8)])  # _int_mm needs M > 16
+        imm = measure(lambda xi=xi: torch._int_mm(xi, w8t), repeats=15)
+        acc = _ops.dgq_matmul(x_q.contiguous() if K == w.padded_in_features else torch.nn.functional.pad(x_q, (0, w.padded_in_features - K)),
+                              w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size,
+                              key=_ops.Key(x.device, torch.int8), backend="reference")
+        exact = torch.equal(acc.float() * s * w.channel_scales, qmatmul(x_q, s, w))
+        row = dict(shape=f"{label} M={M}", path=path, qmatmul_ms=ours.median * 1e3, layer_ms=layer.median * 1e3,
+                   fp32_ms=fp32.median * 1e3, x_vs_fp32=fp32.median / ours.median,
+                   dequant_matmul_ms=deq.median * 1e3, int_mm_ms=imm.median * 1e3, x_vs_int_mm=imm.median / ours.median,
+                   rel_err=_rel(qmatmul(x_q, s, w), ref), bit_exact=exact)
+        if bnb is not None:
+            q, st = nf4
+            theirs = measure(lambda x=x: bnb[0].matmul_4bit(x, q.t(), quant_state=st), repeats=5)
+            row.update(bnb_4bit_ms=theirs.median * 1e3, x_vs_bnb=theirs.median / ours.median,
+                       bnb_rel_err=_rel(bnb[0].matmul_4bit(x, q.t(), quant_state=st), ref))
+        if M == 1:
+            floor = (w.qweight.numel() + 2 * w.zeros.numel()) / (copy_gbs * 1e9 / 2)  # read once at the copy read rate
+            row.update(floor_ms=floor * 1e3)
+        else:
+            macs = M * N * w.padded_in_features
+            row.update(int_mm_TMACs=macs / imm.median / 1e12, ours_TMACs=macs / ours.median / 1e12)
+        report.add(**row)
+    return copy_gbs
+
+
+def run(report: Report, quick: bool = False):
+    bnb = _bnb()
+    n = 1024 if quick else 4096
+    W = torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02
+    gbs = shape_rows(report, f"{n}x{n}", W, (1, 16, 128), quick, bnb)
+    mini = minilm_weights()
+    for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.0.intermediate.dense.weight",
+                 "encoder.layer.0.output.dense.weight"):
+        W = mini[name]
+        shape_rows(report, f"MiniLM {name.split('layer.0.')[1].removesuffix('.weight')} {W.shape[0]}x{W.shape[1]}",
+                   W, (1, 16, 128) if not quick else (1,), quick, bnb)
+    report.note(f"copy bandwidth in this run: {gbs:.1f} GB/s (read + write of a fresh float32 clone); the M = 1 floor "
+                "reads the packed weight once at half of it.")
+    report.note("path: the CPU kernel used (amx: tdpbssd tiles for M >= 16; avx512vnni: vpdpbusd; both expand the "
+                "INT4 codes with one vpshufb per 64 weights). qmatmul_ms takes INT8 activations; layer_ms is "
+                "DGQLinear.forward with per-token activation quantization.")
