@@ -21,6 +21,7 @@
 
 #include "isa.h"
 #include "linalg_core/cpu_kernels.h"
+#include "linalg_core/memory.h"
 
 #if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64))
 #include <sys/syscall.h>
@@ -258,14 +259,13 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
     const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, int32_t* y, int64_t M, int64_t N,
     int64_t K, int64_t group) {
   constexpr int64_t NB = 32;   // channels per block: two A tiles
-  const int64_t KB = K;  // one pass over k̃ per row pair (blocking K by 512-1024 to keep A in L1 measured no faster)
   const int64_t G = K / group, Mp = (M + 15) / 16 * 16, nmb = Mp / 16, npairs = (nmb + 1) / 2;
   // x̃ in the VNNI layout of B tiles: xv[mb][k̃/4][16 rows][4], zero rows beyond M.
-  std::vector<int8_t> xv(size_t(Mp * K), 0);
+  AlignedBuffer<int8_t> xv(size_t(Mp * K));
 #pragma omp parallel for schedule(static)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k4 = 0; k4 < K / 4; ++k4)
-      std::memcpy(&xv[size_t(((m / 16) * (K / 4) + k4) * 64 + (m % 16) * 4)], xp + m * K + 4 * k4, 4);
+      std::memcpy(xv.data + ((m / 16) * (K / 4) + k4) * 64 + (m % 16) * 4, xp + m * K + 4 * k4, 4);
   const int64_t nnb = (N + NB - 1) / NB;
 #pragma omp parallel
   {
@@ -273,51 +273,50 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
     for (int t = 0; t < 8; ++t) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
     _tile_loadconfig(&cfg);
     // panel[c][r][64]: chunk c (64 k̃) of channel n0 + r, so each A tile is 1 KiB contiguous
-    std::vector<int8_t> panel(size_t(NB * K));
-    std::vector<int32_t> cmem(size_t(npairs * 4 * 256));  // the C tiles of every row pair between K blocks
+    AlignedBuffer<int8_t> panel(size_t(NB * K));
+    AlignedBuffer<int32_t> cmem(size_t(npairs * 4 * 256));
+    __m512i tabs[NB];  // the current group's tables of the block's channels  // the C tiles of every row pair between K blocks
 #pragma omp for schedule(static)
     for (int64_t nb = 0; nb < nnb; ++nb) {
       const int64_t n0 = nb * NB;
-      for (int64_t r = 0; r < NB; ++r) {  // expand 32 channels (zeros past N)
-        const int64_t n = n0 + r;
-        if (n >= N) {
-          for (int64_t c = 0; c < K; c += 64) std::memset(panel.data() + c * NB + r * 64, 0, 64);
-          continue;
-        }
-        for (int64_t g = 0; g < G; ++g) {
-          const __m512i tab = table512(zeros[n * G + g], gs[n * G + g]);
-          for (int64_t c = g * group; c < (g + 1) * group; c += 128)
-            expand128(qw + n * (K / 2), c, tab, panel.data() + c * NB + r * 64, panel.data() + (c + 64) * NB + r * 64);
+      // expand 32 channels (zero rows past N), block by block so that the panel is written in order
+      const int64_t rows = std::min(NB, N - n0);
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t r = 0; r < rows; ++r) tabs[r] = table512(zeros[(n0 + r) * G + g], gs[(n0 + r) * G + g]);
+        for (int64_t c = g * group; c < (g + 1) * group; c += 128) {
+          int8_t* even = panel.data + c * NB;
+          int8_t* odd = panel.data + (c + 64) * NB;
+          for (int64_t r = 0; r < rows; ++r) expand128(qw + (n0 + r) * (K / 2), c, tabs[r], even + r * 64, odd + r * 64);
+          for (int64_t r = rows; r < NB; ++r) {
+            std::memset(even + r * 64, 0, 64);
+            std::memset(odd + r * 64, 0, 64);
+          }
         }
       }
-      for (int64_t k0 = 0; k0 < K; k0 += KB) {
-        const int64_t k1 = std::min(K, k0 + KB);
+      {
+        const int64_t k0 = 0, k1 = K;  // (blocking K by 256-1024 to keep A in L1 measured no faster)
         for (int64_t p = 0; p < npairs; ++p) {
-          int32_t* cp = cmem.data() + p * 4 * 256;
-          if (k0 == 0) {
-            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-          } else {
-            _tile_loadd(0, cp, 64); _tile_loadd(1, cp + 256, 64); _tile_loadd(2, cp + 512, 64); _tile_loadd(3, cp + 768, 64);
-          }
-          const int8_t* b0 = xv.data() + 2 * p * (K / 4) * 64;
+          int32_t* cp = cmem.data + p * 4 * 256;
+          _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+          const int8_t* b0 = xv.data + 2 * p * (K / 4) * 64;
           const int8_t* b1 = b0 + (K / 4) * 64;  // rows past Mp only when the last pair is single
           if (2 * p + 1 < nmb) {
             for (int64_t c = k0; c < k1; c += 64) {  // loads interleaved with the products they allow
-              _tile_loadd(4, panel.data() + c * NB, 64);
+              _tile_loadd(4, panel.data + c * NB, 64);
               _tile_loadd(6, b0 + c * 16, 64);
               _tile_dpbssd(0, 4, 6);
               _tile_loadd(7, b1 + c * 16, 64);
               _tile_dpbssd(2, 4, 7);
-              _tile_loadd(5, panel.data() + c * NB + 1024, 64);
+              _tile_loadd(5, panel.data + c * NB + 1024, 64);
               _tile_dpbssd(1, 5, 6);
               _tile_dpbssd(3, 5, 7);
             }
           } else {
             for (int64_t c = k0; c < k1; c += 64) {
-              _tile_loadd(4, panel.data() + c * NB, 64);
+              _tile_loadd(4, panel.data + c * NB, 64);
               _tile_loadd(6, b0 + c * 16, 64);
               _tile_dpbssd(0, 4, 6);
-              _tile_loadd(5, panel.data() + c * NB + 1024, 64);
+              _tile_loadd(5, panel.data + c * NB + 1024, 64);
               _tile_dpbssd(1, 5, 6);
             }
           }
@@ -326,7 +325,7 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
       }
       for (int64_t p = 0; p < npairs; ++p)  // C tile t: channels 16 (t % 2) .., rows 16 (2p + t / 2) ..
         for (int t = 0; t < 4; ++t) {
-          const int32_t* cbuf = cmem.data() + (p * 4 + t) * 256;
+          const int32_t* cbuf = cmem.data + (p * 4 + t) * 256;
           const int64_t nn0 = n0 + 16 * (t % 2), mm0 = (2 * p + t / 2) * 16;
           for (int64_t i = 0; i < 16 && nn0 + i < N; ++i)
             for (int64_t j = 0; j < 16 && mm0 + j < M; ++j) y[(mm0 + j) * N + nn0 + i] = cbuf[i * 16 + j];

@@ -2,6 +2,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -24,5 +27,21 @@ inline void advise_huge_pages(void* p, size_t bytes) {
   (void)bytes;
 #endif
 }
+
+// A zero-initialised scratch buffer aligned to a cache line (full-line vector stores and AMX tile
+// loads never straddle two lines).
+template <typename T>
+struct AlignedBuffer {
+  T* data = nullptr;
+  explicit AlignedBuffer(size_t n) {
+    const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    data = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
+    if (!data) throw std::bad_alloc();
+    std::memset(data, 0, bytes);
+  }
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+};
 
 }  // namespace linalg_core
