@@ -168,3 +168,11 @@ def test_gpu_bit_exact(backend, M, N, K):
     acc = _ops.dgq_matmul(x.cuda(), w.qweight.cuda(), w.zeros.cuda(), w.group_scales.cuda(), w.weight_sums.cuda(),
                           w.group_size, key=_ops.Key(torch.device("cuda"), torch.int8), backend=backend)
     np.testing.assert_array_equal(acc.cpu().numpy(), _oracle(x, w))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float_epilogue_identical_on_every_backend(backend):
+    g = torch.Generator().manual_seed(7)
+    w = dgq_quantize(_w(40, 384, seed=7), search="rtn")
+    x_q, s = quantize_activations(torch.randn(19, 384, generator=g))
+    assert torch.equal(qmatmul(x_q, s, w, backend=backend), qmatmul(x_q, s, w, backend="reference"))

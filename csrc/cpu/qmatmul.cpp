@@ -336,13 +336,19 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
 }
 #endif
 
-}  // namespace
+// y (int32) -> float32 in place: float(y)·xs[m]·sc[n], the multiplies rounded in that order.
+void scale_in_place(int32_t* y, const float* xs, const float* sc, int64_t M, int64_t N) {
+  float* yf = reinterpret_cast<float*>(y);
+#pragma omp parallel for schedule(static) if (M * N > (int64_t(1) << 16))
+  for (int64_t m = 0; m < M; ++m) {
+    const float a = xs[m];
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) yf[m * N + n] = (static_cast<float>(y[m * N + n]) * a) * sc[n];
+  }
+}
 
-// Paths: 1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2 (allowed set; the best available is used).
-const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs,
-                       const int32_t* wsum, int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group,
-                       int allowed) {
-  if (M == 0 || N == 0) return "empty";
+const char* run_paths(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
+                      int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group, int allowed) {
 #if defined(__AVX2__)
   const std::vector<int8_t> xp = permute_x(x, M, K);
 #if defined(__AVX512F__)
@@ -368,6 +374,18 @@ const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros,
   (void)allowed;
   dgq_generic(x, qw, zeros, gs, y, M, N, K, group);
   return "generic";
+}
+
+}  // namespace
+
+// Paths: 1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2 (allowed set; the best available is used).
+const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs,
+                       const int32_t* wsum, int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group,
+                       int allowed, const float* xs, const float* sc) {
+  if (M == 0 || N == 0) return "empty";
+  const char* path = run_paths(x, qw, zeros, gs, wsum, y, M, N, K, group, allowed);
+  if (xs && sc) scale_in_place(y, xs, sc, M, N);
+  return path;
 }
 
 }  // namespace linalg_core::cpu::LC_ISA

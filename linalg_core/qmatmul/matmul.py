@@ -58,9 +58,9 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
         xp[:, :K] = x2
         x2 = xp
     x2 = x2.contiguous()
-    acc = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size,
-                          key=_ops.Key(x2.device, torch.int8), backend=backend)
-    y = acc.to(torch.float32).mul_(scale.reshape(-1, 1)).mul_(w.channel_scales)
+    xs = scale.reshape(-1).expand(x2.shape[0]).contiguous()
+    y = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, xs, w.channel_scales,
+                        key=_ops.Key(x2.device, torch.int8), backend=backend)
     return (y if out_dtype == torch.float32 else y.to(out_dtype)).reshape(*lead, w.out_features)
 
 

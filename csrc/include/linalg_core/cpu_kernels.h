@@ -53,10 +53,12 @@ namespace linalg_core::cpu {
                         const float* scales, const float* offsets, int64_t n, int64_t block,  \
                         void* out, DType out_dt);                                             \
   /* DGQ A8W4: y (M, N) int32 = x (M, K) int8 · w8ᵀ (csrc/cpu/qmatmul.cpp); allowed: bit set   */  \
-  /* of paths (1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2); returns the path used.               */  \
+  /* of paths (1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2); returns the path used. With xs (M,)  */  \
+  /* and sc (N,), y is overwritten by the float32 float(y)·xs[m]·sc[n].                         */  \
   const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros,             \
                          const int8_t* gs, const int32_t* wsum, int32_t* y, int64_t M,          \
-                         int64_t N, int64_t K, int64_t group, int allowed);                    \
+                         int64_t N, int64_t K, int64_t group, int allowed, const float* xs,     \
+                         const float* sc);                                                      \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)

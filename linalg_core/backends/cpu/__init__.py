@@ -13,6 +13,7 @@ import torch
 from linalg_core import _ops
 from linalg_core._arrays import DTYPE_CODES, FLOAT_DTYPES, compute_dtype
 from linalg_core._ext import _C
+from linalg_core.backends.reference.qmatmul import scale_output
 from linalg_core.backends.reference.sketch import fwht_then_select
 
 F32_F64 = (torch.float32, torch.float64)
@@ -149,16 +150,19 @@ class Launch:
     dgq_paths = 15
     last_dgq_path = ""
 
-    def dgq_matmul(self, x, qweight, zeros, group_scales, weight_sums, group):
+    def dgq_matmul(self, x, qweight, zeros, group_scales, weight_sums, group, x_scale=None, channel_scales=None):
         M, K = x.shape
-        y = torch.empty(M, qweight.shape[0], dtype=torch.int32, device=x.device)
+        scaled = x_scale is not None
+        y = torch.empty(M, qweight.shape[0], dtype=torch.float32 if scaled else torch.int32, device=x.device)
         args = (x.data_ptr(), qweight.data_ptr(), zeros.data_ptr(), group_scales.data_ptr(), weight_sums.data_ptr(),
                 y.data_ptr(), M, qweight.shape[0], K, group)
-        with self._context(x.device):
-            if self.prefix == "cuda":
-                self._kernel("dgq_matmul")(*args, *self._stream(x.device))
-            else:
-                Launch.last_dgq_path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths)
+        if self.prefix == "cuda":
+            with self._context(x.device):
+                acc = y if not scaled else torch.empty(y.shape, dtype=torch.int32, device=x.device)
+                self._kernel("dgq_matmul")(*args[:5], acc.data_ptr(), *args[6:], *self._stream(x.device))
+            return scale_output(acc, x_scale, channel_scales) if scaled else y
+        Launch.last_dgq_path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths, x_scale.data_ptr() if scaled else 0,
+                                                 channel_scales.data_ptr() if scaled else 0)
         return y
 
 

@@ -17,6 +17,12 @@ def expand_int8(qweight, zeros, group_scales, group):
 
 
 @_ops.dgq_matmul.register("reference", devices=ANY_DEVICE, dtypes=[torch.int8])
-def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group):
+def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale=None, channel_scales=None):
     w8 = expand_int8(qweight, zeros, group_scales, group)
-    return torch.round(x.to(torch.float64) @ w8.to(torch.float64).T).to(torch.int32)
+    acc = torch.round(x.to(torch.float64) @ w8.to(torch.float64).T).to(torch.int32)
+    return acc if x_scale is None else scale_output(acc, x_scale, channel_scales)
+
+
+def scale_output(acc, x_scale, channel_scales):
+    """(float(acc)·x_scale[m])·channel_scales[n] in float32, the kernels' epilogue."""
+    return acc.to(torch.float32).mul_(x_scale[:, None]).mul_(channel_scales)

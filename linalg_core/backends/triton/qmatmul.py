@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from linalg_core import _ops
+from linalg_core.backends.reference.qmatmul import scale_output
 from linalg_core.backends.triton import LAUNCH, _check, _on
 
 BK = 128
@@ -47,7 +48,7 @@ def _dgq_kernel(x, qw, zeros, gs, y, M, N, K, group, BM: tl.constexpr, BN: tl.co
 
 
 @_ops.dgq_matmul.register("triton", devices=("cuda", "cpu"), dtypes=[torch.int8], check=_check)
-def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group):
+def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale=None, channel_scales=None):
     M, K = x.shape
     N = qweight.shape[0]
     y = torch.empty(M, N, dtype=torch.int32, device=x.device)
@@ -58,4 +59,4 @@ def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group):
     with _on(x.device):
         _dgq_kernel[(triton.cdiv(M, bm), triton.cdiv(N, bn))](x, qweight, zeros, group_scales, y, M, N, K, group,
                                                               BM=bm, BN=bn, BK=BK, **LAUNCH)
-    return y
+    return y if x_scale is None else scale_output(y, x_scale, channel_scales)
