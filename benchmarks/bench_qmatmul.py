@@ -71,8 +71,10 @@ def shape_rows(report: Report, label: str, W: torch.Tensor, Ms, quick: bool, bnb
             row.update(bnb_4bit_ms=theirs.median * 1e3, x_vs_bnb=theirs.median / ours.median,
                        bnb_rel_err=_rel(bnb[0].matmul_4bit(x, q.t(), quant_state=st), ref))
         if M == 1:
-            floor = (w.qweight.numel() + 2 * w.zeros.numel()) / (copy_gbs * 1e9 / 2)  # read once at the copy read rate
-            row.update(floor_ms=floor * 1e3)
+            # the stored weight read once at the read rate of the fp32 GEMV of the same run
+            stored = sum(t.numel() * t.element_size() for t in (w.qweight, w.zeros, w.group_scales, w.channel_scales))
+            read_gbs = W.numel() * 4 / fp32.median / 1e9
+            row.update(read_GB_s=read_gbs, floor_ms=stored / (read_gbs * 1e9) * 1e3)
         else:
             macs = M * N * w.padded_in_features
             row.update(int_mm_TMACs=macs / imm.median / 1e12, ours_TMACs=macs / ours.median / 1e12)
@@ -91,8 +93,9 @@ def run(report: Report, quick: bool = False):
         W = mini[name]
         shape_rows(report, f"MiniLM {name.split('layer.0.')[1].removesuffix('.weight')} {W.shape[0]}x{W.shape[1]}",
                    W, (1, 16, 128) if not quick else (1,), quick, bnb)
-    report.note(f"copy bandwidth in this run: {gbs:.1f} GB/s (read + write, float32 copy into a kept buffer); the "
-                "M = 1 floor_ms reads the packed weight once at half of it.")
+    report.note(f"copy bandwidth in this run: {gbs:.1f} GB/s (read + write, float32 copy into a kept buffer). M = 1 "
+                "floor_ms: the stored DGQ weight read once at read_GB_s, the rate the fp32 GEMV reaches on the float32 "
+                "weight in the same run. M > 1: compare ours_TMACs with int_mm_TMACs (oneDNN on AMX here).")
     report.note("path: the CPU kernel used (amx: tdpbssd tiles for M >= 16; avx512vnni: vpdpbusd; both expand the "
                 "INT4 codes with one vpshufb per 64 weights). qmatmul_ms takes INT8 activations; layer_ms is "
                 "DGQLinear.forward with per-token activation quantization.")
