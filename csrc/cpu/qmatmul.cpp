@@ -255,11 +255,47 @@ __attribute__((target("avx512f,avx512bw"))) inline void expand128(const uint8_t*
   _mm512_storeu_si512(hi_dst, _mm512_shuffle_epi8(tab, odd));
 }
 
+// Expansion of one channel block's panel, in units of (one 128-weight block) x (one channel), so
+// that it can be spread over the tile products of the previous block.
+struct PanelExpander {
+  const uint8_t* qw;
+  const uint8_t* zeros;
+  const int8_t* gs;
+  int64_t N, K, G, group, n0 = 0, rows = 0, next = 0, total = 0;
+  int8_t* panel = nullptr;
+
+  static constexpr int64_t NB = 32;  // channels per block: two A tiles
+
+  void start(int64_t block, int8_t* dst) {
+    n0 = block * NB;
+    rows = std::min(NB, N - n0);
+    panel = dst;
+    next = 0;
+    total = (K / 128) * NB;
+  }
+  bool done() const { return next >= total; }
+  // Unit u: 128-weight block c = u / NB, channel r = u % NB (the panel is written in order).
+  __attribute__((target("avx512f,avx512bw"))) void step(int64_t units) {
+    for (const int64_t end = std::min(total, next + units); next < end; ++next) {
+      const int64_t c = (next / NB) * 128, r = next % NB;
+      int8_t* even = panel + c * NB + r * 64;
+      int8_t* odd = panel + (c + 64) * NB + r * 64;
+      if (r >= rows) {
+        std::memset(even, 0, 64);
+        std::memset(odd, 0, 64);
+        continue;
+      }
+      const int64_t n = n0 + r, g = c / group;
+      expand128(qw + n * (K / 2), c, table512(zeros[n * G + g], gs[n * G + g]), even, odd);
+    }
+  }
+};
+
 __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
     const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, int32_t* y, int64_t M, int64_t N,
     int64_t K, int64_t group) {
-  constexpr int64_t NB = 32;   // channels per block: two A tiles
-  const int64_t G = K / group, Mp = (M + 15) / 16 * 16, nmb = Mp / 16, npairs = (nmb + 1) / 2;
+  constexpr int64_t NB = PanelExpander::NB;
+  const int64_t Mp = (M + 15) / 16 * 16, nmb = Mp / 16, npairs = (nmb + 1) / 2;
   // x̃ in the VNNI layout of B tiles: xv[mb][k̃/4][16 rows][4], zero rows beyond M.
   AlignedBuffer<int8_t> xv(size_t(Mp * K));
 #pragma omp parallel for schedule(static)
@@ -272,57 +308,54 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
     TileConfig cfg;
     for (int t = 0; t < 8; ++t) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
     _tile_loadconfig(&cfg);
-    // panel[c][r][64]: chunk c (64 k̃) of channel n0 + r, so each A tile is 1 KiB contiguous
-    AlignedBuffer<int8_t> panel(size_t(NB * K));
-    AlignedBuffer<int32_t> cmem(size_t(npairs * 4 * 256));
-    __m512i tabs[NB];  // the current group's tables of the block's channels  // the C tiles of every row pair between K blocks
-#pragma omp for schedule(static)
-    for (int64_t nb = 0; nb < nnb; ++nb) {
+    // panels[i][c][r][64]: chunk c (64 k̃) of channel n0 + r, so each A tile is 1 KiB contiguous;
+    // two of them: the tile products read one while the next block is expanded into the other,
+    // a few units per k-step (the AMX and AVX-512 units then work at the same time).
+    AlignedBuffer<int8_t> panels(size_t(2 * NB * K));
+    AlignedBuffer<int32_t> cmem(size_t(npairs * 4 * 256));  // the C tiles of every row pair
+    const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t lo = nnb * tid / nt, hi = nnb * (tid + 1) / nt;  // this thread's channel blocks
+    PanelExpander ex{qw, zeros, gs, N, K, K / group, group};
+    if (lo < hi) {
+      ex.start(lo, panels.data);
+      ex.step(ex.total);
+    }
+    const int64_t steps = npairs * (K / 64), per_step = (ex.total + steps - 1) / steps;
+    for (int64_t nb = lo; nb < hi; ++nb) {
       const int64_t n0 = nb * NB;
-      // expand 32 channels (zero rows past N), block by block so that the panel is written in order
-      const int64_t rows = std::min(NB, N - n0);
-      for (int64_t g = 0; g < G; ++g) {
-        for (int64_t r = 0; r < rows; ++r) tabs[r] = table512(zeros[(n0 + r) * G + g], gs[(n0 + r) * G + g]);
-        for (int64_t c = g * group; c < (g + 1) * group; c += 128) {
-          int8_t* even = panel.data + c * NB;
-          int8_t* odd = panel.data + (c + 64) * NB;
-          for (int64_t r = 0; r < rows; ++r) expand128(qw + (n0 + r) * (K / 2), c, tabs[r], even + r * 64, odd + r * 64);
-          for (int64_t r = rows; r < NB; ++r) {
-            std::memset(even + r * 64, 0, 64);
-            std::memset(odd + r * 64, 0, 64);
+      const int8_t* panel = panels.data + ((nb - lo) % 2) * NB * K;
+      const bool more = nb + 1 < hi;
+      if (more) ex.start(nb + 1, panels.data + ((nb + 1 - lo) % 2) * NB * K);
+      for (int64_t p = 0; p < npairs; ++p) {
+        int32_t* cp = cmem.data + p * 4 * 256;
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        const int8_t* b0 = xv.data + 2 * p * (K / 4) * 64;
+        const int8_t* b1 = b0 + (K / 4) * 64;
+        if (2 * p + 1 < nmb) {
+          for (int64_t c = 0; c < K; c += 64) {  // loads interleaved with the products they allow
+            _tile_loadd(4, panel + c * NB, 64);
+            _tile_loadd(6, b0 + c * 16, 64);
+            _tile_dpbssd(0, 4, 6);
+            _tile_loadd(7, b1 + c * 16, 64);
+            _tile_dpbssd(2, 4, 7);
+            _tile_loadd(5, panel + c * NB + 1024, 64);
+            _tile_dpbssd(1, 5, 6);
+            _tile_dpbssd(3, 5, 7);
+            if (more) ex.step(per_step);
+          }
+        } else {
+          for (int64_t c = 0; c < K; c += 64) {
+            _tile_loadd(4, panel + c * NB, 64);
+            _tile_loadd(6, b0 + c * 16, 64);
+            _tile_dpbssd(0, 4, 6);
+            _tile_loadd(5, panel + c * NB + 1024, 64);
+            _tile_dpbssd(1, 5, 6);
+            if (more) ex.step(per_step);
           }
         }
+        _tile_stored(0, cp, 64); _tile_stored(1, cp + 256, 64); _tile_stored(2, cp + 512, 64); _tile_stored(3, cp + 768, 64);
       }
-      {
-        const int64_t k0 = 0, k1 = K;  // (blocking K by 256-1024 to keep A in L1 measured no faster)
-        for (int64_t p = 0; p < npairs; ++p) {
-          int32_t* cp = cmem.data + p * 4 * 256;
-          _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-          const int8_t* b0 = xv.data + 2 * p * (K / 4) * 64;
-          const int8_t* b1 = b0 + (K / 4) * 64;  // rows past Mp only when the last pair is single
-          if (2 * p + 1 < nmb) {
-            for (int64_t c = k0; c < k1; c += 64) {  // loads interleaved with the products they allow
-              _tile_loadd(4, panel.data + c * NB, 64);
-              _tile_loadd(6, b0 + c * 16, 64);
-              _tile_dpbssd(0, 4, 6);
-              _tile_loadd(7, b1 + c * 16, 64);
-              _tile_dpbssd(2, 4, 7);
-              _tile_loadd(5, panel.data + c * NB + 1024, 64);
-              _tile_dpbssd(1, 5, 6);
-              _tile_dpbssd(3, 5, 7);
-            }
-          } else {
-            for (int64_t c = k0; c < k1; c += 64) {
-              _tile_loadd(4, panel.data + c * NB, 64);
-              _tile_loadd(6, b0 + c * 16, 64);
-              _tile_dpbssd(0, 4, 6);
-              _tile_loadd(5, panel.data + c * NB + 1024, 64);
-              _tile_dpbssd(1, 5, 6);
-            }
-          }
-          _tile_stored(0, cp, 64); _tile_stored(1, cp + 256, 64); _tile_stored(2, cp + 512, 64); _tile_stored(3, cp + 768, 64);
-        }
-      }
+      if (more) ex.step(ex.total);  // whatever the products did not cover
       for (int64_t p = 0; p < npairs; ++p)  // C tile t: channels 16 (t % 2) .., rows 16 (2p + t / 2) ..
         for (int t = 0; t < 4; ++t) {
           const int32_t* cbuf = cmem.data + (p * 4 + t) * 256;
