@@ -38,11 +38,26 @@ std::vector<int8_t> permute_x(const int8_t* x, int64_t M, int64_t K) {
   for (int64_t m = 0; m < M; ++m) {
     const int8_t* src = x + m * K;
     int8_t* dst = xp.data() + m * K;
-    for (int64_t b = 0; b < K; b += 128)
+    for (int64_t b = 0; b < K; b += 128) {
+#if defined(__AVX2__)
+      // even bytes = low bytes of the 16-bit lanes, odd = high bytes; packus interleaves 128-bit
+      // lanes, the 64-bit permute puts them back in order
+      const __m256i lo = _mm256_set1_epi16(0xff);
+      for (int64_t h = 0; h < 2; ++h) {
+        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b + 64 * h));
+        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b + 64 * h + 32));
+        const __m256i ev = _mm256_packus_epi16(_mm256_and_si256(v0, lo), _mm256_and_si256(v1, lo));
+        const __m256i od = _mm256_packus_epi16(_mm256_srli_epi16(v0, 8), _mm256_srli_epi16(v1, 8));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b + 32 * h), _mm256_permute4x64_epi64(ev, 0xd8));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b + 64 + 32 * h), _mm256_permute4x64_epi64(od, 0xd8));
+      }
+#else
       for (int64_t j = 0; j < 64; ++j) {
         dst[b + j] = src[b + 2 * j];
         dst[b + 64 + j] = src[b + 2 * j + 1];
       }
+#endif
+    }
   }
   return xp;
 }
@@ -298,6 +313,7 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
   const int64_t Mp = (M + 15) / 16 * 16, nmb = Mp / 16, npairs = (nmb + 1) / 2;
   // x̃ in the VNNI layout of B tiles: xv[mb][k̃/4][16 rows][4], zero rows beyond M.
   AlignedBuffer<int8_t> xv(size_t(Mp * K));
+  if (Mp > M) std::memset(xv.data + (Mp / 16 - 1) * 16 * K, 0, size_t(16 * K));  // the padded last row block
 #pragma omp parallel for schedule(static)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k4 = 0; k4 < K / 4; ++k4)

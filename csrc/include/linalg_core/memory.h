@@ -28,16 +28,16 @@ inline void advise_huge_pages(void* p, size_t bytes) {
 #endif
 }
 
-// A zero-initialised scratch buffer aligned to a cache line (full-line vector stores and AMX tile
-// loads never straddle two lines).
+// A scratch buffer aligned to a cache line (full-line vector stores and AMX tile loads never
+// straddle two lines); zero-filled only when asked.
 template <typename T>
 struct AlignedBuffer {
   T* data = nullptr;
-  explicit AlignedBuffer(size_t n) {
+  explicit AlignedBuffer(size_t n, bool zero = false) {
     const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
     data = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
     if (!data) throw std::bad_alloc();
-    std::memset(data, 0, bytes);
+    if (zero) std::memset(data, 0, bytes);
   }
   ~AlignedBuffer() { std::free(data); }
   AlignedBuffer(const AlignedBuffer&) = delete;
