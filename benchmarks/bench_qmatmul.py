@@ -67,7 +67,7 @@ def shape_rows(report: Report, label: str, W: torch.Tensor, Ms, quick: bool, bnb
                    rel_err=_rel(qmatmul(x_q, s, w), ref), bit_exact=exact)
         if bnb is not None:
             q, st = nf4
-            theirs = measure(lambda x=x: bnb[0].matmul_4bit(x, q.t(), quant_state=st), repeats=5)
+            theirs = measure(lambda x=x, q=q, st=st: bnb[0].matmul_4bit(x, q.t(), quant_state=st), repeats=5)
             row.update(bnb_4bit_ms=theirs.median * 1e3, x_vs_bnb=theirs.median / ours.median,
                        bnb_rel_err=_rel(bnb[0].matmul_4bit(x, q.t(), quant_state=st), ref))
         if M == 1:
