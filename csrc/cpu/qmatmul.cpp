@@ -218,25 +218,34 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void tile_vnni512(
 template <int NR>
 inline void rows_vnni512(const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs,
                          const int32_t* wsum, int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group) {
+  constexpr int MR = NR >= 8 ? 2 : 4;  // MR·NR accumulators plus 2·NR weight vectors fit in 32 registers
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) tile_vnni512<4, NR>(xp + m * K, qw, zeros, gs, wsum, y + m * N, N, K, group);
+  for (; m + MR <= M; m += MR) tile_vnni512<MR, NR>(xp + m * K, qw, zeros, gs, wsum, y + m * N, N, K, group);
   for (; m < M; ++m) tile_vnni512<1, NR>(xp + m * K, qw, zeros, gs, wsum, y + m * N, N, K, group);
 }
 
-void dgq_vnni512(const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
-                 int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group) {
-  const int64_t G = K / group, nq = (N + 3) / 4;
+template <int NR>
+void vnni512_blocks(const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
+                    int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group) {
+  const int64_t G = K / group, nq = (N + NR - 1) / NR;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < nq; ++t) {
-    const int64_t n = 4 * t;
-    const uint8_t* q = qw + n * (K / 2);
-    if (n + 4 <= N) {
-      rows_vnni512<4>(xp, q, zeros + n * G, gs + n * G, wsum + n, y + n, M, N, K, group);
+    const int64_t n = NR * t;
+    if (n + NR <= N) {
+      rows_vnni512<NR>(xp, qw + n * (K / 2), zeros + n * G, gs + n * G, wsum + n, y + n, M, N, K, group);
     } else {
       for (int64_t j = n; j < N; ++j)
         rows_vnni512<1>(xp, qw + j * (K / 2), zeros + j * G, gs + j * G, wsum + j, y + j, M, N, K, group);
     }
   }
+}
+
+// GEMV-like calls (M <= 2) take 8 channels per step (fewer x loads per weight byte); otherwise
+// 4 channels x 4 rows.
+void dgq_vnni512(const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
+                 int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group) {
+  if (M <= 2) vnni512_blocks<8>(xp, qw, zeros, gs, wsum, y, M, N, K, group);
+  else vnni512_blocks<4>(xp, qw, zeros, gs, wsum, y, M, N, K, group);
 }
 
 // ---------------------------------------------------------------- AMX
