@@ -200,7 +200,8 @@ dgq_matmul = define(
     "dgq_matmul",
     "dgq_matmul(x int8 (M, K), qweight uint8 (N, K/2), zeros uint8 (N, G), group_scales int8 (N, G), weight_sums"
     " int32 (N,), group, x_scale=None, channel_scales=None) -> int32 (M, N) = x · w8ᵀ exactly, w8[n, k] ="
-    " s_int[n, g]·(q[n, k] − z[n, g]) with q the high-then-low nibbles of qweight; x in [−127, 127]; K a multiple"
+    " s_int[n, g]·(q[n, k] − z[n, g]) with q the high-then-low nibbles of qweight; x in [−127, 127] (ValueError"
+    " for −128); K a multiple"
     " of group, group a multiple of 128. With x_scale (M,) and channel_scales (N,) float32: the float32"
     " (float(acc)·x_scale[m])·channel_scales[n] instead.",
 )

@@ -145,7 +145,7 @@ def test_bad_input():
         qmatmul(x_q.float(), 1.0, w)
     with pytest.raises(ValueError, match="K=256"):
         qmatmul(torch.zeros(2, 128, dtype=torch.int8), 1.0, w)
-    with pytest.raises(ValueError, match="-128"):
+    with pytest.raises(ValueError, match="x contains -128"):
         qmatmul(torch.full((2, 256), -128, dtype=torch.int8), 1.0, w)
     with pytest.raises(ValueError, match="x_scale has 3"):
         qmatmul(x_q, torch.ones(3), w)
@@ -176,3 +176,12 @@ def test_float_epilogue_identical_on_every_backend(backend):
     w = dgq_quantize(_w(40, 384, seed=7), search="rtn")
     x_q, s = quantize_activations(torch.randn(19, 384, generator=g))
     assert torch.equal(qmatmul(x_q, s, w, backend=backend), qmatmul(x_q, s, w, backend="reference"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_minus_128_refused_by_every_backend(backend):
+    w = dgq_quantize(_w(8, 256))
+    x = torch.zeros(3, 256, dtype=torch.int8)
+    x[2, 77] = -128
+    with pytest.raises(ValueError, match="x contains -128"):
+        qmatmul(x, 1.0, w, backend=backend)

@@ -32,9 +32,11 @@ namespace linalg_core::cpu::LC_ISA {
 namespace {
 
 // x̃[m, b·128 + j] = x[m, b·128 + 2j], x̃[m, b·128 + 64 + j] = x[m, b·128 + 2j + 1] (j < 64).
-std::vector<int8_t> permute_x(const int8_t* x, int64_t M, int64_t K) {
+// Sets *bad when an entry is −128 (outside the symmetric INT8 range the kernels assume).
+std::vector<int8_t> permute_x(const int8_t* x, int64_t M, int64_t K, bool* bad) {
   std::vector<int8_t> xp(size_t(M * K));
-#pragma omp parallel for schedule(static) if (M * K > (int64_t(1) << 18))
+  int found = 0;
+#pragma omp parallel for schedule(static) reduction(| : found) if (M * K > (int64_t(1) << 18))
   for (int64_t m = 0; m < M; ++m) {
     const int8_t* src = x + m * K;
     int8_t* dst = xp.data() + m * K;
@@ -42,10 +44,11 @@ std::vector<int8_t> permute_x(const int8_t* x, int64_t M, int64_t K) {
 #if defined(__AVX2__)
       // even bytes = low bytes of the 16-bit lanes, odd = high bytes; packus interleaves 128-bit
       // lanes, the 64-bit permute puts them back in order
-      const __m256i lo = _mm256_set1_epi16(0xff);
+      const __m256i lo = _mm256_set1_epi16(0xff), m128 = _mm256_set1_epi8(static_cast<char>(-128));
       for (int64_t h = 0; h < 2; ++h) {
         const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b + 64 * h));
         const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b + 64 * h + 32));
+        found |= _mm256_movemask_epi8(_mm256_or_si256(_mm256_cmpeq_epi8(v0, m128), _mm256_cmpeq_epi8(v1, m128)));
         const __m256i ev = _mm256_packus_epi16(_mm256_and_si256(v0, lo), _mm256_and_si256(v1, lo));
         const __m256i od = _mm256_packus_epi16(_mm256_srli_epi16(v0, 8), _mm256_srli_epi16(v1, 8));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b + 32 * h), _mm256_permute4x64_epi64(ev, 0xd8));
@@ -55,10 +58,12 @@ std::vector<int8_t> permute_x(const int8_t* x, int64_t M, int64_t K) {
       for (int64_t j = 0; j < 64; ++j) {
         dst[b + j] = src[b + 2 * j];
         dst[b + 64 + j] = src[b + 2 * j + 1];
+        found |= (src[b + 2 * j] == -128) | (src[b + 2 * j + 1] == -128);
       }
 #endif
     }
   }
+  *bad = found != 0;
   return xp;
 }
 
@@ -407,8 +412,10 @@ void scale_in_place(int32_t* y, const float* xs, const float* sc, int64_t M, int
 
 const char* run_paths(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
                       int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group, int allowed) {
+  bool bad = false;
 #if defined(__AVX2__)
-  const std::vector<int8_t> xp = permute_x(x, M, K);
+  const std::vector<int8_t> xp = permute_x(x, M, K, &bad);
+  if (bad) return "x contains -128";
 #if defined(__AVX512F__)
   if ((allowed & 1) && M >= 16 && amx_permitted()) {
     dgq_amx(xp.data(), qw, zeros, gs, y, M, N, K, group);
@@ -430,6 +437,8 @@ const char* run_paths(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, 
 #endif
   (void)wsum;
   (void)allowed;
+  for (int64_t i = 0; i < M * K; ++i) bad |= x[i] == -128;
+  if (bad) return "x contains -128";
   dgq_generic(x, qw, zeros, gs, y, M, N, K, group);
   return "generic";
 }
@@ -437,12 +446,13 @@ const char* run_paths(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, 
 }  // namespace
 
 // Paths: 1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2 (allowed set; the best available is used).
+// Returns the path's name, or "x contains -128" (nothing computed).
 const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs,
                        const int32_t* wsum, int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group,
                        int allowed, const float* xs, const float* sc) {
   if (M == 0 || N == 0) return "empty";
   const char* path = run_paths(x, qw, zeros, gs, wsum, y, M, N, K, group, allowed);
-  if (xs && sc) scale_in_place(y, xs, sc, M, N);
+  if (xs && sc && path[0] != 'x') scale_in_place(y, xs, sc, M, N);
   return path;
 }
 

@@ -45,9 +45,7 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
     if x_q.dim() < 1 or x_q.shape[-1] != K:
         raise ValueError(f"x_q has shape {tuple(x_q.shape)}; its last dimension must be K={K} (w.in_features)")
     lead = x_q.shape[:-1]
-    x2 = x_q.reshape(-1, K)
-    if x2.numel() and int(x2.min()) == -128:
-        raise ValueError("x_q contains -128; symmetric INT8 activations are in [-127, 127] (quantize_activations)")
+    x2 = x_q if x_q.dim() == 2 else x_q.reshape(-1, K)  # a −128 entry is refused by the kernels
     scale = x_scale if isinstance(x_scale, torch.Tensor) and x_scale.dtype == torch.float32 else torch.as_tensor(
         x_scale, dtype=torch.float32, device=x_q.device)
     if scale.numel() != 1 and scale.numel() != x2.shape[0]:
@@ -58,10 +56,13 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
         xp[:, :K] = x2
         x2 = xp
     x2 = x2.contiguous()
-    xs = scale.reshape(-1).expand(x2.shape[0]).contiguous()
+    xs = scale if scale.dim() == 1 else scale.reshape(-1)
+    if xs.numel() != x2.shape[0]:
+        xs = xs.expand(x2.shape[0]).contiguous()
     y = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, xs, w.channel_scales,
                         key=_ops.Key(x2.device, torch.int8), backend=backend)
-    return (y if out_dtype == torch.float32 else y.to(out_dtype)).reshape(*lead, w.out_features)
+    y = y if out_dtype == torch.float32 else y.to(out_dtype)
+    return y if x_q.dim() == 2 else y.reshape(*lead, w.out_features)
 
 
 class DGQLinear(torch.nn.Module):

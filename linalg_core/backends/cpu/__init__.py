@@ -13,7 +13,7 @@ import torch
 from linalg_core import _ops
 from linalg_core._arrays import DTYPE_CODES, FLOAT_DTYPES, compute_dtype
 from linalg_core._ext import _C
-from linalg_core.backends.reference.qmatmul import scale_output
+from linalg_core.backends.reference.qmatmul import check_int8_range, scale_output
 from linalg_core.backends.reference.sketch import fwht_then_select
 
 F32_F64 = (torch.float32, torch.float64)
@@ -157,12 +157,16 @@ class Launch:
         args = (x.data_ptr(), qweight.data_ptr(), zeros.data_ptr(), group_scales.data_ptr(), weight_sums.data_ptr(),
                 y.data_ptr(), M, qweight.shape[0], K, group)
         if self.prefix == "cuda":
+            check_int8_range(x)
             with self._context(x.device):
                 acc = y if not scaled else torch.empty(y.shape, dtype=torch.int32, device=x.device)
                 self._kernel("dgq_matmul")(*args[:5], acc.data_ptr(), *args[6:], *self._stream(x.device))
             return scale_output(acc, x_scale, channel_scales) if scaled else y
-        Launch.last_dgq_path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths, x_scale.data_ptr() if scaled else 0,
-                                                 channel_scales.data_ptr() if scaled else 0)
+        path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths, x_scale.data_ptr() if scaled else 0,
+                                 channel_scales.data_ptr() if scaled else 0)
+        if path.startswith("x "):
+            raise ValueError(f"{path}: symmetric INT8 activations are in [-127, 127] (quantize_activations)")
+        Launch.last_dgq_path = path
         return y
 
 

@@ -16,8 +16,14 @@ def expand_int8(qweight, zeros, group_scales, group):
     return w8.reshape(N, -1)
 
 
+def check_int8_range(x):
+    if x.numel() and int(x.min()) == -128:
+        raise ValueError("x contains -128: symmetric INT8 activations are in [-127, 127] (quantize_activations)")
+
+
 @_ops.dgq_matmul.register("reference", devices=ANY_DEVICE, dtypes=[torch.int8])
 def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale=None, channel_scales=None):
+    check_int8_range(x)
     w8 = expand_int8(qweight, zeros, group_scales, group)
     acc = torch.round(x.to(torch.float64) @ w8.to(torch.float64).T).to(torch.int32)
     return acc if x_scale is None else scale_output(acc, x_scale, channel_scales)

@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from linalg_core import _ops
-from linalg_core.backends.reference.qmatmul import scale_output
+from linalg_core.backends.reference.qmatmul import check_int8_range, scale_output
 from linalg_core.backends.triton import LAUNCH, _check, _on
 
 BK = 128
@@ -49,6 +49,7 @@ def _dgq_kernel(x, qw, zeros, gs, y, M, N, K, group, BM: tl.constexpr, BN: tl.co
 
 @_ops.dgq_matmul.register("triton", devices=("cuda", "cpu"), dtypes=[torch.int8], check=_check)
 def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale=None, channel_scales=None):
+    check_int8_range(x)
     M, K = x.shape
     N = qweight.shape[0]
     y = torch.empty(M, N, dtype=torch.int32, device=x.device)
