@@ -82,7 +82,37 @@ def shape_rows(report: Report, label: str, W: torch.Tensor, Ms, quick: bool, bnb
     return copy_gbs
 
 
+def gpu_rows(report: Report, quick: bool):
+    """GPU: the fused kernels (CUDA dp4a, Triton int8 tl.dot) against the unfused path DGQ's release
+    uses (expand the whole weight to INT8 in memory, then an INT8 GEMM: torch._int_mm), M <= 128."""
+    dev = torch.device("cuda")
+    n = 4096
+    W = torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02
+    w = dgq_quantize(W, search="rtn")
+    wd = type(w)(*(t.to(dev) for t in (w.qweight, w.zeros, w.group_scales, w.channel_scales, w.weight_sums)),
+                 w.in_features, w.group_size)
+    from linalg_core.backends.reference.qmatmul import expand_int8
+
+    for M in (1, 16, 128):
+        x_q, s = quantize_activations(torch.randn(M, n, generator=torch.Generator().manual_seed(M)).to(dev))
+
+        def unfused(x_q=x_q, s=s, M=M):
+            w8 = expand_int8(wd.qweight, wd.zeros, wd.group_scales, wd.group_size).to(torch.int8)
+            xi = x_q if M > 16 else torch.cat([x_q, torch.zeros(17 - M, n, dtype=torch.int8, device=dev)])
+            return torch._int_mm(xi, w8.T)[:M].float() * s * wd.channel_scales
+
+        base = measure(unfused, repeats=20)
+        row = dict(shape=f"GPU {torch.cuda.get_device_name()} {n}x{n} M={M}", unfused_ms=base.median * 1e3)
+        for backend in ("cuda", "triton"):
+            t = measure(lambda x_q=x_q, s=s, b=backend: qmatmul(x_q, s, wd, backend=b), repeats=20)
+            row[f"{backend}_ms"] = t.median * 1e3
+            row[f"{backend}_vs_unfused"] = base.median / t.median
+        report.add(**row)
+
+
 def run(report: Report, quick: bool = False):
+    if torch.cuda.is_available():
+        gpu_rows(report, quick)
     bnb = _bnb()
     n = 1024 if quick else 4096
     W = torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02
