@@ -390,8 +390,9 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
         for (int t = 0; t < 4; ++t) {
           const int32_t* cbuf = cmem.data + (p * 4 + t) * 256;
           const int64_t nn0 = n0 + 16 * (t % 2), mm0 = (2 * p + t / 2) * 16;
-          for (int64_t i = 0; i < 16 && nn0 + i < N; ++i)
-            for (int64_t j = 0; j < 16 && mm0 + j < M; ++j) y[(mm0 + j) * N + nn0 + i] = cbuf[i * 16 + j];
+          const int64_t ni = std::min<int64_t>(16, N - nn0);
+          for (int64_t j = 0; j < 16 && mm0 + j < M; ++j)  // row by row: 64-byte runs of y
+            for (int64_t i = 0; i < ni; ++i) y[(mm0 + j) * N + nn0 + i] = cbuf[i * 16 + j];
         }
     }
     _tile_release();
