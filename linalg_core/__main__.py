@@ -1,4 +1,4 @@
-"""Command line: ``python -m linalg_core {info,demo,bench,compress}``."""
+"""Command line: ``python -m linalg_core {info,demo,bench,compress,vsa}``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,20 @@ def main(argv=None) -> int:
     comp.add_argument("--exclude", default=None, help="regex of tensors to leave alone (default: embed|norm|lm_head)")
     comp.add_argument("--seed", type=int, default=0)
     comp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    vsa = sub.add_parser("vsa", help="JSON records to MBAT vectors, and nearest-neighbour search")
+    vsub = vsa.add_subparsers(dest="vsa_command", required=True)
+    enc = vsub.add_parser("encode", help="encode a .jsonl (or .json array) file to VECS.npy (+ VECS.npy.json)")
+    enc.add_argument("file")
+    enc.add_argument("-o", "--out", required=True, help="output .npy (the codebook settings go to OUT.json)")
+    enc.add_argument("--dim", type=int, default=4096)
+    enc.add_argument("--kind", default="hadamard", help="hadamard | signed_permutation | haar")
+    enc.add_argument("--seed", type=int, default=0)
+    enc.add_argument("--levels", type=int, default=32, help="steps of the number code")
+    srch = vsub.add_parser("search", help="the k records nearest to a JSON query")
+    srch.add_argument("vectors", help="VECS.npy written by 'vsa encode' (its .json settings next to it)")
+    srch.add_argument("file", help="the records the vectors were encoded from")
+    srch.add_argument("--query", required=True, help="a JSON value, e.g. '{\"Origin\": \"Japan\"}'")
+    srch.add_argument("-k", type=int, default=5)
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -47,7 +61,51 @@ def main(argv=None) -> int:
         run_families(args.family, quick=args.quick, threads=args.threads, write=not args.no_write)
     elif args.command == "compress":
         return _compress(args)
+    elif args.command == "vsa":
+        return _vsa(args)
     return 0
+
+
+def _vsa(args) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from linalg_core.vsa import MBAT, Codec, encode_jsonl, fit_ranges, read_records, search
+
+    try:
+        if args.vsa_command == "encode":
+            records = read_records(args.file)
+            mbat = MBAT(args.dim, kind=args.kind, seed=args.seed)
+            ranges = fit_ranges(records)
+            V = encode_jsonl(records, mbat=mbat, ranges=ranges, levels=args.levels)
+            np.save(args.out, V.numpy())
+            settings = {"dim": args.dim, "kind": args.kind, "seed": args.seed, "levels": args.levels,
+                        "ranges": {k: list(v) for k, v in ranges.items()}, "records": len(records)}
+            with open(args.out + ".json", "w") as f:
+                json.dump(settings, f, indent=1)
+            print(f"encoded {len(records)} records to {args.out} ({args.dim} dims, {args.kind} roles)")
+            return 0
+        with open(args.vectors + ".json") as f:
+            st = json.load(f)
+        V = torch.from_numpy(np.load(args.vectors))
+        records = read_records(args.file)
+        if len(records) != V.shape[0]:
+            raise ValueError(f"{args.file} has {len(records)} records but {args.vectors} holds {V.shape[0]} vectors")
+        try:
+            q = json.loads(args.query)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--query is not valid JSON: {e.msg}") from None
+        codec = Codec(MBAT(st["dim"], kind=st["kind"], seed=st["seed"]),
+                      {k: tuple(v) for k, v in st["ranges"].items()}, st["levels"])
+        idx, sims = search(V, codec.encode_many([q])[0], args.k)
+        for i, s in zip(idx.tolist(), sims.tolist()):
+            print(f"{s:.3f}  #{i}  {json.dumps(records[i])}")
+        return 0
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        print(f"linalg_core vsa: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _compress(args) -> int:
