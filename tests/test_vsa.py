@@ -171,5 +171,9 @@ def test_bad_input():
         encode_json({"x": float("nan")}, mbat=m)
     with pytest.raises(TypeError, match="MBAT"):
         encode_json({"x": 1}, mbat="m")
+    with pytest.raises(ValueError, match="x has 1 non-finite|NaN"):
+        m.bind("r", torch.full((256,), float("nan")))
+    with pytest.raises(ValueError, match="last dimension 255"):
+        m.bind("r", torch.ones(255))
     with pytest.raises(ValueError, match="candidates is empty"):
         query(encode_json({"x": 1}, mbat=m), "x", [], mbat=m)

@@ -93,6 +93,7 @@ class Codec:
         for j in range(levels):
             flips[j, order[: round(j * D / (2 * (levels - 1)))]] = 1
         self.level_vectors = base * (1 - 2 * flips) / math.sqrt(D)
+        self._strings: dict[str, torch.Tensor] = {}  # repeated strings (names, categories) encoded once
 
     def range_of(self, path) -> tuple[float, float]:
         return self.ranges.get(_path_str(path), self.ranges.get("*", (0.0, 1.0)))
@@ -102,17 +103,25 @@ class Codec:
         if kind == "atom":
             return m.atom(payload)
         if kind == "string":
-            exact = m.atom("str:" + payload)
-            toks = [t.lower() for t in _TOKEN.findall(payload)]
-            if not toks:
-                return exact
-            bag = m.bundle([m.atom("tok:" + t) for t in toks])
-            v = exact + bag
-            return v / v.norm()
+            v = self._strings.get(payload)
+            if v is None:
+                v = self._string(payload)
+                if len(self._strings) < 100_000:
+                    self._strings[payload] = v
+            return v
         lo, hi = self.range_of(path)
         t = 0.0 if hi == lo else (payload - lo) / (hi - lo)
         j = min(self.levels - 1, max(0, round(t * (self.levels - 1))))
         return self.level_vectors[j]
+
+    def _string(self, payload: str) -> torch.Tensor:
+        m = self.mbat
+        exact = m.atom("str:" + payload)
+        toks = [t.lower() for t in _TOKEN.findall(payload)]
+        if not toks:
+            return exact
+        v = exact + m.bundle([m.atom("tok:" + t) for t in toks])
+        return v / v.norm()
 
     def encode_many(self, records) -> torch.Tensor:
         """(n, D): records grouped by leaf path, each group bound in one batched call per path step."""

@@ -73,15 +73,22 @@ class MBAT:
         return torch.stack([self.atom(n) for n in names])
 
     # --- algebra -------------------------------------------------------------------------------
+    def _vectors(self, x, name):
+        t, _ = _validate.float_array(x, name, min_ndim=1)
+        if t.shape[-1] != self.dim:
+            raise ValueError(f"{name} has last dimension {t.shape[-1]}, expected dim={self.dim}")
+        _validate.check_finite(t, name)
+        return t
+
     def bind(self, role: str | Orthogonal, x: torch.Tensor) -> torch.Tensor:
         """M_role x for x (D,) or a batch (n, D)."""
         M = self.role(role) if isinstance(role, str) else role
-        return M.apply(x)
+        return M.apply(self._vectors(x, "x"))
 
     def unbind(self, role: str | Orthogonal, y: torch.Tensor) -> torch.Tensor:
         """Mᵀ_role y: the exact inverse of :meth:`bind` (orthogonal M)."""
         M = self.role(role) if isinstance(role, str) else role
-        return M.apply_t(y)
+        return M.apply_t(self._vectors(y, "y"))
 
     @staticmethod
     def bundle(vectors, weights=None, *, normalize: bool = True) -> torch.Tensor:

@@ -14,10 +14,12 @@ Every matrix is a deterministic function of (d, kind, seed, stream) through the 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from linalg_core import _ops
 from linalg_core import random as lcrandom
-from linalg_core.sketch import fwht
 
 KINDS = ("haar", "hadamard", "signed_permutation")
 
@@ -75,16 +77,26 @@ class Hadamard(Orthogonal):
                              f"use kind='haar' or 'signed_permutation'")
         super().__init__(d, seed, stream)
         self.signs = lcrandom.rademacher((self.ROUNDS, d), seed=seed, stream=stream, dtype=torch.float32)
+        self.signs8 = self.signs.to(torch.int8)
 
-    def apply(self, X):
+    def _h(self, X, signs8):
+        """H diag(signs) on each row, the signs applied inside the transform kernel."""
+        X = X.contiguous() if X.dtype in (torch.float32, torch.float64) else X.to(torch.float32).contiguous()
+        n = X.numel() // self.d
+        y = _ops.fwht(X.view(n, self.d, 1), self.d, signs8, 1.0 / math.sqrt(self.d), X.dtype,
+                      key=_ops.Key(X.device, X.dtype))
+        return y.view(X.shape)
+
+    def apply(self, X):  # H D3 H D2 H D1 x
         for i in range(self.ROUNDS):
-            X = fwht(X * self.signs[i].to(X.dtype), dim=-1)
+            X = self._h(X, self.signs8[i])
         return X
 
-    def apply_t(self, X):
-        for i in reversed(range(self.ROUNDS)):
-            X = fwht(X, dim=-1) * self.signs[i].to(X.dtype)
-        return X
+    def apply_t(self, X):  # D1 H D2 H D3 H x
+        X = self._h(X, None)
+        for i in reversed(range(1, self.ROUNDS)):
+            X = self._h(X, self.signs8[i])
+        return X * self.signs[0].to(X.dtype)
 
 
 class SignedPermutation(Orthogonal):
