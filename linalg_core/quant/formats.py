@@ -324,10 +324,11 @@ class IntGroup(_Codebook):
             return {"codes": codes, "scales": stored}
         blockwise.quantize(x, self.group_size, None, backend=backend)  # the finiteness check, one pass
         n, g = x.numel(), self.group_size
-        xb = torch.zeros(-(-n // g) * g, dtype=torch.float32, device=x.device)
-        xb[:n] = x.reshape(-1)
-        xb = xb.view(-1, g)
-        lo, hi = xb.amin(1).clamp(max=0), xb.amax(1).clamp(min=0)  # the range holds 0, so z is a code
+        flat = x.reshape(-1)
+        if n % g:
+            flat = torch.cat([flat, flat.new_zeros(g - n % g)])
+        lo, hi = torch.aminmax(flat.view(-1, g), dim=1)  # one pass, in x's dtype (exact)
+        lo, hi = lo.float().clamp(max=0), hi.float().clamp(min=0)  # the range holds 0, so z is a code
         span = (hi - lo).clamp(min=torch.finfo(torch.float32).tiny)
         stored = (span / top).to(sdt)
         s = stored.float()
