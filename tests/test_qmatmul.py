@@ -10,6 +10,7 @@ from linalg_core import _ops
 from linalg_core.backends.cpu import Launch
 from linalg_core.qmatmul import DGQLinear, DGQWeight, dgq_quantize, qmatmul, quantize_activations, smooth_outliers
 from linalg_core.testing.backends import usable_backends
+from tests.oracles import dgq
 
 BACKENDS = usable_backends("dgq_matmul", dtype=torch.int8)
 SHAPES = [(1, 33, 256), (5, 64, 512), (16, 40, 128), (37, 70, 384), (128, 96, 1024), (3, 1, 128), (1, 1, 256)]
@@ -20,17 +21,7 @@ def _w(N, K, seed=0):
 
 
 def _oracle(x_q: torch.Tensor, w: DGQWeight) -> np.ndarray:
-    """int64 x · w8ᵀ from the format's definition (w8 = s_int·(q − z), high nibble first)."""
-    packed = w.qweight.numpy()
-    q = np.empty((packed.shape[0], packed.shape[1] * 2), np.int64)
-    q[:, 0::2], q[:, 1::2] = packed >> 4, packed & 15
-    g = w.group_size
-    z = np.repeat(w.zeros.numpy().astype(np.int64), g, axis=1)
-    s = np.repeat(w.group_scales.numpy().astype(np.int64), g, axis=1)
-    w8 = s * (q - z)
-    x = np.zeros((x_q.shape[0], q.shape[1]), np.int64)
-    x[:, : x_q.shape[1]] = x_q.numpy()
-    return x @ w8.T
+    return dgq.int_product(x_q.numpy(), w.qweight.numpy(), w.zeros.numpy(), w.group_scales.numpy(), w.group_size)
 
 
 def test_format_round_trip_and_guarantee():

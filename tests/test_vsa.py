@@ -27,6 +27,27 @@ def test_orthogonal_at_rounding_and_inverse(kind):
     torch.testing.assert_close(M.apply_t(M.apply(x)), x, rtol=1e-6, atol=1e-6)
 
 
+def test_structured_matrices_match_float64_oracles():
+    from tests.oracles import vsa as oracle
+
+    H = orthogonal(64, kind="hadamard", seed=7)
+    np.testing.assert_allclose(H.dense().numpy(), oracle.hadamard_rounds(H.signs.double().numpy()), atol=1e-6)
+    P = orthogonal(64, kind="signed_permutation", seed=7)
+    np.testing.assert_allclose(P.dense().numpy(), oracle.signed_permutation(P.perm.numpy(), P.signs.double().numpy()),
+                               atol=0)
+    assert sorted(P.perm.tolist()) == list(range(64))
+
+
+def test_number_levels_are_a_thermometer_code():
+    m, levels = MBAT(1024, seed=0), 17
+    L = Codec(m, levels=levels).level_vectors.double()
+    flips = [round(j * 1024 / (2 * (levels - 1))) for j in range(levels)]
+    cos = L @ L.T
+    expect = torch.tensor([[1 - 2 * abs(a - b) / 1024 for b in flips] for a in flips], dtype=torch.float64)
+    torch.testing.assert_close(cos, expect, rtol=0, atol=1e-6)  # 1 − |i − j|/(levels − 1), to the flip rounding
+    assert abs(float(cos[0, -1])) < 1e-6
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_norm_preserved_where_gaussian_binding_drifts(kind):
     d = 256

@@ -21,6 +21,9 @@ def quantize_activations(x, *, granularity: str = "token", clip_percentile: floa
         clip_percentile: clip |x| at this percentile (per tensor or per token) instead of its
             maximum, e.g. 99.9; None: the maximum (no clipping).
 
+    Shape:
+        x, x_q: (…, K);  scale: () for "tensor", (…, 1) for "token"
+
     Example:
         >>> import torch
         >>> from linalg_core.qmatmul import quantize_activations

@@ -27,6 +27,9 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
     Returns:
         y (M, N) (or (…, N)).
 
+    Shape:
+        x_q: (M, K) or (…, K);  x_scale: () or (M, 1);  y: (M, N) or (…, N)
+
     Example:
         >>> import torch
         >>> from linalg_core.qmatmul import dgq_quantize, qmatmul, quantize_activations

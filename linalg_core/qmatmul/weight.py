@@ -165,6 +165,9 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
     Returns:
         :class:`DGQWeight`.
 
+    Shape:
+        W: (N, K);  calib: (T, K)
+
     Example:
         >>> import torch
         >>> from linalg_core.qmatmul import dgq_quantize

@@ -150,6 +150,9 @@ def encode_json(obj, *, mbat: MBAT, ranges=None, levels: int = 32) -> torch.Tens
             [0, 1]); :func:`fit_ranges` computes them from data.
         levels: steps of the number code.
 
+    Shape:
+        out: (D,)
+
     Example:
         >>> from linalg_core.vsa import MBAT, encode_json
         >>> m = MBAT(1024, seed=0)
@@ -199,6 +202,9 @@ def encode_jsonl(source, *, mbat: MBAT, ranges="fit", levels: int = 32, batch: i
 
     ``source``: a ``.jsonl`` path (or a ``.json`` array), or an iterable of parsed values.
     ``ranges="fit"``: number ranges from the records themselves (:func:`fit_ranges`).
+
+    Shape:
+        out: (number of records, D)
     """
     records = read_records(source)
     if isinstance(ranges, str) and ranges == "fit":
@@ -233,6 +239,9 @@ def query(vec: torch.Tensor, path, candidates, *, mbat: MBAT, ranges=None, level
 
     Returns:
         (value, cosine).
+
+    Shape:
+        vec: (D,)
 
     Example:
         >>> from linalg_core.vsa import MBAT, encode_json, query
@@ -270,7 +279,11 @@ def _value_vector(codec: Codec, value, base_path) -> torch.Tensor:
 
 
 def search(index: torch.Tensor, query_vec: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine neighbours of ``query_vec`` among the rows of ``index``: (indices, cosines)."""
+    """Top-k cosine neighbours of ``query_vec`` among the rows of ``index``: (indices, cosines).
+
+    Shape:
+        index: (n, D);  query_vec: (D,);  indices, cosines: (min(k, n),)
+    """
     from linalg_core import _validate
 
     k = _validate.integer(k, "k", low=1)

@@ -127,6 +127,9 @@ def orthogonal(d: int, *, kind: str = "hadamard", seed: int = 0, stream: int = 2
     Returns:
         :class:`Orthogonal` with ``apply`` (x ↦ M x on rows), ``apply_t`` (x ↦ Mᵀ x), ``power``, ``dense``.
 
+    Shape:
+        apply / apply_t: (…, d) -> (…, d);  dense(): (d, d)
+
     Example:
         >>> import torch
         >>> from linalg_core.vsa import orthogonal
