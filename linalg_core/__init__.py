@@ -4,7 +4,8 @@ Families (see README.md): ``sketch`` (Gaussian, Rademacher, SRHT, CountSketch, s
 ``fwht``), ``lowrank`` (``rsvd``, ``rsvd_many``, ``svd_error``, ``nystrom``, ``cur``), ``adapters``
 (PEFT initialisers), ``regression`` (sketched least squares, ℓ∞ reports), ``sampling`` (ℓp row sampling),
 ``quant`` (NF-k / bitsandbytes NF4 / INT-k / GGUF codecs, LQ decomposition, bit allocation),
-``qmatmul`` (DGQ A8W4 quantized matmul), ``vsa`` (orthogonal MBAT, JSON → vector) and the
+``qmatmul`` (DGQ A8W4 quantized matmul), ``vsa`` (orthogonal MBAT, JSON → vector), ``distributed``
+(Dask inputs; imported on first use) and the
 counter-based ``random`` streams every randomized op draws from. Backends
 (``cuda``, ``triton``, ``cpu``, ``reference``) are chosen per call by ``linalg_core._ops``;
 ``linalg_core.explain(op)`` says which one serves a call and why the others do not.
@@ -55,3 +56,11 @@ def set_num_threads(n: int) -> None:
     torch.set_num_threads(n)
     if _C is not None:
         _C.set_num_threads(n)
+
+
+def __getattr__(name):
+    if name == "distributed":  # needs dask: imported on first use, never by ``import linalg_core``
+        import importlib
+
+        return importlib.import_module("linalg_core.distributed")
+    raise AttributeError(f"module 'linalg_core' has no attribute {name!r}")

@@ -1,0 +1,198 @@
+"""Sketching, least squares and leverage scores of row-partitioned ``dask.array`` matrices.
+
+Every task works on one block of rows A_b (rows r0 .. r1) and returns a small result that the
+scheduler sums: S A = Σ_b S[:, r0:r1] A_b, with ``S[:, r0:r1]`` generated on the worker from
+(seed, column offset) by the counter-based streams (``Sketch.to_dense(cols=...)``); no sketch
+and no tall intermediate travels over the network. For the same seed the result equals the
+single-machine ``Sketch.apply`` to rounding (only the order of the block sums differs),
+whatever the chunking.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from linalg_core import _validate
+from linalg_core import sketch as lcsketch
+
+# Elements of S[:, r0:r1] generated at a time inside one task (32 MiB of float64).
+_SUB_ELEMS = 1 << 22
+
+
+def _dask():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as e:  # pragma: no cover - exercised only without dask
+        raise ImportError("linalg_core.distributed needs dask: pip install 'dask[array]' distributed") from e
+    return dask, da
+
+
+def rows(A, name: str = "A"):
+    """A as a dask array chunked by rows only: column-chunked input is rechunked to whole rows."""
+    _, da = _dask()
+    if not isinstance(A, da.Array):
+        raise TypeError(f"{name} must be a dask.array.Array, got {type(A).__name__}; use the single-machine "
+                        f"functions for in-memory arrays")
+    if A.ndim not in (1, 2) or A.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D or 2-D dask array, got shape {A.shape}")
+    if A.dtype.kind != "f":
+        raise TypeError(f"{name} has dtype {A.dtype}; a float dtype is needed")
+    if any(math.isnan(c) for c in A.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    if A.ndim == 2 and A.numblocks[1] > 1:
+        A = A.rechunk({1: -1})  # a task needs whole rows
+    return A
+
+
+def _offsets(A) -> list[int]:
+    out, r = [], 0
+    for c in A.chunks[0]:
+        out.append(r)
+        r += c
+    return out
+
+
+def _sketch_block(block, r0: int, S):
+    """S[:, r0:r0 + rows] @ block in float64, S generated in column slices on the worker."""
+    X = torch.as_tensor(block, dtype=torch.float64)
+    X = X[:, None] if X.dim() == 1 else X
+    out = torch.zeros(S.m, X.shape[1], dtype=torch.float64)
+    step = max(1, _SUB_ELEMS // S.m)
+    for c0 in range(0, X.shape[0], step):
+        c1 = min(X.shape[0], c0 + step)
+        out += S.to_dense(cols=(r0 + c0, r0 + c1)) @ X[c0:c1]
+    return out
+
+
+def _blockwise_sum(fn, *arrays, extra=()):
+    """Σ over row blocks of fn(block_1, ..., block_k, r0, *extra), computed by the dask scheduler."""
+    dask, _ = _dask()
+    blocks = [a.to_delayed().ravel() for a in arrays]
+    parts = [dask.delayed(fn)(*bs, r0, *extra) for *bs, r0 in zip(*blocks, _offsets(arrays[0]))]
+    while len(parts) > 1:  # a binary reduction tree
+        parts = [dask.delayed(torch.add)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return dask.compute(parts[0])[0]
+
+
+def sketch_apply(S: lcsketch.Sketch, A) -> torch.Tensor:
+    """S A for a row-partitioned dask array A (n × d) or vector (n,): the float64 (m, d) or (m,).
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((1000, 5), chunks=(300, 5))
+        >>> S = lc.sketch.gaussian(40, 1000, seed=1)
+        >>> SA = lc.distributed.sketch_apply(S, A)
+        >>> bool(torch.allclose(SA, S.apply(torch.from_numpy(A.compute())), atol=1e-10))
+        True
+    """
+    if not isinstance(S, lcsketch.Sketch):
+        raise TypeError(f"S must be a linalg_core sketch, got {type(S).__name__}")
+    A = rows(A)
+    if S.n != A.shape[0]:
+        raise ValueError(f"S sketches n={S.n} rows but A has {A.shape[0]}")
+    out = _blockwise_sum(_sketch_block, A, extra=(S,))
+    return out[:, 0] if A.ndim == 1 else out
+
+
+def _gram_block(block, r0, Rinv):
+    Y = torch.as_tensor(block, dtype=torch.float64) @ Rinv
+    return Y.T @ Y
+
+
+def _cross_block(block, rhs, r0, Rinv, x):
+    """(A_b R⁻¹)ᵀ (b_b − A_b x): the preconditioned gradient of one block."""
+    Ab = torch.as_tensor(block, dtype=torch.float64)
+    r = torch.as_tensor(rhs, dtype=torch.float64).reshape(Ab.shape[0], -1) - Ab @ x
+    return (Ab @ Rinv).T @ r
+
+
+def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "gaussian", sketch_rows=None, seed=None,
+          tol: float = 1e-12, maxiter: int = 5):
+    """min_x ‖A x − b‖₂ for a tall row-partitioned dask array A (n × d) and b (n,) or (n, k).
+
+    ``method="sketch_and_solve"``: x = argmin ‖S(Ax − b)‖ with m = 16d rows (one pass over A).
+    ``"sketch_and_precondition"``: R from the QR of S A (m = 4d), then the semi-normal equations of
+    the well-conditioned Y = A R⁻¹ (YᵀY computed block by block, never AᵀA) with iterative
+    refinement r = b − A x until the preconditioned gradient ‖Yᵀr‖ stops shrinking (Björck's
+    corrected semi-normal equations; each refinement is one pass over A). This is the ``direct``
+    inner solver of :func:`linalg_core.regression.lstsq`; LSQR would need one pass per iteration.
+
+    Returns:
+        (x, passes): the float64 solution (d,) or (d, k) and the number of passes over A.
+
+    Shape:
+        A: (n, d);  b: (n,) or (n, k);  x: (d,) or (d, k)
+
+    Randomness:
+        The sketch's stream (``seed``); the same seed gives the single-machine sketch.
+    """
+    A, b = rows(A), rows(b, "b")
+    if A.ndim != 2:
+        raise ValueError(f"A must be 2-D, got shape {A.shape}")
+    n, d = A.shape
+    if b.shape[0] != n:
+        raise ValueError(f"b has {b.shape[0]} rows, A has {n}")
+    if method not in ("sketch_and_solve", "sketch_and_precondition"):
+        raise ValueError(f"method={method!r} must be 'sketch_and_solve' or 'sketch_and_precondition'")
+    b = b.rechunk((A.chunks[0],) + ((b.shape[1],) if b.ndim == 2 else ()))
+    m = sketch_rows or (16 * d if method == "sketch_and_solve" else 4 * d)
+    m = _validate.integer(m, "sketch_rows", low=d, high=n)
+    S = lcsketch.create(sketch, m, n, seed=seed)
+    import dask.array as da
+
+    Ab = da.concatenate([A, b[:, None] if b.ndim == 1 else b], axis=1)
+    SAb = sketch_apply(S, Ab)
+    SA, Sb = SAb[:, :d], SAb[:, d:]
+    if method == "sketch_and_solve":
+        x = torch.linalg.lstsq(SA, Sb).solution
+        return (x[:, 0] if b.ndim == 1 else x), 1
+    Q, R = torch.linalg.qr(SA)
+    if float(torch.diagonal(R).abs().min()) <= 10 * d * torch.finfo(torch.float64).eps * float(R.abs().max()):
+        raise ValueError("A is numerically rank deficient (its sketch has a near-zero pivot); use method="
+                         "'sketch_and_solve' or a regularised problem")
+    Rinv = torch.linalg.solve_triangular(R, torch.eye(d, dtype=torch.float64), upper=True)
+    G = _blockwise_sum(_gram_block, A, extra=(Rinv,))
+    L = torch.linalg.cholesky(G)
+    x = torch.zeros(d, Sb.shape[1], dtype=torch.float64)
+    passes, last = 2, math.inf
+    for _ in range(maxiter):
+        g = _blockwise_sum(_cross_block, A, b, extra=(Rinv, x))
+        passes += 1
+        gn = float(g.norm())
+        if gn >= last or gn == 0:
+            break
+        x = x + Rinv @ torch.cholesky_solve(g, L)
+        last = gn
+        if gn <= tol * max(1.0, float(x.norm())):
+            break
+    return (x[:, 0] if b.ndim == 1 else x), passes
+
+
+def _rownorm_block(block, r0, Rinv):
+    Y = torch.as_tensor(block, dtype=torch.float64) @ Rinv
+    return Y.square().sum(1)
+
+
+def leverage_scores(A, *, seed=None):
+    """Exact leverage scores (n,) of a row-partitioned dask matrix: CholeskyQR2 on the blocks
+    (R from the Gram of A R₁⁻¹ with R₁ from a 4d-row Gaussian sketch, so the Gram is
+    well conditioned), then the squared row norms of A R⁻¹ — a dask array, computed lazily.
+
+    Shape:
+        A: (n, d);  out: (n,)
+    """
+    import dask.array as da
+
+    A = rows(A)
+    n, d = A.shape
+    S = lcsketch.gaussian(min(n, 4 * d), n, seed=seed)
+    _, R1 = torch.linalg.qr(sketch_apply(S, A))
+    R1inv = torch.linalg.solve_triangular(R1, torch.eye(d, dtype=torch.float64), upper=True)
+    G = _blockwise_sum(_gram_block, A, extra=(R1inv,))
+    R2 = torch.linalg.cholesky(G).T
+    Rinv = R1inv @ torch.linalg.solve_triangular(R2, torch.eye(d, dtype=torch.float64), upper=True)
+    return A.map_blocks(lambda blk: _rownorm_block(blk, 0, Rinv).numpy(), drop_axis=1, dtype="float64")

@@ -1,0 +1,114 @@
+"""linalg_core.distributed on Dask: equality with the single-machine results for several
+chunkings and every sketch kind, least squares to LAPACK accuracy, exact leverage scores,
+mergeable streaming sketches, a real two-process LocalCluster, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import linalg_core as lc
+
+da = pytest.importorskip("dask.array")
+dist = pytest.importorskip("linalg_core.distributed")
+
+N, D = 6000, 8
+
+
+def _problem(cond=1e6, seed=0):
+    from linalg_core.testing.matrices import with_spectrum
+
+    A = with_spectrum(N, D, torch.logspace(0, -np.log10(cond), D, dtype=torch.float64), seed=seed).numpy()
+    rng = np.random.default_rng(seed)
+    b = A @ rng.standard_normal(D) + 1e-3 * rng.standard_normal(N)
+    return A, b
+
+
+@pytest.mark.parametrize("chunks", [(N, D), (1500, D), (977, 3)])
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher", "srht", "countsketch", "sparse_sign"])
+def test_sketch_equals_single_machine(chunks, kind):
+    A, _ = _problem()
+    S = lc.sketch.create(kind, 40, N, seed=11)
+    got = dist.sketch_apply(S, da.from_array(A, chunks=chunks))
+    torch.testing.assert_close(got, S.apply(torch.from_numpy(A)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [(N, D), (1100, D)])
+def test_lstsq(chunks):
+    A, b = _problem(cond=1e8)
+    Ad, bd = da.from_array(A, chunks=chunks), da.from_array(b, chunks=chunks[0])
+    x_ref = np.linalg.lstsq(A, b, rcond=None)[0]
+    x, passes = dist.lstsq(Ad, bd, seed=0)
+    assert np.linalg.norm(x.numpy() - x_ref) <= 1e-7 * np.linalg.norm(x_ref)  # LAPACK-level at κ = 1e8
+    assert passes <= 7
+    S = lc.sketch.create("gaussian", 16 * D, N, seed=0)
+    xs, _ = dist.lstsq(Ad, bd, method="sketch_and_solve", seed=0)
+    expect = torch.linalg.lstsq(S.apply(torch.from_numpy(A)), S.apply(torch.from_numpy(b))[:, None]).solution[:, 0]
+    torch.testing.assert_close(xs, expect, rtol=1e-6, atol=0)  # the block sums' order, amplified by κ = 1e8
+    B = np.stack([b, 2 * b], 1)
+    xk, _ = dist.lstsq(Ad, da.from_array(B, chunks=(chunks[0], 2)), seed=0)
+    np.testing.assert_allclose(xk.numpy()[:, 1], 2 * x.numpy(), rtol=1e-8)
+
+
+def test_leverage_scores_exact():
+    A, _ = _problem(cond=1e6)
+    lev = dist.leverage_scores(da.from_array(A, chunks=(1300, 4))).compute()
+    Q = np.linalg.qr(A)[0]
+    np.testing.assert_allclose(lev, (Q**2).sum(1), rtol=1e-8, atol=1e-12)  # κ = 1e6
+
+
+@pytest.mark.parametrize("kind", ["covariance", "sum"])
+def test_streaming_merge_equals_whole(kind):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 32, dtype=torch.float64, generator=g)
+    parts = [dist.StreamingSketch(32, 6, seed=4, kind=kind) for _ in range(3)]
+    if kind == "covariance":
+        for p, blk in zip(parts, (X[:100], X[100:150], X[150:])):
+            p.update(blk)
+        whole = dist.StreamingSketch(32, 6, seed=4).update(X)
+    else:
+        terms = [torch.randn(10, 32, dtype=torch.float64, generator=g) for _ in range(3)]
+        for p, t in zip(parts, terms):
+            p.update(t)
+        whole = dist.StreamingSketch(32, 6, seed=4, kind="sum").update(sum(terms))
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    torch.testing.assert_close(merged.Y, whole.Y, rtol=1e-12, atol=1e-10)
+    assert merged.batches == 3 and parts[0].batches == 1
+
+
+def test_streaming_nystrom_of_a_low_rank_covariance():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(500, 5, dtype=torch.float64, generator=g) @ torch.randn(5, 40, dtype=torch.float64, generator=g)
+    sk = dist.StreamingSketch(40, 8, seed=0)
+    for blk in X.split(128):
+        sk.update(blk)
+    U, lam = sk.nystrom()
+    C = X.T @ X
+    torch.testing.assert_close(U @ torch.diag(lam) @ U.T, C, rtol=1e-8, atol=1e-6 * float(C.norm()))
+
+
+def test_on_a_local_cluster_of_two_processes():
+    distributed = pytest.importorskip("distributed")
+    A, b = _problem()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster):
+        S = lc.sketch.create("srht", 40, N, seed=5)
+        got = dist.sketch_apply(S, da.from_array(A, chunks=(800, D)))
+        x, _ = dist.lstsq(da.from_array(A, chunks=(800, D)), da.from_array(b, chunks=800), seed=0)
+    torch.testing.assert_close(got, S.apply(torch.from_numpy(A)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x.numpy(), np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-9)
+
+
+def test_bad_input():
+    A, b = _problem()
+    with pytest.raises(TypeError, match="dask.array"):
+        dist.sketch_apply(lc.sketch.gaussian(10, N, seed=0), A)
+    with pytest.raises(ValueError, match="sketches n=5"):
+        dist.sketch_apply(lc.sketch.gaussian(10, 5, seed=0), da.from_array(A, chunks=(1000, D)))
+    with pytest.raises(TypeError, match="float dtype"):
+        dist.lstsq(da.from_array(A.astype(np.int64), chunks=(1000, D)), da.from_array(b, chunks=1000))
+    with pytest.raises(ValueError, match="method="):
+        dist.lstsq(da.from_array(A, chunks=(1000, D)), da.from_array(b, chunks=1000), method="qr")
+    with pytest.raises(ValueError, match="same d, k, seed"):
+        dist.StreamingSketch(8, 2, seed=0).merge(dist.StreamingSketch(8, 2, seed=1))
+    with pytest.raises(ValueError, match="columns"):
+        dist.StreamingSketch(8, 2).update(torch.ones(3, 9))
