@@ -112,3 +112,25 @@ def test_bad_input():
         dist.StreamingSketch(8, 2, seed=0).merge(dist.StreamingSketch(8, 2, seed=1))
     with pytest.raises(ValueError, match="columns"):
         dist.StreamingSketch(8, 2).update(torch.ones(3, 9))
+
+
+@pytest.mark.parametrize("chunks", [(2000, 60), (733, 20)])
+def test_rsvd_near_optimal(chunks):
+    from linalg_core.testing.matrices import with_spectrum
+
+    A = with_spectrum(5000, 60, torch.logspace(0, -3, 60, dtype=torch.float64), seed=2).numpy()
+    U, S, Vh = dist.rsvd(da.from_array(A, chunks=chunks), 8, seed=0)
+    s = np.linalg.svd(A, compute_uv=False)
+    np.testing.assert_allclose(S.numpy(), s[:8], rtol=1e-6)
+    Uc = U.compute()
+    np.testing.assert_allclose(Uc.T @ Uc, np.eye(8), atol=1e-10)
+    err = np.linalg.norm(A - Uc @ np.diag(S.numpy()) @ Vh.numpy())
+    assert err <= 1.001 * np.sqrt((s[8:] ** 2).sum())
+
+
+def test_sample_rows_is_the_single_machine_sample():
+    A, _ = _problem(cond=1e3)
+    idx, w = dist.sample_rows(da.from_array(A, chunks=(1234, D)), 300, seed=3)
+    ref_idx, ref_w = lc.sampling.sample_rows(torch.from_numpy(A), 2, 300, scores="leverage", seed=3)
+    assert torch.equal(idx, torch.as_tensor(ref_idx))
+    torch.testing.assert_close(w, torch.as_tensor(ref_w, dtype=torch.float64), rtol=1e-8, atol=0)

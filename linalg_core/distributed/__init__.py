@@ -4,13 +4,15 @@ from (seed, offset), and mergeable streaming sketches.
 * :func:`sketch_apply` — S A as a sum of per-block products, S never shipped.
 * :func:`lstsq` — sketch-and-solve, and sketch-and-precondition with block-wise semi-normal
   refinement (one pass over A per refinement).
-* :func:`leverage_scores` — exact, by CholeskyQR2 over the blocks.
+* :func:`leverage_scores` — exact, by CholeskyQR2 over the blocks; :func:`sample_rows`.
+* :func:`rsvd` — range finder per block (Ω regenerated in each task), CholeskyQR2, B = QᵀA as a
+  reduction.
 * :class:`StreamingSketch` — Y += A_j Ω or X_jᵀ(X_j Ω), ``merge()`` across workers, PSD Nyström.
 
 Works with any dask scheduler (threads, processes, a ``dask.distributed`` cluster).
 """
 
-from linalg_core.distributed.linalg import leverage_scores, lstsq, rows, sketch_apply
+from linalg_core.distributed.linalg import leverage_scores, lstsq, rows, rsvd, sample_rows, sketch_apply
 from linalg_core.distributed.streaming import StreamingSketch
 
-__all__ = ["sketch_apply", "lstsq", "leverage_scores", "rows", "StreamingSketch"]
+__all__ = ["sketch_apply", "lstsq", "leverage_scores", "rsvd", "sample_rows", "rows", "StreamingSketch"]

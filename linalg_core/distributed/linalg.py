@@ -196,3 +196,97 @@ def leverage_scores(A, *, seed=None):
     R2 = torch.linalg.cholesky(G).T
     Rinv = R1inv @ torch.linalg.solve_triangular(R2, torch.eye(d, dtype=torch.float64), upper=True)
     return A.map_blocks(lambda blk: _rownorm_block(blk, 0, Rinv).numpy(), drop_axis=1, dtype="float64")
+
+
+OMEGA_STREAM = 2**32 + 78  # the test matrix Ω of the distributed range finder
+
+
+def _omega(d: int, k: int, seed: int) -> torch.Tensor:
+    from linalg_core import random as lcrandom
+
+    return lcrandom.normal((d, k), seed=seed, stream=OMEGA_STREAM, dtype=torch.float64)
+
+
+def _cholqr2(Y):
+    """Q of a tall row-partitioned dask Y by CholeskyQR2 (two Gram reductions), with the shifted
+    first step of Fukaya et al. 2020 so that it also works when Y is ill conditioned."""
+    k = Y.shape[1]
+    for step in range(2):
+        G = _blockwise_sum(lambda b, r0: torch.as_tensor(b, dtype=torch.float64).T @ torch.as_tensor(b, dtype=torch.float64), Y)
+        if step == 0:
+            G = G + 11 * (Y.shape[0] * k + k * (k + 1)) * torch.finfo(torch.float64).eps * torch.trace(G) * torch.eye(k, dtype=torch.float64)
+        R = torch.linalg.cholesky(G).T
+        Rinv = torch.linalg.solve_triangular(R, torch.eye(k, dtype=torch.float64), upper=True)
+        Y = Y.map_blocks(lambda b, Rinv=Rinv: (torch.as_tensor(b, dtype=torch.float64) @ Rinv).numpy(), dtype="float64")
+    return Y.persist()
+
+
+def rsvd(A, rank: int, *, oversample: int = 10, niter: int = 2, seed=None):
+    """Randomized SVD of a row-partitioned dask matrix A (m × n): A ≈ U diag(S) Vh.
+
+    Halko, Martinsson and Tropp 2011, Algorithms 4.4 (subspace iteration) and 5.1: Y = A Ω with
+    Ω (n × k, k = rank + oversample) generated inside every task from the seed; ``niter`` rounds of
+    Z = AᵀQ (a reduction) and Y = A Z; each Q by CholeskyQR2 over the blocks (reductions of k × k
+    Grams); B = QᵀA as a reduction; the SVD of the small B. Signs: the largest entry of each
+    right singular vector is positive.
+
+    Returns:
+        (U as a dask array (m, rank), S (rank,), Vh (rank, n)).
+
+    Shape:
+        A: (m, n);  U: (m, rank);  S: (rank,);  Vh: (rank, n)
+
+    Randomness:
+        Ω from (seed, stream 2³² + 78), regenerated in each task: only k × k and k × n results travel.
+    """
+    A = rows(A)
+    if A.ndim != 2:
+        raise ValueError(f"A must be 2-D, got shape {A.shape}")
+    m, n = A.shape
+    rank = _validate.integer(rank, "rank", low=1, high=min(m, n))
+    oversample = _validate.integer(oversample, "oversample", low=0)
+    niter = _validate.integer(niter, "niter", low=0)
+    seed = _validate.seed(seed)
+    k = min(rank + oversample, min(m, n))
+
+    def first(b, k=k, seed=seed):
+        return (torch.as_tensor(b, dtype=torch.float64) @ _omega(b.shape[1], k, seed)).numpy()
+
+    Q = _cholqr2(A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype="float64"))
+    for _ in range(niter):
+        Z = _blockwise_sum(lambda a, q, r0: torch.as_tensor(a, dtype=torch.float64).T @ torch.as_tensor(q, dtype=torch.float64), A, Q)
+        Zq, _ = torch.linalg.qr(Z)
+        Q = _cholqr2(A.map_blocks(lambda b, Zq=Zq: (torch.as_tensor(b, dtype=torch.float64) @ Zq).numpy(),
+                                  chunks=(A.chunks[0], (k,)), dtype="float64"))
+    B = _blockwise_sum(lambda a, q, r0: torch.as_tensor(q, dtype=torch.float64).T @ torch.as_tensor(a, dtype=torch.float64), A, Q)
+    Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
+    Ub, S, Vh = Ub[:, :rank], S[:rank], Vh[:rank]
+    sign = torch.sign(Vh.gather(1, Vh.abs().argmax(1, keepdim=True)))
+    Ub, Vh = Ub * sign.T, Vh * sign
+    U = Q.map_blocks(lambda q, Ub=Ub: (torch.as_tensor(q, dtype=torch.float64) @ Ub).numpy(),
+                     chunks=(Q.chunks[0], (rank,)), dtype="float64")
+    return U, S, Vh
+
+
+def sample_rows(A, size: float, *, seed=None):
+    """Leverage-score row sampling of a row-partitioned dask matrix (p = 2): row i kept with
+    probability q_i = min(1, β ℓ_i), Σ q_i = size, weight q_i^(-1/2) — the draws u_i are word i
+    of Philox stream 11 of ``seed``, generated inside each block at its row offset, so the sample
+    is the one :func:`linalg_core.sampling.sample_rows` draws from the same probabilities.
+
+    Returns:
+        (indices int64 (s,), weights float64 (s,)).
+    """
+    from linalg_core.random import uint32
+    from linalg_core.sampling.sample import SAMPLE_STREAM, inclusion_probabilities
+
+    lev = leverage_scores(A, seed=seed).persist()
+    q = inclusion_probabilities(torch.from_numpy(lev.compute()), float(size))
+    seed = _validate.seed(seed)
+    out_idx, out_w = [], []
+    for r0, c in zip(_offsets(A), A.chunks[0]):
+        u = (uint32(c, seed=seed, stream=SAMPLE_STREAM, offset=r0).to(torch.float64) + 0.5) / 2.0**32
+        keep = torch.nonzero(u < q[r0:r0 + c]).flatten()
+        out_idx.append(keep + r0)
+        out_w.append(q[r0:r0 + c][keep] ** -0.5)
+    return torch.cat(out_idx), torch.cat(out_w)
