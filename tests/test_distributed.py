@@ -40,7 +40,7 @@ def test_lstsq(chunks):
     x, passes = dist.lstsq(Ad, bd, seed=0)
     assert np.linalg.norm(x.numpy() - x_ref) <= 1e-7 * np.linalg.norm(x_ref)  # LAPACK-level at κ = 1e8
     assert passes <= 7
-    S = lc.sketch.create("gaussian", 16 * D, N, seed=0)
+    S = lc.sketch.create("sparse_sign", 16 * D, N, seed=0)
     xs, _ = dist.lstsq(Ad, bd, method="sketch_and_solve", seed=0)
     expect = torch.linalg.lstsq(S.apply(torch.from_numpy(A)), S.apply(torch.from_numpy(b))[:, None]).solution[:, 0]
     torch.testing.assert_close(xs, expect, rtol=1e-6, atol=0)  # the block sums' order, amplified by κ = 1e8

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from linalg_core import _validate
+from linalg_core import _ops, _validate
 from linalg_core import sketch as lcsketch
 
 # Elements of S[:, r0:r1] generated at a time inside one task (32 MiB of float64).
@@ -56,9 +56,14 @@ def _offsets(A) -> list[int]:
 
 
 def _sketch_block(block, r0: int, S):
-    """S[:, r0:r0 + rows] @ block in float64, S generated in column slices on the worker."""
+    """S[:, r0:r0 + rows] @ block in float64, S generated on the worker: the sparse kinds as their
+    hash of these columns and the compiled scatter-add, the dense kinds in column slices."""
     X = torch.as_tensor(block, dtype=torch.float64)
     X = X[:, None] if X.dim() == 1 else X
+    if isinstance(S, lcsketch.SparseSignSketch):
+        rows_, signs = S.hash(cols=(r0, r0 + X.shape[0]))
+        return _ops.sparse_apply(X.contiguous()[None], rows_, signs, S.m, 1.0 / math.sqrt(S.nnz), False,
+                                 key=_ops.Key(X.device, X.dtype))[0]
     out = torch.zeros(S.m, X.shape[1], dtype=torch.float64)
     step = max(1, _SUB_ELEMS // S.m)
     for c0 in range(0, X.shape[0], step):
@@ -110,11 +115,13 @@ def _cross_block(block, rhs, r0, Rinv, x):
     return (Ab @ Rinv).T @ r
 
 
-def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "gaussian", sketch_rows=None, seed=None,
+def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "sparse_sign", sketch_rows=None, seed=None,
           tol: float = 1e-12, maxiter: int = 5):
     """min_x ‖A x − b‖₂ for a tall row-partitioned dask array A (n × d) and b (n,) or (n, k).
 
     ``method="sketch_and_solve"``: x = argmin ‖S(Ax − b)‖ with m = 16d rows (one pass over A).
+    The sketch (default a sparse sign embedding, nnz = 8: one compiled scatter-add per block, far
+    cheaper to generate than a dense Gaussian block) is any :func:`linalg_core.sketch.create` kind.
     ``"sketch_and_precondition"``: R from the QR of S A (m = 4d), then the semi-normal equations of
     the well-conditioned Y = A R⁻¹ (YᵀY computed block by block, never AᵀA) with iterative
     refinement r = b − A x until the preconditioned gradient ‖Yᵀr‖ stops shrinking (Björck's
