@@ -214,11 +214,12 @@ def _omega(d: int, k: int, seed: int) -> torch.Tensor:
     return lcrandom.normal((d, k), seed=seed, stream=OMEGA_STREAM, dtype=torch.float64)
 
 
-def _cholqr2(Y):
+def _cholqr2(Y, steps: int = 2):
     """Q of a tall row-partitioned dask Y by CholeskyQR2 (two Gram reductions), with the shifted
-    first step of Fukaya et al. 2020 so that it also works when Y is ill conditioned."""
+    first step of Fukaya et al. 2020 so that it also works when Y is ill conditioned; ``steps=1``
+    (one shifted CholeskyQR) for the power iterations, whose bases only need to be well conditioned."""
     k = Y.shape[1]
-    for step in range(2):
+    for step in range(steps):
         G = _blockwise_sum(lambda b, r0: torch.as_tensor(b, dtype=torch.float64).T @ torch.as_tensor(b, dtype=torch.float64), Y)
         if step == 0:
             G = G + 11 * (Y.shape[0] * k + k * (k + 1)) * torch.finfo(torch.float64).eps * torch.trace(G) * torch.eye(k, dtype=torch.float64)
@@ -233,8 +234,9 @@ def rsvd(A, rank: int, *, oversample: int = 10, niter: int = 2, seed=None):
 
     Halko, Martinsson and Tropp 2011, Algorithms 4.4 (subspace iteration) and 5.1: Y = A Ω with
     Ω (n × k, k = rank + oversample) generated inside every task from the seed; ``niter`` rounds of
-    Z = AᵀQ (a reduction) and Y = A Z; each Q by CholeskyQR2 over the blocks (reductions of k × k
-    Grams); B = QᵀA as a reduction; the SVD of the small B. Signs: the largest entry of each
+    Z = AᵀQ (a reduction) and Y = A Z; the intermediate bases by one shifted CholeskyQR, the last Q
+    by CholeskyQR2 over the blocks (reductions of k × k Grams); B = QᵀA as a reduction; the SVD of
+    the small B. Signs: the largest entry of each
     right singular vector is positive.
 
     Returns:
@@ -259,12 +261,12 @@ def rsvd(A, rank: int, *, oversample: int = 10, niter: int = 2, seed=None):
     def first(b, k=k, seed=seed):
         return (torch.as_tensor(b, dtype=torch.float64) @ _omega(b.shape[1], k, seed)).numpy()
 
-    Q = _cholqr2(A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype="float64"))
-    for _ in range(niter):
+    Q = _cholqr2(A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype="float64"), steps=2 if niter == 0 else 1)
+    for it in range(niter):
         Z = _blockwise_sum(lambda a, q, r0: torch.as_tensor(a, dtype=torch.float64).T @ torch.as_tensor(q, dtype=torch.float64), A, Q)
         Zq, _ = torch.linalg.qr(Z)
         Q = _cholqr2(A.map_blocks(lambda b, Zq=Zq: (torch.as_tensor(b, dtype=torch.float64) @ Zq).numpy(),
-                                  chunks=(A.chunks[0], (k,)), dtype="float64"))
+                                  chunks=(A.chunks[0], (k,)), dtype="float64"), steps=2 if it == niter - 1 else 1)
     B = _blockwise_sum(lambda a, q, r0: torch.as_tensor(q, dtype=torch.float64).T @ torch.as_tensor(a, dtype=torch.float64), A, Q)
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
     Ub, S, Vh = Ub[:, :rank], S[:rank], Vh[:rank]
