@@ -134,3 +134,29 @@ def test_sample_rows_is_the_single_machine_sample():
     ref_idx, ref_w = lc.sampling.sample_rows(torch.from_numpy(A), 2, 300, scores="leverage", seed=3)
     assert torch.equal(idx, torch.as_tensor(ref_idx))
     torch.testing.assert_close(w, torch.as_tensor(ref_w, dtype=torch.float64), rtol=1e-8, atol=0)
+
+
+def test_map_layers_equals_the_single_process_run(tmp_path):
+    import functools
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from safetensors.torch import save_file
+
+    from linalg_core.quant import lq_decompose
+    from linalg_core.testing.matrices import llm_like
+
+    shard1, shard2 = tmp_path / "model-1.safetensors", tmp_path / "model-2.safetensors"
+    save_file({"l0.weight": llm_like(128, 256, seed=0), "norm": torch.ones(4)}, str(shard1))
+    save_file({"l1.weight": llm_like(256, 128, seed=1)}, str(shard2))
+    fn = functools.partial(lq_decompose, rank=8, format="nf3", iters=2, seed=0)
+    serial = dist.map_layers(fn, tmp_path)
+    assert list(serial) == ["l0.weight", "l1.weight"]
+    # spawn: forked children of a process with running OpenMP threads can hang
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        parallel = dist.map_layers(fn, tmp_path, executor=ex)
+    for name in serial:
+        assert torch.equal(serial[name].Q.dequantize(), parallel[name].Q.dequantize())
+        assert torch.equal(serial[name].L1, parallel[name].L1)
+    with pytest.raises(ValueError, match="not in the model"):
+        dist.map_layers(fn, tmp_path, names=["nope"])

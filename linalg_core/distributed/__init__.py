@@ -8,11 +8,16 @@ from (seed, offset), and mergeable streaming sketches.
 * :func:`rsvd` — range finder per block (Ω regenerated in each task), CholeskyQR2, B = QᵀA as a
   reduction.
 * :class:`StreamingSketch` — Y += A_j Ω or X_jᵀ(X_j Ω), ``merge()`` across workers, PSD Nyström.
+* :func:`map_layers` — model-wide work (adapter init, LQ) as one task per layer on any
+  ``concurrent.futures.Executor`` (a Dask cluster through ``Client.get_executor()``), each
+  weight read lazily from its safetensors shard on the worker.
 
 Works with any dask scheduler (threads, processes, a ``dask.distributed`` cluster).
 """
 
 from linalg_core.distributed.linalg import leverage_scores, lstsq, rows, rsvd, sample_rows, sketch_apply
+from linalg_core.distributed.layers import layer_index, map_layers
 from linalg_core.distributed.streaming import StreamingSketch
 
-__all__ = ["sketch_apply", "lstsq", "leverage_scores", "rsvd", "sample_rows", "rows", "StreamingSketch"]
+__all__ = ["sketch_apply", "lstsq", "leverage_scores", "rsvd", "sample_rows", "rows", "StreamingSketch",
+           "map_layers", "layer_index"]
