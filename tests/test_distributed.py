@@ -150,10 +150,16 @@ def test_map_layers_equals_the_single_process_run(tmp_path):
     save_file({"l0.weight": llm_like(128, 256, seed=0), "norm": torch.ones(4)}, str(shard1))
     save_file({"l1.weight": llm_like(256, 128, seed=1)}, str(shard2))
     fn = functools.partial(lq_decompose, rank=8, format="nf3", iters=2, seed=0)
-    serial = dist.map_layers(fn, tmp_path)
+    threads = torch.get_num_threads()
+    try:  # the same BLAS thread count in every process: its reductions then round the same way
+        torch.set_num_threads(1)
+        serial = dist.map_layers(fn, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
     assert list(serial) == ["l0.weight", "l1.weight"]
     # spawn: forked children of a process with running OpenMP threads can hang
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                             initargs=(1,)) as ex:
         parallel = dist.map_layers(fn, tmp_path, executor=ex)
     for name in serial:
         assert torch.equal(serial[name].Q.dequantize(), parallel[name].Q.dequantize())

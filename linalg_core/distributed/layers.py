@@ -3,8 +3,10 @@
 process whose OpenMP threads are running can hang), ``distributed.Client.get_executor()`` for a Dask
 cluster. Each task reads its own weight lazily from the safetensors shard that holds it (the
 file is opened on the worker, only that tensor is read), so no weight travels from the caller.
-Results are whatever ``fn`` returns for the weight; with seeded ``fn`` they equal the
-single-process run."""
+Results are whatever ``fn`` returns for the weight; with seeded ``fn`` they are identical to the
+single-process run when every process uses the same BLAS thread count (pass
+``initializer=torch.set_num_threads`` to the executor: GEMM reductions round differently with
+different thread counts)."""
 
 from __future__ import annotations
 
