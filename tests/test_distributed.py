@@ -166,3 +166,42 @@ def test_map_layers_equals_the_single_process_run(tmp_path):
         assert torch.equal(serial[name].L1, parallel[name].L1)
     with pytest.raises(ValueError, match="not in the model"):
         dist.map_layers(fn, tmp_path, names=["nope"])
+
+
+def _slow(block):
+    import time
+
+    time.sleep(0.15)
+    return block
+
+
+def test_a_killed_worker_changes_nothing():
+    """A worker process killed while the sketch's tasks run: its tasks are recomputed elsewhere
+    (the nanny restarts it) and S A is the single-machine result."""
+    import os
+    import signal
+    import threading
+    import time
+
+    distributed = pytest.importorskip("distributed")
+    A, _ = _problem()
+    S = lc.sketch.create("sparse_sign", 40, N, seed=6)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
+        before = client.run(os.getpid)
+        Ad = da.from_array(A, chunks=(N // 24, D)).map_blocks(_slow, dtype=A.dtype)  # 24 tasks of 0.15 s
+        victim = next(iter(before.values()))
+        killer = threading.Timer(0.8, lambda: os.kill(victim, signal.SIGKILL))
+        killer.start()
+        t0 = time.perf_counter()
+        got = dist.sketch_apply(S, Ad)
+        killer.join()
+        assert time.perf_counter() - t0 > 0.8  # the kill happened while the tasks were running
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the nanny brings the worker back under a new pid
+            after = client.run(os.getpid)
+            if len(after) == 2 and victim not in after.values():
+                break
+            time.sleep(0.2)
+        assert victim not in client.run(os.getpid).values()
+    torch.testing.assert_close(got, S.apply(torch.from_numpy(A)), rtol=1e-12, atol=1e-12)
