@@ -53,20 +53,20 @@ def run(report: Report, quick: bool = False):
             chunk = n // 16
             Ad = client.persist(da.from_array(A, chunks=(chunk, d)))
             bd = client.persist(da.from_array(b, chunks=chunk))
-            t_ours = _time(lambda: dist.lstsq(Ad, bd, seed=0))
+            t_ours = _time(lambda Ad=Ad, bd=bd: dist.lstsq(Ad, bd, seed=0))
             x, passes = dist.lstsq(Ad, bd, seed=0)
-            t_dask = _time(lambda: da.linalg.lstsq(Ad, bd)[0].compute())
+            t_dask = _time(lambda Ad=Ad, bd=bd: da.linalg.lstsq(Ad, bd)[0].compute())
             xd = da.linalg.lstsq(Ad, bd)[0].compute()
             rel = lambda y: float(np.linalg.norm(y - x_ref) / np.linalg.norm(x_ref))  # noqa: E731
             report.add(case=f"lstsq {n}x{d} (κ=1e6), {workers} worker(s)", linalg_core_s=t_ours, passes=passes,
                        dask_lstsq_s=t_dask, speedup=t_dask / t_ours, err=rel(x.numpy()), dask_err=rel(xd))
             Md = client.persist(da.from_array(M, chunks=(M.shape[0] // 16, M.shape[1])))
 
-            def ours():
+            def ours(Md=Md):
                 U, S, Vh = dist.rsvd(Md, r, niter=2, seed=0)
                 return U.compute(), S.numpy(), Vh.numpy()
 
-            def theirs():
+            def theirs(Md=Md):
                 u, s, v = da.linalg.svd_compressed(Md, r, n_power_iter=2, seed=0)
                 return u.compute(), s.compute(), v.compute()
 

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     comp.add_argument("--exclude", default=None, help="regex of tensors to leave alone (default: embed|norm|lm_head)")
     comp.add_argument("--seed", type=int, default=0)
     comp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    comp.add_argument("--workers", type=int, default=0,
+                      help="layers in parallel on this many processes (default: serial)")
     vsa = sub.add_parser("vsa", help="JSON records to MBAT vectors, and nearest-neighbour search")
     vsub = vsa.add_subparsers(dest="vsa_command", required=True)
     enc = vsub.add_parser("encode", help="encode a .jsonl (or .json array) file to VECS.npy (+ VECS.npy.json)")
@@ -111,12 +113,27 @@ def _vsa(args) -> int:
 def _compress(args) -> int:
     from linalg_core.quant.compress import DEFAULT_EXCLUDE, compress_model
 
+    import contextlib
+
     try:
         cands = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
-        report = compress_model(args.model, budget=args.budget, rank=args.rank, out=args.out, fisher=args.fisher,
-                                candidates=cands, iters=args.iters, plan_iters=args.plan_iters, include=args.include,
-                                exclude=DEFAULT_EXCLUDE if args.exclude is None else args.exclude, seed=args.seed,
-                                overwrite=args.overwrite, progress=sys.stderr.isatty())
+        with contextlib.ExitStack() as stack:
+            executor = None
+            if args.workers > 1:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                import torch
+
+                threads = max(1, torch.get_num_threads() // args.workers)
+                executor = stack.enter_context(ProcessPoolExecutor(
+                    args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                    initargs=(threads,)))
+            report = compress_model(args.model, budget=args.budget, rank=args.rank, out=args.out, fisher=args.fisher,
+                                    candidates=cands, iters=args.iters, plan_iters=args.plan_iters,
+                                    include=args.include,
+                                    exclude=DEFAULT_EXCLUDE if args.exclude is None else args.exclude, seed=args.seed,
+                                    overwrite=args.overwrite, progress=sys.stderr.isatty(), executor=executor)
     except (ValueError, TypeError, OSError) as e:
         print(f"linalg_core compress: error: {e}", file=sys.stderr)
         return 2

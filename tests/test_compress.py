@@ -78,3 +78,24 @@ def test_corrupt_model_and_existing_output(tmp_path, capsys):
     (tmp_path / "exists").mkdir()
     assert main(["compress", "--budget", "3", "-o", str(tmp_path / "exists")]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_compress_on_an_executor_equals_the_serial_run(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    kw = dict(budget=3.0, rank=8, iters=1, include=LAYER0, candidates=["nf2", "nf3", "nf4"], progress=False)
+    threads = torch.get_num_threads()
+    try:  # equal BLAS thread counts in every process
+        torch.set_num_threads(1)
+        serial = compress_model(out=tmp_path / "serial", **kw)
+    finally:
+        torch.set_num_threads(threads)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                             initargs=(1,)) as ex:
+        par = compress_model(out=tmp_path / "parallel", executor=ex, **kw)
+    assert [(r.name, r.format, r.error) for r in serial.layers] == [(r.name, r.format, r.error) for r in par.layers]
+    a, _ = load_compressed(tmp_path / "serial")
+    b, _ = load_compressed(tmp_path / "parallel")
+    for name in a:
+        assert torch.equal(a[name][0].dequantize(), b[name][0].dequantize()) and torch.equal(a[name][1], b[name][1])

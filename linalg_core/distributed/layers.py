@@ -39,15 +39,16 @@ def layer_index(source) -> dict[str, str]:
     return out
 
 
-def _run(fn, path: str, name: str):
+def _run(fn, with_name: bool, path: str, name: str):
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
         W = f.get_tensor(name)
-    return fn(W)
+    return fn(name, W) if with_name else fn(W)
 
 
-def map_layers(fn, source, names=None, *, executor: Executor | None = None, progress: bool = False) -> dict:
+def map_layers(fn, source, names=None, *, executor: Executor | None = None, progress: bool = False,
+               with_name: bool = False) -> dict:
     """{name: fn(weight)} for the named tensors of a safetensors model, one task per layer.
 
     Args:
@@ -57,6 +58,7 @@ def map_layers(fn, source, names=None, *, executor: Executor | None = None, prog
         names: the tensors (default: every 2-D floating tensor).
         executor: where the tasks run (default: in this process, one after the other).
         progress: a tqdm bar over completed layers.
+        with_name: call ``fn(name, weight)`` instead of ``fn(weight)``.
 
     Returns:
         {name: result}, in the order of ``names``.
@@ -83,7 +85,7 @@ def map_layers(fn, source, names=None, *, executor: Executor | None = None, prog
     missing = [n for n in names if n not in index]
     if missing:
         raise ValueError(f"{len(missing)} name(s) are not in the model, e.g. {missing[0]!r}")
-    task = functools.partial(_run, fn)
+    task = functools.partial(_run, fn, with_name)
     bar = None
     if progress:
         from tqdm.auto import tqdm

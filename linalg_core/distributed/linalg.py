@@ -192,8 +192,6 @@ def leverage_scores(A, *, seed=None):
     Shape:
         A: (n, d);  out: (n,)
     """
-    import dask.array as da
-
     A = rows(A)
     n, d = A.shape
     S = lcsketch.gaussian(min(n, 4 * d), n, seed=seed)

@@ -13,6 +13,7 @@ Output folder (written to a temporary sibling and renamed, so a failed run leave
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -119,9 +120,14 @@ def select_weights(tensors, include=r"\.weight$", exclude=DEFAULT_EXCLUDE) -> li
 
 def compress_model(source=None, *, budget: float, rank: int, out, fisher=None, candidates=None, iters: int = 5,
                    plan_iters: int = 1, include=r"\.weight$", exclude=DEFAULT_EXCLUDE, seed: int = 0,
-                   overwrite: bool = False, progress: bool = True) -> CompressionReport:
+                   overwrite: bool = False, progress: bool = True, executor=None) -> CompressionReport:
     """Compress every selected weight of a safetensors model as Q + L1·L2 under ``budget`` bits
     per weight (quantized parts) with rank-``rank`` factors; see the module docstring for the output.
+
+    ``executor``: a ``concurrent.futures.Executor`` (a process pool, or a Dask cluster's
+    ``Client.get_executor()``) for the per-layer error measurements and decompositions, through
+    :func:`linalg_core.distributed.map_layers` (each worker reads its weight from the shard);
+    the output is the serial run's at equal BLAS thread counts. Fisher-weighted runs stay serial.
 
     Raises FileNotFoundError / ValueError (nothing written) for a missing model, an unreadable
     file, non-2-D selected tensors, a Fisher file without every selected weight, a budget below
@@ -149,27 +155,51 @@ def compress_model(source=None, *, budget: float, rank: int, out, fisher=None, c
     mats = {n: tensors[n] for n in names}
     # cheapest-plan check before the (long) error measurements
     allocate_bits(mats, budget, candidates=cands, errors=[[0.0] * len(cands)] * len(names))
-    if F is None:
+    parallel = executor is not None and F is None
+    where = files[0] if len(files) == 1 else os.path.dirname(files[0])
+    if parallel:
+        from linalg_core.distributed import map_layers
+
+        rows = map_layers(functools.partial(_candidate_row, cands, rank, plan_iters, seed), where, names,
+                          executor=executor, progress=progress)
+        errors = [rows[n] for n in names]
+    elif F is None:
         errors = candidate_errors(mats, cands, rank=rank, iters=plan_iters, seed=seed, progress=progress)
     else:
         errors = [[_weighted_error(mats[n], F[n], rank, c, plan_iters, seed) for c in cands] for n in names]
     plan = allocate_bits(mats, budget, candidates=cands, errors=errors)
 
     report = CompressionReport(", ".join(files), out, budget, rank, plan.bits_per_param)
+    if parallel:
+        done = map_layers(functools.partial(_decompose, plan.formats, rank, iters, seed, None), where, names,
+                          executor=executor, progress=progress, with_name=True)
+    else:
+        bar = _progress(progress, len(names))
+        done = {}
+        for name in names:
+            done[name] = _decompose(plan.formats, rank, iters, seed, None if F is None else F[name], name, mats[name])
+            bar.update(1)
+        bar.close()
     result = {}
-    bar = _progress(progress, len(names))
     for name in names:
-        t0 = time.perf_counter()
-        lq = lq_decompose(mats[name], rank, plan.formats[name], iters=iters, fisher=None if F is None else F[name],
-                          seed=seed)
-        dt = time.perf_counter() - t0
+        lq, dt = done[name]
         result[name] = lq
         report.layers.append(LayerReport(name, tuple(mats[name].shape), str(lq.Q.format), lq.Q.bits_per_param,
                                          lq.error, dt))
-        bar.update(1)
-    bar.close()
     _write(out, tensors, result, report, overwrite)
     return report
+
+
+def _candidate_row(cands, rank, iters, seed, W):
+    """The squared errors of every candidate format for one weight (a picklable task)."""
+    return candidate_errors({"W": W}, cands, rank=rank, iters=iters, seed=seed, progress=False)[0].tolist()
+
+
+def _decompose(formats, rank, iters, seed, fisher, name, W):
+    """(LQResult, seconds) of one layer under its planned format (a picklable task)."""
+    t0 = time.perf_counter()
+    lq = lq_decompose(W, rank, formats[name], iters=iters, fisher=fisher, seed=seed)
+    return lq, time.perf_counter() - t0
 
 
 def _weighted_error(W, F, rank, fmt, iters, seed):
