@@ -296,6 +296,50 @@ def test_bf16_power_iterations_keep_the_accuracy_of_full_precision():
     assert oracle.orthogonality(mixed.U.numpy()) < 1e-5
 
 
+def test_bf16_all_takes_b_from_the_bfloat16_copy(monkeypatch):
+    from linalg_core.lowrank import operators
+
+    A = matrix("polynomial", 400, 300, decay=0.3).float()
+    full = lc.rsvd(A, 20, seed=0, precision="full")
+    calls = []
+    orig = operators.Dense.rmatmul
+    monkeypatch.setattr(operators.Dense, "rmatmul", lambda self, Y: calls.append(1) or orig(self, Y))
+    lc.rsvd(A, 20, seed=0, precision="bf16")
+    assert len(calls) == 1  # B = QᴴA in full precision
+    calls.clear()
+    low = lc.rsvd(A, 20, seed=0, precision="bf16_all")
+    assert not calls
+    Ad = A.double().numpy()
+    rf = oracle.residual(Ad, *(x.double().numpy() for x in full)) / oracle.optimal_error(Ad, 20)
+    rl = oracle.residual(Ad, *(x.double().numpy() for x in low)) / oracle.optimal_error(Ad, 20)
+    assert rl < rf + 1e-2
+    assert torch.max(torch.abs(low.S - full.S) / full.S[0]) < 5e-3
+    assert oracle.orthogonality(low.U.numpy()) < 1e-5
+    assert oracle.orthogonality(low.Vh.T.numpy()) < 1e-5
+
+
+def test_svd_of_wide_gram_route_matches_householder_and_falls_back():
+    from linalg_core.lowrank import svd_of_wide
+
+    g = torch.Generator().manual_seed(0)
+    for decay, rank in ((0.5, None), (0.5, 5)):
+        B = with_spectrum(12, 300, spectrum("polynomial", 12, decay=decay), seed=1).float()
+        U, S, Vh = svd_of_wide(B, rank)
+        Ud, Sd, Vhd = svd_of_wide(B.double())  # float64: the QR route
+        torch.testing.assert_close(S.double(), Sd, rtol=1e-6, atol=0)
+        torch.testing.assert_close((U * S) @ Vh, B, rtol=0, atol=1e-5)
+        assert oracle.orthogonality(U.numpy()) < 1e-6 and oracle.orthogonality(Vh.T.numpy()) < 1e-5
+    # Rank 4 of 12: σ₅.. are 0, beyond the Gram route's range; the fallback keeps Vh orthonormal.
+    B = (torch.randn(12, 4, generator=g) @ torch.randn(4, 300, generator=g)).float()
+    U, S, Vh = svd_of_wide(B)
+    assert oracle.orthogonality(Vh.T.numpy()) < 1e-5
+    torch.testing.assert_close((U * S) @ Vh, B, rtol=0, atol=1e-4)
+    U, S, Vh = svd_of_wide(B, 4)  # only the first four rows are asked for: the Gram route
+    assert bool(torch.isfinite(Vh).all())
+    assert oracle.orthogonality(Vh[:4].T.numpy()) < 1e-5
+    torch.testing.assert_close((U[:, :4] * S[:4]) @ Vh[:4], B, rtol=0, atol=1e-4)
+
+
 def test_auto_precision_falls_back_when_the_range_is_too_wide_for_bf16():
     A = matrix("exponential", 300, 200, decay=0.8).float()  # σ_30 / σ_1 = 1.5e-3
     auto = lc.rsvd(A, 30, seed=0, precision="auto")

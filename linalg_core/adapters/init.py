@@ -212,8 +212,16 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         U, S, Vh = torch.linalg.svd(Wt.to(compute_dtype(dtype)), full_matrices=False)
         U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
     else:
-        U, S, Vh = _rsvd(Dense(Wt, unchecked="W"), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
+        U, S, Vh = principal(Wt, rank, niter, seed)
     return _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out)
+
+
+def principal(W: torch.Tensor, rank: int, niter="auto", seed=None):
+    """PiSSA's top-``rank`` triplets of W (*, m, n) (a batch equals the loop over it): rsvd with
+    every product, B = QᴴW included, in bfloat16 where bfloat16 GEMMs pay (``precision=
+    "bf16_all"``: singular values ~1e-4 relative); the residual is then formed from W exactly."""
+    return _rsvd(Dense(W, unchecked="W"), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed,
+                 auto_mixed="bf16_all")
 
 
 def _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out):

@@ -27,7 +27,6 @@ from linalg_core import _validate
 from linalg_core._arrays import Boundary
 from linalg_core.adapters import init as _init
 from linalg_core.adapters.eva import EVA
-from linalg_core.lowrank import rsvd
 from linalg_core.lowrank.operators import reuse_buffers
 
 METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva")
@@ -186,7 +185,6 @@ def _pissa_groups(layers, adapter, niter, seed, bar):
         key = (tuple(Wt.shape), weight.dtype, weight.device, r, fifo)
         small = Wt.numel() <= BATCH_MAX_ELEMS
         groups.setdefault(key if small else (name,), []).append(name)
-    it = _init.PISSA_NITER if niter == "auto" else niter
     # Largest first: the scratch buffers are faulted in once, at their final size.
     order = sorted(groups.values(), key=lambda ns: -layers[ns[0]].get_base_layer().weight.numel() * len(ns))
     for names in order:
@@ -198,7 +196,7 @@ def _pissa_groups(layers, adapter, niter, seed, bar):
         else:
             views = [_geometry(layers[n], adapter) for n in names]
             r = views[0][3]
-            U, S, Vh = rsvd(torch.stack([v[1] for v in views]), r, niter=it, seed=seed)
+            U, S, Vh = _init.principal(torch.stack([v[1] for v in views]), r, niter, seed)
             for j, (name, (weight, Wt, fifo, _, s)) in enumerate(zip(names, views)):
                 done = _init._from_svd(Wt, U[j], S[j], Vh[j], s, Boundary("torch"), fifo, weight)
                 _set_factors(layers[name], adapter, done.A, done.B)

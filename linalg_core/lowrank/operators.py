@@ -153,11 +153,14 @@ class LowPrecision:
         self.A, self.dtype, self.device = A, dtype, A.device
         self.shape = tuple(A.shape)
 
+    # The small operand is made contiguous in the layout the GEMM reads: oneDNN's bfloat16
+    # kernels take 1.6x (A X) and 1.2-1.5x (Yᴴ A) longer with a transposed one (4096 and
+    # 11008 × 4096, k = 48).
     def matmul(self, X):
-        return torch.matmul(self.A, X.to(torch.bfloat16)).to(self.dtype)
+        return torch.matmul(self.A, X.to(torch.bfloat16).contiguous()).to(self.dtype)
 
     def rmatmul(self, Y):
-        return torch.matmul(Y.to(torch.bfloat16).mT, self.A).mT.to(self.dtype)
+        return torch.matmul(Y.mT.to(torch.bfloat16).contiguous(), self.A).mT.to(self.dtype)
 
 
 def hutchinson_fro_sq(op, *, probes: int = 32, seed: int = 0, stream: int = 2**32 + 1) -> torch.Tensor:

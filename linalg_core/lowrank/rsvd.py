@@ -37,6 +37,8 @@ from linalg_core.lowrank.operators import Dense, as_operator, fro_norm_sq, reuse
 from linalg_core.lowrank.orthonormalize import METHODS, orthonormalize
 from linalg_core.random import normal
 
+PRECISIONS = ("auto", "full", "bf16", "bf16_all")
+
 # Stream of the Gaussian test matrices of the low-rank algorithms (block i at offset i·n·k).
 RSVD_STREAM = 6
 AUTO_NITER = 4
@@ -115,16 +117,41 @@ def krylov_basis(op, k: int, *, niter: int, normalizer: str = "cholqr", seed: in
     return torch.cat(blocks, dim=-1)
 
 
-def svd_of_wide(B: torch.Tensor) -> SVD:
-    """SVD of a short, wide B (*, k, n), k ≤ n, through the QR of Bᴴ: B = Rᴴ Qᴴ, so only the
-    k × k matrix Rᴴ goes to LAPACK's SVD (4× faster than gesdd on B for k = 256, n = 4096)."""
+def svd_of_wide(B: torch.Tensor, rank: int | None = None) -> SVD:
+    """SVD of a short, wide B (*, k, n), k ≤ n.
+
+    float32 B: from the eigendecomposition of the k × k Gram matrix BBᴴ formed in float64, and
+    Vh = (UΣ⁻¹)ᴴB as a float32 GEMM (error ~u₃₂·σ₁/σᵢ in row i, as for any backward-stable SVD).
+    float64 rounding perturbs VhVhᴴ by ~u₆₄·σ₁²/(σᵢσⱼ), below float32's while σᵢ ≥ 10⁻⁴·σ₁, so
+    this route is taken when the first ``rank`` (default k) singular values stay above that
+    (later rows are only as accurate as their σᵢ allows, and 0 where σᵢ = 0). One small eigh
+    replaces a QR of Bᴴ and an SVD: 2-3x faster at k = 48 (LAPACK's small factorisations cost
+    0.1-0.2 ms each here).
+
+    Otherwise through the QR of Bᴴ: B = Rᴴ Qᴴ, so only the k × k matrix Rᴴ goes to LAPACK's SVD
+    (4× faster than gesdd on B for k = 256, n = 4096).
+    """
     k, n = B.shape[-2:]
+    if B.dtype == torch.float32 and k > 1:
+        B64 = B.double()
+        lam, U = torch.linalg.eigh(B64 @ B64.mT)
+        S = lam.flip(-1).clamp_min(0).sqrt()
+        used = S[..., (rank or k) - 1]
+        if bool((used >= GRAM_RANGE * S[..., 0]).all()) and bool((used > 0).all()):
+            U = U.flip(-1)
+            inv = torch.where(S > 0, 1 / S, torch.zeros_like(S))  # rows past ``rank`` may be 0
+            return SVD(U.to(B.dtype), S.to(B.dtype), (U * inv[..., None, :]).to(B.dtype).mT @ B)
     if 2 * k > n:
         U, S, Vh = torch.linalg.svd(B, full_matrices=False)
         return SVD(U, S, Vh)
     Q, R = torch.linalg.qr(B.mT.conj(), mode="reduced")
     U, S, Wh = torch.linalg.svd(R.mT.conj(), full_matrices=False)
     return SVD(U, S, Wh @ Q.mT.conj())
+
+
+# svd_of_wide's Gram route is used while the singular values it returns stay above this
+# fraction of σ₁ (float64 rounding then stays below float32's in Vh's orthogonality).
+GRAM_RANGE = 1e-4
 
 
 def flip_signs(svd: SVD) -> SVD:
@@ -154,7 +181,7 @@ def _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision):
         niter = AUTO_NITER
     niter = _validate.integer(niter, "niter", low=0)
     normalizer = "cholqr" if normalizer in (None, "auto") else _validate.choice(normalizer, "normalizer", METHODS)
-    _validate.choice(precision, "precision", ("auto", "full", "bf16"))
+    _validate.choice(precision, "precision", PRECISIONS)
     _validate.choice(method, "method", ("subspace", "krylov"))
     if tol is not None:
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 < tol < 1):
@@ -234,6 +261,10 @@ def rsvd(
             float32 A then costs a bfloat16 copy), falling back to ``"full"`` when σ_k/σ_1 of
             the result is below 0.05 (a range bfloat16 cannot resolve; subspace iteration then
             continues from the bfloat16 basis with ⌈niter/2⌉ full-precision iterations).
+            ``"bf16_all"``: B = QᴴA from the bfloat16 copy too (no full-precision pass over A):
+            B then carries A's bfloat16 rounding, ~2e-3 relative, singular values ~1e-4 (4096²
+            and 11008 × 4096, flat spectra) at 3-4x less time for that pass; for callers that
+            compute the exact part separately (PiSSA's residual). ``tol=`` keeps B exact.
 
     Returns:
         :class:`SVD` (U, S, Vh) in the caller's array type; float32 for 16-bit inputs, float64
@@ -268,18 +299,23 @@ def rsvd(
 
 
 def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", method="subspace", tol=None, seed=None,
-          backend=None, range_finder=None, precision="auto") -> SVD:
-    """:func:`rsvd` of an operator already validated (torch tensors in and out)."""
+          backend=None, range_finder=None, precision="auto", auto_mixed="bf16") -> SVD:
+    """:func:`rsvd` of an operator already validated (torch tensors in and out); ``auto_mixed``
+    is what ``precision="auto"`` becomes where bfloat16 pays (``"bf16"`` or ``"bf16_all"``)."""
     m, n = op.shape[-2:]
     rank, k, niter, normalizer = _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision)
     seed = _validate.seed(seed)
-    mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, niter))
+    mode = precision
+    if precision == "auto":
+        mode = auto_mixed if _bf16_pays(op, k, niter) else "full"
+    mixed = mode != "full"
     if mixed and not isinstance(op, Dense):
-        raise ValueError("precision='bf16' needs a dense A (an operator supplies its own products)")
+        raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
     if isinstance(op, Dense) and not mixed:
         op.ensure_finite()  # else the bfloat16 copy checks on its way
-    svd, Q, rank = _factor(op, op.bf16() if mixed else op, rank, k, niter, normalizer, method, tol, seed, backend,
-                           range_finder)
+    power = op.bf16() if mixed else op
+    svd, Q, rank = _factor(op, power, rank, k, niter, normalizer, method, tol, seed, backend, range_finder,
+                           power if mode == "bf16_all" else op)
     if mixed and precision == "auto" and bool((svd.S[..., -1] < BF16_RANGE * svd.S[..., 0]).any()):
         # The top k singular values span more than bfloat16 products resolve: directions below
         # ~2^-8·σ₁ may be lost in rounding. Subspace iteration restarts from the bfloat16 basis
@@ -289,7 +325,7 @@ def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", metho
             for _ in range(max(1, niter // 2)):
                 Y = _power_step(op, Y, normalizer)
             Q = orthonormalize(Y, _final(normalizer))
-            svd = svd_of_wide(op.rmatmul(Q).mT.conj())
+            svd = svd_of_wide(op.rmatmul(Q).mT.conj(), rank)
         else:
             svd, Q, rank = _factor(op, op, rank, k, niter, normalizer, method, tol, seed, backend, range_finder)
     return flip_signs(SVD(Q @ svd.U[..., :rank], svd.S[..., :rank], svd.Vh[..., :rank, :]))
@@ -299,8 +335,11 @@ def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", metho
 BF16_RANGE = 0.05
 
 
-# Below this many multiply-adds per product (m·n·k) float32 GEMMs win: measured 1.8x slower
-# with bf16 at 512 x 1376 x 128, 2x faster at 4096 x 4096 x 32 (benchmarks/RESULTS.md).
+# bfloat16 products are used from this many multiply-adds per product (m·n·k). They pay from
+# ~2^24 (rsvd, r = 16, niter = 2, 2 threads, AMX: 256² and 384² equal or slower; 384 × 1536
+# (batch of 6) 12.0 vs 15.1 ms, 512 × 1376 4.0 vs 5.0 ms, 2048² 11.0 vs 15.3 ms), but below 2^28
+# a model's small layers keep float32 products: their batched and looped results then agree to
+# float32 rounding rather than bfloat16's, for ~10% of MiniLM-L6's PiSSA time.
 BF16_MIN_WORK = 1 << 28
 
 
@@ -324,8 +363,9 @@ def _bf16_pays(op, k: int, niter: int) -> bool:
     return op.device.type == "cpu" and ("amx" in features or "avx512bf16" in features)
 
 
-def _factor(op, power, rank, k, niter, normalizer, method, tol, seed, backend, range_finder):
-    """(SVD of B, Q, rank) with A ≈ Q B; range finding through ``power``, B = QᴴA through ``op``."""
+def _factor(op, power, rank, k, niter, normalizer, method, tol, seed, backend, range_finder, b_op=None):
+    """(SVD of B, Q, rank) with A ≈ Q B; range finding through ``power``, B = QᴴA through ``b_op``
+    (default ``op``; the adaptive QB's error bookkeeping always uses ``op``)."""
     if tol is not None:
         block = max(8, min(64, rank // 4))
         Q, B, total = _adaptive_qb(op, power, rank, block, tol, niter, normalizer, seed, backend)
@@ -345,7 +385,7 @@ def _factor(op, power, rank, k, niter, normalizer, method, tol, seed, backend, r
         return svd, Q, rank
     finder = range_finder or (krylov_basis if method == "krylov" else subspace_iteration)
     Q = finder(power, k, niter=niter, normalizer=normalizer, seed=seed, backend=backend)
-    return svd_of_wide(op.rmatmul(Q).mT.conj()), Q, rank  # B = QᴴA
+    return svd_of_wide((b_op or op).rmatmul(Q).mT.conj(), rank), Q, rank  # B = QᴴA
 
 
 def rsvd_many(matrices, rank: int, *, progress: bool | None = None, **options) -> list[SVD]:
