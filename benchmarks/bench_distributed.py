@@ -78,7 +78,7 @@ def run(report: Report, quick: bool = False):
             Md = client.persist(da.from_array(M, chunks=(M.shape[0] // 16, M.shape[1])))
 
             def ours(Md=Md):
-                U, S, Vh = dist.rsvd(Md, r, niter=2, seed=0)
+                U, S, Vh = dist.rsvd(Md, r, oversample=10, niter=2, seed=0)
                 return U.compute(), S.numpy(), Vh.numpy()
 
             def theirs(Md=Md):

@@ -128,6 +128,26 @@ def test_rsvd_near_optimal(chunks):
     assert err <= 1.001 * np.sqrt((s[8:] ** 2).sum())
 
 
+@pytest.mark.parametrize("chunks", [(5000, 60), (733, 20), (100, 60)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rsvd_equals_the_single_machine_rsvd(chunks, dtype):
+    from linalg_core.testing.matrices import with_spectrum
+
+    A = with_spectrum(5000, 60, torch.logspace(0, -3, 60, dtype=torch.float64), seed=2).to(dtype)
+    ref = lc.rsvd(A, 8, seed=4, precision="full")
+    U, S, Vh = dist.rsvd(da.from_array(A.numpy(), chunks=chunks), 8, seed=4)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(torch.from_numpy(U.compute()), ref.U, rtol=0, atol=tol)
+    torch.testing.assert_close(S, ref.S, rtol=tol, atol=0)
+    torch.testing.assert_close(Vh, ref.Vh, rtol=0, atol=tol)
+    # Without oversampling and iterations the result is Ω's: the same Ω as the single machine's,
+    # another one for another seed.
+    Ad = da.from_array(A.numpy(), chunks=chunks)
+    raw = dist.rsvd(Ad, 8, oversample=0, niter=0, seed=4)[1]
+    torch.testing.assert_close(raw, lc.rsvd(A, 8, oversample=0, niter=0, seed=4, precision="full").S, rtol=tol, atol=0)
+    assert float((dist.rsvd(Ad, 8, oversample=0, niter=0, seed=5)[1] - raw).abs().max()) > 1e-3 * float(raw[0])
+
+
 def test_sample_rows_is_the_single_machine_sample():
     A, _ = _problem(cond=1e3)
     idx, w = dist.sample_rows(da.from_array(A, chunks=(1234, D)), 300, seed=3)

@@ -5,8 +5,8 @@ from (seed, offset), and mergeable streaming sketches.
 * :func:`lstsq` — sketch-and-solve, and sketch-and-precondition with block-wise semi-normal
   refinement (one pass over A per refinement).
 * :func:`leverage_scores` — exact, by CholeskyQR2 over the blocks; :func:`sample_rows`.
-* :func:`rsvd` — range finder per block (Ω regenerated in each task), CholeskyQR2, B = QᵀA as a
-  reduction.
+* :func:`rsvd` — the single-machine ``rsvd`` step for step (Ω regenerated in each task,
+  CholeskyQR over the blocks, B = QᵀA as a reduction): equal to it to rounding.
 * :class:`StreamingSketch` — Y += A_j Ω or X_jᵀ(X_j Ω), ``merge()`` across workers, PSD Nyström.
 * :func:`map_layers` — model-wide work (adapter init, LQ) as one task per layer on any
   ``concurrent.futures.Executor`` (a Dask cluster through ``Client.get_executor()``), each

@@ -203,39 +203,68 @@ def leverage_scores(A, *, seed=None):
     return A.map_blocks(lambda blk: _rownorm_block(blk, 0, Rinv).numpy(), drop_axis=1, dtype="float64")
 
 
-OMEGA_STREAM = 2**32 + 78  # the test matrix Ω of the distributed range finder
+def _compute_dtype(A) -> torch.dtype:
+    return torch.float64 if A.dtype == "float64" else torch.float32
 
 
-def _omega(d: int, k: int, seed: int) -> torch.Tensor:
-    from linalg_core import random as lcrandom
-
-    return lcrandom.normal((d, k), seed=seed, stream=OMEGA_STREAM, dtype=torch.float64)
+def _tensor(block, dtype):
+    return torch.as_tensor(block).to(dtype)
 
 
-def _cholqr2(Y, steps: int = 2):
-    """Q of a tall row-partitioned dask Y by CholeskyQR2 (two Gram reductions), with the shifted
-    first step of Fukaya et al. 2020 so that it also works when Y is ill conditioned; ``steps=1``
-    (one shifted CholeskyQR) for the power iterations, whose bases only need to be well conditioned."""
-    k = Y.shape[1]
-    for step in range(steps):
-        G = _blockwise_sum(lambda b, r0: torch.as_tensor(b, dtype=torch.float64).T @ torch.as_tensor(b, dtype=torch.float64), Y)
-        if step == 0:
-            G = G + 11 * (Y.shape[0] * k + k * (k + 1)) * torch.finfo(torch.float64).eps * torch.trace(G) * torch.eye(k, dtype=torch.float64)
-        R = torch.linalg.cholesky(G).T
-        Rinv = torch.linalg.solve_triangular(R, torch.eye(k, dtype=torch.float64), upper=True)
-        Y = Y.map_blocks(lambda b, Rinv=Rinv: (torch.as_tensor(b, dtype=torch.float64) @ Rinv).numpy(), dtype="float64")
-    return Y.persist()
+def _chol_step(Y, dtype):
+    """One CholeskyQR round over the row blocks of Y, computed as the single-machine
+    ``orthonormalize``'s step: G = Σ Y_bᴴY_b (a reduction), L = chol(G), Q_b = Y_b L⁻ᴴ with the
+    same k × k inverse. None when the Cholesky breaks down."""
+    G = _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
+    L, info = torch.linalg.cholesky_ex(G)
+    if bool(info != 0) or not bool(torch.isfinite(L).all()):
+        return None
+    Rinv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=dtype), upper=False).T
+    return Y.map_blocks(lambda b, Rinv=Rinv: (_tensor(b, dtype) @ Rinv).numpy(), dtype=Y.dtype).persist()
 
 
-def rsvd(A, rank: int, *, oversample: int = 10, niter: int = 2, seed=None):
-    """Randomized SVD of a row-partitioned dask matrix A (m × n): A ≈ U diag(S) Vh.
+def _shifted_cholqr3(Y, dtype):
+    """Shifted CholeskyQR3 (Fukaya et al. 2020) for a Y too ill-conditioned for plain CholeskyQR:
+    the distributed stand-in for the single-machine Householder fallback."""
+    m, k = Y.shape
+    G = _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
+    shift = 11 * (m * k + k * (k + 1)) * torch.finfo(dtype).eps * torch.trace(G)
+    R = torch.linalg.cholesky(G + shift * torch.eye(k, dtype=dtype)).T
+    Rinv = torch.linalg.solve_triangular(R, torch.eye(k, dtype=dtype), upper=True)
+    Y = Y.map_blocks(lambda b, Rinv=Rinv: (_tensor(b, dtype) @ Rinv).numpy(), dtype=Y.dtype).persist()
+    for _ in range(2):
+        Y = _chol_step(Y, dtype)
+    return Y
 
-    Halko, Martinsson and Tropp 2011, Algorithms 4.4 (subspace iteration) and 5.1: Y = A Ω with
-    Ω (n × k, k = rank + oversample) generated inside every task from the seed; ``niter`` rounds of
-    Z = AᵀQ (a reduction) and Y = A Z; the intermediate bases by one shifted CholeskyQR, the last Q
-    by CholeskyQR2 over the blocks (reductions of k × k Grams); B = QᵀA as a reduction; the SVD of
-    the small B. Signs: the largest entry of each
-    right singular vector is positive.
+
+def _orthonormalize(Y, dtype, rounds: int):
+    """``orthonormalize(Y, "cholqr")`` (rounds=1) or ``"cholqr2"`` (rounds=2) of a row-partitioned Y."""
+    Q = Y
+    for _ in range(rounds):
+        Q = _chol_step(Q, dtype)
+        if Q is None:
+            return _shifted_cholqr3(Y, dtype)
+    return Q
+
+
+def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
+    """Randomized SVD of a row-partitioned dask matrix A (m × n): A ≈ U diag(S) Vh, the
+    single-machine :func:`linalg_core.rsvd` (``precision="full"``) step for step.
+
+    Halko, Martinsson and Tropp 2011, Algorithm 4.4: Y = AΩ with Ω (n × k) regenerated inside
+    every task from (seed, stream 6), exactly the single-machine Ω; ``niter`` rounds of
+    Z = orth(AᵀQ) (a reduction of k × n products, then the same in-memory CholeskyQR) and
+    Y = A Z, the tall bases by CholeskyQR over the row blocks (k × k Gram reductions; CholeskyQR2
+    for the last); B = QᵀA as a reduction; the SVD of B (:func:`linalg_core.lowrank.svd_of_wide`)
+    and the same deterministic signs (the largest entry of each column of U positive, found by a
+    reduction). For the same seed the result equals ``lc.rsvd(A.compute(), rank, seed=seed,
+    precision="full")`` to rounding, whatever the chunking (only the order of the block sums
+    differs); an ill-conditioned basis falls back to shifted CholeskyQR3 where the single
+    machine uses Householder QR.
+
+    Args:
+        A: (m, n) dask array, float32 (computed in float32) or float64.
+        rank, oversample, niter, seed: as in :func:`linalg_core.rsvd` (the same defaults).
 
     Returns:
         (U as a dask array (m, rank), S (rank,), Vh (rank, n)).
@@ -244,35 +273,68 @@ def rsvd(A, rank: int, *, oversample: int = 10, niter: int = 2, seed=None):
         A: (m, n);  U: (m, rank);  S: (rank,);  Vh: (rank, n)
 
     Randomness:
-        Ω from (seed, stream 2³² + 78), regenerated in each task: only k × k and k × n results travel.
+        Ω is generated in each task: only k × k and k × n results travel.
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((2000, 30), chunks=(500, 30))
+        >>> U, S, Vh = lc.distributed.rsvd(A, 5, seed=0)
+        >>> ref = lc.rsvd(torch.from_numpy(A.compute()), 5, seed=0)
+        >>> bool(torch.allclose(S, ref.S)) and bool(torch.allclose(Vh, ref.Vh))
+        True
     """
+    from linalg_core.lowrank.orthonormalize import orthonormalize
+    from linalg_core.lowrank.rsvd import RSVD_STREAM, _resolve, svd_of_wide
+    from linalg_core.random import normal
+
     A = rows(A)
     if A.ndim != 2:
         raise ValueError(f"A must be 2-D, got shape {A.shape}")
     m, n = A.shape
-    rank = _validate.integer(rank, "rank", low=1, high=min(m, n))
-    oversample = _validate.integer(oversample, "oversample", low=0)
-    niter = _validate.integer(niter, "niter", low=0)
+    rank, k, niter, _ = _resolve(rank, m, n, oversample, niter, "auto", "subspace", None, "full")
     seed = _validate.seed(seed)
-    k = min(rank + oversample, min(m, n))
+    dtype = _compute_dtype(A)
+    out_dtype = "float64" if dtype == torch.float64 else "float32"
 
-    def first(b, k=k, seed=seed):
-        return (torch.as_tensor(b, dtype=torch.float64) @ _omega(b.shape[1], k, seed)).numpy()
+    def first(b, n=n, k=k, seed=seed):
+        omega = normal((n, k), seed=seed, stream=RSVD_STREAM, offset=0, dtype=dtype)
+        return (_tensor(b, dtype) @ omega).numpy()
 
-    Q = _cholqr2(A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype="float64"), steps=2 if niter == 0 else 1)
-    for it in range(niter):
-        Z = _blockwise_sum(lambda a, q, r0: torch.as_tensor(a, dtype=torch.float64).T @ torch.as_tensor(q, dtype=torch.float64), A, Q)
-        Zq, _ = torch.linalg.qr(Z)
-        Q = _cholqr2(A.map_blocks(lambda b, Zq=Zq: (torch.as_tensor(b, dtype=torch.float64) @ Zq).numpy(),
-                                  chunks=(A.chunks[0], (k,)), dtype="float64"), steps=2 if it == niter - 1 else 1)
-    B = _blockwise_sum(lambda a, q, r0: torch.as_tensor(q, dtype=torch.float64).T @ torch.as_tensor(a, dtype=torch.float64), A, Q)
-    Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
+    def times(Z):
+        return A.map_blocks(lambda b, Z=Z: (_tensor(b, dtype) @ Z).numpy(), chunks=(A.chunks[0], (Z.shape[1],)),
+                            dtype=out_dtype).persist()  # read by the Gram reduction and by Q
+
+    Y = A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype=out_dtype).persist()
+    for _ in range(niter):
+        Q = _orthonormalize(Y, dtype, 1)
+        Z = _blockwise_sum(lambda a, q, r0: _tensor(a, dtype).T @ _tensor(q, dtype), A, Q)
+        Y = times(orthonormalize(Z, "cholqr"))
+    Q = _orthonormalize(Y, dtype, 2)
+    B = _blockwise_sum(lambda a, q, r0: _tensor(q, dtype).T @ _tensor(a, dtype), A, Q)
+    Ub, S, Vh = svd_of_wide(B, rank)
     Ub, S, Vh = Ub[:, :rank], S[:rank], Vh[:rank]
-    sign = torch.sign(Vh.gather(1, Vh.abs().argmax(1, keepdim=True)))
-    Ub, Vh = Ub * sign.T, Vh * sign
-    U = Q.map_blocks(lambda q, Ub=Ub: (torch.as_tensor(q, dtype=torch.float64) @ Ub).numpy(),
-                     chunks=(Q.chunks[0], (rank,)), dtype="float64")
-    return U, S, Vh
+    U = Q.map_blocks(lambda q, Ub=Ub: (_tensor(q, dtype) @ Ub).numpy(), chunks=(Q.chunks[0], (rank,)),
+                     dtype=out_dtype).persist()
+    sign = _column_signs(U, dtype)
+    return U.map_blocks(lambda u, sign=sign: (_tensor(u, dtype) * sign).numpy(), dtype=out_dtype), S, Vh * sign[:, None]
+
+
+def _column_signs(U, dtype) -> torch.Tensor:
+    """The sign of each column's entry of largest magnitude (the first such row on ties), as
+    ``lowrank.flip_signs``: per block (max |u|, the entry), then the largest over blocks."""
+    dask, _ = _dask()
+
+    def peak(u):
+        u = _tensor(u, dtype)
+        idx = u.abs().argmax(0)
+        return u.abs().max(0).values, u.gather(0, idx[None])[0]
+
+    peaks = dask.compute(*[dask.delayed(peak)(b) for b in U.to_delayed().ravel()])
+    mags = torch.stack([p[0] for p in peaks])
+    vals = torch.stack([p[1] for p in peaks])
+    best = vals.gather(0, mags.argmax(0)[None])[0]
+    sign = torch.sgn(best)
+    return torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
 def sample_rows(A, size: float, *, seed=None):
