@@ -163,3 +163,31 @@ def test_bad_models():
     report = lc.adapters.init_peft_model(net, "lora_sb", updates={"base_model.model.0": torch.randn(8, 8)},
                                          progress=False)
     assert report.layers == {"base_model.model.0": 2}
+
+
+@pytest.mark.parametrize("method", ["pissa", "olora"])
+def test_a_dask_cluster_executor_gives_the_serial_model(base, method):
+    """The decompositions as tasks on a 2-process dask.distributed cluster (one BLAS thread per
+    worker) give the model the serial run gives at one BLAS thread, bit for bit."""
+    distributed = pytest.importorskip("distributed")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = wrap(base)
+        lc.adapters.init_peft_model(serial, method, seed=3, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    parallel = wrap(base)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
+        report = lc.adapters.init_peft_model(parallel, method, seed=3, progress=False, executor=client.get_executor())
+    assert len(report.layers) == 36
+    mods = dict(parallel.named_modules())
+    for name, m in serial.named_modules():
+        if hasattr(m, "lora_A") and "default" in m.lora_A:
+            p = mods[name]
+            assert torch.equal(m.lora_A["default"].weight, p.lora_A["default"].weight), name
+            assert torch.equal(m.lora_B["default"].weight, p.lora_B["default"].weight), name
+            assert torch.equal(m.get_base_layer().weight, p.get_base_layer().weight), name
+    with pytest.raises(ValueError, match="no executor"):
+        lc.adapters.init_peft_model(wrap(base, r=8), "eva", batches=[{}], executor=object())

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 
 import torch
@@ -100,7 +101,7 @@ def _progress(total, show, desc):
 def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = None, seed=None,
                     progress: bool | None = None, niter="auto", batches=None, forward=None, rho: float = 2.0,
                     tau: float = 0.99, whiten: bool = False, max_batches: int | None = None, updates=None,
-                    adjust_scaling_factors: bool = True) -> ModelInit:
+                    adjust_scaling_factors: bool = True, executor=None) -> ModelInit:
     """Initialise every LoRA layer of a peft model in place with a linalg_core method.
 
     Args:
@@ -117,6 +118,12 @@ def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = 
         rho, tau, whiten, max_batches, adjust_scaling_factors: EVA's options (see :class:`EVA`);
             ``adjust_scaling_factors`` rescales alpha with the new rank, like peft.
         updates: LoRA-SB: {module name: estimated update ΔW (out, in)}.
+        executor: a ``concurrent.futures.Executor`` (a process pool, or a Dask cluster's
+            ``Client.get_executor()``) for the decompositions, one task per layer (PiSSA: per
+            batched group): the weights travel to the workers, the factors (PiSSA: the
+            triplets) come back, and the residuals are written here. The model is the serial
+            run's when the workers use this process's BLAS thread count. Not for EVA, whose work
+            is the model's forward passes.
 
     Returns:
         :class:`ModelInit`.
@@ -143,6 +150,8 @@ def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = 
     seed = _validate.seed(seed)
     show = progress if progress is not None else sys.stderr.isatty()
     if method == "eva":
+        if executor is not None:
+            raise ValueError("method='eva' runs the model's forward passes here; it takes no executor")
         return _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches, seed, show,
                     adjust_scaling_factors, start)
     if method == "lora_sb":
@@ -152,14 +161,20 @@ def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = 
         if missing:
             raise ValueError(f"updates has no entry for layers {missing[:5]}")
     bar = _progress(len(layers), show, f"linalg_core {method}")
+    units = _pissa_units(layers, adapter) if method == "pissa" else [[name] for name in layers]
     with reuse_buffers():
-        if method == "pissa":
-            _pissa_groups(layers, adapter, niter, seed, bar)
-        else:
-            for name, module in layers.items():
-                _fill_one(module, adapter, method, seed, updates.get(name) if updates else None)
+        if executor is None:
+            for names in units:
+                _fill(layers, adapter, method, names, None, niter, seed, updates)
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(len(names))
+        else:
+            futures = {executor.submit(_payload, method, *_unit_args(layers, adapter, names), niter, seed,
+                                       _unit_update(updates, names)): names for names in units}
+            for fut in as_completed(futures):
+                _fill(layers, adapter, method, futures[fut], fut.result(), niter, seed, updates)
+                if bar is not None:
+                    bar.update(len(futures[fut]))
     if bar is not None:
         bar.close()
     return ModelInit(method, {name: m.r[adapter] for name, m in layers.items()}, time.perf_counter() - start)
@@ -178,50 +193,77 @@ def _set_factors(module, adapter, A, B):
     b.data.copy_(B.to(b.dtype))
 
 
-def _pissa_groups(layers, adapter, niter, seed, bar):
+def _pissa_units(layers, adapter) -> list[list[str]]:
+    """PiSSA's units of work: equal-shape layers of up to BATCH_MAX_ELEMS elements share one
+    batched rsvd, larger ones go alone; largest first, so that the scratch buffers are faulted in
+    once, at their final size."""
     groups: dict[tuple, list[str]] = {}
     for name, module in layers.items():
-        weight, Wt, fifo, r, s = _geometry(module, adapter)
+        weight, Wt, fifo, r, _ = _geometry(module, adapter)
         key = (tuple(Wt.shape), weight.dtype, weight.device, r, fifo)
-        small = Wt.numel() <= BATCH_MAX_ELEMS
-        groups.setdefault(key if small else (name,), []).append(name)
-    # Largest first: the scratch buffers are faulted in once, at their final size.
-    order = sorted(groups.values(), key=lambda ns: -layers[ns[0]].get_base_layer().weight.numel() * len(ns))
-    for names in order:
-        if len(names) == 1:
-            module = layers[names[0]]
-            weight, Wt, fifo, r, s = _geometry(module, adapter)
-            out = _init.pissa(weight, r, lora_alpha=s * r, fan_in_fan_out=fifo, niter=niter, seed=seed, out=weight)
-            _set_factors(module, adapter, out.A, out.B)
-        else:
-            views = [_geometry(layers[n], adapter) for n in names]
-            r = views[0][3]
-            U, S, Vh = _init.principal(torch.stack([v[1] for v in views]), r, niter, seed)
-            for j, (name, (weight, Wt, fifo, _, s)) in enumerate(zip(names, views)):
-                done = _init._from_svd(Wt, U[j], S[j], Vh[j], s, Boundary("torch"), fifo, weight)
-                _set_factors(layers[name], adapter, done.A, done.B)
-        if bar is not None:
-            bar.update(len(names))
+        groups.setdefault(key if Wt.numel() <= BATCH_MAX_ELEMS else (name,), []).append(name)
+    return sorted(groups.values(), key=lambda ns: -layers[ns[0]].get_base_layer().weight.numel() * len(ns))
 
 
-def _fill_one(module, adapter, method, seed, update):
-    weight, Wt, fifo, r, s = _geometry(module, adapter)
-    alpha = s * r
+def _unit_args(layers, adapter, names):
+    """(W as (out, in) — a stack for a PiSSA group —, rank, lora_alpha, fan_in_fan_out)."""
+    views = [_geometry(layers[n], adapter) for n in names]
+    _, Wt, fifo, r, s = views[0]
+    W = torch.stack([v[1] for v in views]) if len(views) > 1 else Wt
+    return W, r, s * r, fifo
+
+
+def _unit_update(updates, names):
+    return updates.get(names[0]) if updates and len(names) == 1 else None
+
+
+def _payload(method, W, r, alpha, fifo, niter, seed, update, out=None):
+    """What a unit computes from its weight alone (an executor task): PiSSA's triplets of W
+    (out, in) or of a stack of them; the other methods' full result (factors and residual, into
+    ``out`` when given: the stored weight, in place)."""
+    if method == "pissa":
+        return _init.principal(W, r, niter, seed)
+    stored = W.T if fifo else W
     if method == "olora":
-        out = _init.olora(weight, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=weight)
-    elif method == "milora":
-        out = _init.milora(weight, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=weight)
-    elif method == "nlora":
-        out = _init.nlora(weight, r, lora_alpha=alpha, fan_in_fan_out=fifo, seed=seed, out=weight)
-    elif method == "loldu":
-        out = _init.loldu(weight, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=weight)
-    else:  # lora_sb: the base is unchanged
-        update = torch.as_tensor(update)
-        if tuple(update.shape) != tuple(weight.shape):
-            raise ValueError(f"updates entry has shape {tuple(update.shape)}, the weight {tuple(weight.shape)}")
-        out = _init.lora_sb(update, r, lora_alpha=alpha, fan_in_fan_out=fifo, seed=seed)
-    B = out.B @ out.N if hasattr(out, "N") else out.B
-    _set_factors(module, adapter, out.A, B)
+        return _init.olora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)
+    if method == "milora":
+        return _init.milora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)
+    if method == "nlora":
+        return _init.nlora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, seed=seed, out=out)
+    if method == "loldu":
+        return _init.loldu(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)
+    update = torch.as_tensor(update)  # lora_sb: the base is unchanged
+    if tuple(update.shape) != tuple(stored.shape):
+        raise ValueError(f"updates entry has shape {tuple(update.shape)}, the weight {tuple(stored.shape)}")
+    return _init.lora_sb(update, r, lora_alpha=alpha, fan_in_fan_out=fifo, seed=seed)
+
+
+def _fill(layers, adapter, method, names, payload, niter, seed, updates):
+    """Write one unit into the model: factors into lora_A / lora_B (N folded into B for the
+    three-factor methods), residuals into the base weights. ``payload`` None: compute it here,
+    residuals in place."""
+    if method == "pissa":
+        if payload is None:
+            W, r, _, _ = _unit_args(layers, adapter, names)
+            payload = _init.principal(W, r, niter, seed)
+        U, S, Vh = payload
+        for j, name in enumerate(names):
+            weight, Wt, fifo, _, s = _geometry(layers[name], adapter)
+            if len(names) > 1:
+                done = _init._from_svd(Wt, U[j], S[j], Vh[j], s, Boundary("torch"), fifo, weight)
+            else:
+                done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, weight)
+            _set_factors(layers[name], adapter, done.A, done.B)
+        return
+    (name,) = names
+    weight = layers[name].get_base_layer().weight.data
+    if payload is None:
+        payload = _payload(method, *_unit_args(layers, adapter, names), niter, seed, _unit_update(updates, names),
+                           out=weight)
+    elif payload.residual is not None:
+        weight.copy_(payload.residual)
+    B = payload.B @ payload.N if hasattr(payload, "N") else payload.B
+    _set_factors(layers[name], adapter, payload.A, B)
 
 
 def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches, seed, show, adjust, start):

@@ -10,7 +10,9 @@ from (seed, offset), and mergeable streaming sketches.
 * :class:`StreamingSketch` — Y += A_j Ω or X_jᵀ(X_j Ω), ``merge()`` across workers, PSD Nyström.
 * :func:`map_layers` — model-wide work (adapter init, LQ) as one task per layer on any
   ``concurrent.futures.Executor`` (a Dask cluster through ``Client.get_executor()``), each
-  weight read lazily from its safetensors shard on the worker.
+  weight read lazily from its safetensors shard on the worker. For a model already in memory,
+  ``adapters.init_peft_model(..., executor=)`` and ``quant.compress_model(..., executor=)``
+  take the same executors.
 
 Works with any dask scheduler (threads, processes, a ``dask.distributed`` cluster).
 """
