@@ -225,3 +225,12 @@ def test_a_killed_worker_changes_nothing():
             time.sleep(0.2)
         assert victim not in client.run(os.getpid).values()
     torch.testing.assert_close(got, S.apply(torch.from_numpy(A)), rtol=1e-12, atol=1e-12)
+
+
+def test_dask_knows_the_size_of_tensor_results():
+    # The scheduler's placement and the transfer counters use dask.sizeof; its fallback for an
+    # unknown type is sys.getsizeof (~80 bytes for any tensor).
+    from dask.sizeof import sizeof
+
+    assert sizeof(torch.zeros(1000, dtype=torch.float64)) >= 8000
+    assert sizeof(torch.zeros(10, 100).T) >= 4000  # a view pickles its whole storage
