@@ -49,6 +49,21 @@ def test_lstsq(chunks):
     np.testing.assert_allclose(xk.numpy()[:, 1], 2 * x.numpy(), rtol=1e-8)
 
 
+@pytest.mark.parametrize("chunks", [(1500, D), (977, 3)])
+def test_lstsq_with_lsqr_inside(chunks):
+    A, b = _problem(cond=1e8)
+    Ad, bd = da.from_array(A, chunks=chunks), da.from_array(b, chunks=chunks[0])
+    x_ref = np.linalg.lstsq(A, b, rcond=None)[0]
+    x, passes = dist.lstsq(Ad, bd, seed=0, solver="lsqr")
+    assert np.linalg.norm(x.numpy() - x_ref) <= 1e-7 * np.linalg.norm(x_ref)
+    assert 6 < passes < 120  # two passes per LSQR iteration
+    B = np.stack([b, 2 * b], 1)
+    xk, _ = dist.lstsq(Ad, da.from_array(B, chunks=(chunks[0], 2)), seed=0, solver="lsqr")
+    np.testing.assert_allclose(xk.numpy()[:, 1], 2 * x_ref, rtol=1e-6)
+    with pytest.raises(ValueError, match="solver='qr'"):
+        dist.lstsq(Ad, bd, solver="qr")
+
+
 def test_leverage_scores_exact():
     A, _ = _problem(cond=1e6)
     lev = dist.leverage_scores(da.from_array(A, chunks=(1300, 4))).compute()

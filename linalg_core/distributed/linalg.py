@@ -132,8 +132,63 @@ def _cross_block(block, rhs, r0, Rinv, x):
     return (Ab @ Rinv).T @ r
 
 
+class _Columns:
+    """An (n, k) row-partitioned dask array as LSQR's n-side vector (see
+    :func:`linalg_core.regression.lsqr`): lazy arithmetic with (k,) coefficients, persisted on
+    the workers when its column norms are taken (a reduction), so that no graph grows."""
+
+    dtype = torch.float64
+
+    def __init__(self, a):
+        self.a, self.shape = a, a.shape
+
+    def __sub__(self, other):
+        return _Columns(self.a - other.a)
+
+    def __rmul__(self, coef):
+        return _Columns(self.a * coef.numpy())
+
+    def __truediv__(self, coef):
+        return _Columns(self.a / coef.numpy())
+
+    def column_norms(self) -> torch.Tensor:
+        self.a = self.a.persist()
+        return _blockwise_sum(lambda u, r0: _tensor(u, torch.float64).square().sum(0), self.a).sqrt()
+
+
+def _lsqr_solve(A, B, R, x, tol, passes):
+    """Sketch-and-precondition's LSQR inner solver on Y = A R⁻¹ (κ(Y) ≈ 3): the products
+    Y V (one map over the blocks) and Yᵀ U (a reduction) run on the workers, the d-side recurrence
+    here; two rounds on the residual correction, like the single-machine solver."""
+    from linalg_core.regression.lsqr import lsqr
+
+    d, k = x.shape
+    f64 = torch.float64
+
+    def matvec(V):
+        Z = torch.linalg.solve_triangular(R, V, upper=True)
+        return _Columns(A.map_blocks(lambda a, Z=Z: (_tensor(a, f64) @ Z).numpy(), chunks=(A.chunks[0], (k,)),
+                                     dtype="float64"))
+
+    def rmatvec(U):
+        G = _blockwise_sum(lambda a, u, r0: _tensor(a, f64).T @ _tensor(u, f64), A, U.a)
+        return torch.linalg.solve_triangular(R.T, G, upper=False)
+
+    iters = 100 + 2 * int(math.log2(1 / torch.finfo(f64).eps))
+    for _ in range(2):
+        r = _Columns(B - A.map_blocks(lambda a, x=x: (_tensor(a, f64) @ x).numpy(), chunks=(A.chunks[0], (k,)),
+                                      dtype="float64"))
+        res = lsqr(matvec, rmatvec, r, d, tol=max(tol, 10 * torch.finfo(f64).eps), maxiter=iters)
+        delta = torch.linalg.solve_triangular(R, res.x, upper=True)
+        x = x + delta
+        passes += 2 + 2 * res.iterations  # the residual, the first Yᵀu, then Y v and Yᵀ u per iteration
+        if float(delta.norm()) <= 10 * torch.finfo(f64).eps * float(x.norm()):
+            break
+    return x, passes
+
+
 def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "sparse_sign", sketch_rows=None, seed=None,
-          tol: float = 1e-12, maxiter: int = 5):
+          tol: float = 1e-12, maxiter: int = 5, solver: str = "direct"):
     """min_x ‖A x − b‖₂ for a tall row-partitioned dask array A (n × d) and b (n,) or (n, k).
 
     ``method="sketch_and_solve"``: x = argmin ‖S(Ax − b)‖ with m = 16d rows (one pass over A).
@@ -143,7 +198,10 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "spars
     the well-conditioned Y = A R⁻¹ (YᵀY computed block by block, never AᵀA) with iterative
     refinement r = b − A x until the preconditioned gradient ‖Yᵀr‖ stops shrinking (Björck's
     corrected semi-normal equations; each refinement is one pass over A). This is the ``direct``
-    inner solver of :func:`linalg_core.regression.lstsq`; LSQR would need one pass per iteration.
+    inner solver of :func:`linalg_core.regression.lstsq`; ``solver="lsqr"`` runs LSQR on Y
+    instead, its products Y v (a map) and Yᵀu (a reduction) on the workers: two passes over A
+    per iteration (29 passes in all for a 6000 × 8 problem at κ = 10⁶, against 4 for
+    ``direct``), for when the semi-normal equations' squared conditioning is not wanted.
 
     Returns:
         (x, passes): the float64 solution (d,) or (d, k) and the number of passes over A.
@@ -162,6 +220,7 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "spars
         raise ValueError(f"b has {b.shape[0]} rows, A has {n}")
     if method not in ("sketch_and_solve", "sketch_and_precondition"):
         raise ValueError(f"method={method!r} must be 'sketch_and_solve' or 'sketch_and_precondition'")
+    _validate.choice(solver, "solver", ("direct", "lsqr"))
     b = b.rechunk((A.chunks[0],) + ((b.shape[1],) if b.ndim == 2 else ()))
     m = sketch_rows or (16 * d if method == "sketch_and_solve" else 4 * d)
     m = _validate.integer(m, "sketch_rows", low=d, high=n)
@@ -178,10 +237,14 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "spars
     if float(torch.diagonal(R).abs().min()) <= 10 * d * torch.finfo(torch.float64).eps * float(R.abs().max()):
         raise ValueError("A is numerically rank deficient (its sketch has a near-zero pivot); use method="
                          "'sketch_and_solve' or a regularised problem")
+    x = torch.zeros(d, Sb.shape[1], dtype=torch.float64)
+    if solver == "lsqr":
+        B = b[:, None] if b.ndim == 1 else b
+        x, passes = _lsqr_solve(A, B, R, x, tol, 1)
+        return (x[:, 0] if b.ndim == 1 else x), passes
     Rinv = torch.linalg.solve_triangular(R, torch.eye(d, dtype=torch.float64), upper=True)
     G = _blockwise_sum(_gram_block, A, extra=(Rinv,))
     L = torch.linalg.cholesky(G)
-    x = torch.zeros(d, Sb.shape[1], dtype=torch.float64)
     passes, last = 2, math.inf
     for _ in range(maxiter):
         g = _blockwise_sum(_cross_block, A, b, extra=(Rinv, x))

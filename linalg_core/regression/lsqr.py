@@ -27,16 +27,25 @@ def _safe(x):
     return torch.where(x > 0, x, torch.ones_like(x))
 
 
+def _norms(u) -> torch.Tensor:
+    """Column norms (k,) of an n-side vector: a tensor, or any type with ``column_norms()``."""
+    return u.column_norms() if hasattr(u, "column_norms") else torch.linalg.vector_norm(u, dim=0)
+
+
 def lsqr(matvec: Callable, rmatvec: Callable, b: torch.Tensor, d: int, *, tol: float, maxiter: int) -> LSQRResult:
     """min ‖Ax − b‖₂ for each column of b (n, k), from x = 0.
 
     Stops a column when ‖Aᵀr‖ ≤ tol·‖A‖·‖r‖ (the least-squares test, ‖A‖ estimated from the
     bidiagonalisation) or ‖r‖ ≤ tol·‖b‖ (a consistent system).
 
+    The n-side vectors (b, A X, the u of the bidiagonalisation) are only subtracted, scaled by
+    (k,) tensors and measured: besides a tensor they may be any type that supports that and
+    ``column_norms()`` (``linalg_core.distributed`` passes row-partitioned dask arrays).
+
     Args:
         matvec: X (d, k) ↦ A X (n, k).
         rmatvec: U (n, k) ↦ Aᵀ U (d, k).
-        b: (n, k).
+        b: (n, k) tensor (or an n-side type as above; then ``b.dtype`` is a torch dtype).
         d: columns of A.
 
     Shape:
@@ -50,8 +59,8 @@ def lsqr(matvec: Callable, rmatvec: Callable, b: torch.Tensor, d: int, *, tol: f
         True
     """
     k = b.shape[1]
-    x = torch.zeros(d, k, dtype=b.dtype, device=b.device)
-    beta = torch.linalg.vector_norm(b, dim=0)
+    x = torch.zeros(d, k, dtype=b.dtype, device=getattr(b, "device", None))
+    beta = _norms(b)
     bnorm = beta.clone()
     u = b / _safe(beta)
     v = rmatvec(u)
@@ -68,7 +77,7 @@ def lsqr(matvec: Callable, rmatvec: Callable, b: torch.Tensor, d: int, *, tol: f
             it -= 1
             break
         u = matvec(v) - alpha * u
-        beta = torch.linalg.vector_norm(u, dim=0)
+        beta = _norms(u)
         u = u / _safe(beta)
         v = rmatvec(u) - beta * v
         alpha = torch.linalg.vector_norm(v, dim=0)
