@@ -47,8 +47,9 @@ def test_residual_is_exact_to_rounding_in_low_precision(dtype):
 
 
 def test_pissa_takes_every_product_in_bfloat16_where_it_pays(monkeypatch):
-    # Where bfloat16 GEMMs pay (large float32 W on AMX / CUDA), B = QᴴW comes from the bfloat16
-    # copy too: the adapter moves by ~1e-3, the residual stays exact.
+    # Where bfloat16 GEMMs pay (large float32 W on AMX / CUDA) PiSSA's rsvd ends on the row space
+    # with bfloat16 products only: no float32 pass over W but the residual's, which stays exact,
+    # and the adapter's energy within 1% of the float32 subspace iteration's.
     import importlib
 
     rsvd_module = importlib.import_module("linalg_core.lowrank.rsvd")
@@ -63,7 +64,8 @@ def test_pissa_takes_every_product_in_bfloat16_where_it_pays(monkeypatch):
     back = low.residual + low.scaling * low.B @ low.A
     assert float((back - W).abs().max()) <= 2 * torch.finfo(torch.float32).eps * float(W.abs().max())
     BA, BA_full = low.B @ low.A, full.B @ full.A
-    assert 1e-6 < float((BA - BA_full).norm() / BA_full.norm()) < 1e-2  # it did change, a little
+    assert abs(float(BA.norm() / BA_full.norm()) - 1) < 1e-2
+    assert float((BA - BA_full).norm() / BA_full.norm()) > 1e-6  # another path was taken
 
 
 def test_fan_in_fan_out_transposes():

@@ -296,26 +296,35 @@ def test_bf16_power_iterations_keep_the_accuracy_of_full_precision():
     assert oracle.orthogonality(mixed.U.numpy()) < 1e-5
 
 
-def test_bf16_all_takes_b_from_the_bfloat16_copy(monkeypatch):
+@pytest.mark.parametrize("precision", ["full", "bf16"])
+def test_rowspace_sits_between_subspace_iterations_and_skips_the_b_pass(monkeypatch, precision):
     from linalg_core.lowrank import operators
 
     A = matrix("polynomial", 400, 300, decay=0.3).float()
-    full = lc.rsvd(A, 20, seed=0, precision="full")
+    Ad = A.double().numpy()
+
+    def error(svd):
+        return oracle.residual(Ad, *(x.double().numpy() for x in svd)) / oracle.optimal_error(Ad, 10)
+
+    kw = dict(oversample=5, seed=0, precision=precision)
+    e1, e2 = (error(lc.rsvd(A, 10, niter=q, **kw)) for q in (1, 2))
     calls = []
     orig = operators.Dense.rmatmul
     monkeypatch.setattr(operators.Dense, "rmatmul", lambda self, Y: calls.append(1) or orig(self, Y))
-    lc.rsvd(A, 20, seed=0, precision="bf16")
-    assert len(calls) == 1  # B = QᴴA in full precision
-    calls.clear()
-    low = lc.rsvd(A, 20, seed=0, precision="bf16_all")
-    assert not calls
-    Ad = A.double().numpy()
-    rf = oracle.residual(Ad, *(x.double().numpy() for x in full)) / oracle.optimal_error(Ad, 20)
-    rl = oracle.residual(Ad, *(x.double().numpy() for x in low)) / oracle.optimal_error(Ad, 20)
-    assert rl < rf + 1e-2
-    assert torch.max(torch.abs(low.S - full.S) / full.S[0]) < 5e-3
-    assert oracle.orthogonality(low.U.numpy()) < 1e-5
-    assert oracle.orthogonality(low.Vh.T.numpy()) < 1e-5
+    row = lc.rsvd(A, 10, niter=2, method="rowspace", **kw)
+    assert len(calls) == (2 if precision == "full" else 0)  # the power iterations' only: no B pass
+    er = error(row)
+    assert e2 - 2e-3 <= er <= e1 + 2e-3 and er < e1 - 1e-3  # between niter 1 and 2, better than 1
+    assert oracle.orthogonality(row.U.numpy()) < 1e-5 and oracle.orthogonality(row.Vh.T.numpy()) < 1e-5
+    ref = torch.linalg.svdvals(A.double())[:10]
+    s1 = lc.rsvd(A, 10, niter=1, **kw).S.double()
+    assert float((row.S.double() - ref).abs().max()) < float((s1 - ref).abs().max())
+    mixed = lc.rsvd(A, 10, niter=2, method="auto", **kw)  # rowspace with bfloat16 products, else subspace
+    same = lc.rsvd(A, 10, niter=2, method="rowspace" if precision == "bf16" else "subspace", **kw)
+    torch.testing.assert_close(mixed.S, same.S, rtol=0, atol=0)
+    batched = lc.rsvd(torch.stack([A, 2 * A]), 10, niter=2, method="rowspace", oversample=5, seed=0, precision="full")
+    full = lc.rsvd(A, 10, niter=2, method="rowspace", oversample=5, seed=0, precision="full")
+    torch.testing.assert_close(batched.S[1], 2 * full.S, rtol=1e-5, atol=0)
 
 
 def test_svd_of_wide_gram_route_matches_householder_and_falls_back():

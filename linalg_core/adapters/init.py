@@ -161,9 +161,10 @@ def _residual(W, B, A, s, fan_in_fan_out, out=None):
     return target.T.contiguous() if fan_in_fan_out else target
 
 
-# PiSSA's default: k = 2r sketch columns (3r for r < 16) and 2 subspace iterations. On MiniLM-L6 and
-# LLaMA-7B-shaped flat spectra this captures more of the rank-r energy (0.993 / 0.997) than peft's
-# svd_lowrank(q=r, niter=4) (0.982 / 0.990) in about half its GEMM passes (benchmarks/RESULTS.md).
+# PiSSA's default: k = 3r sketch columns up to 48 (2r beyond) and 2 iterations (ending on the row
+# space where the products are bfloat16: five passes over W). On MiniLM-L6 and LLaMA-7B-shaped flat spectra this captures more of the
+# rank-r energy (0.993 / 0.997) than peft's svd_lowrank(q=r, niter=4) (0.982 / 0.990), which
+# makes ten passes (benchmarks/RESULTS.md).
 PISSA_NITER = 2
 
 
@@ -177,8 +178,10 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
     """PiSSA (Meng, Wang and Zhang 2024): the adapter takes the principal singular triplets,
     A = diag(√(S_r/s))·Vh_r, B = U_r·diag(√(S_r/s)), residual W − s·BA.
 
-    The triplets come from :func:`linalg_core.rsvd` (seeded, k = 2r oversampled, ``niter="auto"``
-    = 2 iterations); ``exact=True`` uses LAPACK's full SVD like peft's
+    The triplets come from :func:`linalg_core.rsvd` (seeded, its default oversampling,
+    ``niter="auto"`` = 2 iterations; ``method="auto"``: ending on the row space, five bfloat16
+    passes over W, where bfloat16 GEMMs pay, else six float32 passes); ``exact=True`` uses
+    LAPACK's full SVD like peft's
     ``init_lora_weights="pissa"``. The residual is one fused GEMM (``addmm``) in float32 (float64
     for float64 W), exact to rounding before the cast back to W's dtype.
 
@@ -218,10 +221,11 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
 
 def principal(W: torch.Tensor, rank: int, niter="auto", seed=None):
     """PiSSA's top-``rank`` triplets of W (*, m, n) (a batch equals the loop over it): rsvd with
-    every product, B = QᴴW included, in bfloat16 where bfloat16 GEMMs pay (``precision=
-    "bf16_all"``: singular values ~1e-4 relative); the residual is then formed from W exactly."""
+    ``method="auto"``: where bfloat16 products pay, "rowspace" (no full-precision B = QᴴW pass;
+    singular values then ~1e-4 relative), else "subspace"; the residual is formed from W
+    exactly afterwards."""
     return _rsvd(Dense(W, unchecked="W"), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed,
-                 auto_mixed="bf16_all")
+                 method="auto")
 
 
 def _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out):
