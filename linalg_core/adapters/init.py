@@ -162,9 +162,9 @@ def _residual(W, B, A, s, fan_in_fan_out, out=None):
 
 
 # PiSSA's default: k = 3r sketch columns up to 48 (2r beyond) and 2 iterations (ending on the row
-# space where the products are bfloat16: five passes over W). On MiniLM-L6 and LLaMA-7B-shaped flat spectra this captures more of the
-# rank-r energy (0.993 / 0.997) than peft's svd_lowrank(q=r, niter=4) (0.982 / 0.990), which
-# makes ten passes (benchmarks/RESULTS.md).
+# space where the products are bfloat16: five passes over W). On MiniLM-L6 and LLaMA-7B-shaped
+# flat spectra this captures more of the rank-r energy (0.993 / 0.9925) than peft's
+# svd_lowrank(q=r, niter=4) (0.982 / 0.990), which makes ten passes (benchmarks/RESULTS.md).
 PISSA_NITER = 2
 
 

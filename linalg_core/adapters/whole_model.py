@@ -241,29 +241,21 @@ def _payload(method, W, r, alpha, fifo, niter, seed, update, out=None):
 def _fill(layers, adapter, method, names, payload, niter, seed, updates):
     """Write one unit into the model: factors into lora_A / lora_B (N folded into B for the
     three-factor methods), residuals into the base weights. ``payload`` None: compute it here,
-    residuals in place."""
-    if method == "pissa":
-        if payload is None:
-            W, r, _, _ = _unit_args(layers, adapter, names)
-            payload = _init.principal(W, r, niter, seed)
-        U, S, Vh = payload
-        for j, name in enumerate(names):
-            weight, Wt, fifo, _, s = _geometry(layers[name], adapter)
-            if len(names) > 1:
-                done = _init._from_svd(Wt, U[j], S[j], Vh[j], s, Boundary("torch"), fifo, weight)
-            else:
-                done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, weight)
-            _set_factors(layers[name], adapter, done.A, done.B)
-        return
-    (name,) = names
-    weight = layers[name].get_base_layer().weight.data
+    the other methods' residuals in place."""
+    weight = layers[names[0]].get_base_layer().weight.data
     if payload is None:
         payload = _payload(method, *_unit_args(layers, adapter, names), niter, seed, _unit_update(updates, names),
-                           out=weight)
-    elif payload.residual is not None:
+                           out=None if method == "pissa" else weight)
+    elif method != "pissa" and payload.residual is not None:
         weight.copy_(payload.residual)
-    B = payload.B @ payload.N if hasattr(payload, "N") else payload.B
-    _set_factors(layers[name], adapter, payload.A, B)
+    if method != "pissa":
+        B = payload.B @ payload.N if hasattr(payload, "N") else payload.B
+        _set_factors(layers[names[0]], adapter, payload.A, B)
+        return
+    for name, (U, S, Vh) in zip(names, [payload] if len(names) == 1 else zip(*payload)):
+        weight, Wt, fifo, _, s = _geometry(layers[name], adapter)
+        done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, weight)
+        _set_factors(layers[name], adapter, done.A, done.B)
 
 
 def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches, seed, show, adjust, start):
