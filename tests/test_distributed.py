@@ -249,3 +249,17 @@ def test_dask_knows_the_size_of_tensor_results():
 
     assert sizeof(torch.zeros(1000, dtype=torch.float64)) >= 8000
     assert sizeof(torch.zeros(10, 100).T) >= 4000  # a view pickles its whole storage
+
+
+def test_blockwise_cholqr_falls_back_on_an_ill_conditioned_basis():
+    from linalg_core.distributed.linalg import _chol_step, _orthonormalize
+
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randn(3000, 10, generator=g, dtype=torch.float64)
+    Y[:, 9] = Y[:, 8] * (1 + 1e-16)  # numerically rank deficient
+    Yd = da.from_array(Y.numpy(), chunks=(700, 10))
+    Q1 = _chol_step(Yd, torch.float64)  # plain CholeskyQR: no orthonormal basis here
+    assert Q1 is None or not np.allclose(Q1.compute().T @ Q1.compute(), np.eye(10), atol=1e-6)
+    Q = _orthonormalize(Yd, torch.float64, 2).compute()
+    np.testing.assert_allclose(Q.T @ Q, np.eye(10), atol=1e-10)
+    np.testing.assert_allclose(Q @ (Q.T @ Y.numpy()), Y.numpy(), atol=1e-10)

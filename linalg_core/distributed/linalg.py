@@ -291,40 +291,38 @@ def _tensor(block, dtype):
     return torch.as_tensor(block).to(dtype)
 
 
+def _gram(Y, dtype) -> torch.Tensor:
+    """Σ_b Y_bᵀY_b over the row blocks (k × k)."""
+    return _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
+
+
 def _chol_step(Y, dtype):
     """One CholeskyQR round over the row blocks of Y, computed as the single-machine
     ``orthonormalize``'s step: G = Σ Y_bᴴY_b (a reduction), L = chol(G), Q_b = Y_b L⁻ᴴ with the
     same k × k inverse. None when the Cholesky breaks down."""
-    G = _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
-    L, info = torch.linalg.cholesky_ex(G)
+    L, info = torch.linalg.cholesky_ex(_gram(Y, dtype))
     if bool(info != 0) or not bool(torch.isfinite(L).all()):
         return None
     Rinv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=dtype), upper=False).T
     return Y.map_blocks(lambda b, Rinv=Rinv: (_tensor(b, dtype) @ Rinv).numpy(), dtype=Y.dtype).persist()
 
 
-def _shifted_cholqr3(Y, dtype):
-    """Shifted CholeskyQR3 (Fukaya et al. 2020) for a Y too ill-conditioned for plain CholeskyQR:
-    the distributed stand-in for the single-machine Householder fallback."""
-    m, k = Y.shape
-    G = _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
-    shift = 11 * (m * k + k * (k + 1)) * torch.finfo(dtype).eps * torch.trace(G)
-    R = torch.linalg.cholesky(G + shift * torch.eye(k, dtype=dtype)).T
-    Rinv = torch.linalg.solve_triangular(R, torch.eye(k, dtype=dtype), upper=True)
-    Y = Y.map_blocks(lambda b, Rinv=Rinv: (_tensor(b, dtype) @ Rinv).numpy(), dtype=Y.dtype).persist()
-    for _ in range(2):
-        Y = _chol_step(Y, dtype)
-    return Y
-
-
 def _orthonormalize(Y, dtype, rounds: int):
-    """``orthonormalize(Y, "cholqr")`` (rounds=1) or ``"cholqr2"`` (rounds=2) of a row-partitioned Y."""
+    """``orthonormalize(Y, "cholqr")`` (rounds=1) or ``"cholqr2"`` (rounds=2, then checked:
+    ‖QᵀQ − I‖_F ≤ 50·k·u, one more k × k reduction) of a row-partitioned Y; where CholeskyQR
+    breaks down or the check fails, dask's TSQR (``dask.array.linalg.tsqr``) stands in for the
+    single machine's Householder QR."""
+    _, da = _dask()
     Q = Y
     for _ in range(rounds):
         Q = _chol_step(Q, dtype)
         if Q is None:
-            return _shifted_cholqr3(Y, dtype)
-    return Q
+            break
+    if Q is not None and rounds == 2:
+        k = Y.shape[1]
+        err = torch.linalg.matrix_norm(_gram(Q, dtype) - torch.eye(k, dtype=dtype))
+        Q = Q if bool(err <= 50 * k * torch.finfo(dtype).eps) else None
+    return Q if Q is not None else da.linalg.tsqr(Y)[0].persist()
 
 
 def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
@@ -335,12 +333,12 @@ def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
     every task from (seed, stream 6), exactly the single-machine Ω; ``niter`` rounds of
     Z = orth(AᵀQ) (a reduction of k × n products, then the same in-memory CholeskyQR) and
     Y = A Z, the tall bases by CholeskyQR over the row blocks (k × k Gram reductions; CholeskyQR2
-    for the last); B = QᵀA as a reduction; the SVD of B (:func:`linalg_core.lowrank.svd_of_wide`)
+    for the last, TSQR where it breaks down); B = QᵀA as a reduction; the SVD of B (:func:`linalg_core.lowrank.svd_of_wide`)
     and the same deterministic signs (the largest entry of each column of U positive, found by a
     reduction). For the same seed the result equals ``lc.rsvd(A.compute(), rank, seed=seed,
     precision="full")`` to rounding, whatever the chunking (only the order of the block sums
-    differs); an ill-conditioned basis falls back to shifted CholeskyQR3 where the single
-    machine uses Householder QR.
+    differs); an ill-conditioned basis falls back to TSQR where the single machine uses
+    Householder QR.
 
     Args:
         A: (m, n) dask array, float32 (computed in float32) or float64.
