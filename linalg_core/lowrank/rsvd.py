@@ -259,7 +259,8 @@ def rsvd(
         normalizer: between passes: ``"cholqr"`` (``"auto"``: one CholeskyQR round), ``"cholqr2"``,
             ``"qr"`` or ``"lu"``; the final basis always gets CholeskyQR2 (QR for ``"qr"``).
         method: ``"subspace"`` (Halko et al. 2011, Alg. 4.4), ``"rowspace"`` (the same ending on
-            the row space, one pass fewer; see the module docstring), ``"auto"`` (``"rowspace"``
+            the row space, one pass fewer; see the module docstring; with niter = 0, ``tol`` or a
+            ``range_finder`` it is ``"subspace"``), ``"auto"`` (``"rowspace"``
             where the products run in bfloat16 — the pass it saves is then the one full-precision
             pass —, else ``"subspace"``) or ``"krylov"`` (Musco and Musco
             2015).
