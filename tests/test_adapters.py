@@ -192,6 +192,17 @@ def test_pissa_rejects_nan_on_every_path(n):
         lc.adapters.pissa(W, 4, seed=0)
 
 
+@pytest.mark.parametrize("where,value", [((40, 2), float("nan")), ((7, 30), float("nan")), ((0, 63), float("inf"))])
+def test_olora_rejects_nonfinite_entries_anywhere_and_leaves_out_alone(where, value):
+    W = torch.randn(64, 64)
+    W[where] = value
+    target = W.clone()
+    kind = "1 NaN and 0 Inf" if value != value else "0 NaN and 1 Inf"
+    with pytest.raises(ValueError, match=f"W has {kind}"):
+        lc.adapters.olora(target, 4, out=target)
+    assert torch.equal(target.nan_to_num(), W.nan_to_num())
+
+
 @pytest.mark.parametrize("call,exc,match", [
     (lambda W: lc.adapters.pissa(W, 0), ValueError, "rank=0"),
     (lambda W: lc.adapters.pissa(W, 65), ValueError, r"rank=65 exceeds min\(out, in\)=64"),
