@@ -162,13 +162,11 @@ def _lsqr_solve(A, B, R, x, tol, passes):
     here; two rounds on the residual correction, like the single-machine solver."""
     from linalg_core.regression.lsqr import lsqr
 
-    d, k = x.shape
+    d = x.shape[0]
     f64 = torch.float64
 
     def matvec(V):
-        Z = torch.linalg.solve_triangular(R, V, upper=True)
-        return _Columns(A.map_blocks(lambda a, Z=Z: (_tensor(a, f64) @ Z).numpy(), chunks=(A.chunks[0], (k,)),
-                                     dtype="float64"))
+        return _Columns(_times(A, torch.linalg.solve_triangular(R, V, upper=True), f64))
 
     def rmatvec(U):
         G = _blockwise_sum(lambda a, u, r0: _tensor(a, f64).T @ _tensor(u, f64), A, U.a)
@@ -176,8 +174,7 @@ def _lsqr_solve(A, B, R, x, tol, passes):
 
     iters = 100 + 2 * int(math.log2(1 / torch.finfo(f64).eps))
     for _ in range(2):
-        r = _Columns(B - A.map_blocks(lambda a, x=x: (_tensor(a, f64) @ x).numpy(), chunks=(A.chunks[0], (k,)),
-                                      dtype="float64"))
+        r = _Columns(B - _times(A, x, f64))
         res = lsqr(matvec, rmatvec, r, d, tol=max(tol, 10 * torch.finfo(f64).eps), maxiter=iters)
         delta = torch.linalg.solve_triangular(R, res.x, upper=True)
         x = x + delta
@@ -291,6 +288,12 @@ def _tensor(block, dtype):
     return torch.as_tensor(block).to(dtype)
 
 
+def _times(X, M: torch.Tensor, dtype: torch.dtype):
+    """X M for a row-partitioned dask X (lazy: one product per row block), in ``dtype``."""
+    return X.map_blocks(lambda b, M=M: (_tensor(b, dtype) @ M).numpy(), chunks=(X.chunks[0], (M.shape[1],)),
+                        dtype=str(dtype).removeprefix("torch."))
+
+
 def _gram(Y, dtype) -> torch.Tensor:
     """Σ_b Y_bᵀY_b over the row blocks (k × k)."""
     return _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
@@ -304,7 +307,7 @@ def _chol_step(Y, dtype):
     if bool(info != 0) or not bool(torch.isfinite(L).all()):
         return None
     Rinv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=dtype), upper=False).T
-    return Y.map_blocks(lambda b, Rinv=Rinv: (_tensor(b, dtype) @ Rinv).numpy(), dtype=Y.dtype).persist()
+    return _times(Y, Rinv, dtype).persist()
 
 
 def _orthonormalize(Y, dtype, rounds: int):
@@ -333,8 +336,8 @@ def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
     every task from (seed, stream 6), exactly the single-machine Ω; ``niter`` rounds of
     Z = orth(AᵀQ) (a reduction of k × n products, then the same in-memory CholeskyQR) and
     Y = A Z, the tall bases by CholeskyQR over the row blocks (k × k Gram reductions; CholeskyQR2
-    for the last, TSQR where it breaks down); B = QᵀA as a reduction; the SVD of B (:func:`linalg_core.lowrank.svd_of_wide`)
-    and the same deterministic signs (the largest entry of each column of U positive, found by a
+    for the last, TSQR where it breaks down); B = QᵀA as a reduction; the SVD of B
+    (:func:`linalg_core.lowrank.svd_of_wide`) and the same deterministic signs (the largest entry of each column of U positive, found by a
     reduction). For the same seed the result equals ``lc.rsvd(A.compute(), rank, seed=seed,
     precision="full")`` to rounding, whatever the chunking (only the order of the block sums
     differs); an ill-conditioned basis falls back to TSQR where the single machine uses
@@ -378,23 +381,17 @@ def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
         omega = normal((n, k), seed=seed, stream=RSVD_STREAM, offset=0, dtype=dtype)
         return (_tensor(b, dtype) @ omega).numpy()
 
-    def times(Z):
-        return A.map_blocks(lambda b, Z=Z: (_tensor(b, dtype) @ Z).numpy(), chunks=(A.chunks[0], (Z.shape[1],)),
-                            dtype=out_dtype).persist()  # read by the Gram reduction and by Q
-
     Y = A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype=out_dtype).persist()
     for _ in range(niter):
         Q = _orthonormalize(Y, dtype, 1)
         Z = _blockwise_sum(lambda a, q, r0: _tensor(a, dtype).T @ _tensor(q, dtype), A, Q)
-        Y = times(orthonormalize(Z, "cholqr"))
+        Y = _times(A, orthonormalize(Z, "cholqr"), dtype).persist()  # read by the Gram and by Q
     Q = _orthonormalize(Y, dtype, 2)
     B = _blockwise_sum(lambda a, q, r0: _tensor(q, dtype).T @ _tensor(a, dtype), A, Q)
     Ub, S, Vh = svd_of_wide(B, rank)
     Ub, S, Vh = Ub[:, :rank], S[:rank], Vh[:rank]
-    U = Q.map_blocks(lambda q, Ub=Ub: (_tensor(q, dtype) @ Ub).numpy(), chunks=(Q.chunks[0], (rank,)),
-                     dtype=out_dtype).persist()
-    sign = _column_signs(U, dtype)
-    return U.map_blocks(lambda u, sign=sign: (_tensor(u, dtype) * sign).numpy(), dtype=out_dtype), S, Vh * sign[:, None]
+    sign = _column_signs(_times(Q, Ub, dtype), dtype)
+    return _times(Q, Ub * sign, dtype), S, Vh * sign[:, None]  # a sign flip is exact in the GEMM
 
 
 def _column_signs(U, dtype) -> torch.Tensor:
