@@ -215,11 +215,11 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         U, S, Vh = torch.linalg.svd(Wt.to(compute_dtype(dtype)), full_matrices=False)
         U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
     else:
-        U, S, Vh = principal(Wt, rank, niter, seed)
+        U, S, Vh = _pissa_triplets(Wt, rank, niter, seed)
     return _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out)
 
 
-def principal(W: torch.Tensor, rank: int, niter="auto", seed=None):
+def _pissa_triplets(W: torch.Tensor, rank: int, niter="auto", seed=None):
     """PiSSA's top-``rank`` triplets of W (*, m, n) (a batch equals the loop over it): rsvd with
     ``method="auto"``: where bfloat16 products pay, "rowspace" (no full-precision B = QᴴW pass;
     singular values then ~1e-4 relative), else "subspace"; the residual is formed from W

@@ -222,7 +222,7 @@ def _payload(method, W, r, alpha, fifo, niter, seed, update, out=None):
     (out, in) or of a stack of them; the other methods' full result (factors and residual, into
     ``out`` when given: the stored weight, in place)."""
     if method == "pissa":
-        return _init.principal(W, r, niter, seed)
+        return _init._pissa_triplets(W, r, niter, seed)
     stored = W.T if fifo else W
     if method == "olora":
         return _init.olora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)

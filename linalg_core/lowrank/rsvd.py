@@ -75,9 +75,14 @@ def _final(normalizer: str) -> str:
     return "qr" if normalizer == "qr" else "cholqr2"
 
 
+def _right_basis(op, Y, normalizer, last=None):
+    """Z = orth(Aᴴ·orth(Y)), the outer orthonormalisation by ``last`` (default ``normalizer``)."""
+    return orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), last or normalizer)
+
+
 def _power_step(op, Y, normalizer):
     """One subspace iteration Y ← A·orth(Aᴴ·orth(Y))."""
-    return op.matmul(orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), normalizer))
+    return op.matmul(_right_basis(op, Y, normalizer))
 
 
 def _iterate(op, k, niter, normalizer, seed, backend, last):
@@ -86,7 +91,7 @@ def _iterate(op, k, niter, normalizer, seed, backend, last):
     Y = op.matmul(_gaussian(op, op.shape[-1], k, seed, 0, backend))
     Z = None
     for i in range(niter):
-        Z = orthonormalize(op.rmatmul(orthonormalize(Y, normalizer)), last if i == niter - 1 else normalizer)
+        Z = _right_basis(op, Y, normalizer, last if i == niter - 1 else None)
         Y = op.matmul(Z)
     return Y, Z
 
