@@ -277,11 +277,37 @@ def test_bad_arguments(call, exc, match):
         call(A)
 
 
-def test_non_finite_input_is_reported():
+@pytest.mark.parametrize("prepare, call", [
+    (None, lambda A: lc.rsvd(A, 3)),
+    (None, lambda A: lc.rsvd(A, 3, method="rowspace")),
+    (None, lambda A: lc.rsvd(A, 3, method="krylov")),
+    (None, lambda A: lc.rsvd(A, 3, niter=0)),
+    (None, lambda A: lc.rsvd(A, 3, tol=0.5)),
+    (lambda A: A.float(), lambda A: lc.rsvd(A, 3, precision="bf16")),
+    (lambda A: A.float(), lambda A: lc.rsvd(A, 3, precision="full")),
+    (lambda A: torch.stack([A, A]), lambda A: lc.rsvd(A, 3)),
+    (None, lambda A: lc.nystrom(A, 3)),
+    (lambda A: A[:, :200] @ A[:, :200].T, lambda A: lc.nystrom(A, 3, psd=True)),
+], ids=["subspace", "rowspace", "krylov", "niter0", "tol", "bf16", "float32", "batch", "nystrom", "nystrom-psd"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_is_reported(prepare, call, bad):
+    # The check rides on the first product (no pass of its own); it must still see every entry
+    # and count the bad ones in A, which stays untouched.
     A = matrix("polynomial")
-    A[3, 4] = float("nan")
-    with pytest.raises(ValueError, match="A has 1 NaN and 0 Inf"):
-        lc.rsvd(A, 3)
+    A = prepare(A) if prepare else A
+    A[..., 3, 4] = bad
+    kept = A.clone()
+    n = A[..., 0, 0].numel()
+    counts = f"{n} NaN and 0 Inf" if bad != bad else f"0 NaN and {n} Inf"
+    with pytest.raises(ValueError, match=counts):
+        call(A)
+    assert torch.equal(A.isnan(), kept.isnan()) and torch.equal(A.nan_to_num(), kept.nan_to_num())
+
+
+def test_products_that_overflow_are_reported():
+    A = torch.full((50, 40), 3e38)
+    with pytest.raises(ValueError, match="A is finite but its products overflow"):
+        lc.rsvd(A, 3, precision="full", seed=0)
 
 
 def test_bf16_power_iterations_keep_the_accuracy_of_full_precision():

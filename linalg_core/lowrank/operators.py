@@ -75,7 +75,10 @@ class Dense:
 
     def __init__(self, A: torch.Tensor, *, unchecked: str | None = None):
         """``unchecked``: the argument name of an A not yet checked for NaN/Inf; the check then
-        rides on the first full pass (the bfloat16 copy) or :meth:`ensure_finite`."""
+        rides on the first full pass: the bfloat16 copy, or the first product, whose result is
+        nonfinite wherever A is (every entry of A meets the operand in some product, and
+        NaN·0 = Inf·0 = NaN), so the small result is checked instead of A (A is counted only on
+        failure), or :meth:`ensure_finite`."""
         self.A = A
         self.shape = tuple(A.shape)
         self.dtype = compute_dtype(A.dtype)
@@ -88,6 +91,15 @@ class Dense:
             _validate.check_finite(self.A, self.unchecked)
             self.unchecked = None
 
+    def _checked(self, Y):
+        """Y, a product with A, after the NaN/Inf check that was pending on A (see __init__)."""
+        if self.unchecked is not None:
+            if not _validate.all_finite(Y):
+                _validate.check_finite(self.A, self.unchecked)
+                raise ValueError(f"{self.unchecked} is finite but its products overflow {self.dtype}: scale it down")
+            self.unchecked = None
+        return Y
+
     def _rows(self):
         m, n = self.shape[-2:]
         step = max(1, _BLOCK_ELEMS // max(1, n))
@@ -96,11 +108,11 @@ class Dense:
 
     def matmul(self, X):
         if self.direct:
-            return torch.matmul(self.A, X)
+            return self._checked(torch.matmul(self.A, X))
         out = torch.empty(*self.shape[:-1], X.shape[-1], dtype=self.dtype, device=self.device)
         for i0, i1 in self._rows():
             torch.matmul(self._block(i0, i1), X, out=out[..., i0:i1, :])
-        return out
+        return self._checked(out)
 
     def _block(self, i0, i1):
         """Rows i0:i1 of A in the compute dtype, through one reused buffer for a 2-D A."""
@@ -113,12 +125,12 @@ class Dense:
 
     def rmatmul(self, Y):
         if self.direct:  # (Yᴴ A)ᴴ: A read in its stored order (1.5-2x faster than Aᴴ @ Y on CPU)
-            return torch.matmul(Y.mT.conj(), self.A).mT.conj()
+            return self._checked(torch.matmul(Y.mT.conj(), self.A).mT.conj())
         out = None
         for i0, i1 in self._rows():
             part = torch.matmul(Y[..., i0:i1, :].mT.conj(), self._block(i0, i1)).mT.conj()
             out = part if out is None else out.add_(part)
-        return out
+        return self._checked(out)
 
     def bf16(self) -> "LowPrecision":
         """The same matrix for bfloat16 GEMMs (a copy only when A is not bfloat16 already)."""
@@ -137,7 +149,7 @@ class Dense:
         for i0, i1 in self._rows():
             part = torch.linalg.vector_norm(self._block(i0, i1), dim=(-2, -1)) ** 2
             total = part if total is None else total + part
-        return total
+        return self._checked(total)
 
     def dense(self) -> torch.Tensor:
         return self.A.to(self.dtype)
@@ -181,9 +193,11 @@ def _device(op):
     return getattr(op, "device", None) or torch.device("cpu")
 
 
-def as_operator(A, name: str = "A"):
+def as_operator(A, name: str = "A", *, products_only: bool = False):
     """(operator, boundary, batch shape). Dense arrays are validated (float dtype, finite,
-    non-empty, at least 2-D); operators must have shape, dtype, matmul and rmatmul."""
+    non-empty, at least 2-D); operators must have shape, dtype, matmul and rmatmul.
+    ``products_only``: the caller reads a dense A only through ``matmul`` / ``rmatmul`` /
+    ``bf16`` / ``fro_norm_sq``, so the NaN/Inf check rides on the first of them instead of a pass of its own."""
     if isinstance(A, LinearOperator) and not isinstance(A, torch.Tensor):
         if len(A.shape) != 2:
             raise ValueError(f"{name} operator must have a 2-D shape, got {A.shape}")
@@ -195,8 +209,9 @@ def as_operator(A, name: str = "A"):
 
         return _Wrapped(A), Boundary("torch"), ()
     t, boundary = _validate.float_array(A, name, min_ndim=2)
-    _validate.check_finite(t, name)
-    return Dense(t), boundary, tuple(t.shape[:-2])
+    if not products_only:
+        _validate.check_finite(t, name)
+    return Dense(t, unchecked=name if products_only else None), boundary, tuple(t.shape[:-2])
 
 
 class _Wrapped:

@@ -315,7 +315,7 @@ def rsvd(
         >>> U.shape, S.shape, Vh.shape
         (torch.Size([500, 10]), torch.Size([10]), torch.Size([10, 300]))
     """
-    op, boundary, _ = as_operator(A)
+    op, boundary, _ = as_operator(A, products_only=True)
     out = _rsvd(op, rank, oversample=oversample, niter=niter, normalizer=normalizer, method=method, tol=tol, seed=seed,
                 backend=backend, range_finder=range_finder, precision=precision)
     return SVD(*boundary.out(tuple(out)))
@@ -330,8 +330,6 @@ def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", metho
     mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, niter))
     if mixed and not isinstance(op, Dense):
         raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
-    if isinstance(op, Dense) and not mixed:
-        op.ensure_finite()  # else the bfloat16 copy checks on its way
     requested, method = method, ("rowspace" if mixed else "subspace") if method == "auto" else method
     svd, Q, rank = _factor(op, op.bf16() if mixed else op, rank, k, niter, normalizer, method, tol, seed, backend,
                            range_finder)
