@@ -165,6 +165,22 @@ def test_bad_models():
     assert report.layers == {"base_model.model.0": 2}
 
 
+@pytest.mark.parametrize("method", ["pissa", "olora", "nlora"])
+def test_a_nonfinite_weight_is_named_and_leaves_its_layer_untouched(base, method):
+    model = wrap(base)
+    name = "base_model.model.encoder.layer.3.attention.self.key"
+    layer = model.get_submodule(name)
+    layer.get_base_layer().weight.data[5, 7] = float("inf")
+    before = {n: m.weight.detach().clone() for n, m in model.named_modules()
+              if n.startswith(name) and hasattr(m, "weight")}
+    with pytest.raises(ValueError, match=rf"layer '{name}': the weight has 0 NaN and 1 Inf entries \(of 147456\); "
+                                         r"(\d+ of 36 layers were initialised before it|no layer was changed)"):
+        lc.adapters.init_peft_model(model, method, seed=0, progress=False)
+    after = {n: m.weight.detach() for n, m in model.named_modules() if n.startswith(name) and hasattr(m, "weight")}
+    assert before.keys() == after.keys() and {f"{name}.base_layer", f"{name}.lora_A.default"} <= before.keys()
+    assert all(torch.equal(before[n].nan_to_num(), after[n].nan_to_num()) for n in before)
+
+
 @pytest.mark.parametrize("method", ["pissa", "olora"])
 def test_a_dask_cluster_executor_gives_the_serial_model(base, method):
     """The decompositions as tasks on a 2-process dask.distributed cluster (one BLAS thread per

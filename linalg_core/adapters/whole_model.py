@@ -128,6 +128,11 @@ def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = 
     Returns:
         :class:`ModelInit`.
 
+    Raises:
+        ValueError: a NaN/Inf base weight, naming its layer and the layers already initialised
+            before it (that layer and the rest are left untouched); bad method or options.
+        TypeError: not a peft model, a non-Linear or integer / quantized base weight.
+
     Randomness:
         Every layer uses the same ``seed`` (rsvd's normal stream 6, Nyström's stream 8): a
         batched group equals the loop over its layers, and a model initialises the same way on
@@ -162,22 +167,44 @@ def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = 
             raise ValueError(f"updates has no entry for layers {missing[:5]}")
     bar = _progress(len(layers), show, f"linalg_core {method}")
     units = _pissa_units(layers, adapter) if method == "pissa" else [[name] for name in layers]
+    filled: list[str] = []
     with reuse_buffers():
         if executor is None:
             for names in units:
-                _fill(layers, adapter, method, names, None, niter, seed, updates)
+                with _naming_failures(layers, names, filled):
+                    _fill(layers, adapter, method, names, None, niter, seed, updates)
+                filled.extend(names)
                 if bar is not None:
                     bar.update(len(names))
         else:
             futures = {executor.submit(_payload, method, *_unit_args(layers, adapter, names), niter, seed,
                                        _unit_update(updates, names)): names for names in units}
             for fut in as_completed(futures):
-                _fill(layers, adapter, method, futures[fut], fut.result(), niter, seed, updates)
+                with _naming_failures(layers, futures[fut], filled):
+                    _fill(layers, adapter, method, futures[fut], fut.result(), niter, seed, updates)
+                filled.extend(futures[fut])
                 if bar is not None:
                     bar.update(len(futures[fut]))
     if bar is not None:
         bar.close()
     return ModelInit(method, {name: m.r[adapter] for name, m in layers.items()}, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _naming_failures(layers, names, filled):
+    """A NaN/Inf found in a unit's weights (a batched group's stack included) re-raised naming
+    the layer that holds it and saying which layers were already initialised."""
+    try:
+        yield
+    except ValueError as err:
+        for name in names:
+            msg = _validate.nonfinite_message(layers[name].get_base_layer().weight.data, f"layer {name!r}: the weight")
+            if msg:
+                done = (f"{len(filled)} of {len(layers)} layers were initialised before it ({', '.join(filled[:3])}"
+                        f"{', ...' if len(filled) > 3 else ''}), this one and the rest are untouched"
+                        if filled else "no layer was changed")
+                raise ValueError(f"{msg}; {done}") from err
+        raise
 
 
 def _geometry(module, adapter):
