@@ -51,6 +51,17 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         raise ValueError(msg)
 
 
+def check_finite_through(results, x: torch.Tensor, name: str, what: str = "its products") -> None:
+    """The NaN/Inf check of ``x`` done on small ``results`` computed from it, which are nonfinite
+    wherever x is (e.g. products in which every entry of x meets the other operand: NaN·0 and
+    Inf·0 are NaN), instead of a pass over x. On failure x is counted (ValueError naming
+    ``name``); a finite x whose results overflowed raises too."""
+    if all(all_finite(r) for r in results):
+        return
+    check_finite(x, name)
+    raise ValueError(f"{name} is finite but {what} overflow {results[0].dtype}: scale it down")
+
+
 def all_finite(x: torch.Tensor) -> bool:
     """Whether every entry of ``x`` is finite, at the cost of one sum in the common case.
 

@@ -203,6 +203,14 @@ def test_olora_rejects_nonfinite_entries_anywhere_and_leaves_out_alone(where, va
     assert torch.equal(target.nan_to_num(), W.nan_to_num())
 
 
+def test_olora_reports_factors_that_overflow_and_leaves_out_alone():
+    W = torch.full((64, 64), 3e38)  # finite, but its column norms overflow float32
+    target = W.clone()
+    with pytest.raises(ValueError, match="W is finite but its QR factors overflow"):
+        lc.adapters.olora(target, 4, out=target)
+    assert torch.equal(target, W)
+
+
 @pytest.mark.parametrize("call,exc,match", [
     (lambda W: lc.adapters.pissa(W, 0), ValueError, "rank=0"),
     (lambda W: lc.adapters.pissa(W, 65), ValueError, r"rank=65 exceeds min\(out, in\)=64"),

@@ -260,9 +260,8 @@ def olora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
     Q, R11 = torch.linalg.qr(Wc[:, :rank])
     A = torch.cat([R11, Q.T @ Wc[:, rank:]], dim=1)
     # Every entry of W reaches Q, R11 (its first r columns) or a column of QᵀW (NaN·0 is NaN), so
-    # checking the small factors replaces a pass over W; the count comes from W on failure.
-    if not (_validate.all_finite(A) and _validate.all_finite(Q)):
-        _validate.check_finite(Wt, "W")
+    # checking the small factors replaces a pass over W.
+    _validate.check_finite_through([A, Q], Wt, "W", "its QR factors")
     residual = _residual(Wt, Q, A, s, fan_in_fan_out, out)
     return LoRAInit(*boundary.out((A, Q, residual)), s)
 

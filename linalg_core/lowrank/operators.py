@@ -94,9 +94,7 @@ class Dense:
     def _checked(self, Y):
         """Y, a product with A, after the NaN/Inf check that was pending on A (see __init__)."""
         if self.unchecked is not None:
-            if not _validate.all_finite(Y):
-                _validate.check_finite(self.A, self.unchecked)
-                raise ValueError(f"{self.unchecked} is finite but its products overflow {self.dtype}: scale it down")
+            _validate.check_finite_through([Y], self.A, self.unchecked)
             self.unchecked = None
         return Y
 
@@ -197,7 +195,8 @@ def as_operator(A, name: str = "A", *, products_only: bool = False):
     """(operator, boundary, batch shape). Dense arrays are validated (float dtype, finite,
     non-empty, at least 2-D); operators must have shape, dtype, matmul and rmatmul.
     ``products_only``: the caller reads a dense A only through ``matmul`` / ``rmatmul`` /
-    ``bf16`` / ``fro_norm_sq``, so the NaN/Inf check rides on the first of them instead of a pass of its own."""
+    ``bf16`` / ``fro_norm_sq``, so the NaN/Inf check rides on the first of them instead of a
+    pass of its own."""
     if isinstance(A, LinearOperator) and not isinstance(A, torch.Tensor):
         if len(A.shape) != 2:
             raise ValueError(f"{name} operator must have a 2-D shape, got {A.shape}")
