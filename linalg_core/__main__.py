@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 
@@ -112,8 +113,6 @@ def _vsa(args) -> int:
 
 def _compress(args) -> int:
     from linalg_core.quant.compress import DEFAULT_EXCLUDE, compress_model
-
-    import contextlib
 
     try:
         cands = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
