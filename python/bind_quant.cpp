@@ -1,40 +1,111 @@
 // Blockwise codebook quantization (CPU and CUDA).
 #include "bind_common.h"
 
+namespace {
+using linalg_core::DType;
+
+struct Quantize {
+  DType t;
+  const void* x;
+  const float *mid, *scales_in, *offsets;
+  float* scales_out;
+  uint8_t* packed;
+};
+
+int64_t packed_bytes(int64_t n, int bits) { return n / 8 * bits + (n % 8 * bits + 7) / 8; }
+
+int64_t check_block(Checks& c, int64_t n, int64_t block) {
+  c.range("n", n, 0, INT64_MAX);
+  c.range("block", block, 8, INT32_MAX);
+  c.require(block % 8 == 0, "block=" + std::to_string(block) + " is not a multiple of 8");
+  return n / block + (n % block != 0);
+}
+
+// x (n,) -> packed codes; bits 0: the block absmaxes only (no codes, no midpoints).
+Quantize check_quantize(Checks& c, const Buf& x, int dt, int64_t n, int64_t block, const Buf& mid, int bits,
+                        const Buf& scales_in, const Buf& offsets, const Buf& scales_out, const Buf& packed) {
+  const DType t = c.dtype("dt", dt);
+  c.require(t != DType::f64, "dt=float64 is not supported (float32, float16, bfloat16)");
+  c.require(bits == 0 || bits == 1 || bits == 2 || bits == 3 || bits == 4 || bits == 8,
+            "bits=" + std::to_string(bits) + " is not one of 0, 1, 2, 3, 4, 8");
+  const int64_t nb = check_block(c, n, block), np = packed_bytes(n, bits);
+  Quantize q{t,
+             c.buf("x", x, n, dtype_size(t)),
+             c.buf<const float>("mid", mid, bits ? (int64_t(1) << bits) - 1 : 0, 4),
+             c.buf<const float>("scales_in", scales_in, nb, 4, true),
+             c.buf<const float>("offsets", offsets, nb, 4, true),
+             c.buf<float>("scales_out", scales_out, nb, 4, true),
+             c.buf<uint8_t>("packed", packed, np, 1)};
+  c.require(q.scales_in || q.scales_out || nb == 0, "scales_out is needed when scales_in is not given");
+  for (const auto& [name, b, bytes] : {std::tuple{"x", x, n * dtype_size(t)}, {"mid", mid, bits ? 4 * ((int64_t(1) << bits) - 1) : 0},
+                                       {"scales_in", scales_in, q.scales_in ? 4 * nb : 0},
+                                       {"offsets", offsets, q.offsets ? 4 * nb : 0}}) {
+    c.no_overlap("packed", packed, np, name, b, bytes);
+    c.no_overlap("scales_out", scales_out, q.scales_out ? 4 * nb : 0, name, b, bytes);
+  }
+  c.no_overlap("scales_out", scales_out, q.scales_out ? 4 * nb : 0, "packed", packed, np);
+  return q;
+}
+
+struct Dequantize {
+  DType t;
+  const uint8_t* packed;
+  const float *levels, *scales, *offsets;
+  void* out;
+};
+
+Dequantize check_dequantize(Checks& c, const Buf& packed, int bits, const Buf& levels, const Buf& scales,
+                            const Buf& offsets, int64_t n, int64_t block, const Buf& out, int out_dt) {
+  const DType t = c.dtype("out_dt", out_dt);
+  c.require(t != DType::f64, "out_dt=float64 is not supported (float32, float16, bfloat16)");
+  c.require(bits == 1 || bits == 2 || bits == 3 || bits == 4 || bits == 8,
+            "bits=" + std::to_string(bits) + " is not one of 1, 2, 3, 4, 8");
+  const int64_t nb = check_block(c, n, block), np = packed_bytes(n, bits), nl = int64_t(1) << bits;
+  Dequantize d{t, c.buf<const uint8_t>("packed", packed, np, 1), c.buf<const float>("levels", levels, nl, 4),
+               c.buf<const float>("scales", scales, nb, 4), c.buf<const float>("offsets", offsets, nb, 4, true),
+               c.buf("out", out, n, dtype_size(t))};
+  const int64_t no = n * dtype_size(t);
+  c.no_overlap("out", out, no, "packed", packed, np);
+  c.no_overlap("out", out, no, "levels", levels, 4 * nl);
+  c.no_overlap("out", out, no, "scales", scales, 4 * nb);
+  c.no_overlap("out", out, no, "offsets", offsets, d.offsets ? 4 * nb : 0);
+  return d;
+}
+}  // namespace
+
 void bind_quant(py::module_& m) {
-  m.def("cpu_block_quantize", [](uintptr_t x, int dt, int64_t n, int64_t block, uintptr_t mid, int bits,
-                                 uintptr_t scales_in, uintptr_t offsets, uintptr_t scales_out, uintptr_t packed) {
-    const auto t = dtype_of(dt);
-    py::gil_scoped_release release;
-    return linalg_core::cpu::kernels().block_quantize(ptr(x), t, n, block, ptr<const float>(mid), bits,
-                                                      ptr<const float>(scales_in), ptr<const float>(offsets),
-                                                      ptr<float>(scales_out), ptr<uint8_t>(packed));
-  });
-  m.def("cpu_block_dequantize", [](uintptr_t packed, int bits, uintptr_t levels, uintptr_t scales, uintptr_t offsets,
-                                   int64_t n, int64_t block, uintptr_t out, int out_dt) {
-    const auto t = dtype_of(out_dt);
-    py::gil_scoped_release release;
-    linalg_core::cpu::kernels().block_dequantize(ptr<const uint8_t>(packed), bits, ptr<const float>(levels),
-                                                 ptr<const float>(scales), ptr<const float>(offsets), n, block,
-                                                 ptr(out), t);
-  });
   namespace cu = linalg_core::cuda;
-  m.def("cuda_block_quantize", [](uintptr_t x, int dt, int64_t n, int64_t block, uintptr_t mid, int bits,
-                                  uintptr_t scales_in, uintptr_t offsets, uintptr_t scales_out, uintptr_t packed,
-                                  uintptr_t bad, uintptr_t cuda_stream) {
-    const auto t = dtype_of(dt);
+  m.def("cpu_block_quantize", [](Buf x, int dt, int64_t n, int64_t block, Buf mid, int bits, Buf scales_in,
+                                 Buf offsets, Buf scales_out, Buf packed) {
+    Checks c("cpu_block_quantize", -1);
+    const Quantize q = check_quantize(c, x, dt, n, block, mid, bits, scales_in, offsets, scales_out, packed);
+    py::gil_scoped_release release;
+    return linalg_core::cpu::kernels().block_quantize(q.x, q.t, n, block, q.mid, bits, q.scales_in, q.offsets,
+                                                      q.scales_out, q.packed);
+  });
+  m.def("cpu_block_dequantize", [](Buf packed, int bits, Buf levels, Buf scales, Buf offsets, int64_t n,
+                                   int64_t block, Buf out, int out_dt) {
+    Checks c("cpu_block_dequantize", -1);
+    const Dequantize d = check_dequantize(c, packed, bits, levels, scales, offsets, n, block, out, out_dt);
+    py::gil_scoped_release release;
+    linalg_core::cpu::kernels().block_dequantize(d.packed, bits, d.levels, d.scales, d.offsets, n, block, d.out, d.t);
+  });
+  m.def("cuda_block_quantize", [](Buf x, int dt, int64_t n, int64_t block, Buf mid, int bits, Buf scales_in,
+                                  Buf offsets, Buf scales_out, Buf packed, Buf bad, uintptr_t cuda_stream) {
+    Checks c("cuda_block_quantize", 0);
+    const Quantize q = check_quantize(c, x, dt, n, block, mid, bits, scales_in, offsets, scales_out, packed);
+    int64_t* b = c.buf<int64_t>("bad", bad, 1, 8);
     cuda_call("block_quantize", [&] {
-      return cu::block_quantize(ptr(x), t, n, block, ptr<const float>(mid), bits, ptr<const float>(scales_in),
-                                ptr<const float>(offsets), ptr<float>(scales_out), ptr<uint8_t>(packed),
-                                ptr<int64_t>(bad), cuda_stream);
+      return cu::block_quantize(q.x, q.t, n, block, q.mid, bits, q.scales_in, q.offsets, q.scales_out, q.packed, b,
+                                cuda_stream);
     });
   });
-  m.def("cuda_block_dequantize", [](uintptr_t packed, int bits, uintptr_t levels, uintptr_t scales, uintptr_t offsets,
-                                    int64_t n, int64_t block, uintptr_t out, int out_dt, uintptr_t cuda_stream) {
-    const auto t = dtype_of(out_dt);
+  m.def("cuda_block_dequantize", [](Buf packed, int bits, Buf levels, Buf scales, Buf offsets, int64_t n,
+                                    int64_t block, Buf out, int out_dt, uintptr_t cuda_stream) {
+    Checks c("cuda_block_dequantize", 0);
+    const Dequantize d = check_dequantize(c, packed, bits, levels, scales, offsets, n, block, out, out_dt);
     cuda_call("block_dequantize", [&] {
-      return cu::block_dequantize(ptr<const uint8_t>(packed), bits, ptr<const float>(levels), ptr<const float>(scales),
-                                  ptr<const float>(offsets), n, block, ptr(out), t, cuda_stream);
+      return cu::block_dequantize(d.packed, bits, d.levels, d.scales, d.offsets, n, block, d.out, d.t, cuda_stream);
     });
   });
 }

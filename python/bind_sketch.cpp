@@ -1,57 +1,150 @@
+// Sketching kernels: FWHT (plain and row-selecting), sparse hashes and sparse applies.
 #include "bind_common.h"
+
+namespace {
+using linalg_core::DType;
+
+DType compute_of(DType a, DType b) { return (a == DType::f64 || b == DType::f64) ? DType::f64 : DType::f32; }
+
+struct Fwht {
+  DType a, b;
+  const void* in;
+  void* out;
+  const int8_t* mult;
+};
+
+// in (B, n_valid, K) of dt -> out (B, N, K) of out_dt; out may be in itself (same dtype, no padding).
+Fwht check_fwht(Checks& c, const Buf& in, const Buf& out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
+                int64_t K, const Buf& row_mult, double scale) {
+  const DType a = c.dtype("dt", dt), b = c.dtype("out_dt", out_dt);
+  c.require(is_power_of_two(N), "N=" + std::to_string(N) + " is not a positive power of two");
+  c.range("n_valid", n_valid, 0, N);
+  c.require(std::isfinite(scale), "scale=" + std::to_string(scale) + " is not finite");
+  const int64_t n_in = c.count("in", {B, n_valid, K}), n_out = c.count("out", {B, N, K});
+  Fwht f{a, b, c.buf("in", in, n_in, dtype_size(a)), c.buf("out", out, n_out, dtype_size(b)),
+         c.buf<int8_t>("row_mult", row_mult, n_valid, 1, true)};
+  const bool same_ok = a == b && n_valid == N;
+  c.no_overlap("out", out, n_out * dtype_size(b), "in", in, n_in * dtype_size(a), same_ok);
+  c.no_overlap("out", out, n_out * dtype_size(b), "row_mult", row_mult, f.mult ? n_valid : 0);
+  return f;
+}
+
+struct Sparse {
+  DType a, b;
+  const void* A;
+  void* out;
+  const int32_t* rows;
+  const int8_t* signs;
+};
+
+Sparse check_sparse_apply(Checks& c, const Buf& A, const Buf& out, int dt, int out_dt, bool right, int64_t B,
+                          int64_t n, int64_t d, int64_t m, int64_t s, const Buf& rows, const Buf& signs,
+                          double scale) {
+  const DType a = c.dtype("dt", dt), b = c.dtype("out_dt", out_dt);
+  c.require(b == DType::f32 || b == DType::f64, "out_dt must be float32 or float64 (the compute dtype)");
+  c.range("m", m, 1, INT32_MAX);
+  c.range("s", s, 1, m);
+  c.require(std::isfinite(scale), "scale=" + std::to_string(scale) + " is not finite");
+  const int64_t nA = right ? c.count("A", {B, d, n}) : c.count("A", {B, n, d});
+  const int64_t nO = right ? c.count("out", {B, d, m}) : c.count("out", {B, m, d});
+  const int64_t nh = c.count("rows", {n, s});
+  Sparse p{a, b, c.buf("A", A, nA, dtype_size(a)), c.buf("out", out, nO, dtype_size(b)),
+           c.buf<int32_t>("rows", rows, nh, 4), c.buf<int8_t>("signs", signs, nh, 1)};
+  c.no_overlap("out", out, nO * dtype_size(b), "A", A, nA * dtype_size(a));
+  c.no_overlap("out", out, nO * dtype_size(b), "rows", rows, nh * 4);
+  c.no_overlap("out", out, nO * dtype_size(b), "signs", signs, nh);
+  if (c.host()) {  // device-resident rows are range-checked by the CUDA kernel itself
+    for (int64_t i = 0; i < nh; ++i)
+      if (p.rows[i] < 0 || p.rows[i] >= m)
+        c.fail("rows[" + std::to_string(i) + "]=" + std::to_string(p.rows[i]) + " is out of range [0, " +
+               std::to_string(m - 1) + "]");
+  }
+  return p;
+}
+
+void check_sparse_hash(Checks& c, int64_t n, int64_t col0, int64_t m, int64_t s) {
+  c.range("n", n, 0, INT64_MAX);
+  c.range("m", m, 1, INT32_MAX);  // row ids are int32
+  c.range("s", s, 1, m);          // s distinct rows per column
+  c.range("col0", col0, 0, INT64_MAX - n);
+}
+}  // namespace
 
 void bind_sketch(py::module_& m) {
   namespace cpu = linalg_core::cpu;
   namespace cu = linalg_core::cuda;
-  m.def("cpu_fwht", [](uintptr_t in, uintptr_t out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
-                       int64_t K, uintptr_t row_mult, double scale) {
-    const auto a = dtype_of(dt), b = dtype_of(out_dt);
+  m.def("cpu_fwht", [](Buf in, Buf out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N, int64_t K,
+                       Buf row_mult, double scale) {
+    Checks c("cpu_fwht", -1);
+    const Fwht f = check_fwht(c, in, out, dt, out_dt, B, n_valid, N, K, row_mult, scale);
     py::gil_scoped_release release;
-    cpu::kernels().fwht(ptr(in), ptr(out), a, b, B, n_valid, N, K, ptr<int8_t>(row_mult), scale);
+    cpu::kernels().fwht(f.in, f.out, f.a, f.b, B, n_valid, N, K, f.mult, scale);
   });
-  m.def("cpu_fwht_select", [](uintptr_t in, uintptr_t work, uintptr_t out, int dt, int out_dt, int64_t B,
-                              int64_t n_valid, int64_t N, int64_t K, uintptr_t row_mult, double scale,
-                              uintptr_t select, int64_t msel) {
-    const auto a = dtype_of(dt), b = dtype_of(out_dt);
+  m.def("cpu_fwht_select", [](Buf in, Buf work, Buf out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
+                              int64_t K, Buf row_mult, double scale, Buf select, int64_t msel) {
+    Checks c("cpu_fwht_select", -1);
+    // The transform lands in `work` (compute dtype), then the selected rows go to `out`.
+    const DType a = c.dtype("dt", dt), b = c.dtype("out_dt", out_dt), w = compute_of(a, b);
+    const int64_t nw = c.count("work", {B, N, K}), no = c.count("out", {B, msel, K});
+    const Fwht f = check_fwht(c, in, work, dt, static_cast<int>(w), B, n_valid, N, K, row_mult, scale);
+    void* o = c.buf("out", out, no, dtype_size(b));
+    const int64_t* sel = c.buf<int64_t>("select", select, msel, 8);
+    c.no_overlap("out", out, no * dtype_size(b), "work", work, nw * dtype_size(w));
+    c.no_overlap("out", out, no * dtype_size(b), "in", in, c.count("in", {B, n_valid, K}) * dtype_size(a));
+    c.no_overlap("work", work, nw * dtype_size(w), "in", in, c.count("in", {B, n_valid, K}) * dtype_size(a));
+    for (int64_t i = 0; i < msel; ++i)
+      if (sel[i] < 0 || sel[i] >= N)
+        c.fail("select[" + std::to_string(i) + "]=" + std::to_string(sel[i]) + " is out of range [0, " +
+               std::to_string(N - 1) + "]");
     py::gil_scoped_release release;
-    cpu::kernels().fwht_select(ptr(in), ptr(work), ptr(out), a, b, B, n_valid, N, K, ptr<int8_t>(row_mult), scale,
-                               ptr<int64_t>(select), msel);
+    cpu::kernels().fwht_select(f.in, f.out, o, a, b, B, n_valid, N, K, f.mult, scale, sel, msel);
   });
-  m.def("cpu_sparse_hash", [](uintptr_t rows, uintptr_t signs, int64_t n, int64_t col0, int64_t mrows, int64_t s,
+  m.def("cpu_sparse_hash", [](Buf rows, Buf signs, int64_t n, int64_t col0, int64_t mrows, int64_t s,
                               uint64_t stream, uint64_t seed) {
+    Checks c("cpu_sparse_hash", -1);
+    check_sparse_hash(c, n, col0, mrows, s);
+    const int64_t nh = c.count("rows", {n, s});
+    int32_t* r = c.buf<int32_t>("rows", rows, nh, 4);
+    int8_t* g = c.buf<int8_t>("signs", signs, nh, 1);
+    c.no_overlap("signs", signs, nh, "rows", rows, nh * 4);
     py::gil_scoped_release release;
-    cpu::kernels().sparse_hash(ptr<int32_t>(rows), ptr<int8_t>(signs), n, col0, mrows, s, stream, seed);
+    cpu::kernels().sparse_hash(r, g, n, col0, mrows, s, stream, seed);
   });
-  m.def("cpu_sparse_apply", [](uintptr_t A, uintptr_t out, int dt, int out_dt, bool right, int64_t B, int64_t n,
-                               int64_t d, int64_t mrows, int64_t s, uintptr_t rows, uintptr_t signs, double scale) {
-    const auto a = dtype_of(dt), b = dtype_of(out_dt);
+  m.def("cpu_sparse_apply", [](Buf A, Buf out, int dt, int out_dt, bool right, int64_t B, int64_t n, int64_t d,
+                               int64_t mrows, int64_t s, Buf rows, Buf signs, double scale) {
+    Checks c("cpu_sparse_apply", -1);
+    const Sparse p = check_sparse_apply(c, A, out, dt, out_dt, right, B, n, d, mrows, s, rows, signs, scale);
     py::gil_scoped_release release;
-    cpu::kernels().sparse_apply(ptr(A), ptr(out), a, b, right, B, n, d, mrows, s, ptr<int32_t>(rows),
-                                ptr<int8_t>(signs), scale);
+    cpu::kernels().sparse_apply(p.A, p.out, p.a, p.b, right, B, n, d, mrows, s, p.rows, p.signs, scale);
   });
   m.def("cuda_fwht_workspace_bytes", [](int out_dt, int64_t B, int64_t N, int64_t K) {
-    return cu::fwht_workspace_bytes(dtype_of(out_dt), B, N, K);
+    Checks c("cuda_fwht_workspace_bytes", 0);
+    c.count("out", {B, N, K});
+    return cu::fwht_workspace_bytes(c.dtype("out_dt", out_dt), B, N, K);
   });
-  m.def("cuda_fwht", [](uintptr_t in, uintptr_t out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
-                        int64_t K, uintptr_t row_mult, double scale, uintptr_t workspace, uintptr_t stream) {
-    const auto a = dtype_of(dt), b = dtype_of(out_dt);
-    cuda_call("fwht", [&] {
-      return cu::fwht(ptr(in), ptr(out), a, b, B, n_valid, N, K, ptr<int8_t>(row_mult), scale, ptr(workspace), stream);
-    });
+  m.def("cuda_fwht", [](Buf in, Buf out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N, int64_t K,
+                        Buf row_mult, double scale, Buf workspace, uintptr_t stream) {
+    Checks c("cuda_fwht", 0);
+    const Fwht f = check_fwht(c, in, out, dt, out_dt, B, n_valid, N, K, row_mult, scale);
+    void* ws = c.buf("workspace", workspace, cu::fwht_workspace_bytes(f.b, B, N, K), 1);
+    cuda_call("fwht", [&] { return cu::fwht(f.in, f.out, f.a, f.b, B, n_valid, N, K, f.mult, scale, ws, stream); });
   });
-  m.def("cuda_sparse_hash", [](uintptr_t rows, uintptr_t signs, int64_t n, int64_t col0, int64_t mrows, int64_t s,
+  m.def("cuda_sparse_hash", [](Buf rows, Buf signs, int64_t n, int64_t col0, int64_t mrows, int64_t s,
                                uint64_t stream_id, uint64_t seed, uintptr_t stream) {
-    cuda_call("sparse_hash", [&] {
-      return cu::sparse_hash(ptr<int32_t>(rows), ptr<int8_t>(signs), n, col0, mrows, s, stream_id, seed, stream);
-    });
+    Checks c("cuda_sparse_hash", 0);
+    check_sparse_hash(c, n, col0, mrows, s);
+    const int64_t nh = c.count("rows", {n, s});
+    int32_t* r = c.buf<int32_t>("rows", rows, nh, 4);
+    int8_t* g = c.buf<int8_t>("signs", signs, nh, 1);
+    c.no_overlap("signs", signs, nh, "rows", rows, nh * 4);
+    cuda_call("sparse_hash", [&] { return cu::sparse_hash(r, g, n, col0, mrows, s, stream_id, seed, stream); });
   });
-  m.def("cuda_sparse_apply", [](uintptr_t A, uintptr_t out, int dt, int out_dt, bool right, int64_t B, int64_t n,
-                                int64_t d, int64_t mrows, int64_t s, uintptr_t rows, uintptr_t signs, double scale,
-                                uintptr_t stream) {
-    const auto a = dtype_of(dt), b = dtype_of(out_dt);
+  m.def("cuda_sparse_apply", [](Buf A, Buf out, int dt, int out_dt, bool right, int64_t B, int64_t n, int64_t d,
+                                int64_t mrows, int64_t s, Buf rows, Buf signs, double scale, uintptr_t stream) {
+    Checks c("cuda_sparse_apply", 0);
+    const Sparse p = check_sparse_apply(c, A, out, dt, out_dt, right, B, n, d, mrows, s, rows, signs, scale);
     cuda_call("sparse_apply", [&] {
-      return cu::sparse_apply(ptr(A), ptr(out), a, b, right, B, n, d, mrows, s, ptr<int32_t>(rows),
-                              ptr<int8_t>(signs), scale, stream);
+      return cu::sparse_apply(p.A, p.out, p.a, p.b, right, B, n, d, mrows, s, p.rows, p.signs, scale, stream);
     });
   });
 }

@@ -67,6 +67,12 @@ std::vector<int8_t> permute_x(const int8_t* x, int64_t M, int64_t K, bool* bad) 
   return xp;
 }
 
+// acc − offset·wsum modulo 2^32: exact for valid weights, and no signed overflow (undefined
+// behaviour) whatever weight_sums a caller passes.
+inline int32_t minus_offset(int32_t acc, int32_t offset, int32_t wsum) {
+  return static_cast<int32_t>(static_cast<uint32_t>(acc) - static_cast<uint32_t>(offset) * static_cast<uint32_t>(wsum));
+}
+
 inline void group_table(int z, int s, int8_t* T) {
   for (int q = 0; q < 16; ++q) T[q] = static_cast<int8_t>(s * (q - z));
 }
@@ -87,9 +93,9 @@ void dgq_generic(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const
       }
     }
     for (int64_t m = 0; m < M; ++m) {
-      int32_t acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += int32_t(x[m * K + k]) * int32_t(w[size_t(k)]);
-      y[m * N + n] = acc;
+      uint32_t acc = 0;  // modulo 2^32, as the SIMD paths: |acc| < 2^31 for K <= 133120
+      for (int64_t k = 0; k < K; ++k) acc += uint32_t(int32_t(x[m * K + k]) * int32_t(w[size_t(k)]));
+      y[m * N + n] = static_cast<int32_t>(acc);
     }
   }
 }
@@ -136,7 +142,7 @@ __attribute__((target("avx2"))) inline int32_t hsum256(__m256i v) {
           for (int i = 0; i < MR; ++i) STEP(acc[i], x32(xp + i * K + c, h), w);                                  \
         }                                                                                                        \
     }                                                                                                            \
-    for (int i = 0; i < MR; ++i) y[i * N] = hsum256(acc[i]) - (OFFSET) * wsum;                                   \
+    for (int i = 0; i < MR; ++i) y[i * N] = minus_offset(hsum256(acc[i]), OFFSET, wsum);                                   \
   }
 
 // AVX2: |w8| (unsigned) times x with w8's sign, pairs summed to 16 bits (≤ 2·127², no saturation).
@@ -217,7 +223,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void tile_vnni512(
     }
   }
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * N + j] = _mm512_reduce_add_epi32(acc[i][j]) - 128 * wsum[j];
+    for (int j = 0; j < NR; ++j) y[i * N + j] = minus_offset(_mm512_reduce_add_epi32(acc[i][j]), 128, wsum[j]);
 }
 
 template <int NR>

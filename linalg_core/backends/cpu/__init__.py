@@ -19,6 +19,16 @@ from linalg_core.backends.reference.sketch import fwht_then_select
 F32_F64 = (torch.float32, torch.float64)
 
 
+def buf(t: torch.Tensor | None) -> tuple[int, int, int] | None:
+    """The (data pointer, bytes, device) triple the bindings of ``_C`` take for a contiguous
+    tensor (``None`` for an absent one): the bindings check every size against these bytes."""
+    if t is None:
+        return None
+    if not t.is_contiguous():
+        raise ValueError(f"internal: a kernel buffer must be contiguous, got strides {t.stride()}")
+    return (t.data_ptr(), t.numel() * t.element_size(), -1 if t.device.type == "cpu" else t.device.index)
+
+
 class Launch:
     """Calls ``_C.<prefix>_<kernel>`` with tensors turned into data pointers."""
 
@@ -37,14 +47,14 @@ class Launch:
     def fwht(self, x, N, row_mult, scale, out_dtype, out=None):
         B, n_valid, K = x.shape
         out = torch.empty(B, N, K, dtype=out_dtype, device=x.device) if out is None else out
-        mult = 0 if row_mult is None else row_mult.data_ptr()
-        args = (x.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype], B, n_valid, N, K, mult,
+        mult = buf(row_mult)
+        args = (buf(x), buf(out), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype], B, n_valid, N, K, mult,
                 float(scale))
         with self._context(x.device):
             if self.prefix == "cuda":
                 nbytes = _C.cuda_fwht_workspace_bytes(DTYPE_CODES[out_dtype], B, N, K)
                 ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
-                args += (0 if ws is None else ws.data_ptr(),)
+                args += (buf(ws),)
             self._kernel("fwht")(*args, *self._stream(x.device))
         return out
 
@@ -54,9 +64,9 @@ class Launch:
         if work is None:
             work = torch.empty(B, N, K, dtype=cdt, device=x.device)
         out = torch.empty(B, rows.numel(), K, dtype=out_dtype, device=x.device)
-        mult = 0 if row_mult is None else row_mult.data_ptr()
-        _C.cpu_fwht_select(x.data_ptr(), work.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype],
-                           B, n_valid, N, K, mult, float(scale), rows.data_ptr(), rows.numel())
+        mult = buf(row_mult)
+        _C.cpu_fwht_select(buf(x), buf(work), buf(out), DTYPE_CODES[x.dtype], DTYPE_CODES[out_dtype],
+                           B, n_valid, N, K, mult, float(scale), buf(rows), rows.numel())
         return out
 
     def sparse_hash(self, n, col0, m, s, stream, seed, device):
@@ -64,7 +74,7 @@ class Launch:
         rows = torch.empty(n, s, dtype=torch.int32, device=device)
         signs = torch.empty(n, s, dtype=torch.int8, device=device)
         with self._context(device):
-            self._kernel("sparse_hash")(rows.data_ptr(), signs.data_ptr(), n, col0, m, s, stream, seed,
+            self._kernel("sparse_hash")(buf(rows), buf(signs), n, col0, m, s, stream, seed,
                                         *self._stream(device))
         return rows, signs
 
@@ -77,8 +87,8 @@ class Launch:
             B, n, d = A.shape
             out = torch.empty(B, m, d, dtype=cdt, device=A.device)
         with self._context(A.device):
-            self._kernel("sparse_apply")(A.data_ptr(), out.data_ptr(), DTYPE_CODES[A.dtype], DTYPE_CODES[cdt], right,
-                                         B, n, d, m, rows.shape[1], rows.data_ptr(), signs.data_ptr(), float(scale),
+            self._kernel("sparse_apply")(buf(A), buf(out), DTYPE_CODES[A.dtype], DTYPE_CODES[cdt], right,
+                                         B, n, d, m, rows.shape[1], buf(rows), buf(signs), float(scale),
                                          *self._stream(A.device))
         return out
 
@@ -86,21 +96,21 @@ class Launch:
         device = torch.device(device)
         out = torch.empty(count, dtype=torch.int32, device=device)
         with self._context(device):
-            self._kernel("random_uint32")(out.data_ptr(), count, offset, stream, seed, *self._stream(device))
+            self._kernel("random_uint32")(buf(out), count, offset, stream, seed, *self._stream(device))
         return out.to(torch.int64) & 0xFFFFFFFF
 
     def random_fill(self, nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device):
         device = torch.device(device)
         out = torch.empty(nrows, ncols, dtype=dtype, device=device)
         with self._context(device):
-            self._kernel("random_fill")(out.data_ptr(), DTYPE_CODES[dtype], sign, nrows, ncols, ld, row0, col0,
+            self._kernel("random_fill")(buf(out), DTYPE_CODES[dtype], sign, nrows, ncols, ld, row0, col0,
                                         stream, seed, float(scale), *self._stream(device))
         return out
 
     def convert(self, x, out):
         if out is None:
-            return _C.cpu_convert(x.data_ptr(), 0, DTYPE_CODES[x.dtype], 0, x.numel())
-        return _C.cpu_convert(x.data_ptr(), out.data_ptr(), DTYPE_CODES[x.dtype], DTYPE_CODES[out.dtype], x.numel())
+            return _C.cpu_convert(buf(x), None, DTYPE_CODES[x.dtype], 0, x.numel())
+        return _C.cpu_convert(buf(x), buf(out), DTYPE_CODES[x.dtype], DTYPE_CODES[out.dtype], x.numel())
 
     # Above these widths BLAS-3 (a scaled copy and a GEMM) beats the row-blocked kernels:
     # measured at n = 2^17, float64: d = 64 kernel 2.2x (Gram) / 1.9x (forms) faster, d = 256
@@ -111,14 +121,14 @@ class Launch:
         if A.shape[1] > self.GRAM_MAX_D:
             return A.T @ (A * v[:, None])
         G = torch.empty(A.shape[1], A.shape[1], dtype=A.dtype)
-        _C.cpu_weighted_gram(A.data_ptr(), v.data_ptr(), G.data_ptr(), DTYPE_CODES[A.dtype], *A.shape)
+        _C.cpu_weighted_gram(buf(A), buf(v), buf(G), DTYPE_CODES[A.dtype], *A.shape)
         return G
 
     def row_quadratic_forms(self, A, M):
         if A.shape[1] > self.FORMS_MAX_D:
             return ((A @ M) * A).sum(1)
         q = torch.empty(A.shape[0], dtype=A.dtype)
-        _C.cpu_row_quadratic_forms(A.data_ptr(), M.data_ptr(), q.data_ptr(), DTYPE_CODES[A.dtype], *A.shape)
+        _C.cpu_row_quadratic_forms(buf(A), buf(M), buf(q), DTYPE_CODES[A.dtype], *A.shape)
         return q
 
     def block_quantize(self, x, block, mid, bits, scales=None, offsets=None):
@@ -126,13 +136,13 @@ class Launch:
         nb = -(-n // block)
         packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8, device=x.device)
         s_out = torch.empty(nb, dtype=torch.float32, device=x.device) if scales is None else scales
-        args = (x.data_ptr(), DTYPE_CODES[x.dtype], n, block, mid.data_ptr(), bits,
-                0 if scales is None else scales.data_ptr(), 0 if offsets is None else offsets.data_ptr(),
-                s_out.data_ptr() if scales is None else 0, packed.data_ptr())
+        args = (buf(x), DTYPE_CODES[x.dtype], n, block, buf(mid), bits,
+                buf(scales), buf(offsets),
+                buf(s_out) if scales is None else None, buf(packed))
         with self._context(x.device):
             if self.prefix == "cuda":
                 bad = torch.zeros(1, dtype=torch.int64, device=x.device)
-                self._kernel("block_quantize")(*args, bad.data_ptr(), *self._stream(x.device))
+                self._kernel("block_quantize")(*args, buf(bad), *self._stream(x.device))
                 return packed, s_out, int(bad.item())
             return packed, s_out, self._kernel("block_quantize")(*args)
 
@@ -140,8 +150,8 @@ class Launch:
         out = torch.empty(n, dtype=out_dtype, device=packed.device) if out is None else out
         with self._context(packed.device):
             self._kernel("block_dequantize")(
-                packed.data_ptr(), bits, levels.data_ptr(), scales.data_ptr(),
-                0 if offsets is None else offsets.data_ptr(), n, block, out.data_ptr(), DTYPE_CODES[out_dtype],
+                buf(packed), bits, buf(levels), buf(scales),
+                buf(offsets), n, block, buf(out), DTYPE_CODES[out_dtype],
                 *self._stream(packed.device))
         return out
 
@@ -154,18 +164,16 @@ class Launch:
         M, K = x.shape
         scaled = x_scale is not None
         y = torch.empty(M, qweight.shape[0], dtype=torch.float32 if scaled else torch.int32, device=x.device)
-        args = (x.data_ptr(), qweight.data_ptr(), zeros.data_ptr(), group_scales.data_ptr(), weight_sums.data_ptr(),
-                y.data_ptr(), M, qweight.shape[0], K, group)
+        args = (buf(x), buf(qweight), buf(zeros), buf(group_scales), buf(weight_sums),
+                buf(y), M, qweight.shape[0], K, group)
         if self.prefix == "cuda":
             check_int8_range(x)
             with self._context(x.device):
                 acc = y if not scaled else torch.empty(y.shape, dtype=torch.int32, device=x.device)
-                self._kernel("dgq_matmul")(*args[:5], acc.data_ptr(), *args[6:], *self._stream(x.device))
+                self._kernel("dgq_matmul")(*args[:5], buf(acc), *args[6:], *self._stream(x.device))
             return scale_output(acc, x_scale, channel_scales) if scaled else y
-        path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths, x_scale.data_ptr() if scaled else 0,
-                                 channel_scales.data_ptr() if scaled else 0)
-        if path.startswith("x "):
-            raise ValueError(f"{path}: symmetric INT8 activations are in [-127, 127] (quantize_activations)")
+        path = _C.cpu_dgq_matmul(*args, Launch.dgq_paths, buf(x_scale) if scaled else None,
+                                 buf(channel_scales) if scaled else None)
         Launch.last_dgq_path = path
         return y
 
