@@ -5,9 +5,12 @@ Each check raises ``TypeError`` or ``ValueError`` naming the argument and its of
 
 from __future__ import annotations
 
+import math
 import numbers
+import operator
 import secrets
 
+import numpy as np
 import torch
 
 from linalg_core._arrays import FLOAT_DTYPES, Boundary, as_tensor
@@ -102,15 +105,75 @@ def check_result_finite(out: torch.Tensor, inputs: dict[str, torch.Tensor], what
 
 
 def integer(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    """Check ``value`` is an integer (not bool) in [low, high] and return it as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if (low is not None and value < low) or (high is not None and value > high):
+    """Check ``value`` is an integer in [low, high] and return it as ``int``.
+
+    Accepted: Python and NumPy integers and 0-d integer tensors (anything ``operator.index``
+    converts), never a bool (``True`` is not a size or a seed). Rejected with ``TypeError``
+    naming the argument: floats (also integral ones: ``4.0`` is most likely a bug), strings,
+    ``None``, bools and bool tensors, tensors with more than one element.
+    """
+    if _is_bool(value):
+        raise TypeError(f"{name} must be an integer, got bool {value!r}")
+    try:
+        converted = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {_describe(value)}") from None
+    if (low is not None and converted < low) or (high is not None and converted > high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise ValueError(f"{name}={value} is out of range [{lo}, {hi}]")
-    return value
+        raise ValueError(f"{name}={converted} is out of range [{lo}, {hi}]")
+    return converted
+
+
+def real(value, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+         high_open: bool = False, finite: bool = True) -> float:
+    """Check ``value`` is a real number in the interval and return it as ``float``.
+
+    Accepted: Python and NumPy integers and floats, 0-d integer or float tensors. Rejected with
+    ``TypeError`` naming the argument: bools, strings, ``None``, complex numbers, tensors with
+    more than one element. ``ValueError``: NaN, ±Inf (unless ``finite=False``; NaN never), or
+    outside [low, high] (``low_open`` / ``high_open`` exclude the end points).
+    """
+    if _is_bool(value):
+        raise TypeError(f"{name} must be a real number, got bool {value!r}")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dim() != 0 or value.is_complex() or not (
+                value.is_floating_point() or value.dtype in _INT_DTYPES):
+            raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+        converted = float(value.item())
+    elif isinstance(value, numbers.Real):
+        converted = float(value)
+    else:
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+    if math.isnan(converted) or (finite and math.isinf(converted)):
+        raise ValueError(f"{name}={converted!r} must be a finite number")
+    too_low = low is not None and (converted <= low if low_open else converted < low)
+    too_high = high is not None and (converted >= high if high_open else converted > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name}={converted!r} is out of range {'(' if low_open else '['}{lo}, {hi}"
+                         f"{')' if high_open else ']'}")
+    return converted
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _is_bool(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    return isinstance(value, (bool, np.bool_))
+
+
+def _describe(value) -> str:
+    """The type and (short) value of a rejected argument, for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def seed(value, name: str = "seed") -> int:
@@ -127,9 +190,21 @@ def seed(value, name: str = "seed") -> int:
 
 
 def choice(value, name: str, options) -> str:
+    """Check ``value`` is one of the string ``options`` (a non-string is a ``TypeError``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {', '.join(map(repr, options))}, got {_describe(value)}")
     if value not in options:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, options))}")
-    return value
+    return str(value)
+
+
+def flag(value, name: str) -> bool:
+    """Check ``value`` is a bool (Python, NumPy or a 0-d bool tensor) and return it."""
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.dim() == 0:
+        return bool(value)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
 
 
 def numerical_rank(R: torch.Tensor, rows: int) -> int:

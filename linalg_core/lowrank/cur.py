@@ -9,8 +9,9 @@ import scipy.linalg
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.operators import as_operator
-from linalg_core.lowrank.rsvd import SVD, flip_signs, rsvd
+from linalg_core.lowrank.nystrom import factors_to_svd
+from linalg_core.lowrank.operators import Dense, as_operator
+from linalg_core.lowrank.rsvd import SVD, rsvd
 from linalg_core.random import normal
 
 CUR_STREAM = 9
@@ -18,26 +19,36 @@ CUR_STREAM = 9
 
 @dataclass(frozen=True)
 class CUR:
-    """A ≈ C @ U @ R with actual columns and rows of A.
+    """A ≈ C @ U @ R with actual columns and rows of A, in the caller's array type.
+
+    Attributes:
+        cols, rows: the indices of the columns and rows kept (ascending).
+        C, U, R: the factors.
+        seed: the int seed of the random sketches / draws that chose them (the one drawn for
+            ``seed=None``): ``cur(A, r, seed=d.seed, ...)`` reproduces the result bit for bit.
 
     Shape:
         cols: (r,);  rows: (r,);  C: (m, r);  U: (r, r);  R: (r, n)
     """
 
-    cols: torch.Tensor
-    rows: torch.Tensor
-    C: torch.Tensor
-    U: torch.Tensor
-    R: torch.Tensor
+    cols: object
+    rows: object
+    C: object
+    U: object
+    R: object
+    seed: int | None = None
 
-    def dense(self) -> torch.Tensor:
+    def dense(self):
+        """C @ U @ R, in the factors' array type. Shape: (m, n)"""
         return self.C @ self.U @ self.R
 
     def to_svd(self) -> SVD:
-        Qc, Rc = torch.linalg.qr(self.C)
-        Qr, Rr = torch.linalg.qr(self.R.T)
-        u, s, vh = torch.linalg.svd(Rc @ self.U @ Rr.T)
-        return flip_signs(SVD(Qc @ u, s, vh @ Qr.T))
+        """The same approximation as a truncated SVD, in the factors' array type.
+
+        Shape:
+            U: (m, r);  S: (r,);  Vh: (r, n)
+        """
+        return factors_to_svd(self.C, self.U, self.R, seed=self.seed)
 
 
 def _pivots(Z: torch.Tensor, r: int) -> torch.Tensor:
@@ -66,11 +77,22 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
     the unstable inverse of the intersection A[rows, cols].
 
     Args:
-        A: (m, n) array.
+        A: (m, n) dense array (sparse matrices and operators are refused: CUR reads actual
+            columns and rows).
         rank: r, 1 ≤ r ≤ min(m, n).
+        method: ``"pivoted_qr"`` or ``"leverage"``.
+        oversample: extra sketch rows / columns for ``"pivoted_qr"``.
+        seed: int, ``torch.Generator`` or None (fresh entropy, recorded as ``.seed``).
 
     Returns:
-        :class:`CUR` (cols, rows, C, U, R).
+        :class:`CUR` (cols, rows, C, U, R, seed), all in the caller's array type.
+
+    Shape:
+        A: (m, n);  cols, rows: (r,);  C: (m, r);  U: (r, r);  R: (r, n)
+
+    Raises:
+        ValueError: rank outside [1, min(m, n)], a batched A, NaN/Inf.
+        TypeError: a sparse matrix or operator, non-float A, non-integer rank / oversample.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -80,8 +102,11 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
         True
     """
     op, boundary, batch = as_operator(A)
-    if batch or not hasattr(op, "A"):
-        raise ValueError("cur needs a single dense 2-D matrix (it selects actual columns and rows)")
+    if not isinstance(op, Dense):
+        raise TypeError(f"cur selects actual columns and rows of A: it needs a dense 2-D array, got "
+                        f"{type(A).__name__} (for a sparse A use rsvd or nystrom, which only multiply by it)")
+    if batch:
+        raise ValueError(f"cur needs a single 2-D matrix, got shape {tuple(op.shape)}")
     Ad = op.dense()
     m, n = Ad.shape
     rank = _validate.integer(rank, "rank", low=1)
@@ -106,4 +131,4 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
     Qr, Rr = torch.linalg.qr(R.T)
     rtol = torch.finfo(Ad.dtype).eps * max(m, n)
     core = torch.linalg.pinv(Rc, rtol=rtol) @ (Qc.T @ Ad @ Qr) @ torch.linalg.pinv(Rr.T, rtol=rtol)
-    return CUR(cols, rows, *boundary.out((C, core, R)))
+    return CUR(*boundary.out((cols, rows, C, core, R)), seed=seed)

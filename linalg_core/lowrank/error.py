@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from linalg_core import _validate
-from linalg_core._arrays import as_tensor
 from linalg_core.lowrank.operators import Dense, as_operator, hutchinson_fro_sq
 from linalg_core.random import normal
 
@@ -31,15 +30,22 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
     """‖A − U diag(S) Vh‖ in the Frobenius or spectral norm.
 
     * ``norm="fro"``: exact for dense A, computed one block of rows at a time (one GEMM of the
-      cost of one rsvd pass, no m × n temporary); for a matrix-free A, the Gaussian trace
+      cost of one rsvd pass, no m × n temporary); for a sparse or matrix-free A, the Gaussian trace
       estimate E‖Eg‖² over ``probes`` vectors (relative standard deviation √(2/probes)).
     * ``norm="spectral"``: ``iters`` power iterations on EᴴE from a seeded Gaussian start
       (the a-posteriori certificate of fbpca's ``diffsnorm``; Halko et al. 2011 §4.3). It
       converges from below: each iteration's value is a lower bound.
 
     Args:
-        A: (*, m, n) array or matrix-free operator.
-        U, S, Vh: the factors, (*, m, r), (*, r), (*, r, n).
+        A: (*, m, n) array, sparse matrix or matrix-free operator.
+        U, S, Vh: the factors, (*, m, r), (*, r), (*, r, n): S is the vector of singular values
+            (not diag(S)), the batch dimensions those of A.
+
+    Shape:
+        A: (*, m, n);  U: (*, m, r);  S: (*, r);  Vh: (*, r, n)
+
+    Raises:
+        ValueError: factor shapes that do not fit A (a 2-D S included), NaN/Inf in A.
 
     Returns:
         float, or a tensor of per-item errors for batched A.
@@ -56,15 +62,19 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
     _validate.choice(norm, "norm", ("fro", "spectral"))
     iters = _validate.integer(iters, "iters", low=1)
     probes = _validate.integer(probes, "probes", low=1)
+    batch = tuple(op.shape[:-2])
     factors = {}
-    for name, x in (("U", U), ("S", S), ("Vh", Vh)):
-        t, _ = as_tensor(x, name)
+    for name, x, dims in (("U", U, 2), ("S", S, 1), ("Vh", Vh, 2)):
+        t, _ = _validate.float_array(x, name, allow_empty=True)
         factors[name] = t.to(op.dtype)
     U, S, Vh = factors["U"], factors["S"], factors["Vh"]
     m, n = op.shape[-2:]
-    if U.shape[-2] != m or Vh.shape[-1] != n or U.shape[-1] != S.shape[-1] or Vh.shape[-2] != S.shape[-1]:
+    k = S.shape[-1]
+    if (U.dim() != len(batch) + 2 or S.dim() != len(batch) + 1 or U.shape[:-2] != batch or S.shape[:-1] != batch or Vh.shape[:-2] != batch or U.shape[-2:] != (m, k)
+            or Vh.shape[-2:] != (k, n)):
         raise ValueError(f"factor shapes U {tuple(U.shape)}, S {tuple(S.shape)}, Vh {tuple(Vh.shape)} do not fit "
-                         f"A of shape {tuple(op.shape)}")
+                         f"A of shape {tuple(op.shape)}: expected U {batch + (m, k)}, S {batch + (k,)} (the "
+                         f"singular values as a vector, not diag(S)), Vh {batch + (k, n)}")
     E = _Residual(op, U, S, Vh)
     if norm == "fro":
         if isinstance(op, Dense):

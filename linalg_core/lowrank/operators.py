@@ -1,6 +1,8 @@
-"""Linear operators for the low-rank algorithms: a dense (batched) matrix, or anything with
-``shape``, ``dtype``, ``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y`` (matrix-free: a
-quantized weight, a Gram matrix, a sum of terms).
+"""Linear operators for the low-rank algorithms: a dense (batched) matrix, a sparse matrix
+(scipy.sparse, torch COO / CSR / CSC: products on the stored entries only), a
+``scipy.sparse.linalg.LinearOperator``, or anything with ``shape``, ``dtype``,
+``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y`` (matrix-free: a quantized weight, a Gram
+matrix, a sum of terms).
 
 Low-precision dense inputs (float16, bfloat16) are multiplied block of rows by block of rows
 in float32, so no float32 copy of the whole matrix is ever made.
@@ -11,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import sys
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from linalg_core import _validate
-from linalg_core._arrays import cast, compute_dtype
+from linalg_core._arrays import Boundary, SparseMatrix, as_sparse, cast, compute_dtype
 
 # Elements of A converted to float32 at a time for low-precision products (16 MiB).
 _BLOCK_ELEMS = 1 << 22
@@ -58,7 +62,8 @@ def _scratch(tag: str, shape, dtype, device) -> torch.Tensor:
 
 @runtime_checkable
 class LinearOperator(Protocol):
-    """What the low-rank algorithms need of A (m × n)."""
+    """What the low-rank algorithms need of A (m × n). Documentation of the protocol: inputs are
+    recognised by duck typing (:func:`is_operator`), not by ``isinstance`` against it."""
 
     shape: tuple[int, int]
     dtype: torch.dtype
@@ -191,34 +196,78 @@ def _device(op):
     return getattr(op, "device", None) or torch.device("cpu")
 
 
+def is_operator(A) -> bool:
+    """Whether A is a matrix-free operator in the sense of :class:`LinearOperator`: duck-typed
+    (``shape``, ``dtype``, ``matmul``, ``rmatmul``) rather than an ``isinstance`` check against
+    the runtime-checkable Protocol, which torch.compile cannot trace."""
+    if isinstance(A, (torch.Tensor, np.ndarray)):
+        return False
+    return all(hasattr(A, attr) for attr in ("shape", "dtype", "matmul", "rmatmul"))
+
+
+def _scipy_operator(A) -> bool:
+    mod = sys.modules.get("scipy.sparse.linalg")
+    return mod is not None and isinstance(A, mod.LinearOperator)
+
+
 def as_operator(A, name: str = "A", *, products_only: bool = False):
     """(operator, boundary, batch shape). Dense arrays are validated (float dtype, finite,
-    non-empty, at least 2-D); operators must have shape, dtype, matmul and rmatmul.
-    ``products_only``: the caller reads a dense A only through ``matmul`` / ``rmatmul`` /
-    ``bf16`` / ``fro_norm_sq``, so the NaN/Inf check rides on the first of them instead of a
-    pass of its own."""
-    if isinstance(A, LinearOperator) and not isinstance(A, torch.Tensor):
-        if len(A.shape) != 2:
-            raise ValueError(f"{name} operator must have a 2-D shape, got {A.shape}")
-        if min(A.shape) < 1:
-            raise ValueError(f"{name} is empty (shape {tuple(A.shape)})")
-        if A.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-            raise TypeError(f"{name} operator has dtype {A.dtype}; supported: float32, float64, float16, bfloat16")
-        from linalg_core._arrays import Boundary
-
-        return _Wrapped(A), Boundary("torch"), ()
+    non-empty, at least 2-D); sparse matrices (scipy.sparse, torch COO / CSR / CSC) become a
+    :class:`~linalg_core._arrays.SparseMatrix` (products on the stored entries, never densified;
+    scipy's results in numpy); a ``scipy.sparse.linalg.LinearOperator`` is used through
+    ``matmat`` / ``rmatmat`` (results in numpy); other operators must have shape, dtype, matmul
+    and rmatmul. ``products_only``: the caller reads a dense A only through ``matmul`` /
+    ``rmatmul`` / ``bf16`` / ``fro_norm_sq``, so the NaN/Inf check rides on the first of them
+    instead of a pass of its own."""
+    sparse = as_sparse(A, name)
+    if sparse is not None:
+        return sparse[0], sparse[1], ()
+    if _scipy_operator(A):
+        return _Wrapped(_ScipyOperator(A, name), name), Boundary("numpy"), ()
+    if is_operator(A):
+        return _Wrapped(A, name), Boundary("torch"), ()
     t, boundary = _validate.float_array(A, name, min_ndim=2)
     if not products_only:
         _validate.check_finite(t, name)
     return Dense(t, unchecked=name if products_only else None), boundary, tuple(t.shape[:-2])
 
 
-class _Wrapped:
-    """A user operator, with products cast to its compute dtype."""
+_NUMPY_FLOATS = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+                 np.dtype(np.float16): torch.float16}
 
-    def __init__(self, op):
+
+class _ScipyOperator:
+    """A ``scipy.sparse.linalg.LinearOperator`` seen through torch tensors (on the CPU)."""
+
+    def __init__(self, op, name):
+        dtype = getattr(op, "dtype", None)
+        if dtype is None or np.dtype(dtype) not in _NUMPY_FLOATS:
+            raise TypeError(f"{name} is a scipy LinearOperator with dtype {dtype}; supported: float32, float64, "
+                            "float16")
+        self.op, self.shape, self.dtype = op, tuple(op.shape), _NUMPY_FLOATS[np.dtype(dtype)]
+        self.device = torch.device("cpu")
+
+    def matmul(self, X):
+        return torch.from_numpy(np.asarray(self.op.matmat(X.detach().cpu().numpy())))
+
+    def rmatmul(self, Y):
+        return torch.from_numpy(np.asarray(self.op.rmatmat(Y.detach().cpu().numpy())))
+
+
+class _Wrapped:
+    """A user operator, checked (2-D, non-empty, float dtype), with products cast to its
+    compute dtype."""
+
+    def __init__(self, op, name: str = "A"):
+        shape = tuple(op.shape)
+        if len(shape) != 2:
+            raise ValueError(f"{name} operator must have a 2-D shape, got {op.shape}")
+        if min(shape) < 1:
+            raise ValueError(f"{name} is empty (shape {shape})")
+        if op.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise TypeError(f"{name} operator has dtype {op.dtype}; supported: float32, float64, float16, bfloat16")
         self.op = op
-        self.shape = tuple(op.shape)
+        self.shape = tuple(int(x) for x in shape)
         self.dtype = compute_dtype(op.dtype)
         self.device = getattr(op, "device", None) or torch.device("cpu")
 
@@ -234,5 +283,5 @@ class _Wrapped:
         return hutchinson_fro_sq(self)
 
 
-__all__ = ["LinearOperator", "Dense", "LowPrecision", "as_operator", "fro_norm_sq", "hutchinson_fro_sq",
+__all__ = ["LinearOperator", "Dense", "LowPrecision", "SparseMatrix", "as_operator", "is_operator", "fro_norm_sq", "hutchinson_fro_sq",
            "reuse_buffers"]

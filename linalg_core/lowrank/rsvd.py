@@ -53,16 +53,36 @@ RSVD_STREAM = 6
 AUTO_NITER = 4
 
 
-class SVD(NamedTuple):
-    """A truncated SVD A ≈ U diag(S) Vh.
+class _Factors(NamedTuple):
+    U: torch.Tensor
+    S: torch.Tensor
+    Vh: torch.Tensor
+
+
+class SVD(_Factors):
+    """A truncated SVD A ≈ U diag(S) Vh: a named triple (``U, S, Vh = rsvd(A, r)``) that also
+    records the seed.
+
+    Attributes:
+        U, S, Vh: the factors.
+        seed: the int seed of the random test matrices that produced them (the one drawn for
+            ``seed=None`` or from a ``torch.Generator``, so ``rsvd(A, r, seed=svd.seed)``
+            reproduces the result bit for bit); None for deterministic results (``to_svd``).
 
     Shape:
         U: (*, m, r);  S: (*, r) descending;  Vh: (*, r, n)
     """
 
-    U: torch.Tensor
-    S: torch.Tensor
-    Vh: torch.Tensor
+    seed: int | None = None  # read when an instance was built without one (``_make``, pytrees)
+
+    def __new__(cls, U, S, Vh, seed: int | None = None):
+        self = super().__new__(cls, U, S, Vh)
+        if seed is not None:
+            self.seed = seed
+        return self
+
+    def __repr__(self) -> str:
+        return f"SVD(U={self.U!r}, S={self.S!r}, Vh={self.Vh!r}, seed={self.seed!r})"
 
 
 def _gaussian(op, n, k, seed, block, backend):
@@ -175,15 +195,15 @@ def svd_of_wide(B: torch.Tensor, rank: int | None = None) -> SVD:
 GRAM_RANGE = 1e-4
 
 
-def flip_signs(svd: SVD) -> SVD:
+def flip_signs(svd: SVD, *, seed: int | None = None) -> SVD:
     """Deterministic signs: the entry of largest magnitude of each column of U is positive
     (scikit-learn's ``svd_flip``), Vh's rows flipped to match; makes results comparable across
-    backends and runs."""
+    backends and runs. ``seed`` is recorded on the result (default: ``svd``'s)."""
     U, S, Vh = svd
     idx = U.abs().argmax(dim=-2, keepdim=True)
     sign = torch.sgn(torch.gather(U, -2, idx))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    return SVD(U * sign, S, Vh * sign.mT.conj())
+    return SVD(U * sign, S, Vh * sign.mT.conj(), seed=getattr(svd, "seed", None) if seed is None else seed)
 
 
 def _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision):
@@ -191,23 +211,29 @@ def _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision):
     rank = _validate.integer(rank, "rank", low=1)
     if rank > r_max:
         raise ValueError(f"rank={rank} exceeds min(m, n)={r_max} for A of shape ({m}, {n})")
-    if oversample is None or oversample == "auto":
+    if oversample is None or _is_auto(oversample):
         # k = 2r, and k = 3r while that stays ≤ 48 columns: at small k the GEMMs are bound by
         # reading A, so the extra columns are nearly free (4096², r = 16, β = 0.3: p = 16 gives
         # σ error 4.5e-3..7.6e-3 in 54 ms, p = 32 gives 6.4e-4..8.1e-4 in 64 ms).
         oversample = max(10, rank, min(2 * rank, 48 - rank))
     oversample = _validate.integer(oversample, "oversample", low=0)
     k = min(r_max, rank + oversample)
-    if niter is None or niter == "auto":
+    if niter is None or _is_auto(niter):
         niter = AUTO_NITER
     niter = _validate.integer(niter, "niter", low=0)
-    normalizer = "cholqr" if normalizer in (None, "auto") else _validate.choice(normalizer, "normalizer", METHODS)
+    normalizer = "cholqr" if normalizer is None or _is_auto(normalizer) else _validate.choice(
+        normalizer, "normalizer", METHODS)
     _validate.choice(precision, "precision", PRECISIONS)
     _validate.choice(method, "method", METHODS_RSVD)
-    if tol is not None:
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 < tol < 1):
-            raise ValueError(f"tol={tol!r} must be a number in (0, 1)")
     return rank, k, niter, normalizer
+
+
+def _is_auto(value) -> bool:
+    return isinstance(value, str) and value == "auto"
+
+
+def _tol(tol) -> float | None:
+    return None if tol is None else _validate.real(tol, "tol", low=0, high=1, low_open=True, high_open=True)
 
 
 def _adaptive_qb(op, power, max_rank, block, tol, niter, normalizer, seed, backend):
@@ -256,8 +282,12 @@ def rsvd(
 
     Args:
         A: (*, m, n) dense matrix or batch (torch / numpy / DLPack; float32/64, float16 and
-            bfloat16 computed in float32 one block of rows at a time), or a matrix-free
-            operator with ``shape``, ``dtype``, ``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y``.
+            bfloat16 computed in float32 one block of rows at a time), a 2-D sparse matrix
+            (scipy.sparse csr/csc/coo matrices and arrays, torch COO / CSR / CSC: only products
+            with its stored entries, never a dense copy; the same seed gives the same factors as
+            the dense matrix, to rounding), a ``scipy.sparse.linalg.LinearOperator`` (through
+            ``matmat`` / ``rmatmat``), or a matrix-free operator with ``shape``, ``dtype``,
+            ``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y``.
         rank: number of singular triplets (the maximum rank when ``tol`` is given).
         oversample: extra sketch columns p, k = rank + p (``"auto"``: max(10, r, min(2r, 48 − r)),
             i.e. k = 2r, or 3r for small ranks).
@@ -272,7 +302,8 @@ def rsvd(
             2015).
         tol: relative Frobenius tolerance: blocked adaptive QB (Martinsson and Voronin 2016)
             stopping when ‖A − QB‖_F ≤ tol·‖A‖_F.
-        seed: int, ``torch.Generator`` or None (fresh entropy).
+        seed: int, ``torch.Generator`` or None (fresh entropy); the int used is recorded as
+            the result's ``seed``.
         backend: backend of the random test matrix (the products run on torch's BLAS).
         range_finder: replace the range-finder stage (default :func:`subspace_iteration`, or
             :func:`krylov_basis` for ``method="krylov"``): ``f(op, k, niter=, normalizer=,
@@ -291,8 +322,10 @@ def rsvd(
             spectra), at one full-precision pass less.
 
     Returns:
-        :class:`SVD` (U, S, Vh) in the caller's array type; float32 for 16-bit inputs, float64
-        for float64. Signs are deterministic (:func:`flip_signs`).
+        :class:`SVD` (U, S, Vh) in the caller's array type (numpy for numpy, scipy.sparse and
+        scipy LinearOperator input); float32 for 16-bit inputs, float64 for float64. Signs are
+        deterministic (:func:`flip_signs`). ``.seed`` is the int seed used:
+        ``rsvd(A, rank, seed=svd.seed, ...)`` reproduces the factors bit for bit.
 
     Shape:
         A: (*, m, n);  U: (*, m, rank);  S: (*, rank);  Vh: (*, rank, n)
@@ -304,7 +337,8 @@ def rsvd(
 
     Raises:
         ValueError: rank < 1 or > min(m, n), NaN/Inf or empty A, tol outside (0, 1).
-        TypeError: integer or other non-float A.
+        TypeError: integer or other non-float A; rank / oversample / niter not integers (NumPy
+            integers and 0-d integer tensors are), tol not a real number, a non-string method.
 
     Tuning: raise ``oversample`` first (cheapest accuracy), then ``niter``; for flat spectra
     ``method="krylov"`` gets more from each product.
@@ -319,7 +353,7 @@ def rsvd(
     op, boundary, _ = as_operator(A, products_only=True)
     out = _rsvd(op, rank, oversample=oversample, niter=niter, normalizer=normalizer, method=method, tol=tol, seed=seed,
                 backend=backend, range_finder=range_finder, precision=precision)
-    return SVD(*boundary.out(tuple(out)))
+    return SVD(*boundary.out(tuple(out)), seed=out.seed)
 
 
 def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", method="subspace", tol=None, seed=None,
@@ -327,6 +361,7 @@ def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", metho
     """:func:`rsvd` of an operator already validated (torch tensors in and out)."""
     m, n = op.shape[-2:]
     rank, k, niter, normalizer = _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision)
+    tol = _tol(tol)
     seed = _validate.seed(seed)
     mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, niter))
     if mixed and not isinstance(op, Dense):
@@ -348,7 +383,7 @@ def _rsvd(op, rank, *, oversample="auto", niter="auto", normalizer="auto", metho
             method = "subspace" if requested == "auto" else method
             svd, Q, rank = _factor(op, op, rank, k, niter, normalizer, method, tol, seed, backend, range_finder)
     U = svd.U[..., :rank] if Q is None else Q @ svd.U[..., :rank]
-    return flip_signs(SVD(U, svd.S[..., :rank], svd.Vh[..., :rank, :]))
+    return flip_signs(SVD(U, svd.S[..., :rank], svd.Vh[..., :rank, :]), seed=seed)
 
 
 # Mixed precision is used only when the computed σ_k / σ_1 stays above this (≈ 13 bfloat16 ulps).
@@ -455,7 +490,7 @@ def rsvd_many(matrices, rank: int, *, progress: bool | None = None, **options) -
             stack = torch.stack([tensors[i][0] for i in idx])
             out = rsvd(stack, min(rank, *shape), **options)
             for j, i in enumerate(idx):
-                results[i] = SVD(*tensors[i][1].out((out.U[j], out.S[j], out.Vh[j])))
+                results[i] = SVD(*tensors[i][1].out((out.U[j], out.S[j], out.Vh[j])), seed=out.seed)
             if show:
                 done = g + 1
                 print(f"\rrsvd_many: {done}/{len(groups)} shape groups, {sum(len(v) for v in list(groups.values())[:done])}"
