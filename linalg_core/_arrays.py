@@ -155,6 +155,14 @@ class SparseMatrix:
         self.device = csr.device
         self._transpose: SparseMatrix | None = None
 
+    def to(self, dtype: torch.dtype) -> "SparseMatrix":
+        """The same matrix with values in ``dtype`` (self when they are already)."""
+        if dtype == self.dtype:
+            return self
+        c = self.csr
+        return SparseMatrix(_csr(c.crow_indices(), c.col_indices(), c.values().to(dtype), self.shape),
+                            self.input_dtype)
+
     @property
     def nnz(self) -> int:
         return int(self.csr.values().numel())

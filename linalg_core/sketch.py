@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 
 from linalg_core import _ops, _validate
-from linalg_core._arrays import compute_dtype
+from linalg_core._arrays import SparseMatrix, as_sparse, compute_dtype, is_sparse
 from linalg_core.random import Stream
 
 __all__ = [
@@ -78,8 +78,9 @@ class Sketch:
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
-        _validate.integer(self.m, "m", low=1)
-        _validate.integer(self.n, "n", low=1)
+        # Stored as Python ints (a NumPy integer or 0-d tensor would leak into the arithmetic).
+        object.__setattr__(self, "m", _validate.integer(self.m, "m", low=1))
+        object.__setattr__(self, "n", _validate.integer(self.n, "n", low=1))
         object.__setattr__(self, "seed", _validate.seed(self.seed))
 
     @property
@@ -92,28 +93,46 @@ class Sketch:
 
         Args:
             A: (*, n, d) matrix or batch of matrices, or an (n,) vector. float32/64, float16 or
-                bfloat16 (accumulated in float32); torch, numpy or DLPack.
-            backend: force a backend (``"cuda"``, ``"triton"``, ``"cpu"``, ``"reference"``).
+                bfloat16 (accumulated in float32); torch, numpy or DLPack. Or a 2-D sparse
+                (n, d) matrix: scipy.sparse (csr/csc/coo, matrix or array) or torch COO / CSR /
+                CSC, multiplied on its stored entries without a dense copy (CountSketch and
+                sparse sign: a scatter-add of ±A's rows, O(nnz(S)·nnz(A)/n); Gaussian,
+                Rademacher and SRHT: blocks of S's columns times the matching rows of A,
+                O(m·nnz(A)) plus generating S), equal to the dense result to rounding.
+            backend: force a backend (``"cuda"``, ``"triton"``, ``"cpu"``, ``"reference"``) for
+                the dense path and the generation of S.
 
         Returns:
-            ``S @ A`` in A's array type and dtype.
+            ``S @ A`` in A's array type and dtype (a dense array; numpy for scipy.sparse input).
 
         Shape:
             A: (*, n, d) or (n,);  out: (*, m, d) or (m,)
 
         Raises:
             ValueError: A's sketched dimension is not n, A is empty, or has NaN/Inf entries.
+            TypeError: A is not a float array or sparse matrix.
         """
-        t, boundary = _validate.float_array(A, "A")
+        return self._apply_one(A, "A", backend)
+
+    def _apply_one(self, A, name, backend):
+        sparse = as_sparse(A, name)
+        if sparse is not None:
+            sp, boundary = sparse
+            if sp.shape[0] != self.n:
+                raise ValueError(f"{name} has {sp.shape[0]} rows (shape {sp.shape}) but the sketch has n={self.n}")
+            out = self._apply_sparse(sp, backend).to(sp.input_dtype)
+            _validate.check_result_finite(out, {name: sp.csr.values()}, f"{self.kind}.apply")
+            return boundary.out(out)
+        t, boundary = _validate.float_array(A, name)
         vector = t.dim() == 1
         if vector:
             t = t[:, None]
         if t.shape[-2] != self.n:
-            raise ValueError(f"A has {t.shape[-2]} rows (shape {tuple(t.shape)}) but the sketch has n={self.n}")
+            raise ValueError(f"{name} has {t.shape[-2]} rows (shape {tuple(t.shape)}) but the sketch has n={self.n}")
         batch = t.shape[:-2]
         t3 = t.reshape(-1, self.n, t.shape[-1]).contiguous()
         out = self._apply(t3, backend).to(t.dtype)
-        _validate.check_result_finite(out, {"A": t3}, f"{self.kind}.apply")
+        _validate.check_result_finite(out, {name: t3}, f"{self.kind}.apply")
         out = out[..., 0].reshape(self.m) if vector else out.reshape(*batch, self.m, t.shape[-1])
         return boundary.out(out)
 
@@ -137,6 +156,10 @@ class Sketch:
         if not arrays:
             raise ValueError("apply_many needs at least one array")
         names = [f"arrays[{i}]" for i in range(len(arrays))] if names is None else list(names)
+        if len(names) != len(arrays):
+            raise ValueError(f"names has {len(names)} entries for {len(arrays)} arrays")
+        if any(is_sparse(X) for X in arrays):  # sparse matrices take their own path: no shared transform
+            return tuple(self._apply_one(X, name, backend) for name, X in zip(names, arrays))
         prepared = []
         for name, X in zip(names, arrays, strict=True):
             t, boundary = _validate.float_array(X, name)
@@ -148,7 +171,7 @@ class Sketch:
             prepared.append((t, t2.contiguous(), boundary))
         dtypes = {t2.dtype for _, t2, _ in prepared}
         if len(dtypes) > 1 or len(prepared) == 1:
-            return tuple(self.apply(X, backend=backend) for X in arrays)
+            return tuple(self._apply_one(X, name, backend) for name, X in zip(names, arrays))
         outs = self._apply_blocks([t2 for _, t2, _ in prepared], backend)
         result = []
         for name, (t, t2, boundary), out in zip(names, prepared, outs):
@@ -163,9 +186,20 @@ class Sketch:
     def apply_right(self, A, *, backend: str | None = None):
         """``A @ Sᵀ`` (sketching the columns of A, i.e. its row space).
 
+        A may be a 2-D sparse (d, n) matrix, as in :meth:`apply`: A Sᵀ = (S Aᵀ)ᵀ on its stored
+        entries, returned dense (numpy for scipy.sparse input).
+
         Shape:
             A: (*, d, n) or (n,);  out: (*, d, m) or (m,)
         """
+        sparse = as_sparse(A, "A")
+        if sparse is not None:
+            sp, boundary = sparse
+            if sp.shape[1] != self.n:
+                raise ValueError(f"A has {sp.shape[1]} columns (shape {sp.shape}) but the sketch has n={self.n}")
+            out = self._apply_sparse(sp.T, backend).T.to(sp.input_dtype)
+            _validate.check_result_finite(out, {"A": sp.csr.values()}, f"{self.kind}.apply_right")
+            return boundary.out(out)
         t, boundary = _validate.float_array(A, "A")
         vector = t.dim() == 1
         if vector:
@@ -200,6 +234,21 @@ class Sketch:
 
     def _apply_right(self, A: torch.Tensor, backend) -> torch.Tensor:  # (B, d, n) -> (B, d, m)
         raise NotImplementedError
+
+    def _apply_sparse(self, A: SparseMatrix, backend) -> torch.Tensor:  # sparse (n, d) -> dense (m, d)
+        """S A for a sparse A, in A's compute dtype: for each block of S's columns that meets a
+        stored entry, S[:, c0:c1] A[c0:c1, :] computed as (A[c0:c1, :]ᵀ S[:, c0:c1]ᵀ)ᵀ, a
+        sparse-times-dense product (S's blocks are generated exactly as for a dense A)."""
+        out = torch.zeros(self.m, A.shape[1], dtype=A.dtype, device=A.device)
+        crow = A.csr.crow_indices()
+        step = max(1, _BLOCK_ELEMS // self.m)
+        for c0 in range(0, self.n, step):
+            c1 = min(self.n, c0 + step)
+            if int(crow[c1]) == int(crow[c0]):
+                continue  # no stored entry in these rows of A
+            S = self._dense(c0, c1, A.dtype, A.device, backend)
+            out += A.rows(c0, c1).T.matmul(S.T).T
+        return out
 
     def _dense(self, c0, c1, dtype, device, backend) -> torch.Tensor:
         raise NotImplementedError
@@ -429,7 +478,7 @@ class SparseSignSketch(Sketch):
 
     def __post_init__(self):
         super().__post_init__()
-        _validate.integer(self.nnz, "nnz", low=1)
+        object.__setattr__(self, "nnz", _validate.integer(self.nnz, "nnz", low=1))
         if self.nnz > self.m:
             raise ValueError(f"nnz={self.nnz} exceeds the sketch size m={self.m}")
 
@@ -454,6 +503,22 @@ class SparseSignSketch(Sketch):
         rows, signs = self.hash(A.device, backend)
         return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), True, key=_key(A),
                                  backend=backend)
+
+    def _apply_sparse(self, A, backend):
+        """S A for a sparse A on its stored entries: entry (i, j, a) of A adds ±a/√nnz to
+        (h_l(i), j) for each of column i's nnz rows h_l(i): one scatter-add (index_add_),
+        O(nnz(A)·nnz) work, in chunks of entries."""
+        rows, signs = self.hash(A.device, backend)
+        d = A.shape[1]
+        out = torch.zeros(self.m * d, dtype=A.dtype, device=A.device)
+        i, j, a = A.coo()
+        scale = 1.0 / math.sqrt(self.nnz)
+        chunk = max(1, _BLOCK_ELEMS // self.nnz)
+        for e0 in range(0, i.numel(), chunk):
+            ie, je, ae = i[e0:e0 + chunk], j[e0:e0 + chunk], a[e0:e0 + chunk]
+            target = rows[ie].to(torch.int64) * d + je[:, None]
+            out.index_add_(0, target.flatten(), (signs[ie].to(A.dtype) * (ae * scale)[:, None]).flatten())
+        return out.view(self.m, d)
 
     def _dense(self, c0, c1, dtype, device, backend):
         rows, signs = self.hash(device, backend, cols=(c0, c1))
@@ -589,10 +654,16 @@ def distortion(S: Sketch, A, *, backend: str | None = None) -> float:
     (1 − ε)‖Ax‖ ≤ ‖SAx‖ ≤ (1 + ε)‖Ax‖ for all x, i.e. max(σ_max(SQ) − 1, 1 − σ_min(SQ)) for an
     orthonormal basis Q of range(A) (computed in float64).
 
+    A sparse A (scipy.sparse, torch sparse) is densified: the orthonormal basis Q of its range
+    is an (n, d) dense array anyway.
+
     Shape:
         A: (n, d)
     """
-    t, _ = _validate.float_array(A, "A", ndim=2)
+    if not isinstance(S, Sketch):
+        raise TypeError(f"S must be a linalg_core.sketch.Sketch, got {type(S).__name__}")
+    sparse = as_sparse(A, "A")
+    t = sparse[0].csr.to_dense() if sparse is not None else _validate.float_array(A, "A", ndim=2)[0]
     _validate.check_finite(t, "A")
     U, s, _ = torch.linalg.svd(t.to(torch.float64), full_matrices=False)
     Q = U[:, s > s[0] * max(t.shape) * torch.finfo(torch.float64).eps]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from linalg_core import _validate
-from linalg_core._arrays import Boundary, as_tensor
+from linalg_core._arrays import Boundary, as_sparse, as_tensor
 from linalg_core.regression.lsqr import lsqr
 from linalg_core.sketch import create
 
@@ -87,7 +87,11 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
 
     Args:
         A: (n, d) float array (torch / numpy / DLPack), full column rank for the sketched
-            methods.
+            methods; or a sparse (n, d) matrix (scipy.sparse csr/csc/coo, torch COO / CSR /
+            CSC), used only through products with its stored entries (never densified; the
+            ``"direct"`` solver accumulates the Gram of AR⁻¹ over blocks of rows, and
+            ``method="exact"`` refuses it with a TypeError). The same seed gives the same x as
+            the dense A, to rounding.
         b: (n,) or (n, k).
         method: ``"sketch_and_precondition"`` (dense-solver accuracy), ``"sketch_and_solve"``
             (one sketch, error set by ``sketch_rows``) or ``"exact"`` (LAPACK).
@@ -117,7 +121,9 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
 
     Raises:
         ValueError: n < d, b's length is not n, NaN/Inf, rank-deficient A (sketched methods),
-            sketch_rows outside [d + 1, n].
+            sketch_rows outside [d + 1, n], tol outside (0, 1), maxiter < 1.
+        TypeError: non-float A or b; a sparse A with ``method="exact"``; sketch_rows or maxiter
+            not integers, tol not a real number.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -130,20 +136,38 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
     _validate.choice(method, "method", METHODS)
     _validate.choice(sketch, "sketch", SKETCHES)
     _validate.choice(solver, "solver", SOLVERS)
-    At, _ = _validate.float_array(A, "A", ndim=2)
+    tol = None if tol is None else _validate.real(tol, "tol", low=0, high=1, low_open=True, high_open=True)
+    maxiter = None if maxiter is None else _validate.integer(maxiter, "maxiter", low=1)
+    sparse = as_sparse(A, "A")
+    if sparse is not None:
+        if method == "exact":
+            raise TypeError("method='exact' (LAPACK gelsd) needs a dense A; for a sparse A use "
+                            "'sketch_and_precondition' or 'sketch_and_solve', which only multiply by it")
+        Asp = sparse[0]
+        n, d = Asp.shape
+        a_dtype = Asp.input_dtype
+    else:
+        At, _ = _validate.float_array(A, "A", ndim=2)
+        n, d = At.shape
+        a_dtype = At.dtype
     bt, boundary = as_tensor(b, "b")
     bt, _ = _validate.float_array(bt, "b", min_ndim=1)
-    n, d = At.shape
     if n < d:
-        raise ValueError(f"A has shape {tuple(At.shape)}: least squares here needs n >= d (a tall A)")
+        raise ValueError(f"A has shape {(n, d)}: least squares here needs n >= d (a tall A)")
     if bt.dim() > 2 or bt.shape[0] != n:
         raise ValueError(f"b has shape {tuple(bt.shape)}; expected ({n},) or ({n}, k) to match A's {n} rows")
     if method == "exact":
         _validate.check_finite(At, "A")  # the sketches check their (small) results instead: every
     _validate.check_finite(bt, "b")  # entry of A reaches SA, so a NaN/Inf in A is reported by name
-    cdt = torch.float64 if torch.float64 in (At.dtype, bt.dtype) else torch.float32
+    cdt = torch.float64 if torch.float64 in (a_dtype, bt.dtype) else torch.float32
     vector = bt.dim() == 1
-    A64, B = At.to(cdt), (bt[:, None] if vector else bt).to(cdt)
+    B = (bt[:, None] if vector else bt).to(cdt)
+    if sparse is not None:  # products on the stored entries only (as_sparse checked them finite)
+        Asp = Asp.to(cdt)
+        A64, mul, rmul = Asp.csr, Asp.matmul, Asp.rmatmul
+    else:
+        A64 = At.to(cdt)
+        mul, rmul = A64.__matmul__, (lambda U: A64.mT @ U)
     eps = torch.finfo(cdt).eps
     if method == "exact":
         driver = "gelsd" if A64.device.type == "cpu" else None
@@ -158,37 +182,50 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
     x = torch.linalg.solve_triangular(R, Q.mT @ SB, upper=True)
     if method == "sketch_and_solve":
         return _result(A64, B, x, 0, True, method, sketch, m, S.seed, vector, boundary)
-    tol = 10 * eps if tol is None else float(tol)
-    if not 0 < tol < 1:
-        raise ValueError(f"tol={tol!r} must be in (0, 1)")
+    tol = 10 * eps if tol is None else tol
     if solver == "direct":
-        rounds = 4 if maxiter is None else _validate.integer(maxiter, "maxiter", low=1)
-        # Y = A R⁻¹ (well conditioned), solved as Yᵀ = R⁻ᵀAᵀ: A's transpose is a column-major
-        # view LAPACK takes without the transposing copy that left=False makes (50 ms -> 22 ms at
-        # 2^17 x 64).
-        Y = torch.linalg.solve_triangular(R.mT, A64.mT, upper=False).mT
-        L, info = torch.linalg.cholesky_ex(Y.mT @ Y)
+        rounds = 4 if maxiter is None else maxiter
+        if sparse is not None:
+            # The Gram of Y = A R⁻¹ accumulated over blocks of rows (no n × d array): Y's rows
+            # are sparse rows times R⁻¹, formed explicitly (d × d); the same preconditioner M =
+            # R⁻¹ is used in every product, so the refinement solves for exactly this M.
+            Rinv = torch.linalg.solve_triangular(R, torch.eye(d, dtype=cdt, device=R.device), upper=True)
+            G = torch.zeros(d, d, dtype=cdt, device=R.device)
+            for _, _, rows in Asp.row_blocks(d):
+                Yb = rows.matmul(Rinv)
+                G += Yb.mT @ Yb
+            precondition = lambda V: Rinv @ V  # noqa: E731
+            adjoint = lambda U: Rinv.mT @ rmul(U)  # noqa: E731  (AR⁻¹)ᵀU
+        else:
+            # Y = A R⁻¹ (well conditioned), solved as Yᵀ = R⁻ᵀAᵀ: A's transpose is a column-major
+            # view LAPACK takes without the transposing copy that left=False makes (50 ms -> 22 ms
+            # at 2^17 x 64).
+            Y = torch.linalg.solve_triangular(R.mT, A64.mT, upper=False).mT
+            G = Y.mT @ Y
+            precondition = lambda V: torch.linalg.solve_triangular(R, V, upper=True)  # noqa: E731
+            adjoint = lambda U: Y.mT @ U  # noqa: E731
+        L, info = torch.linalg.cholesky_ex(G)
         if bool(info.any()):
             raise ValueError("A is too ill-conditioned for the sketched preconditioner (Cholesky of (AR⁻¹)ᵀAR⁻¹ "
                              "failed); use method='exact'")
         used = 0
         for used in range(1, rounds + 1):
-            delta = torch.linalg.solve_triangular(R, torch.cholesky_solve(Y.mT @ (B - A64 @ x), L), upper=True)
+            delta = precondition(torch.cholesky_solve(adjoint(B - mul(x)), L))
             x = x + delta
             if _negligible(delta, x, eps):
                 break
         return _result(A64, B, x, used, True, method, sketch, m, S.seed, vector, boundary)
-    iters = 100 + 2 * int(math.log2(1 / eps)) if maxiter is None else _validate.integer(maxiter, "maxiter", low=1)
+    iters = 100 + 2 * int(math.log2(1 / eps)) if maxiter is None else maxiter
 
     def matvec(V):
-        return A64 @ torch.linalg.solve_triangular(R, V, upper=True)
+        return mul(torch.linalg.solve_triangular(R, V, upper=True))
 
     def rmatvec(U):
-        return torch.linalg.solve_triangular(R.mT, A64.mT @ U, upper=False)
+        return torch.linalg.solve_triangular(R.mT, rmul(U), upper=False)
 
     total, converged = 0, False
     for _ in range(3):  # refinement rounds: LSQR on the correction of the current residual
-        res = lsqr(matvec, rmatvec, B - A64 @ x, d, tol=tol, maxiter=iters)
+        res = lsqr(matvec, rmatvec, B - mul(x), d, tol=tol, maxiter=iters)
         delta = torch.linalg.solve_triangular(R, res.x, upper=True)
         x = x + delta
         total += res.iterations

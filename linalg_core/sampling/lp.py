@@ -3,6 +3,7 @@ sampled ℓp embedding."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +15,10 @@ from linalg_core.sampling.scores import _check_p, tall_matrix
 
 @dataclass(frozen=True)
 class LpResult:
-    """x (d,) float64; objective ‖Ax − b‖_p on the rows solved (weighted for a sample);
-    iterations (IRLS steps, 0 for the LP); converged."""
+    """x (d,) float64 in b's array type; objective ‖Ax − b‖_p on the rows solved (weighted for
+    a sample); iterations (IRLS steps, 0 for the LP); converged."""
 
-    x: torch.Tensor
+    x: object
     objective: float
     iterations: int
     converged: bool
@@ -34,8 +35,19 @@ def lp_regression(A, b, p: float, *, sample=None, tol: float = 1e-10, maxiter: i
 
     Args:
         A: (n, d); b: (n,).
+        p: ≥ 1.
         sample: ``(indices, weights)`` from :func:`sample_rows`: solve on ``weights·A[indices]``,
-            ``weights·b[indices]`` instead of all rows.
+            ``weights·b[indices]`` instead of all rows (checked as in
+            :func:`embedding_distortion`: indices in [0, n), repeats allowed, weights ≥ 0).
+        tol: relative change of the objective that stops IRLS (> 0).
+        maxiter: IRLS steps, ≥ 1.
+
+    Returns:
+        :class:`LpResult`, x in b's array type.
+
+    Raises:
+        ValueError: p < 1, tol ≤ 0, maxiter < 1, shapes, NaN/Inf, a bad sample.
+        TypeError: p / tol not real numbers, maxiter not an integer, non-integer indices.
 
     Shape:
         A: (n, d);  b: (n,);  x: (d,)
@@ -47,21 +59,62 @@ def lp_regression(A, b, p: float, *, sample=None, tol: float = 1e-10, maxiter: i
         True
     """
     p = _check_p(p)
+    tol = _validate.real(tol, "tol", low=0, low_open=True)
+    maxiter = _validate.integer(maxiter, "maxiter", low=1)
     A = tall_matrix(A)
-    bt, _ = _validate.float_array(b, "b", ndim=1)
+    bt, boundary = _validate.float_array(b, "b", ndim=1)
     _validate.check_finite(bt, "b")
     if bt.shape[0] != A.shape[0]:
         raise ValueError(f"b has {bt.shape[0]} entries, A has {A.shape[0]} rows")
     b = bt.to(torch.float64)
     if sample is not None:
-        idx, w = sample
-        idx = torch.as_tensor(idx, dtype=torch.int64)
-        w = torch.as_tensor(w, dtype=torch.float64)
+        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+            raise TypeError(f"sample must be an (indices, weights) pair from sample_rows, got {type(sample).__name__}")
+        idx, w = sample_arrays(sample[0], sample[1], A.shape[0], ("sample[0]", "sample[1]"))
         A, b = w[:, None] * A[idx], w * b[idx]
         if A.shape[0] < A.shape[1]:
             raise ValueError(f"the sample has {A.shape[0]} rows, fewer than d={A.shape[1]}: sample more rows")
-    if p == 1:
-        return _l1(A, b)
+    result = _l1(A, b) if p == 1 else _irls(A, b, p, tol, maxiter)
+    return dataclasses.replace(result, x=boundary.out(result.x))
+
+
+def sample_arrays(indices, weights, n: int, names=("indices", "weights")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a row sample: indices integers in [0, n) (repeats allowed: a with-replacement
+    sample repeats rows, each occurrence counted with its weight), weights finite and ≥ 0, one
+    per index. Returns (int64 tensor, float64 tensor).
+
+    Raises:
+        TypeError: indices not integers (floats, bools), arrays of the wrong kind.
+        ValueError: not 1-D, lengths differ, an index out of range, a negative or NaN/Inf weight.
+    """
+    iname, wname = names
+    if isinstance(indices, torch.Tensor):
+        idx = indices
+    else:
+        try:
+            idx = torch.from_numpy(np.asarray(indices))
+        except TypeError:
+            raise TypeError(f"{iname} must be an integer array, got {type(indices).__name__}") from None
+    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        raise TypeError(f"{iname} must be an integer array, got dtype {idx.dtype}")
+    if idx.dim() != 1:
+        raise ValueError(f"{iname} must be 1-D, got shape {tuple(idx.shape)}")
+    idx = idx.to(torch.int64)
+    if idx.numel():
+        bad = (idx < 0) | (idx >= n)
+        if bool(bad.any()):
+            first = int(idx[bad][0])
+            raise ValueError(f"{iname} has {int(bad.sum())} entries outside [0, {n}) (A's rows), e.g. {first}")
+    w, _ = _validate.float_array(weights, wname, ndim=1, allow_empty=True)
+    _validate.check_finite(w, wname)
+    if w.shape[0] != idx.shape[0]:
+        raise ValueError(f"{wname} has {w.shape[0]} entries for {idx.shape[0]} indices")
+    if w.numel() and bool((w < 0).any()):
+        raise ValueError(f"{wname} has negative entries (e.g. {float(w[w < 0][0])!r}); sampling weights are >= 0")
+    return idx, w.to(torch.float64)
+
+
+def _irls(A, b, p, tol, maxiter):
     x = torch.linalg.lstsq(A, b[:, None]).solution[:, 0]
     obj = float(torch.linalg.vector_norm(A @ x - b, ord=p))
     damping = 1.0 if p <= 2 else 1.0 / (p - 1)
@@ -101,11 +154,26 @@ def embedding_distortion(A, indices, weights, p: float, *, trials: int = 64, see
     *lower bound* on ε: the worst ratio found by projected gradient ascent from ``trials``
     random starting directions (every direction tried is a witness, so ε is at least this; the
     true sup may be larger).
+
+    Args:
+        A: (n, d) dense array.
+        indices: row indices in [0, n); repeats are allowed (a with-replacement sample keeps a
+            row once per draw, each with its weight).
+        weights: one finite weight ≥ 0 per index (q_i^(−1/p) from :func:`sample_rows`).
+        p: ≥ 1.
+
+    Shape:
+        A: (n, d);  indices, weights: (k,)
+
+    Raises:
+        ValueError: an index outside [0, n), a negative or NaN/Inf weight, lengths that differ.
+        TypeError: non-integer indices (floats, bools).
     """
     p = _check_p(p)
+    trials = _validate.integer(trials, "trials", low=1)
+    seed = _validate.integer(seed, "seed", low=0, high=_validate.SEED_LIMIT - 1)
     A = tall_matrix(A)
-    idx = torch.as_tensor(indices, dtype=torch.int64)
-    w = torch.as_tensor(weights, dtype=torch.float64)
+    idx, w = sample_arrays(indices, weights, A.shape[0])
     SA = w[:, None] * A[idx]
     R = torch.linalg.qr(A).R
     if p == 2:

@@ -9,7 +9,7 @@ import torch
 
 from linalg_core import _validate
 from linalg_core.random import uint32
-from linalg_core.sampling.scores import _check_p, leverage_scores, lewis_weights, lp_sensitivities, tall_matrix
+from linalg_core.sampling.scores import _check_p, _leverage, _lewis, _sensitivities, tall_input
 
 SCORES = ("sensitivity", "root_leverage", "leverage", "lewis", "uniform", "mixed")
 # Stream of the uniforms that decide the Bernoulli draws.
@@ -39,19 +39,20 @@ def inclusion_probabilities(s: torch.Tensor, size: float) -> torch.Tensor:
 SCORE_TOL = 1e-4
 
 
-def row_scores(A: torch.Tensor, p: float, scores: str, seed=None) -> torch.Tensor:
+def row_scores(A, p: float, scores: str, seed=None) -> torch.Tensor:
+    """The scores s (n,) float64 tensor of a prepared A (float64 tensor or SparseMatrix)."""
     n, d = A.shape
     if scores == "uniform":
         return torch.ones(n, dtype=torch.float64)
     if scores == "leverage":
-        return leverage_scores(A, seed=seed)
+        return _leverage(A, seed=seed)
     if scores == "root_leverage":
-        return leverage_scores(A, seed=seed).clamp_min(0).sqrt()
+        return _leverage(A, seed=seed).clamp_min(0).sqrt()
     if scores == "lewis":
-        return lewis_weights(A, p, tol=SCORE_TOL)
+        return _lewis(A, p, SCORE_TOL, 200)
     if scores == "sensitivity":
-        return lp_sensitivities(A, p, tol=SCORE_TOL)
-    w = lewis_weights(A, p, tol=SCORE_TOL)  # mixed: half Lewis weights, half uniform (the same total mass)
+        return _sensitivities(A, p, "bound", SCORE_TOL)
+    w = _lewis(A, p, SCORE_TOL, 200)  # mixed: half Lewis weights, half uniform (the same total mass)
     return 0.5 * w / float(w.sum()) + 0.5 / n
 
 
@@ -59,7 +60,10 @@ def sample_rows(A, p: float, size: int, *, scores: str = "sensitivity", seed=Non
     """Bernoulli row sample for the ℓp norm.
 
     Args:
-        A: (n, d), full column rank (n ≥ d).
+        A: (n, d), full column rank (n ≥ d): a dense array, or a sparse matrix (scipy.sparse or
+            torch COO / CSR / CSC) whose scores are computed from products with its stored
+            entries (see :func:`leverage_scores`, :func:`lewis_weights`); the same seed keeps
+            the same rows as for the dense A.
         p: ≥ 1.
         size: expected number of rows kept (1 ≤ size ≤ n).
         scores: ``"sensitivity"`` (Lewis-weight bounds on the ℓp sensitivities),
@@ -68,8 +72,9 @@ def sample_rows(A, p: float, size: int, *, scores: str = "sensitivity", seed=Non
         seed: seed of the draws (stream 11; the same seed keeps the same rows).
 
     Returns:
-        (indices (k,) int64 ascending, weights (k,) float64 = q_i^{−1/p}); the rows to keep
-        are ``weights[:, None] * A[indices]``.
+        (indices (k,) int64 ascending, weights (k,) float64 = q_i^{−1/p}) in the caller's array
+        type (numpy for numpy and scipy.sparse input); the rows to keep are
+        ``weights[:, None] * A[indices]``.
 
     Shape:
         A: (n, d);  indices, weights: (k,) with E[k] = size
@@ -78,6 +83,10 @@ def sample_rows(A, p: float, size: int, *, scores: str = "sensitivity", seed=Non
         Row i is kept when u_i < q_i, u_i the i-th word of Philox stream 11 of ``seed`` (over
         2^32): the same seed keeps the same rows on every machine; scores from
         ``leverage`` / ``root_leverage`` are exact, so only the draws are random.
+
+    Raises:
+        ValueError: p < 1, size outside [1, n], rank-deficient A, NaN/Inf.
+        TypeError: p not a real number, size not an integer, a non-string scores.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -88,14 +97,14 @@ def sample_rows(A, p: float, size: int, *, scores: str = "sensitivity", seed=Non
     """
     _validate.choice(scores, "scores", SCORES)
     p = _check_p(p)
-    A = tall_matrix(A)
-    n = A.shape[0]
+    M, boundary = tall_input(A)
+    n = M.shape[0]
     size = _validate.integer(size, "size", low=1, high=n)
-    q = inclusion_probabilities(row_scores(A, p, scores), size)
     seed = _validate.seed(seed)
+    q = inclusion_probabilities(row_scores(M, p, scores), size)
     u = (uint32(n, seed=seed, stream=SAMPLE_STREAM).to(torch.float64) + 0.5) / 2.0**32
     keep = torch.nonzero(u < q).flatten()
-    return keep, q[keep] ** (-1.0 / p)
+    return boundary.out((keep, q[keep] ** (-1.0 / p)))
 
 
 __all__ = ["SCORES", "sample_rows", "inclusion_probabilities"]
