@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 
 
@@ -115,6 +116,12 @@ def _compress(args) -> int:
     from linalg_core.quant.compress import DEFAULT_EXCLUDE, compress_model
 
     try:
+        for option, pattern in (("--include", args.include), ("--exclude", args.exclude)):
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise ValueError(f"{option} {pattern!r} is not a valid regular expression: {e}") from None
         cands = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
         with contextlib.ExitStack() as stack:
             executor = None

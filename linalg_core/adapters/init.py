@@ -69,9 +69,8 @@ class SVDInit:
 
 def scaling(lora_alpha: float, r: int, use_rslora: bool = False) -> float:
     """peft's adapter scaling: ``lora_alpha / r``, or ``lora_alpha / √r`` for rsLoRA."""
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0:
-        raise ValueError(f"lora_alpha={lora_alpha!r} must be a positive number")
-    return float(lora_alpha) / (math.sqrt(r) if use_rslora else r)
+    lora_alpha = _validate.real(lora_alpha, "lora_alpha", low=0, low_open=True)
+    return lora_alpha / (math.sqrt(r) if use_rslora else r)
 
 
 def _weight(W, rank, fan_in_fan_out, check=True):
@@ -402,8 +401,7 @@ def lora_sb_update(grad_sum, *, lr: float, optimizer: str = "adam"):
         tensor([[-0.1000,  0.1000]])
     """
     _validate.choice(optimizer, "optimizer", ("adam", "sgd"))
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr={lr!r} must be a positive number")
+    lr = _validate.real(lr, "lr", low=0, low_open=True)
     g, _ = _validate.float_array(grad_sum, "grad_sum", ndim=2)
     _validate.check_finite(g, "grad_sum")
     g = g.to(compute_dtype(g.dtype))

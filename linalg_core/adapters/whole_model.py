@@ -399,7 +399,8 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
     """Save a trained PiSSA/OLoRA/NLoRA-style adapter as a plain rank-2r LoRA that loads with
     ``peft.PeftModel.from_pretrained`` on the *original* base model, without recomputing any
     decomposition (peft's ``path_initial_model_for_weight_conversion`` convention: r and
-    rank_pattern doubled, lora_alpha ×2 (×√2 with rsLoRA), alpha_pattern ×2).
+    rank_pattern doubled, lora_alpha and alpha_pattern ×2, or ×√2 with rsLoRA so that every
+    layer keeps its scaling; peft itself refuses rsLoRA with rank_pattern / alpha_pattern).
 
     Args:
         model: the peft model after training.
@@ -436,10 +437,14 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
         state[f"{prefix}.lora_B.weight"] = B2.contiguous()
     config = model.peft_config[adapter].to_dict()
     config["init_lora_weights"] = True
+    # Every layer's rank doubles, so every alpha (the global one and alpha_pattern's) is
+    # multiplied by the factor that keeps its scaling: 2 for alpha / r, √2 for rsLoRA's
+    # alpha / √r (peft's own conversion refuses rsLoRA with rank_pattern / alpha_pattern).
+    factor = 2**0.5 if config.get("use_rslora") else 2
     config["r"] = 2 * config["r"]
-    config["lora_alpha"] = config["lora_alpha"] * (2**0.5 if config.get("use_rslora") else 2)
+    config["lora_alpha"] = config["lora_alpha"] * factor
     config["rank_pattern"] = {k: 2 * v for k, v in (config.get("rank_pattern") or {}).items()}
-    config["alpha_pattern"] = {k: 2 * v for k, v in (config.get("alpha_pattern") or {}).items()}
+    config["alpha_pattern"] = {k: factor * v for k, v in (config.get("alpha_pattern") or {}).items()}
     os.makedirs(output_dir, exist_ok=True)
     from safetensors.torch import save_file
 
