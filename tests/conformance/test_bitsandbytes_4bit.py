@@ -324,3 +324,75 @@ def test_different_blocksizes(dtype, blocksize):
     q, s = F.quantize_4bit(original_param, blocksize=blocksize, quant_type="nf4")
     _assert_bit_exact(Q, q, s, double_quant=False)
     assert torch.equal(reconstructed, F.dequantize_4bit(q, s))
+
+
+@pytest.mark.parametrize("blocksize", [64, 128, 256])
+@pytest.mark.parametrize("quant_type", ["nf4", FP4])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
+def test_quantize_4bit_non_contiguous(dtype, quant_type, blocksize):
+    """The peer's issue #1342 (a non-contiguous slice), which bitsandbytes skips on the CPU
+    ("not implemented for this backend"); linalg_core takes any strides."""
+    A_full = _randn(3, 4, 6, 256, dtype=dtype, seed=blocksize)
+    A_noncontig = A_full[:, ::2, :, :]
+    assert not A_noncontig.is_contiguous()
+    A_contig = A_noncontig.contiguous()
+
+    Q_nc = quantize(A_noncontig, BnbNF4(blocksize=blocksize, double_quant=False))
+    Q_c = quantize(A_contig, BnbNF4(blocksize=blocksize, double_quant=False))
+    torch.testing.assert_close(Q_nc.data["absmax"], Q_c.data["absmax"])
+    torch.testing.assert_close(Q_nc.data["codes"], Q_c.data["codes"])
+    # test_quantize_4bit_roundtrip_non_contiguous
+    torch.testing.assert_close(Q_nc.dequantize(), Q_c.dequantize())
+    assert torch.equal(A_full[:, ::2], A_contig), "the input was modified"
+
+
+# --- tests/test_linear4bit.py -------------------------------------------------------------------
+
+@pytest.mark.parametrize("compress_statistics", [False, True])
+@pytest.mark.parametrize("blocksize", [32, 64, 128])
+@pytest.mark.parametrize("quant_type", ["nf4", FP4])
+def test_params4bit_real_serialization(quant_type, blocksize, compress_statistics):
+    """The peer pickles a quantized Params4bit; here a QuantizedTensor is pickled, its
+    QuantState compared (QuantState.__eq__) with bitsandbytes' own for the same tensor, and
+    loaded the way transformers loads a pre-quantized checkpoint (as_dict(packed=True) →
+    Params4bit.from_prequantized)."""
+    import pickle
+
+    original_tensor = _randn(300, 400, seed=blocksize + compress_statistics)
+    Q = quantize(original_tensor, BnbNF4(blocksize=blocksize, double_quant=compress_statistics))
+    data_before = {k: v.clone() for k, v in Q.data.items()}
+
+    deserialized = pickle.loads(pickle.dumps(Q))
+    assert deserialized.format == Q.format and deserialized.shape == Q.shape
+    assert deserialized.orig_dtype == Q.orig_dtype
+    assert Q.data.keys() == deserialized.data.keys()
+    assert all(torch.equal(Q.data[k], deserialized.data[k]) for k in Q.data)
+    assert all(torch.equal(Q.data[k], data_before[k]) for k in Q.data), "pickling modified the original"
+
+    packed, state = Q.to_bitsandbytes()
+    _, ref_state = F.quantize_4bit(original_tensor, blocksize=blocksize, quant_type="nf4",
+                                   compress_statistics=compress_statistics)
+    assert state == ref_state
+
+    param = bnb.nn.Params4bit.from_prequantized(packed, state.as_dict(packed=True), device="cpu")
+    assert param.quant_state == ref_state
+    assert torch.equal(F.dequantize_4bit(param.data, param.quant_state), Q.dequantize())
+
+
+@pytest.mark.parametrize("compress_statistics", [False, True])
+@pytest.mark.parametrize("blocksize", [32, 64, 128])
+@pytest.mark.parametrize("quant_type", ["nf4", FP4])
+def test_deepcopy_param(quant_type, blocksize, compress_statistics):
+    import copy
+
+    Q = quantize(_randn(300, 400, seed=blocksize), BnbNF4(blocksize=blocksize, double_quant=compress_statistics))
+    dict_keys_before = set(Q.__dict__.keys())
+    copy_Q = copy.deepcopy(Q)
+    dict_keys_after = set(Q.__dict__.keys())
+    dict_keys_copy = set(copy_Q.__dict__.keys())
+
+    assert all(Q.data[k].data_ptr() != copy_Q.data[k].data_ptr() for k in Q.data)
+    assert all(torch.equal(Q.data[k], copy_Q.data[k]) for k in Q.data)
+    # there was a bug where deepcopy would modify the original object
+    assert dict_keys_before == dict_keys_after
+    assert dict_keys_before == dict_keys_copy
