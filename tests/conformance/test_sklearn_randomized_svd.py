@@ -260,6 +260,8 @@ def test_randomized_svd_power_iteration_normalizer():
             assert 15 > np.abs(error_2 - error)
 
 
+@pytest.mark.xfail(strict=False, reason=SPARSE_PENDING + ": rsvd takes lil / dok input without scikit-learn's "
+                                              "SparseEfficiencyWarning")
 @pytest.mark.parametrize("sparse_container", [sparse.dok_matrix, sparse.dok_array, sparse.lil_matrix,
                                               sparse.lil_array], ids=lambda c: c.__name__)
 def test_randomized_svd_sparse_warnings(sparse_container):
