@@ -19,7 +19,20 @@ export LINALG_CORE_CUDA
 export LINALG_CORE_CUDA_ARCHS = $(CUDA_ARCHS)
 export HF_HUB_OFFLINE = 1
 
-.PHONY: demo test test-gpu bench info wheel clean
+# make test-asan: the C++ kernels and bindings built with AddressSanitizer + UBSan (CUDA off, in
+# build/asan) and loaded in place of the installed _C (LINALG_CORE_C_PATH) for the kernel,
+# binding-fuzz, layout-fuzz and tampered-file tests. Any out-of-bounds access or undefined
+# behaviour aborts the run.
+ASAN_BUILD  ?= build/asan
+ASAN_TESTS  ?= tests/test_bindings.py tests/test_layouts.py tests/test_tampered_files.py tests/test_fwht.py \
+	tests/test_sketch.py tests/test_random.py tests/test_convert.py tests/test_quant_kernels.py tests/test_quant.py \
+	tests/test_qmatmul.py tests/test_cpu_isa.py tests/test_sampling.py
+ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_odr_violation=0:allocator_may_return_null=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LINALG_CORE_C_PATH="$$(ls $(ASAN_BUILD)/_C*.so)" LINALG_CORE_FUZZ_EXAMPLES=600
+
+.PHONY: demo test test-asan test-gpu bench info wheel clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +58,13 @@ demo: $(VENV)/.built
 
 test: $(VENV)/.built
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-asan: $(VENV)/.built
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DLINALG_CORE_CUDA=OFF -DLINALG_CORE_SANITIZE=address,undefined \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE="$(abspath $(PY))" \
+		-Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" > /dev/null
+	cmake --build $(ASAN_BUILD)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider -m "not triton" $(ASAN_TESTS) $(PYTEST_ARGS)
 
 test-gpu: $(VENV)/.built
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)

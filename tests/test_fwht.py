@@ -119,3 +119,58 @@ def test_out_argument_validation():
         lc.fwht(x, out=torch.empty(8, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match="not contiguous"):
         lc.fwht(x, dim=0, out=torch.empty(4, 8).T)
+
+
+def test_out_numpy_must_be_written_in_place():
+    # Each of these used to be written through a raw pointer (read-only memory: a crash) or
+    # through a temporary copy (the caller's array left untouched).
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    ro = np.zeros_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only numpy array"):
+        lc.fwht(x, dim=0, out=ro)
+    with pytest.raises(ValueError, match="read-only numpy array"):
+        lc.fwht(x, dim=0, out=np.frombuffer(bytes(x.nbytes), dtype=np.float32).reshape(8, 4))
+    with pytest.raises(ValueError, match="native byte order"):
+        lc.fwht(x, dim=0, out=np.zeros((8, 4), dtype=">f4"))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        lc.fwht(x, dim=0, out=np.zeros((8, 4), dtype=np.float32)[::-1])
+    with pytest.raises(TypeError, match="out must be a torch.Tensor or a writable numpy.ndarray"):
+        lc.fwht(x, dim=0, out=[0.0] * 32)
+    out = np.zeros_like(x)
+    assert lc.fwht(x, dim=0, out=out) is out
+    np.testing.assert_allclose(out, lc.fwht(x, dim=0), rtol=1e-6)
+
+
+def test_out_memory_map_read_only_is_refused(tmp_path):
+    path = tmp_path / "m.npy"
+    np.save(path, np.zeros((8, 4), dtype=np.float32))
+    mm = np.load(path, mmap_mode="r")
+    with pytest.raises(ValueError, match="read-only"):
+        lc.fwht(np.ones((8, 4), dtype=np.float32), dim=0, out=mm)
+    assert not np.load(path).any()
+
+
+def test_out_partial_overlap_and_autograd_are_refused():
+    buf = torch.randn(40)
+    x = buf[:32].view(8, 4)
+    with pytest.raises(ValueError, match="partially overlaps x"):
+        lc.fwht(x, dim=0, out=buf[8:40].view(8, 4))
+    leaf = torch.zeros(8, 4, requires_grad=True)
+    with pytest.raises(ValueError, match="requires grad"):
+        lc.fwht(torch.randn(8, 4), dim=0, out=leaf)
+    with torch.no_grad():  # allowed there, as torch allows in-place writes into leaves
+        lc.fwht(torch.randn(8, 4), dim=0, out=leaf)
+
+
+def test_out_write_bumps_the_version_counter():
+    # A graph that saved `out` must notice the kernel's write (torch raises at backward)
+    # instead of silently computing gradients from the new values.
+    w = torch.randn(8, 4, requires_grad=True)
+    out = torch.randn(8, 4)
+    loss = (w * out).sum()  # saves `out` for the gradient of w
+    v0 = out._version
+    lc.fwht(torch.randn(8, 4), dim=0, out=out)
+    assert out._version > v0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
