@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import torch
 
-from linalg_core import _ops, _validate
+from linalg_core import _ops, _out, _validate
 from linalg_core._arrays import SparseMatrix, as_sparse, compute_dtype, is_sparse
 from linalg_core.random import Stream
 
@@ -460,6 +460,9 @@ class SRHT(Sketch):
         return (h * d).to(dtype) / math.sqrt(self.m)
 
 
+_MAX_SPARSE_ROWS = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class SparseSignSketch(Sketch):
     """Sparse sign embedding (SJLT): each column has ``nnz`` entries ±1/√nnz in distinct rows.
@@ -479,6 +482,9 @@ class SparseSignSketch(Sketch):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "nnz", _validate.integer(self.nnz, "nnz", low=1))
+        if self.m > _MAX_SPARSE_ROWS:  # row ids are int32 in every kernel
+            raise ValueError(f"m={self.m} exceeds the {_MAX_SPARSE_ROWS} rows a sparse sketch can index (int32 row "
+                             "ids); a sketch that large is never smaller than A")
         if self.nnz > self.m:
             raise ValueError(f"nnz={self.nnz} exceeds the sketch size m={self.m}")
 
@@ -612,16 +618,18 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         x: array whose size along ``dim`` is a power of two.
         dim: the axis to transform.
         normalized: scale by 1/√N.
-        out: optional preallocated result (same shape, dtype and device as x, contiguous; may be
-            x itself for an in-place transform). Reusing it avoids the page faults of a fresh
-            allocation, about a third of the time of a large transform on the CPU.
+        out: optional preallocated result, written in place: a torch tensor or a writable,
+            native-byte-order numpy array, contiguous, of x's shape, dtype and device; it may be
+            x itself (an in-place transform) but not partially overlap it, and not a tensor
+            autograd tracks. Reusing it avoids the page faults of a fresh allocation.
         backend: force a backend.
 
     Shape:
         x: (*, N, *);  out: same as x
 
     Raises:
-        ValueError: the size along ``dim`` is not a power of two; x has NaN/Inf.
+        ValueError: the size along ``dim`` is not a power of two; x has NaN/Inf; ``out`` is
+            read-only, byte-swapped, strided, overlaps x partially or requires grad.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -638,13 +646,12 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
     scale = 1.0 / math.sqrt(N) if normalized else 1.0
     dest = None
     if out is not None:
-        dest, boundary = _validate.float_array(out, "out", ndim=t.dim())
-        if dest.shape != t.shape or dest.dtype != t.dtype or dest.device != t.device or not dest.is_contiguous():
-            raise ValueError(f"out must be a contiguous {t.dtype} array of shape {tuple(t.shape)} on {t.device}, "
-                             f"got {dest.dtype} {tuple(dest.shape)} on {dest.device}"
-                             + ("" if dest.is_contiguous() else " (not contiguous)"))
+        dest = _out.writable(out, "out", shape=t.shape, dtype=t.dtype, device=t.device)
+        _out.check_no_partial_overlap(dest, t)
         dest = dest.view(B, N, K)
     y = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, dest, key=_key(t), backend=backend).view(t.shape)
+    if dest is not None:
+        _out.written(dest)
     _validate.check_result_finite(y, {"x": t}, "fwht")
     return boundary.out(y) if out is None else out
 

@@ -224,3 +224,14 @@ def test_apply_many_equals_separate_applies(kind, monkeypatch):
         S.apply_many(b, bad)
     with pytest.raises(ValueError, match="rows but the sketch has n=3000"):
         S.apply_many(A[:10])
+
+
+def test_sparse_sketches_refuse_more_rows_than_int32_row_ids_index():
+    # countsketch(2**32 - 1, n).hash() used to give negative row ids (int32 wrap), which
+    # sparse_apply would have written out of bounds.
+    with pytest.raises(ValueError, match="m=4294967295 exceeds the 2147483647 rows"):
+        lc.sketch.countsketch(2**32 - 1, 64)
+    with pytest.raises(ValueError, match="exceeds the 2147483647 rows"):
+        lc.sketch.sparse_sign(2**31, 64, nnz=2)
+    rows, _ = lc.sketch.countsketch(2**31 - 1, 64, seed=0).hash()
+    assert int(rows.min()) >= 0
