@@ -1,6 +1,10 @@
 """Quantization formats: oracles, bit-exactness with bitsandbytes and gguf, storage accounting,
 round trips, the matrix-free products, bad input."""
 
+import dataclasses
+import json
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +17,7 @@ from linalg_core.quant import (
     NormalFloat,
     QuantizedTensor,
     codebooks,
+    parse,
     quantize,
 )
 from tests.oracles import quant_formats as oracle
@@ -207,8 +212,9 @@ def test_matrix_free_products(shape, fmt):
     W = _w(shape, seed=7)
     Q = quantize(W, fmt)
     D = Q.dequantize(torch.float64)
-    X = torch.randn(shape[1], 5, dtype=torch.float64)
-    Y = torch.randn(shape[0], 3, dtype=torch.float64)
+    g = torch.Generator().manual_seed(8)  # not the global RNG: the float32 products' error depends on X
+    X = torch.randn(shape[1], 5, dtype=torch.float64, generator=g)
+    Y = torch.randn(shape[0], 3, dtype=torch.float64, generator=g)
     torch.testing.assert_close(Q.matmul(X).double(), D @ X, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(Q.rmatmul(Y).double(), D.T @ Y, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(float(Q.fro_norm_sq()), float(D.square().sum()), rtol=1e-5, atol=0)
@@ -277,3 +283,292 @@ def test_dequantize_keeps_the_sign_of_zero(backend):
     out = blockwise.dequantize(codes, lv, torch.zeros(1), None, 4, 8, torch.float32, backend=backend)
     ref = lv[[0, 7, 0, 0]] * 0.0  # -1 * 0 = -0.0
     assert torch.equal(out.view(torch.int32), ref.view(torch.int32))
+
+
+# --- validation: bounds, layouts, values (regressions: reads past the end, segfaults) ------------
+
+def test_rows_checks_bounds_alignment_and_out():
+    Q = quantize(_w((64, 64)), "nf4")
+    with pytest.raises(ValueError, match="r1=200 is out of range"):
+        Q.rows(0, 200)  # read past the end of the codes
+    with pytest.raises(ValueError, match="r0=-8 is out of range"):
+        Q.rows(-8, 8)  # segfaulted
+    with pytest.raises(ValueError, match="r1=3 is out of range"):
+        Q.rows(5, 3)
+    with pytest.raises(TypeError, match="r0 must be an integer"):
+        Q.rows(1.0, 2)
+    R = quantize(_w((64, 40)), "nf4")
+    with pytest.raises(ValueError, match="does not start a 64-element block"):
+        R.rows(1, 2)
+    assert Q.rows(2, 2).shape == (0, 64)
+    ref = Q.dequantize()
+    assert torch.equal(Q.rows(8, 24), ref[8:24])
+    buf = np.zeros((16, 64), np.float32)
+    got = Q.rows(8, 24, out=buf)
+    assert got is buf and np.array_equal(buf, ref[8:24].numpy())  # NumPy out in, NumPy out back
+    frozen = np.zeros((16, 64), np.float32)
+    frozen.flags.writeable = False
+    bad_outs = [(torch.empty(16, 63), "got shape"), (torch.empty(16, 64, dtype=torch.float16), "float32"),
+                (torch.empty(64, 16).T, "not contiguous"), (frozen, "writable"),
+                (torch.empty(16, 64, requires_grad=True), "requires grad"), ([0.0] * 16, "must be a torch.Tensor")]
+    for out, match in bad_outs:
+        with pytest.raises((ValueError, TypeError), match=match):
+            Q.rows(8, 24, torch.float32, out=out)
+    S = quantize(_w((64, 64)), NormalFloat(scale_bits=None))
+    with pytest.raises(ValueError, match="overlaps the stored tensor 'scales'"):
+        S.rows(0, 1, out=S.data["scales"][:64].view(1, 64))
+    with pytest.raises(ValueError, match="2-D"):
+        quantize(_w((64,)), "nf4").rows(0, 1)
+
+
+@pytest.mark.parametrize("fmt", ["nf3", "bnb-nf4", "int4-asym", "q8_0"])
+def test_format_dequantize_checks_its_range_and_data(fmt):
+    Q = quantize(_w((32, 64)), fmt)
+    f, data, n = Q.format, dict(Q.data), Q.numel
+    b = f.block
+    torch.testing.assert_close(f.dequantize(data, n, b, 2048, torch.float32), Q.dequantize().reshape(-1)[b:],
+                               rtol=0, atol=0)
+    for e0, e1, exc, match in [(0, n + 64, ValueError, "e1=2112 is out of range"), (-b, b, ValueError, f"e0=-{b}"),
+                               (b, 0, ValueError, "e1=0 is out of range"), (8, b, ValueError, "does not start"),
+                               (0.0, b, TypeError, "e0 must be an integer")]:
+        with pytest.raises(exc, match=match):
+            f.dequantize(data, n, e0, e1, torch.float32)
+    name = next(iter(data))
+    with pytest.raises(ValueError, match=f"'{name}' is"):
+        f.dequantize({**data, name: data[name][:-1]}, n, 0, n, torch.float32)
+    with pytest.raises(ValueError, match="out must be"):
+        f.dequantize(data, n, 0, n, torch.float32, out=torch.empty(n - 1))
+    with pytest.raises(TypeError, match="dtype must be"):
+        f.dequantize(data, n, 0, n, torch.int32)
+    if fmt != "q8_0":
+        with pytest.raises(ValueError, match="params scales"):
+            f.dequantize(data, n, 0, n, torch.float32, params=(torch.ones(3), None))
+
+
+LAYOUT_FORMATS = ["nf4", NormalFloat(bits=3, scale_bits=None, scale_dtype="fp16"), "bnb-nf4",
+                  BnbNF4(double_quant=False), "int4", "int4-asym", "q4_0", "q8_0"]
+
+
+@pytest.mark.parametrize("fmt", LAYOUT_FORMATS, ids=str)
+def test_constructor_validates_like_from_state_dict(fmt):
+    Q = quantize(_w((64, 128)), fmt)
+    f, data = Q.format, dict(Q.data)
+    before = {k: v.clone() for k, v in data.items()}
+    for name, t in data.items():  # undersized tensors segfaulted or read out of bounds in dequantize / matmul
+        flat = t.reshape(-1)
+        for bad in (flat[: flat.numel() // 2].view(-1, *t.shape[1:]) if t.dim() > 1 else flat[:-1],
+                    t.to(torch.float64), t.unsqueeze(0)):
+            with pytest.raises(ValueError, match=f"QuantizedTensor data: '{name}' is"):
+                QuantizedTensor(f, Q.shape, torch.float32, {**data, name: bad})
+            state = {**Q.state_dict(), name: bad}
+            with pytest.raises(ValueError, match=f"corrupt QuantizedTensor state: '{name}' is"):
+                QuantizedTensor.from_state_dict(state)
+        with pytest.raises(ValueError, match=f"'{name}' missing"):
+            QuantizedTensor(f, Q.shape, torch.float32, {k: v for k, v in data.items() if k != name})
+        with pytest.raises(TypeError, match=f"'{name}' must be a torch.Tensor"):
+            QuantizedTensor(f, Q.shape, torch.float32, {**data, name: t.numpy()})
+        with pytest.raises(ValueError, match="meta device"):
+            QuantizedTensor(f, Q.shape, torch.float32, {**data, name: torch.empty_like(t, device="meta")})
+    # unknown extra tensors are rejected (they would be counted and saved without meaning)
+    with pytest.raises(ValueError, match="unexpected tensor.*'bias'"):
+        QuantizedTensor(f, Q.shape, torch.float32, {**data, "bias": torch.zeros(3)})
+    with pytest.raises(ValueError, match="unexpected tensor.*'bias'"):
+        QuantizedTensor.from_state_dict({**Q.state_dict(), "bias": torch.zeros(3)})
+    for shape, exc, match in [((64, 64), ValueError, "is torch.uint8"), ((64, -128), ValueError, "shape"),
+                              ((64, 128.0), TypeError, "shape"), ((), ValueError, "shape"),
+                              ("64x128", TypeError, "shape"), ((True, 8192), TypeError, "shape")]:
+        with pytest.raises(exc, match=match):
+            QuantizedTensor(f, shape, torch.float32, data)
+    with pytest.raises(TypeError, match="dtype must be"):
+        QuantizedTensor(f, Q.shape, torch.int8, data)
+    with pytest.raises(TypeError, match="format must be"):
+        QuantizedTensor(str(f), Q.shape, torch.float32, data)
+    # expanded / transposed (non-contiguous) stored tensors are copied, never read as contiguous
+    odd = {k: (v.reshape(-1)[None, :].expand(2, -1)[1].view(v.shape) if v.dim() == 1 else v.T.contiguous().T)
+           for k, v in data.items()}
+    assert not any(v.is_contiguous() for v in odd.values() if v.dim() > 1)
+    R = QuantizedTensor(f, Q.shape, torch.float32, odd)
+    assert torch.equal(R.dequantize(), Q.dequantize()) and all(v.is_contiguous() for v in R.data.values())
+    assert all(torch.equal(data[k], before[k]) for k in data)  # nothing modified
+    with pytest.raises(TypeError):
+        Q.data["codes" if "codes" in data else "blocks"] = torch.zeros(1)  # read-only mapping
+    with pytest.raises(AttributeError):
+        Q.shape = (128, 128)
+
+
+@pytest.mark.parametrize("fmt,name", [("int4", "scales"), ("int4-asym", "scales"), ("nf4", "scale_max"),
+                                      ("nf4", "scale_offset"), (NormalFloat(scale_bits=None), "scales"),
+                                      ("bnb-nf4", "absmax2"), ("bnb-nf4", "offset"),
+                                      (BnbNF4(double_quant=False), "absmax")], ids=str)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nonfinite_scales_are_refused(fmt, name, value):
+    Q = quantize(_w((64, 512)), fmt)
+    bad = Q.data[name].clone()
+    bad[0] = value
+    what = "NaN" if value != value else "Inf"
+    with pytest.raises(ValueError, match=rf"'{name}' has .*1 {what}"):
+        QuantizedTensor.from_state_dict({**Q.state_dict(), name: bad})  # was accepted
+    with pytest.raises(ValueError, match=rf"'{name}' has .*1 {what}"):
+        QuantizedTensor(Q.format, Q.shape, Q.orig_dtype, {**Q.data, name: bad})
+
+
+def test_zero_points_gguf_scales_and_derived_scales_are_checked():
+    Q = quantize(_w((64, 256)), "int4-asym")
+    zeros = Q.data["zeros"].clone()
+    zeros[3] = 16
+    with pytest.raises(ValueError, match="'zeros' has 1 zero point.*above 15"):
+        QuantizedTensor(Q.format, Q.shape, torch.float32, {**Q.data, "zeros": zeros})
+    G = quantize(_w((64, 256)), "q4_0")
+    blocks = G.data["blocks"].clone()
+    blocks[5, :2] = torch.tensor([0x00, 0x7E], dtype=torch.uint8)  # fp16 NaN as d
+    with pytest.raises(ValueError, match="fp16 block scales d.*1 NaN"):
+        QuantizedTensor.from_state_dict({**G.state_dict(), "blocks": blocks})
+    B = quantize(_w((64, 256)), "bnb-nf4")  # finite stored values whose derived scales overflow
+    big = {"absmax": torch.full_like(B.data["absmax"], 255), "absmax2": torch.full((1,), 3e38),
+           "offset": torch.full((1,), 3e38)}
+    with pytest.raises(ValueError, match="block scales .* derives .* overflow float32"):
+        QuantizedTensor(B.format, B.shape, torch.float32, {**B.data, **big})
+
+
+def test_from_state_dict_metadata_is_checked():
+    Q = quantize(_w((64, 128)), "nf4")
+    state = Q.state_dict()
+
+    def meta(**kw):
+        d = {"format": Q.format.to_json(), "shape": [64, 128], "dtype": "float32", **kw}
+        return torch.frombuffer(bytearray(json.dumps(d).encode()), dtype=torch.uint8)
+
+    for bad, match in [(meta(shape=[64, 64]), "'codes' is"), (meta(shape=[2**62, 2**62]), "'codes' is"),
+                       (meta(shape=[-64, -128]), "positive integers"), (meta(shape=[64.0, 128]), "positive integers"),
+                       (meta(shape="64x128"), "positive integers"), (meta(dtype="int32"), "dtype 'int32'"),
+                       (meta(dtype="nn"), "dtype 'nn'"),
+                       (meta(format=json.dumps({"kind": "nf", "bits": 31})), "bits must be one of"),
+                       (meta(format=json.dumps({"kind": "nf", "block_size": 0})), "block_size"),
+                       (meta(format=json.dumps({"kind": "nf", "block_size": 2**40})), "block_size"),
+                       (meta(format=json.dumps({"kind": "nf", "bits": 4.0})), "bits must be one of"),
+                       (meta(format=json.dumps({"kind": "nf", "evil": 1})), "no field"),
+                       (meta(format=json.dumps({"kind": "gguf2"})), "unknown quantization format"),
+                       (meta(format=json.dumps({"kind": ["nf"]})), "unknown quantization format"),
+                       (meta(format="{"), "not valid JSON"),
+                       (torch.tensor([0xFF, 0xFE, 0x7B], dtype=torch.uint8), "corrupt"),  # not UTF-8
+                       (torch.tensor([1.0, 2.0]), "1-D uint8"), (torch.zeros(2, 2, dtype=torch.uint8), "1-D uint8")]:
+        with pytest.raises(ValueError, match=match):
+            QuantizedTensor.from_state_dict({**state, "__format__": bad})
+    with pytest.raises(TypeError, match="prefix"):
+        QuantizedTensor.from_state_dict(state, prefix=1)
+
+
+# --- scales that do not survive storage (regressions: finite weights quantized to Inf / zeros) ----
+
+@pytest.mark.parametrize("fmt,limit,fp32_hint", [
+    (IntGroup(), 65504 * 7, True), (IntGroup(symmetric=False), 65504 * 15 / 2, True),
+    (IntGroup(bits=8), 65504 * 127, True), (GGUF("q4_0"), 65504 * 8, False), (GGUF("q8_0"), 65504 * 127, False),
+    (NormalFloat(scale_bits=None, scale_dtype="fp16"), 65504, True), (NormalFloat(scale_dtype="fp16"), 65504, True),
+    (NormalFloat(scale_bits=None, scale_dtype="bf16"), 3.38e38, True)], ids=str)
+def test_scale_overflow_is_reported_not_returned_as_inf(fmt, limit, fp32_hint):
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(32, 256, generator=g, dtype=torch.float64)
+    W = (W / W.abs().max()).float()
+    W[:, 0] = 1.0  # every block reaches the peak
+    W[0] *= 1e-3  # and the block absmax vary (NF's double-quantized scales store them minus their minimum)
+    ok = quantize(W * (limit * 0.99), fmt)
+    assert torch.isfinite(ok.dequantize()).all()
+    with pytest.raises(ValueError, match="overflow") as e:
+        quantize(W * min(limit * 1.02, 3.4e38), fmt)  # Inf scales (NaN / Inf weights) before
+    assert ('scale_dtype="fp32"' in str(e.value)) == fp32_hint and str(fmt) in str(e.value)
+    if fp32_hint and fmt.scale_dtype != "bf16":
+        wide = dataclasses.replace(fmt, scale_dtype="fp32")
+        assert torch.isfinite(quantize(W * limit * 1.02, wide).dequantize()).all()
+
+
+@pytest.mark.parametrize("fmt", ["int4", "int4-asym", "int8", "q4_0", "q8_0"])
+def test_scale_underflow_is_reported(fmt):
+    W = _w((16, 256), seed=3) * 1e-6  # |W| ~ 1e-8: fp16 scales round to zero (W became all zeros)
+    with pytest.raises(ValueError, match="underflow fp16.*W would quantize to zeros"):
+        quantize(W, fmt)
+    W2 = _w((16, 256), seed=3)
+    W2[0] *= 1e-6  # the first row's blocks only: a warning counting them
+    with pytest.warns(UserWarning, match=r"(2|8) of (32|128) nonzero blocks .* underflow fp16"):
+        Q = quantize(W2, fmt)
+    torch.testing.assert_close(Q.dequantize()[1:], quantize(W2[1:], fmt).dequantize(), rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quantize(_w((16, 256), seed=3), fmt)  # ordinary weights: no warning
+        if fmt.startswith("int"):
+            quantize(W, dataclasses.replace(parse(fmt), scale_dtype="fp32"))
+
+
+def test_float64_beyond_float32_is_named():
+    W = torch.full((4, 64), 1e300, dtype=torch.float64)
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        quantize(W, "nf4")
+
+
+def test_float16_dequantize_overflow_is_reported():
+    Q = quantize(_w((64, 64)) * 1e7, NormalFloat(scale_bits=None))
+    with pytest.raises(ValueError, match="overflow torch.float16"):
+        Q.dequantize(torch.float16)
+    out = torch.zeros(64, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="overflow torch.float16"):
+        Q.dequantize(out=out)
+    assert (out == 0).all()  # nothing written
+    assert torch.isfinite(Q.dequantize(torch.bfloat16)).all()
+    assert torch.isfinite(quantize(_w((64, 64)), "nf4").dequantize(torch.float16)).all()
+
+
+# --- bitsandbytes' edge cases (regression: IndexError in the double quantization) --------------
+
+def _bnb_blocks():
+    g = torch.Generator().manual_seed(0)
+    return {"subnormal pair": torch.randn(2, 64, generator=g) * 1e-40,
+            "subnormal many": torch.randn(1000, 64, generator=g) * 1e-39,
+            "one subnormal block": torch.cat([torch.randn(3, 64, generator=g), torch.randn(1, 64, generator=g) * 1e-40]),
+            "all equal subnormal": torch.full((4, 64), 1e-40),
+            "near float32 max": torch.cat([torch.randn(3, 64, generator=g), torch.full((1, 64), 3.0e38)]),
+            "near -float32 max": torch.cat([torch.randn(3, 64, generator=g), torch.full((1, 64), -3.0e38)])}
+
+
+@pytest.mark.parametrize("case", list(_bnb_blocks()))
+@pytest.mark.parametrize("double_quant", [True, False])
+def test_bnb_nf4_edge_blocks_match_bitsandbytes(case, double_quant):
+    F = pytest.importorskip("bitsandbytes.functional")
+    W = _bnb_blocks()[case]
+    q, st = F.quantize_4bit(W, quant_type="nf4", blocksize=64, compress_statistics=double_quant)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # subnormal blocks are reported as lost (bitsandbytes gives zeros)
+        Q = quantize(W, BnbNF4(double_quant=double_quant))
+    assert torch.equal(Q.data["codes"], q.view(-1)) and torch.equal(Q.data["absmax"], st.absmax)
+    if double_quant:
+        assert torch.equal(Q.data["absmax2"], st.state2.absmax) and torch.equal(Q.data["offset"][0], st.offset)
+    assert torch.equal(Q.dequantize(), F.dequantize_4bit(q, st))
+
+
+def test_bnb_nf4_where_bitsandbytes_writes_inf_raises():
+    F = pytest.importorskip("bitsandbytes.functional")
+    W = torch.randn(4, 64, generator=torch.Generator().manual_seed(1)) * 7.5e37  # the absmax mean overflows
+    _, st = F.quantize_4bit(W, quant_type="nf4", blocksize=64, compress_statistics=True)
+    assert not torch.isfinite(st.offset)  # bitsandbytes' result is Inf / NaN
+    with pytest.raises(ValueError, match="mean of the block absmax overflows float32.*double_quant=False"):
+        quantize(W, "bnb-nf4")
+    Q = quantize(W, BnbNF4(double_quant=False))
+    assert torch.isfinite(Q.dequantize()).all()
+    with pytest.warns(UserWarning, match="1 of 4 nonzero blocks"):
+        quantize(_bnb_blocks()["one subnormal block"], "bnb-nf4")
+
+
+def test_lut_quantize_infinite_reciprocal_follows_bitsandbytes():
+    from linalg_core.quant.formats import _lut_quantize
+
+    q, amax = _lut_quantize(torch.tensor([1e-40, -1e-40, 0.0, 5e-41]), 256)  # 1/amax = inf: x·inf, 0·inf = NaN
+    assert q.tolist() == [255, 0, 0, 255] and amax.tolist() == [pytest.approx(1e-40, rel=1e-3)]
+    with pytest.raises(ValueError, match="not finite"):
+        _lut_quantize(torch.tensor([float("inf"), 1.0]), 256)
+
+
+def test_format_fields_are_type_strict():
+    for bad in (dict(bits=4.0), dict(bits=True), dict(block_size=0), dict(block_size=2**20), dict(scale_dtype=1)):
+        with pytest.raises(ValueError):
+            NormalFloat(**bad)
+    with pytest.raises(ValueError, match="double_quant"):
+        BnbNF4(double_quant=1)
+    assert NormalFloat(bits=np.int64(3)).to_json() == NormalFloat(bits=3).to_json()  # stored as int

@@ -43,6 +43,10 @@ def quantize(x: torch.Tensor, block: int, levels: torch.Tensor | None, *, scales
     o = None if offsets is None else offsets.to(device=dev, dtype=torch.float32).contiguous()
     packed, s_out, bad = _ops.block_quantize(xf, block, mid, bits, s, o, key=_key(xf), backend=backend)
     if bad:
+        if xf.dtype != x.dtype and x.dtype == torch.float64 and bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} has {bad} value(s) beyond float32's range (the largest |{name}| is "
+                             f"{float(x.abs().max()):.6g}, float32 holds up to {torch.finfo(torch.float32).max:.6g}): "
+                             f"the quantizers compute in float32; scale {name} down")
         raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or Inf); quantization needs finite input")
     return packed, s_out
 

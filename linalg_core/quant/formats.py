@@ -20,43 +20,190 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import numbers
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
+from linalg_core import _validate
+from linalg_core._arrays import FLOAT_DTYPES
 from linalg_core.quant import blockwise, codebooks
 
 SCALE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _WIDTH = {"fp32": 32, "bf16": 16, "fp16": 16}
+# Largest block / group size: the reference kernels pad to whole blocks, so a block far larger
+# than any weight row would only allocate padding.
+MAX_BLOCK = 1 << 16
+_F32_MAX = torch.finfo(torch.float32).max
+# The kernels code x·(1/max(s, 1e-38)): a nonzero block with a smaller scale is coded against
+# 1e-38 instead of s and loses its values.
+_KERNEL_TINY = 1e-38
 
 
-def _positive_multiple_of_8(v, name):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 8 or v % 8:
-        raise ValueError(f"{name} must be a positive multiple of 8, got {v!r}")
+def _positive_multiple_of_8(obj, name):
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 8 or v % 8 or v > MAX_BLOCK:
+        raise ValueError(f"{name} must be a positive multiple of 8 up to {MAX_BLOCK}, got {v!r}")
+    object.__setattr__(obj, name, int(v))
 
 
-def _choice(v, name, options):
-    if v not in options:
-        raise ValueError(f"{name} must be one of {sorted(options, key=str)}, got {v!r}")
+def _choice(obj, name, options):
+    """``obj.name`` must equal one of ``options`` with the option's type (True is not 1, 4.0 is
+    not 4; any integral type counts as int and is stored as int)."""
+    v = getattr(obj, name)
+    for o in options:
+        if isinstance(o, bool) or o is None or isinstance(o, str):
+            if type(v) is type(o) and v == o:
+                return
+        elif isinstance(v, numbers.Integral) and not isinstance(v, bool) and v == o:
+            object.__setattr__(obj, name, int(v))
+            return
+    raise ValueError(f"{name} must be one of {sorted(options, key=str)}, got {v!r}")
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dt, str(dt))
+
+
+def _scale_hint(fmt) -> str:
+    sdt = getattr(fmt, "scale_dtype", None)
+    if sdt is None:
+        return ""
+    return '; scale_dtype="fp32" stores it' if sdt != "fp32" else ""
+
+
+def check_scales(fmt, exact, stored, span, *, limit: float, what: str = "block scales", hint: str | None = None,
+                 all_lost_raises: bool = True, stacklevel: int = 5) -> None:
+    """Report scales that do not survive storage, for finite input.
+
+    ``exact``: the scales before rounding to the stored dtype (float32); ``stored``: as stored;
+    ``span``: the block magnitude they encode (absmax or range; 0 for all-zero blocks), for
+    the messages and to tell empty blocks from lost ones; ``limit``: the largest magnitude the
+    stored dtype represents in this format.
+
+    * A stored scale that overflows (Inf) raises ValueError naming the format, the largest
+      block magnitude and ``limit``.
+    * A nonzero block whose stored scale rounds to 0, is below the kernels' 1e-38 floor, or is
+      off by more than 1/16 of itself (deep in the subnormal range) loses its values: a
+      UserWarning counts such blocks; when every nonzero block is lost (W would quantize to
+      zeros) it is a ValueError instead, unless ``all_lost_raises`` is False (formats that
+      must give a peer's bytes, which are zeros there).
+    """
+    sf = stored.float().abs()
+    lo, hi = torch.aminmax(sf)
+    if bool(hi <= _F32_MAX) and bool(lo >= torch.finfo(stored.dtype).tiny):  # NaN fails both
+        return
+    hint = _scale_hint(fmt) if hint is None else hint
+    sdt = _dtype_name(stored.dtype)
+    over = ~torch.isfinite(sf)
+    if bool(over.any()):
+        raise ValueError(f"{fmt}: {int(over.sum())} of {sf.numel()} {what} overflow {sdt}: the largest block "
+                         f"magnitude is {float(span.max()):.6g}, {fmt} represents up to about {limit:.6g}{hint}")
+    ex = exact.float().abs()
+    nonzero = span > 0
+    lost = nonzero & ((sf < _KERNEL_TINY) | ((sf - ex).abs() > ex / 16))
+    k = int(lost.sum())
+    if not k:
+        return
+    total = int(nonzero.sum())
+    msg = (f"{fmt}: {k} of {total} nonzero blocks have {what} that underflow {sdt} (block magnitudes up to "
+           f"{float(span[lost].max()):.3g}): their values are lost or keep only a few bits{hint}")
+    if k == total and all_lost_raises:
+        raise ValueError(msg + "; W would quantize to zeros")
+    warnings.warn(msg, UserWarning, stacklevel=stacklevel)
 
 
 class Format:
-    """Base of the formats: ``quantize`` a flat tensor into named tensors, ``dequantize`` a range."""
+    """Base of the formats: ``quantize`` a tensor into named tensors, ``dequantize`` a range.
+
+    Subclasses implement ``_quantize`` / ``_dequantize`` (no argument checks) and
+    ``_float_tensors`` (the stored tensors that must be finite); the public methods validate.
+    """
 
     kind: str = ""
     block: int = 0
 
     def quantize(self, x: torch.Tensor, *, backend=None) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The stored tensors (:meth:`layout`) of a non-empty float tensor ``x`` (flattened).
+
+        Raises ValueError for NaN/Inf in ``x`` and for scales the stored dtype cannot hold
+        (see :func:`check_scales`; a warning for blocks whose scales underflow).
+        """
+        if not isinstance(x, torch.Tensor) or x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"x must be a float32/float64/float16/bfloat16 tensor, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if x.numel() == 0:
+            raise ValueError(f"x is empty (shape {tuple(x.shape)})")
+        self.check_shape(tuple(x.shape))
+        return self._quantize(x, backend=backend)
 
     def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None) -> torch.Tensor:
-        """Elements [e0, e1) of the flat tensor (e0 a multiple of :attr:`block`), into ``out``
-        (contiguous, e1 − e0 elements of ``dtype``) when given."""
+        """Elements [e0, e1) of the flat tensor of ``n`` weights stored in ``data``, in ``dtype``.
+
+        ``e0`` must start a block (a multiple of :attr:`block`); ``params`` is
+        :meth:`block_params`'s result (computed when None); ``out`` (a contiguous tensor of
+        e1 − e0 elements of ``dtype`` on the data's device) receives the values when given.
+        The layout of ``data`` is checked (names, shapes, dtypes, one device); its values are
+        the caller's (:class:`~linalg_core.quant.QuantizedTensor` validates them once). A
+        float16 / bfloat16 result that would overflow raises ValueError.
+
+        Shape:
+            data: :meth:`layout`\\ (n);  result: (e1 − e0,)
+        """
+        n = _validate.integer(n, "n", low=1)
+        data = self.check_layout(data, n, what="data")
+        e0 = _validate.integer(e0, "e0", low=0, high=n)
+        e1 = _validate.integer(e1, "e1", low=e0, high=n)
+        if e0 % self.block:
+            raise ValueError(f"e0={e0} does not start a {self.block}-element block of {self}")
+        device = next(iter(data.values())).device
+        if params is not None:
+            params = self._check_params(params, n, device)
+        if out is None:
+            dtype = check_dtype(dtype, "dtype")
+        else:
+            out, dtype = check_out(out, (e1 - e0,), dtype, device, data, flat=True)
+        params = self.block_params(data, n) if params is None else params
+        return self.checked_dequantize(data, n, e0, e1, dtype, params, backend, out, self._max_abs(data, params))
+
+    def checked_dequantize(self, data, n, e0, e1, dtype, params, backend, out, bound):
+        """:meth:`_dequantize` of validated arguments; a 16-bit result is computed in float32 first
+        and checked when ``bound`` (an upper bound of the values' magnitude) exceeds its range."""
+        if e1 == e0:
+            res = torch.empty(0, dtype=dtype, device=next(iter(data.values())).device)
+            return res if out is None else out.view(-1)
+        if dtype not in (torch.float16, torch.bfloat16) or not bound * (1 + 2.0**-20) >= torch.finfo(dtype).max:
+            return self._dequantize(data, n, e0, e1, dtype, params=params, backend=backend, out=out)
+        res = self._dequantize(data, n, e0, e1, torch.float32, params=params, backend=backend).to(dtype)
+        if not _validate.all_finite(res):
+            bad = int((~torch.isfinite(res)).sum())
+            raise ValueError(f"{bad} dequantized value(s) of {self} overflow {dtype} (its largest finite value is "
+                             f"{torch.finfo(dtype).max:.6g}; the values reach {bound:.6g}): dequantize to float32")
+        return res if out is None else out.view(-1).copy_(res)
+
+    def _quantize(self, x, *, backend=None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None) -> torch.Tensor:
         raise NotImplementedError
 
     def block_params(self, data, n):
-        """Per-block float32 (scales, offsets or None) for :meth:`dequantize`; cached by callers."""
+        """Per-block float32 (scales, offsets or None) for :meth:`dequantize` (None for formats
+        that keep their scales inside the blocks); cached by callers."""
         return
+
+    def _check_params(self, params, n, device):
+        return params
+
+    def _max_abs(self, data, params) -> float:
+        """An upper bound of the magnitude of the dequantized values."""
+        raise NotImplementedError
+
+    def _float_tensors(self, data) -> dict[str, torch.Tensor]:
+        """The stored float values (scales, offsets) that must be finite, by name."""
+        return {}
 
     def layout(self, n: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         """{name: (shape, dtype)} of the tensors :meth:`quantize` stores for n weights."""
@@ -66,18 +213,114 @@ class Format:
         raise NotImplementedError
 
     def check_shape(self, shape) -> None:
-        """Raises ValueError when the format cannot store a matrix of this shape."""
+        """Raises ValueError when the format cannot store a tensor of this shape."""
+
+    def check_layout(self, data, n: int, *, what: str = "data", prefix: str = "") -> dict[str, torch.Tensor]:
+        """``data`` as a new dict holding exactly the tensors of :meth:`layout`\\ (n), each with
+        its exact shape and dtype, strided, on one device; non-contiguous ones are copied to
+        contiguous (``data`` itself is never modified). Missing, unexpected, mis-shaped or
+        mistyped tensors raise ValueError (TypeError for non-tensors) naming ``prefix + name``."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{what} must be a dict of tensors by name, got {type(data).__name__}")
+        expected = self.layout(n)
+        missing = [prefix + k for k in expected if k not in data]
+        if missing:
+            raise ValueError(f"{what}: {', '.join(map(repr, missing))} missing: {self} of {n} weights stores "
+                             f"{', '.join(map(repr, (prefix + k for k in expected)))}")
+        extra = [prefix + str(k) for k in data if k not in expected]
+        if extra:
+            raise ValueError(f"{what}: unexpected tensor(s) {', '.join(map(repr, extra))}: {self} of {n} weights "
+                             f"stores only {', '.join(map(repr, (prefix + k for k in expected)))}")
+        out, device = {}, None
+        for name, (shape, dt) in expected.items():
+            t = data[name]
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{what}: {prefix + name!r} must be a torch.Tensor, got {type(t).__name__}")
+            if t.layout != torch.strided:
+                raise TypeError(f"{what}: {prefix + name!r} is a {t.layout} tensor; a dense (strided) one is needed")
+            if tuple(t.shape) != shape or t.dtype != dt:
+                raise ValueError(f"{what}: {prefix + name!r} is {t.dtype} {tuple(t.shape)}, expected {dt} {shape} "
+                                 f"for {self} of {n} weights")
+            if t.device.type == "meta":
+                raise ValueError(f"{what}: {prefix + name!r} is on the meta device (it holds no data)")
+            if device is None:
+                device = t.device
+            elif t.device != device:
+                raise ValueError(f"{what}: {prefix + name!r} is on {t.device}, the other tensors on {device}")
+            out[name] = t if t.is_contiguous() else t.contiguous()
+        return out
+
+    def check_values(self, data, n: int, *, what: str = "data", prefix: str = "") -> None:
+        """The value invariants of a :meth:`check_layout`-checked ``data``: stored scales and
+        offsets finite (ValueError naming the tensor and counting NaN / Inf); format-specific
+        ranges (zero points)."""
+        for name, t in self._float_tensors(data).items():
+            msg = _validate.nonfinite_message(t, repr(prefix + name))
+            if msg:
+                raise ValueError(f"{what}: {msg}; {self} needs finite scales")
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, **dataclasses.asdict(self)})
 
     @staticmethod
     def from_json(text: str) -> Format:
-        d = json.loads(text)
-        cls = FORMATS.get(d.pop("kind", None))
+        """Inverse of :meth:`to_json`; ValueError for anything that is not a valid format."""
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"format is not valid JSON: {e}") from None
+        kind = d.pop("kind", None) if isinstance(d, dict) else None
+        cls = FORMATS.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise ValueError(f"unknown quantization format in {text!r}")
+            raise ValueError(f"unknown quantization format in {str(text)[:200]!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(map(str, set(d) - fields))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)} (format {str(text)[:200]!r})")
         return cls(**d)
+
+
+def check_dtype(dtype, name: str) -> torch.dtype:
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be torch.float32, float64, float16 or bfloat16, got {dtype!r}")
+    return dtype
+
+
+def check_out(out, shape, dtype, device, data, *, flat: bool = False) -> tuple[torch.Tensor, torch.dtype]:
+    """(``out`` as a tensor (a NumPy array is viewed, not copied), the result dtype) after checking
+    ``out`` is a writable, contiguous array of ``shape`` (or, with ``flat``, of that many
+    elements) and ``dtype`` (None: ``out``'s own) on ``device`` that shares no memory with the
+    stored tensors ``data``."""
+    import numpy as np
+
+    if isinstance(out, np.ndarray):
+        if not out.flags.writeable or not out.flags.c_contiguous or not out.dtype.isnative:
+            raise ValueError(f"out must be a writable, C-contiguous NumPy array in native byte order, got "
+                             f"writeable={out.flags.writeable}, c_contiguous={out.flags.c_contiguous}, dtype {out.dtype}")
+        t = torch.from_numpy(out)
+    elif isinstance(out, torch.Tensor):
+        t = out
+    elif hasattr(out, "__dlpack__"):
+        t = torch.from_dlpack(out)
+    else:
+        raise TypeError(f"out must be a torch.Tensor, NumPy array or DLPack array, got {type(out).__name__}")
+    dtype = check_dtype(t.dtype if dtype is None else dtype, "dtype")
+    n = 1
+    for s in shape:
+        n *= s
+    ok_shape = t.numel() == n if flat else tuple(t.shape) == tuple(shape)
+    if not ok_shape or t.dtype != dtype or t.device != device or not t.is_contiguous():
+        raise ValueError(f"out must be a contiguous {tuple(shape)} tensor of {dtype} on {device}, got shape "
+                         f"{tuple(t.shape)}, {t.dtype} on {t.device}{'' if t.is_contiguous() else ', not contiguous'}")
+    if t.requires_grad:
+        raise ValueError("out requires grad: the dequantized values are written into it in place")
+    if t.numel():
+        lo, hi = t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()
+        for name, d in data.items():
+            a = d.data_ptr()
+            if d.numel() and d.device == t.device and a < hi and lo < a + d.numel() * d.element_size():
+                raise ValueError(f"out overlaps the stored tensor {name!r}")
+    return t, dtype
 
 
 class _Codebook(Format):
@@ -89,12 +332,30 @@ class _Codebook(Format):
     def levels(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
+    def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
         scales, offsets = params if params is not None else self.block_params(data, n)
         b0, b1 = e0 // self.block, -(-e1 // self.block)
         codes = data["codes"][e0 * self.bits // 8: -(-e1 * self.bits // 8)]
         return blockwise.dequantize(codes, self.levels, scales[b0:b1], None if offsets is None else offsets[b0:b1],
                                     e1 - e0, self.block, dtype, backend=backend, out=out)
+
+    def _check_params(self, params, n, device):
+        nb = -(-n // self.block)
+        if not isinstance(params, (tuple, list)) or len(params) != 2:
+            raise TypeError(f"params must be (scales, offsets or None) from block_params, got {type(params).__name__}")
+        for name, p in zip(("scales", "offsets"), params):
+            if p is None and name == "offsets":
+                continue
+            if (not isinstance(p, torch.Tensor) or p.dtype != torch.float32 or tuple(p.shape) != (nb,)
+                    or p.device != device):
+                raise ValueError(f"params {name} must be a float32 ({nb},) tensor on {device} (block_params), got "
+                                 f"{getattr(p, 'dtype', type(p).__name__)} {tuple(getattr(p, 'shape', ()))}")
+        return tuple(p if p is None or p.is_contiguous() else p.contiguous() for p in params)
+
+    def _max_abs(self, data, params):
+        scales, offsets = params
+        bound = float(self.levels.abs().max()) * float(scales.abs().max())
+        return bound + (float(offsets.abs().max()) if offsets is not None else 0.0)
 
 
 @dataclass(frozen=True)
@@ -106,6 +367,9 @@ class NormalFloat(_Codebook):
     ``scale_block_size`` scales, plus one float32 offset; ``scale_bits=None`` keeps the scales in
     ``scale_dtype``. Nominal bits per weight: b + b0/B0 + b1/(B0·B1). Weights are coded against
     the dequantized scales, so the stored scales are exactly the ones the codes were chosen for.
+
+    Scales the ``scale_dtype`` cannot hold raise ValueError (fp16: block absmax above about
+    6.55e4); blocks whose scale underflows give a warning (:func:`check_scales`).
 
     Example:
         >>> from linalg_core.quant import NormalFloat
@@ -121,11 +385,11 @@ class NormalFloat(_Codebook):
     kind = "nf"
 
     def __post_init__(self):
-        _choice(self.bits, "bits", {2, 3, 4, 8})
-        _positive_multiple_of_8(self.block_size, "block_size")
-        _choice(self.scale_bits, "scale_bits", {None, 2, 3, 4, 8})
-        _positive_multiple_of_8(self.scale_block_size, "scale_block_size")
-        _choice(self.scale_dtype, "scale_dtype", set(SCALE_DTYPES))
+        _choice(self, "bits", {2, 3, 4, 8})
+        _positive_multiple_of_8(self, "block_size")
+        _choice(self, "scale_bits", {None, 2, 3, 4, 8})
+        _positive_multiple_of_8(self, "scale_block_size")
+        _choice(self, "scale_dtype", set(SCALE_DTYPES))
 
     @property
     def block(self):
@@ -145,24 +409,34 @@ class NormalFloat(_Codebook):
         s = "" if self.scale_bits is None else f"-s{self.scale_bits}x{self.scale_block_size}"
         return f"nf{self.bits}-b{self.block_size}{s}-{self.scale_dtype}"
 
-    def quantize(self, x, *, backend=None):
+    def _quantize(self, x, *, backend=None):
         sdt = SCALE_DTYPES[self.scale_dtype]
+        smax_limit = torch.finfo(sdt).max
         if self.scale_bits is None and self.scale_dtype == "fp32":
             codes, scales = blockwise.quantize(x, self.block_size, self.levels, backend=backend)
+            check_scales(self, scales, scales, scales, limit=smax_limit, what="block absmax")
             return {"codes": codes, "scales": scales}
         _, absmax = blockwise.quantize(x, self.block_size, None, backend=backend)
         if self.scale_bits is None:
             stored = absmax.to(sdt)
+            check_scales(self, absmax, stored, absmax, limit=smax_limit, what="block absmax")
             codes, _ = blockwise.quantize(x, self.block_size, self.levels, scales=stored.float(), backend=backend)
             return {"codes": codes, "scales": stored}
         offset = absmax.min().reshape(1)
         shifted = absmax - offset
         _, smax = blockwise.quantize(shifted, self.scale_block_size, None, backend=backend)
-        smax = smax.to(sdt)
+        stored = smax.to(sdt)
+        check_scales(self, smax, stored, smax, limit=smax_limit, what="scale_max values (block absmax minus their "
+                     f"minimum {float(offset):.6g})")
+        smax = stored
         scodes, _ = blockwise.quantize(shifted, self.scale_block_size, codebooks.uniform(self.scale_bits),
                                        scales=smax.float(), backend=backend)
         data = {"codes": None, "scale_codes": scodes, "scale_max": smax, "scale_offset": offset}
         scales, _ = self.block_params(data, x.numel())
+        if not _validate.all_finite(scales):
+            raise ValueError(f"{self}: {int((~torch.isfinite(scales)).sum())} block scales (scale_offset "
+                             f"{float(offset):.6g} plus the coded scale_max) overflow float32: the block absmax "
+                             f"reach {float(absmax.max()):.6g}; scale W down")
         data["codes"], _ = blockwise.quantize(x, self.block_size, self.levels, scales=scales, backend=backend)
         return data
 
@@ -173,6 +447,10 @@ class NormalFloat(_Codebook):
             return {**out, "scales": ((nb,), sdt)}
         return {**out, "scale_codes": ((-(-nb * self.scale_bits // 8),), torch.uint8),
                 "scale_max": ((-(-nb // self.scale_block_size),), sdt), "scale_offset": ((1,), torch.float32)}
+
+    def _float_tensors(self, data):
+        names = ("scales",) if self.scale_bits is None else ("scale_max", "scale_offset")
+        return {k: data[k] for k in names}
 
     def block_params(self, data, n):
         if "scales" in data:
@@ -195,6 +473,11 @@ class BnbNF4(_Codebook):
     bitsandbytes' CPU rounding (a 65 536-entry lookup table over [-1, 1]; its CUDA kernel rounds
     to the nearest code instead, which differs on ~0.2 % of the scale codes).
     :meth:`QuantizedTensor.to_bitsandbytes` gives bitsandbytes' own (packed, QuantState).
+
+    Edge cases follow bitsandbytes where it returns finite values (blocks whose absmax is below
+    float32's normal range code as it codes them, with a warning that their values are lost);
+    where it writes Inf (double quantization of weights whose absmax mean or scales overflow
+    float32) ValueError is raised instead.
     """
 
     blocksize: int = 64
@@ -203,8 +486,8 @@ class BnbNF4(_Codebook):
     bits = 4
 
     def __post_init__(self):
-        _choice(self.blocksize, "blocksize", {32, 64, 128, 256, 512, 1024, 2048, 4096})
-        _choice(self.double_quant, "double_quant", {True, False})
+        _choice(self, "blocksize", {32, 64, 128, 256, 512, 1024, 2048, 4096})
+        _choice(self, "double_quant", {True, False})
 
     @property
     def block(self):
@@ -222,15 +505,27 @@ class BnbNF4(_Codebook):
     def __str__(self):
         return f"bnb-nf4-b{self.blocksize}" + ("-dq" if self.double_quant else "")
 
-    def quantize(self, x, *, backend=None):
+    def _quantize(self, x, *, backend=None):
         codes, absmax = blockwise.quantize(x, self.blocksize, self.levels, backend=backend)
+        check_scales(self, absmax, absmax, absmax, limit=_F32_MAX, what="block absmax", all_lost_raises=False,
+                     hint=" (bitsandbytes codes them as zeros too)")
         if x.numel() % 2:  # bitsandbytes pads with one zero, whose NF4 code is 7
             codes[-1] |= 7
         if not self.double_quant:
             return {"codes": codes, "absmax": absmax}
         offset = absmax.mean().reshape(1)
+        if not bool(torch.isfinite(offset).all()):
+            raise ValueError(f"{self}: the mean of the block absmax overflows float32 (the largest is "
+                             f"{float(absmax.max()):.6g}); bitsandbytes' double quantization writes inf here: "
+                             f"use BnbNF4(double_quant=False) or scale W down")
         qabs, absmax2 = _lut_quantize(absmax - offset, 256)
-        return {"codes": codes, "absmax": qabs, "offset": offset, "absmax2": absmax2}
+        data = {"codes": codes, "absmax": qabs, "offset": offset, "absmax2": absmax2}
+        scales, _ = self.block_params(data, x.numel())
+        if not _validate.all_finite(scales):
+            raise ValueError(f"{self}: {int((~torch.isfinite(scales)).sum())} double-quantized block scales overflow "
+                             f"float32 (the block absmax reach {float(absmax.max()):.6g}); bitsandbytes writes inf "
+                             f"here: use BnbNF4(double_quant=False) or scale W down")
+        return data
 
     def layout(self, n):
         nb = -(-n // self.blocksize)
@@ -239,6 +534,10 @@ class BnbNF4(_Codebook):
             return {**out, "absmax": ((nb,), torch.float32)}
         return {**out, "absmax": ((nb,), torch.uint8), "offset": ((1,), torch.float32),
                 "absmax2": ((-(-nb // 256),), torch.float32)}
+
+    def _float_tensors(self, data):
+        names = ("offset", "absmax2") if self.double_quant else ("absmax",)
+        return {k: data[k] for k in names}
 
     def block_params(self, data, n):
         if not self.double_quant:
@@ -263,18 +562,21 @@ def _dynamic_lut() -> torch.Tensor:
 
 def _lut_quantize(a: torch.Tensor, block: int):
     """bitsandbytes' CPU blockwise 8-bit quantization: index (v + 1)·0.5·65535 + 0.5 (truncated)
-    into a table of the nearest code at 65 536 points of [-1, 1]; blocks with absmax 0 give 0."""
+    into a table of the nearest code at 65 536 points of [-1, 1], v = a·(1/absmax) clamped to
+    [-1, 1] with NaN taken as -1 (bitsandbytes' fmax(NaN, -1)): an absmax of 0 or below float32's
+    normal range makes 1/absmax infinite, x·inf = ±inf → ±1 and 0·inf = NaN → -1 (code 0)."""
     n = a.numel()
     nb = -(-n // block)
     ab = torch.zeros(nb * block, dtype=torch.float32, device=a.device)
     ab[:n] = a
     ab = ab.view(nb, block)
     amax = ab.abs().amax(1)
-    inv = torch.where(amax > 0, 1.0 / amax, torch.zeros_like(amax))
-    v = (ab * inv[:, None]).clamp(-1.0, 1.0)
+    if not bool(torch.isfinite(amax).all()):
+        raise ValueError("the values to double-quantize are not finite")
+    v = ab * (1.0 / amax)[:, None]
+    v = torch.where(torch.isnan(v), -1.0, v).clamp_(-1.0, 1.0)
     idx = ((v + 1.0) * 0.5 * (_LUT_SIZE - 1) + 0.5).to(torch.int64)
     q = _dynamic_lut().to(a.device)[idx]
-    q[amax == 0] = 0
     return q.reshape(-1)[:n].contiguous(), amax
 
 
@@ -286,6 +588,11 @@ class IntGroup(_Codebook):
     [−2^(k-1), 2^(k-1) − 1], w = q·s. asymmetric: s = (max − min) / (2^k − 1), integer zero
     z = round(−min / s) ∈ [0, 2^k − 1] stored as uint8, q ∈ [0, 2^k − 1], w = q·s − z·s. Codes
     are rounded against the stored (rounded) scale; ties go to the lower level.
+
+    Scales the ``scale_dtype`` cannot hold raise ValueError (fp16, the default: |W| above about
+    4.59e5 for INT4, 8.32e6 for INT8; ``scale_dtype="fp32"`` stores them); groups whose scale
+    underflows (fp16: a group absmax below about 1e-6 for INT4) give a warning, or ValueError
+    when every nonzero group would be lost (:func:`check_scales`).
     """
 
     bits: int = 4
@@ -295,10 +602,10 @@ class IntGroup(_Codebook):
     kind = "int"
 
     def __post_init__(self):
-        _choice(self.bits, "bits", {2, 3, 4, 8})
-        _positive_multiple_of_8(self.group_size, "group_size")
-        _choice(self.symmetric, "symmetric", {True, False})
-        _choice(self.scale_dtype, "scale_dtype", set(SCALE_DTYPES))
+        _choice(self, "bits", {2, 3, 4, 8})
+        _positive_multiple_of_8(self, "group_size")
+        _choice(self, "symmetric", {True, False})
+        _choice(self, "scale_dtype", set(SCALE_DTYPES))
 
     @property
     def block(self):
@@ -314,12 +621,15 @@ class IntGroup(_Codebook):
     def __str__(self):
         return f"int{self.bits}-g{self.group_size}-{'sym' if self.symmetric else 'asym'}-{self.scale_dtype}"
 
-    def quantize(self, x, *, backend=None):
+    def _quantize(self, x, *, backend=None):
         sdt = SCALE_DTYPES[self.scale_dtype]
         top = 2 ** self.bits - 1
         if self.symmetric:
             _, absmax = blockwise.quantize(x, self.group_size, None, backend=backend)
-            stored = (absmax / (2 ** (self.bits - 1) - 1)).to(sdt)
+            div = 2 ** (self.bits - 1) - 1
+            exact = absmax / div
+            stored = exact.to(sdt)
+            check_scales(self, exact, stored, absmax, limit=min(torch.finfo(sdt).max * div, _F32_MAX))
             codes, _ = blockwise.quantize(x, self.group_size, self.levels, scales=stored.float(), backend=backend)
             return {"codes": codes, "scales": stored}
         blockwise.quantize(x, self.group_size, None, backend=backend)  # the finiteness check, one pass
@@ -329,10 +639,13 @@ class IntGroup(_Codebook):
             flat = torch.cat([flat, flat.new_zeros(g - n % g)])
         lo, hi = torch.aminmax(flat.view(-1, g), dim=1)  # one pass, in x's dtype (exact)
         lo, hi = lo.float().clamp(max=0), hi.float().clamp(min=0)  # the range holds 0, so z is a code
-        span = (hi - lo).clamp(min=torch.finfo(torch.float32).tiny)
-        stored = (span / top).to(sdt)
+        exact = (hi - lo) / top
+        stored = ((hi - lo).clamp(min=torch.finfo(torch.float32).tiny) / top).to(sdt)
+        check_scales(self, exact, stored, hi.double() - lo.double(), what="group scales (max − min)",
+                     limit=min(torch.finfo(sdt).max * top, _F32_MAX),
+                     hint=None if self.scale_dtype != "fp32" else "; scale W down")
         s = stored.float()
-        zeros = torch.round(-lo / s).clamp(0, top).to(torch.uint8)
+        zeros = torch.where(s > 0, torch.round(-lo / s), 0.0).clamp(0, top).to(torch.uint8)
         codes, _ = blockwise.quantize(x, g, self.levels, scales=s, offsets=-zeros.float() * s, backend=backend)
         return {"codes": codes, "scales": stored, "zeros": zeros}
 
@@ -340,6 +653,18 @@ class IntGroup(_Codebook):
         ng = -(-n // self.group_size)
         out = {"codes": ((-(-n * self.bits // 8),), torch.uint8), "scales": ((ng,), SCALE_DTYPES[self.scale_dtype])}
         return out if self.symmetric else {**out, "zeros": ((ng,), torch.uint8)}
+
+    def _float_tensors(self, data):
+        return {"scales": data["scales"]}
+
+    def check_values(self, data, n, *, what="data", prefix=""):
+        super().check_values(data, n, what=what, prefix=prefix)
+        if not self.symmetric:
+            top = 2 ** self.bits - 1
+            z = data["zeros"]
+            if z.numel() and int(z.max()) > top:
+                raise ValueError(f"{what}: {prefix + 'zeros'!r} has {int((z > top).sum())} zero point(s) above "
+                                 f"{top} (the largest is {int(z.max())}); {self} codes are in [0, {top}]")
 
     def block_params(self, data, n):
         s = data["scales"].float()
@@ -354,6 +679,9 @@ class GGUF(Format):
     w = d·(q − 8); element j of a block in the low nibble of byte j, element j + 16 in its high
     nibble; 18 bytes = 4.5 bits per weight. ``"q8_0"``: d = absmax / 127, q = x/d rounded half
     away from zero, int8; 34 bytes = 8.5 bits per weight. Rows must hold a multiple of 32 weights.
+
+    d is fp16: weights above about 5.24e5 (q4_0) or 8.32e6 (q8_0) in magnitude raise ValueError
+    (``gguf.quants`` writes inf there); blocks whose d underflows give a warning.
     """
 
     type: str = "q4_0"
@@ -361,7 +689,7 @@ class GGUF(Format):
     block = 32
 
     def __post_init__(self):
-        _choice(self.type, "type", {"q4_0", "q8_0"})
+        _choice(self, "type", {"q4_0", "q8_0"})
 
     def nominal_bits(self) -> float:
         return 4.5 if self.type == "q4_0" else 8.5
@@ -373,7 +701,7 @@ class GGUF(Format):
         if shape[-1] % 32:
             raise ValueError(f"GGUF {self.type} needs rows of a multiple of 32 weights, got shape {tuple(shape)}")
 
-    def quantize(self, x, *, backend=None):
+    def _quantize(self, x, *, backend=None):
         blockwise.quantize(x, 32, None, backend=backend)  # the finiteness check
         xb = x.reshape(-1, 32).to(torch.float32)
         nb = xb.shape[0]
@@ -383,6 +711,7 @@ class GGUF(Format):
             inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
             q = torch.trunc(xb * inv + 8.5).clamp(0, 15).to(torch.uint8).view(nb, 2, 16)
             qs = q[:, 0] | (q[:, 1] << 4)
+            div = 8
         else:
             d = xb.abs().amax(1, keepdim=True) / 127
             inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
@@ -390,15 +719,26 @@ class GGUF(Format):
             a = v.abs()
             fl = torch.floor(a)
             qs = (torch.sign(v) * (fl + torch.floor(2 * (a - fl)))).to(torch.int8).view(torch.uint8)
-        dbytes = d.to(torch.float16).view(torch.uint8).reshape(nb, 2)
+            div = 127
+        d16 = d.to(torch.float16)
+        check_scales(self, d.view(-1), d16.view(-1), d.view(-1).abs() * div, limit=torch.finfo(torch.float16).max * div,
+                     what="block scales d", hint="; GGUF stores d in fp16 (gguf.quants writes inf or 0 there)")
+        dbytes = d16.view(torch.uint8).reshape(nb, 2)
         return {"blocks": torch.cat([dbytes, qs], 1).contiguous()}
 
     def layout(self, n):
         return {"blocks": ((n // 32, 18 if self.type == "q4_0" else 34), torch.uint8)}
 
-    def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
+    def _float_tensors(self, data):
+        return {"blocks[:, :2] (the fp16 block scales d)": _gguf_d(data["blocks"])}
+
+    def _max_abs(self, data, params):
+        d = _gguf_d(data["blocks"])
+        return float(d.float().abs().max()) * (8 if self.type == "q4_0" else 128) if d.numel() else 0.0
+
+    def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
         blocks = data["blocks"][e0 // 32: -(-e1 // 32)]
-        d = blocks[:, :2].contiguous().view(torch.float16).to(torch.float32)
+        d = _gguf_d(blocks).to(torch.float32)
         if self.type == "q4_0":
             qs = blocks[:, 2:]
             q = torch.cat([qs & 0x0F, qs >> 4], 1).to(torch.float32) - 8
@@ -406,6 +746,11 @@ class GGUF(Format):
             q = blocks[:, 2:].contiguous().view(torch.int8).to(torch.float32)
         res = (d * q).reshape(-1)[: e1 - e0].to(dtype)
         return res if out is None else out.view(-1).copy_(res)
+
+
+def _gguf_d(blocks: torch.Tensor) -> torch.Tensor:
+    """The fp16 scales d (nb, 1) of GGUF blocks (nb, bytes): their first two bytes."""
+    return blocks[:, :2].contiguous().view(torch.float16)
 
 
 FORMATS = {"nf": NormalFloat, "bnb_nf4": BnbNF4, "int": IntGroup, "gguf": GGUF}
@@ -427,6 +772,6 @@ def parse(spec) -> Format:
         "bnb-nf4": BnbNF4(), "int4": IntGroup(), "int4-asym": IntGroup(symmetric=False),
         "int8": IntGroup(bits=8), "q4_0": GGUF("q4_0"), "q8_0": GGUF("q8_0"),
     }
-    if spec not in names:
+    if not isinstance(spec, str) or spec not in names:
         raise ValueError(f"format must be a Format or one of {sorted(names)}, got {spec!r}")
     return names[spec]
