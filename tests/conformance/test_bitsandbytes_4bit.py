@@ -37,7 +37,8 @@ F = pytest.importorskip("bitsandbytes.functional")
 bnb = pytest.importorskip("bitsandbytes")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-FP4 = pytest.param("fp4", marks=pytest.mark.skip(reason="linalg_core has no FP4 format (bitsandbytes' quant_type='fp4')"))
+FP4 = pytest.param("fp4", marks=pytest.mark.skip(
+    reason="linalg_core has no FP4 format (bitsandbytes' quant_type='fp4')"))
 N_SIGMA = 7
 
 # bitsandbytes' expected (mean, std) of the mean absolute and mean relative error of NF4, per

@@ -329,7 +329,8 @@ def test_lora_scaling_pattern(use_rslora, data):
     # checked through the function every initialiser uses
     assert lc.adapters.scaling(alpha_pattern["linear"], r, use_rslora) == expected_scaling["linear"]
     assert lc.adapters.scaling(lora_alpha, rank_pattern["embed"], use_rslora) == expected_scaling["embed"]
-    assert lc.adapters.scaling(alpha_pattern["conv2d"], rank_pattern["conv2d"], use_rslora) == expected_scaling["conv2d"]
+    conv2d = lc.adapters.scaling(alpha_pattern["conv2d"], rank_pattern["conv2d"], use_rslora)
+    assert conv2d == expected_scaling["conv2d"]
 
 
 # --- tests/test_gpu_examples.py::TestPiSSA (PiSSA reduces the quantization error) ----------------

@@ -12,9 +12,8 @@ Mapping: ``clarkson_woodruff_transform(A, sketch_size, rng=seed)`` →
 → ``countsketch(m, n, seed=seed).to_dense()``. scipy's CountSketch has one ±1 per column, as
 linalg_core's; the same tests also run on ``sparse_sign`` (8 non-zeros ±1/√8 per column), whose
 norms the same bounds hold. Inputs, seeds and tolerances are the peer's (2000 × 100 matrices,
-density 0.1, 200 sketch rows, ten seeds; 10 % Frobenius error with no failure allowed).
-scipy.sparse inputs (csc, csr, coo) to ``Sketch.apply`` are being added to linalg_core; those
-cases are written for the finished feature.
+density 0.1, 200 sketch rows, ten seeds; 10 % Frobenius error with no failure allowed),
+the sparse ones (csc, csr, coo) passed to ``Sketch.apply`` as they are.
 """
 
 from __future__ import annotations

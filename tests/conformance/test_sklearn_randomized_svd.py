@@ -21,8 +21,9 @@ libraries would get. Assertions and decimals are the peer's.
 Differences by design (``xfail(strict=True)``): integer input is rejected with TypeError
 (scikit-learn casts to float64). No linalg_core equivalent (skipped): the "none" power
 iteration normalizer, ``transpose=`` (emulated where the peer test is about transposing the
-data: ``rsvd(X.T)`` transposed back), ``svd_lapack_driver=``. scipy.sparse input is being
-added to linalg_core; those tests are written for the finished feature.
+data: ``rsvd(X.T)`` transposed back), ``svd_lapack_driver=``. scipy.sparse input (CSR) runs
+the peer's sparse assertions; lil / dok input gives correct results but not scikit-learn's
+``SparseEfficiencyWarning`` (``xfail(strict=False)``, sparse input pending).
 """
 
 from __future__ import annotations
