@@ -26,7 +26,7 @@ def buf(t: torch.Tensor | None) -> tuple[int, int, int] | None:
         return None
     if not t.is_contiguous():
         raise ValueError(f"internal: a kernel buffer must be contiguous, got strides {t.stride()}")
-    return (t.data_ptr(), t.numel() * t.element_size(), -1 if t.device.type == "cpu" else t.device.index)
+    return (t.data_ptr(), t.nbytes, -1 if t.is_cpu else t.get_device())
 
 
 class Launch:
