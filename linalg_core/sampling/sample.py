@@ -16,22 +16,41 @@ SCORES = ("sensitivity", "root_leverage", "leverage", "lewis", "uniform", "mixed
 SAMPLE_STREAM = 11
 
 
-def inclusion_probabilities(s: torch.Tensor, size: float) -> torch.Tensor:
-    """q_i = min(1, β s_i) with β found by bisection so that Σ q_i = size (s ≥ 0, not all 0)."""
-    s = s.to(torch.float64)
-    if float(s.sum()) <= 0:
+def inclusion_probabilities(s, size: float):
+    """q_i = min(1, β s_i) with Σ q_i = size, solved exactly (water-filling: with the scores in
+    decreasing order and the k largest clamped to 1, β = (size − k) / Σ_{i>k} s_(i) for the
+    smallest k whose next score stays below 1/β), so scores spanning any range, down to the
+    floor of a zero row's Lewis weight, give the right β. When size reaches the number of
+    positive scores, every row with a positive score has q = 1.
+
+    Args:
+        s: (n,) scores ≥ 0, not all 0 (tensor or numpy; the caller's type comes back).
+        size: the expected sample size, > 0.
+
+    Shape:
+        s: (n,);  out: (n,) float64
+
+    Raises:
+        ValueError: negative, NaN/Inf or all-zero scores; size ≤ 0.
+    """
+    t, boundary = _validate.float_array(s, "s", ndim=1)
+    _validate.check_finite(t, "s")
+    size = _validate.real(size, "size", low=0, low_open=True)
+    s = t.to(torch.float64)
+    if bool((s < 0).any()):
+        raise ValueError(f"s has {int((s < 0).sum())} negative scores; scores are >= 0")
+    positive = int((s > 0).sum())
+    if positive == 0:
         raise ValueError("all scores are zero")
-    lo, hi = 0.0, size / float(s[s > 0].min())
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        total = float(torch.clamp(mid * s, max=1.0).sum())
-        if total < size:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-15 * hi:
-            break
-    return torch.clamp(hi * s, max=1.0)
+    if size >= positive:
+        return boundary.out((s > 0).to(torch.float64))
+    ordered = torch.sort(s, descending=True).values
+    tail = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])  # Σ_{i≥k}, smallest first
+    k = torch.arange(s.numel(), dtype=torch.float64)
+    beta = (size - k) / tail.clamp_min(torch.finfo(torch.float64).tiny)
+    valid = (k < size) & (beta * ordered <= 1)
+    first = int(torch.nonzero(valid)[0])
+    return boundary.out(torch.clamp(beta[first] * s, max=1.0))
 
 
 # Sampling needs scores only to a constant factor (Cohen and Peng 2015): Lewis weights to 1e-4 in
