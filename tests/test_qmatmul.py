@@ -176,3 +176,168 @@ def test_minus_128_refused_by_every_backend(backend):
     x[2, 77] = -128
     with pytest.raises(ValueError, match="x contains -128"):
         qmatmul(x, 1.0, w, backend=backend)
+
+
+# --- DGQWeight validation (regressions: heap overflows, silently wrong or path-dependent results) --
+
+def _fields(w):
+    return dict(qweight=w.qweight, zeros=w.zeros, group_scales=w.group_scales, channel_scales=w.channel_scales,
+                weight_sums=w.weight_sums, in_features=w.in_features, group_size=w.group_size)
+
+
+def _tampered(w):
+    """(changes, exception, message) that the constructor and from_state_dict must refuse."""
+    N, G = w.zeros.shape
+    zeros, gs, big, sums = w.zeros.clone(), w.group_scales.clone(), w.group_scales.clone(), w.weight_sums.clone()
+    zeros[1, 1] = 16
+    gs[2, 0] = 0
+    big[0, 0] = 127  # |s_int·(q − z)| far above 127: VNNI, AVX2 and reference disagreed by thousands
+    sums[3] += 1  # changed only the AVX512-VNNI result
+    nan = w.channel_scales.clone()
+    nan[4] = float("nan")
+    return [
+        (dict(group_size=2), ValueError, "multiple of 128"),  # overflowed the heap in dgq_matmul
+        (dict(group_size=96), ValueError, "multiple of 128"),
+        (dict(group_size=256), ValueError, "zeros is"),
+        (dict(group_size=True), TypeError, "group_size"),
+        (dict(group_size=128.0), TypeError, "group_size"),
+        (dict(in_features=1000), ValueError, "shapes disagree"),
+        (dict(in_features=100), ValueError, "shapes disagree"),  # more than a group of padding
+        (dict(in_features=0), ValueError, "in_features"),
+        (dict(qweight=w.qweight[:, :-1]), ValueError, "shapes disagree"),
+        (dict(qweight=w.qweight.to(torch.int8)), ValueError, "qweight must be"),
+        (dict(qweight=w.qweight[:0]), ValueError, "qweight must be"),
+        (dict(zeros=w.zeros[:, :1]), ValueError, "zeros is"),
+        (dict(zeros=w.zeros.to(torch.int8)), ValueError, "zeros is"),
+        (dict(group_scales=w.group_scales.to(torch.uint8)), ValueError, "group_scales is"),
+        (dict(channel_scales=w.channel_scales.double()), ValueError, "channel_scales is"),
+        (dict(channel_scales=w.channel_scales[:-1]), ValueError, "channel_scales is"),
+        (dict(weight_sums=w.weight_sums.to(torch.int64)), ValueError, "weight_sums is"),
+        (dict(zeros=zeros), ValueError, "zeros has 1 zero point"),
+        (dict(group_scales=gs), ValueError, "below 1"),
+        (dict(group_scales=big), ValueError, r"\|s_int·\(q − z\)\| > 127 in 1 group"),
+        (dict(weight_sums=sums), ValueError, "weight_sums disagree with the codes in 1 of"),
+        (dict(channel_scales=nan), ValueError, "channel_scales has 1 NaN"),
+        (dict(qweight=w.qweight.numpy()), TypeError, "qweight must be a torch.Tensor"),
+        (dict(zeros=torch.empty_like(w.zeros, device="meta")), ValueError, "holding data"),
+    ]
+
+
+def test_dgq_weight_validates_every_invariant():
+    w = dgq_quantize(_w(16, 256))
+    for change, exc, match in _tampered(w):
+        with pytest.raises(exc, match=match):
+            DGQWeight(**{**_fields(w), **change})
+        state = {**w.state_dict(), **{k: v for k, v in change.items() if k not in ('group_size', 'in_features')}}
+        if "group_size" in change or "in_features" in change:
+            if not isinstance(change.get("group_size", 0), int) or isinstance(change.get("group_size"), bool):
+                continue  # the state's int64 [K, group_size] cannot hold them
+            state["shape"] = torch.tensor([change.get("in_features", 256), change.get("group_size", 128)])
+        with pytest.raises(exc, match=match):
+            DGQWeight.from_state_dict(state)
+    # weight_sums=None computes them; a valid weight passes unchanged
+    assert torch.equal(DGQWeight(**{**_fields(w), "weight_sums": None}).weight_sums, w.weight_sums)
+    for bad in (torch.tensor([256.0, 128.0]), torch.tensor([256]), torch.tensor([[256, 128]])):
+        with pytest.raises(ValueError, match="int64 tensor"):
+            DGQWeight.from_state_dict({**w.state_dict(), "shape": bad})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_expanded_and_transposed_tensors_are_copied_not_misread(backend):
+    g = torch.Generator().manual_seed(9)
+    w = dgq_quantize(_w(24, 384, seed=9))
+    N, G = w.zeros.shape
+    sc = w.channel_scales[:1]
+    odd = dict(qweight=w.qweight.T.contiguous().T, zeros=w.zeros.T.contiguous().T,
+               group_scales=w.group_scales.repeat_interleave(2, dim=1)[:, ::2], channel_scales=sc.expand(N),
+               weight_sums=torch.stack([w.weight_sums, w.weight_sums], 1)[:, 0])
+    plain = {k: v.contiguous() for k, v in odd.items()}
+    assert not any(v.is_contiguous() for v in odd.values())
+    before = {k: v.clone() for k, v in odd.items()}
+    a = DGQWeight(**{**_fields(w), **odd})
+    b = DGQWeight(**{**_fields(w), **plain})
+    x_q, s = quantize_activations(torch.randn(5, 384, generator=g))
+    assert torch.equal(qmatmul(x_q, s, a, backend=backend), qmatmul(x_q, s, b, backend=backend))
+    assert all(getattr(a, k).is_contiguous() for k in odd)
+    assert all(torch.equal(odd[k], before[k]) for k in before)  # inputs untouched
+    # an expanded (stride-0) per-row x_scale is read as M values
+    s_exp = s[:1].expand(5, 1)
+    assert torch.equal(qmatmul(x_q, s_exp, b, backend=backend), qmatmul(x_q, s_exp.contiguous(), b, backend=backend))
+
+
+def test_in_place_changes_are_revalidated():
+    w = dgq_quantize(_w(16, 256))
+    x_q = torch.ones(2, 256, dtype=torch.int8)
+    qmatmul(x_q, 1.0, w)
+    w.zeros[0, 0] = 200  # after validation
+    with pytest.raises(ValueError, match="zeros has 1 zero point"):
+        qmatmul(x_q, 1.0, w)
+    lin = DGQLinear(dgq_quantize(_w(16, 256)))
+    x = torch.randn(3, 256)
+    y = lin(x)
+    state = lin.state_dict()
+    state["group_scales"] = state["group_scales"].clone()
+    state["group_scales"][0, 0] = 127
+    lin.load_state_dict(state)  # copies into the buffers in place
+    with pytest.raises(ValueError, match="> 127"):
+        lin(x)
+    lin.load_state_dict(DGQLinear(dgq_quantize(_w(16, 256))).state_dict())
+    assert torch.equal(lin(x), y)
+
+
+def test_k_max_is_the_int32_exact_limit():
+    from linalg_core.qmatmul import K_MAX
+
+    assert K_MAX % 128 == 0 and 127 * 127 * K_MAX <= 2**31 - 1 < 127 * 127 * (K_MAX + 128)
+
+
+def _long_k_weight(N=3, extra=256):
+    """A weight with K = K_MAX + extra whose integer products exceed int32 for x = ±127."""
+    from linalg_core.qmatmul import K_MAX
+
+    K = K_MAX + extra
+    g = torch.Generator().manual_seed(10)
+    qw = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, generator=g)
+    qw[0] = 0x11  # row 0: q = 1, z = 0, s_int = 127 -> w8 = 127 everywhere
+    zeros = torch.randint(4, 12, (N, K // 128), dtype=torch.uint8, generator=g)
+    zeros[0] = 0
+    gs = torch.ones(N, K // 128, dtype=torch.int8)
+    gs[0] = 127
+    return DGQWeight(qw, zeros, gs, torch.rand(N, generator=g) + 0.5, None, K, 128)
+
+
+# Triton is left out: its interpreter takes ~25 s on 133 376-wide rows, and each chunk it would see
+# is a product of K ≤ K_MAX that test_integer_product_bit_exact already checks on it.
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+def test_long_k_is_split_and_exact(backend):
+    w = _long_k_weight()
+    K = w.in_features
+    g = torch.Generator().manual_seed(11)
+    x = torch.randint(-127, 128, (4, K), dtype=torch.int8, generator=g)
+    x[0] = 127
+    exact = _oracle(x, w)  # int64
+    assert np.abs(exact).max() > 2**31 - 1  # the int32 accumulation overflowed (CPU and reference disagreed)
+    scale = torch.rand(4, 1, generator=g) + 0.5
+    y = qmatmul(x, scale, w, backend=backend)
+    ref = (torch.from_numpy(exact).to(torch.float32) * scale) * w.channel_scales  # the epilogue, exact integer
+    assert torch.equal(y, ref)
+    with pytest.raises(ValueError, match="beyond int32"):
+        qmatmul(x, None, w, backend=backend)
+    small = x[1:].clone()
+    small[:, : K // 2] = 0
+    np.testing.assert_array_equal(qmatmul(small, None, w, backend=backend).numpy(), _oracle(small, w))
+    lin = DGQLinear(w)
+    xf = torch.randn(2, K, generator=g)
+    x_q, s = quantize_activations(xf)
+    assert torch.equal(lin(xf), qmatmul(x_q, s, w))
+
+
+def test_integer_product_of_a_short_k():
+    w = dgq_quantize(_w(8, 256))
+    x = torch.randint(-127, 128, (3, 256), dtype=torch.int8, generator=torch.Generator().manual_seed(12))
+    y = qmatmul(x, None, w)
+    assert y.dtype == torch.int32
+    np.testing.assert_array_equal(y.numpy(), _oracle(x, w))
+    assert qmatmul(x[:0], 1.0, w).shape == (0, 8)
+    with pytest.raises(ValueError, match="on meta"):
+        qmatmul(x.to("meta"), 1.0, w)

@@ -9,7 +9,7 @@
 
 from linalg_core.qmatmul.activations import Smoothing, quantize_activations, smooth_outliers
 from linalg_core.qmatmul.matmul import DGQLinear, qmatmul
-from linalg_core.qmatmul.weight import DGQWeight, dgq_quantize
+from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dgq_quantize
 
-__all__ = ["DGQWeight", "dgq_quantize", "quantize_activations", "smooth_outliers", "Smoothing", "qmatmul",
+__all__ = ["K_MAX", "DGQWeight", "dgq_quantize", "quantize_activations", "smooth_outliers", "Smoothing", "qmatmul",
            "DGQLinear"]

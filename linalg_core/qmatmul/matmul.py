@@ -6,7 +6,7 @@ import torch
 
 from linalg_core import _ops
 from linalg_core.qmatmul.activations import quantize_activations
-from linalg_core.qmatmul.weight import DGQWeight, dgq_quantize
+from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dgq_quantize
 
 
 def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str | None = None) -> torch.Tensor:
@@ -18,11 +18,16 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
     ``vpmaddubsw``, AMX ``tdpbssd`` for M ≥ 16; CUDA ``dp4a``; Triton ``tl.dot`` on int8); the float
     result is that integer times the two scales, rounded once to float32.
 
+    32-bit sums are exact for K_pad ≤ ``K_MAX`` = 133 120 (127²·K ≤ 2³¹ − 1). Longer rows are
+    split into chunks of at most K_MAX (whole groups) whose exact int32 products are summed in
+    int64, then scaled as above (float32 of the exact integer, times x_scale, times s_c).
+
     Args:
         x_q: int8 (M, K) with values in [−127, 127] (:func:`quantize_activations`), or (…, K).
-        x_scale: float scale, shape () or (M, 1) / (…, 1).
-        w: the weight (K = ``w.in_features``).
-        out_dtype: float dtype of y.
+        x_scale: float scale, shape () or (M, 1) / (…, 1); ``None``: the exact integer product
+            x_q · w8ᵀ as int32 (ValueError if an entry does not fit int32).
+        w: the weight (K = ``w.in_features``), on x_q's device.
+        out_dtype: float dtype of y (ignored for ``x_scale=None``).
 
     Returns:
         y (M, N) (or (…, N)).
@@ -44,28 +49,64 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
     if not isinstance(x_q, torch.Tensor) or x_q.dtype != torch.int8:
         raise TypeError(f"x_q must be an int8 tensor (quantize_activations gives one), got "
                         f"{getattr(x_q, 'dtype', type(x_q).__name__)}")
+    if out_dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise TypeError(f"out_dtype must be torch.float32, float64, float16 or bfloat16, got {out_dtype!r}")
+    w.ensure_valid()
     K = w.in_features
     if x_q.dim() < 1 or x_q.shape[-1] != K:
         raise ValueError(f"x_q has shape {tuple(x_q.shape)}; its last dimension must be K={K} (w.in_features)")
+    if x_q.device != w.device:
+        raise ValueError(f"x_q is on {x_q.device}, w on {w.device}")
     lead = x_q.shape[:-1]
     x2 = x_q if x_q.dim() == 2 else x_q.reshape(-1, K)  # a −128 entry is refused by the kernels
-    scale = x_scale if isinstance(x_scale, torch.Tensor) and x_scale.dtype == torch.float32 else torch.as_tensor(
-        x_scale, dtype=torch.float32, device=x_q.device)
-    if scale.numel() != 1 and scale.numel() != x2.shape[0]:
-        raise ValueError(f"x_scale has {scale.numel()} elements; expected 1 or one per row ({x2.shape[0]})")
+    M = x2.shape[0]
+    xs = None
+    if x_scale is not None:
+        scale = torch.as_tensor(x_scale, dtype=torch.float32, device=x_q.device)
+        if scale.numel() != 1 and scale.numel() != M:
+            raise ValueError(f"x_scale has {scale.numel()} elements; expected 1 or one per row ({M})")
+        xs = scale.reshape(-1).expand(M).contiguous()
     Kp = w.padded_in_features
     if Kp != K:
-        xp = torch.zeros(x2.shape[0], Kp, dtype=torch.int8, device=x_q.device)
+        xp = torch.zeros(M, Kp, dtype=torch.int8, device=x_q.device)
         xp[:, :K] = x2
         x2 = xp
     x2 = x2.contiguous()
-    xs = scale if scale.dim() == 1 else scale.reshape(-1)
-    if xs.numel() != x2.shape[0]:
-        xs = xs.expand(x2.shape[0]).contiguous()
-    y = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, xs, w.channel_scales,
-                        key=_ops.Key(x2.device, torch.int8), backend=backend)
-    y = y if out_dtype == torch.float32 else y.to(out_dtype)
+    key = _ops.Key(x2.device, torch.int8)
+    if M == 0:
+        y = torch.empty(0, w.out_features, dtype=torch.int32 if xs is None else torch.float32, device=x2.device)
+    elif Kp <= K_MAX:
+        y = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, xs,
+                            None if xs is None else w.channel_scales, key=key, backend=backend)
+    else:
+        acc = _chunked_product(x2, w, key, backend)
+        if xs is None:
+            big = int(acc.abs().max())
+            if big > 2**31 - 1:
+                raise ValueError(f"the exact integer product (K={K}) has entries up to {big}, beyond int32: "
+                                 f"pass x_scale for the float result")
+            y = acc.to(torch.int32)
+        else:  # the kernels' epilogue on the exact sum: (float32(acc)·x_scale[m])·s_c[n]
+            y = acc.to(torch.float32).mul_(xs[:, None]).mul_(w.channel_scales)
+    if xs is not None and out_dtype != torch.float32:
+        y = y.to(out_dtype)
     return y if x_q.dim() == 2 else y.reshape(*lead, w.out_features)
+
+
+def _chunked_product(x2, w: DGQWeight, key, backend) -> torch.Tensor:
+    """int64 (M, N) x2 · w8ᵀ for K_pad > K_MAX: exact int32 products of chunks of whole groups."""
+    g = w.group_size
+    chunk = (K_MAX // g) * g
+    if chunk == 0:
+        raise ValueError(f"group_size={g} exceeds K_MAX={K_MAX}: a single group's int32 sum could overflow")
+    acc = torch.zeros(x2.shape[0], w.out_features, dtype=torch.int64, device=x2.device)
+    for k0 in range(0, w.padded_in_features, chunk):
+        k1 = min(w.padded_in_features, k0 + chunk)
+        g0, g1 = k0 // g, k1 // g
+        acc += _ops.dgq_matmul(x2[:, k0:k1].contiguous(), w.qweight[:, k0 // 2:k1 // 2].contiguous(),
+                               w.zeros[:, g0:g1].contiguous(), w.group_scales[:, g0:g1].contiguous(),
+                               w.chunk_sums(g0, g1), g, key=key, backend=backend)
+    return acc
 
 
 class DGQLinear(torch.nn.Module):
@@ -87,10 +128,14 @@ class DGQLinear(torch.nn.Module):
     def __init__(self, weight: DGQWeight, bias: torch.Tensor | None = None, *, granularity: str = "token",
                  clip_percentile: float | None = None):
         super().__init__()
+        if not isinstance(weight, DGQWeight):
+            raise TypeError(f"weight must be a DGQWeight (from dgq_quantize), got {type(weight).__name__}")
         self.in_features, self.out_features = weight.in_features, weight.out_features
         self.group_size, self.granularity, self.clip_percentile = weight.group_size, granularity, clip_percentile
         for name, t in weight.state_dict().items():
             self.register_buffer(name, t)
+        bufs = (self.qweight, self.zeros, self.group_scales, self.channel_scales, self.weight_sums)
+        self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), weight)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).clone())
 
     @classmethod
@@ -103,8 +148,15 @@ class DGQLinear(torch.nn.Module):
 
     @property
     def weight(self) -> DGQWeight:
-        return DGQWeight(self.qweight, self.zeros, self.group_scales, self.channel_scales, self.weight_sums,
-                         self.in_features, self.group_size)
+        """The :class:`DGQWeight` of the buffers, validated when built and built again when a
+        buffer is replaced (``.to()``) or modified in place (``load_state_dict``)."""
+        bufs = (self.qweight, self.zeros, self.group_scales, self.channel_scales, self.weight_sums)
+        cached = self.__dict__.get("_dgq")
+        if cached is not None and all(a is b and a._version == v for a, b, v in zip(bufs, cached[0], cached[1])):
+            return cached[2]
+        w = DGQWeight(*bufs, self.in_features, self.group_size)
+        self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), w)
+        return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_q, scale = quantize_activations(x, granularity=self.granularity, clip_percentile=self.clip_percentile)

@@ -5,6 +5,7 @@ Efficient Fine-Grained Quantization for LLM", Section 3)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,12 @@ PHASE1_RATIOS = torch.linspace(1.0, 0.80, 20)  # group clipping: max and min sca
 PHASE2_RATIOS = torch.linspace(1.0, 0.20, 80)  # channel scale: s_c = r · max_g(s_g) / 8
 
 
+# Largest K (a multiple of 128) whose int32 sums of int8·int8 products cannot overflow:
+# 127² · K_MAX ≤ 2³¹ − 1. Longer rows are split into chunks of at most K_MAX (qmatmul).
+K_MAX = 133_120
+_WEIGHT_FIELDS = ("qweight", "zeros", "group_scales", "channel_scales", "weight_sums")
+
+
 @dataclass(frozen=True)
 class DGQWeight:
     """w[n, k] ≈ s_c[n] · s_int[n, g] · (q[n, k] − z[n, g]) for k in group g = k // group_size.
@@ -23,11 +30,19 @@ class DGQWeight:
     (q ∈ [z − ⌊127/s_int⌋, z + ⌊127/s_int⌋] ∩ [0, 15]), so the product with INT8 activations runs on
     INT8 units with 32-bit accumulation and one float scale per output channel.
 
+    Construction (also :meth:`from_state_dict`) validates every invariant the kernels rely on,
+    raising TypeError / ValueError naming the field: ``group_size`` a positive multiple of 128,
+    K_pad a multiple of it with K_pad − group_size < K ≤ K_pad; the shapes and dtypes below; one
+    device; zeros in [0, 15], group scales in [1, 127], |s_int·(q − z)| ≤ 127 for every weight
+    (from each group's smallest and largest code); finite channel scales; ``weight_sums``
+    equal to the sums recomputed from the codes (``None``: computed). Non-contiguous tensors
+    (expanded, transposed) are copied to contiguous ones; the caller's are never modified.
+
     Attributes:
         qweight: uint8 (N, K_pad / 2), two 4-bit codes per byte, high nibble first.
         zeros: uint8 (N, G), zero points in [0, 15].
-        group_scales: int8 (N, G), s_int ≥ 1.
-        channel_scales: float32 (N,), s_c.
+        group_scales: int8 (N, G), s_int in [1, 127].
+        channel_scales: float32 (N,), s_c, finite.
         weight_sums: int32 (N,), Σ_k w8[n, k] (the offset correction of unsigned-by-signed kernels).
         in_features: K (the input width; K_pad = G · group_size ≥ K, padded with zero weights).
         group_size: weights per group (a multiple of 128).
@@ -40,9 +55,12 @@ class DGQWeight:
     zeros: torch.Tensor
     group_scales: torch.Tensor
     channel_scales: torch.Tensor
-    weight_sums: torch.Tensor
+    weight_sums: torch.Tensor | None
     in_features: int
     group_size: int
+
+    def __post_init__(self):
+        self._validate()
 
     @property
     def out_features(self) -> int:
@@ -53,6 +71,10 @@ class DGQWeight:
         return self.qweight.shape[1] * 2
 
     @property
+    def device(self) -> torch.device:
+        return self.qweight.device
+
+    @property
     def bits_per_weight(self) -> float:
         """Stored bits per weight: codes, zeros, group scales, channel scales and sums."""
         stored = sum(t.numel() * t.element_size() for t in (self.qweight, self.zeros, self.group_scales,
@@ -61,6 +83,7 @@ class DGQWeight:
 
     def codes(self) -> torch.Tensor:
         """q as uint8 (N, K_pad)."""
+        self.ensure_valid()
         q = torch.empty(self.out_features, self.padded_in_features, dtype=torch.uint8, device=self.qweight.device)
         q[:, 0::2] = self.qweight >> 4
         q[:, 1::2] = self.qweight & 15
@@ -75,7 +98,11 @@ class DGQWeight:
 
     def dequantize(self, dtype=torch.float32) -> torch.Tensor:
         """(N, K) float weight s_c · w8."""
+        if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise TypeError(f"dtype must be torch.float32, float64, float16 or bfloat16, got {dtype!r}")
         w = self.int8_weight()[:, : self.in_features].to(torch.float32) * self.channel_scales[:, None]
+        if dtype in (torch.float16, torch.bfloat16) and not _validate.all_finite(w.to(dtype)):
+            raise ValueError(f"the dequantized weight overflows {dtype}: dequantize to float32")
         return w.to(dtype)
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -85,29 +112,120 @@ class DGQWeight:
                 prefix + "shape": meta}
 
     @classmethod
-    def from_state_dict(cls, state, prefix: str = "") -> "DGQWeight":
+    def from_state_dict(cls, state, prefix: str = "") -> DGQWeight:
+        """Inverse of :meth:`state_dict`, validated like the constructor. Other entries of
+        ``state`` (a ``DGQLinear``'s bias) are ignored; missing ones, a ``shape`` entry that is
+        not int64 [K, group_size], and every inconsistency of the tensors raise ValueError."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of names to tensors, got {type(state).__name__}")
+        missing = [prefix + k for k in (*_WEIGHT_FIELDS, "shape") if prefix + k not in state]
+        if missing:
+            raise ValueError(f"DGQ state lacks {', '.join(map(repr, missing))}")
+        meta = state[prefix + "shape"]
+        if not isinstance(meta, torch.Tensor) or meta.dtype != torch.int64 or tuple(meta.shape) != (2,):
+            raise ValueError(f"DGQ state {prefix + 'shape'!r} must be an int64 tensor [in_features, group_size], got "
+                             f"{getattr(meta, 'dtype', type(meta).__name__)} {tuple(getattr(meta, 'shape', ()))}")
+        K, g = (int(v) for v in meta.tolist())
         try:
-            K, g = (int(v) for v in state[prefix + "shape"].tolist())
-            w = cls(state[prefix + "qweight"], state[prefix + "zeros"], state[prefix + "group_scales"],
-                    state[prefix + "channel_scales"], state[prefix + "weight_sums"], K, g)
-        except KeyError as e:
-            raise ValueError(f"DGQ state lacks {e.args[0]!r}") from None
-        w._check()
-        return w
+            return cls(*(state[prefix + k] for k in _WEIGHT_FIELDS), K, g)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"corrupt DGQ state{f' at prefix {prefix!r}' if prefix else ''}: {e}") from None
 
-    def _check(self) -> None:
-        N, half = self.qweight.shape
-        G = (2 * half) // self.group_size
-        expect = {"qweight": (torch.uint8, (N, half)), "zeros": (torch.uint8, (N, G)),
-                  "group_scales": (torch.int8, (N, G)), "channel_scales": (torch.float32, (N,)),
-                  "weight_sums": (torch.int32, (N,))}
+    # --- validation ----------------------------------------------------------------------
+    def _stamp(self):
+        return tuple((t._version, t.data_ptr(), t.shape) for t in (self.qweight, self.zeros, self.group_scales,
+                                                                    self.channel_scales, self.weight_sums))
+
+    def ensure_valid(self) -> None:
+        """Re-validates when a tensor was modified in place since the last validation (a
+        ``DGQLinear``'s buffers after ``load_state_dict``); a few attribute reads otherwise."""
+        if self.__dict__.get("_checked") != self._stamp():
+            self._validate()
+
+    def _validate(self) -> None:
+        for name in _WEIGHT_FIELDS:
+            t = getattr(self, name)
+            if t is None and name == "weight_sums":
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"DGQ {name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.layout != torch.strided or t.device.type == "meta":
+                raise ValueError(f"DGQ {name} must be a dense tensor holding data, got a {t.layout} tensor on "
+                                 f"{t.device}")
+        g = _validate.integer(self.group_size, "group_size")
+        if g < 128 or g % 128:
+            raise ValueError(f"group_size must be a positive multiple of 128 (the kernels work on 128-weight blocks), "
+                             f"got {g}")
+        K = _validate.integer(self.in_features, "in_features", low=1)
+        qw = self.qweight
+        if qw.dtype != torch.uint8 or qw.dim() != 2 or qw.shape[0] < 1 or qw.shape[1] < 1:
+            raise ValueError(f"DGQ qweight must be a non-empty uint8 (N, K_pad / 2) tensor, got {qw.dtype} "
+                             f"{tuple(qw.shape)}")
+        N, Kp = qw.shape[0], 2 * qw.shape[1]
+        if Kp % g or not (Kp - g < K <= Kp):
+            raise ValueError(f"DGQ shapes disagree: K={K}, group_size={g}, qweight {tuple(qw.shape)} (K_pad={Kp} "
+                             f"must be a multiple of group_size with K_pad - group_size < K <= K_pad)")
+        G = Kp // g
+        expect = {"zeros": (torch.uint8, (N, G)), "group_scales": (torch.int8, (N, G)),
+                  "channel_scales": (torch.float32, (N,)), "weight_sums": (torch.int32, (N,))}
         for name, (dt, shape) in expect.items():
             t = getattr(self, name)
-            if t.dtype != dt or tuple(t.shape) != shape:
+            if t is not None and (t.dtype != dt or tuple(t.shape) != shape):
                 raise ValueError(f"DGQ {name} is {t.dtype} {tuple(t.shape)}, expected {dt} {shape}")
-        if G * self.group_size != 2 * half or not (0 < self.in_features <= 2 * half):
-            raise ValueError(f"DGQ shapes disagree: K={self.in_features}, group_size={self.group_size}, "
-                             f"qweight {tuple(self.qweight.shape)}")
+        for name in _WEIGHT_FIELDS:
+            t = getattr(self, name)
+            if t is not None and t.device != qw.device:
+                raise ValueError(f"DGQ {name} is on {t.device}, qweight on {qw.device}")
+            if t is not None and not t.is_contiguous():  # never read a stride-0 or transposed tensor as contiguous
+                object.__setattr__(self, name, t.contiguous())
+        object.__setattr__(self, "in_features", K)
+        object.__setattr__(self, "group_size", g)
+        self._check_values(N, G, g)
+        object.__setattr__(self, "_checked", self._stamp())
+
+    def _check_values(self, N, G, g) -> None:
+        z, s = self.zeros, self.group_scales
+        if int(z.max()) > 15:
+            raise ValueError(f"DGQ zeros has {int((z > 15).sum())} zero point(s) above 15 (the largest is "
+                             f"{int(z.max())}); codes are 4-bit")
+        lo, hi = torch.aminmax(s)
+        if int(lo) < 1:
+            raise ValueError(f"DGQ group_scales has {int((s < 1).sum())} value(s) below 1 (the smallest is {int(lo)}); "
+                             f"s_int is in [1, 127]")
+        msg = _validate.nonfinite_message(self.channel_scales, "DGQ channel_scales")
+        if msg:
+            raise ValueError(msg)
+        # each group's smallest and largest code bound w8 = s_int·(q − z) (s_int ≥ 1)
+        hi4 = (self.qweight >> 4).view(N, G, g // 2)
+        lo4 = (self.qweight & 15).view(N, G, g // 2)
+        qmin = torch.minimum(hi4.amin(2), lo4.amin(2)).to(torch.int32)
+        qmax = torch.maximum(hi4.amax(2), lo4.amax(2)).to(torch.int32)
+        zi, si = z.to(torch.int32), s.to(torch.int32)
+        wmin, wmax = si * (qmin - zi), si * (qmax - zi)
+        bad = (wmin < -127) | (wmax > 127)
+        if bool(bad.any()):
+            n, gi = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(f"DGQ group_scales and zeros give |s_int·(q − z)| > 127 in {int(bad.sum())} group(s) "
+                             f"(e.g. row {n}, group {gi}: s_int={int(si[n, gi])}, z={int(zi[n, gi])}, codes in "
+                             f"[{int(qmin[n, gi])}, {int(qmax[n, gi])}]): the INT8 kernels need w8 in [-127, 127]")
+        qsum = hi4.sum(2, dtype=torch.int32) + lo4.sum(2, dtype=torch.int32)
+        group_sums = si * (qsum - g * zi)  # (N, G), |.| ≤ 127·g
+        sums = group_sums.sum(1, dtype=torch.int64)
+        if int(sums.abs().max()) > 2**31 - 1:
+            raise ValueError(f"DGQ weight sums exceed int32 (K_pad={G * g} is too long for this format)")
+        object.__setattr__(self, "_group_sums", group_sums)
+        if self.weight_sums is None:
+            object.__setattr__(self, "weight_sums", sums.to(torch.int32))
+        elif not torch.equal(self.weight_sums.to(torch.int64), sums):
+            wrong = int((self.weight_sums.to(torch.int64) != sums).sum())
+            raise ValueError(f"DGQ weight_sums disagree with the codes in {wrong} of {N} rows (they must equal "
+                             f"Σ_k s_int·(q − z); pass weight_sums=None to compute them)")
+
+    def chunk_sums(self, g0: int, g1: int) -> torch.Tensor:
+        """int32 (N,) Σ over groups g0 .. g1 − 1 of s_int·(q − z): the weight sums of a K chunk."""
+        return self.__dict__["_group_sums"][:, g0:g1].sum(1, dtype=torch.int32)
 
 
 def _int4_groups(Wg, ratio):
@@ -243,7 +361,5 @@ def _pack(q, z, s_int, sc, K, group_size) -> DGQWeight:
     q8 = q.reshape(N, -1).to(torch.uint8)
     packed = (q8[:, 0::2] << 4) | q8[:, 1::2]
     zeros, gs = z.to(torch.uint8), s_int.to(torch.int8)
-    w8 = (q.reshape(N, -1, group_size) - z[..., None]) * s_int[..., None]
-    sums = w8.reshape(N, -1).sum(1).to(torch.int32)
     return DGQWeight(packed.contiguous(), zeros.contiguous(), gs.contiguous(), sc.to(torch.float32).contiguous(),
-                     sums.contiguous(), K, group_size)
+                     None, K, group_size)  # weight_sums computed by the validation
