@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from linalg_core import _validate
 from linalg_core.quant.allocate import (
     allocate_bits,
     candidate_errors,
@@ -241,6 +242,12 @@ def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor
     """({weight name: (Q, L1, L2)}, {other tensor name: tensor}) of a :func:`compress_model` folder;
     ``Q.dequantize() + L1 @ L2`` approximates the original weight.
 
+    Everything read is validated: an unreadable or truncated ``model.safetensors`` raises
+    ValueError naming it (FileNotFoundError when missing), each ``N.q.*`` group goes through
+    :meth:`QuantizedTensor.from_state_dict`, and ``N.L1`` (m, r) / ``N.L2`` (r, n) must be
+    present, finite, floating point and match Q's (m, n). Unknown entries inside a layer's
+    ``N.q.`` namespace raise ValueError (nothing is dropped silently).
+
     Example:
         >>> import tempfile, os
         >>> from linalg_core.quant.compress import compress_model, load_compressed
@@ -251,11 +258,39 @@ def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor
         >>> sorted(layers)[0], layers[sorted(layers)[0]][1].shape
         ('encoder.layer.0.attention.output.dense.weight', torch.Size([384, 8]))
     """
-    from safetensors.torch import load_file
+    from linalg_core.quant.tensor import load_safetensors
 
-    state = load_file(os.path.join(os.fspath(path), "model.safetensors"))
+    file = os.path.join(os.fspath(path), "model.safetensors")
+    state = load_safetensors(file)
     names = sorted({k[: -len(".q.__format__")] for k in state if k.endswith(".q.__format__")})
-    layers = {n: (QuantizedTensor.from_state_dict(state, prefix=f"{n}.q."), state[f"{n}.L1"], state[f"{n}.L2"])
-              for n in names}
-    used = {k for n in names for k in state if k.startswith(f"{n}.q.") or k in (f"{n}.L1", f"{n}.L2")}
+    layers, used = {}, set()
+    for n in names:
+        prefix = f"{n}.q."
+        try:
+            Q = QuantizedTensor.from_state_dict(state, prefix=prefix)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{file}: layer {n!r}: {e}") from None
+        used.update(k for k in state if k.startswith(prefix) and "." not in k[len(prefix):])
+        factors = []
+        for name in (f"{n}.L1", f"{n}.L2"):
+            t = state.get(name)
+            if t is None:
+                raise ValueError(f"{file}: layer {n!r} lacks its low-rank factor {name!r}")
+            if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16) or t.dim() != 2:
+                raise ValueError(f"{file}: {name!r} is {t.dtype} {tuple(t.shape)}; expected a 2-D float tensor")
+            msg = _validate.nonfinite_message(t, repr(name))
+            if msg:
+                raise ValueError(f"{file}: {msg}")
+            factors.append(t)
+            used.add(name)
+        L1, L2 = factors
+        if len(Q.shape) != 2 or L1.shape[0] != Q.shape[0] or L2.shape[1] != Q.shape[1] or L1.shape[1] != L2.shape[0] \
+                or L1.shape[1] < 1:
+            raise ValueError(f"{file}: layer {n!r} has Q {Q.shape}, L1 {tuple(L1.shape)}, L2 {tuple(L2.shape)}; "
+                             f"expected (m, n), (m, r), (r, n)")
+        layers[n] = (Q, L1, L2)
+    unexpected = sorted(k for k in state if k not in used and any(k.startswith(f"{n}.q.") for n in names))
+    if unexpected:
+        raise ValueError(f"{file}: unexpected entr{'y' if len(unexpected) == 1 else 'ies'} "
+                         f"{', '.join(map(repr, unexpected[:5]))} in a compressed layer's namespace")
     return layers, {k: v for k, v in state.items() if k not in used}
