@@ -148,6 +148,9 @@ def test_bad_input():
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="W"):
         dgq_quantize(bad)
+    huge = _w(16, 256).sign() * 3.3e38  # finite, but max − min overflows float32 (was a misleading s_int error)
+    with pytest.raises(ValueError, match="W's largest"):
+        dgq_quantize(huge)
 
 
 @pytest.mark.gpu

@@ -277,7 +277,8 @@ def _dgq_cases(w: DGQWeight):
     cs_inf[0] = float("inf")
     cases.update({"weight_sums lie": {**s, "weight_sums": sums}, "zero point 16": {**s, "zeros": zeros},
                   "|w8| > 127": {**s, "group_scales": gs}, "negative s_int": {**s, "group_scales": neg},
-                  "NaN channel scale": {**s, "channel_scales": cs}, "Inf channel scale": {**s, "channel_scales": cs_inf}})
+                  "NaN channel scale": {**s, "channel_scales": cs},
+                  "Inf channel scale": {**s, "channel_scales": cs_inf}})
     return cases
 
 

@@ -19,6 +19,7 @@ PHASE2_RATIOS = torch.linspace(1.0, 0.20, 80)  # channel scale: s_c = r · max_g
 # Largest K (a multiple of 128) whose int32 sums of int8·int8 products cannot overflow:
 # 127² · K_MAX ≤ 2³¹ − 1. Longer rows are split into chunks of at most K_MAX (qmatmul).
 K_MAX = 133_120
+_W_LIMIT = 1e38
 _WEIGHT_FIELDS = ("qweight", "zeros", "group_scales", "channel_scales", "weight_sums")
 
 
@@ -297,6 +298,10 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
     Wt, _ = _validate.float_array(W, "W", ndim=2)
     _validate.check_finite(Wt, "W")
     N, K = Wt.shape
+    peak = float(Wt.abs().max())
+    if peak > _W_LIMIT:  # group ranges max − min and their scales must stay finite in float32
+        raise ValueError(f"W's largest |value| is {peak:.6g}; DGQ's float32 search handles |W| up to {_W_LIMIT:.0e}: "
+                         f"scale W down")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 128 or group_size % 128:
         raise ValueError(f"group_size must be a positive multiple of 128 (the kernels work on 128-weight blocks), got {group_size!r}")
     if K % group_size and not pad:
