@@ -221,7 +221,9 @@ class SparseMatrix:
 def _csr(crow, col, values, shape) -> torch.Tensor:
     if crow.dtype != col.dtype:
         crow, col = crow.to(torch.int64), col.to(torch.int64)
-    return torch.sparse_csr_tensor(crow, col, values, size=tuple(shape), check_invariants=False)
+    with warnings.catch_warnings():  # torch's "CSR support is in beta" notice, not the caller's concern
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, size=tuple(shape), check_invariants=False)
 
 
 def as_sparse(x, name: str) -> tuple[SparseMatrix, Boundary] | None:

@@ -254,3 +254,55 @@ def test_pissa_and_olora_on_a_quantized_base():
     ref = lc.adapters.olora(D.float(), 6)
     torch.testing.assert_close(o.B @ o.A, ref.B @ ref.A, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(o.B.T @ o.B, torch.eye(6), rtol=0, atol=1e-5)
+
+
+# --- save_as_lora: every layer keeps its scaling -----------------------------------------------
+
+@pytest.mark.parametrize("use_rslora", [True, False])
+def test_save_as_lora_with_rank_and_alpha_patterns_loads_in_peft(tmp_path, use_rslora):
+    # The rank-2r conversion multiplies every alpha by the factor that keeps alpha / r (2) or
+    # rsLoRA's alpha / √r (√2) unchanged; alpha_pattern was doubled under rsLoRA too, a √2 error
+    # in those layers (peft refuses rsLoRA with patterns in its own conversion). Checked against
+    # peft's loaded model, on the original base weights.
+    import collections
+    import copy
+
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(collections.OrderedDict(
+        fc1=torch.nn.Linear(16, 24), act=torch.nn.Tanh(), fc2=torch.nn.Linear(24, 20), fc3=torch.nn.Linear(20, 12)))
+    config = peft.LoraConfig(r=4, lora_alpha=8, use_rslora=use_rslora, target_modules=["fc1", "fc2", "fc3"],
+                             rank_pattern={"fc2": 6}, alpha_pattern={"fc2": 5, "fc3": 3})
+    model = peft.get_peft_model(copy.deepcopy(base), config)
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    initial = lc.adapters.adapter_state(model)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 16, generator=g)
+    with torch.no_grad():  # "training": perturb every adapter factor
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        trained = model(x)
+    lc.adapters.save_as_lora(model, initial, str(tmp_path))
+    plain = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path))
+    factor = 2**0.5 if use_rslora else 2
+    cfg = plain.peft_config["default"]
+    assert cfg.r == 8 and cfg.rank_pattern == {"fc2": 12}
+    assert cfg.alpha_pattern == pytest.approx({"fc2": 5 * factor, "fc3": 3 * factor})
+    with torch.no_grad():
+        out = plain(x)
+        assert not torch.allclose(base(x), trained, atol=1e-2)  # the adapter changed the function
+    torch.testing.assert_close(out, trained, rtol=1e-5, atol=1e-5)
+
+
+def test_scalar_lora_alpha_and_lr_from_numpy_and_tensors():
+    W = weight()
+    ref = lc.adapters.pissa(W, 4, lora_alpha=8, seed=0)
+    got = lc.adapters.pissa(W, np.int64(4), lora_alpha=torch.tensor(8.0), seed=np.int64(0))
+    assert torch.equal(got.A, ref.A) and torch.equal(got.residual, ref.residual) and got.scaling == ref.scaling == 2.0
+    g = torch.randn(4, 3)
+    torch.testing.assert_close(lc.adapters.lora_sb_update(g, lr=np.float32(0.5)), lc.adapters.lora_sb_update(g, lr=0.5))
+    with pytest.raises(TypeError, match="lora_alpha must be a real number, got bool"):
+        lc.adapters.pissa(W, 4, lora_alpha=True)
+    with pytest.raises(ValueError, match="lr=0.0"):
+        lc.adapters.lora_sb_update(g, lr=0)

@@ -99,3 +99,12 @@ def test_compress_on_an_executor_equals_the_serial_run(tmp_path):
     b, _ = load_compressed(tmp_path / "parallel")
     for name in a:
         assert torch.equal(a[name][0].dequantize(), b[name][0].dequantize()) and torch.equal(a[name][1], b[name][1])
+
+
+@pytest.mark.parametrize("option,pattern", [("--include", "("), ("--exclude", "[a"), ("--include", "*x")])
+def test_invalid_regex_is_a_one_line_error(tmp_path, capsys, option, pattern):
+    rc = main(["compress", "--budget", "3.0", "-o", str(tmp_path / "out"), option, pattern])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err and repr(pattern) in err and "regular expression" in err
+    assert not (tmp_path / "out").exists()

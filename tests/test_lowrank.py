@@ -397,3 +397,160 @@ def test_backends_of_the_test_matrix_agree():
     for backend in usable_backends("random_fill", dtype=F64):
         for x, y in zip(lc.rsvd(A, 6, seed=3, backend=backend), want):
             torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
+
+
+# --- recorded seeds, the caller's type from to_svd, scale invariance, factor shapes ------------
+
+def assert_identical(a, b):
+    for x, y in zip(a, b):
+        assert type(x) is type(y)
+        assert (torch.equal(x, y) if isinstance(x, torch.Tensor) else np.array_equal(x, y))
+
+
+@pytest.mark.parametrize("method", ["subspace", "rowspace", "krylov"])
+def test_rsvd_records_the_seed_it_used(method):
+    A = matrix("polynomial")
+    for seed in (None, torch.Generator().manual_seed(4), np.uint64(2**64 - 1), torch.tensor(5)):
+        svd = lc.rsvd(A, 5, method=method, seed=seed)
+        assert isinstance(svd.seed, int) and 0 <= svd.seed < 2**64
+        assert_identical(svd, lc.rsvd(A, 5, method=method, seed=svd.seed))  # bit for bit
+    assert lc.rsvd(A, 5, seed=7).seed == 7
+    U, S, Vh = lc.rsvd(A.numpy(), 5, seed=None)  # still a triple
+    assert isinstance(U, np.ndarray)
+    many = lc.rsvd_many([A, A[:50]], 4)
+    assert many[0].seed == many[1].seed is not None
+    assert_identical(many[1], lc.rsvd(A[:50], 4, seed=many[1].seed))
+
+
+@pytest.mark.parametrize("psd", [True, False])
+def test_nystrom_records_the_seed_it_used(psd):
+    X = matrix("polynomial", 120, 120)
+    A = X @ X.T if psd else X
+    ny = lc.nystrom(A, 6, psd=psd, niter=1)
+    again = lc.nystrom(A, 6, psd=psd, niter=1, seed=ny.seed)
+    assert isinstance(ny.seed, int) and again.seed == ny.seed
+    assert_identical((ny.C, ny.core, ny.R), (again.C, again.core, again.R))
+
+
+@pytest.mark.parametrize("method", ["pivoted_qr", "leverage"])
+def test_cur_records_the_seed_it_used(method):
+    A = matrix("polynomial", decay=1.0)
+    d = lc.cur(A, 8, method=method)
+    again = lc.cur(A, 8, method=method, seed=d.seed)
+    assert isinstance(d.seed, int)
+    assert_identical((d.cols, d.rows, d.C, d.U, d.R), (again.cols, again.rows, again.C, again.U, again.R))
+
+
+def test_to_svd_returns_the_callers_type():
+    A = matrix("polynomial", decay=1.0).numpy()
+    for obj in (lc.nystrom(A @ A.T, 5, psd=True, seed=0), lc.nystrom(A, 5, seed=0), lc.cur(A, 5, seed=0)):
+        svd = obj.to_svd()
+        assert all(isinstance(x, np.ndarray) for x in svd) and svd.seed == 0
+        np.testing.assert_allclose((svd.U * svd.S) @ svd.Vh, obj.dense(), atol=1e-10)
+    d = lc.cur(A, 5, seed=0)
+    assert isinstance(d.cols, np.ndarray) and np.array_equal(d.C, A[:, d.cols])
+
+
+@pytest.mark.parametrize("dtype,exponents", [(torch.float32, range(-30, 31, 5)), (torch.float64, range(-250, 251, 50))])
+def test_psd_nystrom_is_scale_invariant(dtype, exponents):
+    # A rank-3 PSD A needs the shift (Ωᴴ AΩ is singular for k > 3); for a tiny A the shift
+    # computed from ‖AΩ‖_F underflowed (its squares are below the smallest float) and the
+    # result was σ₁ ≈ 145 for an A of norm 1e-23.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g, dtype=torch.float64)
+    A = (X @ X.T).to(dtype)
+    ref = lc.nystrom(A, 3, psd=True, seed=0)
+    exact = torch.linalg.eigvalsh(A.double()).flip(0)[:3]
+    torch.testing.assert_close(ref.core.diagonal().double(), exact, rtol=1e-4 if dtype == torch.float32 else 1e-10,
+                               atol=0)
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    for e in exponents:
+        c = 10.0**e
+        ny = lc.nystrom(A * c, 3, psd=True, seed=0)
+        torch.testing.assert_close(ny.core.double() / c, ref.core.double(), rtol=rtol, atol=rtol * float(exact[0]))
+        torch.testing.assert_close(ny.C.double().abs(), ref.C.double().abs(), rtol=0, atol=100 * rtol)
+    two = lc.nystrom(A * 2.0**-100, 3, psd=True, seed=0)  # a power of two: exactly scaled
+    assert torch.equal(two.core * 2.0**100, ref.core)
+
+
+def test_psd_nystrom_of_zero_gives_zeros():
+    for A in (torch.zeros(50, 50), torch.zeros(50, 50, dtype=F64)):
+        ny = lc.nystrom(A, 5, psd=True, seed=0)
+        assert torch.equal(ny.core, torch.zeros(5, 5, dtype=A.dtype)) and torch.isfinite(ny.C).all()
+        assert torch.equal(ny.dense(), A)
+        assert torch.equal(lc.nystrom(A, 5, psd=True, niter=2, seed=0).core, ny.core)
+    # a batch with one zero item: the others as if alone
+    X = matrix("polynomial", 50, 50)
+    batch = torch.stack([X @ X.T, torch.zeros(50, 50, dtype=F64)])
+    ny = lc.nystrom(batch, 4, psd=True, seed=1)
+    torch.testing.assert_close(ny.core[0], lc.nystrom(X @ X.T, 4, psd=True, seed=1).core)
+    assert torch.equal(ny.core[1], torch.zeros(4, 4, dtype=F64))
+
+
+def test_psd_nystrom_of_an_indefinite_matrix_is_an_error():
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        lc.nystrom(-torch.eye(40, dtype=F64), 3, psd=True, seed=0)
+
+
+def test_svd_error_checks_the_factor_shapes():
+    A = matrix("polynomial")
+    U, S, Vh = lc.rsvd(A, 3, seed=0)
+    with pytest.raises(ValueError, match=r"S \(3, 3\).*not diag\(S\)"):
+        lc.svd_error(A, U, torch.diag(S), Vh)
+    with pytest.raises(ValueError, match="do not fit"):
+        lc.svd_error(A, U, S[:2], Vh)
+    with pytest.raises(ValueError, match="do not fit"):
+        lc.svd_error(A, U.T, S, Vh)
+    with pytest.raises(ValueError, match="do not fit"):  # batched factors for a single A
+        lc.svd_error(A, U[None], S[None], Vh[None])
+    batch = torch.stack([A, A])
+    with pytest.raises(ValueError, match="do not fit"):  # unbatched factors for a batched A
+        lc.svd_error(batch, U, S, Vh)
+    torch.testing.assert_close(lc.svd_error(batch, *(torch.stack([x, x]) for x in (U, S, Vh))),
+                               torch.full((2,), lc.svd_error(A, U, S, Vh), dtype=F64))
+
+
+def test_operators_are_recognised_by_duck_typing():
+    from linalg_core.lowrank.operators import is_operator
+
+    g = torch.Generator().manual_seed(0)
+    op = MatrixFree(torch.randn(30, 4, generator=g, dtype=F64), torch.ones(30, dtype=F64))
+    assert is_operator(op)
+    assert not is_operator(torch.ones(3, 3)) and not is_operator(np.ones((3, 3)))
+
+    class NoDtype:
+        shape = (3, 3)
+
+        def matmul(self, X):
+            return X
+
+        rmatmul = matmul
+
+    assert not is_operator(NoDtype())
+    with pytest.raises(TypeError, match="NoDtype"):
+        lc.rsvd(NoDtype(), 1)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda A: lc.rsvd(A, 2.0), TypeError, "rank must be an integer"),
+    (lambda A: lc.rsvd(A, True), TypeError, "rank must be an integer, got bool"),
+    (lambda A: lc.rsvd(A, torch.tensor([2, 3])), TypeError, "rank must be an integer"),
+    (lambda A: lc.rsvd(A, 2, oversample="lots"), TypeError, "oversample"),
+    (lambda A: lc.rsvd(A, 2, tol="0.1"), TypeError, "tol must be a real number"),
+    (lambda A: lc.rsvd(A, 2, tol=float("nan")), ValueError, "tol=nan"),
+    (lambda A: lc.rsvd(A, 2, method=None), TypeError, "method must be one of"),
+    (lambda A: lc.nystrom(A, 2, psd="yes"), TypeError, "psd must be True or False"),
+    (lambda A: lc.cur(A, np.float64(2)), TypeError, "rank must be an integer"),
+])
+def test_scalar_arguments_are_checked(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(matrix("polynomial"))
+
+
+def test_scalar_arguments_from_numpy_and_tensors():
+    A = matrix("polynomial")
+    ref = lc.rsvd(A, 4, oversample=6, niter=2, tol=0.5, seed=3)
+    assert_identical(ref, lc.rsvd(A, np.int32(4), oversample=torch.tensor(6), niter=np.uint8(2),
+                                  tol=torch.tensor(0.5, dtype=F64), seed=np.int64(3)))
+    ny = lc.nystrom(A @ A.T, torch.tensor(3), psd=np.bool_(True), seed=torch.tensor(1))
+    assert_identical((ny.core,), (lc.nystrom(A @ A.T, 3, psd=True, seed=1).core,))

@@ -110,3 +110,27 @@ def test_bad_input():
         lc.regression.lstsq(A, b, sketch_rows=3)
     with pytest.raises(ValueError, match="tol="):
         lc.regression.lstsq(A, b, solver="lsqr", tol=2.0)
+
+
+def test_scalar_arguments_from_numpy_and_tensors():
+    A, b, _ = planted_regression(1500, 10, seed=6)
+    for solver in ("direct", "lsqr"):
+        ref = lc.regression.lstsq(A, b, solver=solver, sketch_rows=40, tol=1e-12, maxiter=3, seed=2)
+        got = lc.regression.lstsq(A, b, solver=solver, sketch_rows=np.int64(40), tol=torch.tensor(1e-12, dtype=torch.float64),
+                                  maxiter=torch.tensor(3), seed=np.uint32(2))
+        assert torch.equal(got.x, ref.x) and got.sketch_rows == 40 and type(got.seed) is int
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(sketch_rows=40.0), TypeError, "sketch_rows must be an integer"),
+    (dict(maxiter=0), ValueError, "maxiter=0"),
+    (dict(maxiter=True), TypeError, "maxiter must be an integer, got bool"),
+    (dict(tol="1e-8"), TypeError, "tol must be a real number"),
+    (dict(tol=0.0), ValueError, "tol=0.0"),
+    (dict(seed=-1), ValueError, "seed=-1"),
+    (dict(sketch=None), TypeError, "sketch must be one of"),
+])
+def test_bad_scalar_arguments(kwargs, exc, match):
+    A, b, _ = planted_regression(500, 5, seed=6)
+    with pytest.raises(exc, match=match):
+        lc.regression.lstsq(A, b, **kwargs)

@@ -187,3 +187,112 @@ def test_row_kernels_match_float64(backend, dtype, n, d):
     np.testing.assert_allclose(G.double().numpy(), An.T @ (An * vn[:, None]), rtol=tol, atol=tol * n * d)
     np.testing.assert_allclose(q.double().numpy(), np.einsum("ij,jk,ik->i", An, Mn, An), rtol=tol,
                                atol=tol * d * d * 10)
+
+
+# --- the caller's type, sample checks, exact inclusion probabilities, scalar arguments ---------
+
+def test_numpy_in_numpy_out():
+    A = tall(300, 4)
+    An = A.numpy()
+    calls = [
+        lambda X: lc.sampling.leverage_scores(X),
+        lambda X: lc.sampling.leverage_scores(X, method="sketch", seed=1),
+        lambda X: lc.sampling.lewis_weights(X, 1.0),
+        lambda X: lc.sampling.lp_sensitivities(X, 3.0),
+        lambda X: lc.sampling.lp_sensitivities(X[:40], 1.0, method="exact"),
+    ]
+    for call in calls:
+        out = call(An)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float64
+        np.testing.assert_allclose(out, call(A).numpy(), rtol=1e-12)  # BLAS may round by alignment
+        assert isinstance(call(A), torch.Tensor)
+    idx, w = lc.sampling.sample_rows(An, 1.0, 50, seed=0)
+    assert isinstance(idx, np.ndarray) and idx.dtype == np.int64 and isinstance(w, np.ndarray)
+    ref_idx, ref_w = lc.sampling.sample_rows(A, 1.0, 50, seed=0)
+    np.testing.assert_array_equal(idx, ref_idx.numpy())
+    b = An @ np.ones(4)
+    res = lc.sampling.lp_regression(An, b, 1.5, sample=(idx, w))
+    assert isinstance(res.x, np.ndarray)
+    np.testing.assert_allclose(res.x, lc.sampling.lp_regression(A, torch.from_numpy(b), 1.5,
+                                                                sample=(ref_idx, ref_w)).x.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("indices,weights,exc,match", [
+    ([-1, 3], [1.0, 1.0], ValueError, "indices has 1 entries outside \\[0, 50\\).*-1"),
+    ([0, 50], [1.0, 1.0], ValueError, "outside \\[0, 50\\).*50"),
+    ([0, 3], [1.0, -2.0], ValueError, "weights has negative entries.*-2.0"),
+    ([0, 3], [1.0, float("nan")], ValueError, "weights has 1 NaN"),
+    ([0.0, 3.0], [1.0, 1.0], TypeError, "indices must be an integer array"),
+    ([True, False], [1.0, 1.0], TypeError, "indices must be an integer array"),
+    ([0, 3], [1.0], ValueError, "weights has 1 entries for 2 indices"),
+    ([[0, 3]], [1.0, 1.0], ValueError, "indices must be 1-D"),
+])
+def test_embedding_distortion_checks_the_sample(indices, weights, exc, match):
+    A = tall(50, 4)
+    with pytest.raises(exc, match=match):
+        lc.sampling.embedding_distortion(A, indices, weights, 2.0)
+    if match.startswith("indices"):  # the same checks name lp_regression's argument
+        with pytest.raises(exc, match=match.replace("indices", "sample\\[0\\]")):
+            lc.sampling.lp_regression(A, A @ torch.ones(4, dtype=torch.float64), 2.0, sample=(indices, weights))
+
+
+def test_repeated_indices_count_once_per_draw():
+    # With-replacement samples repeat rows: each occurrence counts with its weight, so a row
+    # drawn twice with weight w is the row once with weight 2^(1/p)·w.
+    A = tall(60, 3)
+    idx, w = [0, 5, 5, 9, 20, 31], torch.tensor([1.0, 0.7, 0.7, 2.0, 1.5, 1.1], dtype=torch.float64)
+    merged_w = torch.tensor([1.0, 0.7 * 2**0.5, 2.0, 1.5, 1.1], dtype=torch.float64)
+    a = lc.sampling.embedding_distortion(A, idx, w, 2.0)
+    b = lc.sampling.embedding_distortion(A, [0, 5, 9, 20, 31], merged_w, 2.0)
+    assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_inclusion_probabilities_are_exact():
+    g = torch.Generator().manual_seed(3)
+    s = torch.rand(500, generator=g, dtype=torch.float64) ** 6
+    s[:100] = 1e-300  # zero rows' floored Lewis weights: the old bisection stopped ~1e240 too high
+    s[100:110] = 0.0
+    for size in (1, 7.5, 30, 200, 389.5, 390, 489.5, 490, 500):  # 490 positive scores
+        q = lc.sampling.inclusion_probabilities(s, size)
+        assert float(q.sum()) == pytest.approx(min(size, 490), rel=1e-12)
+        assert torch.all(q[100:110] == 0) and torch.all(q <= 1)
+        if size < 390:
+            assert float(q[:100].max()) < 1e-250  # the tiny scores stay (almost) never drawn
+        if size < 490:  # q = min(1, β s) for one β: the unclamped ratios q/s agree
+            free = (q < 1) & (s > 0)
+            ratio = q[free] / s[free]
+            assert float(ratio.max() / ratio.min() - 1) < 1e-12
+            assert torch.all(s[q == 1] >= 1 / float(ratio.max()) * (1 - 1e-12))
+    assert isinstance(lc.sampling.inclusion_probabilities(s.numpy(), 10), np.ndarray)
+    with pytest.raises(ValueError, match="negative"):
+        lc.sampling.inclusion_probabilities(-s, 10)
+    with pytest.raises(ValueError, match="all scores are zero"):
+        lc.sampling.inclusion_probabilities(torch.zeros(5, dtype=torch.float64), 1)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda A: lc.sampling.lewis_weights(A, 1, maxiter=0), ValueError, "maxiter=0"),
+    (lambda A: lc.sampling.lewis_weights(A, 1, tol=0), ValueError, "tol=0"),
+    (lambda A: lc.sampling.lewis_weights(A, "1"), TypeError, "p must be a real number"),
+    (lambda A: lc.sampling.lewis_weights(A, True), TypeError, "p must be a real number, got bool"),
+    (lambda A: lc.sampling.lewis_weights(A, float("inf")), ValueError, "p=inf"),
+    (lambda A: lc.sampling.lp_sensitivities(A, 1, tol=None), TypeError, "tol must be a real number"),
+    (lambda A: lc.sampling.sample_rows(A, 1, 10.0), TypeError, "size must be an integer"),
+    (lambda A: lc.sampling.sample_rows(A, 1, 10, seed=1.5), TypeError, "seed must be an integer"),
+    (lambda A: lc.sampling.lp_regression(A, A[:, 0], 1.5, maxiter=np.float64(3)), TypeError, "maxiter"),
+    (lambda A: lc.sampling.lp_regression(A, A[:, 0], 1.5, sample=[1, 2, 3]), TypeError, "sample must be"),
+    (lambda A: lc.sampling.leverage_scores(A, method=1), TypeError, "method must be one of"),
+])
+def test_scalar_arguments_are_checked(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(tall(50, 4))
+
+
+def test_scalar_arguments_from_numpy_and_tensors():
+    A = tall(200, 4)
+    ref = lc.sampling.lewis_weights(A, 1.5, tol=1e-9, maxiter=100)
+    got = lc.sampling.lewis_weights(A, torch.tensor(1.5), tol=np.float32(1e-9), maxiter=torch.tensor(100))
+    torch.testing.assert_close(got, ref, rtol=1e-8, atol=0)  # tol: float32(1e-9) is not 1e-9 exactly
+    a = lc.sampling.sample_rows(A, np.float64(1.0), np.int64(40), seed=torch.tensor(2))
+    b = lc.sampling.sample_rows(A, 1.0, 40, seed=2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

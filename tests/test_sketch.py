@@ -235,3 +235,37 @@ def test_sparse_sketches_refuse_more_rows_than_int32_row_ids_index():
         lc.sketch.sparse_sign(2**31, 64, nnz=2)
     rows, _ = lc.sketch.countsketch(2**31 - 1, 64, seed=0).hash()
     assert int(rows.min()) >= 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sizes_from_numpy_and_tensors_are_plain_ints(kind):
+    # srht(8, np.int64(64)) raised AttributeError (np.int64 has no bit_length)
+    ref = make(kind, 8, 64, seed=3)
+    for m, n, seed in ((np.int64(8), np.int64(64), np.uint64(3)), (torch.tensor(8), torch.tensor(64), torch.tensor(3))):
+        S = lc.sketch.create(kind, m, n, seed=seed, **({"nnz": np.int32(4)} if kind == "sparse_sign" else {}))
+        assert type(S.m) is int and type(S.n) is int and type(S.seed) is int and S == ref
+        A = torch.randn(64, 3, dtype=torch.float64)
+        assert torch.equal(S.apply(A), ref.apply(A))
+    assert lc.sketch.srht(8, np.int64(64)).N == 64
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: lc.sketch.srht(8, 64.0), TypeError, "n must be an integer"),
+    (lambda: lc.sketch.srht(True, 64), TypeError, "m must be an integer, got bool"),
+    (lambda: lc.sketch.srht(8, 64, seed=np.float64(1)), TypeError, "seed must be an integer"),
+    (lambda: lc.sketch.srht(8, 64, seed=torch.tensor(1.0)), TypeError, "seed must be an integer"),
+    (lambda: lc.sketch.sparse_sign(8, 64, nnz="4"), TypeError, "nnz must be an integer"),
+    (lambda: lc.sketch.create(None, 8, 64), TypeError, "kind must be one of"),
+    (lambda: lc.sketch.distortion(torch.eye(3), torch.eye(3)), TypeError, "S must be"),
+])
+def test_bad_scalar_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_distortion_of_a_sparse_matrix():
+    import scipy.sparse as sp
+
+    A = sp.random(400, 5, density=0.3, format="csr", random_state=0)
+    S = lc.sketch.sparse_sign(60, 400, nnz=4, seed=1)
+    assert lc.distortion(S, A) == pytest.approx(lc.distortion(S, A.toarray()), abs=1e-12)

@@ -105,6 +105,8 @@ def sample_arrays(indices, weights, n: int, names=("indices", "weights")) -> tup
         if bool(bad.any()):
             first = int(idx[bad][0])
             raise ValueError(f"{iname} has {int(bad.sum())} entries outside [0, {n}) (A's rows), e.g. {first}")
+    if isinstance(weights, (list, tuple)):
+        weights = np.asarray(weights, dtype=np.float64) if weights else np.zeros(0)
     w, _ = _validate.float_array(weights, wname, ndim=1, allow_empty=True)
     _validate.check_finite(w, wname)
     if w.shape[0] != idx.shape[0]:

@@ -160,7 +160,7 @@ def lewis_weights(A, p: float, *, tol: float = 1e-10, maxiter: int = 200):
             COO / CSR / CSC; only products with its stored entries, one pass of blocks of rows
             per iteration, no n × d array; the same weights as the dense A to rounding).
         p: ≥ 1.
-        tol: stop when max_i |log w_i^{new} − log w_i| ≤ tol (> 0).
+        tol: stop when max_i |log w_i^{new} − log w_i| ≤ tol, in (0, 1].
         maxiter: iterations, ≥ 1 (each O(nd²): the weighted Gram UᵀWU and the row quadratic
             forms u_iᵀG⁻¹u_i, compiled row-blocked kernels on the CPU for d ≤ 128/256, one read
             of U each).
@@ -172,8 +172,8 @@ def lewis_weights(A, p: float, *, tol: float = 1e-10, maxiter: int = 200):
         A: (n, d);  out: (n,)
 
     Raises:
-        ValueError: p < 1, tol ≤ 0, maxiter < 1, rank-deficient A; RuntimeError when not
-            converged in maxiter.
+        ValueError: p < 1, tol outside (0, 1], maxiter < 1, rank-deficient A; RuntimeError
+            when not converged in maxiter.
         TypeError: p / tol not real numbers, maxiter not an integer.
 
     Example:
@@ -183,7 +183,7 @@ def lewis_weights(A, p: float, *, tol: float = 1e-10, maxiter: int = 200):
         8.0
     """
     p = _check_p(p)
-    tol = _validate.real(tol, "tol", low=0, low_open=True)
+    tol = _validate.real(tol, "tol", low=0, high=1, low_open=True)
     maxiter = _validate.integer(maxiter, "maxiter", low=1)
     M, boundary = tall_input(A)
     return boundary.out(_lewis(M, p, tol, maxiter))
@@ -256,8 +256,9 @@ def _lewis_sparse(A: SparseMatrix, p, tol, maxiter, alpha, w):
 def lp_sensitivities(A, p: float, *, method: str = "bound", tol: float = 1e-10):
     """ℓp sensitivities σ (n,), float64: upper bounds from Lewis weights (``"bound"``) or
     exact values (``"exact"``: one LP per row for p = 1 via HiGHS, one smooth convex program
-    per row (SLSQP) for p > 1; for small problems). ``tol``: the Lewis weights' tolerance; the
-    bound is inflated by e^tol so it stays a bound for weights converged only to tol.
+    per row (SLSQP) for p > 1; for small problems). ``tol`` (in (0, 1]): the Lewis weights'
+    tolerance; the bound is inflated by e^tol so it stays a bound for weights converged only to
+    tol.
 
     A may be sparse (scipy.sparse, torch COO / CSR / CSC) for ``"bound"`` (the Lewis weights'
     sparse path); ``"exact"`` builds a dense LP per row and refuses a sparse A (TypeError).
@@ -275,7 +276,7 @@ def lp_sensitivities(A, p: float, *, method: str = "bound", tol: float = 1e-10):
     """
     _validate.choice(method, "method", ("bound", "exact"))
     p = _check_p(p)
-    tol = _validate.real(tol, "tol", low=0, low_open=True)
+    tol = _validate.real(tol, "tol", low=0, high=1, low_open=True)
     if method == "exact" and is_sparse(A):
         raise TypeError("lp_sensitivities(method='exact') solves a dense convex program per row and needs a dense "
                         "A; use method='bound' for a sparse A (or pass A.toarray() if it is small)")
