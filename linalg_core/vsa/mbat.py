@@ -74,21 +74,34 @@ class MBAT:
 
     # --- algebra -------------------------------------------------------------------------------
     def _vectors(self, x, name):
-        t, _ = _validate.float_array(x, name, min_ndim=1)
+        t, boundary = _validate.float_array(x, name, min_ndim=1)
         if t.shape[-1] != self.dim:
             raise ValueError(f"{name} has last dimension {t.shape[-1]}, expected dim={self.dim}")
         _validate.check_finite(t, name)
-        return t
+        return t, boundary
 
-    def bind(self, role: str | Orthogonal, x: torch.Tensor) -> torch.Tensor:
-        """M_role x for x (D,) or a batch (n, D)."""
-        M = self.role(role) if isinstance(role, str) else role
-        return M.apply(self._vectors(x, "x"))
+    def bind(self, role: str | Orthogonal, x):
+        """M_role x for x (D,) or a batch (…, D).
 
-    def unbind(self, role: str | Orthogonal, y: torch.Tensor) -> torch.Tensor:
-        """Mᵀ_role y: the exact inverse of :meth:`bind` (orthogonal M)."""
+        The result has the type and dtype of x (float64 bound in float64; float32, float16 and
+        bfloat16 in float32).
+
+        Shape:
+            x: (…, D);  out: (…, D)
+        """
         M = self.role(role) if isinstance(role, str) else role
-        return M.apply_t(self._vectors(y, "y"))
+        t, boundary = self._vectors(x, "x")
+        return boundary.out(M.apply(t))
+
+    def unbind(self, role: str | Orthogonal, y):
+        """Mᵀ_role y: the exact inverse of :meth:`bind` (orthogonal M), same types and dtypes.
+
+        Shape:
+            y: (…, D);  out: (…, D)
+        """
+        M = self.role(role) if isinstance(role, str) else role
+        t, boundary = self._vectors(y, "y")
+        return boundary.out(M.apply_t(t))
 
     @staticmethod
     def bundle(vectors, weights=None, *, normalize: bool = True) -> torch.Tensor:

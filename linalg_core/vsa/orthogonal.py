@@ -23,27 +23,92 @@ from linalg_core import random as lcrandom
 
 KINDS = ("haar", "hadamard", "signed_permutation")
 
+MAX_POWER_FLOPS = 1e12
+"""Default ``max_flops`` of :meth:`Orthogonal.power`: the estimated cost above which a power is refused."""
+
+_CALL_FLOPS = 2e4  # the fixed cost of one apply call (dispatch, allocation), in multiply-adds
+_WIDE = (torch.float32, torch.float64)
+
 
 class Orthogonal:
     """An orthogonal d × d matrix M applied to rows: ``apply(X) = X Mᵀ`` (each row x ↦ M x),
-    ``apply_t(X) = X M`` (x ↦ Mᵀ x, the inverse)."""
+    ``apply_t(X) = X M`` (x ↦ Mᵀ x, the inverse).
+
+    Results keep the dtype of X: float64 is computed in float64 (orthogonal to float64
+    rounding), float32, float16 and bfloat16 in float32.
+    """
 
     kind = ""
 
     def __init__(self, d: int, seed: int, stream: int):
         self.d, self.seed, self.stream = d, seed, stream
 
-    def apply(self, X: torch.Tensor) -> torch.Tensor:
+    # subclasses implement _apply / _apply_t for float32 and float64 rows
+    def _apply(self, X: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _apply_t(self, X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _row_flops(self) -> float:
+        """Multiply-adds of one application to one row."""
+        raise NotImplementedError
+
+    def _dense64(self) -> tuple[torch.Tensor, float]:
+        """M in float64 and the multiply-adds it took to form it."""
+        return self.dense(torch.float64), self.d * self._row_flops() + _CALL_FLOPS
+
+    @staticmethod
+    def _compute(f, X: torch.Tensor) -> torch.Tensor:
+        if X.dtype in _WIDE:
+            return f(X)
+        return f(X.to(torch.float32)).to(X.dtype)
+
+    def apply(self, X: torch.Tensor) -> torch.Tensor:
+        """M x for each row x of X (…, d)."""
+        return self._compute(self._apply, X)
 
     def apply_t(self, X: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Mᵀ x (= M⁻¹ x) for each row x of X (…, d)."""
+        return self._compute(self._apply_t, X)
 
-    def power(self, X: torch.Tensor, k: int) -> torch.Tensor:
-        """Mᵏ x for each row (k < 0: (Mᵀ)^|k|)."""
-        for _ in range(abs(k)):
-            X = self.apply(X) if k > 0 else self.apply_t(X)
-        return X
+    def power(self, X: torch.Tensor, k: int, *, max_flops: float = MAX_POWER_FLOPS) -> torch.Tensor:
+        """Mᵏ x for each row (k < 0: (Mᵀ)^|k|), by the cheaper of |k| applications and repeated
+        squaring of the dense matrix in float64 (O(d³ log |k|)); both agree to rounding.
+
+        Args:
+            X: rows (…, d).
+            k: the exponent, any integer.
+            max_flops: refuse (ValueError) when the cheaper plan is estimated to take more
+                multiply-adds than this; signed permutations take O(d log |k|) for any k.
+
+        Shape:
+            X: (…, d);  out: (…, d)
+        """
+        from linalg_core import _validate
+
+        k = _validate.integer(k, "k")
+        if k == 0:
+            return X.clone()
+        n, d, dtype = abs(k), self.d, X.dtype
+        Xc = X if dtype in _WIDE else X.to(torch.float32)
+        rows = Xc.numel() // d
+        iterate = n * (rows * self._row_flops() + _CALL_FLOPS)
+        square = 4.0 * n.bit_length() * d**3 + 2.0 * rows * d * d + (0 if self.kind == "haar" else
+                                                                        d * self._row_flops())
+        if min(iterate, square) > max_flops:
+            raise ValueError(f"M^k with k={k} for a {self.kind} matrix of dimension {d} would take about "
+                             f"{min(iterate, square):.1e} multiply-adds, above max_flops={max_flops:.1e}; "
+                             f"use kind='signed_permutation' (any power in O(d log |k|)) or raise max_flops")
+        if iterate <= square:
+            step = self._apply if k > 0 else self._apply_t
+            for _ in range(n):
+                Xc = step(Xc)
+        else:
+            M, _ = self._dense64()
+            Mk = torch.linalg.matrix_power(M if k > 0 else M.T, n)
+            Xc = Xc @ Mk.T.to(device=Xc.device, dtype=Xc.dtype)
+        return Xc if Xc.dtype == dtype else Xc.to(dtype)
 
     def dense(self, dtype=torch.float64) -> torch.Tensor:
         """M as a d × d tensor (for tests and small d)."""
@@ -57,14 +122,35 @@ class Haar(Orthogonal):
         super().__init__(d, seed, stream)
         G = lcrandom.normal((d, d), seed=seed, stream=stream, dtype=torch.float64)
         Q, R = torch.linalg.qr(G)
-        self.M = (Q * torch.sign(torch.diagonal(R))).to(torch.float32)
-        self.MT = self.M.T.contiguous()
+        self.M64 = Q * torch.sign(torch.diagonal(R))  # float64: x ↦ M x is orthogonal to float64 rounding
+        self._M32 = None
 
-    def apply(self, X):
-        return X @ (self.MT if X.dtype == torch.float32 else self.MT.to(X.dtype))
+    @property
+    def M(self) -> torch.Tensor:
+        """M in float32 (the matrix float32, float16 and bfloat16 rows are bound with)."""
+        if self._M32 is None:
+            self._M32 = self.M64.to(torch.float32)
+        return self._M32
 
-    def apply_t(self, X):
-        return X @ (self.M if X.dtype == torch.float32 else self.M.to(X.dtype))
+    @property
+    def MT(self) -> torch.Tensor:
+        """Mᵀ in float32 (a view)."""
+        return self.M.T
+
+    def _mat(self, X):
+        return self.M64 if X.dtype == torch.float64 else self.M
+
+    def _apply(self, X):
+        return X @ self._mat(X).T
+
+    def _apply_t(self, X):
+        return X @ self._mat(X)
+
+    def _row_flops(self):
+        return 2.0 * self.d * self.d
+
+    def _dense64(self):
+        return self.M64, 0.0
 
 
 class Hadamard(Orthogonal):
@@ -80,23 +166,26 @@ class Hadamard(Orthogonal):
         self.signs8 = self.signs.to(torch.int8)
 
     def _h(self, X, signs8):
-        """H diag(signs) on each row, the signs applied inside the transform kernel."""
-        X = X.contiguous() if X.dtype in (torch.float32, torch.float64) else X.to(torch.float32).contiguous()
+        """H diag(signs) on each row (float32 or float64), the signs applied inside the transform kernel."""
+        X = X.contiguous()
         n = X.numel() // self.d
         y = _ops.fwht(X.view(n, self.d, 1), self.d, signs8, 1.0 / math.sqrt(self.d), X.dtype,
                       key=_ops.Key(X.device, X.dtype))
         return y.view(X.shape)
 
-    def apply(self, X):  # H D3 H D2 H D1 x
+    def _apply(self, X):  # H D3 H D2 H D1 x
         for i in range(self.ROUNDS):
             X = self._h(X, self.signs8[i])
         return X
 
-    def apply_t(self, X):  # D1 H D2 H D3 H x
+    def _apply_t(self, X):  # D1 H D2 H D3 H x
         X = self._h(X, None)
         for i in reversed(range(1, self.ROUNDS)):
             X = self._h(X, self.signs8[i])
         return X * self.signs[0].to(X.dtype)
+
+    def _row_flops(self):
+        return self.ROUNDS * self.d * (math.log2(self.d) + 1)
 
 
 class SignedPermutation(Orthogonal):
@@ -109,11 +198,42 @@ class SignedPermutation(Orthogonal):
         self.inv = torch.argsort(self.perm)
         self.signs = lcrandom.rademacher(d, seed=seed, stream=stream, offset=2 * d, dtype=torch.float32)
 
+    # exact in every dtype (a gather and sign flips): no float32 round trip
     def apply(self, X):
         return X[..., self.perm] * self.signs.to(X.dtype)
 
     def apply_t(self, X):
         return (X * self.signs.to(X.dtype))[..., self.inv]
+
+    _apply, _apply_t = apply, apply_t
+
+    def _row_flops(self):
+        return float(self.d)
+
+    def power(self, X, k, *, max_flops: float = MAX_POWER_FLOPS):
+        """Mᵏ x for each row, by composing the signed permutation with itself (O(d log |k|) for
+        any k, exact: the result equals |k| applications bit for bit). ``max_flops`` is unused.
+
+        Shape:
+            X: (…, d);  out: (…, d)
+        """
+        from linalg_core import _validate
+
+        k = _validate.integer(k, "k")
+        if k == 0:
+            return X.clone()
+        # (p, s) stands for x ↦ s ⊙ x[p]; applying (p1, s1) then (p2, s2) is (p1[p2], s2 ⊙ s1[p2])
+        base = (self.perm, self.signs) if k > 0 else (self.inv, self.signs[self.inv])
+        acc = None
+        n = abs(k)
+        while n:
+            if n & 1:
+                acc = base if acc is None else (acc[0][base[0]], base[1] * acc[1][base[0]])
+            n >>= 1
+            if n:
+                base = (base[0][base[0]], base[1] * base[1][base[0]])
+        p, s = acc
+        return X[..., p] * s.to(X.dtype)
 
 
 def orthogonal(d: int, *, kind: str = "hadamard", seed: int = 0, stream: int = 2**40) -> Orthogonal:
