@@ -39,13 +39,17 @@ def main(argv=None) -> int:
     vsub = vsa.add_subparsers(dest="vsa_command", required=True)
     enc = vsub.add_parser("encode", help="encode a .jsonl (or .json array) file to VECS.npy (+ VECS.npy.json)")
     enc.add_argument("file")
-    enc.add_argument("-o", "--out", required=True, help="output .npy (the codebook settings go to OUT.json)")
+    enc.add_argument("-o", "--out", required=True,
+                     help="VECS or VECS.npy: writes VECS.npy and its codebook settings VECS.npy.json (atomically)")
     enc.add_argument("--dim", type=int, default=4096)
     enc.add_argument("--kind", default="hadamard", help="hadamard | signed_permutation | haar")
     enc.add_argument("--seed", type=int, default=0)
-    enc.add_argument("--levels", type=int, default=32, help="steps of the number code")
+    enc.add_argument("--levels", type=int, default=32, help="steps of the number code (ranges fitted to the file)")
+    enc.add_argument("--max-depth", type=int, default=100, help="nesting levels allowed per record (default 100)")
+    enc.add_argument("--max-leaves", type=int, default=100_000,
+                     help="leaf values allowed per record (default 100000)")
     srch = vsub.add_parser("search", help="the k records nearest to a JSON query")
-    srch.add_argument("vectors", help="VECS.npy written by 'vsa encode' (its .json settings next to it)")
+    srch.add_argument("vectors", help="VECS or VECS.npy written by 'vsa encode' (VECS.npy.json next to it)")
     srch.add_argument("file", help="the records the vectors were encoded from")
     srch.add_argument("--query", required=True, help="a JSON value, e.g. '{\"Origin\": \"Japan\"}'")
     srch.add_argument("-k", type=int, default=5)
@@ -71,45 +75,127 @@ def main(argv=None) -> int:
 
 
 def _vsa(args) -> int:
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return _vsa_encode(args) if args.vsa_command == "encode" else _vsa_search(args)
+            finally:
+                for w in caught:
+                    print(f"linalg_core vsa: warning: {w.message}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, KeyError, RecursionError, OverflowError, MemoryError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"linalg_core vsa: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _vsa_paths(name: str) -> tuple[str, str]:
+    """VECS or VECS.npy -> (VECS.npy, VECS.npy.json): the names encode writes and search reads."""
+    npy = name if name.endswith(".npy") else name + ".npy"
+    return npy, npy + ".json"
+
+
+def _vsa_encode(args) -> int:
     import json
+    import os
+
+    from linalg_core.vsa import MBAT, encode_jsonl, fit_ranges, read_records
+
+    npy, sidecar = _vsa_paths(args.out)
+    for target in (npy, sidecar):
+        if os.path.exists(target) and os.path.exists(args.file) and os.path.samefile(target, args.file):
+            raise ValueError(f"-o {args.out} would overwrite the input file {args.file}")
+    records = read_records(args.file)
+    mbat = MBAT(args.dim, kind=args.kind, seed=args.seed)
+    ranges = fit_ranges(records, max_depth=args.max_depth, max_leaves=args.max_leaves)
+    V = encode_jsonl(records, mbat=mbat, ranges=ranges, levels=args.levels, max_depth=args.max_depth,
+                     max_leaves=args.max_leaves)
+    settings = {"dim": args.dim, "kind": args.kind, "seed": args.seed, "levels": args.levels,
+                "max_depth": args.max_depth, "max_leaves": args.max_leaves,
+                "ranges": {k: list(v) for k, v in ranges.items()}, "records": len(records)}
+    _vsa_write(npy, sidecar, V.numpy(), json.dumps(settings, indent=1))
+    print(f"encoded {len(records)} records to {npy} ({args.dim} dims, {args.kind} roles; settings in {sidecar})")
+    return 0
+
+
+def _vsa_write(npy: str, sidecar: str, array, text: str) -> None:
+    """Both files through temporary files in their folder and os.replace; the .npy is removed
+    again when the settings cannot be put in place, so a .npy never stands without them."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    mask = os.umask(0)
+    os.umask(mask)
+    temps = []
+    try:
+        for path, suffix in ((npy, ".npy"), (sidecar, ".json")):
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".vsa-",
+                                       suffix=suffix + ".tmp")
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                if suffix == ".npy":
+                    np.save(f, array)
+                else:
+                    f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~mask)
+        os.replace(temps[0], npy)
+        try:
+            os.replace(temps[1], sidecar)
+        except BaseException:
+            os.remove(npy)
+            raise
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _vsa_search(args) -> int:
+    import json
+    import os
 
     import numpy as np
     import torch
 
-    from linalg_core.vsa import MBAT, Codec, encode_jsonl, fit_ranges, read_records, search
+    from linalg_core.vsa import MBAT, Codec, read_records, search
 
+    npy, sidecar = _vsa_paths(args.vectors)
+    for path in (npy, sidecar):
+        if not os.path.exists(path):
+            raise ValueError(f"{path} not found: 'vsa encode FILE -o {npy[:-4]}' writes {npy} and {npy}.json")
     try:
-        if args.vsa_command == "encode":
-            records = read_records(args.file)
-            mbat = MBAT(args.dim, kind=args.kind, seed=args.seed)
-            ranges = fit_ranges(records)
-            V = encode_jsonl(records, mbat=mbat, ranges=ranges, levels=args.levels)
-            np.save(args.out, V.numpy())
-            settings = {"dim": args.dim, "kind": args.kind, "seed": args.seed, "levels": args.levels,
-                        "ranges": {k: list(v) for k, v in ranges.items()}, "records": len(records)}
-            with open(args.out + ".json", "w") as f:
-                json.dump(settings, f, indent=1)
-            print(f"encoded {len(records)} records to {args.out} ({args.dim} dims, {args.kind} roles)")
-            return 0
-        with open(args.vectors + ".json") as f:
+        with open(sidecar, encoding="utf-8") as f:
             st = json.load(f)
-        V = torch.from_numpy(np.load(args.vectors))
-        records = read_records(args.file)
-        if len(records) != V.shape[0]:
-            raise ValueError(f"{args.file} has {len(records)} records but {args.vectors} holds {V.shape[0]} vectors")
-        try:
-            q = json.loads(args.query)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--query is not valid JSON: {e.msg}") from None
-        codec = Codec(MBAT(st["dim"], kind=st["kind"], seed=st["seed"]),
-                      {k: tuple(v) for k, v in st["ranges"].items()}, st["levels"])
-        idx, sims = search(V, codec.encode_many([q])[0], args.k)
-        for i, s in zip(idx.tolist(), sims.tolist()):
-            print(f"{s:.3f}  #{i}  {json.dumps(records[i])}")
-        return 0
-    except (ValueError, TypeError, OSError, KeyError) as e:
-        print(f"linalg_core vsa: error: {e}", file=sys.stderr)
-        return 2
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{sidecar} is not valid JSON ({e.msg})") from None
+    missing = [k for k in ("dim", "kind", "seed", "levels", "ranges") if not isinstance(st, dict) or k not in st]
+    if missing:
+        raise ValueError(f"{sidecar} is not the settings file of 'vsa encode' (missing {', '.join(missing)})")
+    V = torch.from_numpy(np.load(npy, allow_pickle=False))
+    if V.dim() != 2 or V.shape[1] != st["dim"]:
+        raise ValueError(f"{npy} holds shape {tuple(V.shape)}, expected (records, {st['dim']}) from {sidecar}")
+    records = read_records(args.file)
+    if len(records) != V.shape[0]:
+        raise ValueError(f"{args.file} has {len(records)} records but {npy} holds {V.shape[0]} vectors")
+    try:
+        q = json.loads(args.query)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--query is not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise ValueError("--query is nested too deeply for the JSON parser") from None
+    limits = {k: st[k] for k in ("max_depth", "max_leaves") if k in st}
+    codec = Codec(MBAT(st["dim"], kind=st["kind"], seed=st["seed"]),
+                  {k: tuple(v) for k, v in st["ranges"].items()}, st["levels"], **limits)
+    idx, sims = search(V, codec.encode_many([q])[0], args.k)
+    for i, s in zip(idx.tolist(), sims.tolist()):
+        print(f"{s:.3f}  #{i}  {json.dumps(records[i])}")
+    return 0
 
 
 def _compress(args) -> int:
