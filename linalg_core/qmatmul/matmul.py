@@ -134,8 +134,9 @@ class DGQLinear(torch.nn.Module):
         self.group_size, self.granularity, self.clip_percentile = weight.group_size, granularity, clip_percentile
         for name, t in weight.state_dict().items():
             self.register_buffer(name, t)
-        bufs = (self.qweight, self.zeros, self.group_scales, self.channel_scales, self.weight_sums)
-        self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), weight)
+        b = self._buffers  # the weight's own (validated) tensors: cached without a second validation
+        bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
+        self.__dict__["_dgq"] = ((*map(id, bufs), *(t._version for t in bufs)), bufs, weight)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).clone())
 
     @classmethod
@@ -150,12 +151,14 @@ class DGQLinear(torch.nn.Module):
     def weight(self) -> DGQWeight:
         """The :class:`DGQWeight` of the buffers, validated when built and built again when a
         buffer is replaced (``.to()``) or modified in place (``load_state_dict``)."""
-        bufs = (self.qweight, self.zeros, self.group_scales, self.channel_scales, self.weight_sums)
+        b = self._buffers
+        bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
+        key = (*map(id, bufs), *(t._version for t in bufs))
         cached = self.__dict__.get("_dgq")
-        if cached is not None and all(a is b and a._version == v for a, b, v in zip(bufs, cached[0], cached[1])):
+        if cached is not None and cached[0] == key:  # cached[1] keeps the buffers alive: ids are not reused
             return cached[2]
         w = DGQWeight(*bufs, self.in_features, self.group_size)
-        self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), w)
+        self.__dict__["_dgq"] = (key, bufs, w)
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

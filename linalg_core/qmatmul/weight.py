@@ -136,8 +136,9 @@ class DGQWeight:
 
     # --- validation ----------------------------------------------------------------------
     def _stamp(self):
-        return tuple((t._version, t.data_ptr(), t.shape) for t in (self.qweight, self.zeros, self.group_scales,
-                                                                    self.channel_scales, self.weight_sums))
+        # in-place changes, resize_ and set_ all bump a tensor's version counter
+        return (self.qweight._version, self.zeros._version, self.group_scales._version, self.channel_scales._version,
+                self.weight_sums._version)
 
     def ensure_valid(self) -> None:
         """Re-validates when a tensor was modified in place since the last validation (a
