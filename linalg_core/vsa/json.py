@@ -242,7 +242,11 @@ class Codec:
         return self.ranges.get(_path_str(path), self.ranges.get("*"))
 
     def leaf(self, path, kind, payload, *, record=None) -> torch.Tensor:
-        """The unit vector (D,) of a leaf at ``path`` (``record``: its index, for reports)."""
+        """The unit vector of a leaf at ``path`` (``record``: its index, for reports).
+
+        Shape:
+            out: (D,)
+        """
         m = self.mbat
         if kind == "atom":
             return m.atom(payload)

@@ -65,11 +65,19 @@ class Orthogonal:
         return f(X.to(torch.float32)).to(X.dtype)
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:
-        """M x for each row x of X (…, d)."""
+        """M x for each row x of X.
+
+        Shape:
+            X: (…, d);  out: (…, d)
+        """
         return self._compute(self._apply, X)
 
     def apply_t(self, X: torch.Tensor) -> torch.Tensor:
-        """Mᵀ x (= M⁻¹ x) for each row x of X (…, d)."""
+        """Mᵀ x (= M⁻¹ x) for each row x of X.
+
+        Shape:
+            X: (…, d);  out: (…, d)
+        """
         return self._compute(self._apply_t, X)
 
     def power(self, X: torch.Tensor, k: int, *, max_flops: float = MAX_POWER_FLOPS) -> torch.Tensor:
