@@ -27,7 +27,9 @@ ASAN_BUILD  ?= build/asan
 ASAN_TESTS  ?= tests/test_bindings.py tests/test_layouts.py tests/test_tampered_files.py tests/test_fwht.py \
 	tests/test_sketch.py tests/test_random.py tests/test_convert.py tests/test_quant_kernels.py tests/test_quant.py \
 	tests/test_qmatmul.py tests/test_cpu_isa.py tests/test_sampling.py
-ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so)" \
+# libstdc++ is preloaded with the runtime: ASan's exception interceptor needs it resolved first.
+# The Triton interpreter (pure Python) is left out: it exercises no compiled code.
+ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so):$$(g++ -print-file-name=libstdc++.so)" TRITON_INTERPRET=0 \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_odr_violation=0:allocator_may_return_null=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LINALG_CORE_C_PATH="$$(ls $(ASAN_BUILD)/_C*.so)" LINALG_CORE_FUZZ_EXAMPLES=600

@@ -341,7 +341,7 @@ def section_vsa(quick: bool) -> None:
           f"({len(recs) / dt:.0f} records/s), Hadamard-round role matrices")
     r = recs[0]
     origin, sim = query(V[0], "Origin", ["USA", "Europe", "Japan"], mbat=m, ranges=ranges)
-    hp, _ = query(V[0], "Horsepower", list(range(40, 240, 10)), mbat=m, ranges=ranges)
+    hp, _ = query(V[0], "Horsepower", list(range(50, 231, 10)), mbat=m, ranges=ranges)
     print(f"record 0 is {r['Name']!r} ({r['Origin']}, {r['Horsepower']} hp): decoded Origin = {origin} (cos {sim:.2f}), "
           f"Horsepower ≈ {hp} (level code, {ranges['Horsepower'][1] - ranges['Horsepower'][0]:.0f} hp over 32 levels)")
     idx, sims = search(V, V[0], 4)
