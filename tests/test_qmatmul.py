@@ -344,3 +344,17 @@ def test_integer_product_of_a_short_k():
     assert qmatmul(x[:0], 1.0, w).shape == (0, 8)
     with pytest.raises(ValueError, match="on meta"):
         qmatmul(x.to("meta"), 1.0, w)
+
+
+@pytest.mark.parametrize("group_size", [128, 2176, 2304])  # int16 / int32 code sums per group
+def test_recomputed_weight_sums_match_the_oracle(group_size):
+    g = torch.Generator().manual_seed(13)
+    N, G = 5, 2
+    qw = torch.randint(0, 256, (N, G * group_size // 2), dtype=torch.uint8, generator=g)
+    qw[0] = 0xFF  # the largest code sums
+    zeros = torch.randint(6, 10, (N, G), dtype=torch.uint8, generator=g)
+    gs = torch.full((N, G), 14, dtype=torch.int8)
+    w = DGQWeight(qw, zeros, gs, torch.ones(N), None, G * group_size, group_size)
+    ones = np.ones((1, G * group_size), np.int64)
+    np.testing.assert_array_equal(w.weight_sums.numpy(), dgq.int_product(ones, qw.numpy(), zeros.numpy(), gs.numpy(),
+                                                                         group_size)[0])
