@@ -187,7 +187,8 @@ _floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
 SCALARS = st.one_of(
     _ints, _ints.map(np.int64), _ints.map(np.int32), _ints.map(torch.tensor),
     _ints.map(lambda v: torch.tensor(v, dtype=torch.int16)), _ints.map(np.array),  # 0-d array
-    _floats, _floats.map(np.float64), _floats.map(np.float32), _floats.map(lambda v: torch.tensor(v, dtype=torch.float64)),
+    _floats, _floats.map(np.float64), _floats.map(np.float32),
+    _floats.map(lambda v: torch.tensor(v, dtype=torch.float64)),
     _floats.map(torch.tensor),
     st.booleans(), st.booleans().map(np.bool_), st.booleans().map(torch.tensor),
     st.text(max_size=3), st.none(),

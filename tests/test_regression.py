@@ -116,8 +116,9 @@ def test_scalar_arguments_from_numpy_and_tensors():
     A, b, _ = planted_regression(1500, 10, seed=6)
     for solver in ("direct", "lsqr"):
         ref = lc.regression.lstsq(A, b, solver=solver, sketch_rows=40, tol=1e-12, maxiter=3, seed=2)
-        got = lc.regression.lstsq(A, b, solver=solver, sketch_rows=np.int64(40), tol=torch.tensor(1e-12, dtype=torch.float64),
-                                  maxiter=torch.tensor(3), seed=np.uint32(2))
+        got = lc.regression.lstsq(A, b, solver=solver, sketch_rows=np.int64(40),
+                                  tol=torch.tensor(1e-12, dtype=torch.float64), maxiter=torch.tensor(3),
+                                  seed=np.uint32(2))
         assert torch.equal(got.x, ref.x) and got.sketch_rows == 40 and type(got.seed) is int
 
 

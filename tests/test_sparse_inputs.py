@@ -34,7 +34,8 @@ def convert(A: sp.coo_matrix, fmt: str):
     if fmt.startswith("torch"):
         idx = torch.from_numpy(np.vstack([A.row, A.col]).astype(np.int64))
         t = torch.sparse_coo_tensor(idx, torch.from_numpy(A.data), A.shape)  # uncoalesced
-        return {"torch_coo": t, "torch_csr": t.coalesce().to_sparse_csr(), "torch_csc": t.coalesce().to_sparse_csc()}[fmt]
+        return {"torch_coo": t, "torch_csr": t.coalesce().to_sparse_csr(),
+                "torch_csc": t.coalesce().to_sparse_csc()}[fmt]
     return getattr(sp, fmt)(A)
 
 

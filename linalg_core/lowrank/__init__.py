@@ -1,8 +1,10 @@
 """Low-rank approximation: randomized SVD (subspace iteration, block Krylov, rank-adaptive QB),
 a-posteriori error estimates, Nyström (PSD and generalized) and CUR.
 
-Every function takes dense (batched) arrays or matrix-free operators (``shape``, ``dtype``,
-``matmul``, ``rmatmul``; see :mod:`.operators`), a ``seed``, and is built from swappable stages:
+Every function takes dense (batched) arrays, sparse matrices (scipy.sparse, torch COO / CSR / CSC;
+not :func:`cur`, which reads actual columns) or matrix-free operators (``shape``, ``dtype``,
+``matmul``, ``rmatmul``, or a ``scipy.sparse.linalg.LinearOperator``; see :mod:`.operators`), a
+``seed`` (recorded on the result), and is built from swappable stages:
 :func:`orthonormalize`, :func:`subspace_iteration` / :func:`krylov_basis`, :func:`svd_of_wide`.
 """
 

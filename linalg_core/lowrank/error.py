@@ -70,7 +70,8 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
     U, S, Vh = factors["U"], factors["S"], factors["Vh"]
     m, n = op.shape[-2:]
     k = S.shape[-1]
-    if (U.dim() != len(batch) + 2 or S.dim() != len(batch) + 1 or U.shape[:-2] != batch or S.shape[:-1] != batch or Vh.shape[:-2] != batch or U.shape[-2:] != (m, k)
+    if (U.dim() != len(batch) + 2 or S.dim() != len(batch) + 1 or U.shape[:-2] != batch
+            or S.shape[:-1] != batch or Vh.shape[:-2] != batch or U.shape[-2:] != (m, k)
             or Vh.shape[-2:] != (k, n)):
         raise ValueError(f"factor shapes U {tuple(U.shape)}, S {tuple(S.shape)}, Vh {tuple(Vh.shape)} do not fit "
                          f"A of shape {tuple(op.shape)}: expected U {batch + (m, k)}, S {batch + (k,)} (the "

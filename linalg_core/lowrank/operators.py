@@ -283,5 +283,6 @@ class _Wrapped:
         return hutchinson_fro_sq(self)
 
 
-__all__ = ["LinearOperator", "Dense", "LowPrecision", "SparseMatrix", "as_operator", "is_operator", "fro_norm_sq", "hutchinson_fro_sq",
+__all__ = ["LinearOperator", "Dense", "LowPrecision", "SparseMatrix", "as_operator", "is_operator", "fro_norm_sq",
+           "hutchinson_fro_sq",
            "reuse_buffers"]
