@@ -57,12 +57,14 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
             functions that take one call :func:`as_sparse` first).
     """
     if isinstance(x, torch.Tensor) and x.layout == torch.strided:
-        return x, Boundary("torch")
+        return (x if x.data_ptr() % x.element_size() == 0 else x.clone()), Boundary("torch")
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} has numpy dtype {x.dtype}, which is not numeric")
         if not x.dtype.isnative:
             x = x.astype(x.dtype.newbyteorder("="))
+        elif not x.flags.aligned:  # unpickled or memory-mapped at an odd offset: the kernels need aligned data
+            x = x.copy()
         with warnings.catch_warnings():  # read-only arrays: we never write to inputs
             warnings.simplefilter("ignore", UserWarning)
             try:

@@ -219,3 +219,18 @@ def test_scalar_arguments_give_the_answer_a_value_error_or_a_type_error(name, ki
             call(value)
         return
     _same(call(value), expected)
+
+
+def test_misaligned_inputs_are_copied_before_any_kernel_sees_them():
+    # An unpickled or memory-mapped array at an odd offset is valid input; the compiled kernels
+    # refuse misaligned buffers, so the boundary copies it (values and the caller's array kept).
+    raw = np.zeros(8 * 64 + 1, dtype=np.uint8)
+    x = raw[1:].view(np.float64).reshape(8, 8)
+    x[:] = np.arange(64, dtype=np.float64).reshape(8, 8)
+    assert not x.flags.aligned
+    before = x.copy()
+    y = lc.fwht(x, dim=0)
+    np.testing.assert_allclose(y, lc.fwht(before, dim=0))
+    np.testing.assert_array_equal(x, before)
+    S = lc.sketch.countsketch(4, 8, seed=0)
+    np.testing.assert_allclose(S.apply(x), S.apply(before))

@@ -15,6 +15,7 @@ import math
 import torch
 
 from linalg_core import _ops, _validate
+from linalg_core._arrays import as_tensor
 from linalg_core import sketch as lcsketch
 
 # Elements of S[:, r0:r1] generated at a time inside one task (32 MiB of float64).
@@ -75,7 +76,7 @@ def _offsets(A) -> list[int]:
 def _sketch_block(block, r0: int, S):
     """S[:, r0:r0 + rows] @ block in float64, S generated on the worker: the sparse kinds as their
     hash of these columns and the compiled scatter-add, the dense kinds in column slices."""
-    X = torch.as_tensor(block, dtype=torch.float64)
+    X = as_tensor(block, "block")[0].to(torch.float64)  # aligned (an unpickled block may not be)
     X = X[:, None] if X.dim() == 1 else X
     if isinstance(S, lcsketch.SparseSignSketch):
         rows_, signs = S.hash(cols=(r0, r0 + X.shape[0]))
