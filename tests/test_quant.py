@@ -522,8 +522,11 @@ def _bnb_blocks():
     g = torch.Generator().manual_seed(0)
     return {"subnormal pair": torch.randn(2, 64, generator=g) * 1e-40,
             "subnormal many": torch.randn(1000, 64, generator=g) * 1e-39,
-            "one subnormal block": torch.cat([torch.randn(3, 64, generator=g), torch.randn(1, 64, generator=g) * 1e-40]),
+            "one subnormal block": torch.cat([torch.randn(3, 64, generator=g),
+                                              torch.randn(1, 64, generator=g) * 1e-40]),
             "all equal subnormal": torch.full((4, 64), 1e-40),
+            "zero partial last block": torch.zeros(7, 63),
+            "tiny partial last block": torch.cat([torch.zeros(64), torch.full((10,), 1e-39)]),
             "near float32 max": torch.cat([torch.randn(3, 64, generator=g), torch.full((1, 64), 3.0e38)]),
             "near -float32 max": torch.cat([torch.randn(3, 64, generator=g), torch.full((1, 64), -3.0e38)])}
 
@@ -540,7 +543,7 @@ def test_bnb_nf4_edge_blocks_match_bitsandbytes(case, double_quant):
     assert torch.equal(Q.data["codes"], q.view(-1)) and torch.equal(Q.data["absmax"], st.absmax)
     if double_quant:
         assert torch.equal(Q.data["absmax2"], st.state2.absmax) and torch.equal(Q.data["offset"][0], st.offset)
-    assert torch.equal(Q.dequantize(), F.dequantize_4bit(q, st))
+    assert torch.equal(Q.dequantize().reshape(-1), F.dequantize_4bit(q, st).reshape(-1))
 
 
 def test_bnb_nf4_where_bitsandbytes_writes_inf_raises():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -54,13 +55,25 @@ def _choice(obj, name, options):
     not 4; any integral type counts as int and is stored as int)."""
     v = getattr(obj, name)
     for o in options:
-        if isinstance(o, bool) or o is None or isinstance(o, str):
-            if type(v) is type(o) and v == o:
-                return
-        elif isinstance(v, numbers.Integral) and not isinstance(v, bool) and v == o:
-            object.__setattr__(obj, name, int(v))
+        if type(v) is type(o) and v == o:
             return
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        for o in options:
+            if type(o) is int and v == o:
+                object.__setattr__(obj, name, int(v))
+                return
     raise ValueError(f"{name} must be one of {sorted(options, key=str)}, got {v!r}")
+
+
+def finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite: its min and max (NaN propagates through them) for
+    the small per-block tensors, one compiled pass for large ones."""
+    if t.numel() == 0:
+        return True
+    if t.numel() > 1 << 16:
+        return _validate.all_finite(t)
+    lo, hi = torch.aminmax(t)
+    return math.isfinite(lo.item()) and math.isfinite(hi.item())
 
 
 def _dtype_name(dt: torch.dtype) -> str:
@@ -78,10 +91,12 @@ def check_scales(fmt, exact, stored, span, *, limit: float, what: str = "block s
                  all_lost_raises: bool = True, stacklevel: int = 5) -> None:
     """Report scales that do not survive storage, for finite input.
 
-    ``exact``: the scales before rounding to the stored dtype (float32); ``stored``: as stored;
+    ``exact``: the scales before rounding to the stored dtype (float32, or a callable giving
+    them); ``stored``: as stored;
     ``span``: the block magnitude they encode (absmax or range; 0 for all-zero blocks), for
-    the messages and to tell empty blocks from lost ones; ``limit``: the largest magnitude the
-    stored dtype represents in this format.
+    the messages and to tell empty blocks from lost ones (a callable giving it: only called when
+    something is reported); ``limit``: the largest magnitude the stored dtype represents in this
+    format.
 
     * A stored scale that overflows (Inf) raises ValueError naming the format, the largest
       block magnitude and ``limit``.
@@ -91,17 +106,20 @@ def check_scales(fmt, exact, stored, span, *, limit: float, what: str = "block s
       zeros) it is a ValueError instead, unless ``all_lost_raises`` is False (formats that
       must give a peer's bytes, which are zeros there).
     """
-    sf = stored.float().abs()
-    lo, hi = torch.aminmax(sf)
-    if bool(hi <= _F32_MAX) and bool(lo >= torch.finfo(stored.dtype).tiny):  # NaN fails both
+    lo, hi = (v.item() for v in torch.aminmax(stored))
+    if lo < 0:  # signed scales (GGUF's d)
+        lo, hi = (v.item() for v in torch.aminmax(stored.abs()))
+    if hi <= _F32_MAX and lo >= torch.finfo(stored.dtype).tiny:  # all finite and normal (NaN fails both)
         return
+    sf = stored.float().abs()
     hint = _scale_hint(fmt) if hint is None else hint
+    span = span() if callable(span) else span
     sdt = _dtype_name(stored.dtype)
     over = ~torch.isfinite(sf)
     if bool(over.any()):
         raise ValueError(f"{fmt}: {int(over.sum())} of {sf.numel()} {what} overflow {sdt}: the largest block "
                          f"magnitude is {float(span.max()):.6g}, {fmt} represents up to about {limit:.6g}{hint}")
-    ex = exact.float().abs()
+    ex = (exact() if callable(exact) else exact).float().abs()
     nonzero = span > 0
     lost = nonzero & ((sf < _KERNEL_TINY) | ((sf - ex).abs() > ex / 16))
     k = int(lost.sum())
@@ -137,7 +155,7 @@ class Format:
         if x.numel() == 0:
             raise ValueError(f"x is empty (shape {tuple(x.shape)})")
         self.check_shape(tuple(x.shape))
-        return self._quantize(x, backend=backend)
+        return self._quantize(x, backend=backend)[0]
 
     def dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None) -> torch.Tensor:
         """Elements [e0, e1) of the flat tensor of ``n`` weights stored in ``data``, in ``dtype``.
@@ -183,7 +201,8 @@ class Format:
                              f"{torch.finfo(dtype).max:.6g}; the values reach {bound:.6g}): dequantize to float32")
         return res if out is None else out.view(-1).copy_(res)
 
-    def _quantize(self, x, *, backend=None) -> dict[str, torch.Tensor]:
+    def _quantize(self, x, *, backend=None) -> tuple[dict[str, torch.Tensor], tuple | None]:
+        """(stored tensors, their :meth:`block_params` when computed on the way, else None)."""
         raise NotImplementedError
 
     def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None) -> torch.Tensor:
@@ -255,8 +274,8 @@ class Format:
         offsets finite (ValueError naming the tensor and counting NaN / Inf); format-specific
         ranges (zero points)."""
         for name, t in self._float_tensors(data).items():
-            msg = _validate.nonfinite_message(t, repr(prefix + name))
-            if msg:
+            if not finite(t):
+                msg = _validate.nonfinite_message(t, repr(prefix + name))
                 raise ValueError(f"{what}: {msg}; {self} needs finite scales")
 
     def to_json(self) -> str:
@@ -296,7 +315,8 @@ def check_out(out, shape, dtype, device, data, *, flat: bool = False) -> tuple[t
     if isinstance(out, np.ndarray):
         if not out.flags.writeable or not out.flags.c_contiguous or not out.dtype.isnative:
             raise ValueError(f"out must be a writable, C-contiguous NumPy array in native byte order, got "
-                             f"writeable={out.flags.writeable}, c_contiguous={out.flags.c_contiguous}, dtype {out.dtype}")
+                             f"writeable={out.flags.writeable}, c_contiguous={out.flags.c_contiguous}, "
+                             f"dtype {out.dtype}")
         t = torch.from_numpy(out)
     elif isinstance(out, torch.Tensor):
         t = out
@@ -415,13 +435,14 @@ class NormalFloat(_Codebook):
         if self.scale_bits is None and self.scale_dtype == "fp32":
             codes, scales = blockwise.quantize(x, self.block_size, self.levels, backend=backend)
             check_scales(self, scales, scales, scales, limit=smax_limit, what="block absmax")
-            return {"codes": codes, "scales": scales}
+            return {"codes": codes, "scales": scales}, (scales, None)
         _, absmax = blockwise.quantize(x, self.block_size, None, backend=backend)
         if self.scale_bits is None:
             stored = absmax.to(sdt)
             check_scales(self, absmax, stored, absmax, limit=smax_limit, what="block absmax")
-            codes, _ = blockwise.quantize(x, self.block_size, self.levels, scales=stored.float(), backend=backend)
-            return {"codes": codes, "scales": stored}
+            s = stored.float()
+            codes, _ = blockwise.quantize(x, self.block_size, self.levels, scales=s, backend=backend)
+            return {"codes": codes, "scales": stored}, (s, None)
         offset = absmax.min().reshape(1)
         shifted = absmax - offset
         _, smax = blockwise.quantize(shifted, self.scale_block_size, None, backend=backend)
@@ -433,12 +454,12 @@ class NormalFloat(_Codebook):
                                        scales=smax.float(), backend=backend)
         data = {"codes": None, "scale_codes": scodes, "scale_max": smax, "scale_offset": offset}
         scales, _ = self.block_params(data, x.numel())
-        if not _validate.all_finite(scales):
+        if not finite(scales):
             raise ValueError(f"{self}: {int((~torch.isfinite(scales)).sum())} block scales (scale_offset "
                              f"{float(offset):.6g} plus the coded scale_max) overflow float32: the block absmax "
                              f"reach {float(absmax.max()):.6g}; scale W down")
         data["codes"], _ = blockwise.quantize(x, self.block_size, self.levels, scales=scales, backend=backend)
-        return data
+        return data, (scales, None)
 
     def layout(self, n):
         nb, sdt = -(-n // self.block_size), SCALE_DTYPES[self.scale_dtype]
@@ -507,25 +528,29 @@ class BnbNF4(_Codebook):
 
     def _quantize(self, x, *, backend=None):
         codes, absmax = blockwise.quantize(x, self.blocksize, self.levels, backend=backend)
+        if x.numel() % self.blocksize and absmax[-1] < _KERNEL_TINY:
+            # bitsandbytes' CPU kernel stores a partial last block's absmax as max(absmax, 1e-38), the
+            # scale its codes were chosen for (ours too: the kernels code against max(s, 1e-38))
+            absmax[-1] = _KERNEL_TINY
         check_scales(self, absmax, absmax, absmax, limit=_F32_MAX, what="block absmax", all_lost_raises=False,
                      hint=" (bitsandbytes codes them as zeros too)")
         if x.numel() % 2:  # bitsandbytes pads with one zero, whose NF4 code is 7
             codes[-1] |= 7
         if not self.double_quant:
-            return {"codes": codes, "absmax": absmax}
+            return {"codes": codes, "absmax": absmax}, (absmax, None)
         offset = absmax.mean().reshape(1)
-        if not bool(torch.isfinite(offset).all()):
+        if not math.isfinite(offset.item()):
             raise ValueError(f"{self}: the mean of the block absmax overflows float32 (the largest is "
                              f"{float(absmax.max()):.6g}); bitsandbytes' double quantization writes inf here: "
                              f"use BnbNF4(double_quant=False) or scale W down")
         qabs, absmax2 = _lut_quantize(absmax - offset, 256)
         data = {"codes": codes, "absmax": qabs, "offset": offset, "absmax2": absmax2}
         scales, _ = self.block_params(data, x.numel())
-        if not _validate.all_finite(scales):
+        if not finite(scales):
             raise ValueError(f"{self}: {int((~torch.isfinite(scales)).sum())} double-quantized block scales overflow "
                              f"float32 (the block absmax reach {float(absmax.max()):.6g}); bitsandbytes writes inf "
                              f"here: use BnbNF4(double_quant=False) or scale W down")
-        return data
+        return data, (scales, None)
 
     def layout(self, n):
         nb = -(-n // self.blocksize)
@@ -571,10 +596,9 @@ def _lut_quantize(a: torch.Tensor, block: int):
     ab[:n] = a
     ab = ab.view(nb, block)
     amax = ab.abs().amax(1)
-    if not bool(torch.isfinite(amax).all()):
+    if not finite(amax):
         raise ValueError("the values to double-quantize are not finite")
-    v = ab * (1.0 / amax)[:, None]
-    v = torch.where(torch.isnan(v), -1.0, v).clamp_(-1.0, 1.0)
+    v = (ab * (1.0 / amax)[:, None]).nan_to_num_(nan=-1.0, posinf=1.0, neginf=-1.0).clamp_(-1.0, 1.0)
     idx = ((v + 1.0) * 0.5 * (_LUT_SIZE - 1) + 0.5).to(torch.int64)
     q = _dynamic_lut().to(a.device)[idx]
     return q.reshape(-1)[:n].contiguous(), amax
@@ -630,8 +654,9 @@ class IntGroup(_Codebook):
             exact = absmax / div
             stored = exact.to(sdt)
             check_scales(self, exact, stored, absmax, limit=min(torch.finfo(sdt).max * div, _F32_MAX))
-            codes, _ = blockwise.quantize(x, self.group_size, self.levels, scales=stored.float(), backend=backend)
-            return {"codes": codes, "scales": stored}
+            s = stored.float()
+            codes, _ = blockwise.quantize(x, self.group_size, self.levels, scales=s, backend=backend)
+            return {"codes": codes, "scales": stored}, (s, None)
         blockwise.quantize(x, self.group_size, None, backend=backend)  # the finiteness check, one pass
         n, g = x.numel(), self.group_size
         flat = x.reshape(-1)
@@ -639,15 +664,15 @@ class IntGroup(_Codebook):
             flat = torch.cat([flat, flat.new_zeros(g - n % g)])
         lo, hi = torch.aminmax(flat.view(-1, g), dim=1)  # one pass, in x's dtype (exact)
         lo, hi = lo.float().clamp(max=0), hi.float().clamp(min=0)  # the range holds 0, so z is a code
-        exact = (hi - lo) / top
         stored = ((hi - lo).clamp(min=torch.finfo(torch.float32).tiny) / top).to(sdt)
-        check_scales(self, exact, stored, hi.double() - lo.double(), what="group scales (max − min)",
+        check_scales(self, lambda: (hi - lo) / top, stored, lambda: hi.double() - lo.double(), what="group scales (max − min)",
                      limit=min(torch.finfo(sdt).max * top, _F32_MAX),
                      hint=None if self.scale_dtype != "fp32" else "; scale W down")
         s = stored.float()
-        zeros = torch.where(s > 0, torch.round(-lo / s), 0.0).clamp(0, top).to(torch.uint8)
-        codes, _ = blockwise.quantize(x, g, self.levels, scales=s, offsets=-zeros.float() * s, backend=backend)
-        return {"codes": codes, "scales": stored, "zeros": zeros}
+        zeros = torch.round(-lo / s).nan_to_num_(nan=0.0).clamp_(0, top).to(torch.uint8)  # 0/0: an all-zero group
+        offsets = -zeros.float() * s
+        codes, _ = blockwise.quantize(x, g, self.levels, scales=s, offsets=offsets, backend=backend)
+        return {"codes": codes, "scales": stored, "zeros": zeros}, (s, offsets)
 
     def layout(self, n):
         ng = -(-n // self.group_size)
@@ -721,10 +746,11 @@ class GGUF(Format):
             qs = (torch.sign(v) * (fl + torch.floor(2 * (a - fl)))).to(torch.int8).view(torch.uint8)
             div = 127
         d16 = d.to(torch.float16)
-        check_scales(self, d.view(-1), d16.view(-1), d.view(-1).abs() * div, limit=torch.finfo(torch.float16).max * div,
+        check_scales(self, d.view(-1), d16.view(-1), lambda: d.view(-1).abs() * div,
+                     limit=torch.finfo(torch.float16).max * div,
                      what="block scales d", hint="; GGUF stores d in fp16 (gguf.quants writes inf or 0 there)")
         dbytes = d16.view(torch.uint8).reshape(nb, 2)
-        return {"blocks": torch.cat([dbytes, qs], 1).contiguous()}
+        return {"blocks": torch.cat([dbytes, qs], 1).contiguous()}, None
 
     def layout(self, n):
         return {"blocks": ((n // 32, 18 if self.type == "q4_0" else 34), torch.uint8)}
@@ -767,11 +793,16 @@ def parse(spec) -> Format:
     """
     if isinstance(spec, Format):
         return spec
-    names = {
+    names = _named_formats()
+    if not isinstance(spec, str) or spec not in names:
+        raise ValueError(f"format must be a Format or one of {sorted(names)}, got {spec!r}")
+    return names[spec]
+
+
+@functools.cache
+def _named_formats() -> dict[str, Format]:
+    return {
         "nf2": NormalFloat(bits=2), "nf3": NormalFloat(bits=3), "nf4": NormalFloat(bits=4), "nf8": NormalFloat(bits=8),
         "bnb-nf4": BnbNF4(), "int4": IntGroup(), "int4-asym": IntGroup(symmetric=False),
         "int8": IntGroup(bits=8), "q4_0": GGUF("q4_0"), "q8_0": GGUF("q8_0"),
     }
-    if not isinstance(spec, str) or spec not in names:
-        raise ValueError(f"format must be a Format or one of {sorted(names)}, got {spec!r}")
-    return names[spec]

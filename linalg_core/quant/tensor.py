@@ -14,7 +14,7 @@ import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import FLOAT_DTYPES
-from linalg_core.quant.formats import Format, check_dtype, check_out, parse
+from linalg_core.quant.formats import Format, check_dtype, check_out, finite, parse
 
 # Elements dequantized at a time by matmul / rmatmul (4 MiB of float32: stays in L2/L3).
 _ROW_BLOCK_ELEMS = 1 << 20
@@ -37,10 +37,11 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _checked(fmt, shape, dtype, data, what: str, prefix: str = ""):
-    """The one validation of a quantized tensor, for the constructor and :meth:`from_state_dict`:
-    (format, shape, dtype, data (contiguous), block params). Raises TypeError / ValueError
-    naming the argument or the stored tensor."""
+def _checked(fmt, shape, dtype, data, what: str, prefix: str = "", params=None):
+    """The one validation of a quantized tensor, for the constructor, :meth:`from_state_dict` and
+    :func:`quantize`: (format, shape, dtype, data (contiguous), block params). Raises TypeError /
+    ValueError naming the argument or the stored tensor. ``params``: the block params the format's
+    quantizer computed (and checked) from this data, else computed and checked here."""
     if not isinstance(fmt, Format):
         raise TypeError(f"format must be a linalg_core.quant Format (NormalFloat, BnbNF4, IntGroup, GGUF), "
                         f"got {type(fmt).__name__}")
@@ -50,9 +51,11 @@ def _checked(fmt, shape, dtype, data, what: str, prefix: str = ""):
     n = math.prod(shape)
     data = fmt.check_layout(data, n, what=what, prefix=prefix)
     fmt.check_values(data, n, what=what, prefix=prefix)
+    if params is not None:
+        return fmt, shape, dtype, data, params
     params = fmt.block_params(data, n)
     for p in params or ():
-        if p is not None and not _validate.all_finite(p):
+        if p is not None and not finite(p):
             names = ", ".join(repr(prefix + k) for k in data if k != "codes")
             raise ValueError(f"{what}: {int((~torch.isfinite(p)).sum())} of the {p.numel()} block scales {fmt} "
                              f"derives from {names} overflow float32")
@@ -402,4 +405,7 @@ def quantize(W, format="nf4", *, backend: str | None = None) -> QuantizedTensor:
     if t.numel() == 0:
         raise ValueError(f"W is empty (shape {tuple(t.shape)})")
     fmt.check_shape(t.shape)
-    return QuantizedTensor(fmt, t.shape, t.dtype, fmt.quantize(t, backend=backend))
+    data, params = fmt._quantize(t, backend=backend)
+    Q = QuantizedTensor.__new__(QuantizedTensor)
+    Q._set(*_checked(fmt, t.shape, t.dtype, data, "QuantizedTensor data", params=params))
+    return Q
