@@ -259,10 +259,6 @@ def test_quantize_4bit_not_divisible_by_blocksize(dtype, quant_type, blocksize):
     assert torch.equal(out, ref)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "linalg_core bug: an all-zero trailing partial block is stored with absmax 0 where bitsandbytes' CPU "
-    "kernel stores 1e-38 (its remainder block's absmax is clamped to 1e-38), so the bytes differ (and, with "
-    "double quantization of an all-zero tensor, the offset); the dequantized values agree"))
 @pytest.mark.parametrize("double_quant", [False, True])
 @pytest.mark.parametrize("blocksize", [64, 128, 256])
 def test_quantize_4bit_not_divisible_by_blocksize_zero_tail(blocksize, double_quant):
