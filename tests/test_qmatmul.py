@@ -358,3 +358,19 @@ def test_recomputed_weight_sums_match_the_oracle(group_size):
     ones = np.ones((1, G * group_size), np.int64)
     np.testing.assert_array_equal(w.weight_sums.numpy(), dgq.int_product(ones, qw.numpy(), zeros.numpy(), gs.numpy(),
                                                                          group_size)[0])
+
+
+def _misaligned(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` one byte past an aligned address (how a safetensors file may place it)."""
+    raw = np.zeros(t.numel() * t.element_size() + 1, np.uint8)
+    a = raw[1:].view(t.numpy().dtype).reshape(t.shape)
+    a[...] = t.numpy()
+    return torch.from_numpy(a)
+
+
+def test_misaligned_tensors_are_copied():
+    w = dgq_quantize(_w(8, 256))
+    odd = DGQWeight(w.qweight, w.zeros, w.group_scales, _misaligned(w.channel_scales), _misaligned(w.weight_sums),
+                    256, 128)
+    x_q, s = quantize_activations(torch.randn(3, 256, generator=torch.Generator().manual_seed(14)))
+    assert torch.equal(qmatmul(x_q, _misaligned(s), odd), qmatmul(x_q, s, w))

@@ -575,3 +575,21 @@ def test_format_fields_are_type_strict():
     with pytest.raises(ValueError, match="double_quant"):
         BnbNF4(double_quant=1)
     assert NormalFloat(bits=np.int64(3)).to_json() == NormalFloat(bits=3).to_json()  # stored as int
+
+
+def _misaligned(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` one byte past an aligned address (how a safetensors file may place it)."""
+    raw = np.zeros(t.numel() * t.element_size() + 1, np.uint8)
+    a = raw[1:].view(t.numpy().dtype).reshape(t.shape)
+    a[...] = t.numpy()
+    return torch.from_numpy(a)
+
+
+def test_misaligned_stored_tensors_are_copied_and_misaligned_out_refused():
+    Q = quantize(_w((64, 96)), NormalFloat(scale_bits=None))
+    odd = _misaligned(Q.data["scales"])
+    assert odd.data_ptr() % 4  # the bindings refuse such a buffer
+    R = QuantizedTensor(Q.format, Q.shape, torch.float32, {**Q.data, "scales": odd})
+    assert torch.equal(R.dequantize(), Q.dequantize()) and R.data["scales"].data_ptr() % 4 == 0
+    with pytest.raises(ValueError, match="not aligned"):
+        Q.dequantize(out=_misaligned(torch.zeros(64, 96)))

@@ -382,3 +382,20 @@ def test_load_compressed_tampered(tmp_path):
     _write_raw(folder / "model.safetensors", None, data, header_bytes=hb)
     with pytest.raises(ValueError, match="cannot read"):
         load_compressed(folder)
+
+
+def test_valid_file_with_misaligned_tensors_loads(tmp_path):
+    """A hand-written (valid) file that places float32 data at an odd offset: the tensors are
+    copied to aligned memory, not refused by the kernels."""
+    Q = quantize(_w(), NormalFloat(scale_bits=None))
+    state = Q.state_dict()
+    header, data, off = {}, b"", 0
+    for k in ("__format__", "codes", "scales"):  # uint8 first: the float32 scales land at an odd offset
+        blob = state[k].numpy().tobytes()
+        header[k] = {"dtype": "U8" if state[k].dtype == torch.uint8 else "F32", "shape": list(state[k].shape),
+                     "data_offsets": [off, off + len(blob)]}
+        data, off = data + blob, off + len(blob)
+    assert header["scales"]["data_offsets"][0] % 4
+    path = tmp_path / "odd.safetensors"
+    _write_raw(path, header, data)
+    assert torch.equal(_use(QuantizedTensor.load(path)), Q.dequantize(torch.float32))

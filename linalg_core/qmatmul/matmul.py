@@ -6,7 +6,7 @@ import torch
 
 from linalg_core import _ops
 from linalg_core.qmatmul.activations import quantize_activations
-from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dgq_quantize
+from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dense, dgq_quantize
 
 
 def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str | None = None) -> torch.Tensor:
@@ -65,7 +65,7 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
         scale = torch.as_tensor(x_scale, dtype=torch.float32, device=x_q.device)
         if scale.numel() != 1 and scale.numel() != M:
             raise ValueError(f"x_scale has {scale.numel()} elements; expected 1 or one per row ({M})")
-        xs = scale.reshape(-1).expand(M).contiguous()
+        xs = dense(scale.reshape(-1).expand(M))
     Kp = w.padded_in_features
     if Kp != K:
         xp = torch.zeros(M, Kp, dtype=torch.int8, device=x_q.device)

@@ -20,6 +20,15 @@ PHASE2_RATIOS = torch.linspace(1.0, 0.20, 80)  # channel scale: s_c = r · max_g
 # 127² · K_MAX ≤ 2³¹ − 1. Longer rows are split into chunks of at most K_MAX (qmatmul).
 K_MAX = 133_120
 _W_LIMIT = 1e38
+
+
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if contiguous and aligned to its element size (what the kernels read), else a copy."""
+    if t.is_contiguous() and t.data_ptr() % t.element_size() == 0:
+        return t
+    return t.contiguous() if not t.is_contiguous() else t.clone()
+
+
 _WEIGHT_FIELDS = ("qweight", "zeros", "group_scales", "channel_scales", "weight_sums")
 
 
@@ -108,8 +117,8 @@ class DGQWeight:
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
         meta = torch.tensor([self.in_features, self.group_size], dtype=torch.int64)
-        return {prefix + "qweight": self.qweight, prefix + "zeros": self.zeros, prefix + "group_scales": self.group_scales,
-                prefix + "channel_scales": self.channel_scales, prefix + "weight_sums": self.weight_sums,
+        return {prefix + "qweight": self.qweight, prefix + "zeros": self.zeros,
+                prefix + "group_scales": self.group_scales, prefix + "channel_scales": self.channel_scales, prefix + "weight_sums": self.weight_sums,
                 prefix + "shape": meta}
 
     @classmethod
@@ -180,8 +189,8 @@ class DGQWeight:
             t = getattr(self, name)
             if t is not None and t.device != qw.device:
                 raise ValueError(f"DGQ {name} is on {t.device}, qweight on {qw.device}")
-            if t is not None and not t.is_contiguous():  # never read a stride-0 or transposed tensor as contiguous
-                object.__setattr__(self, name, t.contiguous())
+            if t is not None:  # never read a stride-0, transposed or misaligned tensor as a contiguous array
+                object.__setattr__(self, name, dense(t))
         object.__setattr__(self, "in_features", K)
         object.__setattr__(self, "group_size", g)
         self._check_values(N, G, g)

@@ -65,6 +65,13 @@ def _choice(obj, name, options):
     raise ValueError(f"{name} must be one of {sorted(options, key=str)}, got {v!r}")
 
 
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if contiguous and aligned to its element size (what the kernels read), else a copy."""
+    if t.is_contiguous() and t.data_ptr() % t.element_size() == 0:
+        return t
+    return t.contiguous() if not t.is_contiguous() else t.clone()
+
+
 def finite(t: torch.Tensor) -> bool:
     """Whether every entry of ``t`` is finite: its min and max (NaN propagates through them) for
     the small per-block tensors, one compiled pass for large ones."""
@@ -236,8 +243,9 @@ class Format:
 
     def check_layout(self, data, n: int, *, what: str = "data", prefix: str = "") -> dict[str, torch.Tensor]:
         """``data`` as a new dict holding exactly the tensors of :meth:`layout`\\ (n), each with
-        its exact shape and dtype, strided, on one device; non-contiguous ones are copied to
-        contiguous (``data`` itself is never modified). Missing, unexpected, mis-shaped or
+        its exact shape and dtype, strided, on one device; non-contiguous or misaligned ones (a
+        safetensors file may place a float32 tensor at an odd offset) are copied (``data`` itself
+        is never modified). Missing, unexpected, mis-shaped or
         mistyped tensors raise ValueError (TypeError for non-tensors) naming ``prefix + name``."""
         if not isinstance(data, Mapping):
             raise TypeError(f"{what} must be a dict of tensors by name, got {type(data).__name__}")
@@ -266,7 +274,7 @@ class Format:
                 device = t.device
             elif t.device != device:
                 raise ValueError(f"{what}: {prefix + name!r} is on {t.device}, the other tensors on {device}")
-            out[name] = t if t.is_contiguous() else t.contiguous()
+            out[name] = dense(t)
         return out
 
     def check_values(self, data, n: int, *, what: str = "data", prefix: str = "") -> None:
@@ -332,6 +340,8 @@ def check_out(out, shape, dtype, device, data, *, flat: bool = False) -> tuple[t
     if not ok_shape or t.dtype != dtype or t.device != device or not t.is_contiguous():
         raise ValueError(f"out must be a contiguous {tuple(shape)} tensor of {dtype} on {device}, got shape "
                          f"{tuple(t.shape)}, {t.dtype} on {t.device}{'' if t.is_contiguous() else ', not contiguous'}")
+    if t.data_ptr() % t.element_size():
+        raise ValueError(f"out is not aligned to its {t.element_size()}-byte elements (address {t.data_ptr():#x})")
     if t.requires_grad:
         raise ValueError("out requires grad: the dequantized values are written into it in place")
     if t.numel():
@@ -370,7 +380,7 @@ class _Codebook(Format):
                     or p.device != device):
                 raise ValueError(f"params {name} must be a float32 ({nb},) tensor on {device} (block_params), got "
                                  f"{getattr(p, 'dtype', type(p).__name__)} {tuple(getattr(p, 'shape', ()))}")
-        return tuple(p if p is None or p.is_contiguous() else p.contiguous() for p in params)
+        return tuple(p if p is None else dense(p) for p in params)
 
     def _max_abs(self, data, params):
         scales, offsets = params
@@ -665,7 +675,8 @@ class IntGroup(_Codebook):
         lo, hi = torch.aminmax(flat.view(-1, g), dim=1)  # one pass, in x's dtype (exact)
         lo, hi = lo.float().clamp(max=0), hi.float().clamp(min=0)  # the range holds 0, so z is a code
         stored = ((hi - lo).clamp(min=torch.finfo(torch.float32).tiny) / top).to(sdt)
-        check_scales(self, lambda: (hi - lo) / top, stored, lambda: hi.double() - lo.double(), what="group scales (max − min)",
+        check_scales(self, lambda: (hi - lo) / top, stored, lambda: hi.double() - lo.double(),
+                     what="group scales (max − min)",
                      limit=min(torch.finfo(sdt).max * top, _F32_MAX),
                      hint=None if self.scale_dtype != "fp32" else "; scale W down")
         s = stored.float()
