@@ -118,8 +118,8 @@ class DGQWeight:
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
         meta = torch.tensor([self.in_features, self.group_size], dtype=torch.int64)
         return {prefix + "qweight": self.qweight, prefix + "zeros": self.zeros,
-                prefix + "group_scales": self.group_scales, prefix + "channel_scales": self.channel_scales, prefix + "weight_sums": self.weight_sums,
-                prefix + "shape": meta}
+                prefix + "group_scales": self.group_scales, prefix + "channel_scales": self.channel_scales,
+                prefix + "weight_sums": self.weight_sums, prefix + "shape": meta}
 
     @classmethod
     def from_state_dict(cls, state, prefix: str = "") -> DGQWeight:
