@@ -13,7 +13,8 @@ from linalg_core import _validate
 
 
 def quantize_activations(x, *, granularity: str = "token", clip_percentile: float | None = None):
-    """x (…, K) → (x_q int8 (…, K), scale float32) with x ≈ scale · x_q, symmetric, x_q ∈ [−127, 127].
+    """x (…, K) → (x_q int8 (…, K), scale float32) with x ≈ scale · x_q, symmetric, x_q ∈ [−127, 127],
+    in the caller's array type.
 
     Args:
         x: float activations.
@@ -31,7 +32,7 @@ def quantize_activations(x, *, granularity: str = "token", clip_percentile: floa
         >>> x_q.tolist(), round(float(s), 6)
         ([[64, -127, 32]], 0.007874)
     """
-    t, _ = _validate.float_array(x, "x", min_ndim=1)
+    t, boundary = _validate.float_array(x, "x", min_ndim=1)
     _validate.check_finite(t, "x")
     if granularity not in ("tensor", "token"):
         raise ValueError(f"granularity={granularity!r} must be 'tensor' or 'token'")
@@ -40,13 +41,11 @@ def quantize_activations(x, *, granularity: str = "token", clip_percentile: floa
     if clip_percentile is None:
         amax = a.amax() if granularity == "tensor" else a.amax(-1, keepdim=True)
     else:
-        if not (isinstance(clip_percentile, (int, float)) and 0 < clip_percentile <= 100):
-            raise ValueError(f"clip_percentile={clip_percentile!r} must be in (0, 100]")
-        q = float(clip_percentile) / 100
+        q = _validate.real(clip_percentile, "clip_percentile", low=0, high=100, low_open=True) / 100
         amax = torch.quantile(a.flatten(), q) if granularity == "tensor" else torch.quantile(a, q, dim=-1, keepdim=True)
     scale = amax.clamp_(min=torch.finfo(torch.float32).tiny).div_(127)
     x_q = torch.div(t, scale).round_().clamp_(-127, 127).to(torch.int8)
-    return x_q, scale
+    return boundary.out((x_q, scale))
 
 
 @dataclass(frozen=True)
