@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE = 1
 # make test-asan: the C++ kernels and bindings built with AddressSanitizer + UBSan (CUDA off, in
 # build/asan) and loaded in place of the installed _C (LINALG_CORE_C_PATH) for the kernel,
 # binding-fuzz, layout-fuzz and tampered-file tests. Any out-of-bounds access or undefined
-# behaviour aborts the run.
+# behaviour aborts the run (--capture=sys: the sanitizer report reaches the terminal).
 ASAN_BUILD  ?= build/asan
 ASAN_TESTS  ?= tests/test_bindings.py tests/test_layouts.py tests/test_tampered_files.py tests/test_fwht.py \
 	tests/test_sketch.py tests/test_random.py tests/test_convert.py tests/test_quant_kernels.py tests/test_quant.py \
@@ -66,7 +66,7 @@ test-asan: $(VENV)/.built
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE="$(abspath $(PY))" \
 		-Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" > /dev/null
 	cmake --build $(ASAN_BUILD)
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider -m "not triton" $(ASAN_TESTS) $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider --capture=sys -m "not triton" $(ASAN_TESTS) $(PYTEST_ARGS)
 
 test-gpu: $(VENV)/.built
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)

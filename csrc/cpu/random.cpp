@@ -117,11 +117,11 @@ template <typename Real, typename T>
 void fill_typed(T* out, bool sign, int64_t nrows, int64_t ncols, int64_t ld, int64_t row0, int64_t col0,
                 uint64_t stream, uint64_t seed, double scale) {
   // Split rows into pieces of at most 4096 elements so that few, long rows still use all threads.
-  const int64_t pieces = (ncols + 4095) / 4096;
+  const int64_t pieces = ncols / 4096 + (ncols % 4096 != 0);  // no overflow for any ncols
   parallel_for(nrows * pieces, nrows * ncols > 8192, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t i = t / pieces, c0 = (t % pieces) * 4096, c1 = std::min(ncols, c0 + 4096);
-      const uint64_t base = uint64_t(row0 + i) * uint64_t(ld) + uint64_t(col0);
+      const uint64_t base = (uint64_t(row0) + uint64_t(i)) * uint64_t(ld) + uint64_t(col0);  // mod 2^64
       fill_range<Real>(out + i * ncols + c0, sign, base + uint64_t(c0), base + uint64_t(c1), stream, seed,
                        Real(scale));
     }

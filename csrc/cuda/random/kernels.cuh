@@ -75,7 +75,7 @@ __global__ void random_fill_kernel(T* __restrict__ out, int64_t nrows, int64_t n
   for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = t / groups_per_row, g = t - i * groups_per_row;
-    const uint64_t e_row = uint64_t(row0 + i) * uint64_t(ld) + uint64_t(col0);
+    const uint64_t e_row = (uint64_t(row0) + uint64_t(i)) * uint64_t(ld) + uint64_t(col0);
     const int64_t phase = static_cast<int64_t>(e_row & 3u);
     const uint64_t e0 = e_row - uint64_t(phase) + 4u * uint64_t(g);  // multiple of 4
     const int64_t j0 = 4 * g - phase;                                // column of e0
