@@ -374,3 +374,12 @@ def test_misaligned_tensors_are_copied():
                     256, 128)
     x_q, s = quantize_activations(torch.randn(3, 256, generator=torch.Generator().manual_seed(14)))
     assert torch.equal(qmatmul(x_q, _misaligned(s), odd), qmatmul(x_q, s, w))
+
+
+def test_dgq_quantize_group_size_scalar_convention():
+    W = torch.randn(8, 256, generator=torch.Generator().manual_seed(0))
+    ref = dgq_quantize(W, group_size=128)
+    for g in (np.int64(128), torch.tensor(128)):
+        torch.testing.assert_close(dgq_quantize(W, group_size=g).dequantize(), ref.dequantize())
+    with pytest.raises(TypeError, match="group_size must be an integer, got bool"):
+        dgq_quantize(W, group_size=True)

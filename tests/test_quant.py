@@ -593,3 +593,11 @@ def test_misaligned_stored_tensors_are_copied_and_misaligned_out_refused():
     assert torch.equal(R.dequantize(), Q.dequantize()) and R.data["scales"].data_ptr() % 4 == 0
     with pytest.raises(ValueError, match="not aligned"):
         Q.dequantize(out=_misaligned(torch.zeros(64, 96)))
+
+
+def test_format_fields_accept_numpy_and_0d_tensor_integers():
+    # The scalar convention: NumPy integers and 0-d integer tensors count as integers.
+    assert NormalFloat(bits=torch.tensor(3), block_size=np.int64(64)) == NormalFloat(bits=3, block_size=64)
+    assert IntGroup(group_size=torch.tensor(128)).group_size == 128
+    with pytest.raises(ValueError, match="bits must be one of"):
+        NormalFloat(bits=torch.tensor(3.0))

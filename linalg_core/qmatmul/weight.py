@@ -313,8 +313,10 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
     if peak > _W_LIMIT:  # group ranges max − min and their scales must stay finite in float32
         raise ValueError(f"W's largest |value| is {peak:.6g}; DGQ's float32 search handles |W| up to {_W_LIMIT:.0e}: "
                          f"scale W down")
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 128 or group_size % 128:
-        raise ValueError(f"group_size must be a positive multiple of 128 (the kernels work on 128-weight blocks), got {group_size!r}")
+    group_size = _validate.integer(group_size, "group_size")
+    if group_size < 128 or group_size % 128:
+        raise ValueError(f"group_size must be a positive multiple of 128 (the kernels work on 128-weight blocks), "
+                         f"got {group_size!r}")
     if K % group_size and not pad:
         raise ValueError(f"group_size={group_size} does not divide K={K} (the in_features of W {tuple(Wt.shape)}); "
                          f"choose a divisor of K or pass pad=True")

@@ -43,8 +43,15 @@ _F32_MAX = torch.finfo(torch.float32).max
 _KERNEL_TINY = 1e-38
 
 
+def _integral_tensor(v):
+    """A 0-d integer tensor as int (the scalar convention: 0-d tensors count as numbers)."""
+    if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point() and v.dtype != torch.bool:
+        return int(v)
+    return v
+
+
 def _positive_multiple_of_8(obj, name):
-    v = getattr(obj, name)
+    v = _integral_tensor(getattr(obj, name))
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 8 or v % 8 or v > MAX_BLOCK:
         raise ValueError(f"{name} must be a positive multiple of 8 up to {MAX_BLOCK}, got {v!r}")
     object.__setattr__(obj, name, int(v))
@@ -53,7 +60,7 @@ def _positive_multiple_of_8(obj, name):
 def _choice(obj, name, options):
     """``obj.name`` must equal one of ``options`` with the option's type (True is not 1, 4.0 is
     not 4; any integral type counts as int and is stored as int)."""
-    v = getattr(obj, name)
+    v = _integral_tensor(getattr(obj, name))
     for o in options:
         if type(v) is type(o) and v == o:
             return
