@@ -22,8 +22,9 @@ Differences by design (``xfail(strict=True)``): integer input is rejected with T
 (scikit-learn casts to float64). No linalg_core equivalent (skipped): the "none" power
 iteration normalizer, ``transpose=`` (emulated where the peer test is about transposing the
 data: ``rsvd(X.T)`` transposed back), ``svd_lapack_driver=``. scipy.sparse input (CSR) runs
-the peer's sparse assertions; lil / dok input gives correct results but not scikit-learn's
-``SparseEfficiencyWarning`` (``xfail(strict=False)``, sparse input pending).
+the peer's sparse assertions; lil / dok input gives correct results without scikit-learn's
+``SparseEfficiencyWarning``: it is converted to CSR once, so no product runs on the slow format
+(``xfail(strict=True)``, by design).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ INTEGER_REJECTED = pytest.mark.xfail(
     reason="differs by design: linalg_core rejects integer arrays with TypeError (README, Errors); "
            "scikit-learn casts them to float64")
 CSR_CONTAINERS = [sparse.csr_matrix, sparse.csr_array]
-SPARSE_PENDING = "scipy.sparse input: pending"
 
 
 def _randomized_svd(M, n_components, *, n_iter=None, power_iteration_normalizer="auto", random_state=None,
@@ -261,8 +261,8 @@ def test_randomized_svd_power_iteration_normalizer():
             assert 15 > np.abs(error_2 - error)
 
 
-@pytest.mark.xfail(strict=False, reason=SPARSE_PENDING + ": rsvd takes lil / dok input without scikit-learn's "
-                                              "SparseEfficiencyWarning")
+@pytest.mark.xfail(strict=True, reason="by design: rsvd converts lil / dok input to CSR once (a copy of the "
+                                             "non-zeros) and multiplies with that, so there is no slow path to warn about")
 @pytest.mark.parametrize("sparse_container", [sparse.dok_matrix, sparse.dok_array, sparse.lil_matrix,
                                               sparse.lil_array], ids=lambda c: c.__name__)
 def test_randomized_svd_sparse_warnings(sparse_container):
