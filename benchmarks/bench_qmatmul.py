@@ -16,8 +16,7 @@ import logging
 
 import torch
 
-from linalg_core.backends.cpu import Launch
-from linalg_core.qmatmul import DGQLinear, dgq_quantize, qmatmul, quantize_activations
+from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quantize_activations
 from linalg_core.testing import minilm_weights
 from linalg_core.testing.bench import Report, measure
 
@@ -54,7 +53,7 @@ def shape_rows(report: Report, label: str, W: torch.Tensor, Ms, quick: bool, bnb
         x_q, s = quantize_activations(x)
         ref = x @ W.T
         ours = measure(lambda x_q=x_q, s=s: qmatmul(x_q, s, w), repeats=15)
-        path = Launch.last_dgq_path
+        path = cpu_path(M)
         layer = measure(lambda x=x: dlin(x), repeats=15)
         fp32 = measure(lambda x=x: x @ W_deq.T, repeats=15)
         deq = measure(lambda x=x: x @ w.dequantize().T, repeats=7)

@@ -13,10 +13,18 @@ counter-based ``random`` streams every randomized op draws from. Backends
 ``import linalg_core`` never fails and never initialises CUDA.
 """
 
-from linalg_core import adapters, lowrank, qmatmul, quant, random, regression, sampling, sketch, vsa
-from linalg_core._ops import BackendError, explain
-from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error
-from linalg_core.sketch import distortion, fwht
+import importlib as _importlib
+
+from linalg_core import _ops
+
+# The package wires the backends into the registry: imported at the first dispatch (never here;
+# _ops itself imports no backend).
+_ops.set_loader(lambda: _importlib.import_module("linalg_core.backends"))
+
+from linalg_core import adapters, lowrank, qmatmul, quant, random, regression, sampling, sketch, vsa  # noqa: E402
+from linalg_core._ops import BackendError, explain  # noqa: E402
+from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error  # noqa: E402
+from linalg_core.sketch import distortion, fwht  # noqa: E402
 
 __version__ = "0.1.0"
 

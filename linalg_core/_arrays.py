@@ -83,38 +83,47 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
 
 
 
-def _cpu_convert(x: torch.Tensor):
-    """The compiled conversion kernel when it can take x (a contiguous float CPU tensor and a
-    built ``_C``), else None. Internal plumbing: not subject to ``LINALG_CORE_BACKEND``."""
-    if x.device.type != "cpu" or not x.is_contiguous() or x.dtype not in FLOAT_DTYPES:
-        return None
-    from linalg_core import _ops
-    from linalg_core.backends import availability
+def _plumbing(x: torch.Tensor) -> str:
+    """Backend of the conversion ops when the library calls them for its own bookkeeping (casts,
+    finiteness checks): the compiled CPU kernel where it runs, torch otherwise — whatever
+    ``LINALG_CORE_BACKEND`` forces for the user's ops."""
+    if _CPU_OK[0] is None:
+        from linalg_core import _ops
 
-    _ops._load_backends()
-    impl = _ops.convert.impls.get("cpu")
-    return impl.fn if impl is not None and availability("cpu") is None else None
+        _CPU_OK[0] = _ops.availability("cpu") is None
+    return "cpu" if x.is_cpu and _CPU_OK[0] else "reference"
+
+
+_CPU_OK: list[bool | None] = [None]
+
+
+def _kernel_input(x: torch.Tensor) -> bool:
+    return x.dtype in FLOAT_DTYPES and x.is_contiguous()
 
 
 def cast(x: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """(x converted to ``dtype``, number of non-finite entries of x) in one pass: the compiled
     kernel for contiguous CPU tensors (vectorised, threaded), else torch. ``out`` (contiguous,
     x's shape) receives the result when given."""
+    from linalg_core import _ops
+
     if out is None:
         out = torch.empty(x.shape, dtype=dtype, device=x.device)
-    kernel = _cpu_convert(x) if out.is_contiguous() and dtype in FLOAT_DTYPES else None
-    if kernel is None:
-        out.copy_(x)
-        return out, count_nonfinite(x) if x.is_floating_point() else 0
-    return out, kernel(x, out)
+    if _kernel_input(x) and out.is_contiguous() and dtype in FLOAT_DTYPES:
+        return out, int(_ops.convert_into(x, out, backend=_plumbing(x)))
+    out.copy_(x)
+    return out, count_nonfinite(x) if x.is_floating_point() else 0
 
 
 def count_nonfinite(x: torch.Tensor) -> int:
     """Number of NaN/±Inf entries of a float tensor: one read pass through the compiled kernel
     for contiguous CPU tensors (no temporaries: a 16-bit ``sum`` first converts the whole
     tensor), else torch."""
-    kernel = _cpu_convert(x)
-    return kernel(x, None) if kernel is not None else int((~torch.isfinite(x)).sum())
+    from linalg_core import _ops
+
+    if _kernel_input(x):
+        return int(_ops.count_nonfinite(x, backend=_plumbing(x)))
+    return int((~torch.isfinite(x)).sum())
 
 
 # --------------------------------------------------------------------------- sparse matrices

@@ -1,14 +1,26 @@
-"""The op registry: every kernel-level op, its backends in priority order, and dispatch.
+"""The op registry: every kernel-level op as a torch custom op, its backends in priority order,
+and dispatch.
 
-An op (``fwht``, ``sparse_apply``, ...) has one implementation per backend. Backends are tried
-in the fixed order ``cuda, triton, cpu, reference``; each states whether it is available at
-all (``Backend.unavailable``) and whether it accepts a given call (``Impl.declines``), always
-with a reason. ``backend="name"`` or the environment variable ``LINALG_CORE_BACKEND`` forces
-one; forcing a backend that is unavailable or declines raises :class:`BackendError` with the
-reason. The ``reference`` backend is pure torch and always present.
+Each op (``fwht``, ``sparse_apply``, ``dgq_matmul``, ...) is defined here once, as
+``torch.ops.linalg_core.<name>`` with a schema and a fake (meta) kernel, so ``torch.compile``
+(``fullgraph=True``), ``torch.export`` and CUDA graphs see it as one opaque node with known
+output shapes. Its device kernels (CPU, CUDA, and a composite fallback for other devices) choose
+among the backend implementations registered for it, tried in the fixed order ``cuda, triton,
+cpu, reference``; each backend states whether it is available at all and whether it accepts a
+given call (:meth:`Impl.declines`), always with a reason. ``backend="name"`` or the environment
+variable ``LINALG_CORE_BACKEND`` forces one; forcing a backend that is unavailable or declines
+raises :class:`BackendError` with the reason. The ``reference`` backend is pure torch and always
+present.
 
-Backend implementations register themselves with ``OPS[name].register(...)`` when
-``linalg_core.backends`` is imported (on first dispatch, never at ``import linalg_core``).
+The registry is one-way: this module imports no backend. Backends register their
+implementations (:meth:`Op.register`) and their availability (:func:`declare_backend`); the
+package installs the loader (:func:`set_loader`) that imports them at the first dispatch, never
+at ``import linalg_core``.
+
+Calling an op (:meth:`Op.__call__`): in plain eager mode (real tensors, no gradient needed, no
+``torch.compile`` / ``torch.func`` / fake-tensor tracing) the chosen implementation runs directly,
+without the dispatcher; otherwise the call goes through ``torch.ops.linalg_core.<name>`` (the
+fake kernel, the autograd formula, the vmap rule). Both run the same implementation.
 """
 
 from __future__ import annotations
@@ -19,7 +31,9 @@ from typing import Callable
 
 import torch
 
+NAMESPACE = "linalg_core"
 BACKEND_ORDER = ("cuda", "triton", "cpu", "reference")
+ENV_BACKEND = "LINALG_CORE_BACKEND"
 
 
 class BackendError(RuntimeError):
@@ -35,11 +49,46 @@ class Key:
     forced: bool = False
 
 
-def _reason_unavailable(name: str) -> str | None:
-    from linalg_core.backends import availability
+# --- backends: declared by the backend packages, loaded by the package's loader ------------------
 
-    return availability(name)
+_AVAILABILITY: dict[str, Callable[[], str | None]] = {"reference": lambda: None}
+_LOADER: list[Callable[[], None]] = []
+_LOADED: list[bool] = [False]
 
+
+def set_loader(loader: Callable[[], None]) -> None:
+    """Install the function that imports (and so registers) the backends, run once at the first
+    dispatch. Set by ``linalg_core/__init__.py``."""
+    _LOADER[:] = [loader]
+
+
+def load_backends() -> None:
+    """Run the loader once (the backends register their implementations when imported)."""
+    if not _LOADED[0] and _LOADER:
+        _LOADED[0] = True
+        _LOADER[0]()
+
+
+def declare_backend(name: str, availability: Callable[[], str | None]) -> None:
+    """Called by a backend package: ``availability()`` gives None when the backend can run here,
+    else the reason it cannot."""
+    if name not in BACKEND_ORDER:
+        raise ValueError(f"unknown backend {name!r}")
+    _AVAILABILITY[name] = availability
+    for op in OPS.values():
+        op.chosen.clear()
+
+
+def availability(name: str) -> str | None:
+    """``None`` when backend ``name`` can run here, else the reason it cannot."""
+    if name not in BACKEND_ORDER:
+        raise ValueError(f"backend={name!r} is not one of {', '.join(BACKEND_ORDER)}")
+    load_backends()
+    check = _AVAILABILITY.get(name)
+    return "is not installed in this build" if check is None else check()
+
+
+# --- implementations and ops -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Impl:
@@ -58,16 +107,53 @@ class Impl:
         return self.check(key) if self.check else None
 
 
+def _stack_len() -> int:
+    return torch._C._len_torch_dispatch_stack()
+
+
+def _plain(args) -> bool:
+    """Whether a call may skip the dispatcher: eager mode, no dispatch mode (fake tensors,
+    tracing), and every tensor argument a plain tensor outside ``torch.func`` transforms that
+    autograd does not need to track."""
+    if torch.compiler.is_compiling() or _stack_len():
+        return False
+    grad = torch.is_grad_enabled()
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            if type(a) is not torch.Tensor or (grad and a.requires_grad) or _wrapped(a):
+                return False
+    return True
+
+
+_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
 @dataclass
 class Op:
+    """A kernel-level op: ``torch.ops.linalg_core.<name>`` and its backend implementations.
+
+    ``key(*args)`` gives the (device, dtype) a call is dispatched on.
+    """
+
     name: str
+    schema: str
     doc: str
+    key: Callable[..., tuple[torch.device, torch.dtype]]
+    # positions of outputs that implementations may return as Python ints (element counts, read
+    # by eager callers without a tensor round trip); the dispatcher path makes them 0-d tensors
+    counts: tuple[int, ...] = ()
     impls: dict[str, Impl] = field(default_factory=dict)
-    # successful selections by (key, backend, LINALG_CORE_BACKEND, TRITON_INTERPRET): dispatch is
-    # a dictionary lookup after the first call (it is ~20 µs otherwise, as much as a small kernel)
+    # successful selections by (device, dtype, backend, LINALG_CORE_BACKEND): dispatch is a
+    # dictionary lookup after the first call
     chosen: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def overload(self) -> torch._ops.OpOverload:
+        """``torch.ops.linalg_core.<name>.default``."""
+        return getattr(getattr(torch.ops, NAMESPACE), self.name).default
+
     def register(self, backend: str, *, devices, dtypes, check=None):
+        """Decorator: ``fn`` implements this op for ``backend`` on these device types and dtypes."""
         if backend not in BACKEND_ORDER:
             raise ValueError(f"unknown backend {backend!r}")
 
@@ -80,26 +166,25 @@ class Op:
 
     def explain(self, key: Key) -> list[tuple[str, str | None]]:
         """[(backend, reason it would not be used or None)] in priority order."""
+        load_backends()
         out = []
         for name in BACKEND_ORDER:
             impl = self.impls.get(name)
-            reason = "has no implementation of this op" if impl is None else _reason_unavailable(name)
+            reason = "has no implementation of this op" if impl is None else availability(name)
             if reason is None:
                 reason = impl.declines(key)
             out.append((name, reason))
         return out
 
     def select(self, key: Key, backend: str | None = None) -> Impl:
-        env = os.environ.get("LINALG_CORE_BACKEND")
-        ck = (key, backend, env, os.environ.get("TRITON_INTERPRET"))
+        env = os.environ.get(ENV_BACKEND)
+        ck = (key.device, key.dtype, backend, env)
         impl = self.chosen.get(ck)
         if impl is None:
-            impl = self.chosen[ck] = self._select(key, backend, env)
+            impl = self.chosen[ck] = self._select(key, backend or env or None)
         return impl
 
-    def _select(self, key: Key, backend: str | None, env: str | None) -> Impl:
-        _load_backends()
-        forced = backend or env or None
+    def _select(self, key: Key, forced: str | None) -> Impl:
         if forced is not None:
             if forced not in BACKEND_ORDER:
                 raise ValueError(f"backend={forced!r} is not one of {', '.join(BACKEND_ORDER)}")
@@ -115,96 +200,285 @@ class Op:
             tried.append(f"{name}: {reason}")
         raise BackendError(f"{self.name}: no backend accepts {key}: " + "; ".join(tried))
 
-    def __call__(self, *args, key: Key, backend: str | None = None, **kwargs):
-        return self.select(key, backend).fn(*args, **kwargs)
+    def implementation(self, *args, backend: str | None = None) -> Callable:
+        """The implementation a call with these arguments runs."""
+        device, dtype = self.key(*args)
+        return self.select(Key(device, dtype), backend).fn
+
+    def kernel(self, *args, backend: str | None = None):
+        """The device kernel registered with torch: the chosen implementation (counts as 0-d
+        int64 tensors)."""
+        out = self.implementation(*args, backend=backend)(*args)
+        if not self.counts:
+            return out
+        device = self.key(*args)[0]
+        if isinstance(out, tuple):
+            return tuple(torch.tensor(v, dtype=torch.int64, device=device) if i in self.counts and
+                         not isinstance(v, torch.Tensor) else v for i, v in enumerate(out))
+        return out if isinstance(out, torch.Tensor) else torch.tensor(out, dtype=torch.int64, device=device)
+
+    def __call__(self, *args, backend: str | None = None):
+        if _plain(args):
+            return self.implementation(*args, backend=backend)(*args)
+        return self.overload(*args, backend=backend)
 
 
 OPS: dict[str, Op] = {}
+_LIB = torch.library.Library(NAMESPACE, "DEF")
 
 
-def define(name: str, doc: str) -> Op:
-    op = OPS.setdefault(name, Op(name, doc))
+def define(name: str, schema: str, doc: str, *, key, fake, counts: tuple[int, ...] = ()) -> Op:
+    """Define ``torch.ops.linalg_core.<name>(<schema>, str? backend=None)`` with its fake kernel and
+    device kernels that dispatch to the registered backends."""
+    if name in OPS:
+        return OPS[name]
+    args, ret = schema.split(" -> ")
+    _LIB.define(f"{name}{args[:-1]}, *, str? backend=None) -> {ret}")
+    op = OPS[name] = Op(name, schema, doc, key, counts=counts)
+    for dispatch_key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
+        _LIB.impl(name, op.kernel, dispatch_key)
+    torch.library.register_fake(f"{NAMESPACE}::{name}", lib=_LIB)(
+        lambda *a, backend=None, _fake=fake: _fake(*a))
     return op
 
 
-def _load_backends() -> None:
-    import linalg_core.backends  # noqa: F401  (registers every backend once)
+def _tensor_key(i: int, dtype=None):
+    """Key from positional argument ``i`` (a tensor): its device and dtype (or ``dtype``)."""
+    if dtype is None:
+        return lambda *a: (a[i].device, a[i].dtype)
+    return lambda *a: (a[i].device, dtype)
 
 
-# Kernel-level ops. Contracts (all tensors contiguous, validated by the public layer):
+def _empty(shape, dtype, device) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _compute(*dtypes) -> torch.dtype:
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+# --- the kernel-level ops. Contracts (tensors contiguous, validated by the public layer) ----------
+
 fwht = define(
-    "fwht",
-    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype, out=None) -> (B, N, K):"
-    " scale * H_N (rows of x times row_mult, zero-padded to N) along the middle axis, computed in"
-    " float64 when x or out_dtype is float64, else float32. ``out`` (contiguous, may be x itself)"
-    " receives the result when given.",
+    "fwht", "(Tensor x, int N, Tensor? row_mult, float scale, ScalarType out_dtype) -> Tensor",
+    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype) -> (B, N, K): scale * H_N"
+    " (rows of x times row_mult, zero-padded to N) along the middle axis, computed in float64 when x or"
+    " out_dtype is float64, else float32.",
+    key=_tensor_key(0),
+    fake=lambda x, N, row_mult, scale, out_dtype: _empty((x.shape[0], N, x.shape[2]), out_dtype, x.device),
+)
+fwht_into = define(
+    "fwht_into", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor(a!) out) -> ()",
+    "fwht_into(x, N, row_mult, scale, out (B, N, K)): fwht written into ``out`` (contiguous; may be x"
+    " itself when n_valid = N).",
+    key=_tensor_key(0),
+    fake=lambda x, N, row_mult, scale, out: None,
 )
 fwht_select = define(
-    "fwht_select",
-    "fwht_select(x (B, n_valid, K), N, row_mult, scale, rows int64 (m,), out_dtype, work=None) -> (B, m, K):"
-    " rows of fwht(x, N, row_mult, scale) (the SRHT), in out_dtype. ``work`` is an optional reusable"
-    " scratch of shape (B, N, K) in the compute dtype; backends without a fused kernel ignore it.",
+    "fwht_select", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor rows, ScalarType out_dtype) -> Tensor",
+    "fwht_select(x (B, n_valid, K), N, row_mult, scale, rows int64 (m,), out_dtype) -> (B, m, K): rows of"
+    " fwht(x, N, row_mult, scale) (the SRHT), in out_dtype.",
+    key=_tensor_key(0),
+    fake=lambda x, N, row_mult, scale, rows, out_dtype: _empty((x.shape[0], rows.shape[0], x.shape[2]), out_dtype,
+                                                               x.device),
 )
 sparse_hash = define(
-    "sparse_hash",
-    "sparse_hash(n, col0, m, s, stream, seed, device) -> rows int32 (n, s), signs int8 (n, s).",
+    "sparse_hash", "(int n, int col0, int m, int s, int stream, int seed, Device device) -> (Tensor, Tensor)",
+    "sparse_hash(n, col0, m, s, stream, seed, device) -> rows int32 (n, s), signs int8 (n, s) of the sparse"
+    " sketch columns col0 .. col0 + n - 1 (seed as a signed 64-bit integer: see ``as_int64``).",
+    key=lambda n, col0, m, s, stream, seed, device: (torch.device(device), torch.int32),
+    fake=lambda n, col0, m, s, stream, seed, device: (_empty((n, s), torch.int32, device),
+                                                      _empty((n, s), torch.int8, device)),
 )
 sparse_apply = define(
-    "sparse_apply",
-    "sparse_apply(A, rows, signs, m, scale, right) -> left: (B, m, d) = scale S A for A (B, n, d);"
-    " right: (B, d, m) = scale A S^T for A (B, d, n); in the compute dtype of A.",
+    "sparse_apply", "(Tensor A, Tensor rows, Tensor signs, int m, float scale, bool right) -> Tensor",
+    "sparse_apply(A, rows, signs, m, scale, right) -> left: (B, m, d) = scale S A for A (B, n, d); right:"
+    " (B, d, m) = scale A S^T for A (B, d, n); in the compute dtype of A.",
+    key=_tensor_key(0),
+    fake=lambda A, rows, signs, m, scale, right: _empty(
+        (A.shape[0], A.shape[1], m) if right else (A.shape[0], m, A.shape[2]), _compute(A.dtype), A.device),
 )
 random_uint32 = define(
-    "random_uint32",
+    "random_uint32", "(int count, int offset, int stream, int seed, Device device) -> Tensor",
     "random_uint32(count, offset, stream, seed, device) -> int64 words offset .. offset+count-1.",
+    key=lambda count, offset, stream, seed, device: (torch.device(device), torch.int64),
+    fake=lambda count, offset, stream, seed, device: _empty((count,), torch.int64, device),
 )
 random_fill = define(
     "random_fill",
-    "random_fill(nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device) ->"
-    " (nrows, ncols): scale * X[(row0 + i) * ld + col0 + j], X normal or Rademacher.",
+    "(int nrows, int ncols, int ld, int row0, int col0, int stream, int seed, float scale, bool sign,"
+    " ScalarType dtype, Device device) -> Tensor",
+    "random_fill(nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device) -> (nrows, ncols):"
+    " scale * X[(row0 + i) * ld + col0 + j], X normal or Rademacher.",
+    key=lambda nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device: (torch.device(device), dtype),
+    fake=lambda nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device: _empty((nrows, ncols), dtype,
+                                                                                              device),
 )
-
 convert = define(
-    "convert",
-    "convert(x, out) -> int: out (contiguous, x's numel) = x cast to out's dtype, rounding to nearest"
-    " even; returns the number of non-finite elements of x (converted, never dropped). out=None: only"
-    " the count.",
+    "convert", "(Tensor x, ScalarType dtype) -> (Tensor, Tensor)",
+    "convert(x, dtype) -> (x cast to dtype rounding to nearest even, int64 count of non-finite elements"
+    " of x (converted, never dropped)).",
+    key=_tensor_key(0),
+    fake=lambda x, dtype: (_empty(x.shape, dtype, x.device), _empty((), torch.int64, x.device)),
+    counts=(1,),
 )
-
+convert_into = define(
+    "convert_into", "(Tensor x, Tensor(a!) out) -> Tensor",
+    "convert_into(x, out) -> count: ``out`` (contiguous, x's numel) = x cast to out's dtype; the int64 count"
+    " of non-finite elements of x.",
+    key=_tensor_key(0),
+    fake=lambda x, out: _empty((), torch.int64, x.device),
+    counts=(0,),
+)
+count_nonfinite = define(
+    "count_nonfinite", "(Tensor x) -> Tensor",
+    "count_nonfinite(x) -> int64 count of the NaN and ±Inf elements of x (one read pass).",
+    key=_tensor_key(0),
+    fake=lambda x: _empty((), torch.int64, x.device),
+    counts=(0,),
+)
 weighted_gram = define(
-    "weighted_gram",
+    "weighted_gram", "(Tensor A, Tensor v) -> Tensor",
     "weighted_gram(A (n, d), v (n,)) -> G (d, d) = A^T diag(v) A, in A's dtype (float32/64).",
+    key=_tensor_key(0),
+    fake=lambda A, v: _empty((A.shape[1], A.shape[1]), A.dtype, A.device),
 )
 row_quadratic_forms = define(
-    "row_quadratic_forms",
+    "row_quadratic_forms", "(Tensor A, Tensor M) -> Tensor",
     "row_quadratic_forms(A (n, d), M (d, d) symmetric) -> q (n,) with q_i = a_i^T M a_i.",
+    key=_tensor_key(0),
+    fake=lambda A, M: _empty((A.shape[0],), A.dtype, A.device),
 )
-
 block_quantize = define(
-    "block_quantize",
-    "block_quantize(x (n,), block, mid float32 (2^bits - 1,) sorted, bits, scales=None, offsets=None) ->"
-    " (packed uint8 (ceil(n·bits/8),), scales float32 (ceil(n/block),), nonfinite count): code_i ="
-    " #{k : mid[k] < (x_i - o_b)·(1/max(s_b, 1e-38))} for i in block b (s_b = the block's absmax when"
-    " scales is None, o_b = 0 when offsets is None), packed MSB-first (8 codes fill `bits` bytes;"
-    " 4-bit codes are (c0 << 4) | c1). bits in {1, 2, 3, 4, 8}, or 0: no codes (an empty packed), only the"
-    " absmaxes and the count; block a multiple of 8.",
+    "block_quantize", "(Tensor x, int block, Tensor mid, int bits, Tensor? scales, Tensor? offsets) -> "
+    "(Tensor, Tensor, Tensor)",
+    "block_quantize(x (n,), block, mid float32 (2^bits - 1,) sorted, bits, scales=None, offsets=None) -> (packed"
+    " uint8 (ceil(n·bits/8),), scales float32 (ceil(n/block),), int64 nonfinite count): code_i = #{k : mid[k] <"
+    " (x_i - o_b)·(1/max(s_b, 1e-38))} for i in block b (s_b = the block's absmax when scales is None, o_b = 0"
+    " when offsets is None), packed MSB-first (8 codes fill `bits` bytes; 4-bit codes are (c0 << 4) | c1). bits"
+    " in {1, 2, 3, 4, 8}, or 0: no codes (an empty packed), only the absmaxes and the count; block a multiple"
+    " of 8.",
+    key=_tensor_key(0),
+    fake=lambda x, block, mid, bits, scales, offsets: (
+        _empty((-(-x.numel() * bits // 8),), torch.uint8, x.device),
+        _empty((-(-x.numel() // block),), torch.float32, x.device), _empty((), torch.int64, x.device)),
+    counts=(2,),
 )
 block_dequantize = define(
-    "block_dequantize",
+    "block_dequantize", "(Tensor packed, int bits, Tensor levels, Tensor scales, Tensor? offsets, int n, int block,"
+    " ScalarType out_dtype) -> Tensor",
     "block_dequantize(packed, bits, levels float32 (2^bits,), scales (nb,), offsets (nb,) | None, n, block,"
-    " out_dtype, out=None) -> (n,): levels[code_i]·s_b + o_b in float32 (two roundings, no FMA), then cast;"
-    " written into ``out`` (contiguous, n elements of out_dtype) when given.",
+    " out_dtype) -> (n,): levels[code_i]·s_b + o_b in float32 (two roundings, no FMA), then cast.",
+    key=lambda packed, bits, levels, scales, offsets, n, block, out_dtype: (packed.device, out_dtype),
+    fake=lambda packed, bits, levels, scales, offsets, n, block, out_dtype: _empty((n,), out_dtype, packed.device),
 )
-
+block_dequantize_into = define(
+    "block_dequantize_into", "(Tensor packed, int bits, Tensor levels, Tensor scales, Tensor? offsets, int n,"
+    " int block, Tensor(a!) out) -> ()",
+    "block_dequantize_into(..., out): block_dequantize written into ``out`` (contiguous, n elements).",
+    key=lambda packed, bits, levels, scales, offsets, n, block, out: (packed.device, out.dtype),
+    fake=lambda packed, bits, levels, scales, offsets, n, block, out: None,
+)
 dgq_matmul = define(
-    "dgq_matmul",
+    "dgq_matmul", "(Tensor x, Tensor qweight, Tensor zeros, Tensor group_scales, Tensor weight_sums, int group,"
+    " Tensor? x_scale, Tensor? channel_scales) -> Tensor",
     "dgq_matmul(x int8 (M, K), qweight uint8 (N, K/2), zeros uint8 (N, G), group_scales int8 (N, G), weight_sums"
     " int32 (N,), group, x_scale=None, channel_scales=None) -> int32 (M, N) = x · w8ᵀ exactly, w8[n, k] ="
     " s_int[n, g]·(q[n, k] − z[n, g]) with q the high-then-low nibbles of qweight; x in [−127, 127] (ValueError"
-    " for −128); K a multiple"
-    " of group, group a multiple of 128. With x_scale (M,) and channel_scales (N,) float32: the float32"
-    " (float(acc)·x_scale[m])·channel_scales[n] instead.",
+    " for −128); K a multiple of group, group a multiple of 128. With x_scale (M,) and channel_scales (N,)"
+    " float32: the float32 (float(acc)·x_scale[m])·channel_scales[n] instead.",
+    key=_tensor_key(0),
+    fake=lambda x, qweight, zeros, group_scales, weight_sums, group, x_scale, channel_scales: _empty(
+        (x.shape[0], qweight.shape[0]), torch.int32 if x_scale is None else torch.float32, x.device),
 )
+
+
+# --- autograd: the linear operators' adjoints; vmap: the batch folded into the op's batch dim -----
+
+def _fwht_adjoint(g, dtype, N, row_mult, scale, n_valid):
+    """x̄ = scale · D · (H_N ḡ)[:n_valid] (H symmetric, D = diag(row_mult), padding rows dropped)."""
+    y = fwht(g.contiguous(), N, None, scale, dtype)[:, :n_valid]
+    return y if row_mult is None else y * row_mult.to(y.dtype)[:, None]
+
+
+def _fwht_setup(ctx, inputs, output):
+    x, N, row_mult, scale = inputs[:4]
+    ctx.args = (x.dtype, N, scale, x.shape[1])
+    ctx.save_for_backward(row_mult)
+
+
+def _fwht_backward(ctx, g):
+    dtype, N, scale, n_valid = ctx.args
+    (row_mult,) = ctx.saved_tensors
+    return _fwht_adjoint(g, dtype, N, row_mult, scale, n_valid), None, None, None, None
+
+
+def _fwht_select_setup(ctx, inputs, output):
+    x, N, row_mult, scale, rows = inputs[:5]
+    ctx.args = (x.dtype, N, scale, x.shape[1])
+    ctx.save_for_backward(row_mult, rows)
+
+
+def _fwht_select_backward(ctx, g):
+    dtype, N, scale, n_valid = ctx.args
+    row_mult, rows = ctx.saved_tensors
+    full = g.new_zeros(g.shape[0], N, g.shape[2]).index_add(1, rows, g)  # Sᵀ: the selected rows back in place
+    return _fwht_adjoint(full, dtype, N, row_mult, scale, n_valid), None, None, None, None, None
+
+
+def _sparse_setup(ctx, inputs, output):
+    A, rows, signs, m, scale, right = inputs[:6]
+    ctx.args = (A.dtype, scale, right)
+    ctx.save_for_backward(rows, signs)
+
+
+def _sparse_backward(ctx, g):
+    """Left: Ā[b, j] = scale Σ_l signs[j, l] ḡ[b, rows[j, l]] (Sᵀḡ); right: the same along the last axis."""
+    dtype, scale, right = ctx.args
+    rows, signs = ctx.saved_tensors
+    idx, sg = rows.long(), signs.to(g.dtype) * scale
+    if right:  # ḡ (B, d, m) -> Ā (B, d, n)
+        grad = (g[:, :, idx] * sg).sum(-1)
+    else:  # ḡ (B, m, d) -> Ā (B, n, d)
+        grad = (g[:, idx, :] * sg[:, :, None]).sum(2)
+    return grad.to(dtype), None, None, None, None, None
+
+
+torch.library.register_autograd(f"{NAMESPACE}::fwht", _fwht_backward, setup_context=_fwht_setup, lib=_LIB)
+torch.library.register_autograd(f"{NAMESPACE}::fwht_select", _fwht_select_backward, setup_context=_fwht_select_setup,
+                                lib=_LIB)
+torch.library.register_autograd(f"{NAMESPACE}::sparse_apply", _sparse_backward, setup_context=_sparse_setup,
+                                lib=_LIB)
+
+
+def _batched_first(info, in_dims, x, *rest, backend=None, op, reshape_out):
+    """vmap over the tensor argument x: its vmapped dimension is folded into the op's batch
+    dimension B (the other tensor arguments must not be vmapped)."""
+    if any(d is not None for d in in_dims[1:]):
+        raise NotImplementedError(f"linalg_core::{op.name}: vmap over arguments other than the first is not "
+                                  "supported")
+    d = in_dims[0]
+    if d is None:
+        return op(x, *rest, backend=backend), None
+    xb = x.movedim(d, 0)
+    V = xb.shape[0]
+    y = op(xb.reshape(V * xb.shape[1], *xb.shape[2:]).contiguous(), *rest, backend=backend)
+    return y.reshape(V, -1, *y.shape[1:]) if reshape_out else y, 0
+
+
+for _op in (fwht, fwht_select, sparse_apply):
+    torch.library.register_vmap(
+        f"{NAMESPACE}::{_op.name}",
+        lambda info, in_dims, x, *rest, backend=None, _op=_op: _batched_first(info, in_dims, x, *rest,
+                                                                              backend=backend, op=_op,
+                                                                              reshape_out=True),
+        lib=_LIB)
+
+
+def as_int64(v: int) -> int:
+    """A 64-bit unsigned value (a seed, a stream id) as the signed int64 a schema's ``int``
+    holds (two's complement); backends read it back with ``v & (2**64 - 1)``."""
+    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
@@ -215,7 +489,6 @@ def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str |
         >>> linalg_core.explain("fwht", "cpu", torch.float32)[-1]
         ('reference', None)
     """
-    _load_backends()
     if op not in OPS:
         raise ValueError(f"op={op!r} is not one of {', '.join(sorted(OPS))}")
     return OPS[op].explain(Key(torch.device(device), dtype))

@@ -49,6 +49,9 @@ def nonfinite_message(x: torch.Tensor, name: str) -> str | None:
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
+    if traced():
+        assert_finite(x, f"{name} has NaN or Inf entries")
+        return
     msg = nonfinite_message(x, name)
     if msg:
         raise ValueError(msg)
@@ -59,26 +62,43 @@ def check_finite_through(results, x: torch.Tensor, name: str, what: str = "its p
     wherever x is (e.g. products in which every entry of x meets the other operand: NaN·0 and
     Inf·0 are NaN), instead of a pass over x. On failure x is counted (ValueError naming
     ``name``); a finite x whose results overflowed raises too."""
+    if traced():
+        for r in results:
+            assert_finite(r, f"{name} has NaN or Inf entries (or {what} overflow)")
+        return
     if all(all_finite(r) for r in results):
         return
     check_finite(x, name)
     raise ValueError(f"{name} is finite but {what} overflow {results[0].dtype}: scale it down")
 
 
-def all_finite(x: torch.Tensor) -> bool:
-    """Whether every entry of ``x`` is finite, at the cost of one sum in the common case.
+def traced() -> bool:
+    """Whether the current call is being traced rather than run: ``torch.compile`` / ``torch.export``
+    (Dynamo, fake tensors, proxy modes) or a ``torch.func`` transform. Data-dependent checks then
+    become graph-level asserts (:func:`assert_finite`) instead of Python branches."""
+    return (torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
+            or torch._C._functorch.peek_interpreter_stack() is not None)
 
-    NaN and ±Inf always make the sum non-finite; a finite sum therefore proves the tensor
-    finite. Only a non-finite sum (rare: a genuine NaN/Inf or an overflowing sum) pays for the
-    elementwise check.
-    """
+
+def assert_finite(x: torch.Tensor, message: str) -> None:
+    """The traced form of the finiteness checks: an assert inside the graph (RuntimeError with
+    ``message`` when it fails at run time; asynchronous on CUDA). Skipped under ``torch.func``
+    transforms, which have no batching rule for it."""
+    if torch._C._functorch.peek_interpreter_stack() is None:
+        torch._assert_async(torch.isfinite(x).all(), message)
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every entry of ``x`` is finite: one read pass of the compiled counting kernel for
+    contiguous CPU tensors (no float32 copy of a 16-bit x), else one sum in the common case (NaN
+    and ±Inf always make the sum non-finite, so a finite sum proves the tensor finite; only a
+    non-finite sum pays for the elementwise check)."""
     if x.numel() == 0:
         return True
-    from linalg_core._arrays import _cpu_convert
+    from linalg_core._arrays import _kernel_input, count_nonfinite
 
-    kernel = _cpu_convert(x)
-    if kernel is not None:
-        return kernel(x, None) == 0  # one read pass, no float32 copy of a 16-bit x
+    if _kernel_input(x) and x.is_cpu:
+        return count_nonfinite(x) == 0
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     if bool(torch.isfinite(x.sum(dtype=acc))):
         return True
@@ -92,6 +112,9 @@ def check_result_finite(out: torch.Tensor, inputs: dict[str, torch.Tensor], what
     Inf in an input always reaches the result: checking the (usually much smaller) result is
     enough, and the inputs are only counted once something is wrong.
     """
+    if traced():
+        assert_finite(out, f"{what}: the result has NaN or Inf entries (a non-finite input or an overflow)")
+        return
     if all_finite(out):
         return
     for name, x in inputs.items():

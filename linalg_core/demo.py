@@ -291,8 +291,7 @@ def section_quant(quick: bool) -> None:
 def section_qmatmul(quick: bool) -> None:
     """DGQ A8W4 on MiniLM-L6's feed-forward weight and a 4096² layer: accuracy and time against
     fp32 and the INT8 ideal."""
-    from linalg_core.backends.cpu import Launch
-    from linalg_core.qmatmul import DGQLinear, dgq_quantize, qmatmul, quantize_activations
+    from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quantize_activations
 
     print("\n## Quantized matmul: DGQ A8W4 (INT4 weights expanded to INT8 in registers, INT8 activations)\n")
     W = minilm_weights()["encoder.layer.0.intermediate.dense.weight"]
@@ -313,7 +312,7 @@ def section_qmatmul(quick: bool) -> None:
         xb = torch.randn(M, n, generator=torch.Generator().manual_seed(M))
         x_q, s = quantize_activations(xb)
         t_q = _time(lambda x_q=x_q, s=s: qmatmul(x_q, s, w))
-        path = Launch.last_dgq_path
+        path = cpu_path(M)
         t_f = _time(lambda xb=xb: xb @ Wb.T)
         xi = x_q if M > 16 else torch.cat([x_q, torch.zeros(17 - M, n, dtype=torch.int8)])
         t_i = _time(lambda xi=xi: torch._int_mm(xi, W8t))

@@ -22,8 +22,6 @@ def _version(dist: str) -> str:
 
 
 def report() -> str:
-    from linalg_core.backends import availability
-
     lines = [
         f"linalg_core {linalg_core.__version__}",
         f"  python {platform.python_version()} ({platform.machine()}), torch {torch.__version__}, "
@@ -46,11 +44,10 @@ def report() -> str:
     forced = os.environ.get("LINALG_CORE_BACKEND")
     lines.append("backends (priority order)" + (f", forced by LINALG_CORE_BACKEND={forced}" if forced else "") + ":")
     for name in _ops.BACKEND_ORDER:
-        reason = availability(name)
+        reason = _ops.availability(name)
         lines.append(f"  {name:<10} {'available' if reason is None else 'unavailable: ' + reason}")
-    _ops._load_backends()
-    lines.append("ops (backends implementing each):")
+    lines.append("ops (torch.ops.linalg_core.<op>; backends implementing each):")
     for op in _ops.OPS.values():
         impls = [b for b in _ops.BACKEND_ORDER if b in op.impls]
-        lines.append(f"  {op.name:<14} {', '.join(impls)}")
+        lines.append(f"  {op.name:<22} {', '.join(impls)}")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ import math
 import torch
 
 from linalg_core import _ops, _validate
+from linalg_core._ops import as_int64
 
 
 class Stream:
@@ -63,8 +64,8 @@ def uint32(count: int, *, seed, stream: int = 0, offset: int = 0, device="cpu", 
     """
     count = _validate.integer(count, "count", low=0)
     seed, stream, offset = _common(seed, stream, offset)
-    key = _ops.Key(torch.device(device), torch.int64)
-    return _ops.random_uint32(count, offset, stream, seed, device, key=key, backend=backend)
+    return _ops.random_uint32(count, as_int64(offset), as_int64(stream), as_int64(seed), torch.device(device),
+                              backend=backend)
 
 
 def _fill(shape, sign, seed, stream, offset, dtype, device, backend):
@@ -72,9 +73,8 @@ def _fill(shape, sign, seed, stream, offset, dtype, device, backend):
     seed, stream, offset = _common(seed, stream, offset)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype={dtype} is not supported; use torch.float32 or torch.float64")
-    key = _ops.Key(torch.device(device), dtype)
-    out = _ops.random_fill(nrows, ncols, ncols, 0, offset, stream, seed, 1.0, sign, dtype, device,
-                           key=key, backend=backend)
+    out = _ops.random_fill(nrows, ncols, ncols, 0, offset, as_int64(stream), as_int64(seed), 1.0, sign, dtype,
+                           torch.device(device), backend=backend)
     return out.reshape(shape)
 
 

@@ -24,13 +24,13 @@ sparse_sign    nnz ±1/√nnz per column, distinct rows (Kane–Nelson 2014)  O(
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from linalg_core import _ops, _out, _validate
+from linalg_core import _ops, _out, _scratch, _validate
+from linalg_core._ops import as_int64
 from linalg_core._arrays import SparseMatrix, as_sparse, compute_dtype, is_sparse
 from linalg_core.random import Stream
 
@@ -57,8 +57,6 @@ __all__ = [
 _BLOCK_ELEMS = 1 << 22
 
 
-def _key(t: torch.Tensor) -> _ops.Key:
-    return _ops.Key(t.device, t.dtype)
 
 
 @dataclass(frozen=True)
@@ -273,9 +271,8 @@ class GaussianSketch(Sketch):
     _stream: ClassVar[int] = Stream.GAUSSIAN
 
     def _dense(self, c0, c1, dtype, device, backend):
-        key = _ops.Key(device, dtype)
-        return _ops.random_fill(self.m, c1 - c0, self.n, 0, c0, self._stream, self.seed, 1.0 / math.sqrt(self.m),
-                                self._sign, dtype, device, key=key, backend=backend)
+        return _ops.random_fill(self.m, c1 - c0, self.n, 0, c0, self._stream, as_int64(self.seed),
+                                1.0 / math.sqrt(self.m), self._sign, dtype, device, backend=backend)
 
     def _blocks(self, dtype, device, backend):
         step = max(1, _BLOCK_ELEMS // self.m)
@@ -313,17 +310,13 @@ def _parity(x: torch.Tensor) -> torch.Tensor:
     return x & 1
 
 
-# Scratch bound of the SRHT's column panels on the CPU, and the shared scratch kept between calls.
+# Scratch bound of the SRHT's column panels on the CPU.
 _PANEL_BYTES = 128 << 20
-_SCRATCH_MAX_BYTES = 256 << 20
-_SCRATCH: dict = {}
-_SCRATCH_LOCK = threading.Lock()
 
 
 def release_scratch() -> None:
     """Free the transform scratch the SRHT keeps between calls (at most 256 MiB per device)."""
-    with _SCRATCH_LOCK:
-        _SCRATCH.clear()
+    _scratch.release()
 
 
 @dataclass(frozen=True)
@@ -363,9 +356,8 @@ class SRHT(Sketch):
         device = torch.device(device)
 
         def make():
-            key = _ops.Key(device, torch.float32)
-            d = _ops.random_fill(1, self.n, self.n, 0, 0, Stream.SRHT_SIGNS, self.seed, 1.0, True, torch.float32,
-                                 device, key=key, backend=backend)
+            d = _ops.random_fill(1, self.n, self.n, 0, 0, Stream.SRHT_SIGNS, as_int64(self.seed), 1.0, True,
+                                 torch.float32, device, backend=backend)
             return d[0].to(torch.int8)
 
         return self._cached("signs", device, make)
@@ -375,8 +367,7 @@ class SRHT(Sketch):
         device = torch.device(device)
 
         def make():
-            key = _ops.Key(device, torch.int64)
-            keys = _ops.random_uint32(self.N, 0, Stream.SRHT_ROWS, self.seed, device, key=key, backend=backend)
+            keys = _ops.random_uint32(self.N, 0, Stream.SRHT_ROWS, as_int64(self.seed), device, backend=backend)
             order = keys * self.N + torch.arange(self.N, device=device)
             return torch.topk(order, self.m, largest=False, sorted=False).indices.sort().values
 
@@ -426,25 +417,8 @@ class SRHT(Sketch):
         return outs
 
     def _transform_panel(self, x, backend):
-        cdt = compute_dtype(x.dtype)
-        numel = x.shape[0] * self.N * x.shape[2]
-        # The scratch (a flat buffer viewed as (B, N, K)) is shared and kept (class docstring);
-        # concurrent callers that find it busy, and very large requests, get a fresh one.
-        mine = _SCRATCH_LOCK.acquire(blocking=False)
-        try:
-            key = (str(x.device), cdt)
-            flat = _SCRATCH.get(key) if mine else None
-            if flat is None or flat.numel() < numel:
-                flat = torch.empty(numel, dtype=cdt, device=x.device)
-                if mine and numel * flat.element_size() <= _SCRATCH_MAX_BYTES:
-                    _SCRATCH[key] = flat
-            work = flat[:numel].view(x.shape[0], self.N, x.shape[2])
-            return _ops.fwht_select(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m),
-                                    self.rows(x.device, backend), x.dtype, work, key=_key(x), backend=backend)
-        finally:
-            if mine:
-                _SCRATCH_LOCK.release()
-
+        return _ops.fwht_select(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m),
+                                self.rows(x.device, backend), x.dtype, backend=backend)
 
     def _apply(self, A, backend):
         return self._transform(A, backend)
@@ -494,21 +468,18 @@ class SparseSignSketch(Sketch):
         c0, c1 = (0, self.n) if cols is None else cols
 
         def make():
-            key = _ops.Key(device, torch.int32)
-            return _ops.sparse_hash(c1 - c0, c0, self.m, self.nnz, Stream.SPARSE, self.seed, device, key=key,
+            return _ops.sparse_hash(c1 - c0, c0, self.m, self.nnz, Stream.SPARSE, as_int64(self.seed), device,
                                     backend=backend)
 
         return self._cached("hash", device, make) if cols is None else make()
 
     def _apply(self, A, backend):
         rows, signs = self.hash(A.device, backend)
-        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), False, key=_key(A),
-                                 backend=backend)
+        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), False, backend=backend)
 
     def _apply_right(self, A, backend):
         rows, signs = self.hash(A.device, backend)
-        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), True, key=_key(A),
-                                 backend=backend)
+        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), True, backend=backend)
 
     def _apply_sparse(self, A, backend):
         """S A for a sparse A on its stored entries: entry (i, j, a) of A adds ±a/√nnz to
@@ -649,9 +620,12 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         dest = _out.writable(out, "out", shape=t.shape, dtype=t.dtype, device=t.device)
         _out.check_no_partial_overlap(dest, t)
         dest = dest.view(B, N, K)
-    y = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, dest, key=_key(t), backend=backend).view(t.shape)
-    if dest is not None:
+    if dest is None:
+        y = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, backend=backend).view(t.shape)
+    else:
+        _ops.fwht_into(t.view(B, N, K), N, None, scale, dest, backend=backend)
         _out.written(dest)
+        y = dest.view(t.shape)
     _validate.check_result_finite(y, {"x": t}, "fwht")
     return boundary.out(y) if out is None else out
 

@@ -223,6 +223,26 @@ def test_dgq_matmul(data):
     call(_C.cpu_dgq_matmul, x, qw, zeros, gs, wsum, y, M, N, K, group, d(st.integers(0, 15)), xs, sc)
 
 
+@fuzz
+@given(st.data())
+def test_dgq_linear(data):
+    d = data.draw
+    buf = Buffers(d)
+    group = d(st.one_of(st.sampled_from([128, 256]), wild))
+    G = d(st.one_of(st.integers(0, 3), wild))
+    K = d(st.one_of(st.just(max(0, group) * max(0, G) if group < 1024 and 0 <= G < 8 else 0), wild))
+    M, N, dt = d(dim), d(dim), d(dtype_code)
+    Kc, Gc = min(max(K, 0), 1024), min(max(G, 0), 8)
+    # random bytes are often NaN/Inf (refused), zeros are finite (the kernel runs)
+    x = buf(prod(M, Kc) * esize(dt), fill=d(st.sampled_from(["random", "zeros"])))
+    qw = buf(prod(N, Kc // 2))
+    zeros, gs = buf(prod(N, Gc)), buf(prod(N, Gc))
+    wsum, sc = buf(4 * prod(N)), buf(4 * prod(N))
+    bias = buf(4 * prod(N)) if d(st.booleans()) else None
+    y = buf(4 * prod(M, N))
+    call(_C.cpu_dgq_linear, x, dt, qw, zeros, gs, wsum, sc, bias, y, M, N, K, group, d(st.integers(0, 15)))
+
+
 # --- targeted regressions (the fuzz found these classes; each named case stays) ------------------
 
 def _t(t):

@@ -25,7 +25,7 @@ def values(dtype, n=200_003):
 def test_bit_exact_with_torch(backend, src, dst):
     x = values(src)
     out = torch.empty(x.shape, dtype=dst)
-    bad = _ops.convert(x, out, key=_ops.Key(x.device, x.dtype), backend=backend)
+    bad = int(_ops.convert_into(x, out, backend=backend))
     expect = x.to(dst)
     assert bad == int((~torch.isfinite(x)).sum())
     finite = torch.isfinite(expect)
@@ -38,7 +38,10 @@ def test_counts_nan_and_inf(backend):
     x = torch.randn(100_000)
     x[[5, 77, 99_999]] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     out = torch.empty(x.shape, dtype=torch.bfloat16)
-    assert _ops.convert(x, out, key=_ops.Key(x.device, x.dtype), backend=backend) == 3
+    assert int(_ops.convert_into(x, out, backend=backend)) == 3
+    assert int(_ops.count_nonfinite(x, backend=backend)) == 3
+    y, bad = _ops.convert(x, torch.bfloat16, backend=backend)
+    assert int(bad) == 3 and torch.equal(y.view(torch.int16), out.view(torch.int16))
     assert torch.isnan(out[5]) and out[77] == float("inf") and out[99_999] == -float("inf")
 
 

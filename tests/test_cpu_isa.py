@@ -26,10 +26,9 @@ out = {
     "sjlt": lc.sketch.sparse_sign(64, 1000, seed=3).apply_right(A.T).flatten().tolist(),
     "words": lc.random.uint32(100, seed=9, offset=11).tolist(),
     "normals": lc.random.normal((3, 50), seed=9, dtype=torch.float64).flatten().tolist(),
-    "gram": lc._ops.weighted_gram(A[:999, :5].contiguous(), A[:999, 6].contiguous(),
-                                  key=lc._ops.Key(A.device, A.dtype), backend="cpu").flatten().tolist(),
+    "gram": lc._ops.weighted_gram(A[:999, :5].contiguous(), A[:999, 6].contiguous(), backend="cpu").flatten().tolist(),
     "forms": lc._ops.row_quadratic_forms(A[:999, :5].contiguous(), torch.eye(5, dtype=torch.float64),
-                                         key=lc._ops.Key(A.device, A.dtype), backend="cpu").tolist(),
+                                         backend="cpu").tolist(),
     "bf16": __import__("linalg_core._arrays", fromlist=["cast"]).cast(
         torch.randn(300001, generator=g), torch.bfloat16)[0].view(torch.int16)[::101].tolist(),
     "quant": [q.dequantize(torch.float32).flatten()[::7].tolist() + q.data["codes"][::5].tolist()

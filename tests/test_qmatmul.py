@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from linalg_core import _ops
-from linalg_core.backends.cpu import Launch
 from linalg_core.qmatmul import DGQLinear, DGQWeight, dgq_quantize, qmatmul, quantize_activations, smooth_outliers
 from linalg_core.testing.backends import usable_backends
 from tests.oracles import dgq
@@ -61,8 +60,8 @@ def test_search_never_worse_than_round_to_nearest(calib):
 def test_integer_product_bit_exact(backend, M, N, K):
     w = dgq_quantize(_w(N, K, seed=M), search="rtn")
     x = torch.randint(-127, 128, (M, K), generator=torch.Generator().manual_seed(N), dtype=torch.int8)
-    acc = _ops.dgq_matmul(x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size,
-                          key=_ops.Key(x.device, torch.int8), backend=backend)
+    acc = _ops.dgq_matmul(x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, None, None,
+                          backend=backend)
     assert acc.dtype == torch.int32
     np.testing.assert_array_equal(acc.numpy(), _oracle(x, w))
 
@@ -70,16 +69,12 @@ def test_integer_product_bit_exact(backend, M, N, K):
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="_C not built")
 @pytest.mark.parametrize("paths", [1, 2, 4, 8, 0])
 @pytest.mark.parametrize("M,N,K", [(1, 33, 256), (16, 40, 128), (37, 70, 384), (200, 17, 1152)])
-def test_every_cpu_path_bit_exact(paths, M, N, K):
+def test_every_cpu_path_bit_exact(paths, M, N, K, monkeypatch):
     w = dgq_quantize(_w(N, K, seed=2), search="rtn")
     x = torch.randint(-127, 128, (M, K), generator=torch.Generator().manual_seed(3), dtype=torch.int8)
-    old = Launch.dgq_paths
-    try:
-        Launch.dgq_paths = paths
-        acc = _ops.dgq_matmul(x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size,
-                              key=_ops.Key(x.device, torch.int8), backend="cpu")
-    finally:
-        Launch.dgq_paths = old
+    monkeypatch.setenv("LINALG_CORE_DGQ_PATHS", str(paths))
+    acc = _ops.dgq_matmul(x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, None, None,
+                          backend="cpu")
     np.testing.assert_array_equal(acc.numpy(), _oracle(x, w))
 
 
@@ -160,7 +155,7 @@ def test_gpu_bit_exact(backend, M, N, K):
     w = dgq_quantize(_w(N, K, seed=5), search="rtn")
     x = torch.randint(-127, 128, (M, K), generator=torch.Generator().manual_seed(6), dtype=torch.int8)
     acc = _ops.dgq_matmul(x.cuda(), w.qweight.cuda(), w.zeros.cuda(), w.group_scales.cuda(), w.weight_sums.cuda(),
-                          w.group_size, key=_ops.Key(torch.device("cuda"), torch.int8), backend=backend)
+                          w.group_size, None, None, backend=backend)
     np.testing.assert_array_equal(acc.cpu().numpy(), _oracle(x, w))
 
 

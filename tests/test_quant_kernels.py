@@ -50,8 +50,8 @@ def _op_quantize(x, block, levels, scales=None, offsets=None, backend=None):
     """(packed, scales, non-finite count) straight from the op (blockwise.quantize raises on a count)."""
     bits = 0 if levels is None else int(math.log2(levels.numel()))
     mid = torch.zeros(1) if levels is None else codebooks.midpoints(levels)
-    return _ops.block_quantize(x, block, mid.to(x.device), bits, scales, offsets, key=_ops.Key(x.device, x.dtype),
-                               backend=backend)
+    packed, s, bad = _ops.block_quantize(x, block, mid.to(x.device), bits, scales, offsets, backend=backend)
+    return packed, s, int(bad)
 
 
 def _assert_same_bits(got, want):

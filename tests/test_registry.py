@@ -14,7 +14,7 @@ CPU_F32 = _ops.Key(torch.device("cpu"), torch.float32)
 
 
 def test_every_op_has_a_reference_and_a_cpu_implementation():
-    _ops._load_backends()
+    _ops.load_backends()
     assert set(_ops.OPS) >= {"fwht", "sparse_hash", "sparse_apply", "random_uint32", "random_fill"}
     for op in _ops.OPS.values():
         assert "reference" in op.impls

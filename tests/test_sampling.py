@@ -179,9 +179,8 @@ def test_row_kernels_match_float64(backend, dtype, n, d):
     v = torch.rand(n, generator=g, dtype=torch.float64)
     M = torch.randn(d, d, generator=g, dtype=torch.float64)
     M = M + M.T
-    key = _ops.Key(A.device, dtype)
-    G = _ops.weighted_gram(A.to(dtype), v.to(dtype), key=key, backend=backend)
-    q = _ops.row_quadratic_forms(A.to(dtype), M.to(dtype), key=key, backend=backend)
+    G = _ops.weighted_gram(A.to(dtype), v.to(dtype), backend=backend)
+    q = _ops.row_quadratic_forms(A.to(dtype), M.to(dtype), backend=backend)
     An, vn, Mn = A.numpy(), v.numpy(), M.numpy()
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     np.testing.assert_allclose(G.double().numpy(), An.T @ (An * vn[:, None]), rtol=tol, atol=tol * n * d)

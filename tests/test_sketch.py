@@ -202,9 +202,11 @@ def test_srht_column_panels_equal_one_transform(monkeypatch):
     lc.sketch.release_scratch()
     paneled = lc.sketch.srht(256, 3000, seed=4).apply(A)
     assert torch.equal(paneled, whole)
-    assert sk._SCRATCH[("cpu", torch.float64)].numel() == 4096 * 8  # one bounded scratch, reused
+    from linalg_core import _scratch
+
+    assert _scratch._KEPT[("fwht_select", torch.float64, "cpu")].numel() == 4096 * 8  # one bounded scratch, reused
     lc.sketch.release_scratch()
-    assert not sk._SCRATCH
+    assert not _scratch._KEPT
 
 
 @pytest.mark.parametrize("kind", ["srht", "gaussian", "countsketch"])

@@ -22,10 +22,11 @@ BIG_SEED = 2**63 + 0x1234_5678_9ABC
 
 
 def both(op, *args, dtype, **kwargs):
-    """(triton, reference) results of one op call."""
-    key = _ops.Key(DEVICE, dtype)
-    return (getattr(_ops, op)(*args, key=key, backend="triton", **kwargs),
-            getattr(_ops, op)(*args, key=key, backend="reference", **kwargs))
+    """(triton, reference) results of one op call (64-bit seeds as the schemas' int64)."""
+    args = tuple(_ops.as_int64(a) if isinstance(a, int) and not isinstance(a, bool) and a >= 2**63 else a
+                 for a in args)
+    return (getattr(_ops, op)(*args, backend="triton", **kwargs),
+            getattr(_ops, op)(*args, backend="reference", **kwargs))
 
 
 def test_cpu_tensors_need_interpreter_and_forcing():
@@ -125,7 +126,7 @@ def test_sparse_hash_bit_identical(s):
 @pytest.mark.parametrize("right", [False, True])
 def test_sparse_apply(dtype, right):
     n, m, s, d, B = 70, 13, 3, 5, 2
-    rows, signs = _ops.sparse_hash(n, 0, m, s, 1, 2, DEVICE, key=_ops.Key(DEVICE, torch.int32), backend="reference")
+    rows, signs = _ops.sparse_hash(n, 0, m, s, 1, 2, DEVICE, backend="reference")
     g = torch.Generator().manual_seed(0)
     A = torch.randn((B, d, n) if right else (B, n, d), generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
     got, want = both("sparse_apply", A, rows, signs, m, 0.3, right, dtype=dtype)

@@ -1,9 +1,12 @@
 """Backends, in priority order: cuda (linalg_core._C built with nvcc), triton, cpu
 (linalg_core._C), reference (pure torch, always present).
 
-Importing this package registers every backend's implementations in ``linalg_core._ops``;
-it happens at the first dispatch, never at ``import linalg_core``. Nothing here initialises
-CUDA until a CUDA tensor is actually dispatched.
+Each backend is a folder with one module per op family (``sketch``, ``random``, ``convert``,
+``sampling``, ``quant``, ``qmatmul``) whose implementations register themselves with
+:mod:`linalg_core._ops` when imported. This package declares each backend's availability and
+imports the families; ``linalg_core`` installs it as the registry's loader, so it runs at the
+first dispatch, never at ``import linalg_core``. Nothing here initialises CUDA until a CUDA
+tensor is actually dispatched.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 
 import torch
 
+from linalg_core import _ops
 from linalg_core._ext import C_IMPORT_ERROR, _C
 
 
@@ -24,34 +28,38 @@ def _cuda_gpu() -> str | None:
     return None
 
 
+def _cpu() -> str | None:
+    return C_IMPORT_ERROR
+
+
+def _cuda() -> str | None:
+    if _C is None:
+        return C_IMPORT_ERROR
+    if not _C.build_info()["cuda"]:
+        return "linalg_core._C was built without CUDA (no nvcc at build time, or LINALG_CORE_CUDA=OFF)"
+    return _cuda_gpu()
+
+
+def _triton() -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install triton)"
+    if os.environ.get("TRITON_INTERPRET") == "1" or _cuda_gpu() is None:
+        return None
+    return "no CUDA GPU for Triton (TRITON_INTERPRET=1 runs its kernels on the CPU interpreter)"
+
+
 def availability(name: str) -> str | None:
     """``None`` when backend ``name`` can run here, else the reason it cannot."""
-    if name == "reference":
-        return None
-    if name == "cpu":
-        return C_IMPORT_ERROR
-    if name == "cuda":
-        if _C is None:
-            return C_IMPORT_ERROR
-        if not _C.build_info()["cuda"]:
-            return "linalg_core._C was built without CUDA (no nvcc at build time, or LINALG_CORE_CUDA=OFF)"
-        return _cuda_gpu()
-    if name == "triton":
-        if importlib.util.find_spec("triton") is None:
-            return "triton is not installed (pip install triton)"
-        if os.environ.get("TRITON_INTERPRET") == "1" or _cuda_gpu() is None:
-            return None
-        return "no CUDA GPU for Triton (TRITON_INTERPRET=1 runs its kernels on the CPU interpreter)"
-    raise ValueError(f"unknown backend {name!r}")
+    return _ops.availability(name)
 
 
-def _register_all() -> None:
-    from linalg_core.backends import reference  # noqa: F401  (always)
+_ops.declare_backend("cpu", _cpu)
+_ops.declare_backend("cuda", _cuda)
+_ops.declare_backend("triton", _triton)
 
-    if _C is not None:  # availability of the GPU itself is checked per call
-        from linalg_core.backends import cpu, cuda  # noqa: F401
-    if availability("triton") is None:
-        from linalg_core.backends import triton  # noqa: F401
+from linalg_core.backends import reference  # noqa: E402,F401  (always)
 
-
-_register_all()
+if _C is not None:  # the GPU itself is checked per call
+    from linalg_core.backends import cpu, cuda  # noqa: E402,F401
+if _triton() is None:
+    from linalg_core.backends import triton  # noqa: E402,F401

@@ -8,8 +8,8 @@
 """
 
 from linalg_core.qmatmul.activations import Smoothing, quantize_activations, smooth_outliers
-from linalg_core.qmatmul.matmul import DGQLinear, qmatmul
+from linalg_core.qmatmul.matmul import DGQLinear, cpu_path, qmatmul
 from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dgq_quantize
 
 __all__ = ["K_MAX", "DGQWeight", "dgq_quantize", "quantize_activations", "smooth_outliers", "Smoothing", "qmatmul",
-           "DGQLinear"]
+           "DGQLinear", "cpu_path"]

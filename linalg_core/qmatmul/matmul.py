@@ -72,14 +72,13 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
         xp[:, :K] = x2
         x2 = xp
     x2 = x2.contiguous()
-    key = _ops.Key(x2.device, torch.int8)
     if M == 0:
         y = torch.empty(0, w.out_features, dtype=torch.int32 if xs is None else torch.float32, device=x2.device)
     elif Kp <= K_MAX:
         y = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, xs,
-                            None if xs is None else w.channel_scales, key=key, backend=backend)
+                            None if xs is None else w.channel_scales, backend=backend)
     else:
-        acc = _chunked_product(x2, w, key, backend)
+        acc = _chunked_product(x2, w, backend)
         if xs is None:
             big = int(acc.abs().max())
             if big > 2**31 - 1:
@@ -93,7 +92,7 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
     return y if x_q.dim() == 2 else y.reshape(*lead, w.out_features)
 
 
-def _chunked_product(x2, w: DGQWeight, key, backend) -> torch.Tensor:
+def _chunked_product(x2, w: DGQWeight, backend) -> torch.Tensor:
     """int64 (M, N) x2 · w8ᵀ for K_pad > K_MAX: exact int32 products of chunks of whole groups."""
     g = w.group_size
     chunk = (K_MAX // g) * g
@@ -105,8 +104,32 @@ def _chunked_product(x2, w: DGQWeight, key, backend) -> torch.Tensor:
         g0, g1 = k0 // g, k1 // g
         acc += _ops.dgq_matmul(x2[:, k0:k1].contiguous(), w.qweight[:, k0 // 2:k1 // 2].contiguous(),
                                w.zeros[:, g0:g1].contiguous(), w.group_scales[:, g0:g1].contiguous(),
-                               w.chunk_sums(g0, g1), g, key=key, backend=backend)
+                               w.chunk_sums(g0, g1), g, None, None, backend=backend)
     return acc
+
+
+def cpu_path(M: int) -> str:
+    """The CPU kernel path ``dgq_matmul`` takes for M rows on this machine: ``"amx"`` (M ≥ 16),
+    ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"generic"``, within the set the environment
+    variable ``LINALG_CORE_DGQ_PATHS`` allows (bit set: 1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2)."""
+    import os
+
+    from linalg_core._ext import _C
+
+    if _C is None:
+        return "none"
+    allowed = int(os.environ.get("LINALG_CORE_DGQ_PATHS", "15"), 0)
+    isa, features = _C.cpu_isa(), set(_C.cpu_features().split(","))
+    if isa == "generic":
+        return "generic"
+    if isa == "avx512":
+        if allowed & 1 and M >= 16 and "amx-int8" in features:
+            return "amx"
+        if allowed & 2 and "avx512vnni" in features:
+            return "avx512vnni"
+    if allowed & 4 and "avxvnni" in features:
+        return "avxvnni"
+    return "avx2" if allowed & 8 else "generic"
 
 
 class DGQLinear(torch.nn.Module):

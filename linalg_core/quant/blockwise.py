@@ -19,10 +19,6 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
-def _key(t: torch.Tensor, dtype=None) -> _ops.Key:
-    return _ops.Key(t.device, dtype or t.dtype)
-
-
 def bits_of(levels: torch.Tensor) -> int:
     return int(math.log2(levels.numel()))
 
@@ -41,7 +37,8 @@ def quantize(x: torch.Tensor, block: int, levels: torch.Tensor | None, *, scales
         bits, mid = bits_of(levels), midpoints(levels).to(dev)
     s = None if scales is None else scales.to(device=dev, dtype=torch.float32).contiguous()
     o = None if offsets is None else offsets.to(device=dev, dtype=torch.float32).contiguous()
-    packed, s_out, bad = _ops.block_quantize(xf, block, mid, bits, s, o, key=_key(xf), backend=backend)
+    packed, s_out, bad = _ops.block_quantize(xf, block, mid, bits, s, o, backend=backend)
+    bad = int(bad)
     if bad:
         if xf.dtype != x.dtype and x.dtype == torch.float64 and bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} has {bad} value(s) beyond float32's range (the largest |{name}| is "
@@ -64,6 +61,8 @@ def dequantize(packed: torch.Tensor, levels: torch.Tensor, scales: torch.Tensor,
     lv = levels.to(device=dev, dtype=torch.float32).contiguous()
     s = scales.to(device=dev, dtype=torch.float32).contiguous()
     o = None if offsets is None else offsets.to(device=dev, dtype=torch.float32).contiguous()
-    res = _ops.block_dequantize(packed.contiguous(), bits_of(levels), lv, s, o, n, block, out_dtype, out,
-                                key=_key(packed, out_dtype), backend=backend)
+    if out is not None:
+        _ops.block_dequantize_into(packed.contiguous(), bits_of(levels), lv, s, o, n, block, out, backend=backend)
+        return out
+    res = _ops.block_dequantize(packed.contiguous(), bits_of(levels), lv, s, o, n, block, out_dtype, backend=backend)
     return res if out_dtype == dtype else res.to(dtype)

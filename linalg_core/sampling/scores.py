@@ -198,10 +198,9 @@ def _lewis(A, p: float, tol: float, maxiter: int) -> torch.Tensor:
     # Lewis weights are invariant under A -> A T: iterate on the well-conditioned U = A R⁻¹.
     R = _r_factor(A, "Lewis weights")
     U = torch.linalg.solve_triangular(R.mT, A.mT, upper=False).mT.contiguous()
-    key = _ops.Key(U.device, U.dtype)
     for _ in range(maxiter):
-        G = _ops.weighted_gram(U, (w ** (1 - 2 / p)).contiguous(), key=key)  # UᵀW^{1−2/p}U
-        tau = _ops.row_quadratic_forms(U, torch.cholesky_inverse(torch.linalg.cholesky(G)).contiguous(), key=key)
+        G = _ops.weighted_gram(U, (w ** (1 - 2 / p)).contiguous())  # UᵀW^{1−2/p}U
+        tau = _ops.row_quadratic_forms(U, torch.cholesky_inverse(torch.linalg.cholesky(G)).contiguous())
         new = _damped(w, tau, alpha, p)
         step = float((torch.log(new) - torch.log(w)).abs().max())
         w = new

@@ -12,7 +12,7 @@ from linalg_core import _ops
 def usable_backends(op: str, device="cpu", dtype=torch.float32) -> list[str]:
     """Backends that accept ``op`` for this device and dtype when forced (Triton on CPU tensors
     only under ``TRITON_INTERPRET=1``)."""
-    _ops._load_backends()
+    _ops.load_backends()
     key = _ops.Key(torch.device(device), dtype, forced=True)
     out = []
     for name, reason in _ops.OPS[op].explain(key):

@@ -1,7 +1,6 @@
-"""The ``cuda`` backend: the CUDA kernels compiled into ``linalg_core._C`` when nvcc was found
-at build time (csrc/cuda/). Same argument marshalling as the ``cpu`` backend, plus the current
-torch stream of the tensor's device."""
+"""The ``cuda`` backend: the CUDA kernels compiled into ``linalg_core._C`` when nvcc was found at
+build time (csrc/cuda/<family>/), one module per op family. Every launch runs on the current torch
+stream of the tensor's device (so it is ordered with torch's work and can be captured in a CUDA
+graph)."""
 
-from linalg_core.backends.cpu import Launch, register
-
-register("cuda", Launch("cuda"), ["cuda"])
+from linalg_core.backends.cuda import qmatmul, quant, random, sketch  # noqa: F401

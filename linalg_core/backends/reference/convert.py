@@ -9,8 +9,17 @@ from linalg_core._arrays import FLOAT_DTYPES
 from linalg_core.backends.reference.random import ANY_DEVICE
 
 
+@_ops.count_nonfinite.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
+def count_nonfinite(x):
+    return (~torch.isfinite(x)).sum()
+
+
 @_ops.convert.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
-def convert(x, out):
-    if out is not None:
-        out.view(x.shape).copy_(x)
-    return int((~torch.isfinite(x)).sum())
+def convert(x, dtype):
+    return x.to(dtype), count_nonfinite(x)
+
+
+@_ops.convert_into.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
+def convert_into(x, out):
+    out.view(x.shape).copy_(x)
+    return count_nonfinite(x)

@@ -22,7 +22,7 @@ def check_int8_range(x):
 
 
 @_ops.dgq_matmul.register("reference", devices=ANY_DEVICE, dtypes=[torch.int8])
-def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale=None, channel_scales=None):
+def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale, channel_scales):
     check_int8_range(x)
     w8 = expand_int8(qweight, zeros, group_scales, group)
     acc = torch.round(x.to(torch.float64) @ w8.to(torch.float64).T).to(torch.int32)

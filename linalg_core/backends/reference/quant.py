@@ -44,7 +44,7 @@ def _blocks(x: torch.Tensor, block: int) -> torch.Tensor:
 
 
 @_ops.block_quantize.register("reference", devices=ANY_DEVICE, dtypes=_IN)
-def block_quantize(x, block, mid, bits, scales=None, offsets=None):
+def block_quantize(x, block, mid, bits, scales, offsets):
     n = x.numel()
     xb = _blocks(x, block)
     s = xb.abs().amax(1) if scales is None else scales.to(torch.float32)
@@ -58,7 +58,7 @@ def block_quantize(x, block, mid, bits, scales=None, offsets=None):
 
 
 @_ops.block_dequantize.register("reference", devices=ANY_DEVICE, dtypes=_IN)
-def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype, out=None):
+def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype):
     codes = unpack_bits(packed, bits, n)
     nb = scales.numel()
     vals = torch.zeros(nb * block, dtype=torch.float32, device=packed.device)
@@ -66,6 +66,9 @@ def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype,
     vals = vals.view(nb, block) * scales[:, None]
     if offsets is not None:
         vals = vals + offsets[:, None]
-    if out is None:
-        return vals.reshape(-1)[:n].to(out_dtype)
-    return out.view(-1).copy_(vals.reshape(-1)[:n])
+    return vals.reshape(-1)[:n].to(out_dtype)
+
+
+@_ops.block_dequantize_into.register("reference", devices=ANY_DEVICE, dtypes=_IN)
+def block_dequantize_into(packed, bits, levels, scales, offsets, n, block, out):
+    out.view(-1).copy_(block_dequantize(packed, bits, levels, scales, offsets, n, block, out.dtype))

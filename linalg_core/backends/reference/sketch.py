@@ -12,7 +12,7 @@ from linalg_core.backends.reference.random import ANY_DEVICE
 
 
 @_ops.fwht.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
-def fwht(x, N, row_mult, scale, out_dtype, out=None):
+def fwht(x, N, row_mult, scale, out_dtype):
     B, n_valid, K = x.shape
     y = x.to(compute_dtype(x.dtype, out_dtype))
     if row_mult is not None:
@@ -24,15 +24,19 @@ def fwht(x, N, row_mult, scale, out_dtype, out=None):
         v = y.view(B, N // (2 * h), 2, h, K)
         y = torch.stack((v[:, :, 0] + v[:, :, 1], v[:, :, 0] - v[:, :, 1]), dim=2).view(B, N, K)
         h *= 2
-    y = (y * scale).to(out_dtype)
-    return y if out is None else out.copy_(y)
+    return (y * scale).to(out_dtype)
+
+
+@_ops.fwht_into.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
+def fwht_into(x, N, row_mult, scale, out):
+    out.copy_(fwht(x, N, row_mult, scale, out.dtype))
 
 
 def fwht_then_select(fwht_impl):
     """fwht_select as the full transform followed by a row gather (backends without a fused
     kernel)."""
 
-    def fwht_select(x, N, row_mult, scale, rows, out_dtype, work=None):
+    def fwht_select(x, N, row_mult, scale, rows, out_dtype):
         y = fwht_impl(x, N, row_mult, scale, compute_dtype(x.dtype, out_dtype))
         return y.index_select(1, rows).to(out_dtype)
 
@@ -44,6 +48,7 @@ _ops.fwht_select.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)(
 
 @_ops.sparse_hash.register("reference", devices=ANY_DEVICE, dtypes=[torch.int32])
 def sparse_hash(n, col0, m, s, stream, seed, device):
+    stream, seed = stream & philox.MASK64, seed & philox.MASK64
     j = torch.arange(col0, col0 + n, dtype=torch.int64, device=device)
     l = torch.arange(s, dtype=torch.int64, device=device)
     lanes = philox.philox4x32_10(j[:, None] * s + l[None, :], stream, seed)

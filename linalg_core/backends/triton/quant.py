@@ -114,7 +114,7 @@ def _dequantize_kernel(packed, levels, scales, offsets, out, n, block, BITS: tl.
 
 
 @_ops.block_quantize.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
-def block_quantize(x, block, mid, bits, scales=None, offsets=None):
+def block_quantize(x, block, mid, bits, scales, offsets):
     n = x.numel()
     nb = -(-n // block)
     packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8, device=x.device)
@@ -129,12 +129,21 @@ def block_quantize(x, block, mid, bits, scales=None, offsets=None):
             x, mid_t, s_out if scales is not None else x, offsets if offsets is not None else x,
             s_out, packed if bits else bad, bad, n, block, nb, BITS=bits, NM=nm, BR=br, BB=max(bb, 8),
             BP=_pow2(max(bits, 1)), HAS_SCALES=scales is not None, HAS_OFFSETS=offsets is not None, **LAUNCH)
-    return packed, s_out, int(bad.item())
+    return packed, s_out, bad[0]
 
 
 @_ops.block_dequantize.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
-def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype, out=None):
-    out = torch.empty(n, dtype=out_dtype, device=packed.device) if out is None else out
+def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype):
+    return _dequantize(packed, bits, levels, scales, offsets, n, block,
+                       torch.empty(n, dtype=out_dtype, device=packed.device))
+
+
+@_ops.block_dequantize_into.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
+def block_dequantize_into(packed, bits, levels, scales, offsets, n, block, out):
+    _dequantize(packed, bits, levels, scales, offsets, n, block, out)
+
+
+def _dequantize(packed, bits, levels, scales, offsets, n, block, out):
     if n == 0:
         return out
     groups = -(-n // 8)

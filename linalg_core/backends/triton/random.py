@@ -26,6 +26,7 @@ from linalg_core import _ops
 from linalg_core.backends.triton import LAUNCH, _check, _on, _pow2
 
 MASK32 = 0xFFFFFFFF
+MASK64 = (1 << 64) - 1  # seeds and stream ids arrive as int64 (the op schemas' int)
 WORDS, NORMAL, SIGN = 0, 1, 2
 # Outputs per program (BR * NB * per-block outputs) and stream indices per Philox block.
 _TILE = {WORDS: 2048, NORMAL: 1024, SIGN: 4096}
@@ -116,7 +117,7 @@ def _fill(out: torch.Tensor, mode: int, ld: int, row0: int, col0: int, stream: i
     n_cblk = triton.cdiv(ncols + per - 1, nb * per)  # a row's tiles start up to per - 1 early
     grid = (n_cblk * triton.cdiv(nrows, br),)
     scale_t = torch.full((1,), float(scale), dtype=torch.float64, device=out.device)
-    stream, seed = int(stream), int(seed)
+    stream, seed = int(stream) & MASK64, int(seed) & MASK64
     with _on(out.device):
         _philox_fill_kernel[grid](out, scale_t, nrows, ncols, ld, row0, col0, stream & MASK32, stream >> 32,
                                   seed & MASK32, seed >> 32, n_cblk, MODE=mode, BR=br, NB=nb,

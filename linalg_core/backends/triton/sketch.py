@@ -41,7 +41,7 @@ from linalg_core import _ops
 from linalg_core._arrays import FLOAT_DTYPES, compute_dtype
 from linalg_core.backends.triton import LAUNCH, _check, _on, _pow2
 from linalg_core.backends.reference.sketch import fwht_then_select
-from linalg_core.backends.triton.random import MASK32, philox_block
+from linalg_core.backends.triton.random import MASK32, MASK64, philox_block
 
 # Largest L x BC tile held in registers, in elements of the compute dtype (module-level so that
 # tests can shrink it to exercise the multi-pass path on small N).
@@ -123,12 +123,21 @@ def _fwht_plan(N: int, K: int, cdt: torch.dtype) -> list[int]:
 
 
 @_ops.fwht.register("triton", devices=("cuda", "cpu"), dtypes=FLOAT_DTYPES, check=_check)
-def fwht(x, N, row_mult, scale, out_dtype, out=None):
+def fwht(x, N, row_mult, scale, out_dtype):
+    return _fwht(x, N, row_mult, scale, torch.empty(x.shape[0], N, x.shape[2], dtype=out_dtype, device=x.device))
+
+
+@_ops.fwht_into.register("triton", devices=("cuda", "cpu"), dtypes=FLOAT_DTYPES, check=_check)
+def fwht_into(x, N, row_mult, scale, out):
+    _fwht(x, N, row_mult, scale, out)
+
+
+def _fwht(x, N, row_mult, scale, out):
     B, n_valid, K = x.shape
+    out_dtype = out.dtype
     if N < 1 or N & (N - 1) or N < n_valid:
         raise ValueError(f"fwht: N={N} must be a power of two >= n_valid={n_valid}")
     cdt = compute_dtype(x.dtype, out_dtype)
-    out = torch.empty(B, N, K, dtype=out_dtype, device=x.device) if out is None else out
     if out.numel() == 0:
         return out
     x = x.contiguous()
@@ -187,7 +196,7 @@ def sparse_hash(n, col0, m, s, stream, seed, device):
         return rows, signs
     bs = _pow2(s)
     bj = max(1, min(_pow2(n), 1024 // bs))
-    stream, seed = int(stream), int(seed)
+    stream, seed = int(stream) & MASK64, int(seed) & MASK64
     with _on(rows.device):
         _sparse_hash_kernel[(triton.cdiv(n, bj),)](rows, signs, n, col0, m, s, stream & MASK32, stream >> 32,
                                                   seed & MASK32, seed >> 32, BJ=bj, BS=bs, num_warps=4, **LAUNCH)

@@ -1,0 +1,32 @@
+"""CPU DGQ A8W4 integer product (csrc/cpu/qmatmul.cpp): AMX, AVX512-VNNI, AVX-VNNI, AVX2 or the
+portable loop, chosen by CPUID within the set ``LINALG_CORE_DGQ_PATHS`` allows."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from linalg_core import _ops
+from linalg_core._ext import _C
+from linalg_core.backends._c import buf
+
+CPU = ("cpu",)
+# Bit set of the CPU paths the kernel may use: 1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2 (the
+# portable loop always). Tests narrow it to check each path.
+ENV_PATHS = "LINALG_CORE_DGQ_PATHS"
+
+
+def allowed_paths() -> int:
+    v = os.environ.get(ENV_PATHS)
+    return 15 if v is None else int(v, 0)
+
+
+@_ops.dgq_matmul.register("cpu", devices=CPU, dtypes=[torch.int8])
+def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale, channel_scales):
+    M, K = x.shape
+    scaled = x_scale is not None
+    y = torch.empty(M, qweight.shape[0], dtype=torch.float32 if scaled else torch.int32)
+    _C.cpu_dgq_matmul(buf(x), buf(qweight), buf(zeros), buf(group_scales), buf(weight_sums), buf(y), M,
+                      qweight.shape[0], K, group, allowed_paths(), buf(x_scale), buf(channel_scales))
+    return y
