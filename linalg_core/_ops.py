@@ -401,7 +401,7 @@ def _fwht_adjoint(g, dtype, N, row_mult, scale, n_valid):
     return y if row_mult is None else y * row_mult.to(y.dtype)[:, None]
 
 
-def _fwht_setup(ctx, inputs, output):
+def _fwht_setup(ctx, inputs, keyword_only_inputs, output):
     x, N, row_mult, scale = inputs[:4]
     ctx.args = (x.dtype, N, scale, x.shape[1])
     ctx.save_for_backward(row_mult)
@@ -413,7 +413,7 @@ def _fwht_backward(ctx, g):
     return _fwht_adjoint(g, dtype, N, row_mult, scale, n_valid), None, None, None, None
 
 
-def _fwht_select_setup(ctx, inputs, output):
+def _fwht_select_setup(ctx, inputs, keyword_only_inputs, output):
     x, N, row_mult, scale, rows = inputs[:5]
     ctx.args = (x.dtype, N, scale, x.shape[1])
     ctx.save_for_backward(row_mult, rows)
@@ -426,7 +426,7 @@ def _fwht_select_backward(ctx, g):
     return _fwht_adjoint(full, dtype, N, row_mult, scale, n_valid), None, None, None, None, None
 
 
-def _sparse_setup(ctx, inputs, output):
+def _sparse_setup(ctx, inputs, keyword_only_inputs, output):
     A, rows, signs, m, scale, right = inputs[:6]
     ctx.args = (A.dtype, scale, right)
     ctx.save_for_backward(rows, signs)

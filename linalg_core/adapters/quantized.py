@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from linalg_core.adapters.init import LoRAInit, scaling
+from linalg_core.adapters.factors import LoRAInit, scaling
 from linalg_core.lowrank.rsvd import _rsvd
 
 

@@ -16,7 +16,7 @@ QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def block_quantize(x, block, mid, bits, scales, offsets):
     n = x.numel()
     packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8)
-    s_out = torch.empty(-(-n // block), dtype=torch.float32) if scales is None else scales
+    s_out = torch.empty(-(-n // block), dtype=torch.float32) if scales is None else scales.clone()  # an output never aliases an input
     bad = _C.cpu_block_quantize(buf(x), CODES[x.dtype], n, block, buf(mid), bits, buf(scales), buf(offsets),
                                 buf(s_out) if scales is None else None, buf(packed))
     return packed, s_out, bad

@@ -17,7 +17,7 @@ QUANT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def block_quantize(x, block, mid, bits, scales, offsets):
     n = x.numel()
     packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8, device=x.device)
-    s_out = torch.empty(-(-n // block), dtype=torch.float32, device=x.device) if scales is None else scales
+    s_out = torch.empty(-(-n // block), dtype=torch.float32, device=x.device) if scales is None else scales.clone()
     bad = torch.zeros((), dtype=torch.int64, device=x.device)  # the non-finite count, kept on the device
     with on(x.device):
         _C.cuda_block_quantize(buf(x), CODES[x.dtype], n, block, buf(mid), bits, buf(scales), buf(offsets),

@@ -47,7 +47,7 @@ def _blocks(x: torch.Tensor, block: int) -> torch.Tensor:
 def block_quantize(x, block, mid, bits, scales, offsets):
     n = x.numel()
     xb = _blocks(x, block)
-    s = xb.abs().amax(1) if scales is None else scales.to(torch.float32)
+    s = xb.abs().amax(1) if scales is None else scales.to(torch.float32, copy=True)
     bad = int((~torch.isfinite(x)).sum())
     if bits == 0:
         return torch.empty(0, dtype=torch.uint8, device=x.device), s, bad

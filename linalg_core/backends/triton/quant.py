@@ -118,7 +118,7 @@ def block_quantize(x, block, mid, bits, scales, offsets):
     n = x.numel()
     nb = -(-n // block)
     packed = torch.empty(-(-n * bits // 8), dtype=torch.uint8, device=x.device)
-    s_out = torch.empty(nb, dtype=torch.float32, device=x.device) if scales is None else scales
+    s_out = torch.empty(nb, dtype=torch.float32, device=x.device) if scales is None else scales.clone()
     bad = torch.zeros(1, dtype=torch.int64, device=x.device)
     bb = _pow2(block)
     br = max(1, _TILE // bb)
