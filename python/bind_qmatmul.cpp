@@ -6,6 +6,15 @@ namespace {
 // multiple of 128 below (2^31 - 1) / 127^2); longer products are split by the Python layer.
 constexpr int64_t kMaxK = 133120;
 
+// group a multiple of 128, K a multiple of group, both within [.., kMaxK]. (Messages are built only
+// on failure: these checks run on every call of a per-token kernel.)
+void check_group_k(Checks& c, int64_t K, int64_t group) {
+  c.range("group", group, 128, kMaxK);
+  if (group % 128 != 0) c.fail("group=" + std::to_string(group) + " is not a multiple of 128");
+  c.range("K", K, 0, kMaxK);
+  if (K % group != 0) c.fail("K=" + std::to_string(K) + " is not a multiple of group=" + std::to_string(group));
+}
+
 struct Dgq {
   const int8_t* x;
   const uint8_t *qw, *zeros;
@@ -19,22 +28,44 @@ struct Dgq {
 // float32 with xs (M,) and sc (N,)).
 Dgq check_dgq(Checks& c, const Buf& x, const Buf& qw, const Buf& zeros, const Buf& gs, const Buf& wsum,
               const Buf& y, int64_t M, int64_t N, int64_t K, int64_t group, const Buf& xs, const Buf& sc) {
-  c.range("group", group, 128, kMaxK);
-  c.require(group % 128 == 0, "group=" + std::to_string(group) + " is not a multiple of 128");
-  c.range("K", K, 0, kMaxK);
-  c.require(K % group == 0, "K=" + std::to_string(K) + " is not a multiple of group=" + std::to_string(group));
+  check_group_k(c, K, group);
   const int64_t G = K / group, nx = c.count("x", {M, K}), nw = c.count("qweight", {N, K / 2}),
                 ng = c.count("zeros", {N, G}), ny = c.count("y", {M, N});
   Dgq p{c.buf<const int8_t>("x", x, nx, 1),         c.buf<const uint8_t>("qweight", qw, nw, 1),
         c.buf<const uint8_t>("zeros", zeros, ng, 1), c.buf<const int8_t>("group_scales", gs, ng, 1),
         c.buf<const int32_t>("weight_sums", wsum, N, 4), c.buf<int32_t>("y", y, ny, 4),
         c.buf<const float>("x_scale", xs, M, 4, true), c.buf<const float>("channel_scales", sc, N, 4, true)};
-  c.require((p.xs == nullptr) == (p.sc == nullptr), "x_scale and channel_scales are given together or not at all");
+  if ((p.xs == nullptr) != (p.sc == nullptr)) c.fail("x_scale and channel_scales are given together or not at all");
   for (const auto& [name, b, bytes] : {std::tuple{"x", x, nx}, {"qweight", qw, nw}, {"zeros", zeros, ng},
                                        {"group_scales", gs, ng}, {"weight_sums", wsum, 4 * N},
                                        {"x_scale", xs, p.xs ? 4 * M : 0}, {"channel_scales", sc, p.sc ? 4 * N : 0}})
     c.no_overlap("y", y, 4 * ny, name, b, bytes);
   return p;
+}
+
+// The name of a path code (the strings the Python layer records), "empty" for 0.
+const char* path_name(int path) {
+  namespace dgq = linalg_core::cpu::dgq;
+  switch (path) {
+    case dgq::kAmx: return "amx";
+    case dgq::kAvx512Vnni: return "avx512vnni";
+    case dgq::kAvxVnni: return "avxvnni";
+    case dgq::kAvx2: return "avx2";
+    case dgq::kPortable: return "generic";
+    default: return "empty";
+  }
+}
+
+// A kernel's return code: 0 passes, an error code becomes the ValueError that names it.
+void check_status(const Checks& c, int rc) {
+  namespace dgq = linalg_core::cpu::dgq;
+  switch (rc) {
+    case 0: return;
+    case dgq::kNonFinite: c.fail("x has non-finite values (NaN or Inf); activations must be finite");
+    case dgq::kMinus128: c.fail("x contains -128: symmetric INT8 activations are in [-127, 127] (quantize_activations)");
+    case dgq::kBadDtype: c.fail("dt is not float32, float16 or bfloat16");
+    default: c.fail("kernel error code " + std::to_string(rc));
+  }
 }
 }  // namespace
 
@@ -44,15 +75,49 @@ void bind_qmatmul(py::module_& m) {
                              int64_t group, int allowed, Buf xs, Buf sc) {
     Checks c("cpu_dgq_matmul", -1);
     const Dgq p = check_dgq(c, x, qw, zeros, gs, wsum, y, M, N, K, group, xs, sc);
-    std::string path;
+    int rc, path = 0;
     {
       py::gil_scoped_release release;
-      path = linalg_core::cpu::kernels().dgq_matmul(p.x, p.qw, p.zeros, p.gs, p.wsum, p.y, M, N, K, group, allowed,
-                                                    p.xs, p.sc);
+      rc = linalg_core::cpu::kernels().dgq_matmul(p.x, p.qw, p.zeros, p.gs, p.wsum, p.y, M, N, K, group, allowed,
+                                                  p.xs, p.sc, &path);
     }
-    if (path[0] == 'x') c.fail("x contains -128: symmetric INT8 activations are in [-127, 127] (quantize_activations)");
-    return path;
+    check_status(c, rc);
+    return path_name(path);
   });
+  // DGQLinear's forward in one call: x (M, K) float of dtype code dt (float32, float16, bfloat16)
+  // quantized per row, the integer product, y (M, N) float32 = (float(acc)·s_m)·s_c[n] + bias[n].
+  m.def("cpu_dgq_linear", [](Buf x, int dt, Buf qw, Buf zeros, Buf gs, Buf wsum, Buf sc, Buf bias, Buf y, int64_t M,
+                             int64_t N, int64_t K, int64_t group, int allowed) {
+    using linalg_core::DType;
+    Checks c("cpu_dgq_linear", -1);
+    const DType t = c.dtype("dt", dt);
+    if (t == DType::f64) c.fail("dt=float64 is not supported (float32, float16, bfloat16)");
+    check_group_k(c, K, group);
+    const int64_t G = K / group, es = dtype_size(t), nx = c.count("x", {M, K}), nw = c.count("qweight", {N, K / 2}),
+                  ng = c.count("zeros", {N, G}), ny = c.count("y", {M, N});
+    const void* px = c.buf<const void>("x", x, nx, es);
+    const auto* pqw = c.buf<const uint8_t>("qweight", qw, nw, 1);
+    const auto* pz = c.buf<const uint8_t>("zeros", zeros, ng, 1);
+    const auto* pgs = c.buf<const int8_t>("group_scales", gs, ng, 1);
+    const auto* pws = c.buf<const int32_t>("weight_sums", wsum, N, 4);
+    const auto* psc = c.buf<const float>("channel_scales", sc, N, 4);
+    const auto* pb = c.buf<const float>("bias", bias, N, 4, true);
+    auto* py_ = c.buf<float>("y", y, ny, 4);
+    for (const auto& [name, b, bytes] : {std::tuple{"x", x, nx * es}, {"qweight", qw, nw}, {"zeros", zeros, ng},
+                                         {"group_scales", gs, ng}, {"weight_sums", wsum, 4 * N},
+                                         {"channel_scales", sc, 4 * N}, {"bias", bias, pb ? 4 * N : 0}})
+      c.no_overlap("y", y, 4 * ny, name, b, bytes);
+    int rc, path = 0;
+    {
+      py::gil_scoped_release release;
+      rc = linalg_core::cpu::kernels().dgq_linear(px, t, pqw, pz, pgs, pws, psc, pb, py_, M, N, K, group, allowed,
+                                                  &path);
+    }
+    check_status(c, rc);
+    return path_name(path);
+  }, py::arg("x"), py::arg("dt"), py::arg("qweight"), py::arg("zeros"), py::arg("group_scales"),
+     py::arg("weight_sums"), py::arg("channel_scales"), py::arg("bias"), py::arg("y"), py::arg("M"), py::arg("N"),
+     py::arg("K"), py::arg("group"), py::arg("allowed"));
   m.def("cuda_dgq_matmul", [](Buf x, Buf qw, Buf zeros, Buf gs, Buf wsum, Buf y, int64_t M, int64_t N, int64_t K,
                               int64_t group, uintptr_t cuda_stream) {
     Checks c("cuda_dgq_matmul", 0);

@@ -1,14 +1,21 @@
 // CPU kernel entry points. Each csrc/cpu/<family>.cpp is compiled once per instruction set
 // (namespaces avx512, avx2, generic; see CMakeLists.txt) and csrc/cpu/dispatch.cpp picks one
 // at run time from CPUID, so one build runs on any x86-64 machine (and builds on aarch64, where
-// only `generic` exists). All pointers are to contiguous row-major data; checks are done in
-// Python before the call.
+// only `generic` exists). All pointers are to contiguous row-major data; the bindings
+// (python/bind_*.cpp) check every size, range and alignment before the call.
 #pragma once
 #include <cstdint>
 
 #include "linalg_core/dtype.h"
 
 namespace linalg_core::cpu {
+
+// DGQ A8W4 kernels: the paths (bits of `allowed`, and the path reported; the portable loop is
+// always allowed) and the error codes they return.
+namespace dgq {
+constexpr int kAmx = 1, kAvx512Vnni = 2, kAvxVnni = 4, kAvx2 = 8, kPortable = 16;
+constexpr int kNonFinite = -1, kMinus128 = -2, kBadDtype = -3;
+}  // namespace dgq
 
 #define LC_DECLARE_CPU_KERNELS(ISA)                                                          \
   namespace ISA {                                                                            \
@@ -53,12 +60,20 @@ namespace linalg_core::cpu {
                         const float* scales, const float* offsets, int64_t n, int64_t block,  \
                         void* out, DType out_dt);                                             \
   /* DGQ A8W4: y (M, N) int32 = x (M, K) int8 · w8ᵀ (csrc/cpu/qmatmul.cpp); allowed: bit set   */  \
-  /* of paths (1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2); returns the path used. With xs (M,)  */  \
-  /* and sc (N,), y is overwritten by the float32 float(y)·xs[m]·sc[n].                         */  \
-  const char* dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros,             \
-                         const int8_t* gs, const int32_t* wsum, int32_t* y, int64_t M,          \
-                         int64_t N, int64_t K, int64_t group, int allowed, const float* xs,     \
-                         const float* sc);                                                      \
+  /* of paths (dgq::kAmx ...); the best one available runs, *path_used says which (0: M or N  */  \
+  /* is 0). With xs (M,) and sc (N,), y is overwritten by the float32 float(y)·xs[m]·sc[n].     */  \
+  /* Returns 0, or dgq::kMinus128 (nothing computed).                                           */  \
+  int dgq_matmul(const int8_t* x, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs,   \
+                 const int32_t* wsum, int32_t* y, int64_t M, int64_t N, int64_t K,             \
+                 int64_t group, int allowed, const float* xs, const float* sc, int* path_used); \
+  /* DGQLinear's forward: x (M, K) of dt (f32, f16, bf16) quantized per row (s_m =            */  \
+  /* max(max|x[m, :]|, FLT_MIN) / 127, x_q = clamp(rint(x / s_m), ±127)), the integer product */  \
+  /* as dgq_matmul, y (M, N) float32 = (float(acc)·s_m)·sc[n] + bias[n] (bias may be null).   */  \
+  /* Returns 0, dgq::kNonFinite (x has NaN/Inf; nothing computed) or dgq::kBadDtype.          */  \
+  int dgq_linear(const void* x, DType dt, const uint8_t* qw, const uint8_t* zeros,            \
+                 const int8_t* gs, const int32_t* wsum, const float* sc, const float* bias,     \
+                 float* y, int64_t M, int64_t N, int64_t K, int64_t group, int allowed,          \
+                 int* path_used);                                                               \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)
@@ -82,6 +97,7 @@ struct KernelTable {
   decltype(&generic::block_quantize) block_quantize;
   decltype(&generic::block_dequantize) block_dequantize;
   decltype(&generic::dgq_matmul) dgq_matmul;
+  decltype(&generic::dgq_linear) dgq_linear;
 };
 const KernelTable& kernels();
 // Comma-separated CPU features detected at run time (for `python -m linalg_core info`).
