@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from linalg_core._trace import traced
+
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 # dtype codes understood by linalg_core._C (csrc/include/linalg_core/dtype.h).
@@ -57,7 +59,9 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
             functions that take one call :func:`as_sparse` first).
     """
     if isinstance(x, torch.Tensor) and x.layout == torch.strided:
-        return (x if x.data_ptr() % x.element_size() == 0 else x.clone()), Boundary("torch")
+        if traced() or x.data_ptr() % x.element_size() == 0:
+            return x, Boundary("torch")
+        return x.clone(), Boundary("torch")  # misaligned (the kernels need aligned data)
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} has numpy dtype {x.dtype}, which is not numeric")

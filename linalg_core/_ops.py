@@ -107,15 +107,16 @@ class Impl:
         return self.check(key) if self.check else None
 
 
-def _stack_len() -> int:
-    return torch._C._len_torch_dispatch_stack()
+_stack_len = torch._C._len_torch_dispatch_stack
+_interpreters = torch._C._functorch.peek_interpreter_stack
+_VMAP = torch._C._functorch.TransformType.Vmap
 
 
 def _plain(args) -> bool:
     """Whether a call may skip the dispatcher: eager mode, no dispatch mode (fake tensors,
     tracing), and every tensor argument a plain tensor outside ``torch.func`` transforms that
     autograd does not need to track."""
-    if torch.compiler.is_compiling() or _stack_len():
+    if torch.compiler.is_compiling() or _stack_len() or _interpreters() is not None:
         return False
     grad = torch.is_grad_enabled()
     for a in args:
@@ -143,6 +144,8 @@ class Op:
     # by eager callers without a tensor round trip); the dispatcher path makes them 0-d tensors
     counts: tuple[int, ...] = ()
     impls: dict[str, Impl] = field(default_factory=dict)
+    # the autograd.Function of a differentiable op, for calls under torch.func transforms
+    function: type | None = field(default=None, repr=False)
     # successful selections by (device, dtype, backend, LINALG_CORE_BACKEND): dispatch is a
     # dictionary lookup after the first call
     chosen: dict = field(default_factory=dict, repr=False)
@@ -220,6 +223,10 @@ class Op:
     def __call__(self, *args, backend: str | None = None):
         if _plain(args):
             return self.implementation(*args, backend=backend)(*args)
+        if self.function is not None and not torch.compiler.is_compiling():
+            top = _interpreters()
+            if top is not None and top.key() != _VMAP:  # grad / jvp transforms: the Function's formula
+                return self.function.apply(*args, backend)
         return self.overload(*args, backend=backend)
 
 
@@ -444,11 +451,34 @@ def _sparse_backward(ctx, g):
     return grad.to(dtype), None, None, None, None, None
 
 
-torch.library.register_autograd(f"{NAMESPACE}::fwht", _fwht_backward, setup_context=_fwht_setup, lib=_LIB)
-torch.library.register_autograd(f"{NAMESPACE}::fwht_select", _fwht_select_backward, setup_context=_fwht_select_setup,
-                                lib=_LIB)
-torch.library.register_autograd(f"{NAMESPACE}::sparse_apply", _sparse_backward, setup_context=_sparse_setup,
-                                lib=_LIB)
+def _differentiable(op: Op, setup, backward) -> None:
+    """Register ``backward`` as op's autograd formula, and the same formula as an
+    ``autograd.Function`` (with a generated vmap rule) that calls under ``torch.func``
+    transforms take: the formula registered on the op is not visible to functorch."""
+    torch.library.register_autograd(f"{NAMESPACE}::{op.name}", backward, setup_context=setup, lib=_LIB)
+
+    class Function(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            return op.overload(*args[:-1], backend=args[-1])
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            setup(ctx, inputs[:-1], {}, output)
+
+        @staticmethod
+        def backward(ctx, g):
+            return (*backward(ctx, g), None)
+
+    Function.__name__ = Function.__qualname__ = f"{op.name}_function"
+    op.function = Function
+
+
+_differentiable(fwht, _fwht_setup, _fwht_backward)
+_differentiable(fwht_select, _fwht_select_setup, _fwht_select_backward)
+_differentiable(sparse_apply, _sparse_setup, _sparse_backward)
 
 
 def _batched_first(info, in_dims, x, *rest, backend=None, op, reshape_out):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from linalg_core._arrays import FLOAT_DTYPES, Boundary, as_tensor
+from linalg_core._trace import traced, transformed
 
 SEED_LIMIT = 2**64
 
@@ -72,19 +73,25 @@ def check_finite_through(results, x: torch.Tensor, name: str, what: str = "its p
     raise ValueError(f"{name} is finite but {what} overflow {results[0].dtype}: scale it down")
 
 
-def traced() -> bool:
-    """Whether the current call is being traced rather than run: ``torch.compile`` / ``torch.export``
-    (Dynamo, fake tensors, proxy modes) or a ``torch.func`` transform. Data-dependent checks then
-    become graph-level asserts (:func:`assert_finite`) instead of Python branches."""
-    return (torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
-            or torch._C._functorch.peek_interpreter_stack() is not None)
+def not_differentiable(x, name: str, what: str) -> None:
+    """Refuse what ``what`` cannot differentiate: an input autograd tracks (grad mode on and
+    ``x.requires_grad``) or a call inside a ``torch.func`` transform. The randomized factorizations
+    and solvers return values, not differentiable functions of A (their iteration counts, pivots
+    and orthonormalizations are not smooth), so a gradient through them would be wrong rather than
+    missing."""
+    if transformed():
+        raise ValueError(f"{what} does not run under torch.func transforms (vmap, grad, jacrev, ...): it is not "
+                         "differentiable, and a batch is passed as one (*, m, n) tensor instead of vmap")
+    if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{what} is not differentiable: {name} requires grad; call it under torch.no_grad() or "
+                         f"pass {name}.detach()")
 
 
 def assert_finite(x: torch.Tensor, message: str) -> None:
     """The traced form of the finiteness checks: an assert inside the graph (RuntimeError with
     ``message`` when it fails at run time; asynchronous on CUDA). Skipped under ``torch.func``
     transforms, which have no batching rule for it."""
-    if torch._C._functorch.peek_interpreter_stack() is None:
+    if not transformed():
         torch._assert_async(torch.isfinite(x).all(), message)
 
 

@@ -101,6 +101,7 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
         >>> torch.allclose(d.dense(), A, atol=1e-8)
         True
     """
+    _validate.not_differentiable(A, "A", "cur")
     op, boundary, batch = as_operator(A)
     if not isinstance(op, Dense):
         raise TypeError(f"cur selects actual columns and rows of A: it needs a dense 2-D array, got "

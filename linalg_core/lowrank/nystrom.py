@@ -125,6 +125,7 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
         >>> ny.C.shape, ny.core.shape
         (torch.Size([300, 10]), torch.Size([10, 10]))
     """
+    _validate.not_differentiable(A, "A", "nystrom")
     op, boundary, _ = as_operator(A, products_only=True)
     m, n = op.shape[-2:]
     rank = _validate.integer(rank, "rank", low=1)

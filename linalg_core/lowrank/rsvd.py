@@ -350,6 +350,7 @@ def rsvd(
         >>> U.shape, S.shape, Vh.shape
         (torch.Size([500, 10]), torch.Size([10]), torch.Size([10, 300]))
     """
+    _validate.not_differentiable(A, "A", "rsvd")
     op, boundary, _ = as_operator(A, products_only=True)
     out = _rsvd(op, rank, oversample=oversample, niter=niter, normalizer=normalizer, method=method, tol=tol, seed=seed,
                 backend=backend, range_finder=range_finder, precision=precision)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from linalg_core import _ops
+from linalg_core._trace import traced
 from linalg_core.qmatmul.activations import quantize_activations
 from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dense, dgq_quantize
 
@@ -51,12 +52,19 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
                         f"{getattr(x_q, 'dtype', type(x_q).__name__)}")
     if out_dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise TypeError(f"out_dtype must be torch.float32, float64, float16 or bfloat16, got {out_dtype!r}")
-    w.ensure_valid()
+    if not traced():
+        w.ensure_valid()
     K = w.in_features
     if x_q.dim() < 1 or x_q.shape[-1] != K:
         raise ValueError(f"x_q has shape {tuple(x_q.shape)}; its last dimension must be K={K} (w.in_features)")
     if x_q.device != w.device:
         raise ValueError(f"x_q is on {x_q.device}, w on {w.device}")
+    return _product(x_q, x_scale, w, out_dtype, backend)
+
+
+def _product(x_q, x_scale, w, out_dtype, backend):
+    """qmatmul after validation; ``w`` is a DGQWeight or the tensors of one (traced calls)."""
+    K, N = w.in_features, w.out_features
     lead = x_q.shape[:-1]
     x2 = x_q if x_q.dim() == 2 else x_q.reshape(-1, K)  # a −128 entry is refused by the kernels
     M = x2.shape[0]
@@ -65,15 +73,14 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
         scale = torch.as_tensor(x_scale, dtype=torch.float32, device=x_q.device)
         if scale.numel() != 1 and scale.numel() != M:
             raise ValueError(f"x_scale has {scale.numel()} elements; expected 1 or one per row ({M})")
-        xs = dense(scale.reshape(-1).expand(M))
+        xs = scale.reshape(-1).expand(M)
+        xs = xs.contiguous() if traced() else dense(xs)  # dense: also a copy of misaligned memory
     Kp = w.padded_in_features
     if Kp != K:
-        xp = torch.zeros(M, Kp, dtype=torch.int8, device=x_q.device)
-        xp[:, :K] = x2
-        x2 = xp
+        x2 = torch.nn.functional.pad(x2, (0, Kp - K))
     x2 = x2.contiguous()
     if M == 0:
-        y = torch.empty(0, w.out_features, dtype=torch.int32 if xs is None else torch.float32, device=x2.device)
+        y = torch.empty(0, N, dtype=torch.int32 if xs is None else torch.float32, device=x2.device)
     elif Kp <= K_MAX:
         y = _ops.dgq_matmul(x2, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size, xs,
                             None if xs is None else w.channel_scales, backend=backend)
@@ -89,7 +96,7 @@ def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str
             y = acc.to(torch.float32).mul_(xs[:, None]).mul_(w.channel_scales)
     if xs is not None and out_dtype != torch.float32:
         y = y.to(out_dtype)
-    return y if x_q.dim() == 2 else y.reshape(*lead, w.out_features)
+    return y if x_q.dim() == 2 else y.reshape(*lead, N)
 
 
 def _chunked_product(x2, w: DGQWeight, backend) -> torch.Tensor:
@@ -130,6 +137,32 @@ def cpu_path(M: int) -> str:
     if allowed & 4 and "avxvnni" in features:
         return "avxvnni"
     return "avx2" if allowed & 8 else "generic"
+
+
+class _InferenceOnly(torch.autograd.Function):
+    """Identity in forward; a backward that says why there is no gradient (instead of torch's
+    "element 0 of tensors does not require grad" at some later, unrelated line)."""
+
+    @staticmethod
+    def forward(ctx, y, x):
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("DGQLinear is inference-only: its activations are rounded to INT8 and its weights are "
+                           "INT4 codes, so it has no gradient. Train a float (or LoRA) layer and convert it with "
+                           "DGQLinear.from_linear, or run it under torch.no_grad() / torch.inference_mode()")
+
+
+class _Buffers:
+    """A DGQLinear's weight tensors under DGQWeight's attribute names, without validation."""
+
+    def __init__(self, m):
+        b = m._buffers
+        self.qweight, self.zeros, self.group_scales = b["qweight"], b["zeros"], b["group_scales"]
+        self.channel_scales, self.weight_sums = b["channel_scales"], b["weight_sums"]
+        self.in_features, self.out_features, self.group_size = m.in_features, m.out_features, m.group_size
+        self.padded_in_features = self.qweight.shape[1] * 2
 
 
 class DGQLinear(torch.nn.Module):
@@ -186,10 +219,22 @@ class DGQLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_q, scale = quantize_activations(x, granularity=self.granularity, clip_percentile=self.clip_percentile)
-        y = qmatmul(x_q, scale, self.weight)
+        # Traced (torch.compile / export): the buffers as they are, validated when they were built
+        # or loaded; the Python-side re-validation of in-place changes is eager-only.
+        if traced():
+            w = _Buffers(self)
+            if w.padded_in_features > K_MAX:
+                raise ValueError(f"a traced DGQLinear needs in_features <= {K_MAX} (got {self.in_features}): longer "
+                                 "rows are split into int32-exact chunks in eager mode only")
+        else:
+            w = self.weight
+        y = _product(x_q, scale, w, torch.float32, None)
         if self.bias is not None:
             y = y + self.bias
-        return y.to(x.dtype)
+        y = y.to(x.dtype)
+        if x.requires_grad and torch.is_grad_enabled():
+            y = _InferenceOnly.apply(y, x)
+        return y
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "

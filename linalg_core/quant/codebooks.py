@@ -19,9 +19,26 @@ import functools
 import torch
 
 NF_OFFSET = 0.9677083
+_TABLES: dict = {}
 
 
-@functools.cache
+def _kept(build):
+    """Cache a table builder in a plain dict: a traced call (``torch.compile``) then reads the
+    stored tensor as a constant instead of tracing the builder (Dynamo looks through
+    ``functools.cache``)."""
+
+    @functools.wraps(build)
+    def table(*args, **kwargs):
+        key = (build.__name__, *args, *sorted(kwargs.items()))
+        t = _TABLES.get(key)
+        if t is None:
+            t = _TABLES[key] = build(*args, **kwargs)
+        return t
+
+    return table
+
+
+@_kept
 def normal_float(bits: int, offset: float = NF_OFFSET) -> torch.Tensor:
     """NF-k levels (2^bits,), float32, from -1 to 1 with an exact 0.
 
@@ -40,7 +57,7 @@ def normal_float(bits: int, offset: float = NF_OFFSET) -> torch.Tensor:
     return v / v.max()
 
 
-@functools.cache
+@_kept
 def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int = 8) -> torch.Tensor:
     """bitsandbytes' dynamic tree code (``create_dynamic_map``), (256,) float32 sorted."""
     data: list[float] = []
@@ -66,13 +83,13 @@ def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int
     return torch.tensor(sorted(data), dtype=torch.float32)
 
 
-@functools.cache
+@_kept
 def uniform(bits: int) -> torch.Tensor:
     """k / (2^bits - 1) for k = 0 .. 2^bits - 1: the unsigned code of the block scales."""
     return torch.arange(2**bits, dtype=torch.float32) / (2**bits - 1)
 
 
-@functools.cache
+@_kept
 def integers(bits: int, signed: bool) -> torch.Tensor:
     """The integers -2^(bits-1) .. 2^(bits-1) - 1 (signed) or 0 .. 2^bits - 1, as float32."""
     lo = -(2 ** (bits - 1)) if signed else 0

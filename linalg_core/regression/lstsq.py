@@ -138,6 +138,8 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
     _validate.choice(solver, "solver", SOLVERS)
     tol = None if tol is None else _validate.real(tol, "tol", low=0, high=1, low_open=True, high_open=True)
     maxiter = None if maxiter is None else _validate.integer(maxiter, "maxiter", low=1)
+    _validate.not_differentiable(A, "A", "lstsq")
+    _validate.not_differentiable(b, "b", "lstsq")
     sparse = as_sparse(A, "A")
     if sparse is not None:
         if method == "exact":
