@@ -51,6 +51,9 @@ class Boundary:
         return t
 
 
+_TORCH = Boundary("torch")
+
+
 def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
     """View ``x`` as a torch tensor (no copy where possible) and remember its type.
 
@@ -60,8 +63,8 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
     """
     if isinstance(x, torch.Tensor) and x.layout == torch.strided:
         if traced() or x.data_ptr() % x.element_size() == 0:
-            return x, Boundary("torch")
-        return x.clone(), Boundary("torch")  # misaligned (the kernels need aligned data)
+            return x, _TORCH
+        return x.clone(), _TORCH  # misaligned (the kernels need aligned data)
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} has numpy dtype {x.dtype}, which is not numeric")

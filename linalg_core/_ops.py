@@ -51,6 +51,24 @@ class Key:
 
 # --- backends: declared by the backend packages, loaded by the package's loader ------------------
 
+def env_reader(key: str):
+    """A fast reader of environment variable ``key``, for settings read on every call (so that
+    setting them at run time takes effect): CPython's environment mapping keeps the encoded
+    strings in ``_data``; elsewhere ``os.environ.get``."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        encoded = os.environ.encodekey(key)
+
+        def read():
+            v = data.get(encoded)
+            return None if v is None else os.environ.decodevalue(v)
+
+        return read
+    return lambda: os.environ.get(key)
+
+
+_env_backend = env_reader(ENV_BACKEND)
+
 _AVAILABILITY: dict[str, Callable[[], str | None]] = {"reference": lambda: None}
 _LOADER: list[Callable[[], None]] = []
 _LOADED: list[bool] = [False]
@@ -114,19 +132,23 @@ _VMAP = torch._C._functorch.TransformType.Vmap
 
 def _plain(args) -> bool:
     """Whether a call may skip the dispatcher: eager mode, no dispatch mode (fake tensors,
-    tracing), and every tensor argument a plain tensor outside ``torch.func`` transforms that
-    autograd does not need to track."""
-    if torch.compiler.is_compiling() or _stack_len() or _interpreters() is not None:
+    tracing), no ``torch.func`` transform, and every tensor argument a plain tensor that autograd
+    does not need to track."""
+    if _compiling() or _stack_len() or _interpreters() is not None:
         return False
-    grad = torch.is_grad_enabled()
+    grad = _grad_enabled()
     for a in args:
-        if isinstance(a, torch.Tensor):
-            if type(a) is not torch.Tensor or (grad and a.requires_grad) or _wrapped(a):
+        if type(a) is _Tensor:
+            if grad and a.requires_grad:
                 return False
+        elif isinstance(a, _Tensor):  # a subclass: FakeTensor, FunctionalTensor, Parameter, ...
+            return False
     return True
 
 
-_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_compiling = torch.compiler.is_compiling
+_grad_enabled = torch.is_grad_enabled
+_Tensor = torch.Tensor
 
 
 @dataclass
@@ -180,11 +202,13 @@ class Op:
         return out
 
     def select(self, key: Key, backend: str | None = None) -> Impl:
-        env = os.environ.get(ENV_BACKEND)
-        ck = (key.device, key.dtype, backend, env)
-        impl = self.chosen.get(ck)
+        return self._cached(key.device, key.dtype, backend)
+
+    def _cached(self, device, dtype, backend) -> Impl:
+        env = _env_backend()
+        impl = self.chosen.get((device, dtype, backend, env))
         if impl is None:
-            impl = self.chosen[ck] = self._select(key, backend or env or None)
+            impl = self.chosen[(device, dtype, backend, env)] = self._select(Key(device, dtype), backend or env or None)
         return impl
 
     def _select(self, key: Key, forced: str | None) -> Impl:
@@ -205,8 +229,7 @@ class Op:
 
     def implementation(self, *args, backend: str | None = None) -> Callable:
         """The implementation a call with these arguments runs."""
-        device, dtype = self.key(*args)
-        return self.select(Key(device, dtype), backend).fn
+        return self._cached(*self.key(*args), backend).fn
 
     def kernel(self, *args, backend: str | None = None):
         """The device kernel registered with torch: the chosen implementation (counts as 0-d
@@ -222,7 +245,7 @@ class Op:
 
     def __call__(self, *args, backend: str | None = None):
         if _plain(args):
-            return self.implementation(*args, backend=backend)(*args)
+            return self._cached(*self.key(*args), backend).fn(*args)
         if self.function is not None and not torch.compiler.is_compiling():
             top = _interpreters()
             if top is not None and top.key() != _VMAP:  # grad / jvp transforms: the Function's formula
@@ -266,28 +289,35 @@ def _compute(*dtypes) -> torch.dtype:
 
 # --- the kernel-level ops. Contracts (tensors contiguous, validated by the public layer) ----------
 
+# The sketching ops also return the NaN/Inf count of their result (computed while it is in cache),
+# which the public layer's finiteness check reads instead of making a second pass.
 fwht = define(
-    "fwht", "(Tensor x, int N, Tensor? row_mult, float scale, ScalarType out_dtype) -> Tensor",
-    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype) -> (B, N, K): scale * H_N"
-    " (rows of x times row_mult, zero-padded to N) along the middle axis, computed in float64 when x or"
-    " out_dtype is float64, else float32.",
+    "fwht", "(Tensor x, int N, Tensor? row_mult, float scale, ScalarType out_dtype) -> (Tensor, Tensor)",
+    "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype) -> ((B, N, K), count): scale *"
+    " H_N (rows of x times row_mult, zero-padded to N) along the middle axis, computed in float64 when x or"
+    " out_dtype is float64, else float32; count: its non-finite entries.",
     key=_tensor_key(0),
-    fake=lambda x, N, row_mult, scale, out_dtype: _empty((x.shape[0], N, x.shape[2]), out_dtype, x.device),
+    fake=lambda x, N, row_mult, scale, out_dtype: (_empty((x.shape[0], N, x.shape[2]), out_dtype, x.device),
+                                                   _empty((), torch.int64, x.device)),
+    counts=(1,),
 )
 fwht_into = define(
-    "fwht_into", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor(a!) out) -> ()",
-    "fwht_into(x, N, row_mult, scale, out (B, N, K)): fwht written into ``out`` (contiguous; may be x"
+    "fwht_into", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor(a!) out) -> Tensor",
+    "fwht_into(x, N, row_mult, scale, out (B, N, K)) -> count: fwht written into ``out`` (contiguous; may be x"
     " itself when n_valid = N).",
     key=_tensor_key(0),
-    fake=lambda x, N, row_mult, scale, out: None,
+    fake=lambda x, N, row_mult, scale, out: _empty((), torch.int64, x.device),
+    counts=(0,),
 )
 fwht_select = define(
-    "fwht_select", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor rows, ScalarType out_dtype) -> Tensor",
-    "fwht_select(x (B, n_valid, K), N, row_mult, scale, rows int64 (m,), out_dtype) -> (B, m, K): rows of"
-    " fwht(x, N, row_mult, scale) (the SRHT), in out_dtype.",
+    "fwht_select", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor rows, ScalarType out_dtype) -> "
+    "(Tensor, Tensor)",
+    "fwht_select(x (B, n_valid, K), N, row_mult, scale, rows int64 (m,), out_dtype) -> ((B, m, K), count): rows"
+    " of fwht(x, N, row_mult, scale) (the SRHT), in out_dtype.",
     key=_tensor_key(0),
-    fake=lambda x, N, row_mult, scale, rows, out_dtype: _empty((x.shape[0], rows.shape[0], x.shape[2]), out_dtype,
-                                                               x.device),
+    fake=lambda x, N, row_mult, scale, rows, out_dtype: (
+        _empty((x.shape[0], rows.shape[0], x.shape[2]), out_dtype, x.device), _empty((), torch.int64, x.device)),
+    counts=(1,),
 )
 sparse_hash = define(
     "sparse_hash", "(int n, int col0, int m, int s, int stream, int seed, Device device) -> (Tensor, Tensor)",
@@ -298,12 +328,14 @@ sparse_hash = define(
                                                       _empty((n, s), torch.int8, device)),
 )
 sparse_apply = define(
-    "sparse_apply", "(Tensor A, Tensor rows, Tensor signs, int m, float scale, bool right) -> Tensor",
-    "sparse_apply(A, rows, signs, m, scale, right) -> left: (B, m, d) = scale S A for A (B, n, d); right:"
-    " (B, d, m) = scale A S^T for A (B, d, n); in the compute dtype of A.",
+    "sparse_apply", "(Tensor A, Tensor rows, Tensor signs, int m, float scale, bool right) -> (Tensor, Tensor)",
+    "sparse_apply(A, rows, signs, m, scale, right) -> (left: (B, m, d) = scale S A for A (B, n, d); right:"
+    " (B, d, m) = scale A S^T for A (B, d, n); in the compute dtype of A, count).",
     key=_tensor_key(0),
-    fake=lambda A, rows, signs, m, scale, right: _empty(
+    fake=lambda A, rows, signs, m, scale, right: (_empty(
         (A.shape[0], A.shape[1], m) if right else (A.shape[0], m, A.shape[2]), _compute(A.dtype), A.device),
+        _empty((), torch.int64, A.device)),
+    counts=(1,),
 )
 random_uint32 = define(
     "random_uint32", "(int count, int offset, int stream, int seed, Device device) -> Tensor",
@@ -399,12 +431,24 @@ dgq_matmul = define(
         (x.shape[0], qweight.shape[0]), torch.int32 if x_scale is None else torch.float32, x.device),
 )
 
+dgq_linear = define(
+    "dgq_linear", "(Tensor x, Tensor qweight, Tensor zeros, Tensor group_scales, Tensor weight_sums,"
+    " Tensor channel_scales, Tensor? bias, int group) -> Tensor",
+    "dgq_linear(x float (M, K), qweight, zeros, group_scales, weight_sums, channel_scales float32 (N,), bias float32"
+    " (N,) | None, group) -> float32 (M, N): DGQLinear's forward in one op: x quantized per row to INT8"
+    " (quantize_activations(x, 'token'), bit for bit), the exact integer product with w8, then"
+    " (float(acc)·s_m)·channel_scales[n] + bias[n]. ValueError for NaN/Inf in x.",
+    key=lambda x, *rest: (x.device, torch.int8),
+    fake=lambda x, qweight, zeros, group_scales, weight_sums, channel_scales, bias, group: _empty(
+        (x.shape[0], qweight.shape[0]), torch.float32, x.device),
+)
+
 
 # --- autograd: the linear operators' adjoints; vmap: the batch folded into the op's batch dim -----
 
 def _fwht_adjoint(g, dtype, N, row_mult, scale, n_valid):
     """x̄ = scale · D · (H_N ḡ)[:n_valid] (H symmetric, D = diag(row_mult), padding rows dropped)."""
-    y = fwht(g.contiguous(), N, None, scale, dtype)[:, :n_valid]
+    y = fwht(g.contiguous(), N, None, scale, dtype)[0][:, :n_valid]
     return y if row_mult is None else y * row_mult.to(y.dtype)[:, None]
 
 
@@ -412,9 +456,10 @@ def _fwht_setup(ctx, inputs, keyword_only_inputs, output):
     x, N, row_mult, scale = inputs[:4]
     ctx.args = (x.dtype, N, scale, x.shape[1])
     ctx.save_for_backward(row_mult)
+    ctx.mark_non_differentiable(output[1])
 
 
-def _fwht_backward(ctx, g):
+def _fwht_backward(ctx, g, _count=None):
     dtype, N, scale, n_valid = ctx.args
     (row_mult,) = ctx.saved_tensors
     return _fwht_adjoint(g, dtype, N, row_mult, scale, n_valid), None, None, None, None
@@ -424,9 +469,10 @@ def _fwht_select_setup(ctx, inputs, keyword_only_inputs, output):
     x, N, row_mult, scale, rows = inputs[:5]
     ctx.args = (x.dtype, N, scale, x.shape[1])
     ctx.save_for_backward(row_mult, rows)
+    ctx.mark_non_differentiable(output[1])
 
 
-def _fwht_select_backward(ctx, g):
+def _fwht_select_backward(ctx, g, _count=None):
     dtype, N, scale, n_valid = ctx.args
     row_mult, rows = ctx.saved_tensors
     full = g.new_zeros(g.shape[0], N, g.shape[2]).index_add(1, rows, g)  # Sᵀ: the selected rows back in place
@@ -437,9 +483,10 @@ def _sparse_setup(ctx, inputs, keyword_only_inputs, output):
     A, rows, signs, m, scale, right = inputs[:6]
     ctx.args = (A.dtype, scale, right)
     ctx.save_for_backward(rows, signs)
+    ctx.mark_non_differentiable(output[1])
 
 
-def _sparse_backward(ctx, g):
+def _sparse_backward(ctx, g, _count=None):
     """Left: Ā[b, j] = scale Σ_l signs[j, l] ḡ[b, rows[j, l]] (Sᵀḡ); right: the same along the last axis."""
     dtype, scale, right = ctx.args
     rows, signs = ctx.saved_tensors
@@ -469,8 +516,8 @@ def _differentiable(op: Op, setup, backward) -> None:
             setup(ctx, inputs[:-1], {}, output)
 
         @staticmethod
-        def backward(ctx, g):
-            return (*backward(ctx, g), None)
+        def backward(ctx, *grads):
+            return (*backward(ctx, *grads), None)
 
     Function.__name__ = Function.__qualname__ = f"{op.name}_function"
     op.function = Function
@@ -481,7 +528,7 @@ _differentiable(fwht_select, _fwht_select_setup, _fwht_select_backward)
 _differentiable(sparse_apply, _sparse_setup, _sparse_backward)
 
 
-def _batched_first(info, in_dims, x, *rest, backend=None, op, reshape_out):
+def _batched_first(info, in_dims, x, *rest, backend=None, op):
     """vmap over the tensor argument x: its vmapped dimension is folded into the op's batch
     dimension B (the other tensor arguments must not be vmapped)."""
     if any(d is not None for d in in_dims[1:]):
@@ -489,19 +536,18 @@ def _batched_first(info, in_dims, x, *rest, backend=None, op, reshape_out):
                                   "supported")
     d = in_dims[0]
     if d is None:
-        return op(x, *rest, backend=backend), None
+        return op(x, *rest, backend=backend), (None, None)
     xb = x.movedim(d, 0)
     V = xb.shape[0]
-    y = op(xb.reshape(V * xb.shape[1], *xb.shape[2:]).contiguous(), *rest, backend=backend)
-    return y.reshape(V, -1, *y.shape[1:]) if reshape_out else y, 0
+    y, count = op(xb.reshape(V * xb.shape[1], *xb.shape[2:]).contiguous(), *rest, backend=backend)
+    return (y.reshape(V, -1, *y.shape[1:]), count), (0, None)
 
 
 for _op in (fwht, fwht_select, sparse_apply):
     torch.library.register_vmap(
         f"{NAMESPACE}::{_op.name}",
         lambda info, in_dims, x, *rest, backend=None, _op=_op: _batched_first(info, in_dims, x, *rest,
-                                                                              backend=backend, op=_op,
-                                                                              reshape_out=True),
+                                                                              backend=backend, op=_op),
         lib=_LIB)
 
 

@@ -112,6 +112,18 @@ def all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+def check_count(count, out: torch.Tensor, inputs: dict[str, torch.Tensor], what: str) -> None:
+    """:func:`check_result_finite` given the count of ``out``'s non-finite entries that the kernel
+    returned with it (an int, or a 0-d tensor when traced / on a GPU)."""
+    if traced():
+        if not transformed():
+            torch._assert_async(count == 0, f"{what}: the result has NaN or Inf entries (a non-finite input or an "
+                                "overflow)")
+        return
+    if count:
+        check_result_finite(out, inputs, what)
+
+
 def check_result_finite(out: torch.Tensor, inputs: dict[str, torch.Tensor], what: str) -> None:
     """Raise if a result is not finite, saying whether an input or an overflow caused it.
 
@@ -142,17 +154,24 @@ def integer(value, name: str, *, low: int | None = None, high: int | None = None
     naming the argument: floats (also integral ones: ``4.0`` is most likely a bug), strings,
     ``None``, bools and bool tensors, tensors with more than one element.
     """
-    if _is_bool(value):
+    if type(value) is int:  # the common case, first
+        converted = value
+    elif _is_bool(value):
         raise TypeError(f"{name} must be an integer, got bool {value!r}")
-    try:
-        converted = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {_describe(value)}") from None
+    else:
+        converted = _index(value, name)
     if (low is not None and converted < low) or (high is not None and converted > high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ValueError(f"{name}={converted} is out of range [{lo}, {hi}]")
     return converted
+
+
+def _index(value, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {_describe(value)}") from None
 
 
 def real(value, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,

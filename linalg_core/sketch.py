@@ -418,7 +418,7 @@ class SRHT(Sketch):
 
     def _transform_panel(self, x, backend):
         return _ops.fwht_select(x, self.N, self.signs(x.device, backend), 1.0 / math.sqrt(self.m),
-                                self.rows(x.device, backend), x.dtype, backend=backend)
+                                self.rows(x.device, backend), x.dtype, backend=backend)[0]
 
     def _apply(self, A, backend):
         return self._transform(A, backend)
@@ -475,11 +475,11 @@ class SparseSignSketch(Sketch):
 
     def _apply(self, A, backend):
         rows, signs = self.hash(A.device, backend)
-        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), False, backend=backend)
+        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), False, backend=backend)[0]
 
     def _apply_right(self, A, backend):
         rows, signs = self.hash(A.device, backend)
-        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), True, backend=backend)
+        return _ops.sparse_apply(A, rows, signs, self.m, 1.0 / math.sqrt(self.nnz), True, backend=backend)[0]
 
     def _apply_sparse(self, A, backend):
         """S A for a sparse A on its stored entries: entry (i, j, a) of A adds ±a/√nnz to
@@ -608,12 +608,13 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         tensor([1., 1., 1., 1.])
     """
     t, boundary = _validate.float_array(x, "x")
-    dim = _validate.integer(dim, "dim", low=-t.dim(), high=t.dim() - 1) % t.dim()
-    N = t.shape[dim]
+    shape = t.shape
+    dim = _validate.integer(dim, "dim", low=-len(shape), high=len(shape) - 1) % len(shape)
+    N = shape[dim]
     if N & (N - 1):
         raise ValueError(f"x.shape[{dim}]={N} is not a power of two; zero-pad it (or use sketch.srht)")
     t = t.contiguous()
-    B, K = math.prod(t.shape[:dim]), math.prod(t.shape[dim + 1:])
+    B, K = math.prod(shape[:dim]), math.prod(shape[dim + 1:])
     scale = 1.0 / math.sqrt(N) if normalized else 1.0
     dest = None
     if out is not None:
@@ -621,12 +622,13 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         _out.check_no_partial_overlap(dest, t)
         dest = dest.view(B, N, K)
     if dest is None:
-        y = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, backend=backend).view(t.shape)
+        y, bad = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, backend=backend)
+        y = y.view(t.shape)
     else:
-        _ops.fwht_into(t.view(B, N, K), N, None, scale, dest, backend=backend)
+        bad = _ops.fwht_into(t.view(B, N, K), N, None, scale, dest, backend=backend)
         _out.written(dest)
         y = dest.view(t.shape)
-    _validate.check_result_finite(y, {"x": t}, "fwht")
+    _validate.check_count(bad, y, {"x": t}, "fwht")
     return boundary.out(y) if out is None else out
 
 

@@ -118,6 +118,9 @@ void bind_qmatmul(py::module_& m) {
   }, py::arg("x"), py::arg("dt"), py::arg("qweight"), py::arg("zeros"), py::arg("group_scales"),
      py::arg("weight_sums"), py::arg("channel_scales"), py::arg("bias"), py::arg("y"), py::arg("M"), py::arg("N"),
      py::arg("K"), py::arg("group"), py::arg("allowed"));
+  m.def("cpu_dgq_path", [](int64_t M, int allowed) {
+    return path_name(linalg_core::cpu::kernels().dgq_path(allowed, M));
+  }, "The CPU path dgq_matmul / dgq_linear take for M rows within the `allowed` bit set.");
   m.def("cuda_dgq_matmul", [](Buf x, Buf qw, Buf zeros, Buf gs, Buf wsum, Buf y, int64_t M, int64_t N, int64_t K,
                               int64_t group, uintptr_t cuda_stream) {
     Checks c("cuda_dgq_matmul", 0);

@@ -62,6 +62,12 @@ Sparse check_sparse_apply(Checks& c, const Buf& A, const Buf& out, int dt, int o
   return p;
 }
 
+// The NaN/Inf count of a kernel's output, read while it is still in cache: the CPU sketch
+// bindings return it so the caller's finiteness check needs no second call.
+int64_t nonfinite(const void* out, DType t, int64_t n) {
+  return linalg_core::cpu::kernels().convert(out, nullptr, t, t, n);
+}
+
 void check_sparse_hash(Checks& c, int64_t n, int64_t col0, int64_t m, int64_t s) {
   c.range("n", n, 0, INT64_MAX);
   c.range("m", m, 1, INT32_MAX);  // row ids are int32
@@ -79,6 +85,7 @@ void bind_sketch(py::module_& m) {
     const Fwht f = check_fwht(c, in, out, dt, out_dt, B, n_valid, N, K, row_mult, scale);
     py::gil_scoped_release release;
     cpu::kernels().fwht(f.in, f.out, f.a, f.b, B, n_valid, N, K, f.mult, scale);
+    return nonfinite(f.out, f.b, B * N * K);
   });
   m.def("cpu_fwht_select", [](Buf in, Buf work, Buf out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
                               int64_t K, Buf row_mult, double scale, Buf select, int64_t msel) {
@@ -98,6 +105,7 @@ void bind_sketch(py::module_& m) {
                std::to_string(N - 1) + "]");
     py::gil_scoped_release release;
     cpu::kernels().fwht_select(f.in, f.out, o, a, b, B, n_valid, N, K, f.mult, scale, sel, msel);
+    return nonfinite(o, b, B * msel * K);
   });
   m.def("cpu_sparse_hash", [](Buf rows, Buf signs, int64_t n, int64_t col0, int64_t mrows, int64_t s,
                               uint64_t stream, uint64_t seed) {
@@ -116,6 +124,7 @@ void bind_sketch(py::module_& m) {
     const Sparse p = check_sparse_apply(c, A, out, dt, out_dt, right, B, n, d, mrows, s, rows, signs, scale);
     py::gil_scoped_release release;
     cpu::kernels().sparse_apply(p.A, p.out, p.a, p.b, right, B, n, d, mrows, s, p.rows, p.signs, scale);
+    return nonfinite(p.out, p.b, right ? B * d * mrows : B * mrows * d);
   });
   m.def("cuda_fwht_workspace_bytes", [](int out_dt, int64_t B, int64_t N, int64_t K) {
     Checks c("cuda_fwht_workspace_bytes", 0);

@@ -75,6 +75,11 @@ def samples(name: str):
         x, w = _dgq()
         args = (x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size)
         return [args + (None, None), args + (torch.rand(3, generator=g), w.channel_scales)]
+    if name == "dgq_linear":
+        _, w = _dgq()
+        args = (_randn(3, 256), w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales)
+        return [args + (None, w.group_size), args + (_randn(8), w.group_size),
+                (_randn(2, 256, dtype=torch.bfloat16),) + args[1:] + (None, w.group_size)]
     raise AssertionError(f"no samples for {name}")
 
 

@@ -378,3 +378,28 @@ def test_dgq_quantize_group_size_scalar_convention():
         torch.testing.assert_close(dgq_quantize(W, group_size=g).dequantize(), ref.dequantize())
     with pytest.raises(TypeError, match="group_size must be an integer, got bool"):
         dgq_quantize(W, group_size=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_dgq_linear_forward_is_quantize_then_qmatmul_bit_for_bit(backend, dtype, monkeypatch):
+    # DGQLinear's fused op (per-token quantization, integer product, epilogue, bias) computes
+    # exactly the composition of the public pieces, on every backend.
+    g = torch.Generator().manual_seed(21)
+    lin = torch.nn.Linear(200, 24)  # K = 200: padded to 256 inside
+    layer = DGQLinear.from_linear(lin)
+    x = torch.randn(3, 5, 200, generator=g).to(dtype)
+    x_q, s = quantize_activations(x)
+    want = (qmatmul(x_q, s, layer.weight) + layer.bias).to(dtype)
+    monkeypatch.setenv("LINALG_CORE_BACKEND", backend)
+    with torch.no_grad():
+        got = layer(x)
+    assert got.dtype == dtype and torch.equal(got, want)
+
+
+def test_cpu_path_names_the_kernel_path(monkeypatch):
+    from linalg_core.qmatmul import cpu_path
+
+    assert cpu_path(1) in {"amx", "avx512vnni", "avxvnni", "avx2", "generic"}
+    monkeypatch.setenv("LINALG_CORE_DGQ_PATHS", "0")
+    assert cpu_path(64) == "generic"

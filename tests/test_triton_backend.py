@@ -71,8 +71,8 @@ def _fwht_case(B, n_valid, N, K, dtype, out_dtype, mult):
     row_mult = None
     if mult:
         row_mult = (torch.randint(0, 2, (n_valid,), generator=g) * 2 - 1).to(torch.int8).to(DEVICE)
-    got, want = both("fwht", x, N, row_mult, N**-0.5, out_dtype, dtype=dtype)
-    assert got.dtype == out_dtype and got.shape == (B, N, K)
+    (got, bad), (want, _) = both("fwht", x, N, row_mult, N**-0.5, out_dtype, dtype=dtype)
+    assert got.dtype == out_dtype and got.shape == (B, N, K) and int(bad) == 0
     if torch.bfloat16 in (dtype, out_dtype):  # 16-bit: allow one rounding step either way
         torch.testing.assert_close(got.cpu().float(), want.cpu().float(), rtol=1e-2, atol=1e-2)
     elif dtype != out_dtype:  # float32 x -> float64 out: the reference computes in float32
@@ -129,7 +129,8 @@ def test_sparse_apply(dtype, right):
     rows, signs = _ops.sparse_hash(n, 0, m, s, 1, 2, DEVICE, backend="reference")
     g = torch.Generator().manual_seed(0)
     A = torch.randn((B, d, n) if right else (B, n, d), generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
-    got, want = both("sparse_apply", A, rows, signs, m, 0.3, right, dtype=dtype)
+    (got, bad), (want, _) = both("sparse_apply", A, rows, signs, m, 0.3, right, dtype=dtype)
+    assert int(bad) == 0
     assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert got.shape == ((B, d, m) if right else (B, m, d))
     torch.testing.assert_close(got.cpu(), want.cpu())  # atomics: sums in any order

@@ -13,7 +13,7 @@ namespace {
 
 #define LC_TABLE(ISA) \
   KernelTable{#ISA, &ISA::fwht, &ISA::fwht_select, &ISA::sparse_hash, &ISA::sparse_apply, &ISA::random_uint32, &ISA::random_fill, &ISA::convert, \
-             &ISA::weighted_gram, &ISA::row_quadratic_forms, &ISA::block_quantize, &ISA::block_dequantize, &ISA::dgq_matmul, &ISA::dgq_linear}
+             &ISA::weighted_gram, &ISA::row_quadratic_forms, &ISA::block_quantize, &ISA::block_dequantize, &ISA::dgq_matmul, &ISA::dgq_linear, &ISA::dgq_path}
 
 #if defined(__x86_64__) || defined(_M_X64)
 bool has_avx512() {

@@ -860,4 +860,6 @@ int dgq_linear(const void* x, DType dt, const uint8_t* qw, const uint8_t* zeros,
   return 0;
 }
 
+int dgq_path(int allowed, int64_t M) { return choose_path(allowed, M); }
+
 }  // namespace linalg_core::cpu::LC_ISA

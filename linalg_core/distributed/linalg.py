@@ -80,7 +80,8 @@ def _sketch_block(block, r0: int, S):
     X = X[:, None] if X.dim() == 1 else X
     if isinstance(S, lcsketch.SparseSignSketch):
         rows_, signs = S.hash(cols=(r0, r0 + X.shape[0]))
-        return _ops.sparse_apply(X.contiguous()[None], rows_, signs, S.m, 1.0 / math.sqrt(S.nnz), False)[0]
+        out, _ = _ops.sparse_apply(X.contiguous()[None], rows_, signs, S.m, 1.0 / math.sqrt(S.nnz), False)
+        return out[0]
     out = torch.zeros(S.m, X.shape[1], dtype=torch.float64)
     step = max(1, _SUB_ELEMS // S.m)
     for c0 in range(0, X.shape[0], step):

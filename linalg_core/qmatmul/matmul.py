@@ -116,27 +116,20 @@ def _chunked_product(x2, w: DGQWeight, backend) -> torch.Tensor:
 
 
 def cpu_path(M: int) -> str:
-    """The CPU kernel path ``dgq_matmul`` takes for M rows on this machine: ``"amx"`` (M ≥ 16),
-    ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"generic"``, within the set the environment
-    variable ``LINALG_CORE_DGQ_PATHS`` allows (bit set: 1 AMX, 2 AVX512-VNNI, 4 AVX-VNNI, 8 AVX2)."""
+    """The CPU kernel path :func:`qmatmul` and :class:`DGQLinear` take for M rows on this machine:
+    ``"amx"`` (M ≥ 16), ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"generic"``, within the set
+    the environment variable ``LINALG_CORE_DGQ_PATHS`` allows (bit set: 1 AMX, 2 AVX512-VNNI,
+    4 AVX-VNNI, 8 AVX2); ``"none"`` without the compiled module."""
     import os
 
     from linalg_core._ext import _C
 
     if _C is None:
         return "none"
-    allowed = int(os.environ.get("LINALG_CORE_DGQ_PATHS", "15"), 0)
-    isa, features = _C.cpu_isa(), set(_C.cpu_features().split(","))
-    if isa == "generic":
-        return "generic"
-    if isa == "avx512":
-        if allowed & 1 and M >= 16 and "amx-int8" in features:
-            return "amx"
-        if allowed & 2 and "avx512vnni" in features:
-            return "avx512vnni"
-    if allowed & 4 and "avxvnni" in features:
-        return "avxvnni"
-    return "avx2" if allowed & 8 else "generic"
+    return _C.cpu_dgq_path(M, int(os.environ.get("LINALG_CORE_DGQ_PATHS", "15"), 0))
+
+
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 class _InferenceOnly(torch.autograd.Function):
@@ -192,7 +185,8 @@ class DGQLinear(torch.nn.Module):
             self.register_buffer(name, t)
         b = self._buffers  # the weight's own (validated) tensors: cached without a second validation
         bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
-        self.__dict__["_dgq"] = ((*map(id, bufs), *(t._version for t in bufs)), bufs, weight)
+        plan = (weight, (weight.qweight, weight.zeros, weight.group_scales, weight.weight_sums, weight.channel_scales))
+        self.__dict__["_dgq"] = ((*map(id, bufs), *(t._version for t in bufs)), bufs, plan)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).clone())
 
     @classmethod
@@ -207,6 +201,11 @@ class DGQLinear(torch.nn.Module):
     def weight(self) -> DGQWeight:
         """The :class:`DGQWeight` of the buffers, validated when built and built again when a
         buffer is replaced (``.to()``) or modified in place (``load_state_dict``)."""
+        return self._plan()[0]
+
+    def _plan(self):
+        """(validated DGQWeight, its tensors in dgq_linear's argument order), rebuilt when a buffer
+        was replaced or modified in place: the per-call check reads ten integers."""
         b = self._buffers
         bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
         key = (*map(id, bufs), *(t._version for t in bufs))
@@ -214,27 +213,50 @@ class DGQLinear(torch.nn.Module):
         if cached is not None and cached[0] == key:  # cached[1] keeps the buffers alive: ids are not reused
             return cached[2]
         w = DGQWeight(*bufs, self.in_features, self.group_size)
-        self.__dict__["_dgq"] = (key, bufs, w)
-        return w
+        plan = (w, (w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales))
+        self.__dict__["_dgq"] = (key, bufs, plan)
+        return plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_q, scale = quantize_activations(x, granularity=self.granularity, clip_percentile=self.clip_percentile)
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must be a tensor (…, {self.in_features}), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         # Traced (torch.compile / export): the buffers as they are, validated when they were built
         # or loaded; the Python-side re-validation of in-place changes is eager-only.
-        if traced():
+        tracing = traced()
+        if tracing:
             w = _Buffers(self)
-            if w.padded_in_features > K_MAX:
+            tensors = (w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales)
+        else:
+            w, tensors = self._plan()
+        if self.granularity == "token" and self.clip_percentile is None and w.padded_in_features <= K_MAX:
+            y = self._fused(x, w, tensors, tracing)  # quantization, integer product and epilogue in one op
+        else:
+            if tracing and w.padded_in_features > K_MAX:
                 raise ValueError(f"a traced DGQLinear needs in_features <= {K_MAX} (got {self.in_features}): longer "
                                  "rows are split into int32-exact chunks in eager mode only")
-        else:
-            w = self.weight
-        y = _product(x_q, scale, w, torch.float32, None)
-        if self.bias is not None:
-            y = y + self.bias
-        y = y.to(x.dtype)
+            x_q, scale = quantize_activations(x, granularity=self.granularity, clip_percentile=self.clip_percentile)
+            y = _product(x_q, scale, w, torch.float32, None)
+            if self.bias is not None:
+                y = y + self.bias
+        if y.dtype != x.dtype:
+            y = y.to(x.dtype)
         if x.requires_grad and torch.is_grad_enabled():
             y = _InferenceOnly.apply(y, x)
         return y
+
+    def _fused(self, x: torch.Tensor, w, tensors, tracing: bool) -> torch.Tensor:
+        """The dgq_linear op on x (…, K): per-token INT8 quantization bit for bit as
+        :func:`quantize_activations`, the exact integer product and the epilogue with the bias."""
+        K, Kp = self.in_features, w.padded_in_features
+        x2 = x if x.dim() == 2 else x.reshape(-1, K)
+        if x2.dtype not in _FUSED_DTYPES:
+            x2 = x2.to(torch.float32)
+        if Kp != K:
+            x2 = torch.nn.functional.pad(x2, (0, Kp - K))  # zeros: the row maxima are unchanged
+        x2 = x2.contiguous() if tracing else dense(x2)
+        y = _ops.dgq_linear(x2, *tensors, self._buffers["bias"], self.group_size)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], w.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "

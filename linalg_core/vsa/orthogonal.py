@@ -177,7 +177,7 @@ class Hadamard(Orthogonal):
         """H diag(signs) on each row (float32 or float64), the signs applied inside the transform kernel."""
         X = X.contiguous()
         n = X.numel() // self.d
-        y = _ops.fwht(X.view(n, self.d, 1), self.d, signs8, 1.0 / math.sqrt(self.d), X.dtype)
+        y, _ = _ops.fwht(X.view(n, self.d, 1), self.d, signs8, 1.0 / math.sqrt(self.d), X.dtype)
         return y.view(X.shape)
 
     def _apply(self, X):  # H D3 H D2 H D1 x

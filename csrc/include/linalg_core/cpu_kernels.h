@@ -74,6 +74,8 @@ constexpr int kNonFinite = -1, kMinus128 = -2, kBadDtype = -3;
                  const int8_t* gs, const int32_t* wsum, const float* sc, const float* bias,     \
                  float* y, int64_t M, int64_t N, int64_t K, int64_t group, int allowed,          \
                  int* path_used);                                                               \
+  /* The path dgq_matmul / dgq_linear take for M rows within `allowed` (dgq::kAmx, ...).      */  \
+  int dgq_path(int allowed, int64_t M);                                                         \
   }
 
 LC_DECLARE_CPU_KERNELS(generic)
@@ -98,6 +100,7 @@ struct KernelTable {
   decltype(&generic::block_dequantize) block_dequantize;
   decltype(&generic::dgq_matmul) dgq_matmul;
   decltype(&generic::dgq_linear) dgq_linear;
+  decltype(&generic::dgq_path) dgq_path;
 };
 const KernelTable& kernels();
 // Comma-separated CPU features detected at run time (for `python -m linalg_core info`).

@@ -18,14 +18,13 @@ CPU = ("cpu",)
 def fwht(x, N, row_mult, scale, out_dtype):
     B, n_valid, K = x.shape
     out = torch.empty(B, N, K, dtype=out_dtype)
-    _C.cpu_fwht(buf(x), buf(out), CODES[x.dtype], CODES[out_dtype], B, n_valid, N, K, buf(row_mult), scale)
-    return out
+    return out, _C.cpu_fwht(buf(x), buf(out), CODES[x.dtype], CODES[out_dtype], B, n_valid, N, K, buf(row_mult), scale)
 
 
 @_ops.fwht_into.register("cpu", devices=CPU, dtypes=FLOAT_DTYPES)
 def fwht_into(x, N, row_mult, scale, out):
     B, n_valid, K = x.shape
-    _C.cpu_fwht(buf(x), buf(out), CODES[x.dtype], CODES[out.dtype], B, n_valid, N, K, buf(row_mult), scale)
+    return _C.cpu_fwht(buf(x), buf(out), CODES[x.dtype], CODES[out.dtype], B, n_valid, N, K, buf(row_mult), scale)
 
 
 @_ops.fwht_select.register("cpu", devices=CPU, dtypes=FLOAT_DTYPES)
@@ -34,9 +33,9 @@ def fwht_select(x, N, row_mult, scale, rows, out_dtype):
     out = torch.empty(B, rows.numel(), K, dtype=out_dtype)
     # the fused kernel transforms into a (B, N, K) scratch in the compute dtype, kept between calls
     with borrow("fwht_select", B * N * K, compute_dtype(x.dtype, out_dtype), x.device) as work:
-        _C.cpu_fwht_select(buf(x), buf(work), buf(out), CODES[x.dtype], CODES[out_dtype], B, n_valid, N, K,
-                           buf(row_mult), scale, buf(rows), rows.numel())
-    return out
+        count = _C.cpu_fwht_select(buf(x), buf(work), buf(out), CODES[x.dtype], CODES[out_dtype], B, n_valid, N, K,
+                                   buf(row_mult), scale, buf(rows), rows.numel())
+    return out, count
 
 
 @_ops.sparse_hash.register("cpu", devices=CPU, dtypes=[torch.int32])
@@ -56,6 +55,5 @@ def sparse_apply(A, rows, signs, m, scale, right):
     else:
         B, n, d = A.shape
         out = torch.empty(B, m, d, dtype=cdt)
-    _C.cpu_sparse_apply(buf(A), buf(out), CODES[A.dtype], CODES[cdt], right, B, n, d, m, rows.shape[1], buf(rows),
-                        buf(signs), scale)
-    return out
+    return out, _C.cpu_sparse_apply(buf(A), buf(out), CODES[A.dtype], CODES[cdt], right, B, n, d, m, rows.shape[1],
+                                    buf(rows), buf(signs), scale)

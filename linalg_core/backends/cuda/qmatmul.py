@@ -8,7 +8,7 @@ from linalg_core import _ops
 from linalg_core._ext import _C
 from linalg_core.backends._c import buf
 from linalg_core.backends.cuda._launch import on, stream
-from linalg_core.backends.reference.qmatmul import check_int8_range, scale_output
+from linalg_core.backends.reference.qmatmul import check_int8_range, linear_from, scale_output
 
 CUDA = ("cuda",)
 
@@ -22,3 +22,6 @@ def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale, cha
         _C.cuda_dgq_matmul(buf(x), buf(qweight), buf(zeros), buf(group_scales), buf(weight_sums), buf(acc), M,
                            qweight.shape[0], K, group, stream(x.device))
     return acc if x_scale is None else scale_output(acc, x_scale, channel_scales)
+
+
+_ops.dgq_linear.register("cuda", devices=CUDA, dtypes=[torch.int8])(linear_from(dgq_matmul))

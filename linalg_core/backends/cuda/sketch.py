@@ -10,6 +10,7 @@ from linalg_core._arrays import FLOAT_DTYPES, compute_dtype
 from linalg_core._ext import _C
 from linalg_core.backends._c import CODES, buf, u64
 from linalg_core.backends.cuda._launch import on, stream
+from linalg_core.backends.reference.convert import count_nonfinite
 
 CUDA = ("cuda",)
 
@@ -27,17 +28,19 @@ def _fwht(x, N, row_mult, scale, out):
 def fwht(x, N, row_mult, scale, out_dtype):
     out = torch.empty(x.shape[0], N, x.shape[2], dtype=out_dtype, device=x.device)
     _fwht(x, N, row_mult, scale, out)
-    return out
+    return out, count_nonfinite(out)
 
 
 @_ops.fwht_into.register("cuda", devices=CUDA, dtypes=FLOAT_DTYPES)
 def fwht_into(x, N, row_mult, scale, out):
     _fwht(x, N, row_mult, scale, out)
+    return count_nonfinite(out)
 
 
 @_ops.fwht_select.register("cuda", devices=CUDA, dtypes=FLOAT_DTYPES)
 def fwht_select(x, N, row_mult, scale, rows, out_dtype):
-    return fwht(x, N, row_mult, scale, compute_dtype(x.dtype, out_dtype)).index_select(1, rows).to(out_dtype)
+    y = fwht(x, N, row_mult, scale, compute_dtype(x.dtype, out_dtype))[0].index_select(1, rows).to(out_dtype)
+    return y, count_nonfinite(y)
 
 
 @_ops.sparse_hash.register("cuda", devices=CUDA, dtypes=[torch.int32])
@@ -62,4 +65,4 @@ def sparse_apply(A, rows, signs, m, scale, right):
     with on(A.device):
         _C.cuda_sparse_apply(buf(A), buf(out), CODES[A.dtype], CODES[cdt], right, B, n, d, m, rows.shape[1],
                              buf(rows), buf(signs), scale, stream(A.device))
-    return out
+    return out, count_nonfinite(out)

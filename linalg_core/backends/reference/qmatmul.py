@@ -32,3 +32,29 @@ def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale, cha
 def scale_output(acc, x_scale, channel_scales):
     """(float(acc)·x_scale[m])·channel_scales[n] in float32, the kernels' epilogue."""
     return acc.to(torch.float32).mul_(x_scale[:, None]).mul_(channel_scales)
+
+
+def quantize_rows(x):
+    """(x_q int8, s float32 (M, 1)): symmetric per-row INT8, s = max(max|x|, tiny) / 127 and
+    x_q = clamp(round(x / s), ±127), in float32 — ``quantize_activations(x, "token")``."""
+    t = x.to(torch.float32)
+    s = t.abs().amax(-1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny).div_(127)
+    return torch.div(t, s).round_().clamp_(-127, 127).to(torch.int8), s
+
+
+def linear_from(dgq_matmul_impl):
+    """dgq_linear as the composition of per-row quantization, an integer product and the
+    epilogue (backends without a fused kernel)."""
+
+    def dgq_linear(x, qweight, zeros, group_scales, weight_sums, channel_scales, bias, group):
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"x has {bad} NaN or Inf entries (of {x.numel()})")
+        x_q, s = quantize_rows(x)
+        y = dgq_matmul_impl(x_q, qweight, zeros, group_scales, weight_sums, group, s.reshape(-1), channel_scales)
+        return y if bias is None else y.add_(bias)
+
+    return dgq_linear
+
+
+_ops.dgq_linear.register("reference", devices=ANY_DEVICE, dtypes=[torch.int8])(linear_from(dgq_matmul))

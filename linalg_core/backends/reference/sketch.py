@@ -8,6 +8,7 @@ import torch
 from linalg_core import _ops
 from linalg_core._arrays import FLOAT_DTYPES, compute_dtype
 from linalg_core.backends.reference import philox
+from linalg_core.backends.reference.convert import count_nonfinite
 from linalg_core.backends.reference.random import ANY_DEVICE
 
 
@@ -24,12 +25,14 @@ def fwht(x, N, row_mult, scale, out_dtype):
         v = y.view(B, N // (2 * h), 2, h, K)
         y = torch.stack((v[:, :, 0] + v[:, :, 1], v[:, :, 0] - v[:, :, 1]), dim=2).view(B, N, K)
         h *= 2
-    return (y * scale).to(out_dtype)
+    y = (y * scale).to(out_dtype)
+    return y, count_nonfinite(y)
 
 
 @_ops.fwht_into.register("reference", devices=ANY_DEVICE, dtypes=FLOAT_DTYPES)
 def fwht_into(x, N, row_mult, scale, out):
-    out.copy_(fwht(x, N, row_mult, scale, out.dtype))
+    out.copy_(fwht(x, N, row_mult, scale, out.dtype)[0])
+    return count_nonfinite(out)
 
 
 def fwht_then_select(fwht_impl):
@@ -37,8 +40,9 @@ def fwht_then_select(fwht_impl):
     kernel)."""
 
     def fwht_select(x, N, row_mult, scale, rows, out_dtype):
-        y = fwht_impl(x, N, row_mult, scale, compute_dtype(x.dtype, out_dtype))
-        return y.index_select(1, rows).to(out_dtype)
+        y = fwht_impl(x, N, row_mult, scale, compute_dtype(x.dtype, out_dtype))[0]
+        y = y.index_select(1, rows).to(out_dtype)
+        return y, count_nonfinite(y)
 
     return fwht_select
 
@@ -67,8 +71,8 @@ def sparse_apply(A, rows, signs, m, scale, right):
     src = A.to(cdt)
     if right:  # A (B, d, n) -> (B, d, m)
         contrib = src.repeat_interleave(s, dim=-1) * vals
-        out = src.new_zeros(*A.shape[:-1], m)
-        return out.index_add_(-1, idx, contrib)
+        out = src.new_zeros(*A.shape[:-1], m).index_add_(-1, idx, contrib)
+        return out, count_nonfinite(out)
     contrib = src.repeat_interleave(s, dim=1) * vals[:, None]  # A (B, n, d) -> (B, m, d)
-    out = src.new_zeros(A.shape[0], m, A.shape[2])
-    return out.index_add_(1, idx, contrib)
+    out = src.new_zeros(A.shape[0], m, A.shape[2]).index_add_(1, idx, contrib)
+    return out, count_nonfinite(out)

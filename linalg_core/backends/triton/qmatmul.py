@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from linalg_core import _ops
-from linalg_core.backends.reference.qmatmul import check_int8_range, scale_output
+from linalg_core.backends.reference.qmatmul import check_int8_range, linear_from, scale_output
 from linalg_core.backends.triton import LAUNCH, _check, _on
 
 BK = 128
@@ -61,3 +61,6 @@ def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale=None
         _dgq_kernel[(triton.cdiv(M, bm), triton.cdiv(N, bn))](x, qweight, zeros, group_scales, y, M, N, K, group,
                                                               BM=bm, BN=bn, BK=BK, **LAUNCH)
     return y if x_scale is None else scale_output(y, x_scale, channel_scales)
+
+
+_ops.dgq_linear.register("triton", devices=("cuda", "cpu"), dtypes=[torch.int8], check=_check)(linear_from(dgq_matmul))

@@ -40,6 +40,7 @@ import triton.language as tl
 from linalg_core import _ops
 from linalg_core._arrays import FLOAT_DTYPES, compute_dtype
 from linalg_core.backends.triton import LAUNCH, _check, _on, _pow2
+from linalg_core.backends.reference.convert import count_nonfinite
 from linalg_core.backends.reference.sketch import fwht_then_select
 from linalg_core.backends.triton.random import MASK32, MASK64, philox_block
 
@@ -124,12 +125,13 @@ def _fwht_plan(N: int, K: int, cdt: torch.dtype) -> list[int]:
 
 @_ops.fwht.register("triton", devices=("cuda", "cpu"), dtypes=FLOAT_DTYPES, check=_check)
 def fwht(x, N, row_mult, scale, out_dtype):
-    return _fwht(x, N, row_mult, scale, torch.empty(x.shape[0], N, x.shape[2], dtype=out_dtype, device=x.device))
+    out = _fwht(x, N, row_mult, scale, torch.empty(x.shape[0], N, x.shape[2], dtype=out_dtype, device=x.device))
+    return out, count_nonfinite(out)
 
 
 @_ops.fwht_into.register("triton", devices=("cuda", "cpu"), dtypes=FLOAT_DTYPES, check=_check)
 def fwht_into(x, N, row_mult, scale, out):
-    _fwht(x, N, row_mult, scale, out)
+    return count_nonfinite(_fwht(x, N, row_mult, scale, out))
 
 
 def _fwht(x, N, row_mult, scale, out):
@@ -266,7 +268,7 @@ def sparse_apply(A, rows, signs, m, scale, right):
         B, _, d = A.shape
         out = torch.zeros(B, m, d, dtype=cdt, device=A.device)
     if B == 0 or n == 0 or d == 0 or s == 0 or m == 0:
-        return out
+        return out, count_nonfinite(out)
     scale_t = torch.full((1,), float(scale), dtype=cdt, device=A.device)
     with _on(A.device):
         if right:
@@ -281,4 +283,4 @@ def sparse_apply(A, rows, signs, m, scale, right):
             n_jblk, n_dblk = triton.cdiv(n, bj), triton.cdiv(d, bd)
             _sparse_left_kernel[(n_dblk * n_jblk * B,)](A, rows, signs, out, scale_t, n, d, m, s, n_jblk, n_dblk,
                                                         BJ=bj, BD=bd, CDT=tl_cdt, num_warps=4, **LAUNCH)
-    return out
+    return out, count_nonfinite(out)
