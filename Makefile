@@ -34,7 +34,12 @@ ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so):$$(g++ -print-file-na
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LINALG_CORE_C_PATH="$$(ls $(ASAN_BUILD)/_C*.so)" LINALG_CORE_FUZZ_EXAMPLES=600
 
-.PHONY: demo test test-asan test-gpu bench info wheel clean
+# make gpu-check: on a machine with a GPU and a CUDA build of torch (GPU_PYTHON), build _C for that
+# GPU's architecture only, run `pytest -m gpu` and the GPU benchmark rows, print one table
+# (benchmarks/gpu_check.py; $OUT/gpu_check.json when OUT is set).
+GPU_PYTHON ?= python3
+
+.PHONY: demo test test-asan test-gpu gpu-check bench info wheel clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +75,14 @@ test-asan: $(VENV)/.built
 
 test-gpu: $(VENV)/.built
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
+
+gpu-check:
+	@arch=$$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '.'); \
+	if [ -z "$$arch" ]; then echo "gpu-check: nvidia-smi sees no GPU" >&2; exit 2; fi; \
+	echo "gpu-check: building for sm_$$arch"; \
+	LINALG_CORE_CUDA=ON LINALG_CORE_CUDA_ARCHS=$$arch CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(GPU_PYTHON) -m pip install -q --no-build-isolation --no-deps -e . && \
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 bench: $(VENV)/.built
 	$(PY) -m linalg_core bench $(FAMILY)

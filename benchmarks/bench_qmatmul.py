@@ -18,7 +18,7 @@ import torch
 
 from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quantize_activations
 from linalg_core.testing import minilm_weights
-from linalg_core.testing.bench import Report, measure
+from linalg_core.testing.bench import Report, measure, per_call, ratio
 
 
 def _bnb():
@@ -109,9 +109,47 @@ def gpu_rows(report: Report, quick: bool):
         report.add(**row)
 
 
+def layer_rows(report: Report, quick: bool):
+    """DGQLinear against fp32 nn.Linear at M = 1 (one token: decoding), MiniLM-L6's real layers and
+    4096 x 4096, eager and torch.compile-d (fullgraph), interleaved rounds (whole-layer calls:
+    module overhead, activation quantization, product, epilogue, bias)."""
+    mini = minilm_weights()
+    cases = [("MiniLM query 384->384", mini["encoder.layer.0.attention.self.query.weight"],
+              mini["encoder.layer.0.attention.self.query.bias"]),
+             ("MiniLM intermediate 384->1536", mini["encoder.layer.0.intermediate.dense.weight"],
+              mini["encoder.layer.0.intermediate.dense.bias"]),
+             ("MiniLM output 1536->384", mini["encoder.layer.0.output.dense.weight"],
+              mini["encoder.layer.0.output.dense.bias"])]
+    n = 1024 if quick else 4096
+    W = torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02
+    cases.append((f"{n}x{n}", W, torch.zeros(n)))
+    for label, W, b in cases:
+        N, K = W.shape
+        lin = torch.nn.Linear(K, N)
+        lin.weight.data, lin.bias.data = W.clone(), b.clone()
+        layer = DGQLinear.from_linear(lin, search="rtn" if quick else "two_phase")
+        x = torch.randn(1, K, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            lin_c, layer_c = torch.compile(lin, fullgraph=True), torch.compile(layer, fullgraph=True)
+            number = (20 if n == K else 500) if not quick else 50
+            t = per_call({"nn.Linear": lambda: lin(x), "DGQLinear": lambda: layer(x),
+                          "nn.Linear compiled": lambda: lin_c(x), "DGQLinear compiled": lambda: layer_c(x)},
+                         number=number, rounds=5 if quick else 11)
+            rel = float((layer(x) - lin(x)).norm() / lin(x).norm())
+        r = t["rounds"]
+        report.add(shape=f"{label} M=1 (layer call)", path=cpu_path(1), layer_us=t["DGQLinear"],
+                   fp32_linear_us=t["nn.Linear"], x_vs_fp32_linear=ratio(r, "nn.Linear", "DGQLinear"),
+                   layer_compiled_us=t["DGQLinear compiled"], fp32_linear_compiled_us=t["nn.Linear compiled"],
+                   x_vs_fp32_compiled=ratio(r, "nn.Linear compiled", "DGQLinear compiled"), rel_err=rel)
+    report.note("layer call rows: DGQLinear(x) and nn.Linear(x) at M = 1, eager and torch.compile(fullgraph=True), "
+                "interleaved rounds; x_vs_fp32_* is the median same-round ratio (> 1: DGQLinear faster). Issue 17's "
+                "targets: >= 1 on the MiniLM layers, >= 4 at 4096 x 4096.")
+
+
 def run(report: Report, quick: bool = False):
     if torch.cuda.is_available():
         gpu_rows(report, quick)
+    layer_rows(report, quick)
     bnb = _bnb()
     n = 1024 if quick else 4096
     W = torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02

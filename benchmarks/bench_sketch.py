@@ -19,7 +19,7 @@ import torch
 
 import linalg_core as lc
 from linalg_core.testing import minilm_weights, tall_gaussian
-from linalg_core.testing.bench import Report, measure
+from linalg_core.testing.bench import Report, measure, per_call, ratio
 
 
 def numpy_fwht(x: np.ndarray, axis: int) -> np.ndarray:
@@ -104,7 +104,39 @@ def bench_sketch_tall(report: Report, quick: bool, A: torch.Tensor, m: int, labe
                countsketch_speedup=t.median / times["countsketch"])
 
 
+def bench_per_call(report: Report, quick: bool):
+    """Per-call cost of small transforms (dispatch and validation, not bandwidth): fwht of a
+    1 x 256 vector eager and torch.compile-d against torch's `x + 1`, the dense product with H
+    and an SRHT / CountSketch apply of a 256 x 8 matrix, interleaved rounds."""
+    x = torch.randn(1, 256)
+    H = torch.from_numpy(scipy.linalg.hadamard(256).astype(np.float32)) / 16
+    compiled = torch.compile(lambda t: lc.fwht(t), fullgraph=True)
+    A = torch.randn(256, 8)
+    S, C = lc.sketch.srht(32, 256, seed=0), lc.sketch.countsketch(32, 256, seed=0)
+    Sc = torch.compile(S.apply, fullgraph=True)
+    n = 200 if quick else 2000
+    t = per_call({"x + 1": lambda: x + 1, "fwht": lambda: lc.fwht(x), "fwht compiled": lambda: compiled(x),
+                  "x @ H": lambda: x @ H, "srht.apply": lambda: S.apply(A), "srht.apply compiled": lambda: Sc(A),
+                  "countsketch.apply": lambda: C.apply(A)}, number=n, rounds=5 if quick else 15)
+    r = t["rounds"]
+    report.add(op="per call", shape="fwht 1x256", impl="linalg_core.fwht (eager)", us_per_call=t["fwht"],
+               vs_x_plus_1=ratio(r, "fwht", "x + 1"), vs_dense_matmul=ratio(r, "fwht", "x @ H"))
+    report.add(op="per call", shape="fwht 1x256", impl="linalg_core.fwht (torch.compile, fullgraph)",
+               us_per_call=t["fwht compiled"], vs_x_plus_1=ratio(r, "fwht compiled", "x + 1"))
+    report.add(op="per call", shape="1x256", impl="torch x + 1", us_per_call=t["x + 1"])
+    report.add(op="per call", shape="1x256", impl="x @ H (dense Hadamard)", us_per_call=t["x @ H"])
+    report.add(op="per call", shape="256x8 -> 32", impl="srht.apply (eager)", us_per_call=t["srht.apply"],
+               vs_x_plus_1=ratio(r, "srht.apply", "x + 1"))
+    report.add(op="per call", shape="256x8 -> 32", impl="srht.apply (torch.compile)", us_per_call=t["srht.apply compiled"],
+               vs_x_plus_1=ratio(r, "srht.apply compiled", "x + 1"))
+    report.add(op="per call", shape="256x8 -> 32", impl="countsketch.apply (eager)", us_per_call=t["countsketch.apply"],
+               vs_x_plus_1=ratio(r, "countsketch.apply", "x + 1"))
+    report.note("per call: interleaved rounds (each function run back to back, every round), medians; vs_x_plus_1 is "
+                "the median same-round ratio to torch's x + 1 on a 1 x 256 tensor (issue 17's target: fwht <= 4).")
+
+
 def run(report: Report, quick: bool = False):
+    bench_per_call(report, quick)
     bench_fwht(report, quick)
     n, d, m = (2**13, 16, 128) if quick else (2**17, 64, 1024)
     bench_sketch_tall(report, quick, tall_gaussian(n, d, seed=0, dtype=torch.float32), m, "gaussian")

@@ -50,7 +50,7 @@ def nonfinite_message(x: torch.Tensor, name: str) -> str | None:
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
-    if traced():
+    if deferred(x):
         assert_finite(x, f"{name} has NaN or Inf entries")
         return
     msg = nonfinite_message(x, name)
@@ -63,7 +63,7 @@ def check_finite_through(results, x: torch.Tensor, name: str, what: str = "its p
     wherever x is (e.g. products in which every entry of x meets the other operand: NaN·0 and
     Inf·0 are NaN), instead of a pass over x. On failure x is counted (ValueError naming
     ``name``); a finite x whose results overflowed raises too."""
-    if traced():
+    if deferred(x):
         for r in results:
             assert_finite(r, f"{name} has NaN or Inf entries (or {what} overflow)")
         return
@@ -71,6 +71,13 @@ def check_finite_through(results, x: torch.Tensor, name: str, what: str = "its p
         return
     check_finite(x, name)
     raise ValueError(f"{name} is finite but {what} overflow {results[0].dtype}: scale it down")
+
+
+def deferred(x: torch.Tensor) -> bool:
+    """Whether checks of ``x``'s values must run inside the computation rather than in Python: the
+    call is traced (:func:`~linalg_core._trace.traced`) or a CUDA graph is being captured on x's
+    stream (no host synchronisation allowed)."""
+    return traced() or (x.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def not_differentiable(x, name: str, what: str) -> None:
@@ -114,8 +121,9 @@ def all_finite(x: torch.Tensor) -> bool:
 
 def check_count(count, out: torch.Tensor, inputs: dict[str, torch.Tensor], what: str) -> None:
     """:func:`check_result_finite` given the count of ``out``'s non-finite entries that the kernel
-    returned with it (an int, or a 0-d tensor when traced / on a GPU)."""
-    if traced():
+    returned with it (an int, or a 0-d tensor when traced / on a GPU). While a CUDA graph is
+    captured, the check is an asynchronous assert (no host synchronisation)."""
+    if deferred(out):
         if not transformed():
             torch._assert_async(count == 0, f"{what}: the result has NaN or Inf entries (a non-finite input or an "
                                 "overflow)")
@@ -131,7 +139,7 @@ def check_result_finite(out: torch.Tensor, inputs: dict[str, torch.Tensor], what
     Inf in an input always reaches the result: checking the (usually much smaller) result is
     enough, and the inputs are only counted once something is wrong.
     """
-    if traced():
+    if deferred(out):
         assert_finite(out, f"{what}: the result has NaN or Inf entries (a non-finite input or an overflow)")
         return
     if all_finite(out):

@@ -65,6 +65,33 @@ def measure(fn, *, repeats: int = 7, warmup: int = 1, budget_s: float = 20.0) ->
     return Stats(statistics.median(times), q[0], q[2], min(times), len(times))
 
 
+def per_call(fns: dict, *, number: int = 2000, rounds: int = 15) -> dict:
+    """Per-call time of small calls, in µs: ``rounds`` rounds in which every function runs
+    ``number`` times back to back, interleaved, so that a disturbance of the machine hits one
+    round of every function rather than one function. Returns {name: median µs} and, under
+    ``"rounds"``, {name: [µs per round]} for same-round ratios."""
+    for f in fns.values():
+        for _ in range(3):
+            f()
+    per = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            _sync()
+            t0 = time.perf_counter()
+            for _ in range(number):
+                f()
+            _sync()
+            per[k].append((time.perf_counter() - t0) / number * 1e6)
+    out = {k: statistics.median(v) for k, v in per.items()}
+    out["rounds"] = per
+    return out
+
+
+def ratio(rounds: dict, num: str, den: str) -> float:
+    """Median over rounds of rounds[num] / rounds[den] (same-round ratios)."""
+    return statistics.median(a / b for a, b in zip(rounds[num], rounds[den]))
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
