@@ -17,6 +17,7 @@ from linalg_core._arrays import FLOAT_DTYPES, Boundary, as_tensor
 from linalg_core._trace import traced, transformed
 
 SEED_LIMIT = 2**64
+_FLOATS = frozenset(FLOAT_DTYPES)
 
 
 def float_array(
@@ -26,6 +27,8 @@ def float_array(
 
     ``ndim`` demands an exact rank; otherwise at least ``min_ndim`` dimensions (batched input).
     """
+    if type(x) is torch.Tensor and x.dtype in _FLOATS and ndim is None and x.dim() >= min_ndim and x.numel():
+        return as_tensor(x, name)  # the common case: only the alignment check is left
     t, boundary = as_tensor(x, name)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(
@@ -123,6 +126,8 @@ def check_count(count, out: torch.Tensor, inputs: dict[str, torch.Tensor], what:
     """:func:`check_result_finite` given the count of ``out``'s non-finite entries that the kernel
     returned with it (an int, or a 0-d tensor when traced / on a GPU). While a CUDA graph is
     captured, the check is an asynchronous assert (no host synchronisation)."""
+    if type(count) is int and count == 0:  # an eager CPU kernel's count: the common case, first
+        return
     if deferred(out):
         if not transformed():
             torch._assert_async(count == 0, f"{what}: the result has NaN or Inf entries (a non-finite input or an "
