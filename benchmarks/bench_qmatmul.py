@@ -159,7 +159,7 @@ def run(report: Report, quick: bool = False):
                    W, (1, 16, 128) if not quick else (1,), quick, bnb)
     report.note(f"copy bandwidth in this run: {gbs:.1f} GB/s (read + write, float32 copy into a kept buffer). M = 1 "
                 "floor_ms: the stored DGQ weight read once at read_GB_s, the rate the fp32 GEMV reaches on the float32 "
-                "weight in the same run. M > 1: compare ours_TMACs with int_mm_TMACs (oneDNN on AMX here).")
-    report.note("path: the CPU kernel used (amx: tdpbssd tiles for M >= 16; avx512vnni: vpdpbusd; both expand the "
-                "INT4 codes with one vpshufb per 64 weights). qmatmul_ms takes INT8 activations; layer_ms is "
+                "weight in the same run. M > 1: compare ours_TMACs with int_mm_TMACs (torch._int_mm: oneDNN, AMX where the CPU has it).")
+    report.note("path: the CPU kernel used (amx: tdpbssd tiles for M >= 16; avx512vnni: vpdpbusd; avx2: vpmaddubsw; all "
+                "expand the INT4 codes with one vpshufb per 32 or 64 weights). qmatmul_ms takes INT8 activations; layer_ms is "
                 "DGQLinear.forward with per-token activation quantization.")

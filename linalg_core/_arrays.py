@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from linalg_core._trace import traced
+_compiling = torch.compiler.is_compiling
+
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -38,9 +39,11 @@ class Boundary:
 
     def out(self, t):
         """Convert a result (tensor, or tuple / list of tensors) back to the caller's type."""
+        if self.kind == "torch":
+            return t
         if isinstance(t, (tuple, list)):
             return type(t)(self.out(x) for x in t)
-        if not isinstance(t, torch.Tensor) or self.kind == "torch":
+        if not isinstance(t, torch.Tensor):
             return t
         if self.kind == "numpy":
             return t.detach().cpu().numpy()
@@ -62,9 +65,13 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, Boundary]:
             functions that take one call :func:`as_sparse` first).
     """
     if isinstance(x, torch.Tensor) and x.layout == torch.strided:
-        if traced() or x.data_ptr() % x.element_size() == 0:
+        if _compiling():  # Dynamo: no data to look at
             return x, _TORCH
-        return x.clone(), _TORCH  # misaligned (the kernels need aligned data)
+        try:
+            aligned = x.data_ptr() % x.element_size() == 0
+        except RuntimeError:  # no storage (fake tensors, torch.func's wrappers): nothing to copy
+            return x, _TORCH
+        return (x, _TORCH) if aligned else (x.clone(), _TORCH)  # the kernels need aligned data
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} has numpy dtype {x.dtype}, which is not numeric")

@@ -130,18 +130,19 @@ _interpreters = torch._C._functorch.peek_interpreter_stack
 _VMAP = torch._C._functorch.TransformType.Vmap
 
 
-def _plain(args) -> bool:
+def _plain(args, tensors: tuple[int, ...]) -> bool:
     """Whether a call may skip the dispatcher: eager mode, no dispatch mode (fake tensors,
-    tracing), no ``torch.func`` transform, and every tensor argument a plain tensor that autograd
-    does not need to track."""
-    if _compiling() or _stack_len() or _interpreters() is not None:
+    tracing), no ``torch.func`` transform, and every tensor argument (at positions ``tensors``) a
+    plain tensor that autograd does not need to track."""
+    if _compiling() or _stack_len() or _interpreters() is not None:  # is_compiling first: Dynamo folds it
         return False
     grad = _grad_enabled()
-    for a in args:
+    for i in tensors:
+        a = args[i]
         if type(a) is _Tensor:
             if grad and a.requires_grad:
                 return False
-        elif isinstance(a, _Tensor):  # a subclass: FakeTensor, FunctionalTensor, Parameter, ...
+        elif a is not None:  # a subclass: FakeTensor, FunctionalTensor, Parameter, ...
             return False
     return True
 
@@ -165,6 +166,8 @@ class Op:
     # positions of outputs that implementations may return as Python ints (element counts, read
     # by eager callers without a tensor round trip); the dispatcher path makes them 0-d tensors
     counts: tuple[int, ...] = ()
+    # positions of the Tensor / Tensor? arguments in the schema
+    tensors: tuple[int, ...] = ()
     impls: dict[str, Impl] = field(default_factory=dict)
     # the autograd.Function of a differentiable op, for calls under torch.func transforms
     function: type | None = field(default=None, repr=False)
@@ -244,8 +247,12 @@ class Op:
         return out if isinstance(out, torch.Tensor) else torch.tensor(out, dtype=torch.int64, device=device)
 
     def __call__(self, *args, backend: str | None = None):
-        if _plain(args):
-            return self._cached(*self.key(*args), backend).fn(*args)
+        if _plain(args, self.tensors):  # eager: straight to the implementation (a dictionary lookup once chosen)
+            device, dtype = self.key(*args)
+            impl = self.chosen.get((device, dtype, backend, _env_backend()))
+            if impl is None:
+                impl = self._cached(device, dtype, backend)
+            return impl.fn(*args)
         if self.function is not None and not torch.compiler.is_compiling():
             top = _interpreters()
             if top is not None and top.key() != _VMAP:  # grad / jvp transforms: the Function's formula
@@ -264,7 +271,8 @@ def define(name: str, schema: str, doc: str, *, key, fake, counts: tuple[int, ..
         return OPS[name]
     args, ret = schema.split(" -> ")
     _LIB.define(f"{name}{args[:-1]}, *, str? backend=None) -> {ret}")
-    op = OPS[name] = Op(name, schema, doc, key, counts=counts)
+    tensors = tuple(i for i, a in enumerate(args[1:-1].split(", ")) if a.startswith("Tensor"))
+    op = OPS[name] = Op(name, schema, doc, key, counts=counts, tensors=tensors)
     for dispatch_key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
         _LIB.impl(name, op.kernel, dispatch_key)
     torch.library.register_fake(f"{NAMESPACE}::{name}", lib=_LIB)(
@@ -275,6 +283,8 @@ def define(name: str, schema: str, doc: str, *, key, fake, counts: tuple[int, ..
 def _tensor_key(i: int, dtype=None):
     """Key from positional argument ``i`` (a tensor): its device and dtype (or ``dtype``)."""
     if dtype is None:
+        if i == 0:
+            return lambda x, *_: (x.device, x.dtype)
         return lambda *a: (a[i].device, a[i].dtype)
     return lambda *a: (a[i].device, dtype)
 

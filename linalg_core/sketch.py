@@ -607,14 +607,19 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         >>> lc.fwht(torch.tensor([1.0, 0.0, 0.0, 0.0]), normalized=False)
         tensor([1., 1., 1., 1.])
     """
+    # Written for a low per-call cost (a 1 x 256 call is mostly this function and the dispatch).
     t, boundary = _validate.float_array(x, "x")
     shape = t.shape
-    dim = _validate.integer(dim, "dim", low=-len(shape), high=len(shape) - 1) % len(shape)
+    nd = len(shape)
+    if type(dim) is not int or not -nd <= dim < nd:
+        dim = _validate.integer(dim, "dim", low=-nd, high=nd - 1)
+    dim %= nd
     N = shape[dim]
     if N & (N - 1):
         raise ValueError(f"x.shape[{dim}]={N} is not a power of two; zero-pad it (or use sketch.srht)")
     t = t.contiguous()
-    B, K = math.prod(shape[:dim]), math.prod(shape[dim + 1:])
+    K = 1 if dim == nd - 1 else math.prod(shape[dim + 1:])
+    B = t.numel() // (N * K)  # x is not empty
     scale = 1.0 / math.sqrt(N) if normalized else 1.0
     dest = None
     if out is not None:
@@ -623,11 +628,11 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         dest = dest.view(B, N, K)
     if dest is None:
         y, bad = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, backend=backend)
-        y = y.view(t.shape)
+        y = y.view(*shape)  # unpacked: torch parses separate ints faster than a Size
     else:
         bad = _ops.fwht_into(t.view(B, N, K), N, None, scale, dest, backend=backend)
         _out.written(dest)
-        y = dest.view(t.shape)
+        y = dest.view(*shape)
     _validate.check_count(bad, y, {"x": t}, "fwht")
     return boundary.out(y) if out is None else out
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <tuple>
 
 #include "linalg_core/cpu_kernels.h"
@@ -65,8 +66,13 @@ class Checks {
   [[noreturn]] void fail(const std::string& what) const {
     throw std::invalid_argument(std::string("linalg_core._C.") + fn_ + ": " + what);
   }
-  void require(bool ok, const std::string& what) const {
-    if (!ok) fail(what);
+  // `what`: a message, or a callable that builds one; either costs nothing unless `ok` is false
+  // (no string is formatted on the success path of a per-call check).
+  template <typename M>
+  void require(bool ok, M&& what) const {
+    if (ok) return;
+    if constexpr (std::is_invocable_v<M>) fail(what());
+    else fail(std::string(what));
   }
   // A scalar in [lo, hi].
   int64_t range(const char* name, int64_t v, int64_t lo, int64_t hi) const {

@@ -17,7 +17,7 @@ int64_t packed_bytes(int64_t n, int bits) { return n / 8 * bits + (n % 8 * bits 
 int64_t check_block(Checks& c, int64_t n, int64_t block) {
   c.range("n", n, 0, INT64_MAX);
   c.range("block", block, 8, INT32_MAX);
-  c.require(block % 8 == 0, "block=" + std::to_string(block) + " is not a multiple of 8");
+  c.require(block % 8 == 0, [&] { return "block=" + std::to_string(block) + " is not a multiple of 8"; });
   return n / block + (n % block != 0);
 }
 
@@ -27,7 +27,7 @@ Quantize check_quantize(Checks& c, const Buf& x, int dt, int64_t n, int64_t bloc
   const DType t = c.dtype("dt", dt);
   c.require(t != DType::f64, "dt=float64 is not supported (float32, float16, bfloat16)");
   c.require(bits == 0 || bits == 1 || bits == 2 || bits == 3 || bits == 4 || bits == 8,
-            "bits=" + std::to_string(bits) + " is not one of 0, 1, 2, 3, 4, 8");
+            [&] { return "bits=" + std::to_string(bits) + " is not one of 0, 1, 2, 3, 4, 8"; });
   const int64_t nb = check_block(c, n, block), np = packed_bytes(n, bits);
   Quantize q{t,
              c.buf("x", x, n, dtype_size(t)),
@@ -59,7 +59,7 @@ Dequantize check_dequantize(Checks& c, const Buf& packed, int bits, const Buf& l
   const DType t = c.dtype("out_dt", out_dt);
   c.require(t != DType::f64, "out_dt=float64 is not supported (float32, float16, bfloat16)");
   c.require(bits == 1 || bits == 2 || bits == 3 || bits == 4 || bits == 8,
-            "bits=" + std::to_string(bits) + " is not one of 1, 2, 3, 4, 8");
+            [&] { return "bits=" + std::to_string(bits) + " is not one of 1, 2, 3, 4, 8"; });
   const int64_t nb = check_block(c, n, block), np = packed_bytes(n, bits), nl = int64_t(1) << bits;
   Dequantize d{t, c.buf<const uint8_t>("packed", packed, np, 1), c.buf<const float>("levels", levels, nl, 4),
                c.buf<const float>("scales", scales, nb, 4), c.buf<const float>("offsets", offsets, nb, 4, true),

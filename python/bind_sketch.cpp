@@ -17,9 +17,9 @@ struct Fwht {
 Fwht check_fwht(Checks& c, const Buf& in, const Buf& out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
                 int64_t K, const Buf& row_mult, double scale) {
   const DType a = c.dtype("dt", dt), b = c.dtype("out_dt", out_dt);
-  c.require(is_power_of_two(N), "N=" + std::to_string(N) + " is not a positive power of two");
+  c.require(is_power_of_two(N), [&] { return "N=" + std::to_string(N) + " is not a positive power of two"; });
   c.range("n_valid", n_valid, 0, N);
-  c.require(std::isfinite(scale), "scale=" + std::to_string(scale) + " is not finite");
+  c.require(std::isfinite(scale), [&] { return "scale=" + std::to_string(scale) + " is not finite"; });
   const int64_t n_in = c.count("in", {B, n_valid, K}), n_out = c.count("out", {B, N, K});
   Fwht f{a, b, c.buf("in", in, n_in, dtype_size(a)), c.buf("out", out, n_out, dtype_size(b)),
          c.buf<int8_t>("row_mult", row_mult, n_valid, 1, true)};
@@ -44,7 +44,7 @@ Sparse check_sparse_apply(Checks& c, const Buf& A, const Buf& out, int dt, int o
   c.require(b == DType::f32 || b == DType::f64, "out_dt must be float32 or float64 (the compute dtype)");
   c.range("m", m, 1, INT32_MAX);
   c.range("s", s, 1, m);
-  c.require(std::isfinite(scale), "scale=" + std::to_string(scale) + " is not finite");
+  c.require(std::isfinite(scale), [&] { return "scale=" + std::to_string(scale) + " is not finite"; });
   const int64_t nA = right ? c.count("A", {B, d, n}) : c.count("A", {B, n, d});
   const int64_t nO = right ? c.count("out", {B, d, m}) : c.count("out", {B, m, d});
   const int64_t nh = c.count("rows", {n, s});
