@@ -19,9 +19,11 @@
   sketch's R: two or three rounds reach rounding level). Costs one extra n × d array (Y).
 * ``method="exact"``: LAPACK ``gelsd`` (minimum-norm, also for rank-deficient A).
 
-Sketch sizes: ``sketch_rows=None`` gives m = 16d for sketch-and-solve (measured on the coherent
-family with a concentrated residual: ε∞ median 0.4, p95 0.5 for SRHT; at m = 4d the median is
-0.8–1.5, see RESULTS) and m = 2d for the preconditioner (κ(AR⁻¹) ≈ 6); both are capped by n.
+Sketch sizes: ``sketch_rows=None`` gives m = 16d for sketch-and-solve (the smallest multiple of d
+at which the ℓ∞ error on the coherent family with a concentrated residual stays below 1; at 4d it
+does not) and m = 2d for the preconditioner (a well-conditioned AR⁻¹, so LSQR converges in a few
+iterations); both are capped by n. The measurements: benchmarks/RESULTS.md, "Measurements behind
+design choices".
 """
 
 from __future__ import annotations
@@ -200,8 +202,7 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht"
             adjoint = lambda U: Rinv.mT @ rmul(U)  # noqa: E731  (AR⁻¹)ᵀU
         else:
             # Y = A R⁻¹ (well conditioned), solved as Yᵀ = R⁻ᵀAᵀ: A's transpose is a column-major
-            # view LAPACK takes without the transposing copy that left=False makes (50 ms -> 22 ms
-            # at 2^17 x 64).
+            # view LAPACK takes without the transposing copy that left=False makes.
             Y = torch.linalg.solve_triangular(R.mT, A64.mT, upper=False).mT
             G = Y.mT @ Y
             precondition = lambda V: torch.linalg.solve_triangular(R, V, upper=True)  # noqa: E731
