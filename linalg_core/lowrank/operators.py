@@ -10,9 +10,6 @@ in float32, so no float32 copy of the whole matrix is ever made.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import math
 import sys
 from typing import Protocol, runtime_checkable
 
@@ -21,44 +18,11 @@ import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import Boundary, SparseMatrix, as_sparse, cast, compute_dtype
+from linalg_core._scratch import buffer as _scratch  # the one pool; _scratch is the name used here and by importers
+from linalg_core._scratch import reuse_buffers
 
 # Elements of A converted to float32 at a time for low-precision products (16 MiB).
 _BLOCK_ELEMS = 1 << 22
-
-_POOL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("linalg_core_scratch", default=None)
-
-
-@contextlib.contextmanager
-def reuse_buffers():
-    """Within the block, the scratch copies of the low-rank algorithms (the bfloat16 copy of a
-    float32 A) are kept and reused per (shape, dtype, device) instead of allocated per call.
-
-    A fresh buffer of tens of MiB costs as much in page faults as the conversion into it
-    (measured 4096², float32 → bfloat16: 10.9 ms fresh, 5.5 ms into a reused buffer); whole-model
-    loops (:func:`linalg_core.rsvd_many`, :func:`linalg_core.adapters.init_peft_model`) run
-    inside one. Buffers are freed when the outermost block exits.
-    """
-    token = _POOL.set({}) if _POOL.get() is None else None
-    try:
-        yield
-    finally:
-        if token is not None:
-            _POOL.reset(token)
-
-
-def _scratch(tag: str, shape, dtype, device) -> torch.Tensor:
-    """An uninitialised (shape) buffer for use ``tag``. Inside :func:`reuse_buffers` one buffer
-    per (tag, dtype, device) is kept, grown to the largest request and handed out as a view, so
-    its pages are faulted in once for all the shapes of a model."""
-    pool = _POOL.get()
-    if pool is None:
-        return torch.empty(shape, dtype=dtype, device=device)
-    key = (tag, dtype, device)
-    numel = math.prod(shape)
-    if key not in pool or pool[key].numel() < numel:
-        pool[key] = torch.empty(numel, dtype=dtype, device=device)
-    return pool[key][:numel].view(shape)
-
 
 @runtime_checkable
 class LinearOperator(Protocol):
