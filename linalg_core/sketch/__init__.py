@@ -37,14 +37,14 @@ from linalg_core.sketch.operators import (
     SparseSignSketch,
     countsketch,
     create,
-    distortion,
-    fwht,
     gaussian,
     rademacher,
     release_scratch,
     sparse_sign,
     srht,
 )
+from linalg_core.sketch.distortion import distortion
+from linalg_core.sketch.fwht import fwht
 
 __all__ = [
     "Sketch",
@@ -64,3 +64,33 @@ __all__ = [
     "fwht",
     "distortion",
 ]
+
+# Names that were reachable as ``linalg_core.sketch.X`` only because the single-module sketch
+# imported them; they keep working, with a warning that names their own home.
+_INCIDENTAL = {
+    "Stream": "linalg_core.random",
+    "SparseMatrix": "linalg_core._arrays",
+    "as_sparse": "linalg_core._arrays",
+    "compute_dtype": "linalg_core._arrays",
+    "is_sparse": "linalg_core._arrays",
+    "as_int64": "linalg_core._ops",
+    "ClassVar": "typing",
+    "dataclass": "dataclasses",
+    "field": "dataclasses",
+    "math": "math",
+    "torch": "torch",
+    "annotations": "__future__",
+}
+
+
+def __getattr__(name):
+    if name in _INCIDENTAL:
+        import importlib
+        import warnings
+
+        home = _INCIDENTAL[name]
+        warnings.warn(f"linalg_core.sketch.{name} is deprecated: import it from {home}", DeprecationWarning,
+                      stacklevel=2)
+        module = importlib.import_module(home)
+        return module if home == name else getattr(module, name)
+    raise AttributeError(f"module 'linalg_core.sketch' has no attribute {name!r}")

@@ -1,24 +1,9 @@
-"""Random sketching operators: Gaussian, Rademacher, SRHT, CountSketch and sparse sign (SJLT).
+"""The sketching operators: :class:`Sketch` and its kinds, built by :func:`create` or by name.
 
-A sketch ``S`` is an (m × n) random matrix that maps n-vectors to m-vectors (m ≪ n) while
-approximately preserving the geometry of any fixed low-dimensional subspace (a *subspace
-embedding*, Woodruff 2014, "Sketching as a Tool for Numerical Linear Algebra"). Each operator
-here is a frozen value ``(distribution, shape, seed)``: two equal values are the same matrix on
-every backend. ``apply(A)`` computes ``S @ A``, ``apply_right(A)`` computes ``A @ Sᵀ``; the dense
-``S`` is never formed unless ``to_dense()`` is called, and any block of columns of ``S`` can be
-generated alone (``to_dense(cols=(c0, c1))``).
-
-All operators are scaled so that E[SᵀS] = I.
-
-=============  =======================================================  ===================
-kind           construction                                             apply cost (A: n×d)
-=============  =======================================================  ===================
-gaussian       i.i.d. N(0, 1/m), generated block by block               O(mnd) (GEMM)
-rademacher     i.i.d. ±1/√m                                             O(mnd) (GEMM)
-srht           √(N/m)·P·(H_N/√N)·D·J (Tropp 2011; Ailon–Chazelle 2009)   O(Nd log N)
-countsketch    one ±1 per column (Clarkson–Woodruff 2013)               O(nd)
-sparse_sign    nnz ±1/√nnz per column, distinct rows (Kane–Nelson 2014)  O(nnz·nd)
-=============  =======================================================  ===================
+Each operator is a frozen value ``(distribution, shape, seed)`` (see :mod:`linalg_core.sketch` for
+the kinds and their costs); it keeps what its ``apply`` reuses (hashes, signs, row selections) in
+a per-instance cache, and the SRHT's transform scratch in the library's scratch pool
+(:mod:`linalg_core._scratch`).
 """
 
 from __future__ import annotations
@@ -29,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from linalg_core import _ops, _out, _scratch, _validate
+from linalg_core import _ops, _scratch, _validate
 from linalg_core._ops import as_int64
 from linalg_core._arrays import SparseMatrix, as_sparse, compute_dtype, is_sparse
 from linalg_core.random import Stream
@@ -49,14 +34,10 @@ __all__ = [
     "sparse_sign",
     "create",
     "KINDS",
-    "fwht",
-    "distortion",
 ]
 
 # Elements of a generated block of a dense (Gaussian / Rademacher) sketch: 2^22 floats = 16 MiB.
 _BLOCK_ELEMS = 1 << 22
-
-
 
 
 @dataclass(frozen=True)
@@ -315,7 +296,8 @@ _PANEL_BYTES = 128 << 20
 
 
 def release_scratch() -> None:
-    """Free the transform scratch the SRHT keeps between calls (at most 256 MiB per device)."""
+    """Free the transform scratch the SRHT keeps between calls (at most
+    :data:`linalg_core._scratch.MAX_BYTES` per device and dtype)."""
     _scratch.release()
 
 
@@ -335,9 +317,9 @@ class SRHT(Sketch):
     Memory: the transform's scratch (batch × N × columns; on the CPU tall inputs go through
     column panels of at most 128 MiB) is one buffer per device and dtype shared by every SRHT
     and kept for the next call, up to 256 MiB (:func:`release_scratch` frees it): a fresh
-    buffer costs a page fault per 4 KiB, as much as the transform (2¹⁷ × 64 float64: 21 ms to
-    100 ms per call depending on what the allocator last did, 11 ms with the kept buffer). On
-    the CPU the last stage of the transform writes only the m selected rows.
+    buffer costs a page fault per 4 KiB, as much as the transform itself. On the CPU the last
+    stage of the transform writes only the m selected rows. The measurements:
+    benchmarks/RESULTS.md, "Measurements behind design choices".
     """
 
     kind: ClassVar[str] = "srht"
@@ -384,8 +366,7 @@ class SRHT(Sketch):
             return self._transform_panel(x, backend)
         # Columns transform independently: panels of columns through one bounded scratch. A
         # (B, N, K) scratch for a tall A is hundreds of MiB whose fresh pages cost as much as the
-        # transform itself (2^20 x 64 float64, new sketch per call: 383 ms in one piece, 308 ms
-        # in 128 MiB panels; 114 ms when a kept scratch is reused).
+        # transform itself, and above the pool's bound it would not be kept between calls.
         out = torch.empty(B, self.m, K, dtype=x.dtype, device=x.device)
         for c0 in range(0, K, panel):
             c1 = min(K, c0 + panel)
@@ -394,8 +375,8 @@ class SRHT(Sketch):
 
     def _apply_blocks(self, blocks, backend):
         # When the panels copy columns anyway, the narrow blocks (a regression's b) ride in them
-        # instead of costing a transform of their own (a 2^20-point transform of one column is
-        # ~20 ms of strided passes).
+        # instead of costing a transform of their own (a one-column transform of a tall A is
+        # all strided passes).
         K = sum(b.shape[1] for b in blocks)
         if blocks[0].device.type != "cpu" or K <= self._panel_width(blocks[0]):
             return super()._apply_blocks(blocks, backend)
@@ -575,85 +556,3 @@ def countsketch(m: int, n: int, *, seed=None) -> CountSketch:
 def sparse_sign(m: int, n: int, *, nnz: int = 8, seed=None) -> SparseSignSketch:
     """Sparse sign embedding with ``nnz`` non-zeros per column (see :class:`SparseSignSketch`)."""
     return SparseSignSketch(m, n, seed, nnz)
-
-
-def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | None = None):
-    """Fast Walsh–Hadamard transform along ``dim`` (Sylvester order, as ``scipy.linalg.hadamard``).
-
-    Computes ``H_N x`` (divided by √N when ``normalized``, making it orthogonal and its own
-    inverse) with N log₂ N additions instead of the N² of a dense product. Batched over every
-    other dimension; no copy of ``x`` beyond the output. float16 / bfloat16 inputs are
-    transformed in float32 and rounded once.
-
-    Args:
-        x: array whose size along ``dim`` is a power of two.
-        dim: the axis to transform.
-        normalized: scale by 1/√N.
-        out: optional preallocated result, written in place: a torch tensor or a writable,
-            native-byte-order numpy array, contiguous, of x's shape, dtype and device; it may be
-            x itself (an in-place transform) but not partially overlap it, and not a tensor
-            autograd tracks. Reusing it avoids the page faults of a fresh allocation.
-        backend: force a backend.
-
-    Shape:
-        x: (*, N, *);  out: same as x
-
-    Raises:
-        ValueError: the size along ``dim`` is not a power of two; x has NaN/Inf; ``out`` is
-            read-only, byte-swapped, strided, overlaps x partially or requires grad.
-
-    Example:
-        >>> import torch, linalg_core as lc
-        >>> lc.fwht(torch.tensor([1.0, 0.0, 0.0, 0.0]), normalized=False)
-        tensor([1., 1., 1., 1.])
-    """
-    # Written for a low per-call cost (a 1 x 256 call is mostly this function and the dispatch).
-    t, boundary = _validate.float_array(x, "x")
-    shape = t.shape
-    nd = len(shape)
-    if type(dim) is not int or not -nd <= dim < nd:
-        dim = _validate.integer(dim, "dim", low=-nd, high=nd - 1)
-    dim %= nd
-    N = shape[dim]
-    if N & (N - 1):
-        raise ValueError(f"x.shape[{dim}]={N} is not a power of two; zero-pad it (or use sketch.srht)")
-    t = t.contiguous()
-    K = 1 if dim == nd - 1 else math.prod(shape[dim + 1:])
-    B = t.numel() // (N * K)  # x is not empty
-    scale = 1.0 / math.sqrt(N) if normalized else 1.0
-    dest = None
-    if out is not None:
-        dest = _out.writable(out, "out", shape=t.shape, dtype=t.dtype, device=t.device)
-        _out.check_no_partial_overlap(dest, t)
-        dest = dest.view(B, N, K)
-    if dest is None:
-        y, bad = _ops.fwht(t.view(B, N, K), N, None, scale, t.dtype, backend=backend)
-        y = y.view(*shape)  # unpacked: torch parses separate ints faster than a Size
-    else:
-        bad = _ops.fwht_into(t.view(B, N, K), N, None, scale, dest, backend=backend)
-        _out.written(dest)
-        y = dest.view(*shape)
-    _validate.check_count(bad, y, {"x": t}, "fwht")
-    return boundary.out(y) if out is None else out
-
-
-def distortion(S: Sketch, A, *, backend: str | None = None) -> float:
-    """Subspace-embedding distortion of S on range(A): the smallest ε with
-    (1 − ε)‖Ax‖ ≤ ‖SAx‖ ≤ (1 + ε)‖Ax‖ for all x, i.e. max(σ_max(SQ) − 1, 1 − σ_min(SQ)) for an
-    orthonormal basis Q of range(A) (computed in float64).
-
-    A sparse A (scipy.sparse, torch sparse) is densified: the orthonormal basis Q of its range
-    is an (n, d) dense array anyway.
-
-    Shape:
-        A: (n, d)
-    """
-    if not isinstance(S, Sketch):
-        raise TypeError(f"S must be a linalg_core.sketch.Sketch, got {type(S).__name__}")
-    sparse = as_sparse(A, "A")
-    t = sparse[0].csr.to_dense() if sparse is not None else _validate.float_array(A, "A", ndim=2)[0]
-    _validate.check_finite(t, "A")
-    U, s, _ = torch.linalg.svd(t.to(torch.float64), full_matrices=False)
-    Q = U[:, s > s[0] * max(t.shape) * torch.finfo(torch.float64).eps]
-    sv = torch.linalg.svdvals(S.apply(Q, backend=backend))
-    return float(torch.maximum(sv.max() - 1, 1 - sv.min()))
