@@ -1,5 +1,6 @@
 // Dtype conversion with a non-finite count (CPU).
 #include "bind_common.h"
+#include "linalg_core/convert.h"
 
 void bind_convert(py::module_& m) {
   m.def("cpu_convert", [](Buf in, Buf out, int dt, int out_dt, int64_t n) {

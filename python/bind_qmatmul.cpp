@@ -1,5 +1,6 @@
 // DGQ A8W4 integer product (CPU and CUDA).
 #include "bind_common.h"
+#include "linalg_core/qmatmul.h"
 
 namespace {
 // The int32 accumulator holds K products of |x| <= 127 and |w8| <= 127 exactly up to this K (a

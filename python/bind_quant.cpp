@@ -1,5 +1,6 @@
 // Blockwise codebook quantization (CPU and CUDA).
 #include "bind_common.h"
+#include "linalg_core/quant.h"
 
 namespace {
 using linalg_core::DType;

@@ -1,5 +1,6 @@
 // Philox streams: raw 32-bit words and normal / Rademacher fills.
 #include "bind_common.h"
+#include "linalg_core/random.h"
 
 namespace {
 using linalg_core::DType;

@@ -1,5 +1,6 @@
 // Row-wise kernels of the sampling family (CPU).
 #include "bind_common.h"
+#include "linalg_core/sampling.h"
 
 namespace {
 linalg_core::DType real_dtype(Checks& c, int dt) {

@@ -1,5 +1,6 @@
 // Sketching kernels: FWHT (plain and row-selecting), sparse hashes and sparse applies.
 #include "bind_common.h"
+#include "linalg_core/sketch.h"
 
 namespace {
 using linalg_core::DType;

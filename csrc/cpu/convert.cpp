@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "isa.h"
+#include "linalg_core/convert.h"
 #include "linalg_core/cpu_kernels.h"
 #include "linalg_core/dtype.h"
 

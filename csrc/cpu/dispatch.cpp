@@ -11,9 +11,15 @@
 namespace linalg_core::cpu {
 namespace {
 
-#define LC_TABLE(ISA) \
-  KernelTable{#ISA, &ISA::fwht, &ISA::fwht_select, &ISA::sparse_hash, &ISA::sparse_apply, &ISA::random_uint32, &ISA::random_fill, &ISA::convert, \
-             &ISA::weighted_gram, &ISA::row_quadratic_forms, &ISA::block_quantize, &ISA::block_dequantize, &ISA::dgq_matmul, &ISA::dgq_linear, &ISA::dgq_path}
+// The kernel table of one instruction set: every entry of LC_CPU_TABLE (cpu_kernels.h).
+#define LC_TABLE_ENTRY(name) t.name = &isa::name;
+#define LC_TABLE(ISA)            \
+  [] {                           \
+    namespace isa = ISA;         \
+    KernelTable t{#ISA};         \
+    LC_CPU_TABLE(LC_TABLE_ENTRY) \
+    return t;                    \
+  }()
 
 #if defined(__x86_64__) || defined(_M_X64)
 bool has_avx512() {

@@ -4,7 +4,7 @@
 // accumulation (exact: |y| ≤ 127² K < 2³¹; every path sums modulo 2³², so no signed overflow
 // whatever bytes a caller passes).
 //
-// Paths (csrc/include/linalg_core/cpu_kernels.h: dgq::kAmx ...):
+// Paths (csrc/include/linalg_core/qmatmul.h: dgq::kAmx ...):
 //   * AVX2: y = Σ_g s_int·(Σ_{k∈g} q_k x_k − z·Σ_{k∈g} x_k). The codes go straight into
 //     vpmaddubsw (u8 codes × s8 x, pairs summed to 16 bits: at most 2·15·127, no saturation),
 //     vpmaddwd with the broadcast s_int sums pairs to 32 bits, and z·Σx (the group sums of x,
@@ -36,6 +36,7 @@
 #include "isa.h"
 #include "linalg_core/cpu_kernels.h"
 #include "linalg_core/memory.h"
+#include "linalg_core/qmatmul.h"
 
 #if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64))
 #include <sys/syscall.h>

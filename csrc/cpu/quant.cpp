@@ -17,6 +17,7 @@
 #include "isa.h"
 #include "linalg_core/cpu_kernels.h"
 #include "linalg_core/dtype.h"
+#include "linalg_core/quant.h"
 
 namespace linalg_core::cpu::LC_ISA {
 namespace {

@@ -8,6 +8,7 @@
 #include "linalg_core/cpu_kernels.h"
 #include "linalg_core/dtype.h"
 #include "linalg_core/philox.h"
+#include "linalg_core/random.h"
 
 namespace linalg_core::cpu::LC_ISA {
 namespace {

@@ -11,6 +11,7 @@
 #include "isa.h"
 #include "linalg_core/cpu_kernels.h"
 #include "linalg_core/dtype.h"
+#include "linalg_core/sampling.h"
 
 namespace linalg_core::cpu::LC_ISA {
 namespace {

@@ -11,6 +11,7 @@
 #include "linalg_core/cpu_kernels.h"
 #include "linalg_core/memory.h"
 #include "linalg_core/philox.h"
+#include "linalg_core/sketch.h"
 
 namespace linalg_core::cpu::LC_ISA {
 namespace {

@@ -1,6 +1,11 @@
 // Compiled instead of the .cu sources when the build has no CUDA (no nvcc, or
-// LINALG_CORE_CUDA=OFF): every launcher reports kNotBuilt, which the bindings raise.
+// LINALG_CORE_CUDA=OFF): every launcher of every family (linalg_core/<family>.h) reports
+// kNotBuilt, which the bindings raise.
 #include "linalg_core/cuda_kernels.h"
+#include "linalg_core/qmatmul.h"
+#include "linalg_core/quant.h"
+#include "linalg_core/random.h"
+#include "linalg_core/sketch.h"
 
 namespace linalg_core::cuda {
 

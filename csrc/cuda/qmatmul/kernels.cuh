@@ -8,11 +8,9 @@
 
 #include <cstdint>
 
-namespace linalg_core::cuda::qmatmul {
+#include "params.h"
 
-constexpr int kWarps = 8;   // channels per thread block
-constexpr int kRows = 16;   // rows of x per thread block
-constexpr int kBlock = 128; // weights per step (one 128-block of a group)
+namespace linalg_core::cuda::qmatmul {
 
 __device__ __forceinline__ int pack4(int a, int b, int c, int d) {
   return int((uint32_t(a) & 0xffu) | ((uint32_t(b) & 0xffu) << 8) | ((uint32_t(c) & 0xffu) << 16) |

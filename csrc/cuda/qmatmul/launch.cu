@@ -1,10 +1,11 @@
-// Launcher of the DGQ A8W4 kernel (cuda_kernels.h).
+// Launcher of the DGQ A8W4 kernel (linalg_core/qmatmul.h).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "kernels.cuh"
-#include "linalg_core/cuda_kernels.h"
+#include "linalg_core/qmatmul.h"
+#include "params.h"
 
 namespace linalg_core::cuda {
 

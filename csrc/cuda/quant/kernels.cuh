@@ -7,11 +7,9 @@
 #include <cstdint>
 
 #include "linalg_core/dtype.h"
+#include "params.h"
 
 namespace linalg_core::cuda::quant {
-
-constexpr int kWarps = 4;  // quantization blocks per thread block (one warp each)
-constexpr int kMaxMid = 255;
 
 template <typename T>
 __device__ __forceinline__ float load(const T* p) { return Storage<T>::load(p); }

@@ -1,17 +1,18 @@
-// Launchers of the blockwise quantization kernels (cuda_kernels.h).
+// Launchers of the blockwise quantization kernels (linalg_core/quant.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "kernels.cuh"
-#include "linalg_core/cuda_kernels.h"
+#include "linalg_core/quant.h"
+#include "params.h"
 
 namespace linalg_core::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops beyond this
+using quant::kMaxBlocks;
+using quant::kThreads;
 
 inline unsigned grid_for(int64_t items, int64_t per_block) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + per_block - 1) / per_block, kMaxBlocks)));

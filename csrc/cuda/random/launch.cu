@@ -1,4 +1,4 @@
-// Launchers of the Philox stream kernels (cuda_kernels.h): raw words and normal / Rademacher
+// Launchers of the Philox stream kernels (linalg_core/random.h): raw words and normal / Rademacher
 // fills. Same streams as csrc/cpu/random.cpp: words bit-identical, floats equal to rounding.
 #include <cuda_runtime.h>
 
@@ -6,13 +6,14 @@
 #include <cstdint>
 
 #include "kernels.cuh"
-#include "linalg_core/cuda_kernels.h"
+#include "linalg_core/random.h"
+#include "params.h"
 
 namespace linalg_core::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops beyond this
+using random::kMaxBlocks;
+using random::kThreads;
 
 inline unsigned grid_for(int64_t work_items) {
   return static_cast<unsigned>(std::min<int64_t>((work_items + kThreads - 1) / kThreads, kMaxBlocks));

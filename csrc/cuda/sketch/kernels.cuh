@@ -9,9 +9,6 @@
 
 namespace linalg_core::cuda::sketch {
 
-constexpr int kFwhtThreads = 256;
-constexpr int kFwhtMaxLog2L = 8;  // longest transform of one pass (one thread block): 256
-
 // Products that are never contracted into an FMA with a later add (the CPU kernels round the
 // scaled input before the butterflies, and so do we).
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }

@@ -1,4 +1,4 @@
-// Launchers of the sketching kernels (cuda_kernels.h). Same contracts as csrc/cpu/sketch.cpp.
+// Launchers of the sketching kernels (linalg_core/sketch.h). Same contracts as csrc/cpu/sketch.cpp.
 //
 // fwht: transforms of N <= 256 points are one pass (one kernel): each thread block loads a tile
 // of V vectors (V consecutive columns, or whole (N, K) items when K is small) into shared memory
@@ -14,7 +14,7 @@
 #include <type_traits>
 
 #include "kernels.cuh"
-#include "linalg_core/cuda_kernels.h"
+#include "linalg_core/sketch.h"
 #include "params.h"
 
 namespace linalg_core::cuda {
@@ -23,8 +23,11 @@ namespace {
 using sketch::FwhtPass;
 using sketch::kFwhtMaxLog2L;
 using sketch::kFwhtThreads;
-
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops beyond this
+using sketch::kMaxBlocks;
+using sketch::kRightMinChunk;
+using sketch::kRightSmemBytes;
+using sketch::kRightTargetItems;
+using sketch::kSparseThreads;
 
 inline unsigned blocks(int64_t items) { return static_cast<unsigned>(std::min<int64_t>(items, kMaxBlocks)); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -155,11 +158,6 @@ int fwht_from(const S* in, void* out, DType out_dt, int64_t B, int64_t n_valid, 
 }
 
 // ---------------------------------------------------------------- sparse_apply
-
-constexpr int kSparseThreads = 256;
-constexpr int64_t kRightSmemBytes = 32768;  // shared accumulator of one output row: m <= 8192 / 4096
-constexpr int64_t kRightTargetItems = 4096; // enough work items to fill the GPU when rows are few
-constexpr int64_t kRightMinChunk = 2048;
 
 template <typename S, typename C>
 int sparse_right_typed(const S* A, C* out, int64_t R, int64_t n, int64_t m, int64_t s, const int32_t* rows,

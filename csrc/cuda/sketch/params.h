@@ -1,9 +1,23 @@
-// Kernel parameters of the sketching kernels (csrc/cuda/sketch/kernels.cuh), filled by the
-// launchers in launch.cu.
+// Launch parameters of the sketching kernels (csrc/cuda/sketch/kernels.cuh): the block sizes and
+// limits the kernels and launchers share, and the parameter structs the launchers in launch.cu fill.
 #pragma once
 #include <cstdint>
 
 namespace linalg_core::cuda::sketch {
+
+constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops beyond this
+
+// fwht: threads per block of a pass, and the longest transform of one pass (one thread block).
+constexpr int kFwhtThreads = 256;
+constexpr int kFwhtMaxLog2L = 8;  // 256 points
+
+// sparse_hash / sparse_apply: threads per block; the right sketch accumulates one output row in
+// shared memory when it fits (m <= 8192 floats / 4096 doubles), split into enough work items to
+// fill the GPU when the rows are few, each at least kRightMinChunk columns of A.
+constexpr int kSparseThreads = 256;
+constexpr int64_t kRightSmemBytes = 32768;
+constexpr int64_t kRightTargetItems = 4096;
+constexpr int64_t kRightMinChunk = 2048;
 
 // One pass of the Walsh-Hadamard transform: length-L transforms (L = 2^log2L <= 256) along the
 // middle axis of an array viewed as (Bp, L, Kp), in one thread block per tile.
