@@ -252,14 +252,49 @@ def test_dask_knows_the_size_of_tensor_results():
 
 
 def test_blockwise_cholqr_falls_back_on_an_ill_conditioned_basis():
-    from linalg_core.distributed.linalg import _chol_step, _orthonormalize
+    from linalg_core.distributed.linalg import RowBlockCholQR, _gram, _Tall, _times
+    from linalg_core.lowrank.orthonormalize import cholqr_round
 
     g = torch.Generator().manual_seed(0)
     Y = torch.randn(3000, 10, generator=g, dtype=torch.float64)
     Y[:, 9] = Y[:, 8] * (1 + 1e-16)  # numerically rank deficient
-    Yd = da.from_array(Y.numpy(), chunks=(700, 10))
-    Q1 = _chol_step(Yd, torch.float64)  # plain CholeskyQR: no orthonormal basis here
-    assert Q1 is None or not np.allclose(Q1.compute().T @ Q1.compute(), np.eye(10), atol=1e-6)
-    Q = _orthonormalize(Yd, torch.float64, 2).compute()
+    Yd = _Tall(da.from_array(Y.numpy(), chunks=(700, 10)), torch.float64)
+    Q1 = cholqr_round(Yd, gram=lambda T: _gram(T.a, torch.float64),  # plain CholeskyQR: no orthonormal basis here
+                      times=lambda T, M: _Tall(_times(T.a, M, torch.float64), torch.float64))
+    assert Q1 is None or not np.allclose(Q1.a.compute().T @ Q1.a.compute(), np.eye(10), atol=1e-6)
+    Q = RowBlockCholQR(2)(Yd).a.compute()
     np.testing.assert_allclose(Q.T @ Q, np.eye(10), atol=1e-10)
     np.testing.assert_allclose(Q @ (Q.T @ Y.numpy()), Y.numpy(), atol=1e-10)
+    # in memory (the n-side of the iterations) it is the single machine's CholeskyQR
+    assert torch.equal(RowBlockCholQR()(Y[:50]), lc.lowrank.CholQR()(Y[:50]))
+    with pytest.raises(ValueError, match="rounds=3"):
+        RowBlockCholQR(3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rsvd_is_the_single_machine_driver_on_row_blocks(dtype):
+    # The docstring's claim, exactly: with one row block the products are the single machine's,
+    # so the factors are bit for bit lc.rsvd's; with several only the order of the block sums
+    # differs. The operator and the blocked orthonormalizer plug into the shared driver.
+    from linalg_core.distributed.linalg import RowBlockCholQR, RowBlocks
+    from linalg_core.testing.matrices import with_spectrum
+
+    A = with_spectrum(500, 60, torch.logspace(0, -3, 60, dtype=torch.float64), seed=2).to(dtype)
+    ref = lc.rsvd(A, 8, seed=4, precision="full")
+    U, S, Vh = dist.rsvd(da.from_array(A.numpy(), chunks=(500, 60)), 8, seed=4)
+    assert torch.equal(torch.from_numpy(U.compute()), ref.U) and torch.equal(S, ref.S) and torch.equal(Vh, ref.Vh)
+    ref2 = lc.rsvd(A, 8, seed=4, precision="full", niter=1, oversample=3)
+    Ad = da.from_array(A.numpy(), chunks=(77, 60))
+    U, S, Vh = dist.rsvd(Ad, 8, seed=4, niter=1, oversample=3)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(torch.from_numpy(U.compute()), ref2.U, rtol=0, atol=tol)
+    torch.testing.assert_close(S, ref2.S, rtol=tol, atol=0)
+    # the same driver called directly on the operator, with another finder
+    op = RowBlocks(Ad)
+    assert op.shape == (500, 60) and op.dtype == dtype
+    torch.testing.assert_close(op.fro_norm_sq(), (A.double() ** 2).sum().to(dtype), rtol=1e-6, atol=0)
+    got = lc.rsvd(op, 8, finder=lc.lowrank.SubspaceIteration(niter=2, orth=RowBlockCholQR()), seed=1, precision="full")
+    want = lc.rsvd(A, 8, finder=lc.lowrank.SubspaceIteration(niter=2), seed=1, precision="full")
+    torch.testing.assert_close(torch.from_numpy(got.U.a.compute()), want.U, rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="needs a dense A"):
+        lc.rsvd(op, 8, precision="bf16", seed=0)

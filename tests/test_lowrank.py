@@ -133,7 +133,7 @@ def test_low_precision_inputs(dtype):
 def test_low_precision_never_copies_the_whole_matrix(monkeypatch):
     from linalg_core.lowrank import operators
 
-    monkeypatch.setattr(operators, "_BLOCK_ELEMS", 1000)  # blocks of 5 rows
+    monkeypatch.setattr(operators, "ROW_BLOCK_ELEMS", 1000)  # blocks of 5 rows
     A = matrix("polynomial", decay=1.0).to(torch.bfloat16)
     seen = []
     orig = operators.cast

@@ -18,9 +18,8 @@ import torch
 from linalg_core import _validate
 from linalg_core._arrays import cast, compute_dtype
 from linalg_core.adapters.factors import LoRAInit, SVDInit, ThreeFactorInit, scaling
-from linalg_core.lowrank.operators import _BLOCK_ELEMS, Dense
-from linalg_core.lowrank import nystrom, rsvd
-from linalg_core.lowrank.rsvd import AUTO_NITER, _rsvd
+from linalg_core.lowrank import RowSpace, as_linear_operator, nystrom, rsvd
+from linalg_core.lowrank.operators import ROW_BLOCK_ELEMS as _BLOCK_ELEMS
 
 
 def _weight(W, rank, fan_in_fan_out, check=True):
@@ -173,8 +172,8 @@ def _pissa_triplets(W: torch.Tensor, rank: int, niter="auto", seed=None):
     ``method="auto"``: where bfloat16 products pay, "rowspace" (no full-precision B = QᴴW pass;
     singular values then ~1e-4 relative), else "subspace"; the residual is formed from W
     exactly afterwards."""
-    return _rsvd(Dense(W, unchecked="W"), rank, niter=PISSA_NITER if niter == "auto" else niter, seed=seed,
-                 method="auto")
+    return rsvd(as_linear_operator(W, name="W"), rank, finder=RowSpace(bf16_only=True),
+                niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
 
 
 def _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out):
@@ -336,7 +335,7 @@ def lora_sb(update, rank: int, *, lora_alpha: float | None = None, use_rslora: b
     """
     Wt, dtype, boundary, rank = _weight(update, rank, fan_in_fan_out)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
-    U, S, Vh = rsvd(Wt, rank, niter=AUTO_NITER if niter == "auto" else niter, seed=seed)
+    U, S, Vh = rsvd(Wt, rank, niter=niter, seed=seed)
     return ThreeFactorInit(*boundary.out((Vh, torch.diag(S / s), U, None)), s)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from linalg_core.adapters.factors import LoRAInit, scaling
-from linalg_core.lowrank.rsvd import _rsvd
+from linalg_core.lowrank import as_linear_operator, rsvd
 
 
 def loftq(W, rank: int, *, format="bnb-nf4", iters: int = 1, lora_alpha: float | None = None,
@@ -58,7 +58,7 @@ def loftq(W, rank: int, *, format="bnb-nf4", iters: int = 1, lora_alpha: float |
 
 def principal_of_quantized(Q, rank: int, s: float, niter: int, seed) -> LoRAInit:
     """PiSSA on a quantized base: rsvd of the matrix-free Q, residual re-quantized."""
-    U, S, Vh = _rsvd(_operator(Q), rank, niter=niter, seed=seed)
+    U, S, Vh = rsvd(_operator(Q), rank, niter=niter, seed=seed)
     root = torch.sqrt(S / s)
     A, B = root[:, None] * Vh, U * root
     return LoRAInit(A, B, _requantize(Q, B, A, s), s)
@@ -74,10 +74,7 @@ def orthonormal_of_quantized(Q, rank: int, s: float) -> LoRAInit:
 
 
 def _operator(Q):
-    from linalg_core.lowrank.operators import as_operator
-
-    op, _, _ = as_operator(Q, "W")
-    return op
+    return as_linear_operator(Q, name="W")
 
 
 def _requantize(Q, B, A, s):

@@ -11,12 +11,14 @@ whatever the chunking.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from linalg_core import _ops, _validate
-from linalg_core._arrays import as_tensor
+from linalg_core import lowrank as _lowrank
 from linalg_core import sketch as lcsketch
+from linalg_core._arrays import as_tensor
 
 # Elements of S[:, r0:r1] generated at a time inside one task (32 MiB of float64).
 _SUB_ELEMS = 1 << 22
@@ -289,10 +291,14 @@ def _tensor(block, dtype):
     return torch.as_tensor(block).to(dtype)
 
 
+def _numpy_dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _times(X, M: torch.Tensor, dtype: torch.dtype):
     """X M for a row-partitioned dask X (lazy: one product per row block), in ``dtype``."""
     return X.map_blocks(lambda b, M=M: (_tensor(b, dtype) @ M).numpy(), chunks=(X.chunks[0], (M.shape[1],)),
-                        dtype=str(dtype).removeprefix("torch."))
+                        dtype=_numpy_dtype(dtype))
 
 
 def _gram(Y, dtype) -> torch.Tensor:
@@ -300,46 +306,159 @@ def _gram(Y, dtype) -> torch.Tensor:
     return _blockwise_sum(lambda b, r0: _tensor(b, dtype).T @ _tensor(b, dtype), Y)
 
 
-def _chol_step(Y, dtype):
-    """One CholeskyQR round over the row blocks of Y, computed as the single-machine
-    ``orthonormalize``'s step: G = Σ Y_bᴴY_b (a reduction), L = chol(G), Q_b = Y_b L⁻ᴴ with the
-    same k × k inverse. None when the Cholesky breaks down."""
-    L, info = torch.linalg.cholesky_ex(_gram(Y, dtype))
-    if bool(info != 0) or not bool(torch.isfinite(L).all()):
-        return None
-    Rinv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=dtype), upper=False).T
-    return _times(Y, Rinv, dtype).persist()
+class _Tall:
+    """A tall (m, k) matrix held as the row blocks of a dask array: the m-side of
+    :class:`RowBlocks` (what its ``matmul`` returns and its ``rmatmul`` takes). It offers what the
+    low-rank drivers do with such a matrix: ``@`` a small torch matrix and ``*`` by column signs
+    (both lazy; signs are folded into the product that made the matrix, where they are exact),
+    and ``column_peaks()`` for the sign rule of :func:`linalg_core.lowrank.flip_signs`.
+
+    Shape:
+        a: (m, k) dask array
+    """
+
+    def __init__(self, a, dtype: torch.dtype, factors=None):
+        self.a, self.dtype, self._factors = a, dtype, factors
+        self.shape = tuple(a.shape)
+
+    def __matmul__(self, M: torch.Tensor) -> "_Tall":
+        return _Tall(_times(self.a, M, self.dtype), self.dtype, (self, M))
+
+    def __mul__(self, d: torch.Tensor) -> "_Tall":
+        if self._factors is not None:  # (Q M) d = Q (M d)
+            base, M = self._factors
+            return base @ (M * d)
+        dtype = self.dtype
+        return _Tall(self.a.map_blocks(lambda b: (_tensor(b, dtype) * d).numpy(), dtype=_numpy_dtype(dtype)), dtype)
+
+    def column_peaks(self) -> torch.Tensor:
+        """The :func:`~linalg_core.lowrank.svd.column_peaks` of every row block, stacked in row
+        order (blocks, k): only 1 × k per block travels."""
+        from linalg_core.lowrank.svd import column_peaks
+
+        dask, _ = _dask()
+        dtype = self.dtype
+        parts = dask.compute(*[dask.delayed(lambda b: column_peaks(_tensor(b, dtype)))(b)
+                               for b in self.a.to_delayed().ravel()])
+        return torch.cat(parts, dim=-2)
 
 
-def _orthonormalize(Y, dtype, rounds: int):
-    """``orthonormalize(Y, "cholqr")`` (rounds=1) or ``"cholqr2"`` (rounds=2, then checked:
-    ‖QᵀQ − I‖_F ≤ 50·k·u, one more k × k reduction) of a row-partitioned Y; where CholeskyQR
-    breaks down or the check fails, dask's TSQR (``dask.array.linalg.tsqr``) stands in for the
-    single machine's Householder QR."""
-    _, da = _dask()
-    Q = Y
-    for _ in range(rounds):
-        Q = _chol_step(Q, dtype)
+class RowBlocks(_lowrank.Operator):
+    """A row-partitioned dask array A (m × n) as a linear operator of
+    :mod:`linalg_core.lowrank` (the :class:`~linalg_core.lowrank.LinearOperator` protocol), so
+    the single-machine drivers run on it.
+
+    ``matmul(X)`` is one product per row block, persisted on the workers (a :class:`_Tall` m-side
+    matrix); ``rmatmul(Y)`` = Σ_b (Y_bᵀA_b)ᵀ a reduction of n × k results; ``matmul_normal`` makes
+    the Gaussian Ω inside every task from (seed, stream, offset), so Ω never travels.
+
+    Shape:
+        A: (m, n);  matmul: X (n, k) -> (m, k) row blocks;  rmatmul: (m, k) row blocks -> (n, k)
+    """
+
+    def __init__(self, A, name: str = "A"):
+        A = rows(A, name)
+        if A.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {A.shape}")
+        self.A = A
+        self.shape = tuple(int(s) for s in A.shape)
+        self.dtype = _compute_dtype(A)
+        self.device = torch.device("cpu")
+
+    def matmul(self, X: torch.Tensor) -> _Tall:
+        return _Tall(_times(self.A, X.to(self.dtype), self.dtype).persist(), self.dtype)  # read twice: Gram, Q
+
+    def matmul_normal(self, k: int, *, seed: int, stream: int, offset: int, backend=None) -> _Tall:
+        from linalg_core.random import normal
+
+        n, dtype = self.shape[1], self.dtype
+
+        def first(b):
+            omega = normal((n, k), seed=seed, stream=stream, offset=offset, dtype=dtype, backend=backend)
+            return (_tensor(b, dtype) @ omega).numpy()
+
+        return _Tall(self.A.map_blocks(first, chunks=(self.A.chunks[0], (k,)), dtype=_numpy_dtype(dtype)).persist(),
+                     dtype)
+
+    def rmatmul(self, Y: _Tall) -> torch.Tensor:
+        # (Y_bᵀA_b)ᵀ, as the single machine's dense operator computes Aᵀ Y (A read in its order)
+        dtype = self.dtype
+        return _blockwise_sum(lambda a, y, r0: (_tensor(y, dtype).T @ _tensor(a, dtype)).T, self.A, Y.a)
+
+    def fro_norm_sq(self) -> torch.Tensor:
+        return _blockwise_sum(lambda a, r0: _tensor(a, self.dtype).square().sum(), self.A)
+
+
+@dataclass(frozen=True)
+class RowBlockCholQR:
+    """CholeskyQR of a row-partitioned tall Y (a :class:`_Tall`), built from the single machine's
+    rounds (:func:`linalg_core.lowrank.orthonormalize.cholqr_round` with a Gram reduction over the
+    blocks and a product per block): ``rounds=1`` between passes, ``rounds=2`` (CholeskyQR2, then
+    checked: ‖QᵀQ − I‖_F ≤ 50·k·u, one more k × k reduction) for a returned basis. Where
+    CholeskyQR breaks down or the check fails, dask's TSQR (``dask.array.linalg.tsqr``) stands in
+    for the single machine's Householder QR.
+
+    A torch tensor (the n-side Z = AᵀQ, small and in memory) gets the single machine's
+    :class:`~linalg_core.lowrank.CholQR` / :class:`~linalg_core.lowrank.CholQR2`, so a
+    :class:`~linalg_core.lowrank.SubspaceIteration` with this ``orth`` on :class:`RowBlocks` is the
+    single-machine subspace iteration.
+
+    Shape:
+        Y: (m, k);  out: (m, k)
+    """
+
+    rounds: int = 1
+
+    def __post_init__(self):
+        if self.rounds not in (1, 2):
+            raise ValueError(f"rounds={self.rounds!r} must be 1 or 2")
+
+    @property
+    def orthonormal(self) -> bool:
+        return self.rounds == 2
+
+    @property
+    def final(self) -> "RowBlockCholQR":
+        return RowBlockCholQR(2)
+
+    def __call__(self, Y):
+        if isinstance(Y, torch.Tensor):
+            return (_lowrank.CholQR() if self.rounds == 1 else _lowrank.CholQR2())(Y)
+        from linalg_core.lowrank.orthonormalize import cholqr_round, orthonormal_enough
+
+        dtype = Y.dtype
+
+        def gram(T):
+            return _gram(T.a, dtype)
+
+        def times(T, M):
+            return _Tall(_times(T.a, M, dtype).persist(), dtype)
+
+        Q = Y
+        for _ in range(self.rounds):
+            Q = cholqr_round(Q, gram=gram, times=times)
+            if Q is None:
+                break
+        if Q is not None and self.rounds == 2 and not orthonormal_enough(gram(Q)):
+            Q = None
         if Q is None:
-            break
-    if Q is not None and rounds == 2:
-        k = Y.shape[1]
-        err = torch.linalg.matrix_norm(_gram(Q, dtype) - torch.eye(k, dtype=dtype))
-        Q = Q if bool(err <= 50 * k * torch.finfo(dtype).eps) else None
-    return Q if Q is not None else da.linalg.tsqr(Y)[0].persist()
+            _, da = _dask()
+            Q = _Tall(da.linalg.tsqr(Y.a)[0].persist(), dtype)
+        return Q
 
 
 def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
-    """Randomized SVD of a row-partitioned dask matrix A (m × n): A ≈ U diag(S) Vh, the
-    single-machine :func:`linalg_core.rsvd` (``precision="full"``) step for step.
+    """Randomized SVD of a row-partitioned dask matrix A (m × n): A ≈ U diag(S) Vh, computed by
+    the single-machine driver :func:`linalg_core.rsvd` on A's row blocks (:class:`RowBlocks`) with
+    ``SubspaceIteration(orth=RowBlockCholQR())`` and ``precision="full"``.
 
-    Halko, Martinsson and Tropp 2011, Algorithm 4.4: Y = AΩ with Ω (n × k) regenerated inside
+    Halko, Martinsson and Tropp 2011, Algorithm 4.4: Y = AΩ with Ω (n × k) generated inside
     every task from (seed, stream 6), exactly the single-machine Ω; ``niter`` rounds of
-    Z = orth(AᵀQ) (a reduction of k × n products, then the same in-memory CholeskyQR) and
-    Y = A Z, the tall bases by CholeskyQR over the row blocks (k × k Gram reductions; CholeskyQR2
-    for the last, TSQR where it breaks down); B = QᵀA as a reduction; the SVD of B
-    (:func:`linalg_core.lowrank.svd_of_wide`) and the same deterministic signs (the largest entry of each column of U positive, found by a
-    reduction). For the same seed the result equals ``lc.rsvd(A.compute(), rank, seed=seed,
+    Z = orth(AᵀQ) (a reduction of k × n products, then the in-memory CholeskyQR) and Y = A Z, the
+    tall bases by CholeskyQR over the row blocks (k × k Gram reductions; CholeskyQR2 for the
+    last, TSQR where it breaks down); B = QᵀA as a reduction; the small SVD of B and the same
+    deterministic signs (the largest entry of each column of U positive, the peaks found per
+    block). For the same seed the result equals ``lc.rsvd(A.compute(), rank, seed=seed,
     precision="full")`` to rounding, whatever the chunking (only the order of the block sums
     differs); an ill-conditioned basis falls back to TSQR where the single machine uses
     Householder QR.
@@ -365,52 +484,9 @@ def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
         >>> bool(torch.allclose(S, ref.S)) and bool(torch.allclose(Vh, ref.Vh))
         True
     """
-    from linalg_core.lowrank.orthonormalize import orthonormalize
-    from linalg_core.lowrank.rsvd import RSVD_STREAM, _resolve, svd_of_wide
-    from linalg_core.random import normal
-
-    A = rows(A)
-    if A.ndim != 2:
-        raise ValueError(f"A must be 2-D, got shape {A.shape}")
-    m, n = A.shape
-    rank, k, niter, _ = _resolve(rank, m, n, oversample, niter, "auto", "subspace", None, "full")
-    seed = _validate.seed(seed)
-    dtype = _compute_dtype(A)
-    out_dtype = "float64" if dtype == torch.float64 else "float32"
-
-    def first(b, n=n, k=k, seed=seed):
-        omega = normal((n, k), seed=seed, stream=RSVD_STREAM, offset=0, dtype=dtype)
-        return (_tensor(b, dtype) @ omega).numpy()
-
-    Y = A.map_blocks(first, chunks=(A.chunks[0], (k,)), dtype=out_dtype).persist()
-    for _ in range(niter):
-        Q = _orthonormalize(Y, dtype, 1)
-        Z = _blockwise_sum(lambda a, q, r0: _tensor(a, dtype).T @ _tensor(q, dtype), A, Q)
-        Y = _times(A, orthonormalize(Z, "cholqr"), dtype).persist()  # read by the Gram and by Q
-    Q = _orthonormalize(Y, dtype, 2)
-    B = _blockwise_sum(lambda a, q, r0: _tensor(q, dtype).T @ _tensor(a, dtype), A, Q)
-    Ub, S, Vh = svd_of_wide(B, rank)
-    Ub, S, Vh = Ub[:, :rank], S[:rank], Vh[:rank]
-    sign = _column_signs(_times(Q, Ub, dtype), dtype)
-    return _times(Q, Ub * sign, dtype), S, Vh * sign[:, None]  # a sign flip is exact in the GEMM
-
-
-def _column_signs(U, dtype) -> torch.Tensor:
-    """The sign of each column's entry of largest magnitude (the first such row on ties), as
-    ``lowrank.flip_signs``: per block (max |u|, the entry), then the largest over blocks."""
-    dask, _ = _dask()
-
-    def peak(u):
-        u = _tensor(u, dtype)
-        idx = u.abs().argmax(0)
-        return u.abs().max(0).values, u.gather(0, idx[None])[0]
-
-    peaks = dask.compute(*[dask.delayed(peak)(b) for b in U.to_delayed().ravel()])
-    mags = torch.stack([p[0] for p in peaks])
-    vals = torch.stack([p[1] for p in peaks])
-    best = vals.gather(0, mags.argmax(0)[None])[0]
-    sign = torch.sgn(best)
-    return torch.where(sign == 0, torch.ones_like(sign), sign)
+    out = _lowrank.rsvd(RowBlocks(A), rank, finder=_lowrank.SubspaceIteration(orth=RowBlockCholQR()), niter=niter,
+                        oversample=oversample, seed=seed, precision="full")
+    return out.U.a, out.S, out.Vh
 
 
 def sample_rows(A, size: float, *, seed=None):

@@ -11,7 +11,8 @@ import torch
 from linalg_core import _validate
 from linalg_core.lowrank.nystrom import factors_to_svd
 from linalg_core.lowrank.operators import Dense, as_operator
-from linalg_core.lowrank.rsvd import SVD, rsvd
+from linalg_core.lowrank.rsvd import rsvd
+from linalg_core.lowrank.svd import SVD
 from linalg_core.random import normal
 
 CUR_STREAM = 9
@@ -62,7 +63,7 @@ def _sample(weights: torch.Tensor, r: int, seed: int) -> torch.Tensor:
     return torch.multinomial(weights.cpu().double(), r, replacement=False, generator=g).sort().values
 
 
-def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=None) -> CUR:
+def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=None, finder=None) -> CUR:
     """CUR decomposition with ``rank`` columns and rows.
 
     * ``method="pivoted_qr"``: columns are the first ``rank`` pivots of the column-pivoted QR of
@@ -83,6 +84,8 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
         method: ``"pivoted_qr"`` or ``"leverage"``.
         oversample: extra sketch rows / columns for ``"pivoted_qr"``.
         seed: int, ``torch.Generator`` or None (fresh entropy, recorded as ``.seed``).
+        finder: for ``"leverage"``, the range finder of its :func:`rsvd` (default
+            ``SubspaceIteration()``); ``"pivoted_qr"`` takes none.
 
     Returns:
         :class:`CUR` (cols, rows, C, U, R, seed), all in the caller's array type.
@@ -91,7 +94,8 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
         A: (m, n);  cols, rows: (r,);  C: (m, r);  U: (r, r);  R: (r, n)
 
     Raises:
-        ValueError: rank outside [1, min(m, n)], a batched A, NaN/Inf.
+        ValueError: rank outside [1, min(m, n)], a batched A, NaN/Inf, a ``finder`` with
+            ``method="pivoted_qr"``.
         TypeError: a sparse matrix or operator, non-float A, non-integer rank / oversample.
 
     Example:
@@ -116,6 +120,8 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
     _validate.choice(method, "method", ("pivoted_qr", "leverage"))
     oversample = _validate.integer(oversample, "oversample", low=0)
     seed = _validate.seed(seed)
+    if finder is not None and method != "leverage":
+        raise ValueError(f"finder={finder!r} is used by method='leverage' only, not method={method!r}")
     if method == "pivoted_qr":
         k = min(min(m, n), rank + oversample)
         G1 = normal((k, m), seed=seed, stream=CUR_STREAM, dtype=Ad.dtype, device=Ad.device)
@@ -123,7 +129,7 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
         cols = _pivots(G1 @ Ad, rank)
         rows = _pivots((Ad @ G2).T, rank)
     else:
-        U, _, Vh = rsvd(Ad, rank, seed=seed)
+        U, _, Vh = rsvd(Ad, rank, seed=seed, finder=finder)
         cols = _sample((Vh**2).sum(0), rank, seed)
         rows = _sample((U**2).sum(1), rank, seed + 1)
     cols, rows = cols.to(Ad.device), rows.to(Ad.device)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.operators import Dense, as_operator, hutchinson_fro_sq
+from linalg_core.lowrank.operators import Dense, Operator, as_operator, hutchinson_fro_sq
 from linalg_core.random import normal
 
 ERROR_STREAM = 7
 
 
-class _Residual:
-    """E = A − U diag(S) Vh as an operator."""
+class _Residual(Operator):
+    """E = A − U diag(S) Vh as an operator (the :class:`~.operators.LinearOperator` protocol)."""
 
     def __init__(self, op, U, S, Vh):
         self.op, self.U, self.S, self.Vh = op, U, S, Vh

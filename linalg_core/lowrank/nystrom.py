@@ -11,8 +11,8 @@ import torch
 from linalg_core import _validate
 from linalg_core._arrays import as_tensor
 from linalg_core.lowrank.operators import as_operator
-from linalg_core.lowrank.orthonormalize import orthonormalize
-from linalg_core.lowrank.rsvd import SVD, flip_signs
+from linalg_core.lowrank.orthonormalize import Householder, as_orthonormalizer
+from linalg_core.lowrank.svd import SVD, flip_signs
 from linalg_core.random import normal
 
 NYSTROM_STREAM = 8
@@ -76,7 +76,7 @@ def _pow2_scale(Y: torch.Tensor) -> torch.Tensor:
 
 
 def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0, seed=None,
-            backend: str | None = None) -> Nystrom:
+            backend: str | None = None, orth=Householder()) -> Nystrom:
     """Rank-``rank`` Nyström approximation A ≈ C · core · R.
 
     * ``psd=True`` (A symmetric positive semi-definite: a Gram or covariance matrix, dense or
@@ -102,6 +102,11 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
         oversample: k = rank + oversample (default max(10, rank // 2)).
         niter: power iterations (PSD: Y ← A·orth(Y)).
         seed: int, ``torch.Generator`` or None (fresh entropy, recorded as ``.seed``).
+        backend: backend of the random test matrices.
+        orth: the orthonormalizer of Ω and of the power iterations' bases (default
+            :class:`~linalg_core.lowrank.Householder`; it must return an orthonormal basis, so
+            :class:`~linalg_core.lowrank.CholQR2` or a callable of one's own, not ``CholQR`` or
+            ``LU``).
 
     Returns:
         :class:`Nystrom` (C, core, R, seed) with ``.to_svd()``, in the caller's array type
@@ -113,7 +118,8 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
     Raises:
         ValueError: rank outside [1, min(m, n)], psd with a non-square A, NaN/Inf in A, a
             ``psd=True`` A that is clearly indefinite.
-        TypeError: non-float A, non-integer rank / oversample / niter, non-bool psd.
+        TypeError: non-float A, non-integer rank / oversample / niter, non-bool psd, an
+            ``orth`` that is not an orthonormalizer.
 
     Randomness:
         Ω / X is block 0 and Y block 1 of normal stream 8 of ``seed``.
@@ -136,6 +142,10 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
         raise ValueError(f"psd=True needs a square A, got shape ({m}, {n})")
     oversample = max(10, rank // 2) if oversample is None else _validate.integer(oversample, "oversample", low=0)
     niter = _validate.integer(niter, "niter", low=0)
+    orth = as_orthonormalizer(orth, "orth")
+    if getattr(orth, "orthonormal", True) is False:
+        raise ValueError(f"orth={orth!r} does not return an orthonormal basis; nystrom needs one (Householder(), "
+                         "CholQR2())")
     seed = _validate.seed(seed)
     k = min(min(m, n), rank + oversample)
     dev = getattr(op, "device", None) or torch.device("cpu")
@@ -145,10 +155,10 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
                       device=dev, backend=backend)
 
     if psd:
-        Omega = orthonormalize(gauss(n, k, 0), "qr")
+        Omega = orth(gauss(n, k, 0))
         Y = op.matmul(Omega)
         for _ in range(niter):
-            Omega = orthonormalize(Y / _pow2_scale(Y), "qr")
+            Omega = orth(Y / _pow2_scale(Y))
             Y = op.matmul(Omega)
         # Computed on Y / c for a power of two c ~ max|Y| (exact), and Λ scaled back: the shift
         # ν = √n·eps·‖Y/c‖_F never underflows (‖Y‖_F of a tiny A does: its squares are below
@@ -178,8 +188,8 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
         ell = min(m, math.ceil(1.5 * k))
         X, Yt = gauss(n, k, 0), gauss(m, ell, 1)
         for _ in range(niter):
-            X = orthonormalize(op.rmatmul(op.matmul(orthonormalize(X, "qr"))), "qr")
-            Yt = orthonormalize(op.matmul(op.rmatmul(orthonormalize(Yt, "qr"))), "qr")
+            X = orth(op.rmatmul(op.matmul(orth(X))))
+            Yt = orth(op.matmul(op.rmatmul(orth(Yt))))
         AX = op.matmul(X)  # (m, k)
         YA = op.rmatmul(Yt).mT.conj()  # (ℓ, n) = YᴴA
         M = Yt.mT.conj() @ AX  # (ℓ, k)

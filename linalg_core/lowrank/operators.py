@@ -2,7 +2,11 @@
 (scipy.sparse, torch COO / CSR / CSC: products on the stored entries only), a
 ``scipy.sparse.linalg.LinearOperator``, or anything with ``shape``, ``dtype``,
 ``matmul(X) = A @ X`` and ``rmatmul(Y) = Aᴴ @ Y`` (matrix-free: a quantized weight, a Gram
-matrix, a sum of terms).
+matrix, a sum of terms, row blocks of a Dask array).
+
+All of them implement one protocol, :class:`LinearOperator`, so the drivers (rsvd, nystrom,
+svd_error) run on any of them. The library's own operators derive from :class:`Operator` and
+are used as they are; other objects are checked and wrapped (:func:`as_linear_operator`).
 
 Low-precision dense inputs (float16, bfloat16) are multiplied block of rows by block of rows
 in float32, so no float32 copy of the whole matrix is ever made.
@@ -21,16 +25,36 @@ from linalg_core._arrays import Boundary, SparseMatrix, as_sparse, cast, compute
 from linalg_core._scratch import buffer as _scratch  # the one pool; _scratch is the name used here and by importers
 from linalg_core._scratch import reuse_buffers
 
-# Elements of A converted to float32 at a time for low-precision products (16 MiB).
-_BLOCK_ELEMS = 1 << 22
+# Elements of A converted to float32 at a time for low-precision products (16 MiB), and by the
+# other row-blocked loops over a weight (adapters' residual).
+ROW_BLOCK_ELEMS = 1 << 22
 
 @runtime_checkable
 class LinearOperator(Protocol):
-    """What the low-rank algorithms need of A (m × n). Documentation of the protocol: inputs are
-    recognised by duck typing (:func:`is_operator`), not by ``isinstance`` against it."""
+    """What the low-rank algorithms need of A (*, m, n): the protocol every operator implements
+    (dense, low-precision, sparse, scipy ``LinearOperator``, quantized weights, Dask row blocks,
+    the residual A − U diag(S) Vh). Inputs are recognised by duck typing (:func:`is_operator`),
+    not by ``isinstance`` against it.
+
+    Attributes:
+        shape: (*, m, n) (user operators: (m, n)).
+        dtype: the compute dtype of the products (float32 or float64).
+        device: where the products' results live (optional for user operators: CPU).
+
+    Optional methods:
+        ``fro_norm_sq()``: ‖A‖_F² per batch item, where the operator knows it (else rsvd's
+        AdaptiveQB estimates it, :func:`hutchinson_fro_sq`).
+        ``matmul_normal(k, *, seed, stream, offset, backend)``: A Ω for the Gaussian Ω =
+        ``linalg_core.random.normal((n, k), seed=seed, stream=stream, offset=offset)``, for an
+        operator that generates Ω where its data lives.
+
+    Shape:
+        matmul: X (*, n, k) -> (*, m, k);  rmatmul: Y (*, m, k) -> (*, n, k)
+    """
 
     shape: tuple[int, int]
     dtype: torch.dtype
+    device: torch.device
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:  # (n, k) -> (m, k)
         ...
@@ -39,7 +63,18 @@ class LinearOperator(Protocol):
         ...
 
 
-class Dense:
+class Operator:
+    """Base of the library's operators (:class:`LinearOperator` implementations that are valid by
+    construction): :func:`as_operator` and the drivers take them as they are, without the checks
+    and casts of a user operator. Subclasses set ``shape``, ``dtype``, ``device`` and define
+    ``matmul`` / ``rmatmul``."""
+
+    shape: tuple
+    dtype: torch.dtype
+    device: torch.device
+
+
+class Dense(Operator):
     """A dense (*, m, n) tensor seen as an operator, computing in float32 (float64 for float64)."""
 
     def __init__(self, A: torch.Tensor, *, unchecked: str | None = None):
@@ -69,7 +104,7 @@ class Dense:
 
     def _rows(self):
         m, n = self.shape[-2:]
-        step = max(1, _BLOCK_ELEMS // max(1, n))
+        step = max(1, ROW_BLOCK_ELEMS // max(1, n))
         for i in range(0, m, step):
             yield i, min(m, i + step)
 
@@ -86,12 +121,12 @@ class Dense:
         part = self.A[..., i0:i1, :]
         if part.dim() != 2:
             return part.to(self.dtype)
-        buf = _scratch("rows", (min(self.shape[0], max(1, _BLOCK_ELEMS // max(1, self.shape[1]))), self.shape[1]),
+        buf = _scratch("rows", (min(self.shape[0], max(1, ROW_BLOCK_ELEMS // max(1, self.shape[1]))), self.shape[1]),
                        self.dtype, self.device)
         return cast(part, self.dtype, out=buf[: i1 - i0])[0]
 
     def rmatmul(self, Y):
-        if self.direct:  # (Yᴴ A)ᴴ: A read in its stored order (1.5-2x faster than Aᴴ @ Y on CPU)
+        if self.direct:  # (Yᴴ A)ᴴ: A read in its stored order (faster than Aᴴ @ Y on CPU)
             return self._checked(torch.matmul(Y.mT.conj(), self.A).mT.conj())
         out = None
         for i0, i1 in self._rows():
@@ -122,7 +157,7 @@ class Dense:
         return self.A.to(self.dtype)
 
 
-class LowPrecision:
+class LowPrecision(Operator):
     """Products with a bfloat16 A: bfloat16 GEMMs (fp32 accumulation inside the GEMM, the
     result rounded to bfloat16), returned in ``dtype``. Used only for the power iterations of
     the range finder, where an error of 2^-9 in each product changes the captured energy to
@@ -133,8 +168,7 @@ class LowPrecision:
         self.shape = tuple(A.shape)
 
     # The small operand is made contiguous in the layout the GEMM reads: oneDNN's bfloat16
-    # kernels take 1.6x (A X) and 1.2-1.5x (Yᴴ A) longer with a transposed one (4096 and
-    # 11008 × 4096, k = 48).
+    # kernels are markedly slower with a transposed one.
     def matmul(self, X):
         return torch.matmul(self.A, X.to(torch.bfloat16).contiguous()).to(self.dtype)
 
@@ -182,7 +216,12 @@ def as_operator(A, name: str = "A", *, products_only: bool = False):
     ``matmat`` / ``rmatmat`` (results in numpy); other operators must have shape, dtype, matmul
     and rmatmul. ``products_only``: the caller reads a dense A only through ``matmul`` /
     ``rmatmul`` / ``bf16`` / ``fro_norm_sq``, so the NaN/Inf check rides on the first of them
-    instead of a pass of its own."""
+    instead of a pass of its own. The library's operators (:class:`Operator`, ``SparseMatrix``)
+    are returned as they are, with torch results."""
+    if isinstance(A, (Operator, SparseMatrix)):
+        if not products_only and hasattr(A, "ensure_finite"):
+            A.ensure_finite()
+        return A, Boundary("torch"), tuple(A.shape[:-2])
     sparse = as_sparse(A, name)
     if sparse is not None:
         return sparse[0], sparse[1], ()
@@ -200,7 +239,7 @@ _NUMPY_FLOATS = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torc
                  np.dtype(np.float16): torch.float16}
 
 
-class _ScipyOperator:
+class _ScipyOperator(Operator):
     """A ``scipy.sparse.linalg.LinearOperator`` seen through torch tensors (on the CPU)."""
 
     def __init__(self, op, name):
@@ -218,7 +257,7 @@ class _ScipyOperator:
         return torch.from_numpy(np.asarray(self.op.rmatmat(Y.detach().cpu().numpy())))
 
 
-class _Wrapped:
+class _Wrapped(Operator):
     """A user operator, checked (2-D, non-empty, float dtype), with products cast to its
     compute dtype."""
 
@@ -247,6 +286,36 @@ class _Wrapped:
         return hutchinson_fro_sq(self)
 
 
-__all__ = ["LinearOperator", "Dense", "LowPrecision", "SparseMatrix", "as_operator", "is_operator", "fro_norm_sq",
-           "hutchinson_fro_sq",
-           "reuse_buffers"]
+def as_linear_operator(A, *, name: str = "A") -> LinearOperator:
+    """A as one of the library's linear operators, for the drivers (rsvd, nystrom, svd_error) to
+    use as it is: a dense (batched) array becomes a float32 / float64 operator (16-bit inputs
+    multiplied block of rows by block of rows, NaN/Inf checked on the first product and reported
+    under ``name``), a sparse matrix a CSR operator, a ``scipy.sparse.linalg.LinearOperator`` or
+    any object with ``shape``, ``dtype``, ``matmul`` and ``rmatmul`` a checked wrapper whose
+    products come back in its compute dtype; the library's operators are returned as they are.
+
+    The drivers return torch tensors for an operator (they cannot know the caller's array type).
+
+    Args:
+        A: (*, m, n) array, sparse matrix or operator.
+        name: the argument name used in error messages.
+
+    Shape:
+        A: (*, m, n)
+
+    Raises:
+        ValueError / TypeError: as the drivers do for ``A`` (empty, non-float, a user operator
+            that is not 2-D).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from linalg_core.lowrank import as_linear_operator
+        >>> op = as_linear_operator(torch.randn(40, 30), name="W")
+        >>> op.shape, lc.rsvd(op, 3, seed=0).S.shape
+        ((40, 30), torch.Size([3]))
+    """
+    return as_operator(A, name, products_only=True)[0]
+
+
+__all__ = ["LinearOperator", "Operator", "Dense", "LowPrecision", "SparseMatrix", "as_operator", "as_linear_operator",
+           "is_operator", "fro_norm_sq", "hutchinson_fro_sq", "reuse_buffers", "ROW_BLOCK_ELEMS"]

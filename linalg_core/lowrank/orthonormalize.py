@@ -1,18 +1,33 @@
 """Orthonormalisation of a tall block Y (*, m, k): the stage between passes of a randomized
 range finder, and the last step before B = QᴴA.
 
-* ``qr``: Householder QR (LAPACK geqrf/orgqr): always stable, slowest (panel factorisation).
-* ``cholqr2``: CholeskyQR2 (Fukaya, Nakatsukasa, Yanagisawa and Yamamoto 2014): two rounds of
-  R = chol(YᴴY), Q = Y R⁻¹, i.e. a GEMM, a k × k Cholesky and a triangular solve. Orthogonal to
-  rounding when cond(Y) ≲ u^(-1/2); when the Cholesky breaks down it falls back to shifted
-  CholeskyQR3 (Fukaya et al. 2020), and when the result is still not orthonormal to Householder.
-* ``cholqr``: one CholeskyQR round (Householder if it breaks down): enough conditioning between
-  power iterations at a third of the cost of ``cholqr2``; not orthonormal to rounding.
-* ``lu``: the L factor of partial-pivoting LU (fbpca, scikit-learn): well-conditioned but not
-  orthonormal; only valid between power iterations, never as a final basis.
+Each method is a frozen stage object, callable as ``Q = orth(Y)``, that the range finders take
+as ``orth=`` (the string names are the shortcuts of :func:`orthonormalize`):
+
+* :class:`Householder` (``"qr"``): Householder QR (LAPACK geqrf/orgqr): always stable, slowest
+  (panel factorisation).
+* :class:`CholQR2` (``"cholqr2"``): CholeskyQR2 (Fukaya, Nakatsukasa, Yanagisawa and Yamamoto
+  2014): two rounds of R = chol(YᴴY), Q = Y R⁻¹, i.e. a GEMM, a k × k Cholesky and a triangular
+  solve. Orthogonal to rounding when cond(Y) ≲ u^(-1/2); when the Cholesky breaks down it falls
+  back to shifted CholeskyQR3 (Fukaya et al. 2020), and when the result is still not orthonormal
+  to Householder.
+* :class:`CholQR` (``"cholqr"``): one CholeskyQR round (Householder if it breaks down): enough
+  conditioning between power iterations at a third of the cost of CholeskyQR2; not orthonormal
+  to rounding.
+* :class:`LU` (``"lu"``): the L factor of partial-pivoting LU (fbpca, scikit-learn):
+  well-conditioned but not orthonormal; only valid between power iterations, never as a final
+  basis.
+
+``orth.final`` is the method for a basis that is returned (CholeskyQR2, or Householder for
+Householder); ``orth.orthonormal`` says whether ``orth`` itself returns an orthonormal basis.
+:func:`cholqr_round` and :func:`orthonormal_enough` are the pieces a blocked CholeskyQR (a
+row-partitioned Y, :mod:`linalg_core.distributed`) is built from.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -25,29 +40,58 @@ def _householder(Y):
     return torch.linalg.qr(Y, mode="reduced").Q
 
 
-def _chol_step(Y, shift=0.0):
-    G = Y.mT.conj() @ Y
+def cholqr_round(Y, *, shift: float = 0.0, gram: Callable | None = None, times: Callable | None = None):
+    """One CholeskyQR round: Q = Y R⁻¹ with Rᴴ = L = chol(YᴴY + shift·I); None when the Cholesky
+    breaks down (or its factor is not finite).
+
+    ``gram(Y)`` (default YᴴY) and ``times(Y, M)`` (default Y @ M) are the two products with the
+    tall Y: a Y held in row blocks supplies blocked ones (a reduction of the blocks' Grams and a
+    product per block), everything else is the same k × k arithmetic.
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+    """
+    G = Y.mT.conj() @ Y if gram is None else gram(Y)
     if shift:
         G = G + shift * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     L, info = torch.linalg.cholesky_ex(G)
-    if bool((info != 0).any()):
+    if bool((info != 0).any()) or not bool(torch.isfinite(L).all()):
         return None
     # Q = Y R⁻¹ with R = Lᴴ: the k × k inverse, then one GEMM (a triangular solve with the tall
-    # Y costs 1.5-2x more here: LAPACK's trsm copies Y to column-major). Both err by ~u·cond(R).
+    # Y is slower: LAPACK's trsm copies Y to column-major). Both err by ~u·cond(R).
     eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device).expand_as(L)
-    return Y @ torch.linalg.solve_triangular(L, eye, upper=False).mT.conj()
+    Rinv = torch.linalg.solve_triangular(L, eye, upper=False).mT.conj()
+    return Y @ Rinv if times is None else times(Y, Rinv)
+
+
+def _chol_step(Y, shift=0.0):
+    return cholqr_round(Y, shift=shift)
+
+
+def orthonormal_enough(G: torch.Tensor) -> bool:
+    """Whether the basis whose Gram matrix is G = QᴴQ is orthonormal to rounding:
+    ‖QᴴQ − I‖_F ≤ 50·k·u for every batch item.
+
+    Shape:
+        G: (*, k, k)
+    """
+    k = G.shape[-1]
+    eye = torch.eye(k, dtype=G.dtype, device=G.device)
+    err = torch.linalg.matrix_norm(G - eye, ord="fro")
+    return bool((err <= 50 * k * torch.finfo(G.dtype).eps).all())
 
 
 def _orthonormal_enough(Q) -> bool:
-    k = Q.shape[-1]
-    eye = torch.eye(k, dtype=Q.dtype, device=Q.device)
-    err = torch.linalg.matrix_norm(Q.mT.conj() @ Q - eye, ord="fro")
-    return bool((err <= 50 * k * torch.finfo(Q.dtype).eps).all())
+    return orthonormal_enough(Q.mT.conj() @ Q)
 
 
 def cholqr2(Y: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis of range(Y) by CholeskyQR2, with the shifted-CholeskyQR3 and
-    Householder fallbacks described in the module docstring."""
+    Householder fallbacks described in the module docstring.
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+    """
     Q = _chol_step(Y)
     if Q is not None:
         Q = _chol_step(Q)
@@ -73,7 +117,11 @@ def _row_permutation(pivots, m: int) -> torch.Tensor:
 
 
 def lu_normalize(Y: torch.Tensor) -> torch.Tensor:
-    """P·L of Y = P L U: spans range(Y), unit lower trapezoidal, entries bounded by 1."""
+    """P·L of Y = P L U: spans range(Y), unit lower trapezoidal, entries bounded by 1.
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+    """
     LU, pivots = torch.linalg.lu_factor(Y)
     k = Y.shape[-1]
     L = LU.tril(-1)
@@ -86,12 +134,129 @@ def lu_normalize(Y: torch.Tensor) -> torch.Tensor:
     return out.reshape(L.shape)
 
 
-def orthonormalize(Y: torch.Tensor, method: str = "cholqr2") -> torch.Tensor:
+@dataclass(frozen=True)
+class Householder:
+    """Householder QR (``"qr"``): Q of Y = QR, always stable.
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import Householder
+        >>> Q = Householder()(torch.randn(50, 4, dtype=torch.float64))
+        >>> torch.allclose(Q.T @ Q, torch.eye(4, dtype=torch.float64))
+        True
+    """
+
+    name = "qr"
+    orthonormal = True
+
+    @property
+    def final(self) -> "Householder":
+        return self
+
+    def __call__(self, Y: torch.Tensor) -> torch.Tensor:
+        return _householder(Y)
+
+
+@dataclass(frozen=True)
+class CholQR2:
+    """CholeskyQR2 (``"cholqr2"``) with the shifted-CholeskyQR3 and Householder fallbacks: the
+    default orthonormalisation of a returned basis.
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+    """
+
+    name = "cholqr2"
+    orthonormal = True
+
+    @property
+    def final(self) -> "CholQR2":
+        return self
+
+    def __call__(self, Y: torch.Tensor) -> torch.Tensor:
+        return cholqr2(Y)
+
+
+@dataclass(frozen=True)
+class CholQR:
+    """One CholeskyQR round (``"cholqr"``; Householder where the Cholesky breaks down): the
+    default between the passes of a range finder. Not orthonormal to rounding; ``final`` is
+    :class:`CholQR2`.
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+    """
+
+    name = "cholqr"
+    orthonormal = False
+
+    @property
+    def final(self) -> CholQR2:
+        return CholQR2()
+
+    def __call__(self, Y: torch.Tensor) -> torch.Tensor:
+        Q = _chol_step(Y)
+        return _householder(Y) if Q is None or not all_finite(Q) else Q
+
+
+@dataclass(frozen=True)
+class LU:
+    """The P·L factor of partial-pivoting LU (``"lu"``): well conditioned, not orthonormal; only
+    between power iterations (``final`` is :class:`CholQR2`).
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k)
+    """
+
+    name = "lu"
+    orthonormal = False
+
+    @property
+    def final(self) -> CholQR2:
+        return CholQR2()
+
+    def __call__(self, Y: torch.Tensor) -> torch.Tensor:
+        return lu_normalize(Y)
+
+
+ORTHONORMALIZERS = {"qr": Householder(), "cholqr2": CholQR2(), "cholqr": CholQR(), "lu": LU()}
+
+
+def as_orthonormalizer(orth, name: str = "orth"):
+    """The stage object for ``orth``: an orthonormalizer object or any callable Y -> Q is
+    returned as is, a method name (``"qr"``, ``"cholqr2"``, ``"cholqr"``, ``"lu"``) becomes its
+    object.
+
+    Raises:
+        ValueError: an unknown name.  TypeError: neither a name nor a callable.
+    """
+    if isinstance(orth, str):
+        if orth not in ORTHONORMALIZERS:
+            raise ValueError(f"{name}={orth!r} is not one of {', '.join(map(repr, METHODS))}")
+        return ORTHONORMALIZERS[orth]
+    if not callable(orth):
+        raise TypeError(f"{name} must be an orthonormalizer (Householder(), CholQR2(), CholQR(), LU(), a callable "
+                        f"Y -> Q) or one of {', '.join(map(repr, METHODS))}, got {type(orth).__name__}")
+    return orth
+
+
+def final_of(orth):
+    """The orthonormalizer of a returned basis for the between-pass ``orth``: ``orth.final``
+    (CholeskyQR2, Householder for Householder); a plain callable is its own."""
+    return getattr(orth, "final", orth)
+
+
+def orthonormalize(Y: torch.Tensor, method="cholqr2") -> torch.Tensor:
     """A well-conditioned basis of range(Y).
 
     Args:
         Y: (*, m, k) with m ≥ k, float32 or float64.
-        method: ``"qr"``, ``"cholqr2"``, ``"cholqr"`` or ``"lu"`` (see the module docstring).
+        method: ``"qr"``, ``"cholqr2"``, ``"cholqr"`` or ``"lu"`` (see the module docstring), or
+            the stage object itself (:class:`Householder`, :class:`CholQR2`, :class:`CholQR`,
+            :class:`LU`).
 
     Shape:
         Y: (*, m, k);  out: (*, m, k)
@@ -103,13 +268,10 @@ def orthonormalize(Y: torch.Tensor, method: str = "cholqr2") -> torch.Tensor:
         >>> torch.allclose(Q.T @ Q, torch.eye(5, dtype=torch.float64))
         True
     """
-    if method == "qr":
-        return _householder(Y)
-    if method == "cholqr2":
-        return cholqr2(Y)
-    if method == "lu":
-        return lu_normalize(Y)
-    if method == "cholqr":
-        Q = _chol_step(Y)
-        return _householder(Y) if Q is None or not all_finite(Q) else Q
-    raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
+    if isinstance(method, str) and method not in ORTHONORMALIZERS:
+        raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
+    return as_orthonormalizer(method, "method")(Y)
+
+
+__all__ = ["Householder", "CholQR2", "CholQR", "LU", "ORTHONORMALIZERS", "METHODS", "orthonormalize", "cholqr2",
+           "lu_normalize", "cholqr_round", "orthonormal_enough", "as_orthonormalizer", "final_of"]

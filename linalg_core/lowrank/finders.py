@@ -1,0 +1,391 @@
+"""Range finders: the stage of a randomized SVD that finds an (approximate) basis Q of A's
+dominant range, so that A ≈ Q B with B = QᴴA (RandLAPACK's RF and QB stages).
+
+Every finder is a frozen stage object. Called as ``finder(op, k, seed=...)`` it returns an
+orthonormal Q (*, m, k'); :func:`~linalg_core.lowrank.rsvd` calls its ``factor`` method, which
+also produces the small SVD (a finder that ends on the row space or picks its own rank does
+more than B = QᴴA). The orthonormalisation between passes is a stage of its own (``orth=``,
+:mod:`.orthonormalize`); a returned basis gets ``orth.final``.
+
+* :class:`SubspaceIteration`: Algorithm 4.4 of Halko, Martinsson and Tropp (2011) (randomized
+  subspace iteration): Y = AΩ with k Gaussian columns, ``niter`` rounds of Y ← A(AᴴQ) with the
+  basis re-orthonormalised after every product.
+* :class:`RowSpace`: the same iterations ending on the row space: after the last Z = orth(AᴴQ),
+  Y = AZ and A ≈ YZᴴ, whose SVD comes from Y alone, without the B = QᴴA pass. AZZᴴ is the best
+  approximation with rows in range(Z), which holds the rows of the previous iterate's QQᴴA, and
+  subspace iteration's final QQᴴA is the best with columns in range(AZ): the error lies between
+  subspace iteration's with niter − 1 and with niter iterations, for one pass fewer than the
+  latter (benchmarks/RESULTS.md compares them).
+* :class:`BlockKrylov`: randomized block Krylov iteration (Musco and Musco 2015, Algorithm 2):
+  the basis of [AΩ, (AAᴴ)AΩ, …, (AAᴴ)^q AΩ] with block size k; better singular values than
+  subspace iteration for the same number of products when the spectrum is flat.
+* :class:`AdaptiveQB`: the blocked, rank-adaptive QB of Martinsson and Voronin (2016)
+  (``randQB_EI``, as in RandLAPACK): blocks of Q and B are added until the error ‖A − QB‖_F,
+  known exactly as √(‖A‖²_F − ‖B‖²_F), drops below tol·‖A‖_F; the rank returned is the smallest
+  whose error meets the tolerance.
+
+A finder of one's own subclasses :class:`RangeFinder` and defines ``__call__(op, k, *, seed,
+backend) -> Q``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+from linalg_core import _validate
+from linalg_core.lowrank.operators import fro_norm_sq
+from linalg_core.lowrank.orthonormalize import CholQR, as_orthonormalizer, final_of
+from linalg_core.lowrank.small_svd import svd_of_wide
+from linalg_core.lowrank.svd import SVD
+from linalg_core.random import normal
+
+# Stream of the Gaussian test matrices of the low-rank algorithms (block i at offset i·n·k).
+RSVD_STREAM = 6
+# Power (or Krylov) iterations of the finders unless told otherwise (benchmarks/RESULTS.md,
+# "defaults grid": oversampling pays before iterations do, Halko et al. §4.4).
+DEFAULT_NITER = 4
+AUTO_NITER = DEFAULT_NITER
+
+
+class Factored(NamedTuple):
+    """What a finder's ``factor`` returns: A ≈ Q · U diag(S) Vh (``svd`` the small SVD of B), or,
+    with Q None, A ≈ U diag(S) Vh directly; ``rank`` triplets are kept (a rank-adaptive finder
+    may lower it).
+
+    Shape:
+        Q: (*, m, k') or None;  svd.U: (*, k', k'') (or (*, m, ·) when Q is None)
+    """
+
+    Q: object
+    svd: SVD
+    rank: int
+
+
+def _gaussian(op, n, k, seed, block, backend):
+    dev = getattr(op, "device", None) or torch.device("cpu")
+    return normal((n, k), seed=seed, stream=RSVD_STREAM, offset=block * n * k, dtype=op.dtype, device=dev,
+                  backend=backend)
+
+
+def sketch(op, k: int, seed: int, block: int = 0, backend=None):
+    """Y = AΩ for block ``block`` of the Gaussian test matrix Ω (n × k) of ``seed`` (normal stream
+    6 at offset block·n·k). An operator that can generate Ω where its data lives (row blocks on
+    a cluster) does so through its ``matmul_normal``; the result is the same.
+
+    Shape:
+        Y: (*, m, k)
+    """
+    n = op.shape[-1]
+    if hasattr(op, "matmul_normal"):
+        return op.matmul_normal(k, seed=seed, stream=RSVD_STREAM, offset=block * n * k, backend=backend)
+    return op.matmul(_gaussian(op, n, k, seed, block, backend))
+
+
+def _right_basis(op, Y, orth, last=None):
+    """Z = orth(Aᴴ·orth(Y)), the outer orthonormalisation by ``last`` (default ``orth``)."""
+    return (last or orth)(op.rmatmul(orth(Y)))
+
+
+def _power_step(op, Y, orth):
+    """One subspace iteration Y ← A·orth(Aᴴ·orth(Y))."""
+    return op.matmul(_right_basis(op, Y, orth))
+
+
+def _iterate(op, k, niter, orth, seed, backend, last):
+    """(Y, Z): Y = AΩ, then ``niter`` rounds of Z = orth(Aᴴorth(Y)), Y = AZ; the last Z
+    orthonormalised by ``last`` (None when niter = 0)."""
+    Y = sketch(op, k, seed, 0, backend)
+    Z = None
+    for i in range(niter):
+        Z = _right_basis(op, Y, orth, last if i == niter - 1 else None)
+        Y = op.matmul(Z)
+    return Y, Z
+
+
+def _project_out(Y, blocks):
+    for P in blocks:
+        Y = Y - P @ (P.mT.conj() @ Y)
+    return Y
+
+
+def _orthonormal_complement(Y, blocks, orth):
+    """Orthonormal basis of Y's part orthogonal to the orthonormal ``blocks``: block
+    Gram-Schmidt with re-orthogonalisation, normalising after each sweep ("twice is enough",
+    Giraud et al. 2005), so that directions Y had only to rounding stay orthogonal too."""
+    for _ in range(2 if blocks else 1):
+        Y = final_of(orth)(_project_out(Y, blocks))
+    return Y
+
+
+class RangeFinder:
+    """Base of the range-finder stages (see the module docstring).
+
+    Subclasses are frozen dataclasses with a ``niter`` field (the number of passes pays for
+    bfloat16 products, see rsvd's ``precision``) and define ``__call__``; ``factor`` and
+    ``full_precision`` have defaults that fit any finder returning a basis.
+    """
+
+    def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        """Orthonormal Q (*, m, k') with range(Q) ≈ A's dominant range, from the products of
+        ``op``. Shape: Q (*, m, k')"""
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(op, k, *, seed, backend)")
+
+    def factor(self, op, power, rank: int, k: int, *, seed: int, backend=None, small_svd=svd_of_wide) -> Factored:
+        """A ≈ Q · SVD(B): the basis from the products of ``power`` (A itself, or A in bfloat16),
+        B = QᴴA through ``op``, the small SVD of B by ``small_svd``."""
+        Q = self(power, k, seed=seed, backend=backend)
+        return Factored(Q, small_svd(op.rmatmul(Q).mT.conj(), rank), rank)  # B = QᴴA
+
+    def full_precision(self, op, factored: Factored, rank: int, k: int, *, seed: int, backend=None,
+                       small_svd=svd_of_wide) -> Factored:
+        """The factorisation again in full precision, after bfloat16 products could not resolve
+        the range found in ``factored`` (default: start over)."""
+        return self.factor(op, op, rank, k, seed=seed, backend=backend, small_svd=small_svd)
+
+
+def _check(stage, *, niter=True):
+    if niter:
+        object.__setattr__(stage, "niter", _validate.integer(stage.niter, "niter", low=0))
+    object.__setattr__(stage, "orth", as_orthonormalizer(stage.orth, "orth"))
+
+
+@dataclass(frozen=True)
+class SubspaceIteration(RangeFinder):
+    """Randomized subspace iteration (Halko et al. 2011, Algorithm 4.4): the default finder.
+
+    Args:
+        niter: power iterations q (each one pass with A and one with Aᴴ).
+        orth: orthonormalisation between passes (default one CholeskyQR round; ``orth.final``,
+            CholeskyQR2 or Householder, for the returned basis).
+
+    Shape:
+        Q = finder(op, k): (*, m, k)
+
+    Randomness:
+        Ω (n × k) is normal stream 6 of ``seed``.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from linalg_core.lowrank import SubspaceIteration, Householder
+        >>> A = torch.randn(80, 60, dtype=torch.float64)
+        >>> svd = lc.rsvd(A, 5, finder=SubspaceIteration(niter=2, orth=Householder()), seed=0)
+        >>> svd.U.shape
+        torch.Size([80, 5])
+    """
+
+    niter: int = DEFAULT_NITER
+    orth: Callable = CholQR()
+
+    def __post_init__(self):
+        _check(self)
+
+    def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        return final_of(self.orth)(_iterate(op, k, self.niter, self.orth, seed, backend, self.orth)[0])
+
+    def full_precision(self, op, factored, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+        """Continue from the bfloat16 basis with ⌈niter/2⌉ (at least one) full-precision iterations."""
+        Y = factored.Q
+        for _ in range(max(1, self.niter // 2)):
+            Y = _power_step(op, Y, self.orth)
+        Q = final_of(self.orth)(Y)
+        return Factored(Q, small_svd(op.rmatmul(Q).mT.conj(), rank), rank)
+
+
+@dataclass(frozen=True)
+class RowSpace(RangeFinder):
+    """Subspace iteration ending on the row space: A ≈ (AZ)Zᴴ with Z = orth(AᴴQ) of the last
+    iteration, its SVD from the SVD of the wide (AZ)ᴴ; no B = QᴴA pass (see the module docstring).
+
+    Args:
+        niter: power iterations (with 0 there is no row space to end on: subspace iteration).
+        orth: orthonormalisation between passes (Z itself gets ``orth.final``).
+        bf16_only: end on the row space only where the products run in bfloat16 (the pass it
+            saves is then the one full-precision pass; rsvd's ``precision``); in full precision
+            it is :class:`SubspaceIteration`. PiSSA's default.
+
+    Shape:
+        Q = finder(op, k): (*, m, k)
+    """
+
+    niter: int = DEFAULT_NITER
+    orth: Callable = CholQR()
+    bf16_only: bool = False
+
+    def __post_init__(self):
+        _check(self)
+        object.__setattr__(self, "bf16_only", _validate.flag(self.bf16_only, "bf16_only"))
+
+    def _subspace(self) -> SubspaceIteration:
+        return SubspaceIteration(self.niter, self.orth)
+
+    def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        return self._subspace()(op, k, seed=seed, backend=backend)
+
+    def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+        """``power is op`` means full-precision products."""
+        if self.niter < 1 or (self.bf16_only and power is op):
+            return self._subspace().factor(op, power, rank, k, seed=seed, backend=backend, small_svd=small_svd)
+        Y, Z = _iterate(power, k, self.niter, self.orth, seed, backend, final_of(self.orth))
+        # Yᴴ = U' Σ V'ᴴ (the SVD of the wide Yᴴ), so A ≈ YZᴴ = V' Σ (ZU')ᴴ.
+        Ut, S, Vt = small_svd(Y.mT.conj(), rank)
+        return Factored(None, SVD(Vt.mT.conj(), S, (Z @ Ut).mT.conj()), rank)
+
+    def full_precision(self, op, factored, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+        """Start over in full precision (``bf16_only``: as subspace iteration)."""
+        stage = self._subspace() if self.bf16_only else self
+        return stage.factor(op, op, rank, k, seed=seed, backend=backend, small_svd=small_svd)
+
+
+@dataclass(frozen=True)
+class BlockKrylov(RangeFinder):
+    """Randomized block Krylov iteration (Musco and Musco 2015, Algorithm 2): the orthonormal basis
+    (*, m, (niter+1)·k) of [AΩ, (AAᴴ)AΩ, …, (AAᴴ)^niter AΩ], each block orthonormalised against
+    the previous ones (block Gram-Schmidt, twice).
+
+    Args:
+        niter: Krylov iterations q (the basis has (q + 1)·k columns).
+        orth: its ``final`` orthonormalises each block.
+
+    Shape:
+        Q = finder(op, k): (*, m, (niter + 1)·k)
+    """
+
+    niter: int = DEFAULT_NITER
+    orth: Callable = CholQR()
+
+    def __post_init__(self):
+        _check(self)
+
+    def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        blocks = []
+        Y = sketch(op, k, seed, 0, backend)
+        for i in range(self.niter + 1):
+            Q = _orthonormal_complement(Y, blocks, self.orth)
+            blocks.append(Q)
+            if i < self.niter:
+                Y = op.matmul(op.rmatmul(Q))
+        return torch.cat(blocks, dim=-1)
+
+
+def _adaptive_qb(op, power, max_rank, block, tol, niter, orth, seed, backend):
+    """Blocked QB with exact error tracking (Martinsson and Voronin 2016, Algorithm 2); the
+    range-finding products go through ``power``, B = QᴴA through ``op``."""
+    total = fro_norm_sq(op)
+    Qs, Bs = [], []
+    err2 = total.clone()
+    i = 0
+    while sum(q.shape[-1] for q in Qs) < max_rank:
+        b = min(block, max_rank - sum(q.shape[-1] for q in Qs))
+        # Power iterations on the deflated (I − QQᴴ)A: projecting each A-product off the basis
+        # found so far is enough (for Y ⟂ Q, ((I − QQᴴ)A)ᴴY = AᴴY). Without it the iterates
+        # converge back to the directions already captured.
+        Y = _project_out(sketch(power, b, seed, i, backend), Qs)
+        for _ in range(niter):
+            Y = _project_out(_power_step(power, Y, orth), Qs)
+        Q = _orthonormal_complement(Y, Qs, orth)
+        B = op.rmatmul(Q).mT.conj()  # QᴴA without forming Aᴴ
+        Qs.append(Q)
+        Bs.append(B)
+        err2 = err2 - torch.linalg.vector_norm(B, dim=(-2, -1)) ** 2
+        i += 1
+        if bool((err2 <= (tol**2) * total).all()):
+            break
+    return torch.cat(Qs, dim=-1), torch.cat(Bs, dim=-2), total
+
+
+@dataclass(frozen=True)
+class AdaptiveQB(RangeFinder):
+    """Blocked, rank-adaptive QB (Martinsson and Voronin 2016, ``randQB_EI``): blocks of Q and B
+    are added until ‖A − QB‖_F ≤ tol·‖A‖_F (known exactly from ‖A‖_F² − ‖B‖_F²; for a
+    matrix-free A, ‖A‖_F² is Hutchinson's estimate unless the operator has ``fro_norm_sq``), and
+    rsvd returns the smallest rank ≤ its ``rank`` that meets the tolerance (a warning when even
+    that rank does not).
+
+    Args:
+        tol: relative Frobenius tolerance in (0, 1).
+        block: columns added per step (default max(8, min(64, rank // 4))).
+        niter: power iterations per block, on the deflated A.
+        orth: orthonormalisation between passes (each block gets ``orth.final``).
+
+    Shape:
+        Q = finder(op, k): (*, m, k') with k' ≤ k
+
+    Randomness:
+        Block i of Ω is normal stream 6 of ``seed`` at offset i·n·block.
+    """
+
+    tol: float
+    block: int | None = None
+    niter: int = DEFAULT_NITER
+    orth: Callable = CholQR()
+
+    def __post_init__(self):
+        _check(self)
+        object.__setattr__(self, "tol", _validate.real(self.tol, "tol", low=0, high=1, low_open=True,
+                                                        high_open=True))
+        if self.block is not None:
+            object.__setattr__(self, "block", _validate.integer(self.block, "block", low=1))
+
+    def _block(self, rank: int) -> int:
+        return self.block if self.block is not None else max(8, min(64, rank // 4))
+
+    def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        return _adaptive_qb(op, op, k, self._block(k), self.tol, self.niter, self.orth, seed, backend)[0]
+
+    def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+        tol = self.tol
+        Q, B, total = _adaptive_qb(op, power, rank, self._block(rank), tol, self.niter, self.orth, seed, backend)
+        svd = small_svd(B)
+        # Smallest r with (‖A‖² − ‖B‖²) + Σ_{i>r} σ_i² ≤ tol²‖A‖² (the worst item of a batch).
+        resid = torch.clamp(total - torch.linalg.vector_norm(B, dim=(-2, -1)) ** 2, min=0)
+        tail = torch.flip(torch.cumsum(torch.flip(svd.S**2, [-1]), -1), [-1])  # Σ_{i≥j} σ_i²
+        after = torch.cat([tail[..., 1:], torch.zeros_like(tail[..., :1])], -1)
+        ok = (resid[..., None] + after) <= tol**2 * total[..., None]
+        reach = ok.flatten(0, -2).all(0) if ok.dim() > 1 else ok
+        if bool(reach.any()):
+            rank = min(rank, int(reach.nonzero()[0]) + 1)
+        else:
+            achieved = float(torch.sqrt(resid / total).max())
+            warnings.warn(f"rsvd: tol={tol} not reached at the maximum rank={rank}; the relative error there "
+                          f"is {achieved:.3g}. Raise rank to reach tol.", stacklevel=4)
+        return Factored(Q, svd, rank)
+
+
+@dataclass(frozen=True)
+class _CallableFinder(RangeFinder):
+    """rsvd's deprecated ``range_finder=f``: ``f(op, k, niter=, normalizer=, seed=, backend=)``."""
+
+    fn: Callable
+    niter: int
+    normalizer: str
+
+    def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        return self.fn(op, k, niter=self.niter, normalizer=self.normalizer, seed=seed, backend=backend)
+
+
+def subspace_iteration(op, k: int, *, niter: int, normalizer="cholqr", seed: int = 0, backend=None):
+    """Orthonormal Q (*, m, k) with range(Q) ≈ the dominant k-dimensional range of A:
+    ``SubspaceIteration(niter, orth=normalizer)(op, k, seed=seed)`` (the function form).
+
+    Shape:
+        Q: (*, m, k)
+    """
+    return SubspaceIteration(niter, normalizer)(op, k, seed=seed, backend=backend)
+
+
+def krylov_basis(op, k: int, *, niter: int, normalizer="cholqr", seed: int = 0, backend=None):
+    """Orthonormal basis (*, m, (niter+1)·k) of the block Krylov space:
+    ``BlockKrylov(niter, orth=normalizer)(op, k, seed=seed)`` (the function form).
+
+    Shape:
+        Q: (*, m, (niter + 1)·k)
+    """
+    return BlockKrylov(niter, normalizer)(op, k, seed=seed, backend=backend)
+
+
+__all__ = ["RangeFinder", "SubspaceIteration", "RowSpace", "BlockKrylov", "AdaptiveQB", "Factored", "sketch",
+           "subspace_iteration", "krylov_basis", "RSVD_STREAM", "DEFAULT_NITER"]
