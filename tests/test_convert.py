@@ -1,14 +1,20 @@
-"""The dtype conversion kernel (``_arrays.cast``): bit-exact with torch's round-to-nearest-even
-conversion on every backend, and the non-finite count it returns."""
+"""The convert family (ops ``convert``, ``convert_into``, ``count_nonfinite``; ``_arrays.cast``):
+bit-exact with torch's round-to-nearest-even conversion and with the NumPy oracle of
+``tests/oracles/convert.py`` on every backend (CUDA tensors under the ``gpu`` marker), and the
+non-finite count it returns."""
 
+import numpy as np
 import pytest
 import torch
 
 from linalg_core import _ops
 from linalg_core._arrays import cast
 from linalg_core.testing.backends import usable_backends
+from tests.oracles import convert as oracle
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+_FMT = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 def values(dtype, n=200_003):
@@ -33,6 +39,29 @@ def test_bit_exact_with_torch(backend, src, dst):
     assert torch.equal(torch.isinf(out), torch.isinf(expect))  # overflow to ±inf, like torch
 
 
+def _bits(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().view(_INT[t.dtype]).numpy().view(oracle.BITS[_FMT[t.dtype]])
+
+
+@pytest.mark.parametrize("backend", usable_backends("convert"))
+@pytest.mark.parametrize("src", DTYPES)
+@pytest.mark.parametrize("dst", DTYPES)
+def test_matches_numpy_oracle(backend, src, dst):
+    # 1 + 2^-11 + 2^-40 lies above a float16 / bfloat16 midpoint in float64 but on it in float32:
+    # torch (and so the kernel) rounds float64 through float32.
+    extra = torch.tensor([1 + 2**-11 + 2**-40, 1 + 2**-8 + 2**-40, float("nan"), float("inf"), -float("inf"), 7e4],
+                         dtype=torch.float64)
+    x = torch.cat([values(src, n=20_003), extra.to(src)])
+    y, bad = _ops.convert(x, dst, backend=backend)
+    xb = _bits(x)
+    assert int(bad) == oracle.count_nonfinite(xb, _FMT[src]) >= 3
+    want = oracle.encode(oracle.decode(xb, _FMT[src]), _FMT[dst])
+    got = _bits(y)
+    nan = np.isnan(oracle.decode(want, _FMT[dst]))
+    np.testing.assert_array_equal(got[~nan], want[~nan])
+    assert np.isnan(oracle.decode(got, _FMT[dst])[nan]).all()
+
+
 @pytest.mark.parametrize("backend", usable_backends("convert"))
 def test_counts_nan_and_inf(backend):
     x = torch.randn(100_000)
@@ -49,3 +78,23 @@ def test_cast_falls_back_for_strided_input():
     x = torch.randn(64, 64)[:, ::2]
     y, bad = cast(x, torch.bfloat16)
     assert bad == 0 and torch.equal(y, x.bfloat16())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", usable_backends("convert", device="cuda"))
+@pytest.mark.parametrize("src", DTYPES)
+@pytest.mark.parametrize("dst", DTYPES)
+def test_cuda_tensors_bit_exact_with_torch(backend, src, dst):
+    # No CUDA kernel in this family: CUDA tensors take the reference (torch's own conversion).
+    x = values(src).cuda()
+    x[[3, 99]] = torch.tensor([float("nan"), float("inf")], dtype=src, device="cuda")
+    out = torch.empty(x.shape, dtype=dst, device="cuda")
+    assert int(_ops.convert_into(x, out, backend=backend)) == 2
+    assert int(_ops.count_nonfinite(x, backend=backend)) == 2
+    y, bad = _ops.convert(x, dst, backend=backend)
+    assert int(bad) == 2 and y.device.type == "cuda"
+    expect = x.to(dst)
+    for got in (out, y):
+        finite = torch.isfinite(expect)
+        assert torch.equal(got[finite], expect[finite])
+        assert torch.equal(torch.isinf(got), torch.isinf(expect)) and torch.equal(torch.isnan(got), torch.isnan(expect))

@@ -1,55 +1,14 @@
-"""CUDA backend parity with the reference (runs only where a GPU is present: ``pytest -m gpu``).
-Triton on GPU tensors is covered by tests/test_triton_backend.py, which uses CUDA tensors when
-a GPU is there."""
+"""GPU behaviour that no single family owns (runs only where a GPU is present: ``pytest -m gpu``):
+automatic dispatch to the CUDA backend, CUDA-graph capture, torch's current stream, compiled
+models. Each family's CUDA and Triton parity with the reference is in tests/test_<family>.py."""
 
-import numpy as np
 import pytest
 import torch
 
 import linalg_core as lc
-from linalg_core.testing import tolerance
-from tests.oracles import philox as oracle
 
 pytestmark = pytest.mark.gpu
 CUDA = "cuda"
-
-
-def test_random_streams_bit_identical_on_gpu():
-    for seed, stream, offset in [(0, 0, 0), (2**64 - 1, 9, 2**40 + 3)]:
-        w = lc.random.uint32(1001, seed=seed, stream=stream, offset=offset, device=CUDA, backend="cuda")
-        want = oracle.words(np.arange(offset, offset + 1001, dtype=np.uint64), stream, seed)
-        np.testing.assert_array_equal(w.cpu().numpy(), want.astype(np.int64))
-    idx = np.arange(7, 7 + 5 * 333, dtype=np.uint64)
-    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
-        z = lc.random.normal((5, 333), seed=3, offset=7, dtype=dtype, device=CUDA, backend="cuda")
-        np.testing.assert_allclose(z.cpu().numpy().ravel(), oracle.normals(idx, 0, 3), rtol=tol, atol=tol)
-        s = lc.random.rademacher((5, 333), seed=3, offset=7, dtype=dtype, device=CUDA, backend="cuda")
-        np.testing.assert_array_equal(s.cpu().numpy().ravel(), oracle.signs(idx, 0, 3))
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape,dim", [((3, 8), -1), ((1000, 256), -1), ((2**14, 7), 0), ((2, 2**17, 3), 1),
-                                       ((1, 2**20), -1)])
-def test_fwht_cuda_matches_reference(dtype, shape, dim):
-    x = torch.randn(shape, dtype=torch.float64).to(dtype)
-    want = lc.fwht(x, dim=dim, backend="reference").double()
-    got = lc.fwht(x.to(CUDA), dim=dim, backend="cuda")
-    assert got.dtype == dtype
-    torch.testing.assert_close(got.cpu().double(), want, **tolerance(dtype, growth=20))
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "rademacher", "srht", "countsketch", "sparse_sign"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_sketches_on_gpu_equal_cpu(kind, dtype):
-    n, d, m = 5000, 24, 300
-    S = lc.sketch.create(kind, m, n, seed=5)
-    A = torch.randn(n, d, dtype=torch.float64).to(dtype)
-    want = S.apply(A, backend="reference").double()
-    got = S.apply(A.to(CUDA), backend="cuda").cpu().double()
-    torch.testing.assert_close(got, want, **tolerance(dtype, growth=30))
-    want_r = S.apply_right(A.T.contiguous(), backend="reference").double()
-    got_r = S.apply_right(A.T.contiguous().to(CUDA), backend="cuda").cpu().double()
-    torch.testing.assert_close(got_r, want_r, **tolerance(dtype, growth=30))
 
 
 def test_automatic_dispatch_picks_cuda_for_gpu_tensors():

@@ -1,5 +1,7 @@
-"""Philox streams: known-answer vectors, bit-identity across backends, block independence,
-distribution checks, seed validation."""
+"""The random family (ops ``random_uint32``, ``random_fill``): Philox streams' known-answer
+vectors, bit-identity with the NumPy oracle on every backend (Triton against the reference op by
+op, on CPU tensors under the interpreter or on CUDA tensors; CUDA under the ``gpu`` marker), block
+independence, distribution checks, seed validation."""
 
 import numpy as np
 import pytest
@@ -7,9 +9,20 @@ import scipy.stats
 import torch
 
 import linalg_core as lc
+from linalg_core.backends import availability
 from linalg_core.backends.reference import philox as ref_philox
 from linalg_core.testing import usable_backends
-from tests.oracles import philox as oracle
+from linalg_core.testing.backends import against_reference, triton_device
+from tests.oracles import random as oracle
+
+DEVICE = triton_device()  # of the Triton parity tests
+BIG_SEED = 2**63 + 0x1234_5678_9ABC
+
+
+def triton(test):
+    """The ``triton`` marker, and a skip where the Triton backend cannot run."""
+    reason = availability("triton")
+    return pytest.mark.triton(pytest.mark.skipif(reason is not None, reason=f"triton backend: {reason}")(test))
 
 # Random123's known-answer vectors for Philox4x32-10 (kat_vectors): (counter, key) -> output.
 KAT = [
@@ -96,3 +109,46 @@ def test_invalid_dtype_and_count():
         lc.random.normal(4, seed=0, dtype=torch.float16)
     with pytest.raises(ValueError, match="count=-1"):
         lc.random.uint32(-1, seed=0)
+
+
+# ------------------------------------------------------------------- Triton against the reference
+
+
+@triton
+@pytest.mark.parametrize("count,offset,stream,seed", [(37, 0, 0, 0), (1000, 2**40 - 3, 7, BIG_SEED),
+                                                      (5, 2**62 + 1, 2**64 - 1, 2**64 - 1)])
+def test_triton_words_bit_identical(count, offset, stream, seed):
+    got, want = against_reference("random_uint32", count, offset, stream, seed, DEVICE, backend="triton")
+    assert got.dtype == torch.int64 and got.device.type == DEVICE.type
+    torch.testing.assert_close(got.cpu(), want.cpu(), rtol=0, atol=0)
+
+
+@triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nrows,ncols,ld,row0,col0", [(1, 1, 1, 0, 0), (5, 7, 13, 3, 2), (3, 130, 1000, 2**20 + 1, 17),
+                                                      (40, 3, 3, 0, 5)])
+def test_triton_fill_normals_and_signs(dtype, nrows, ncols, ld, row0, col0):
+    args = (nrows, ncols, ld, row0, col0, 3, BIG_SEED, 0.37)
+    got, want = against_reference("random_fill", *args, False, dtype, DEVICE, backend="triton")
+    assert got.dtype == dtype and got.shape == (nrows, ncols)
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    torch.testing.assert_close(got.cpu(), want.cpu(), rtol=tol, atol=tol)
+    got, want = against_reference("random_fill", *args, True, dtype, DEVICE, backend="triton")
+    torch.testing.assert_close(got.cpu(), want.cpu(), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.gpu
+def test_cuda_streams_bit_identical_to_oracle():
+    for seed, stream, offset in [(0, 0, 0), (2**64 - 1, 9, 2**40 + 3)]:
+        w = lc.random.uint32(1001, seed=seed, stream=stream, offset=offset, device="cuda", backend="cuda")
+        want = oracle.words(np.arange(offset, offset + 1001, dtype=np.uint64), stream, seed)
+        np.testing.assert_array_equal(w.cpu().numpy(), want.astype(np.int64))
+    idx = np.arange(7, 7 + 5 * 333, dtype=np.uint64)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        z = lc.random.normal((5, 333), seed=3, offset=7, dtype=dtype, device="cuda", backend="cuda")
+        np.testing.assert_allclose(z.cpu().numpy().ravel(), oracle.normals(idx, 0, 3), rtol=tol, atol=tol)
+        s = lc.random.rademacher((5, 333), seed=3, offset=7, dtype=dtype, device="cuda", backend="cuda")
+        np.testing.assert_array_equal(s.cpu().numpy().ravel(), oracle.signs(idx, 0, 3))

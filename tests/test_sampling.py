@@ -1,6 +1,8 @@
-"""ℓp sampling against float64 oracles: leverage scores from numpy's QR, the Lewis fixed point,
-exact sensitivities (HiGHS LPs) above their bounds, Bernoulli inclusion frequencies (χ²), ℓp
-regression optima from scipy, and bad input."""
+"""The sampling family (ops ``weighted_gram``, ``row_quadratic_forms``) and ℓp sampling against
+float64 oracles: the row kernels on every backend (CUDA tensors under the ``gpu`` marker),
+leverage scores from numpy's QR, the Lewis fixed point, exact sensitivities (HiGHS LPs) above
+their bounds, Bernoulli inclusion frequencies (χ²), ℓp regression optima from scipy, and bad
+input."""
 
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ import scipy.stats
 import torch
 
 import linalg_core as lc
-from linalg_core.testing import coherent
+from linalg_core import _ops
+from linalg_core.testing import coherent, usable_backends
+from tests.oracles import sampling as oracle
 
 
 def tall(n=400, d=6, seed=0):
@@ -21,9 +25,8 @@ def tall(n=400, d=6, seed=0):
 
 def test_leverage_scores_exact_and_sketched():
     A = coherent(2000, 8, seed=1)
-    Q = np.linalg.qr(A.numpy())[0]
     tau = lc.sampling.leverage_scores(A)
-    np.testing.assert_allclose(tau.numpy(), (Q**2).sum(1), atol=1e-12)
+    np.testing.assert_allclose(tau.numpy(), oracle.leverage_scores(A.numpy()), atol=1e-12)
     est = lc.sampling.leverage_scores(A, method="sketch", seed=0)
     heavy = tau > 0.5  # the coherent rows (leverage ≈ 1) must be found by the estimator
     assert bool((est[heavy] > 0.4).all()) and float(est.sum()) == pytest.approx(8, rel=0.3)
@@ -36,10 +39,8 @@ def test_lewis_weights_fixed_point(p):
     A = tall()
     w = lc.sampling.lewis_weights(A, p)
     assert float(w.sum()) == pytest.approx(A.shape[1], rel=1e-8)
-    An, wn = A.numpy(), w.numpy()
-    G = An.T @ (An * wn[:, None] ** (1 - 2 / p))
-    fixed = np.einsum("ij,ij->i", An, np.linalg.solve(G, An.T).T) ** (p / 2)
-    np.testing.assert_allclose(wn, fixed, rtol=1e-7)
+    wn = w.numpy()
+    np.testing.assert_allclose(wn, oracle.lewis_fixed_point(A.numpy(), wn, p), rtol=1e-7)
     if p == 2:
         np.testing.assert_allclose(wn, lc.sampling.leverage_scores(A).numpy(), rtol=1e-9)
 
@@ -165,27 +166,38 @@ def test_bad_input():
         lc.sampling.sample_rows(A, 1.0, 10, scores="best")
 
 
-@pytest.mark.parametrize("backend", ["cpu", "reference"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n,d", [(1, 1), (13, 3), (1000, 64), (77, 130), (300, 260)])
-def test_row_kernels_match_float64(backend, dtype, n, d):
-    from linalg_core import _ops
-    from linalg_core.testing.backends import usable_backends
-
-    if backend not in usable_backends("weighted_gram", dtype=dtype):
-        pytest.skip(f"{backend} unavailable")
+def _check_row_kernels(backend, dtype, n, d, device="cpu"):
     g = torch.Generator().manual_seed(n + d)
     A = torch.randn(n, d, generator=g, dtype=torch.float64)
     v = torch.rand(n, generator=g, dtype=torch.float64)
     M = torch.randn(d, d, generator=g, dtype=torch.float64)
     M = M + M.T
-    G = _ops.weighted_gram(A.to(dtype), v.to(dtype), backend=backend)
-    q = _ops.row_quadratic_forms(A.to(dtype), M.to(dtype), backend=backend)
+    G = _ops.weighted_gram(A.to(device, dtype), v.to(device, dtype), backend=backend)
+    q = _ops.row_quadratic_forms(A.to(device, dtype), M.to(device, dtype), backend=backend)
+    assert G.device.type == device and q.device.type == device
     An, vn, Mn = A.numpy(), v.numpy(), M.numpy()
     tol = 1e-12 if dtype == torch.float64 else 2e-5
-    np.testing.assert_allclose(G.double().numpy(), An.T @ (An * vn[:, None]), rtol=tol, atol=tol * n * d)
-    np.testing.assert_allclose(q.double().numpy(), np.einsum("ij,jk,ik->i", An, Mn, An), rtol=tol,
+    np.testing.assert_allclose(G.double().cpu().numpy(), oracle.weighted_gram(An, vn), rtol=tol, atol=tol * n * d)
+    np.testing.assert_allclose(q.double().cpu().numpy(), oracle.row_quadratic_forms(An, Mn), rtol=tol,
                                atol=tol * d * d * 10)
+
+
+@pytest.mark.parametrize("backend", usable_backends("weighted_gram"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,d", [(1, 1), (13, 3), (1000, 64), (77, 130), (300, 260)])
+def test_row_kernels_match_float64(backend, dtype, n, d):
+    if backend not in usable_backends("weighted_gram", dtype=dtype):
+        pytest.skip(f"{backend} does not take {dtype}")
+    _check_row_kernels(backend, dtype, n, d)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", usable_backends("weighted_gram", device="cuda"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_kernels_on_cuda_tensors(backend, dtype):
+    # No CUDA kernel in this family: CUDA tensors take the reference (torch's GEMM).
+    for n, d in [(13, 3), (1000, 64), (300, 260)]:
+        _check_row_kernels(backend, dtype, n, d, device="cuda")
 
 
 # --- the caller's type, sample checks, exact inclusion probabilities, scalar arguments ---------

@@ -1,6 +1,15 @@
-"""Sketching operators: agreement with dense float64 constructions from the definitions,
-apply / apply_right / to_dense consistency on every backend, E[SᵀS] = I, subspace-embedding
-distortion on random and coherent matrices, value semantics and argument validation."""
+"""The sketch family: ops ``fwht``, ``fwht_into``, ``fwht_select``, ``sparse_hash``,
+``sparse_apply`` and the sketching operators built on them (files named ``sketch`` in every layer).
+
+* the operators: agreement with dense float64 constructions from the definitions, apply /
+  apply_right / to_dense consistency on every backend, E[SᵀS] = I, subspace-embedding distortion
+  on random and coherent matrices, value semantics and argument validation;
+* the fast Walsh–Hadamard transform against scipy.linalg.hadamard on every usable backend, and
+  its ``out=`` argument;
+* the Triton kernels against the reference, op by op, on small sizes (on CPU tensors under the
+  interpreter, which tests/conftest.py turns on; on CUDA tensors when a GPU is there);
+* the CUDA backend against the reference (``gpu`` marker).
+"""
 
 import math
 
@@ -11,16 +20,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import linalg_core as lc
+from linalg_core import _ops
+from linalg_core.backends import availability
 from linalg_core.testing import coherent, tall_gaussian, tolerance, usable_backends
+from linalg_core.testing.backends import against_reference, triton_device
 from tests.oracles import sketch as oracle
 
 KINDS = ["gaussian", "rademacher", "srht", "countsketch", "sparse_sign"]
 OPS_OF = {"gaussian": "random_fill", "rademacher": "random_fill", "srht": "fwht", "countsketch": "sparse_apply",
           "sparse_sign": "sparse_apply"}
+FWHT_BACKENDS = usable_backends("fwht")
+FWHT_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+DEVICE = triton_device()  # of the Triton parity tests
+BIG_SEED = 2**63 + 0x1234_5678_9ABC
+
+
+def triton(test):
+    """The ``triton`` marker, and a skip where the Triton backend cannot run."""
+    reason = availability("triton")
+    return pytest.mark.triton(pytest.mark.skipif(reason is not None, reason=f"triton backend: {reason}")(test))
 
 
 def make(kind, m, n, seed=0, nnz=4):
     return lc.sketch.create(kind, m, n, seed=seed, **({"nnz": nnz} if kind == "sparse_sign" else {}))
+
+
+# ------------------------------------------------------------------------- sketching operators
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -194,7 +219,7 @@ def test_large_srht_fused_selection_matches_reference(dtype, n, d, m):
 
 
 def test_srht_column_panels_equal_one_transform(monkeypatch):
-    from linalg_core import sketch as sk
+    from linalg_core.sketch import operators as sk  # where the panel size is read
 
     A = torch.randn(3000, 37, dtype=torch.float64)
     whole = lc.sketch.srht(256, 3000, seed=4).apply(A)
@@ -211,7 +236,7 @@ def test_srht_column_panels_equal_one_transform(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["srht", "gaussian", "countsketch"])
 def test_apply_many_equals_separate_applies(kind, monkeypatch):
-    from linalg_core import sketch as sk
+    from linalg_core.sketch import operators as sk  # where the panel size is read
 
     monkeypatch.setattr(sk, "_PANEL_BYTES", 4096 * 8 * 8)  # SRHT: panels of 8 columns, b rides along
     A = torch.randn(3000, 21, dtype=torch.float64)
@@ -271,3 +296,272 @@ def test_distortion_of_a_sparse_matrix():
     A = sp.random(400, 5, density=0.3, format="csr", random_state=0)
     S = lc.sketch.sparse_sign(60, 400, nnz=4, seed=1)
     assert lc.distortion(S, A) == pytest.approx(lc.distortion(S, A.toarray()), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------- fwht
+
+
+@pytest.mark.parametrize("backend", FWHT_BACKENDS)
+@pytest.mark.parametrize("dtype", FWHT_DTYPES)
+@pytest.mark.parametrize("shape,dim", [((1,), 0), ((2,), 0), ((3, 8), -1), ((64, 5), 0), ((2, 16, 3), 1),
+                                       ((4, 1024), -1)])
+@pytest.mark.parametrize("normalized", [True, False])
+def test_fwht_matches_hadamard_oracle(backend, dtype, shape, dim, normalized):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
+    got = lc.fwht(x, dim=dim, normalized=normalized, backend=backend)
+    want = oracle.hadamard_transform(x.to(torch.float64).numpy(), dim, normalized)
+    assert got.dtype == dtype and got.shape == x.shape
+    scale = 1.0 if normalized else math.sqrt(x.shape[dim])
+    tol = tolerance(dtype, growth=scale * max(1, math.log2(x.shape[dim])))
+    torch.testing.assert_close(got.to(torch.float64), torch.from_numpy(want), **tol)
+
+
+@pytest.mark.parametrize("backend", FWHT_BACKENDS)
+@pytest.mark.parametrize("N,K", [(2**15, 4), (2**18, 1), (2**13, 40)])
+def test_fwht_large_transforms_use_the_blocked_path_correctly(backend, N, K):
+    # Sizes beyond one cache block exercise H_N = (H_N1 ⊗ I)(I ⊗ H_N2). Check against the
+    # reference on the same input, and the involution H(Hx) = x.
+    if backend == "triton":
+        pytest.skip("too large for the Triton interpreter (test_triton_fwht_multi_pass_path covers its passes)")
+    x = torch.randn(N, K, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = lc.fwht(x, dim=0, backend=backend)
+    torch.testing.assert_close(y, lc.fwht(x, dim=0, backend="reference"), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lc.fwht(y, dim=0, backend=backend), x, rtol=1e-12, atol=1e-12)
+
+
+@given(
+    log_n=st.integers(0, 9),
+    batch=st.lists(st.integers(1, 3), max_size=2),
+    trailing=st.integers(1, 4),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_fwht_involution_and_norm_preservation(log_n, batch, trailing, dtype):
+    x = torch.randn(*batch, 2**log_n, trailing, dtype=dtype)
+    y = lc.fwht(x, dim=len(batch))
+    tol = tolerance(dtype, growth=10)
+    torch.testing.assert_close(torch.linalg.vector_norm(y), torch.linalg.vector_norm(x), **tol)
+    torch.testing.assert_close(lc.fwht(y, dim=len(batch)), x, **tol)
+
+
+def test_fwht_numpy_in_numpy_out_and_input_untouched():
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    before = x.copy()
+    y = lc.fwht(x, dim=0)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float64
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_allclose(y, oracle.hadamard_transform(x, 0, True), rtol=1e-12, atol=1e-12)
+
+
+def test_fwht_non_contiguous_input():
+    x = torch.randn(16, 6, dtype=torch.float64).T  # (6, 16), not contiguous
+    torch.testing.assert_close(lc.fwht(x), torch.from_numpy(oracle.hadamard_transform(x.numpy(), 1, True)))
+
+
+def test_fwht_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"x.shape\[1\]=6 is not a power of two"):
+        lc.fwht(torch.zeros(3, 6))
+    with pytest.raises(ValueError, match="x is empty"):
+        lc.fwht(torch.zeros(0, 4))
+    with pytest.raises(TypeError, match="int64"):
+        lc.fwht(torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="dim=2"):
+        lc.fwht(torch.zeros(4, 4), dim=2)
+    x = torch.zeros(4, 8)
+    x[1, 2], x[3, 3] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="x has 1 NaN and 1 Inf"):
+        lc.fwht(x)
+    with pytest.raises(ValueError, match="x has 1 NaN and 0 Inf"):
+        lc.fwht(np.array([1.0, float("nan"), 0.0, 2.0]))  # numpy input is counted too
+    with pytest.raises(TypeError, match="list"):
+        lc.fwht([1.0, 2.0])
+
+
+def test_fwht_float16_overflow_is_reported_not_passed_through():
+    x = torch.full((64,), 60000.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match="overflowed torch.float16"):
+        lc.fwht(x, normalized=False)
+
+
+@pytest.mark.parametrize("backend", FWHT_BACKENDS)
+def test_fwht_out_argument_and_in_place(backend):
+    x = torch.randn(32, 16, dtype=torch.float64)
+    want = lc.fwht(x, dim=0, backend="reference")
+    out = torch.empty_like(x)
+    assert lc.fwht(x, dim=0, out=out, backend=backend) is out
+    torch.testing.assert_close(out, want)
+    y = x.clone()
+    lc.fwht(y, dim=0, out=y, backend=backend)  # in place
+    torch.testing.assert_close(y, want)
+    xt = x.T  # non-contiguous input, out aliasing nothing
+    outt = torch.empty(16, 32, dtype=torch.float64)
+    lc.fwht(xt, dim=1, out=outt, backend=backend)
+    torch.testing.assert_close(outt, want.T)
+
+
+def test_fwht_out_argument_validation():
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="out must be a contiguous torch.float32 array of shape"):
+        lc.fwht(x, out=torch.empty(8, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="not contiguous"):
+        lc.fwht(x, dim=0, out=torch.empty(4, 8).T)
+
+
+def test_fwht_out_numpy_must_be_written_in_place():
+    # Each of these used to be written through a raw pointer (read-only memory: a crash) or
+    # through a temporary copy (the caller's array left untouched).
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    ro = np.zeros_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only numpy array"):
+        lc.fwht(x, dim=0, out=ro)
+    with pytest.raises(ValueError, match="read-only numpy array"):
+        lc.fwht(x, dim=0, out=np.frombuffer(bytes(x.nbytes), dtype=np.float32).reshape(8, 4))
+    with pytest.raises(ValueError, match="native byte order"):
+        lc.fwht(x, dim=0, out=np.zeros((8, 4), dtype=">f4"))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        lc.fwht(x, dim=0, out=np.zeros((8, 4), dtype=np.float32)[::-1])
+    with pytest.raises(TypeError, match="out must be a torch.Tensor or a writable numpy.ndarray"):
+        lc.fwht(x, dim=0, out=[0.0] * 32)
+    out = np.zeros_like(x)
+    assert lc.fwht(x, dim=0, out=out) is out
+    np.testing.assert_allclose(out, lc.fwht(x, dim=0), rtol=1e-6)
+
+
+def test_fwht_out_memory_map_read_only_is_refused(tmp_path):
+    path = tmp_path / "m.npy"
+    np.save(path, np.zeros((8, 4), dtype=np.float32))
+    mm = np.load(path, mmap_mode="r")
+    with pytest.raises(ValueError, match="read-only"):
+        lc.fwht(np.ones((8, 4), dtype=np.float32), dim=0, out=mm)
+    assert not np.load(path).any()
+
+
+def test_fwht_out_partial_overlap_and_autograd_are_refused():
+    buf = torch.randn(40)
+    x = buf[:32].view(8, 4)
+    with pytest.raises(ValueError, match="partially overlaps x"):
+        lc.fwht(x, dim=0, out=buf[8:40].view(8, 4))
+    leaf = torch.zeros(8, 4, requires_grad=True)
+    with pytest.raises(ValueError, match="requires grad"):
+        lc.fwht(torch.randn(8, 4), dim=0, out=leaf)
+    with torch.no_grad():  # allowed there, as torch allows in-place writes into leaves
+        lc.fwht(torch.randn(8, 4), dim=0, out=leaf)
+
+
+def test_fwht_out_write_bumps_the_version_counter():
+    # A graph that saved `out` must notice the kernel's write (torch raises at backward)
+    # instead of silently computing gradients from the new values.
+    w = torch.randn(8, 4, requires_grad=True)
+    out = torch.randn(8, 4)
+    loss = (w * out).sum()  # saves `out` for the gradient of w
+    v0 = out._version
+    lc.fwht(torch.randn(8, 4), dim=0, out=out)
+    assert out._version > v0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+# ------------------------------------------------------------------- Triton against the reference
+
+
+def _fwht_case(B, n_valid, N, K, dtype, out_dtype, mult):
+    g = torch.Generator().manual_seed(N * 31 + K)
+    x = torch.randn(B, n_valid, K, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    row_mult = None
+    if mult:
+        row_mult = (torch.randint(0, 2, (n_valid,), generator=g) * 2 - 1).to(torch.int8).to(DEVICE)
+    (got, bad), (want, _) = against_reference("fwht", x, N, row_mult, N**-0.5, out_dtype, backend="triton")
+    assert got.dtype == out_dtype and got.shape == (B, N, K) and int(bad) == 0
+    if torch.bfloat16 in (dtype, out_dtype):  # 16-bit: allow one rounding step either way
+        torch.testing.assert_close(got.cpu().float(), want.cpu().float(), rtol=1e-2, atol=1e-2)
+    elif dtype != out_dtype:  # float32 x -> float64 out: the reference computes in float32
+        torch.testing.assert_close(got.cpu(), want.cpu(), rtol=1e-6, atol=1e-6)
+    else:
+        torch.testing.assert_close(got.cpu(), want.cpu())
+
+
+@triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("N", [1, 2, 8, 64, 1024])
+def test_triton_fwht_register_path(N, dtype):
+    from linalg_core.backends.triton import sketch
+
+    assert len(sketch._fwht_plan(N, 3, torch.float32)) == 1
+    _fwht_case(1, N, N, 1, dtype, dtype, False)
+    _fwht_case(2, max(1, N - 3), N, 3, dtype, dtype, True)
+
+
+@triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("N", [64, 1024])
+def test_triton_fwht_multi_pass_path(N, dtype, monkeypatch):
+    from linalg_core.backends.triton import sketch
+
+    monkeypatch.setattr(sketch, "MAX_TILE", {torch.float32: 128, torch.float64: 128})
+    assert len(sketch._fwht_plan(N, 3, torch.float32)) == (2 if N == 64 else 3)
+    _fwht_case(2, N - 5, N, 3, dtype, dtype, True)
+    _fwht_case(1, N // 2, N, 1, dtype, dtype, False)
+
+
+@triton
+@pytest.mark.parametrize("dtype,out_dtype", [(torch.float16, torch.float32), (torch.float64, torch.bfloat16),
+                                             (torch.float32, torch.float64)])
+def test_triton_fwht_mixed_dtypes(dtype, out_dtype):
+    _fwht_case(2, 6, 8, 3, dtype, out_dtype, True)
+    _fwht_case(1, 0, 4, 2, dtype, out_dtype, False)  # all padding
+
+
+@triton
+@pytest.mark.parametrize("s", [1, 3, 8])
+def test_triton_sparse_hash_bit_identical(s):
+    for n, col0, m in [(1, 0, s), (100, 2**33 + 7, 1000)]:
+        (rows, signs), (rows_ref, signs_ref) = against_reference("sparse_hash", n, col0, m, s, 11, BIG_SEED, DEVICE,
+                                                                 backend="triton")
+        assert rows.dtype == torch.int32 and signs.dtype == torch.int8 and rows.shape == (n, s)
+        torch.testing.assert_close(rows.cpu(), rows_ref.cpu(), rtol=0, atol=0)
+        torch.testing.assert_close(signs.cpu(), signs_ref.cpu(), rtol=0, atol=0)
+
+
+@triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("right", [False, True])
+def test_triton_sparse_apply(dtype, right):
+    n, m, s, d, B = 70, 13, 3, 5, 2
+    rows, signs = _ops.sparse_hash(n, 0, m, s, 1, 2, DEVICE, backend="reference")
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn((B, d, n) if right else (B, n, d), generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    (got, bad), (want, _) = against_reference("sparse_apply", A, rows, signs, m, 0.3, right, backend="triton")
+    assert int(bad) == 0
+    assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert got.shape == ((B, d, m) if right else (B, m, d))
+    torch.testing.assert_close(got.cpu(), want.cpu())  # atomics: sums in any order
+
+
+# ----------------------------------------------------------------------- CUDA against the reference
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape,dim", [((3, 8), -1), ((1000, 256), -1), ((2**14, 7), 0), ((2, 2**17, 3), 1),
+                                       ((1, 2**20), -1)])
+def test_fwht_cuda_matches_reference(dtype, shape, dim):
+    x = torch.randn(shape, dtype=torch.float64).to(dtype)
+    want = lc.fwht(x, dim=dim, backend="reference").double()
+    got = lc.fwht(x.to("cuda"), dim=dim, backend="cuda")
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.cpu().double(), want, **tolerance(dtype, growth=20))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher", "srht", "countsketch", "sparse_sign"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_sketches_on_gpu_equal_cpu(kind, dtype):
+    n, d, m = 5000, 24, 300
+    S = lc.sketch.create(kind, m, n, seed=5)
+    A = torch.randn(n, d, dtype=torch.float64).to(dtype)
+    want = S.apply(A, backend="reference").double()
+    got = S.apply(A.to("cuda"), backend="cuda").cpu().double()
+    torch.testing.assert_close(got, want, **tolerance(dtype, growth=30))
+    want_r = S.apply_right(A.T.contiguous(), backend="reference").double()
+    got_r = S.apply_right(A.T.contiguous().to("cuda"), backend="cuda").cpu().double()
+    torch.testing.assert_close(got_r, want_r, **tolerance(dtype, growth=30))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from tests.oracles import philox
+from tests.oracles import random as philox
 
 GAUSSIAN, RADEMACHER, SRHT_SIGNS, SRHT_ROWS, SPARSE = 1, 2, 3, 4, 5
 
