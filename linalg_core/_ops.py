@@ -12,6 +12,12 @@ variable ``LINALG_CORE_BACKEND`` forces one; forcing a backend that is unavailab
 raises :class:`BackendError` with the reason. The ``reference`` backend is pure torch and always
 present.
 
+Each op belongs to one family (:data:`FAMILIES`), whose name its files share in every layer:
+``linalg_core/backends/<backend>/<family>.py``, ``csrc/cpu/<family>.cpp``,
+``csrc/include/linalg_core/<family>.h``, ``csrc/cuda/<family>/``, ``python/bind_<family>.cpp``,
+``tests/oracles/<family>.py``, ``tests/test_<family>.py`` and ``benchmarks/bench_<family>.py``
+(``tests/test_families.py`` checks them).
+
 The registry is one-way: this module imports no backend. Backends register their
 implementations (:meth:`Op.register`) and their availability (:func:`declare_backend`); the
 package installs the loader (:func:`set_loader`) that imports them at the first dispatch, never
@@ -26,6 +32,7 @@ fake kernel, the autograd formula, the vmap rule). Both run the same implementat
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +40,8 @@ import torch
 
 NAMESPACE = "linalg_core"
 BACKEND_ORDER = ("cuda", "triton", "cpu", "reference")
+# The op families, each the name of the files that implement its ops in every layer.
+FAMILIES = ("sketch", "random", "convert", "sampling", "quant", "qmatmul")
 ENV_BACKEND = "LINALG_CORE_BACKEND"
 
 
@@ -116,6 +125,8 @@ class Impl:
     dtypes: frozenset[torch.dtype]
     # Extra condition: returns a reason to decline, or None. Gets the Key.
     check: Callable[[Key], str | None] | None = None
+    # the module that registered it (linalg_core.backends.<backend>.<family>)
+    module: str = ""
 
     def declines(self, key: Key) -> str | None:
         if key.device.type not in self.devices:
@@ -163,6 +174,8 @@ class Op:
     schema: str
     doc: str
     key: Callable[..., tuple[torch.device, torch.dtype]]
+    # the op family (one of FAMILIES): the name of its files in every layer
+    family: str = ""
     # positions of outputs that implementations may return as Python ints (element counts, read
     # by eager callers without a tensor round trip); the dispatcher path makes them 0-d tensors
     counts: tuple[int, ...] = ()
@@ -184,9 +197,10 @@ class Op:
         """Decorator: ``fn`` implements this op for ``backend`` on these device types and dtypes."""
         if backend not in BACKEND_ORDER:
             raise ValueError(f"unknown backend {backend!r}")
+        module = sys._getframe(1).f_globals.get("__name__", "")
 
         def deco(fn):
-            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check)
+            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check, module)
             self.chosen.clear()
             return fn
 
@@ -264,15 +278,18 @@ OPS: dict[str, Op] = {}
 _LIB = torch.library.Library(NAMESPACE, "DEF")
 
 
-def define(name: str, schema: str, doc: str, *, key, fake, counts: tuple[int, ...] = ()) -> Op:
+def define(name: str, schema: str, doc: str, *, family: str, key, fake, counts: tuple[int, ...] = ()) -> Op:
     """Define ``torch.ops.linalg_core.<name>(<schema>, str? backend=None)`` with its fake kernel and
-    device kernels that dispatch to the registered backends."""
+    device kernels that dispatch to the registered backends; ``family`` (one of :data:`FAMILIES`)
+    names the files that implement it."""
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} is not one of {', '.join(FAMILIES)}")
     if name in OPS:
         return OPS[name]
     args, ret = schema.split(" -> ")
     _LIB.define(f"{name}{args[:-1]}, *, str? backend=None) -> {ret}")
     tensors = tuple(i for i, a in enumerate(args[1:-1].split(", ")) if a.startswith("Tensor"))
-    op = OPS[name] = Op(name, schema, doc, key, counts=counts, tensors=tensors)
+    op = OPS[name] = Op(name, schema, doc, key, family=family, counts=counts, tensors=tensors)
     for dispatch_key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
         _LIB.impl(name, op.kernel, dispatch_key)
     torch.library.register_fake(f"{NAMESPACE}::{name}", lib=_LIB)(
@@ -306,6 +323,7 @@ fwht = define(
     "fwht(x (B, n_valid, K), N, row_mult int8 (n_valid,) | None, scale, out_dtype) -> ((B, N, K), count): scale *"
     " H_N (rows of x times row_mult, zero-padded to N) along the middle axis, computed in float64 when x or"
     " out_dtype is float64, else float32; count: its non-finite entries.",
+    family="sketch",
     key=_tensor_key(0),
     fake=lambda x, N, row_mult, scale, out_dtype: (_empty((x.shape[0], N, x.shape[2]), out_dtype, x.device),
                                                    _empty((), torch.int64, x.device)),
@@ -315,6 +333,7 @@ fwht_into = define(
     "fwht_into", "(Tensor x, int N, Tensor? row_mult, float scale, Tensor(a!) out) -> Tensor",
     "fwht_into(x, N, row_mult, scale, out (B, N, K)) -> count: fwht written into ``out`` (contiguous; may be x"
     " itself when n_valid = N).",
+    family="sketch",
     key=_tensor_key(0),
     fake=lambda x, N, row_mult, scale, out: _empty((), torch.int64, x.device),
     counts=(0,),
@@ -324,6 +343,7 @@ fwht_select = define(
     "(Tensor, Tensor)",
     "fwht_select(x (B, n_valid, K), N, row_mult, scale, rows int64 (m,), out_dtype) -> ((B, m, K), count): rows"
     " of fwht(x, N, row_mult, scale) (the SRHT), in out_dtype.",
+    family="sketch",
     key=_tensor_key(0),
     fake=lambda x, N, row_mult, scale, rows, out_dtype: (
         _empty((x.shape[0], rows.shape[0], x.shape[2]), out_dtype, x.device), _empty((), torch.int64, x.device)),
@@ -333,6 +353,7 @@ sparse_hash = define(
     "sparse_hash", "(int n, int col0, int m, int s, int stream, int seed, Device device) -> (Tensor, Tensor)",
     "sparse_hash(n, col0, m, s, stream, seed, device) -> rows int32 (n, s), signs int8 (n, s) of the sparse"
     " sketch columns col0 .. col0 + n - 1 (seed as a signed 64-bit integer: see ``as_int64``).",
+    family="sketch",
     key=lambda n, col0, m, s, stream, seed, device: (torch.device(device), torch.int32),
     fake=lambda n, col0, m, s, stream, seed, device: (_empty((n, s), torch.int32, device),
                                                       _empty((n, s), torch.int8, device)),
@@ -341,6 +362,7 @@ sparse_apply = define(
     "sparse_apply", "(Tensor A, Tensor rows, Tensor signs, int m, float scale, bool right) -> (Tensor, Tensor)",
     "sparse_apply(A, rows, signs, m, scale, right) -> (left: (B, m, d) = scale S A for A (B, n, d); right:"
     " (B, d, m) = scale A S^T for A (B, d, n); in the compute dtype of A, count).",
+    family="sketch",
     key=_tensor_key(0),
     fake=lambda A, rows, signs, m, scale, right: (_empty(
         (A.shape[0], A.shape[1], m) if right else (A.shape[0], m, A.shape[2]), _compute(A.dtype), A.device),
@@ -350,6 +372,7 @@ sparse_apply = define(
 random_uint32 = define(
     "random_uint32", "(int count, int offset, int stream, int seed, Device device) -> Tensor",
     "random_uint32(count, offset, stream, seed, device) -> int64 words offset .. offset+count-1.",
+    family="random",
     key=lambda count, offset, stream, seed, device: (torch.device(device), torch.int64),
     fake=lambda count, offset, stream, seed, device: _empty((count,), torch.int64, device),
 )
@@ -359,6 +382,7 @@ random_fill = define(
     " ScalarType dtype, Device device) -> Tensor",
     "random_fill(nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device) -> (nrows, ncols):"
     " scale * X[(row0 + i) * ld + col0 + j], X normal or Rademacher.",
+    family="random",
     key=lambda nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device: (torch.device(device), dtype),
     fake=lambda nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device: _empty((nrows, ncols), dtype,
                                                                                               device),
@@ -367,6 +391,7 @@ convert = define(
     "convert", "(Tensor x, ScalarType dtype) -> (Tensor, Tensor)",
     "convert(x, dtype) -> (x cast to dtype rounding to nearest even, int64 count of non-finite elements"
     " of x (converted, never dropped)).",
+    family="convert",
     key=_tensor_key(0),
     fake=lambda x, dtype: (_empty(x.shape, dtype, x.device), _empty((), torch.int64, x.device)),
     counts=(1,),
@@ -375,6 +400,7 @@ convert_into = define(
     "convert_into", "(Tensor x, Tensor(a!) out) -> Tensor",
     "convert_into(x, out) -> count: ``out`` (contiguous, x's numel) = x cast to out's dtype; the int64 count"
     " of non-finite elements of x.",
+    family="convert",
     key=_tensor_key(0),
     fake=lambda x, out: _empty((), torch.int64, x.device),
     counts=(0,),
@@ -382,6 +408,7 @@ convert_into = define(
 count_nonfinite = define(
     "count_nonfinite", "(Tensor x) -> Tensor",
     "count_nonfinite(x) -> int64 count of the NaN and ±Inf elements of x (one read pass).",
+    family="convert",
     key=_tensor_key(0),
     fake=lambda x: _empty((), torch.int64, x.device),
     counts=(0,),
@@ -389,12 +416,14 @@ count_nonfinite = define(
 weighted_gram = define(
     "weighted_gram", "(Tensor A, Tensor v) -> Tensor",
     "weighted_gram(A (n, d), v (n,)) -> G (d, d) = A^T diag(v) A, in A's dtype (float32/64).",
+    family="sampling",
     key=_tensor_key(0),
     fake=lambda A, v: _empty((A.shape[1], A.shape[1]), A.dtype, A.device),
 )
 row_quadratic_forms = define(
     "row_quadratic_forms", "(Tensor A, Tensor M) -> Tensor",
     "row_quadratic_forms(A (n, d), M (d, d) symmetric) -> q (n,) with q_i = a_i^T M a_i.",
+    family="sampling",
     key=_tensor_key(0),
     fake=lambda A, M: _empty((A.shape[0],), A.dtype, A.device),
 )
@@ -407,6 +436,7 @@ block_quantize = define(
     " when offsets is None), packed MSB-first (8 codes fill `bits` bytes; 4-bit codes are (c0 << 4) | c1). bits"
     " in {1, 2, 3, 4, 8}, or 0: no codes (an empty packed), only the absmaxes and the count; block a multiple"
     " of 8.",
+    family="quant",
     key=_tensor_key(0),
     fake=lambda x, block, mid, bits, scales, offsets: (
         _empty((-(-x.numel() * bits // 8),), torch.uint8, x.device),
@@ -418,6 +448,7 @@ block_dequantize = define(
     " ScalarType out_dtype) -> Tensor",
     "block_dequantize(packed, bits, levels float32 (2^bits,), scales (nb,), offsets (nb,) | None, n, block,"
     " out_dtype) -> (n,): levels[code_i]·s_b + o_b in float32 (two roundings, no FMA), then cast.",
+    family="quant",
     key=lambda packed, bits, levels, scales, offsets, n, block, out_dtype: (packed.device, out_dtype),
     fake=lambda packed, bits, levels, scales, offsets, n, block, out_dtype: _empty((n,), out_dtype, packed.device),
 )
@@ -425,6 +456,7 @@ block_dequantize_into = define(
     "block_dequantize_into", "(Tensor packed, int bits, Tensor levels, Tensor scales, Tensor? offsets, int n,"
     " int block, Tensor(a!) out) -> ()",
     "block_dequantize_into(..., out): block_dequantize written into ``out`` (contiguous, n elements).",
+    family="quant",
     key=lambda packed, bits, levels, scales, offsets, n, block, out: (packed.device, out.dtype),
     fake=lambda packed, bits, levels, scales, offsets, n, block, out: None,
 )
@@ -436,6 +468,7 @@ dgq_matmul = define(
     " s_int[n, g]·(q[n, k] − z[n, g]) with q the high-then-low nibbles of qweight; x in [−127, 127] (ValueError"
     " for −128); K a multiple of group, group a multiple of 128. With x_scale (M,) and channel_scales (N,)"
     " float32: the float32 (float(acc)·x_scale[m])·channel_scales[n] instead.",
+    family="qmatmul",
     key=_tensor_key(0),
     fake=lambda x, qweight, zeros, group_scales, weight_sums, group, x_scale, channel_scales: _empty(
         (x.shape[0], qweight.shape[0]), torch.int32 if x_scale is None else torch.float32, x.device),
@@ -448,6 +481,7 @@ dgq_linear = define(
     " (N,) | None, group) -> float32 (M, N): DGQLinear's forward in one op: x quantized per row to INT8"
     " (quantize_activations(x, 'token'), bit for bit), the exact integer product with w8, then"
     " (float(acc)·s_m)·channel_scales[n] + bias[n]. ValueError for NaN/Inf in x.",
+    family="qmatmul",
     key=lambda x, *rest: (x.device, torch.int8),
     fake=lambda x, qweight, zeros, group_scales, weight_sums, channel_scales, bias, group: _empty(
         (x.shape[0], qweight.shape[0]), torch.float32, x.device),

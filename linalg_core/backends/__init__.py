@@ -1,9 +1,9 @@
 """Backends, in priority order: cuda (linalg_core._C built with nvcc), triton, cpu
 (linalg_core._C), reference (pure torch, always present).
 
-Each backend is a folder with one module per op family (``sketch``, ``random``, ``convert``,
-``sampling``, ``quant``, ``qmatmul``) whose implementations register themselves with
-:mod:`linalg_core._ops` when imported. This package declares each backend's availability and
+Each backend is a folder with one module per op family it implements, named for the family
+(``_ops.FAMILIES``: ``sketch``, ``random``, ``convert``, ``sampling``, ``quant``, ``qmatmul``),
+whose implementations register themselves with :mod:`linalg_core._ops` when imported. This package declares each backend's availability and
 imports the families; ``linalg_core`` installs it as the registry's loader, so it runs at the
 first dispatch, never at ``import linalg_core``. Nothing here initialises CUDA until a CUDA
 tensor is actually dispatched.

@@ -1,4 +1,4 @@
-"""CPU row-wise kernels of the sampling family (csrc/cpu/gram.cpp): the weighted Gram and the row
+"""CPU row-wise kernels of the sampling family (csrc/cpu/sampling.cpp): the weighted Gram and the row
 quadratic forms of the Lewis-weight iteration."""
 
 from __future__ import annotations
