@@ -9,7 +9,16 @@ import pytest
 import torch
 
 import linalg_core as lc
-from linalg_core.lowrank import orthonormalize
+from linalg_core.lowrank import (
+    LU,
+    BlockKrylov,
+    CholQR2,
+    Householder,
+    RangeFinder,
+    RowSpace,
+    SubspaceIteration,
+    orthonormalize,
+)
 from linalg_core.testing import minilm_weights, spectrum, with_spectrum
 from linalg_core.testing.models import minilm_path
 from tests.oracles import lowrank as oracle
@@ -31,12 +40,12 @@ def ratio(A, svd, r):
     ("exponential", 0.9, 10, 1.001),
     ("lowrank_noise", None, 10, 1.001),
 ])
-@pytest.mark.parametrize("method", ["subspace", "krylov"])
+@pytest.mark.parametrize("method", [SubspaceIteration, BlockKrylov])
 def test_residual_within_bound_of_optimal(kind, decay, r, bound, method):
     # Halko et al. 2011 Thm 10.7 bounds the expected ratio by sqrt(1 + r/(p-1)) for niter = 0;
     # four power / Krylov iterations with p = r drive it to within a few percent of 1.
     A = matrix(kind, decay=decay)
-    svd = lc.rsvd(A, r, seed=1, method=method)
+    svd = lc.rsvd(A, r, seed=1, finder=method())
     assert svd.U.shape == (300, r) and svd.S.shape == (r,) and svd.Vh.shape == (r, 200)
     assert 1 - 1e-9 <= ratio(A, svd, r) <= bound
     s = torch.linalg.svdvals(A)[:r]
@@ -53,11 +62,11 @@ def test_exact_recovery_of_low_rank_input():
     torch.testing.assert_close((U * S) @ Vh, A, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("normalizer", ["qr", "lu", "cholqr2"])
-def test_normalizers_give_the_same_accuracy(normalizer):
+@pytest.mark.parametrize("orth", [Householder(), LU(), CholQR2()])
+def test_orthonormalizers_give_the_same_accuracy(orth):
     A = matrix("polynomial", decay=0.5)
-    base = ratio(A, lc.rsvd(A, 15, seed=2, normalizer="qr"), 15)
-    assert abs(ratio(A, lc.rsvd(A, 15, seed=2, normalizer=normalizer), 15) - base) < 1e-3
+    base = ratio(A, lc.rsvd(A, 15, seed=2, finder=SubspaceIteration(orth=Householder())), 15)
+    assert abs(ratio(A, lc.rsvd(A, 15, seed=2, finder=SubspaceIteration(orth=orth)), 15) - base) < 1e-3
 
 
 def test_cholqr2_falls_back_on_ill_conditioned_blocks():
@@ -176,15 +185,26 @@ def test_matrix_free_operator_equals_dense():
 
 
 def test_custom_range_finder_stage():
+    import dataclasses
+
     calls = []
 
-    def finder(op, k, **kw):
-        calls.append(k)
-        return lc.lowrank.subspace_iteration(op, k, **kw)
+    @dataclasses.dataclass(frozen=True)
+    class Finder(RangeFinder):
+        niter: int = 2
+
+        def __call__(self, op, k, *, seed=0, backend=None):
+            calls.append(k)
+            return SubspaceIteration(self.niter)(op, k, seed=seed, backend=backend)
 
     A = matrix("polynomial")
-    lc.rsvd(A, 5, seed=0, oversample=3, range_finder=finder)
+    svd = lc.rsvd(A, 5, seed=0, oversample=3, finder=Finder())
     assert calls == [8]
+    torch.testing.assert_close(svd.S, lc.rsvd(A, 5, seed=0, oversample=3, niter=2).S, rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="range_finder="):  # the older callable form
+        lc.rsvd(A, 5, seed=0, oversample=3, range_finder=lambda op, k, **kw: calls.append(k) or
+                lc.lowrank.subspace_iteration(op, k, **kw))
+    assert calls == [8, 8]
 
 
 def test_svd_error_exact_and_spectral():
@@ -261,8 +281,7 @@ def test_numpy_in_numpy_out():
     (lambda A: lc.rsvd(A, 201), ValueError, r"rank=201 exceeds min\(m, n\)=200"),
     (lambda A: lc.rsvd(A, 5, tol=0), ValueError, "tol=0"),
     (lambda A: lc.rsvd(A, 5, tol=-0.1), ValueError, "tol=-0.1"),
-    (lambda A: lc.rsvd(A, 5, method="lanczos"), ValueError, "method='lanczos'"),
-    (lambda A: lc.rsvd(A, 5, normalizer="gs"), ValueError, "normalizer='gs'"),
+    (lambda A: lc.rsvd(A, 5, finder=SubspaceIteration(orth="gs")), ValueError, "orth='gs'"),
     (lambda A: lc.rsvd(A, 5, niter=-1), ValueError, "niter=-1"),
     (lambda A: lc.rsvd(A.to(torch.int32), 5), TypeError, "int32"),
     (lambda A: lc.rsvd(A[0], 1), ValueError, "at least 2 dimension"),
@@ -279,8 +298,8 @@ def test_bad_arguments(call, exc, match):
 
 @pytest.mark.parametrize("prepare, call", [
     (None, lambda A: lc.rsvd(A, 3)),
-    (None, lambda A: lc.rsvd(A, 3, method="rowspace")),
-    (None, lambda A: lc.rsvd(A, 3, method="krylov")),
+    (None, lambda A: lc.rsvd(A, 3, finder=RowSpace())),
+    (None, lambda A: lc.rsvd(A, 3, finder=BlockKrylov())),
     (None, lambda A: lc.rsvd(A, 3, niter=0)),
     (None, lambda A: lc.rsvd(A, 3, tol=0.5)),
     (lambda A: A.float(), lambda A: lc.rsvd(A, 3, precision="bf16")),
@@ -337,7 +356,7 @@ def test_rowspace_sits_between_subspace_iterations_and_skips_the_b_pass(monkeypa
     calls = []
     orig = operators.Dense.rmatmul
     monkeypatch.setattr(operators.Dense, "rmatmul", lambda self, Y: calls.append(1) or orig(self, Y))
-    row = lc.rsvd(A, 10, niter=2, method="rowspace", **kw)
+    row = lc.rsvd(A, 10, niter=2, finder=RowSpace(), **kw)
     assert len(calls) == (2 if precision == "full" else 0)  # the power iterations' only: no B pass
     er = error(row)
     assert e2 - 2e-3 <= er <= e1 + 2e-3 and er < e1 - 1e-3  # between niter 1 and 2, better than 1
@@ -345,11 +364,11 @@ def test_rowspace_sits_between_subspace_iterations_and_skips_the_b_pass(monkeypa
     ref = torch.linalg.svdvals(A.double())[:10]
     s1 = lc.rsvd(A, 10, niter=1, **kw).S.double()
     assert float((row.S.double() - ref).abs().max()) < float((s1 - ref).abs().max())
-    mixed = lc.rsvd(A, 10, niter=2, method="auto", **kw)  # rowspace with bfloat16 products, else subspace
-    same = lc.rsvd(A, 10, niter=2, method="rowspace" if precision == "bf16" else "subspace", **kw)
+    mixed = lc.rsvd(A, 10, niter=2, finder=RowSpace(bf16_only=True), **kw)  # rowspace with bfloat16 products
+    same = lc.rsvd(A, 10, niter=2, finder=RowSpace() if precision == "bf16" else SubspaceIteration(), **kw)
     torch.testing.assert_close(mixed.S, same.S, rtol=0, atol=0)
-    batched = lc.rsvd(torch.stack([A, 2 * A]), 10, niter=2, method="rowspace", oversample=5, seed=0, precision="full")
-    full = lc.rsvd(A, 10, niter=2, method="rowspace", oversample=5, seed=0, precision="full")
+    batched = lc.rsvd(torch.stack([A, 2 * A]), 10, finder=RowSpace(niter=2), oversample=5, seed=0, precision="full")
+    full = lc.rsvd(A, 10, finder=RowSpace(niter=2), oversample=5, seed=0, precision="full")
     torch.testing.assert_close(batched.S[1], 2 * full.S, rtol=1e-5, atol=0)
 
 
@@ -407,13 +426,13 @@ def assert_identical(a, b):
         assert (torch.equal(x, y) if isinstance(x, torch.Tensor) else np.array_equal(x, y))
 
 
-@pytest.mark.parametrize("method", ["subspace", "rowspace", "krylov"])
-def test_rsvd_records_the_seed_it_used(method):
+@pytest.mark.parametrize("finder", [SubspaceIteration(), RowSpace(), BlockKrylov()])
+def test_rsvd_records_the_seed_it_used(finder):
     A = matrix("polynomial")
     for seed in (None, torch.Generator().manual_seed(4), np.uint64(2**64 - 1), torch.tensor(5)):
-        svd = lc.rsvd(A, 5, method=method, seed=seed)
+        svd = lc.rsvd(A, 5, finder=finder, seed=seed)
         assert isinstance(svd.seed, int) and 0 <= svd.seed < 2**64
-        assert_identical(svd, lc.rsvd(A, 5, method=method, seed=svd.seed))  # bit for bit
+        assert_identical(svd, lc.rsvd(A, 5, finder=finder, seed=svd.seed))  # bit for bit
     assert lc.rsvd(A, 5, seed=7).seed == 7
     U, S, Vh = lc.rsvd(A.numpy(), 5, seed=None)  # still a triple
     assert isinstance(U, np.ndarray)
