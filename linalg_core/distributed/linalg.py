@@ -6,6 +6,10 @@ scheduler sums: S A = Σ_b S[:, r0:r1] A_b, with ``S[:, r0:r1]`` generated on th
 and no tall intermediate travels over the network. For the same seed the result equals the
 single-machine ``Sketch.apply`` to rounding (only the order of the block sums differs),
 whatever the chunking.
+
+The randomized SVD is not re-implemented here: :class:`RowBlocks` is A as a linear operator of
+:mod:`linalg_core.lowrank` and :class:`RowBlockCholQR` the CholeskyQR of its row-partitioned
+bases, and :func:`rsvd` hands them to the single-machine driver.
 """
 
 from __future__ import annotations
@@ -200,8 +204,8 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "spars
     corrected semi-normal equations; each refinement is one pass over A). This is the ``direct``
     inner solver of :func:`linalg_core.regression.lstsq`; ``solver="lsqr"`` runs LSQR on Y
     instead, its products Y v (a map) and Yᵀu (a reduction) on the workers: two passes over A
-    per iteration (29 passes in all for a 6000 × 8 problem at κ = 10⁶, against 4 for
-    ``direct``), for when the semi-normal equations' squared conditioning is not wanted.
+    per iteration (many more passes in all than ``direct``'s few refinements), for when the
+    semi-normal equations' squared conditioning is not wanted.
 
     Returns:
         (x, passes): the float64 solution (d,) or (d, k) and the number of passes over A.
@@ -386,7 +390,8 @@ class RowBlocks(_lowrank.Operator):
         return _blockwise_sum(lambda a, y, r0: (_tensor(y, dtype).T @ _tensor(a, dtype)).T, self.A, Y.a)
 
     def fro_norm_sq(self) -> torch.Tensor:
-        return _blockwise_sum(lambda a, r0: _tensor(a, self.dtype).square().sum(), self.A)
+        dtype = self.dtype
+        return _blockwise_sum(lambda a, r0: _tensor(a, dtype).square().sum(), self.A)
 
 
 @dataclass(frozen=True)
