@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.operators import Dense
-from linalg_core.lowrank.rsvd import _rsvd
+from linalg_core.lowrank import as_linear_operator, rsvd
 from linalg_core.quant.formats import Format, parse
 from linalg_core.quant.tensor import QuantizedTensor, quantize
 
@@ -124,7 +123,7 @@ def lq_decompose(W, rank: int, format="nf3", *, iters: int = 10, tol: float = 1e
     def lowrank(R):
         if dr is not None:
             R = dr[:, None] * R * dc
-        U, S, Vh = _rsvd(Dense(R, unchecked="W"), rank, niter=niter, seed=seed)
+        U, S, Vh = rsvd(as_linear_operator(R, name="W"), rank, niter=niter, seed=seed)
         root = S.sqrt()
         L1, L2 = U * root, root[:, None] * Vh
         if dr is not None:
