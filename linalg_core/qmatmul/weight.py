@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from linalg_core import _validate
+from linalg_core.quant.config import DGQConfig, register_quantizer
 
 PHASE1_RATIOS = torch.linspace(1.0, 0.80, 20)  # group clipping: max and min scaled by r
 PHASE2_RATIOS = torch.linspace(1.0, 0.20, 80)  # channel scale: s_c = r · max_g(s_g) / 8
@@ -273,7 +274,8 @@ def _channel_step(Wg, s_g, z, sc, h):
     return _err(Wg, S, z, q, h).sum(1), s_int, q
 
 
-def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_phase", pad: bool = False) -> DGQWeight:
+def dgq_quantize(W, config: DGQConfig | None = None, *, group_size: int = 128, calib=None, search: str = "two_phase",
+                 pad: bool = False) -> DGQWeight:
     """Quantize a weight W (N, K) to DGQ's dual-grained INT4/INT8 format.
 
     ``search="two_phase"`` (DGQ Section 3.2): phase 1 chooses each group's INT4 scale and zero by
@@ -287,6 +289,8 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
 
     Args:
         W: (N, K) float weight (an ``nn.Linear.weight``).
+        config: a :class:`~linalg_core.quant.DGQConfig` holding ``group_size``, ``search`` and
+            ``pad`` (then pass only ``calib`` with it); its activation options are DGQLinear's.
         group_size: weights per INT4 group, a positive multiple of 128 (DGQ: 128).
         calib: optional (T, K) calibration activations.
         search: ``"two_phase"`` or ``"rtn"`` (ratio 1 in both phases).
@@ -305,7 +309,17 @@ def dgq_quantize(W, *, group_size: int = 128, calib=None, search: str = "two_pha
         >>> w = dgq_quantize(W)
         >>> round(w.bits_per_weight, 3), bool(w.int8_weight().abs().max() <= 127)
         (4.375, True)
+        >>> from linalg_core.quant import DGQConfig
+        >>> torch.equal(dgq_quantize(W, DGQConfig(search="rtn")).qweight, dgq_quantize(W, search="rtn").qweight)
+        True
     """
+    if config is not None:
+        if not isinstance(config, DGQConfig):
+            raise TypeError(f"config must be a linalg_core.quant.DGQConfig, got {type(config).__name__}")
+        if (group_size, search, pad) != (128, "two_phase", False):
+            raise TypeError("dgq_quantize(W, DGQConfig(...)) takes group_size, search and pad from the config; pass "
+                            "only calib= with it")
+        group_size, search, pad = config.group_size, config.search, config.pad
     Wt, _ = _validate.float_array(W, "W", ndim=2)
     _validate.check_finite(Wt, "W")
     N, K = Wt.shape
@@ -381,3 +395,6 @@ def _pack(q, z, s_int, sc, K, group_size) -> DGQWeight:
     zeros, gs = z.to(torch.uint8), s_int.to(torch.int8)
     return DGQWeight(packed.contiguous(), zeros.contiguous(), gs.contiguous(), sc.to(torch.float32).contiguous(),
                      None, K, group_size)  # weight_sums computed by the validation
+
+
+register_quantizer(DGQConfig)(dgq_quantize)

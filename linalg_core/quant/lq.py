@@ -13,6 +13,7 @@ import torch
 
 from linalg_core import _validate
 from linalg_core.lowrank import as_linear_operator, rsvd
+from linalg_core.quant.config import LQConfig, register_quantizer
 from linalg_core.quant.formats import Format, parse
 from linalg_core.quant.tensor import QuantizedTensor, quantize
 
@@ -60,8 +61,8 @@ def _weights(fisher, shape):
     return F.float(), r.float(), c.float()
 
 
-def lq_decompose(W, rank: int, format="nf3", *, iters: int = 10, tol: float = 1e-3, fisher=None, init: str = "lowrank",
-                 niter: int = 2, seed=None, backend: str | None = None) -> LQResult:
+def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol: float = 1e-3, fisher=None,
+                 init: str = "lowrank", niter: int = 2, seed=None, backend: str | None = None) -> LQResult:
     """W ≈ Q + L1·L2 with Q in a quantized ``format`` and L1·L2 of rank ``rank``.
 
     Alternates (LQ-LoRA, Algorithm 1) L1·L2 = rank-r SVD of W − Q and Q = quantize(W − L1·L2),
@@ -80,7 +81,8 @@ def lq_decompose(W, rank: int, format="nf3", *, iters: int = 10, tol: float = 1e
 
     Args:
         W: (m, n) float weight.
-        rank: r ≥ 1 (< min(m, n)).
+        rank: r ≥ 1 (< min(m, n)), or an :class:`~linalg_core.quant.LQConfig` holding every option
+            (then pass only ``fisher`` and ``backend``).
         format: a :class:`~linalg_core.quant.formats.Format` or its name (``"nf3"``, ``"nf4"``, ...).
         iters: at most this many alternations (≥ 1).
         tol: stop when an iteration improves the error by less than this fraction.
@@ -103,7 +105,16 @@ def lq_decompose(W, rank: int, format="nf3", *, iters: int = 10, tol: float = 1e
         >>> nf3 = float((quantize(W, "nf3").dequantize() - W).norm() / W.norm())
         >>> lq.error < nf3
         True
+        >>> from linalg_core.quant import LQConfig
+        >>> lq_decompose(W, LQConfig(16, "nf3", seed=0)).history == lq.history
+        True
     """
+    if isinstance(rank, LQConfig):
+        if (format, iters, tol, init, niter, seed) != ("nf3", 10, 1e-3, "lowrank", 2, None):
+            raise TypeError("lq_decompose(W, LQConfig(...)) takes its options from the config; pass only fisher= "
+                            "and backend= with it")
+        c = rank
+        rank, format, iters, tol, init, niter, seed = c.rank, c.format, c.iters, c.tol, c.init, c.niter, c.seed
     fmt: Format = parse(format)
     Wt, _ = _validate.float_array(W, "W", ndim=2)
     _validate.check_finite(Wt, "W")
@@ -150,3 +161,6 @@ def lq_decompose(W, rank: int, format="nf3", *, iters: int = 10, tol: float = 1e
             break
     Q, L1, L2 = best_state
     return LQResult(Q, L1, L2, history, best)
+
+
+register_quantizer(LQConfig)(lq_decompose)
