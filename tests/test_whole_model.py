@@ -119,7 +119,7 @@ def test_eva_fills_a_and_redistributes(base):
     inputs = minilm_inputs()
     ref = hidden(base, inputs)
     batches = [minilm_inputs(batch=8, length=64, seed=s) for s in range(12)]
-    report = lc.adapters.init_peft_model(model, "eva", batches=batches, rho=2, tau=0.9, seed=0, progress=False)
+    report = lc.adapters.init_peft_model(model, lc.adapters.EVAConfig(batches, rho=2, tau=0.9, seed=0), progress=False)
     assert sum(report.layers.values()) + 0 <= 36 * 8 and sum(report.layers.values()) == 36 * 8 - 0
     assert max(report.layers.values()) <= 16
     assert torch.allclose(hidden(model, inputs), ref, atol=1e-5)  # B = 0
@@ -206,4 +206,4 @@ def test_a_dask_cluster_executor_gives_the_serial_model(base, method):
             assert torch.equal(m.lora_B["default"].weight, p.lora_B["default"].weight), name
             assert torch.equal(m.get_base_layer().weight, p.get_base_layer().weight), name
     with pytest.raises(ValueError, match="no executor"):
-        lc.adapters.init_peft_model(wrap(base, r=8), "eva", batches=[{}], executor=object())
+        lc.adapters.init_peft_model(wrap(base, r=8), lc.adapters.EVAConfig([{}]), executor=object())

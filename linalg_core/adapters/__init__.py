@@ -4,7 +4,10 @@ Per weight matrix (tensors in, tensors out; W is (out, in) like ``nn.Linear.weig
 OLoRA, NLoRA, SVFit, SORSA, MiLoRA, LoLDU, LoRA-SB; streaming EVA from activation batches;
 rank allocation (WeLore, energy) and the nuclear norm. Whole models: :func:`init_peft_model`
 fills a Hugging Face ``peft`` model's LoRA layers in place, :func:`save_as_lora` converts a
-trained PiSSA-style adapter to a plain rank-2r LoRA.
+trained PiSSA-style adapter to a plain rank-2r LoRA. Each method's options are a frozen config
+(:class:`PiSSAConfig`, :class:`OLoRAConfig`, :class:`MiLoRAConfig`, :class:`NLoRAConfig`,
+:class:`LoLDUConfig`, :class:`LoRASBConfig`, :class:`EVAConfig`) run through a registry of
+handlers (:func:`register_initializer` adds a method).
 """
 
 from linalg_core.adapters.init import (
@@ -22,10 +25,27 @@ from linalg_core.adapters.init import (
     sorsa,
     svfit,
 )
+from linalg_core.adapters.config import (
+    EVAConfig,
+    InitConfig,
+    Initializer,
+    LayerUnit,
+    LoLDUConfig,
+    LoRASBConfig,
+    MiLoRAConfig,
+    ModelRun,
+    NLoRAConfig,
+    OLoRAConfig,
+    PiSSAConfig,
+    register_initializer,
+)
 from linalg_core.adapters.eva import EVA, IncrementalSVD
 from linalg_core.adapters.quantized import loftq
 from linalg_core.adapters.ranks import RankPlan, allocate_ranks, nuclear_norm
 from linalg_core.adapters.whole_model import ModelInit, adapter_state, delta_as_lora, init_peft_model, save_as_lora
 
 __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora", "loftq", "nlora", "svfit", "sorsa",
-           "milora", "lora_sb", "lora_sb_update", "loldu", "RankPlan", "allocate_ranks", "nuclear_norm", "EVA", "IncrementalSVD", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora"]
+           "milora", "lora_sb", "lora_sb_update", "loldu", "RankPlan", "allocate_ranks", "nuclear_norm", "EVA",
+           "IncrementalSVD", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora",
+           "InitConfig", "PiSSAConfig", "OLoRAConfig", "MiLoRAConfig", "NLoRAConfig", "LoLDUConfig", "LoRASBConfig",
+           "EVAConfig", "register_initializer", "Initializer", "LayerUnit", "ModelRun"]

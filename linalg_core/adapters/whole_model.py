@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
+import warnings
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 
@@ -26,9 +28,25 @@ import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import Boundary
+from linalg_core._scratch import buffer, reuse_buffers
 from linalg_core.adapters import init as _init
+from linalg_core.adapters.config import (
+    EVAConfig,
+    InitConfig,
+    LayerUnit,
+    LoLDUConfig,
+    LoRASBConfig,
+    MiLoRAConfig,
+    ModelRun,
+    NLoRAConfig,
+    OLoRAConfig,
+    PiSSAConfig,
+    config_type,
+    initializer_for,
+    register_initializer,
+)
 from linalg_core.adapters.eva import EVA
-from linalg_core.lowrank.operators import _scratch, reuse_buffers
+from linalg_core.adapters.factors import LoRAInit, ThreeFactorInit
 
 METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva")
 
@@ -36,22 +54,32 @@ METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva")
 # copy: it pays for small matrices, where per-call overhead dominates, not for large ones).
 BATCH_MAX_ELEMS = 1 << 20
 
+# The string form's options that only EVA takes (deprecated there: pass an EVAConfig).
+_EVA_OPTIONS = ("batches", "forward", "rho", "tau", "whiten", "center", "max_batches", "adjust_scaling_factors")
+# The options the string form took before the configs: one that does not apply to the method was
+# ignored; it now warns.
+_LEGACY_OPTIONS = ("seed", "niter", "updates", "batches", "forward", "rho", "tau", "whiten", "max_batches",
+                   "adjust_scaling_factors")
+
 
 @dataclass
 class ModelInit:
     """What :func:`init_peft_model` did.
 
     Attributes:
-        method: the initialiser.
+        method: the initialiser's name (the config's ``method``, else its class name).
         layers: {module name: rank} of the layers filled (EVA: after redistribution).
         seconds: wall time.
         removed: layers EVA gave rank 0 (their LoRA wrapper replaced by the base layer).
+        config: the config that ran, with its seed resolved to the int used (``seed=None``
+            draws fresh entropy): ``init_peft_model(other, report.config)`` repeats the run.
     """
 
     method: str
     layers: dict[str, int]
     seconds: float
     removed: list[str] = field(default_factory=list)
+    config: InitConfig | None = None
 
 
 def _peft():
@@ -97,97 +125,161 @@ def _progress(total, show, desc):
         return None
 
 
+def _label(config) -> str:
+    return config.method or type(config).__name__
+
+
+def _as_config(config, options) -> InitConfig:
+    """The config of a call: ``config`` itself (then ``options`` must be empty), or the config the
+    string form's name and options build (with the deprecation warnings of the old options).
+    The warnings' stacklevel 4 points at init_peft_model's caller, through torch.no_grad's wrapper."""
+    if "method" in options:  # the argument's name before the configs
+        method = options.pop("method")
+        if config != "pissa":
+            raise TypeError("init_peft_model got both config and method=; pass the config (or its name) alone")
+        warnings.warn("init_peft_model(model, method=...) is deprecated: pass the config or its name as the "
+                      "second argument", DeprecationWarning, stacklevel=4)
+        config = method
+    if isinstance(config, InitConfig):
+        if options:
+            raise TypeError(f"init_peft_model(model, {type(config).__name__}(...)) takes the options in the config, "
+                            f"got {', '.join(f'{k}=' for k in options)} as well")
+        return config
+    if not isinstance(config, str):
+        raise TypeError(f"config must be an InitConfig (PiSSAConfig(...), EVAConfig(...), ...) or a method name, got "
+                        f"{type(config).__name__}")
+    cls = config_type(config)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - fields - set(_LEGACY_OPTIONS))
+    if unknown:
+        raise TypeError(f"init_peft_model() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} for "
+                        f"method={config!r} (options of {cls.__name__}: {', '.join(sorted(fields)) or 'none'})")
+    eva = sorted(k for k in options if k in _EVA_OPTIONS and k in fields) if issubclass(cls, EVAConfig) else []
+    if eva:
+        warnings.warn(f"init_peft_model(model, {config!r}, {', '.join(f'{k}=...' for k in eva)}) is deprecated: "
+                      f"pass init_peft_model(model, {cls.__name__}(batches, ...)) "
+                      f"(linalg_core.adapters.{cls.__name__})",
+                      DeprecationWarning, stacklevel=4)
+    ignored = sorted(k for k in options if k not in fields)
+    if "seed" in ignored:  # one seed for any method, as before; the deterministic ones need none
+        _validate.seed(options["seed"])
+        ignored.remove("seed")
+    if ignored:
+        warnings.warn(f"method={config!r} takes no {', '.join(f'{k}=' for k in ignored)} (options of {cls.__name__}: "
+                      f"{', '.join(sorted(fields)) or 'none'}): ignored, and an error in a later version",
+                      DeprecationWarning, stacklevel=4)
+    # a required option left out (EVA's batches, LoRA-SB's updates) is None, which the config
+    # refuses with its own message, as the string form did before the configs
+    required = {f.name: None for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    return cls(**{**required, **{k: v for k, v in options.items() if k in fields}})
+
+
+def _with_seed(config):
+    """``config`` with its seed (None: fresh entropy; a torch.Generator: one draw) resolved to an
+    int, so that every layer and every executor task uses the same one, and the report records it."""
+    if "seed" not in {f.name for f in dataclasses.fields(config)}:
+        return config
+    seed = config.seed
+    return config if type(seed) is int else dataclasses.replace(config, seed=_validate.seed(seed))
+
+
 @torch.no_grad()
-def init_peft_model(model, method: str = "pissa", *, adapter_name: str | None = None, seed=None,
-                    progress: bool | None = None, niter="auto", batches=None, forward=None, rho: float = 2.0,
-                    tau: float = 0.99, whiten: bool = False, max_batches: int | None = None, updates=None,
-                    adjust_scaling_factors: bool = True, executor=None) -> ModelInit:
+def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: str | None = None,
+                    progress: bool | None = None, executor=None, **options) -> ModelInit:
     """Initialise every LoRA layer of a peft model in place with a linalg_core method.
 
     Args:
         model: a ``peft.PeftModel`` (or tuner model) with LoRA adapters on Linear layers.
-        method: ``"pissa"``, ``"olora"``, ``"milora"``, ``"nlora"`` (Nyström), ``"loldu"``,
-            ``"lora_sb"`` (needs ``updates``) or ``"eva"`` (needs ``batches``).
+        config: the method and its options: :class:`~linalg_core.adapters.PiSSAConfig`,
+            :class:`~linalg_core.adapters.OLoRAConfig`, :class:`~linalg_core.adapters.MiLoRAConfig`,
+            :class:`~linalg_core.adapters.NLoRAConfig`, :class:`~linalg_core.adapters.LoLDUConfig`,
+            :class:`~linalg_core.adapters.LoRASBConfig`, :class:`~linalg_core.adapters.EVAConfig`
+            or any config registered with :func:`~linalg_core.adapters.register_initializer`;
+            or a method's name (``"pissa"``, ``"olora"``, ``"milora"``, ``"nlora"``, ``"loldu"``,
+            ``"lora_sb"``, ``"eva"``), the shortcut that builds its config from ``options``.
         adapter_name: default the active adapter.
-        seed: one seed for every layer (a batched group equals the loop over its layers).
         progress: a tqdm bar over layers (default: when stderr is a terminal).
-        niter: PiSSA's rsvd iterations.
-        batches: EVA: an iterable of model inputs (dicts are passed as ``model(**batch)``; an
-            ``attention_mask`` entry selects the tokens whose activations count).
-        forward: EVA: ``forward(model, batch)`` instead of the default call.
-        rho, tau, whiten, max_batches, adjust_scaling_factors: EVA's options (see :class:`EVA`);
-            ``adjust_scaling_factors`` rescales alpha with the new rank, like peft.
-        updates: LoRA-SB: {module name: estimated update ΔW (out, in)}.
         executor: a ``concurrent.futures.Executor`` (a process pool, or a Dask cluster's
             ``Client.get_executor()``) for the decompositions, one task per layer (PiSSA: per
             batched group): the weights travel to the workers, the factors (PiSSA: the
             triplets) come back, and the residuals are written here. The model is the serial
             run's when the workers use this process's BLAS thread count. Not for EVA, whose work
             is the model's forward passes.
+        **options: the string form only: the config's fields (``seed``, ``niter``, ``updates``,
+            ...). ``seed`` is accepted by every method (the deterministic ones ignore it). EVA's
+            options (``batches``, ``forward``, ``rho``, ``tau``, ``whiten``, ``max_batches``,
+            ``adjust_scaling_factors``) still work with ``"eva"`` but are deprecated
+            (DeprecationWarning): pass an :class:`~linalg_core.adapters.EVAConfig`. An option
+            the method does not take is ignored with a DeprecationWarning.
 
     Returns:
-        :class:`ModelInit`.
+        :class:`ModelInit` (its ``config`` records the seed used).
 
     Raises:
         ValueError: a NaN/Inf base weight, naming its layer and the layers already initialised
-            before it (that layer and the rest are left untouched); bad method or options.
-        TypeError: not a peft model, a non-Linear or integer / quantized base weight.
+            before it (that layer and the rest are left untouched); bad method or options; a
+            config that does not fit the model (LoRA-SB updates missing or mis-shaped), checked
+            before any layer changes.
+        TypeError: not a peft model, a non-Linear or integer / quantized base weight; options
+            passed with a config; a config without a registered handler.
 
     Randomness:
-        Every layer uses the same ``seed`` (rsvd's normal stream 6, Nyström's stream 8): a
+        Every layer uses the config's one seed (rsvd's normal stream 6, Nyström's stream 8): a
         batched group equals the loop over its layers, and a model initialises the same way on
         every run and machine, to rounding.
 
-    Equal-shape layers of up to 2^20 elements share one batched rsvd; larger ones run one by one
-    reusing one bfloat16 scratch buffer; residuals are written into the base weights in one
-    fused ``addmm`` pass each, on the device the weights live on.
+    PiSSA: equal-shape layers of up to 2^20 elements share one batched rsvd; larger ones run one
+    by one reusing one bfloat16 scratch buffer; residuals are written into the base weights in
+    one fused ``addmm`` pass each, on the device the weights live on.
 
     Example:
         >>> import torch, peft, linalg_core as lc                      # doctest: +SKIP
         >>> net = torch.nn.Sequential(torch.nn.Linear(64, 64))          # doctest: +SKIP
         >>> m = peft.get_peft_model(net, peft.LoraConfig(r=8, target_modules=["0"]))  # doctest: +SKIP
-        >>> lc.adapters.init_peft_model(m, "pissa", seed=0).layers      # doctest: +SKIP
+        >>> lc.adapters.init_peft_model(m, lc.adapters.PiSSAConfig(seed=0)).layers  # doctest: +SKIP
+        {'base_model.model.0': 8}
+        >>> lc.adapters.init_peft_model(m, "olora").layers               # doctest: +SKIP
         {'base_model.model.0': 8}
     """
-    _validate.choice(method, "method", METHODS)
+    config = _as_config(config, options)
+    entry = initializer_for(config)
     start = time.perf_counter()
     adapter, layers = _lora_layers(model, adapter_name)
-    seed = _validate.seed(seed)
+    config = _with_seed(config)
     show = progress if progress is not None else sys.stderr.isatty()
-    if method == "eva":
+    if entry.scope == "model":
         if executor is not None:
-            raise ValueError("method='eva' runs the model's forward passes here; it takes no executor")
-        return _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches, seed, show,
-                    adjust_scaling_factors, start)
-    if method == "lora_sb":
-        if not isinstance(updates, dict):
-            raise ValueError("method='lora_sb' needs updates={module name: estimated update ΔW}")
-        missing = sorted(set(layers) - set(updates))
-        if missing:
-            raise ValueError(f"updates has no entry for layers {missing[:5]}")
-    bar = _progress(len(layers), show, f"linalg_core {method}")
-    units = _pissa_units(layers, adapter) if method == "pissa" else [[name] for name in layers]
+            raise ValueError(f"method={_label(config)!r} works on the whole model in this process; it takes no "
+                             "executor")
+        run = ModelRun(model, adapter, layers, show)
+        ranks = entry.handler(config, run)
+        return ModelInit(_label(config), dict(ranks), time.perf_counter() - start, list(run.removed), config)
+    config.check_layers({name: tuple(m.get_base_layer().weight.shape) for name, m in layers.items()})
+    bar = _progress(len(layers), show, f"linalg_core {_label(config)}")
+    units = _batched_units(layers, adapter) if entry.batch else [[name] for name in layers]
     filled: list[str] = []
     with reuse_buffers():
         if executor is None:
             for names in units:
                 with _naming_failures(layers, names, filled):
-                    _fill(layers, adapter, method, names, None, niter, seed, updates)
+                    _fill(layers, adapter, names, entry.handler(config, _unit(layers, adapter, names, here=True)))
                 filled.extend(names)
                 if bar is not None:
                     bar.update(len(names))
         else:
-            futures = {executor.submit(_payload, method, *_unit_args(layers, adapter, names), niter, seed,
-                                       _unit_update(updates, names)): names for names in units}
+            futures = {executor.submit(_task, entry.handler, config.for_layers(tuple(names)),
+                                       _unit(layers, adapter, names)): names for names in units}
             for fut in as_completed(futures):
                 with _naming_failures(layers, futures[fut], filled):
-                    _fill(layers, adapter, method, futures[fut], fut.result(), niter, seed, updates)
+                    _fill(layers, adapter, futures[fut], fut.result())
                 filled.extend(futures[fut])
                 if bar is not None:
                     bar.update(len(futures[fut]))
     if bar is not None:
         bar.close()
-    return ModelInit(method, {name: m.r[adapter] for name, m in layers.items()}, time.perf_counter() - start)
+    return ModelInit(_label(config), {name: m.r[adapter] for name, m in layers.items()}, time.perf_counter() - start,
+                     config=config)
 
 
 @contextlib.contextmanager
@@ -220,10 +312,10 @@ def _set_factors(module, adapter, A, B):
     b.data.copy_(B.to(b.dtype))
 
 
-def _pissa_units(layers, adapter) -> list[list[str]]:
-    """PiSSA's units of work: equal-shape layers of up to BATCH_MAX_ELEMS elements share one
-    batched rsvd, larger ones go alone; largest first, so that the scratch buffers are faulted in
-    once, at their final size."""
+def _batched_units(layers, adapter) -> list[list[str]]:
+    """The units of a ``batch=True`` handler (PiSSA): equal-shape layers of up to BATCH_MAX_ELEMS
+    elements share one unit, larger ones go alone; largest first, so that the scratch buffers
+    are faulted in once, at their final size."""
     groups: dict[tuple, list[str]] = {}
     for name, module in layers.items():
         weight, Wt, fifo, r, _ = _geometry(module, adapter)
@@ -232,70 +324,103 @@ def _pissa_units(layers, adapter) -> list[list[str]]:
     return sorted(groups.values(), key=lambda ns: -layers[ns[0]].get_base_layer().weight.numel() * len(ns))
 
 
-def _unit_args(layers, adapter, names, scratch=False):
-    """(W as (out, in) — a stack for a PiSSA group —, rank, lora_alpha, fan_in_fan_out).
-    ``scratch``: stack into the reused scratch buffer (a unit computed at once, not a task: its
-    pages are then faulted in once per model, not once per group — 14 MiB per MiniLM-L6 group,
-    ~3 ms of page faults each on this VM)."""
+def _unit(layers, adapter, names, here=False) -> LayerUnit:
+    """The :class:`LayerUnit` of ``names``. ``here``: a unit computed in this process, not an
+    executor task: a single layer's residual goes into its stored weight in place (``out``), and
+    a group is stacked into the reused scratch buffer (its pages are then faulted in once per
+    model, not once per group)."""
     views = [_geometry(layers[n], adapter) for n in names]
-    _, Wt, fifo, r, s = views[0]
+    weight, Wt, fifo, r, s = views[0]
     if len(views) == 1:
-        return Wt, r, s * r, fifo
+        return LayerUnit(tuple(names), Wt, r, s, fifo, weight if here else None)
     shape = (len(views), *Wt.shape)
-    out = _scratch("stack", shape, Wt.dtype, Wt.device) if scratch else None
-    return torch.stack([v[1] for v in views], out=out), r, s * r, fifo
+    out = buffer("stack", shape, Wt.dtype, Wt.device) if here else None
+    return LayerUnit(tuple(names), torch.stack([v[1] for v in views], out=out), r, s, fifo)
 
 
-def _unit_update(updates, names):
-    return updates.get(names[0]) if updates and len(names) == 1 else None
+def _task(handler, config, unit: LayerUnit):
+    """An executor task. A single layer's residual goes into a new tensor of the stored layout,
+    as the serial run writes it into the stored weight: the same GEMM into the same layout, so
+    the same rounding also for (in, out)-stored (``fan_in_fan_out``) weights."""
+    if len(unit.names) == 1:
+        stored = unit.weight
+        unit = dataclasses.replace(unit, out=torch.empty(stored.shape, dtype=stored.dtype, device=stored.device))
+    return handler(config, unit)
 
 
-def _payload(method, W, r, alpha, fifo, niter, seed, update, out=None):
-    """What a unit computes from its weight alone (an executor task): PiSSA's triplets of W
-    (out, in) or of a stack of them; the other methods' full result (factors and residual, into
-    ``out`` when given: the stored weight, in place)."""
-    if method == "pissa":
-        return _init._pissa_triplets(W, r, niter, seed)
-    stored = W.T if fifo else W
-    if method == "olora":
-        return _init.olora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)
-    if method == "milora":
-        return _init.milora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)
-    if method == "nlora":
-        return _init.nlora(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, seed=seed, out=out)
-    if method == "loldu":
-        return _init.loldu(stored, r, lora_alpha=alpha, fan_in_fan_out=fifo, out=out)
-    update = torch.as_tensor(update)  # lora_sb: the base is unchanged
-    if tuple(update.shape) != tuple(stored.shape):
-        raise ValueError(f"updates entry has shape {tuple(update.shape)}, the weight {tuple(stored.shape)}")
-    return _init.lora_sb(update, r, lora_alpha=alpha, fan_in_fan_out=fifo, seed=seed)
-
-
-def _fill(layers, adapter, method, names, payload, niter, seed, updates):
-    """Write one unit into the model: factors into lora_A / lora_B (N folded into B for the
-    three-factor methods), residuals into the base weights. ``payload`` None: compute it here,
-    the other methods' residuals in place."""
-    weight = layers[names[0]].get_base_layer().weight.data
-    if payload is None:
-        payload = _payload(method, *_unit_args(layers, adapter, names, scratch=True), niter, seed,
-                           _unit_update(updates, names),
-                           out=None if method == "pissa" else weight)
-    elif method != "pissa" and payload.residual is not None:
-        weight.copy_(payload.residual)
-    if method != "pissa":
-        B = payload.B @ payload.N if hasattr(payload, "N") else payload.B
+def _fill(layers, adapter, names, payload):
+    """Write a handler's result for the layers ``names`` into the model: factors into lora_A /
+    lora_B (N folded into B for three factors) and a residual into the base weight unless it was
+    written there in place; or singular triplets (a stack of them for a batched unit) split
+    PiSSA's way, the residual written in place."""
+    if isinstance(payload, (LoRAInit, ThreeFactorInit)):
+        if len(names) != 1:
+            raise TypeError(f"a handler of a batched unit returned {type(payload).__name__}; it must return the "
+                            "stacked singular triplets (U, S, Vh)")
+        weight = layers[names[0]].get_base_layer().weight.data
+        res = payload.residual
+        if res is not None and not (res.data_ptr() == weight.data_ptr() and res.stride() == weight.stride()
+                                    and res.shape == weight.shape):
+            weight.copy_(res)
+        B = payload.B @ payload.N if isinstance(payload, ThreeFactorInit) else payload.B
         _set_factors(layers[names[0]], adapter, payload.A, B)
         return
+    if not (isinstance(payload, tuple) and len(payload) == 3):
+        raise TypeError(f"an initializer handler returned {type(payload).__name__}; expected a LoRAInit, a "
+                        "ThreeFactorInit or singular triplets (U, S, Vh)")
     for name, (U, S, Vh) in zip(names, [payload] if len(names) == 1 else zip(*payload)):
         weight, Wt, fifo, _, s = _geometry(layers[name], adapter)
         done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, weight)
         _set_factors(layers[name], adapter, done.A, done.B)
 
 
-def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches, seed, show, adjust, start):
-    if batches is None:
-        raise ValueError("method='eva' needs batches= (an iterable of model inputs)")
-    eva = EVA({n: m.r[adapter] for n, m in layers.items()}, rho=rho, tau=tau, whiten=whiten, seed=seed)
+# --- the built-in methods: one handler each ------------------------------------------------------
+
+
+@register_initializer(PiSSAConfig, batch=True)
+def _pissa(config: PiSSAConfig, unit: LayerUnit):
+    """The top-r triplets of W (a stack for a group); the principal split happens in _fill."""
+    return _init._pissa_triplets(unit.W, unit.rank, config.niter, config.seed)
+
+
+@register_initializer(OLoRAConfig)
+def _olora(config: OLoRAConfig, unit: LayerUnit):
+    return _init.olora(unit.weight, unit.rank, lora_alpha=unit.lora_alpha, fan_in_fan_out=unit.fan_in_fan_out,
+                       out=unit.out)
+
+
+@register_initializer(MiLoRAConfig)
+def _milora(config: MiLoRAConfig, unit: LayerUnit):
+    return _init.milora(unit.weight, unit.rank, lora_alpha=unit.lora_alpha, fan_in_fan_out=unit.fan_in_fan_out,
+                        out=unit.out)
+
+
+@register_initializer(NLoRAConfig)
+def _nlora(config: NLoRAConfig, unit: LayerUnit):
+    return _init.nlora(unit.weight, unit.rank, mode=config.mode, lora_alpha=unit.lora_alpha,
+                       fan_in_fan_out=unit.fan_in_fan_out, niter=config.niter, seed=config.seed, out=unit.out)
+
+
+@register_initializer(LoLDUConfig)
+def _loldu(config: LoLDUConfig, unit: LayerUnit):
+    return _init.loldu(unit.weight, unit.rank, lora_alpha=unit.lora_alpha, fan_in_fan_out=unit.fan_in_fan_out,
+                       out=unit.out)
+
+
+@register_initializer(LoRASBConfig)
+def _lora_sb(config: LoRASBConfig, unit: LayerUnit):
+    """The truncated SVD of the layer's estimated update; the base weight is unchanged."""
+    return _init.lora_sb(torch.as_tensor(config.updates[unit.name]), unit.rank, lora_alpha=unit.lora_alpha,
+                         fan_in_fan_out=unit.fan_in_fan_out, niter=config.niter, seed=config.seed)
+
+
+@register_initializer(EVAConfig, scope="model")
+def _eva(config: EVAConfig, run: ModelRun):
+    """Feed the batches through the model (adapters disabled) with a hook on every LoRA layer,
+    then load each layer's components at its redistributed rank."""
+    model, adapter, layers = run.model, run.adapter, run.layers
+    eva = EVA({n: m.r[adapter] for n, m in layers.items()}, rho=config.rho, tau=config.tau, whiten=config.whiten,
+              center=config.center, seed=config.seed)
     current = {}
 
     def hook(name):
@@ -308,17 +433,17 @@ def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
-    bar = _progress(max_batches, show, "linalg_core eva")
+    bar = _progress(config.max_batches, run.progress, "linalg_core eva")
     seen = 0
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
         with ctx:
-            for batch in batches:
+            for batch in config.batches:
                 current["mask"] = batch.get("attention_mask") if isinstance(batch, dict) else None
-                if forward is not None:
-                    forward(model, batch)
+                if config.forward is not None:
+                    config.forward(model, batch)
                 elif isinstance(batch, dict):
                     model(**batch)
                 else:
@@ -326,7 +451,7 @@ def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches
                 seen += 1
                 if bar is not None:
                     bar.update(1)
-                if eva.done or (max_batches is not None and seen >= max_batches):
+                if eva.done or (config.max_batches is not None and seen >= config.max_batches):
                     break
     finally:
         for h in handles:
@@ -338,9 +463,8 @@ def _eva(model, adapter, layers, batches, forward, rho, tau, whiten, max_batches
     if seen == 0:
         raise ValueError("batches is empty")
     components = eva.components()
-    removed = _load_eva(model, adapter, layers, components, adjust)
-    return ModelInit("eva", {n: A.shape[0] for n, A in components.items() if A.shape[0] > 0},
-                     time.perf_counter() - start, removed)
+    run.removed.extend(_load_eva(model, adapter, layers, components, config.adjust_scaling_factors))
+    return {n: A.shape[0] for n, A in components.items() if A.shape[0] > 0}
 
 
 def _load_eva(model, adapter, layers, components, adjust):
