@@ -226,7 +226,7 @@ def _eva(report, base, targets, quick):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = lc.adapters.init_peft_model(m_ours, "eva", batches=batches, rho=2.0, tau=0.99, seed=0, progress=False)
+        res = lc.adapters.init_peft_model(m_ours, lc.adapters.EVAConfig(batches, rho=2.0, tau=0.99, seed=0), progress=False)
     t_ours = time.perf_counter() - start
     a_peft, a_ours = lora_layers(m_peft), lora_layers(m_ours)
     sines = []

@@ -169,7 +169,7 @@ def section_adapters(quick: bool) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = lc.adapters.init_peft_model(model, "eva", batches=batches, rho=2, tau=0.99, seed=0, progress=False)
+        res = lc.adapters.init_peft_model(model, lc.adapters.EVAConfig(batches, rho=2.0, tau=0.99, seed=0), progress=False)
     print(f"\nEVA (r = 8, rho = 2) from {len(batches)} activation batches in {res.seconds:.2f} s: ranks redistributed "
           f"to {min(res.layers.values())}..{max(res.layers.values())} (total {sum(res.layers.values())} = 36 x 8)")
 

@@ -10,6 +10,7 @@
 from linalg_core.qmatmul.activations import Smoothing, quantize_activations, smooth_outliers
 from linalg_core.qmatmul.matmul import DGQLinear, cpu_path, qmatmul
 from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dgq_quantize
+from linalg_core.quant.config import DGQConfig
 
-__all__ = ["K_MAX", "DGQWeight", "dgq_quantize", "quantize_activations", "smooth_outliers", "Smoothing", "qmatmul",
+__all__ = ["K_MAX", "DGQConfig", "DGQWeight", "dgq_quantize", "quantize_activations", "smooth_outliers", "Smoothing", "qmatmul",
            "DGQLinear", "cpu_path"]

@@ -8,6 +8,7 @@ from linalg_core import _ops
 from linalg_core._trace import traced
 from linalg_core.qmatmul.activations import quantize_activations
 from linalg_core.qmatmul.weight import K_MAX, DGQWeight, dense, dgq_quantize
+from linalg_core.quant.config import DGQConfig
 
 
 def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str | None = None) -> torch.Tensor:
@@ -190,10 +191,20 @@ class DGQLinear(torch.nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).clone())
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear, *, group_size: int = 128, calib=None, search: str = "two_phase",
-                    granularity: str = "token", clip_percentile: float | None = None, pad: bool = True):
+    def from_linear(cls, linear: torch.nn.Linear, config=None, *, group_size: int = 128, calib=None,
+                    search: str = "two_phase", granularity: str = "token", clip_percentile: float | None = None,
+                    pad: bool = True):
+        """Quantize ``linear``: with a :class:`linalg_core.quant.DGQConfig` as ``config`` (its
+        options, not the keyword ones, then apply), or with the keyword options."""
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        if config is not None:
+            if not isinstance(config, DGQConfig):
+                raise TypeError(f"config must be a linalg_core.quant.DGQConfig, got {type(config).__name__}")
+            if (group_size, search, granularity, clip_percentile, pad) != (128, "two_phase", "token", None, True):
+                raise TypeError("pass the options in the DGQConfig, not as keywords next to it")
+            w = dgq_quantize(linear.weight.detach(), config, calib=calib)
+            return cls(w, linear.bias, granularity=config.granularity, clip_percentile=config.clip_percentile)
         w = dgq_quantize(linear.weight.detach(), group_size=group_size, calib=calib, search=search, pad=pad)
         return cls(w, linear.bias, granularity=granularity, clip_percentile=clip_percentile)
 
