@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import linalg_core as lc
+from linalg_core.lowrank import BlockKrylov, SubspaceIteration, sketch_size
 from linalg_core.testing import minilm_weights
 from linalg_core.testing.bench import Report, measure
 
@@ -95,8 +96,8 @@ def bench_rsvd(report: Report, quick: bool):
             for name, dtype, kwargs in (
                 ("linalg_core.rsvd (defaults)", "fp32", {}),
                 ("linalg_core.rsvd precision=full", "fp32", {"precision": "full"}),
-                ("linalg_core.rsvd method=krylov niter=4 oversample=10", "fp32",
-                 {"method": "krylov", "niter": 4, "oversample": 10}),
+                ("linalg_core.rsvd BlockKrylov(niter=4) oversample=10", "fp32",
+                 {"finder": BlockKrylov(niter=4), "oversample": 10}),
                 ("linalg_core.rsvd (defaults)", "bf16", {}),
             ):
                 M = Ab if dtype == "bf16" else A
@@ -121,11 +122,12 @@ def bench_rsvd(report: Report, quick: bool):
 def _our_floor(m, n, r, kwargs, rate32, rate16):
     """GEMM seconds of an rsvd call: the range-finder products (bf16 rate when linalg_core's
     default precision would use bf16 on this machine) plus B = QᴴA at the fp32 rate."""
-    from linalg_core.lowrank.rsvd import BF16_MIN_WORK, _resolve
+    from linalg_core.lowrank.rsvd import BF16_MIN_WORK
 
-    _, k, niter, _ = _resolve(r, m, n, kwargs.get("oversample", "auto"), kwargs.get("niter", "auto"), "auto",
-                              kwargs.get("method", "subspace"), None, "auto")
-    if kwargs.get("method") == "krylov":
+    _, k = sketch_size(r, m, n, kwargs.get("oversample", "auto"))
+    finder = kwargs.get("finder", SubspaceIteration())
+    niter = finder.niter
+    if isinstance(finder, BlockKrylov):
         return 2 * m * n * k * (2 * niter + 1 + niter + 1) / rate32
     mixed = kwargs.get("precision", "auto") == "auto" and m * n * k >= BF16_MIN_WORK
     return 2 * m * n * k * (2 * niter + 1) / (rate16 if mixed else rate32) + 2 * m * n * k / rate32
@@ -210,11 +212,11 @@ def bench_defaults(report: Report, quick: bool):
     """The grid behind rsvd's defaults: oversampling vs iterations on the flat spectrum."""
     label, A, s = next(iter(synthetic(quick)))
     r = 64 if not quick else 16
-    for method in ("subspace", "krylov"):
+    for method, finder in (("subspace", SubspaceIteration), ("krylov", BlockKrylov)):
         for p in ((10, r // 2, r, 2 * r) if method == "subspace" else (10, r // 2)):
             for q in (1, 2, 4, 6):
-                t = measure(lambda: lc.rsvd(A, r, oversample=p, niter=q, method=method, seed=0), repeats=3)
-                res, sig = accuracy(A, lc.rsvd(A, r, oversample=p, niter=q, method=method, seed=0), s, r)
+                t = measure(lambda: lc.rsvd(A, r, oversample=p, finder=finder(niter=q), seed=0), repeats=3)
+                res, sig = accuracy(A, lc.rsvd(A, r, oversample=p, finder=finder(niter=q), seed=0), s, r)
                 report.add(matrix=f"defaults grid: {label}", rank=r, impl=f"rsvd {method} oversample={p} niter={q}",
                            ms=t.median * 1e3, resid_ratio=res, sigma_err=sig)
 

@@ -617,3 +617,21 @@ def test_fused_argument_checks():
     with pytest.raises(ValueError, match="expected host memory"):
         call(x=(x.data_ptr(), x.nbytes, 0))
     assert torch.equal(x, x.clone())  # inputs untouched by the refused calls
+
+
+def test_from_linear_takes_a_dgq_config():
+    from linalg_core.qmatmul import DGQConfig, DGQLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 64)
+    a = DGQLinear.from_linear(lin, DGQConfig(group_size=128, pad=True, granularity="tensor"))
+    b = DGQLinear.from_linear(lin, group_size=128, pad=True, granularity="tensor")
+    assert a.granularity == "tensor"
+    for name, t in b.state_dict().items():
+        assert torch.equal(a.state_dict()[name], t), name
+    x = torch.randn(3, 256)
+    assert torch.equal(a(x), b(x))
+    with pytest.raises(TypeError, match="DGQConfig"):
+        DGQLinear.from_linear(lin, "dgq")
+    with pytest.raises(TypeError, match="not as keywords"):
+        DGQLinear.from_linear(lin, DGQConfig(), group_size=256)

@@ -111,8 +111,8 @@ def _residual(W, B, A, s, fan_in_fan_out, out=None):
 
 # PiSSA's default: k = 3r sketch columns up to 48 (2r beyond) and 2 iterations (ending on the row
 # space where the products are bfloat16: five passes over W). On MiniLM-L6 and LLaMA-7B-shaped
-# flat spectra this captures more of the rank-r energy (0.993 / 0.9925) than peft's
-# svd_lowrank(q=r, niter=4) (0.982 / 0.990), which makes ten passes (benchmarks/RESULTS.md).
+# flat spectra this captures more of the rank-r energy than peft's svd_lowrank(q=r, niter=4) in
+# half its passes (benchmarks/RESULTS.md, "Measurements behind design choices").
 PISSA_NITER = 2
 
 
@@ -127,7 +127,7 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
     A = diag(√(S_r/s))·Vh_r, B = U_r·diag(√(S_r/s)), residual W − s·BA.
 
     The triplets come from :func:`linalg_core.rsvd` (seeded, its default oversampling,
-    ``niter="auto"`` = 2 iterations; ``method="auto"``: ending on the row space, five bfloat16
+    ``niter="auto"`` = 2 iterations; ``RowSpace(bf16_only=True)``: ending on the row space, five bfloat16
     passes over W, where bfloat16 GEMMs pay, else six float32 passes); ``exact=True`` uses
     LAPACK's full SVD like peft's
     ``init_lora_weights="pissa"``. The residual is one fused GEMM (``addmm``) in float32 (float64
@@ -169,9 +169,9 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
 
 def _pissa_triplets(W: torch.Tensor, rank: int, niter="auto", seed=None):
     """PiSSA's top-``rank`` triplets of W (*, m, n) (a batch equals the loop over it): rsvd with
-    ``method="auto"``: where bfloat16 products pay, "rowspace" (no full-precision B = QᴴW pass;
-    singular values then ~1e-4 relative), else "subspace"; the residual is formed from W
-    exactly afterwards."""
+    ``RowSpace(bf16_only=True)``: where bfloat16 products pay, ending on the row space (no
+    full-precision B = QᴴW pass; singular values then carry bfloat16 rounding), else subspace
+    iteration; the residual is formed from W exactly afterwards."""
     return rsvd(as_linear_operator(W, name="W"), rank, finder=RowSpace(bf16_only=True),
                 niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
 
@@ -284,7 +284,7 @@ def milora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = 
     Randomized range finders only see large singular values, so the minor ones come from the
     float64 Gram matrix G = WᵀW (or WWᵀ, the smaller) and LAPACK's ``syevr`` asked for its r
     smallest eigenpairs only (``scipy.linalg.eigh(subset_by_index=...)``): tridiagonalisation
-    O(d³) but no full SVD (measured 4096 × 4096: ~1/5 of ``torch.linalg.svd``). σ_i = √λ_i; the
+    O(d³) but no full SVD (a fraction of ``torch.linalg.svd``'s time, benchmarks/RESULTS.md). σ_i = √λ_i; the
     relative accuracy of σ_min is about eps64·(σ_max/σ_min)², ample for weight matrices.
 
     Example:

@@ -12,8 +12,8 @@ the sparse containers and the array API were added). Ported: ``test_randomized_s
 ``test_randomized_svd_array_api_compliance``.
 
 Mapping: ``randomized_svd(M, n_components, n_oversamples=, n_iter=, power_iteration_normalizer=,
-random_state=)`` → ``rsvd(M, rank, oversample=, niter=, normalizer=, seed=)`` returning
-(U, S, Vh) like scikit-learn's (U, s, Vt); normalizers "auto"/"LU"/"QR" → "auto"/"lu"/"qr".
+random_state=)`` → ``rsvd(M, rank, oversample=, niter=, finder=SubspaceIteration(orth=...), seed=)`` returning
+(U, S, Vh) like scikit-learn's (U, s, Vt); normalizers "auto"/"LU"/"QR" → the default / ``LU()`` / ``Householder()``.
 Only the arguments a peer test passes are mapped; where it relies on scikit-learn's defaults
 (n_oversamples=10, n_iter="auto"), linalg_core's own defaults are used, as a user switching
 libraries would get. Assertions and decimals are the peer's.
@@ -36,11 +36,13 @@ from numpy.testing import assert_allclose, assert_almost_equal
 from scipy import linalg, sparse
 
 from linalg_core import rsvd
+from linalg_core.lowrank import LU, Householder, SubspaceIteration
 
 pytest.importorskip("sklearn")
 from sklearn.datasets import make_low_rank_matrix  # noqa: E402
 
-NORMALIZERS = {"auto": "auto", "LU": "lu", "QR": "qr"}
+# power_iteration_normalizer -> the orthonormalizer between passes (None: rsvd's default)
+NORMALIZERS = {"auto": None, "LU": LU(), "QR": Householder()}
 NONE = pytest.param("none", marks=pytest.mark.skip(
     reason="linalg_core always normalizes between power iterations (no power_iteration_normalizer='none')"))
 INTEGER_REJECTED = pytest.mark.xfail(
@@ -53,7 +55,10 @@ CSR_CONTAINERS = [sparse.csr_matrix, sparse.csr_array]
 def _randomized_svd(M, n_components, *, n_iter=None, power_iteration_normalizer="auto", random_state=None,
                     n_oversamples=None):
     """scikit-learn's call mapped onto rsvd (omitted arguments take linalg_core's defaults)."""
-    kwargs = {"normalizer": NORMALIZERS[power_iteration_normalizer], "seed": random_state}
+    orth = NORMALIZERS[power_iteration_normalizer]
+    kwargs = {"seed": random_state}
+    if orth is not None:
+        kwargs["finder"] = SubspaceIteration(orth=orth)
     if n_iter is not None:
         kwargs["niter"] = n_iter
     if n_oversamples is not None:
