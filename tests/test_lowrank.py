@@ -557,7 +557,7 @@ def test_operators_are_recognised_by_duck_typing():
     (lambda A: lc.rsvd(A, 2, oversample="lots"), TypeError, "oversample"),
     (lambda A: lc.rsvd(A, 2, tol="0.1"), TypeError, "tol must be a real number"),
     (lambda A: lc.rsvd(A, 2, tol=float("nan")), ValueError, "tol=nan"),
-    (lambda A: lc.rsvd(A, 2, method=None), TypeError, "method must be one of"),
+    (lambda A: lc.rsvd(A, 2, finder="krylov"), TypeError, "finder"),
     (lambda A: lc.nystrom(A, 2, psd="yes"), TypeError, "psd must be True or False"),
     (lambda A: lc.cur(A, np.float64(2)), TypeError, "rank must be an integer"),
 ])

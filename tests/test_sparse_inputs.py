@@ -59,11 +59,12 @@ def close(a, b, rtol=1e-10, atol=1e-12):
 # --- low rank ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("method", ["subspace", "rowspace", "krylov"])
-def test_rsvd_equals_dense(fmt, method):
+@pytest.mark.parametrize("finder", [lc.lowrank.SubspaceIteration(), lc.lowrank.RowSpace(), lc.lowrank.BlockKrylov()],
+                         ids=["subspace", "rowspace", "krylov"])
+def test_rsvd_equals_dense(fmt, finder):
     A = random_sparse(300, 120, 0.05, seed=1)
-    svd = lc.rsvd(convert(A, fmt), 6, method=method, seed=3)
-    ref = lc.rsvd(dense_of(A, fmt), 6, method=method, seed=3)
+    svd = lc.rsvd(convert(A, fmt), 6, finder=finder, seed=3)
+    ref = lc.rsvd(dense_of(A, fmt), 6, finder=finder, seed=3)
     for x, y in zip(svd, ref):
         assert_family(x, fmt)
         close(x, y)
