@@ -1,7 +1,8 @@
 // Dtype conversion that also counts non-finite inputs, in one pass: the scratch copies of the
 // low-rank algorithms (a float32 weight to bfloat16 for the range finder, bfloat16 row blocks to
-// float32 for B = QᴴA and for residuals). torch's CPU conversion runs at ~4 GB/s here; these
-// loops vectorise (bfloat16 rounding is integer arithmetic) and split across OpenMP threads.
+// float32 for B = QᴴA and for residuals). torch's CPU conversion is scalar and single-threaded
+// for these pairs; these loops vectorise (bfloat16 rounding is integer arithmetic) and split
+// across OpenMP threads (benchmarks/RESULTS.md, "Measurements behind design choices").
 #include <type_traits>
 
 #include "isa.h"

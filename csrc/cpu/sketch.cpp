@@ -65,7 +65,7 @@ inline void radix4(T* x, int64_t h, int64_t width, int64_t stride) {
 
 // One register of the ISA this file is compiled for (GCC/Clang vector extensions): 64 bytes with
 // AVX-512, 32 with AVX2, 16 elsewhere. Wider types than the registers would be emulated (the
-// lane shuffles below scalarised: ~15 ns per element instead of ~1).
+// lane shuffles below scalarised, an order of magnitude slower).
 #if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
 #elif defined(__AVX__)

@@ -12,8 +12,8 @@ from linalg_core.backends._c import CODES, buf
 CPU = ("cpu",)
 REAL = (torch.float32, torch.float64)
 
-# Above these widths BLAS-3 (a scaled copy and a GEMM) beats the row-blocked kernels: measured at
-# n = 2^17, float64: d = 64 kernel 2.2x (Gram) / 1.9x (forms) faster, d = 256 1.2x / 0.74x.
+# Above these widths BLAS-3 (a scaled copy and a GEMM) beats the row-blocked kernels
+# (benchmarks/RESULTS.md, "Measurements behind design choices").
 GRAM_MAX_D, FORMS_MAX_D = 256, 128
 
 
