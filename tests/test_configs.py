@@ -366,7 +366,7 @@ def test_string_form_shortcuts_and_mistakes():
 @pytest.fixture
 def registry(monkeypatch):
     """A copy of the registry for the test to add to."""
-    monkeypatch.setattr(C, "_REGISTRY", dict(C._REGISTRY))
+    monkeypatch.setattr(C, "_REGISTRY", C._REGISTRY.copy())
     return C
 
 
@@ -523,7 +523,7 @@ def test_dgq_quantize_takes_a_dgqconfig(search, pad, K):
 
 
 def test_quantizer_registry(monkeypatch):
-    monkeypatch.setattr(Q, "_QUANTIZERS", dict(Q._QUANTIZERS))
+    monkeypatch.setattr(Q, "_QUANTIZERS", Q._QUANTIZERS.copy())
 
     @dataclasses.dataclass(frozen=True)
     class Sign(QuantConfig):

@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from linalg_core import _validate
+from linalg_core._handlers import Handlers
 
 # --- validation of the fields -------------------------------------------------------------------
 
@@ -401,7 +402,9 @@ class Initializer:
     batch: bool = False
 
 
-_REGISTRY: dict[type, Initializer] = {}
+_REGISTRY: Handlers[Initializer] = Handlers(
+    InitConfig, "initializer", "an InitConfig (PiSSAConfig(...), EVAConfig(...), ...) or a method name",
+    "register_initializer", handler_of=lambda entry: entry.handler)
 
 
 def register_initializer(config_type: type, *, scope: str = "layer", batch: bool = False,
@@ -435,29 +438,19 @@ def register_initializer(config_type: type, *, scope: str = "layer", batch: bool
         >>> lc.adapters.init_peft_model(model, "zeros").method                 # doctest: +SKIP
         'zeros'
     """
-    if not (isinstance(config_type, type) and issubclass(config_type, InitConfig)):
-        raise TypeError(f"config_type must be a subclass of InitConfig, got {config_type!r}")
+    _REGISTRY.check_type(config_type)
     _validate.choice(scope, "scope", ("layer", "model"))
     batch = _validate.flag(batch, "batch")
     if batch and scope != "layer":
         raise ValueError(f"batch=True needs scope='layer', got scope={scope!r}")
-    if config_type in _REGISTRY and not replace:
-        raise ValueError(f"{config_type.__name__} already has a handler "
-                         f"({_REGISTRY[config_type].handler.__qualname__}); pass replace=True to replace it")
     name = config_type.method
     if not isinstance(name, str):
         raise TypeError(f"{config_type.__name__}.method must be a str, got {type(name).__name__}")
     other = next((t for t in _REGISTRY if t is not config_type and name and t.method == name), None)
     if other is not None:
         raise ValueError(f"method name {name!r} of {config_type.__name__} is already {other.__name__}'s")
-
-    def decorator(handler):
-        if not callable(handler):
-            raise TypeError(f"the handler must be callable, got {type(handler).__name__}")
-        _REGISTRY[config_type] = Initializer(config_type, handler, scope, batch)
-        return handler
-
-    return decorator
+    return _REGISTRY.decorator(config_type, lambda handler: Initializer(config_type, handler, scope, batch),
+                               replace=replace)
 
 
 def initializer_for(config) -> Initializer:
@@ -466,14 +459,7 @@ def initializer_for(config) -> Initializer:
     Raises:
         TypeError: ``config`` is not an InitConfig, or no handler is registered for it.
     """
-    if not isinstance(config, InitConfig):
-        raise TypeError(f"config must be an InitConfig (PiSSAConfig(...), EVAConfig(...), ...) or a method name, "
-                        f"got {type(config).__name__}")
-    for klass in type(config).__mro__:
-        if klass in _REGISTRY:
-            return _REGISTRY[klass]
-    raise TypeError(f"no initializer is registered for {type(config).__name__}; register one with "
-                    "@register_initializer({type(config).__name__})")
+    return _REGISTRY.lookup(config)
 
 
 def methods() -> tuple[str, ...]:

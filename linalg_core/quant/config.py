@@ -30,6 +30,7 @@ from dataclasses import KW_ONLY, dataclass
 import torch
 
 from linalg_core import _validate
+from linalg_core._handlers import Handlers
 from linalg_core.quant.formats import Format, parse
 from linalg_core.quant.tensor import quantize
 
@@ -45,7 +46,9 @@ class QuantConfig(abc.ABC):
 
 QuantConfig.register(Format)
 
-_QUANTIZERS: dict[type, Callable] = {}
+_QUANTIZERS: Handlers[Callable] = Handlers(
+    QuantConfig, "quantizer", "a QuantConfig (a format such as NormalFloat(bits=4), DGQConfig(...), LQConfig(...)) or "
+    "a format name", "register_quantizer")
 
 
 def register_quantizer(config_type: type, *, replace: bool = False) -> Callable:
@@ -76,19 +79,7 @@ def register_quantizer(config_type: type, *, replace: bool = False) -> Callable:
         >>> quantize_weight(torch.tensor([0.2, 0.8]), Rounding())
         tensor([0., 1.])
     """
-    if not (isinstance(config_type, type) and issubclass(config_type, QuantConfig)):
-        raise TypeError(f"config_type must be a subclass of QuantConfig, got {config_type!r}")
-    if config_type in _QUANTIZERS and not replace:
-        raise ValueError(f"{config_type.__name__} already has a handler ({_QUANTIZERS[config_type].__qualname__}); "
-                         "pass replace=True to replace it")
-
-    def decorator(handler):
-        if not callable(handler):
-            raise TypeError(f"the handler must be callable, got {type(handler).__name__}")
-        _QUANTIZERS[config_type] = handler
-        return handler
-
-    return decorator
+    return _QUANTIZERS.decorator(_QUANTIZERS.check_type(config_type), lambda handler: handler, replace=replace)
 
 
 def quantizer_for(config) -> Callable:
@@ -97,17 +88,7 @@ def quantizer_for(config) -> Callable:
     Raises:
         TypeError: ``config`` is not a QuantConfig, or no handler is registered for it.
     """
-    if not isinstance(config, QuantConfig):
-        raise TypeError(f"config must be a QuantConfig (a format such as NormalFloat(bits=4), DGQConfig(...), "
-                        f"LQConfig(...)) or a format name, got {type(config).__name__}")
-    for klass in type(config).__mro__:
-        if klass in _QUANTIZERS:
-            return _QUANTIZERS[klass]
-    for klass, handler in _QUANTIZERS.items():  # virtual subclasses (registered with QuantConfig.register)
-        if issubclass(type(config), klass):
-            return handler
-    raise TypeError(f"no quantizer is registered for {type(config).__name__}; register one with "
-                    f"@register_quantizer({type(config).__name__})")
+    return _QUANTIZERS.lookup(config)
 
 
 def quantize_weight(W, config, **kwargs):
