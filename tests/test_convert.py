@@ -98,3 +98,21 @@ def test_cuda_tensors_bit_exact_with_torch(backend, src, dst):
         finite = torch.isfinite(expect)
         assert torch.equal(got[finite], expect[finite])
         assert torch.equal(torch.isinf(got), torch.isinf(expect)) and torch.equal(torch.isnan(got), torch.isnan(expect))
+
+
+@pytest.mark.parametrize("backend", usable_backends("convert"))
+def test_float16_every_half_and_a_sweep_of_float32_bit_patterns(backend):
+    # every binary16 value to float32 and back, and ~1M float32 bit patterns spread over all
+    # exponents (normals, subnormals, overflow, inf, nan) to float16: torch's bits (nan: a nan)
+    h = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.float16)
+    f, _ = _ops.convert(h, torch.float32, backend=backend)
+    finite = ~torch.isnan(h)
+    assert torch.equal(f[finite].view(torch.int32), h[finite].to(torch.float32).view(torch.int32))
+    assert torch.isnan(f[~finite]).all()
+    pats = torch.arange(0, 2**32, 4093, dtype=torch.int64)
+    x = (pats - (pats >= 2**31).long() * 2**32).to(torch.int32).view(torch.float32)
+    y, _ = _ops.convert(x, torch.float16, backend=backend)
+    want = x.to(torch.float16)
+    nan = torch.isnan(want)
+    assert torch.equal(y[~nan].view(torch.int16), want[~nan].view(torch.int16))
+    assert torch.isnan(y[nan]).all()

@@ -41,10 +41,6 @@ ABSENT = {
     **{(f, layer): why for f, why in _NO_CUDA.items() for layer in CUDA_LAYERS},
     ("convert", "backends/triton"): "convert has no Triton kernel: on GPUs torch's conversion is the kernel",
     ("sampling", "backends/triton"): "sampling has no Triton kernels: on GPUs the Gram products run on torch's GEMM",
-    ("convert", "benchmark"): "no benchmark of its own yet: a cast bit-identical to torch's Tensor.to, which would be "
-                              "its comparison in the same run",
-    ("random", "benchmark"): "no benchmark of its own yet: the Philox fills are timed inside bench_sketch.py's "
-                             "Gaussian sketch rows, which generate S with random_fill",
 }
 # Files in a family's place that are not a family, and what they are.
 NOT_FAMILIES = {

@@ -66,7 +66,8 @@ int64_t generic_convert(const In* in, Out* out, int64_t n) {
 #pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 2 * kGrain)
   for (int64_t c = 0; c < (n + kGrain - 1) / kGrain; ++c) {
     const int64_t lo = c * kGrain, hi = std::min(n, lo + kGrain);
-    int64_t local = 0;
+    uint32_t local = 0;  // at most kGrain
+#pragma omp simd reduction(+ : local)
     for (int64_t i = lo; i < hi; ++i) {
       const auto v = Storage<In>::load(in + i);
       local += nonfinite(v);

@@ -28,20 +28,22 @@ LC_HOST_DEVICE float half_to_float(uint16_t h) {
   return bits_to_float(sign | bits);
 }
 
-// binary32 -> binary16 with round-to-nearest-even, overflow to inf, nan kept.
+// binary32 -> binary16 with round-to-nearest-even, overflow to inf, nan kept. All three cases are
+// computed and one is selected (no branches), so that conversion loops vectorise; checked equal
+// to the branching form on all 2^32 inputs.
 LC_HOST_DEVICE uint16_t float_to_half(float f) {
   const uint32_t u = float_to_bits(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t a = u & 0x7fffffffu;
-  if (a >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u));
-  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520
-  if (a < 0x38800000u) {  // result is subnormal or zero: let the FPU round via a magic add
-    const float r = bits_to_float(a) + 0.5f;  // 0.5 = 2^-1 puts the half ulp (2^-24) at bit 0
-    return static_cast<uint16_t>(sign | (float_to_bits(r) - 0x3f000000u));
-  }
-  const uint32_t mant_odd = (a >> 13) & 1u;
-  const uint32_t r = a + 0xc8000fffu + mant_odd;  // rebias exponent (-112 << 23) and round
-  return static_cast<uint16_t>(sign | (r >> 13));
+  // normal result: rebias the exponent (-112 << 23) and round to nearest even
+  const uint32_t normal = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;
+  // subnormal or zero result (a < 2^-14): the FPU rounds through a magic add (0.5 = 2^-1 puts
+  // the half ulp 2^-24 at bit 0)
+  const uint32_t subnormal = float_to_bits(bits_to_float(a) + 0.5f) - 0x3f000000u;
+  // inf for inputs that round to >= 65520 (and inf), a quiet nan for nan
+  const uint32_t special = 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u);
+  const uint32_t h = a >= 0x477ff000u ? special : a < 0x38800000u ? subnormal : normal;
+  return static_cast<uint16_t>(sign | h);
 }
 
 LC_HOST_DEVICE float bf16_to_float(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
