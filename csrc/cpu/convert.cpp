@@ -59,6 +59,67 @@ int64_t bf16_to_f32(const uint16_t* in, float* out, int64_t n) {
   return bad;
 }
 
+#if defined(__F16C__)
+// float32 <-> float16 with the F16C conversions (vcvtps2ph / vcvtph2ps: IEEE round to nearest
+// even, subnormals and overflow as the portable code; a NaN stays a NaN, its payload as the
+// hardware keeps it, as in torch's own conversion), counting non-finite values in the same pass.
+inline int64_t sum_lanes(__m256i v) {
+  alignas(32) uint32_t lane[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lane), v);
+  int64_t s = 0;
+  for (uint32_t x : lane) s += x;
+  return s;
+}
+
+int64_t f32_to_f16(const float* in, uint16_t* out, int64_t n) {
+  int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 2 * kGrain)
+  for (int64_t c = 0; c < (n + kGrain - 1) / kGrain; ++c) {
+    const int64_t lo = c * kGrain, hi = std::min(n, lo + kGrain);
+    const __m256i exponent = _mm256_set1_epi32(0x7f800000);
+    __m256i count = _mm256_setzero_si256();
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8) {
+      const __m256 v = _mm256_loadu_ps(in + i);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+      const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exponent);
+      count = _mm256_sub_epi32(count, _mm256_cmpeq_epi32(e, exponent));  // -1 per non-finite lane
+    }
+    int64_t local = sum_lanes(count);
+    for (; i < hi; ++i) {
+      out[i] = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
+      local += nonfinite(in[i]);
+    }
+    bad += local;
+  }
+  return bad;
+}
+
+int64_t f16_to_f32(const uint16_t* in, float* out, int64_t n) {
+  int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 2 * kGrain)
+  for (int64_t c = 0; c < (n + kGrain - 1) / kGrain; ++c) {
+    const int64_t lo = c * kGrain, hi = std::min(n, lo + kGrain);
+    const __m256i exponent = _mm256_set1_epi32(0x7f800000);
+    __m256i count = _mm256_setzero_si256();
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8) {
+      const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
+      _mm256_storeu_ps(out + i, v);
+      const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exponent);
+      count = _mm256_sub_epi32(count, _mm256_cmpeq_epi32(e, exponent));
+    }
+    int64_t local = sum_lanes(count);
+    for (; i < hi; ++i) {
+      out[i] = _cvtsh_ss(in[i]);
+      local += nonfinite(out[i]);
+    }
+    bad += local;
+  }
+  return bad;
+}
+#endif
+
 template <typename In, typename Out>
 int64_t generic_convert(const In* in, Out* out, int64_t n) {
   using C = std::conditional_t<std::is_same_v<In, double> || std::is_same_v<Out, double>, double, float>;
@@ -127,6 +188,12 @@ int64_t convert(const void* in, void* out, DType dt, DType out_dt, int64_t n) {
     return f32_to_bf16(static_cast<const float*>(in), static_cast<uint16_t*>(out), n);
   if (dt == DType::bf16 && out_dt == DType::f32)
     return bf16_to_f32(static_cast<const uint16_t*>(in), static_cast<float*>(out), n);
+#if defined(__F16C__)
+  if (dt == DType::f32 && out_dt == DType::f16)
+    return f32_to_f16(static_cast<const float*>(in), static_cast<uint16_t*>(out), n);
+  if (dt == DType::f16 && out_dt == DType::f32)
+    return f16_to_f32(static_cast<const uint16_t*>(in), static_cast<float*>(out), n);
+#endif
   switch (dt) {
     case DType::f32: return convert_from(static_cast<const float*>(in), out, out_dt, n);
     case DType::f64: return convert_from(static_cast<const double*>(in), out, out_dt, n);
