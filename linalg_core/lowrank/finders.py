@@ -48,7 +48,6 @@ RSVD_STREAM = 6
 # Power (or Krylov) iterations of the finders unless told otherwise (benchmarks/RESULTS.md,
 # "defaults grid": oversampling pays before iterations do, Halko et al. §4.4).
 DEFAULT_NITER = 4
-AUTO_NITER = DEFAULT_NITER
 
 
 class Factored(NamedTuple):

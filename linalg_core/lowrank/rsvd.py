@@ -36,7 +36,6 @@ from linalg_core.lowrank.svd import SVD, flip_signs
 
 PRECISIONS = ("auto", "full", "bf16")
 METHODS_RSVD = ("subspace", "rowspace", "krylov", "auto")
-AUTO_NITER = DEFAULT_NITER
 
 _UNSET = object()  # default of the deprecated keywords (None is a value a caller may pass)
 _DEFAULT_SMALL_SVD = SmallSVD()
