@@ -1,7 +1,9 @@
 """Per-matrix quantization formats under a total storage budget (LQ-LoRA Section 3.2).
 
 Choosing one configuration per matrix to minimise the summed error under a bit budget is a
-multiple-choice knapsack. Each matrix's candidates are first reduced to its Pareto front (a
+multiple-choice knapsack. A configuration is a format, or with ``ranks=`` a (format, rank)
+pair whose cost counts everything stored: the quantized part's tensors and the rank-r factors
+L1 (m, r), L2 (r, n). Each matrix's candidates are first reduced to its Pareto front (a
 configuration that costs at least as much as another and errs at least as much can never be in
 an optimal plan); the rest is an integer program solved exactly by HiGHS through
 ``scipy.optimize.milp`` (the reference code needs a Gurobi licence).
@@ -14,7 +16,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,13 +38,17 @@ class AllocationPlan:
 
     Attributes:
         formats: {name: Format}.
-        bits_per_param: nominal storage of the quantized parts (each format's formula) over all
-            weights, never above the budget.
-        budget: the requested bits per parameter.
+        bits_per_param: storage of the quantized parts over all weights: each format's nominal
+            formula without ``ranks=`` (then never above the budget), the exact stored tensors
+            (:func:`stored_bits`) with it.
+        budget: the requested bits per parameter (on ``bits_per_param`` without ``ranks=``, on
+            ``bits_total`` with it).
         predicted_error: Σ of the chosen configurations' squared errors.
         errors: {name: squared error of the chosen configuration}.
         candidates_kept: configurations left after the dominance pruning (all matrices).
         solve_seconds: time of the MILP.
+        ranks: {name: rank of the low-rank part} (``rank`` for every matrix without ``ranks=``).
+        bits_total: ``bits_per_param`` plus the factors L1, L2 at ``factor_bits`` per entry.
     """
 
     formats: dict
@@ -52,6 +58,53 @@ class AllocationPlan:
     errors: dict
     candidates_kept: int
     solve_seconds: float
+    ranks: dict = field(default_factory=dict)
+    bits_total: float = math.nan
+
+
+def stored_bits(fmt, shape) -> int:
+    """Bits a format stores for a tensor of ``shape``: every tensor of its layout (codes,
+    scales, scales of scales, offsets, padding), what :attr:`QuantizedTensor.nbytes` counts.
+
+    Example:
+        >>> from linalg_core.quant.allocate import stored_bits
+        >>> stored_bits("q4_0", (64, 128)) / (64 * 128)
+        4.5
+    """
+    fmt = parse(fmt)
+    n = math.prod(tuple(shape))
+    return 8 * sum(math.prod(s) * torch.empty((), dtype=dt).element_size() for s, dt in fmt.layout(n).values())
+
+
+def _ranks(ranks) -> list[int]:
+    if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
+        raise TypeError(f"ranks must be a sequence of integers >= 0, got {ranks!r}")
+    out = []
+    for r in ranks:
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+            raise ValueError(f"ranks must be a sequence of integers >= 0, got {list(ranks)!r}")
+        if int(r) in out:
+            raise ValueError(f"ranks has {int(r)} twice: {list(ranks)!r}")
+        out.append(int(r))
+    if not out:
+        raise ValueError("ranks is empty")
+    return out
+
+
+def pair_errors(W, candidates, ranks, *, iters: int = 1, seed=0) -> np.ndarray:
+    """(ranks × candidates) squared errors ‖W − Q − L1L2‖² of one matrix: plain quantization at
+    rank 0, :func:`~linalg_core.quant.lq_decompose` with ``iters`` alternations otherwise; +inf
+    where a rank is not below min(m, n) (the pair cannot be used).
+
+    Shape:
+        W: (m, n);  result: (len(ranks), len(candidates))
+    """
+    W32 = torch.as_tensor(W).to(torch.float32)
+    E = np.full((len(ranks), len(candidates)), np.inf)
+    for k, r in enumerate(ranks):
+        if r < min(W32.shape):
+            E[k] = candidate_errors({"W": W32}, candidates, rank=r, iters=iters, seed=seed, progress=False)[0]
+    return E
 
 
 def _pareto(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -59,7 +112,7 @@ def _pareto(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
     order = np.lexsort((err, cost))
     keep, best = [], math.inf
     for j in order:
-        if err[j] < best:
+        if math.isfinite(cost[j]) and err[j] < best:
             keep.append(j)
             best = err[j]
     return np.array(keep, dtype=int)
@@ -107,10 +160,16 @@ class _NoBar:
 
 
 def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 0, errors=None, iters: int = 2,
-                  seed=0, progress=None) -> AllocationPlan:
+                  seed=0, progress=None, ranks=None, factor_bits: int = 16) -> AllocationPlan:
     """One quantization format per matrix minimising the total squared error under an average
-    storage budget (bits per weight, quantized parts only; a rank-r low-rank part adds
-    16·r·(m + n) bits per matrix on top, the same for every plan).
+    storage budget in bits per weight.
+
+    Without ``ranks``: the budget is on the quantized parts' nominal bits only (a rank-r
+    low-rank part adds ``factor_bits``·r·(m + n) bits per matrix on top, the same for every plan;
+    ``bits_total`` reports it). With ``ranks``: one (format, rank) pair per matrix and the budget
+    is on everything stored (:func:`stored_bits` of the format plus ``factor_bits``·r·(m + n));
+    with 0 among the ranks the plan is never worse than any single (format, rank) choice applied
+    to every matrix that fits the budget (the knapsack is solved exactly).
 
     Args:
         matrices: {name: (m, n) weight} (or a list, named by position). Only shapes are needed
@@ -118,11 +177,20 @@ def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 
         budget_bits: average stored bits per weight, at least the cheapest plan's.
         candidates: formats (or names) to choose from; default :func:`default_candidates`.
         rank: low-rank part of each matrix when measuring the errors (LQ); 0: quantization only.
-        errors: optional precomputed (matrices × candidates) squared errors.
+        errors: optional precomputed squared errors: (matrices × candidates), or with ``ranks``
+            (matrices × ranks × candidates) (entries of ranks not below min(m, n) are ignored).
         iters: LQ alternations per error measurement.
+        ranks: ranks (integers >= 0, 0: no low-rank part) to choose from per matrix; a rank
+            not below a matrix's min(m, n) is no candidate for that matrix.
+        factor_bits: bits per stored entry of L1 and L2 (16: bfloat16).
 
     Returns:
-        :class:`AllocationPlan` (``bits_per_param`` never above ``budget_bits``).
+        :class:`AllocationPlan` (``bits_per_param`` without ``ranks``, ``bits_total`` with it,
+        never above ``budget_bits``).
+
+    Shape:
+        matrices: each (m, n);  errors: (len(matrices), len(candidates)) or
+        (len(matrices), len(ranks), len(candidates))
 
     Example:
         >>> import torch
@@ -143,25 +211,61 @@ def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 
     if isinstance(budget_bits, bool) or not isinstance(budget_bits, (int, float)) or not math.isfinite(budget_bits):
         raise ValueError(f"budget_bits={budget_bits!r} must be a finite number")
     names = list(matrices)
-    sizes = np.array([math.prod(tuple(getattr(W, "shape", ()))) for W in matrices.values()], dtype=float)
+    shapes = [tuple(getattr(W, "shape", ())) for W in matrices.values()]
+    sizes = np.array([math.prod(s) for s in shapes], dtype=float)
     if (sizes <= 0).any():
         raise ValueError("every matrix needs a non-empty shape")
+    if ranks is not None and any(len(s) != 2 for s in shapes):
+        raise ValueError(f"with ranks=, every matrix must be 2-D; got shapes {sorted(set(shapes))}")
     for W in matrices.values():
         for fmt in cands:
             fmt.check_shape(tuple(W.shape))
-    if errors is None:
-        errors = candidate_errors(matrices, cands, rank=rank, iters=iters, seed=seed, progress=progress)
-    errors = np.asarray(errors, dtype=float)
-    if errors.shape != (len(names), len(cands)):
-        raise ValueError(f"errors has shape {errors.shape}, expected {(len(names), len(cands))}")
-    if not np.isfinite(errors).all():
-        raise ValueError("errors has non-finite entries")
-    bits = np.array([c.nominal_bits() for c in cands])
-    cost = sizes[:, None] * bits[None, :]
+    if isinstance(factor_bits, bool) or not isinstance(factor_bits, int) or factor_bits < 1:
+        raise ValueError(f"factor_bits={factor_bits!r} must be a positive integer")
     total = sizes.sum()
+    if ranks is None:
+        if errors is None:
+            errors = candidate_errors(matrices, cands, rank=rank, iters=iters, seed=seed, progress=progress)
+        errors = np.asarray(errors, dtype=float)
+        if errors.shape != (len(names), len(cands)):
+            raise ValueError(f"errors has shape {errors.shape}, expected {(len(names), len(cands))}")
+        if not np.isfinite(errors).all():
+            raise ValueError("errors has non-finite entries")
+        bits = np.array([c.nominal_bits() for c in cands])
+        cost = sizes[:, None] * bits[None, :]
+        pairs = [(rank, c) for c in cands]
+        factors = factor_bits * rank * sum(s[0] + s[-1] for s in shapes) / total if rank else 0.0
+        what = "bits per weight of the quantized parts"
+    else:
+        rks = _ranks(ranks)
+        R, C = len(rks), len(cands)
+        if errors is None:
+            bar = _bar(progress, len(names), "errors")
+            errors = []
+            for W in matrices.values():
+                errors.append(pair_errors(W, cands, rks, iters=iters, seed=seed))
+                bar.update(1)
+            bar.close()
+        errors = np.asarray(errors, dtype=float)
+        if errors.shape != (len(names), R, C):
+            raise ValueError(f"errors has shape {errors.shape}, expected {(len(names), R, C)} (matrices × ranks × "
+                             "candidates)")
+        usable = np.array([[r < min(s) for r in rks] for s in shapes])[:, :, None].repeat(C, 2)
+        if not np.isfinite(errors[usable]).all():
+            raise ValueError("errors has non-finite entries")
+        if not usable.any(axis=(1, 2)).all():
+            i = int(np.flatnonzero(~usable.any(axis=(1, 2)))[0])
+            raise ValueError(f"no rank in ranks={rks} is below min(shape)={min(shapes[i])} of {names[i]!r}")
+        qbits = np.array([[stored_bits(c, s) for c in cands] for s in shapes], dtype=float)
+        fbits = np.array([[factor_bits * r * (s[0] + s[1]) for r in rks] for s in shapes], dtype=float)
+        cost = (fbits[:, :, None] + qbits[:, None, :]).reshape(len(names), R * C)
+        errors = np.where(usable, errors, np.inf).reshape(len(names), R * C)
+        cost = np.where(usable.reshape(len(names), R * C), cost, np.inf)
+        pairs = [(r, c) for r in rks for c in cands]
+        what = "total bits per weight"
     cheapest = cost.min(1).sum() / total
     if budget_bits < cheapest - 1e-12:
-        raise ValueError(f"budget_bits={budget_bits} is below the cheapest plan ({cheapest:.4f} bits per weight "
+        raise ValueError(f"budget_bits={budget_bits} is below the cheapest plan ({cheapest:.4f} {what} "
                          f"with these candidates)")
 
     keep = [_pareto(cost[i], errors[i]) for i in range(len(names))]
@@ -176,11 +280,17 @@ def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 
     else:
         raise RuntimeError("bit allocation: the MILP solution stays above the budget")
     dt = time.perf_counter() - t0
-    chosen = {names[i]: cands[j] for i, j in enumerate(choice)}
+    chosen = {names[i]: pairs[j][1] for i, j in enumerate(choice)}
+    chosen_ranks = {names[i]: pairs[j][0] for i, j in enumerate(choice)}
     used = sum(cost[i, j] for i, j in enumerate(choice)) / total
     errs = {names[i]: float(errors[i, j]) for i, j in enumerate(choice)}
-    return AllocationPlan(chosen, float(used), float(budget_bits), float(sum(errs.values())), errs,
-                          int(sum(len(k) for k in keep)), dt)
+    if ranks is None:
+        quantized, used_total = used, used + factors
+    else:
+        quantized = sum(qbits[i, j % len(cands)] for i, j in enumerate(choice)) / total
+        used_total = used
+    return AllocationPlan(chosen, float(quantized), float(budget_bits), float(sum(errs.values())), errs,
+                          int(sum(len(k) for k in keep)), dt, chosen_ranks, float(used_total))
 
 
 @contextlib.contextmanager
@@ -221,4 +331,5 @@ def _solve(keep, cost, errors, capacity) -> list[int]:
     return picked
 
 
-__all__ = ["allocate_bits", "AllocationPlan", "default_candidates", "candidate_errors"]
+__all__ = ["allocate_bits", "AllocationPlan", "default_candidates", "candidate_errors", "pair_errors",
+           "stored_bits"]
