@@ -17,9 +17,11 @@ from linalg_core.quant.compress import compress_model, load_compressed
 from linalg_core.quant.config import DGQConfig, LQConfig, QuantConfig, quantize_weight, register_quantizer
 from linalg_core.quant.formats import GGUF, BnbNF4, Format, IntGroup, NormalFloat, parse
 from linalg_core.quant.lq import LQResult, lq_decompose
+from linalg_core.quant.modules import LQLinear, QuantizedWeight, QuantLinear
 from linalg_core.quant.tensor import QuantizedTensor, quantize
 
 __all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "QuantizedTensor", "quantize", "LQResult",
            "lq_decompose", "allocate_bits", "AllocationPlan", "default_candidates",
            "compress_model", "load_compressed", "QuantConfig", "DGQConfig", "LQConfig", "quantize_weight",
            "register_quantizer"]
+__all__ += ["QuantLinear", "LQLinear", "QuantizedWeight"]
