@@ -25,3 +25,7 @@ __all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "Quan
            "compress_model", "load_compressed", "QuantConfig", "DGQConfig", "LQConfig", "quantize_weight",
            "register_quantizer"]
 __all__ += ["QuantLinear", "LQLinear", "QuantizedWeight"]
+
+from linalg_core.quant.export import to_bitsandbytes, to_gguf  # noqa: E402
+
+__all__ += ["to_gguf", "to_bitsandbytes"]

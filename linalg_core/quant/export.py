@@ -1,0 +1,507 @@
+"""Exports to other tools: a GGUF file for llama.cpp (:func:`to_gguf`) and bitsandbytes modules
+(:func:`to_bitsandbytes`).
+
+Which formats other tools read:
+
+* ``GGUF("q4_0")`` / ``GGUF("q8_0")``: llama.cpp's Q4_0 / Q8_0 blocks, written to GGUF as stored
+  (byte for byte what ``gguf.quants.quantize`` gives for the same weights) by :func:`to_gguf`.
+* :class:`~linalg_core.quant.formats.BnbNF4`: bitsandbytes' NF4, turned into
+  ``bitsandbytes.nn.Linear4bit`` modules by :func:`to_bitsandbytes`.
+* ``NormalFloat`` (NF2 / NF3 / NF4 / NF8 with LQ-LoRA's quantized scales) and ``IntGroup``
+  (INT-k groups) are read by linalg_core only (``QuantizedTensor.save`` / ``load``): both
+  exports refuse them with a ValueError naming the format and the format to quantize with
+  instead. So do ``LQLinear`` (Q + L1·L2 has no counterpart in either tool) and ``DGQLinear``.
+
+A quantized layer is any module with a ``.quantized`` :class:`QuantizedTensor` of shape
+(out_features, in_features) and a ``.bias`` (tensor or None): ``quant.QuantLinear`` and anything
+following the same contract.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from linalg_core.quant.formats import GGUF, BnbNF4, IntGroup, NormalFloat
+from linalg_core.quant.tensor import QuantizedTensor
+
+__all__ = ["to_gguf", "to_bitsandbytes"]
+
+# GGUF's limits (the spec: tensor names of at most 64 bytes, ggml's GGML_MAX_DIMS = 4)
+_MAX_NAME_BYTES = 63
+_MAX_DIMS = 4
+# tensors llama.cpp's convert_hf_to_gguf.py drops for an architecture (it does not load them)
+_DROPPED = {"bert": {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}}
+_FLOAT_TYPES = {"f16": torch.float16, "f32": torch.float32}
+_INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64}
+
+
+def _refusal(fmt, where: str, target: str) -> str:
+    """The error text for a format ``target`` (``"gguf"`` or ``"bitsandbytes"``) cannot read."""
+    if isinstance(fmt, (NormalFloat, IntGroup)):
+        kind = ("LQ-LoRA's NormalFloat (NF-k with quantized scales)" if isinstance(fmt, NormalFloat)
+                else "IntGroup (INT-k groups)")
+        head = (f"{where} is stored in {fmt}, {kind}, which no other tool reads (only linalg_core: "
+                f"QuantizedTensor.save / load)")
+    else:
+        head = f"{where} is stored in {fmt}, which {'GGUF' if target == 'gguf' else 'bitsandbytes'} cannot hold"
+    if target == "gguf":
+        return (f"{head}: quantize it with 'q4_0' or 'q8_0' (GGUF's Q4_0 / Q8_0) for to_gguf, or pass its "
+                f"dequantize() to write it as F16/F32" + ("; a BnbNF4 model goes to bitsandbytes with "
+                                                         "to_bitsandbytes(model)" if isinstance(fmt, BnbNF4) else ""))
+    return (f"{head}: quantize it with 'bnb-nf4' (BnbNF4) for to_bitsandbytes"
+            + ("; a Q4_0/Q8_0 model goes to llama.cpp with to_gguf(model, path)" if isinstance(fmt, GGUF) else
+               ", or with 'q4_0' / 'q8_0' for to_gguf"))
+
+
+def _quantized_layers(model: torch.nn.Module, target: str) -> dict[str, torch.nn.Module]:
+    """{module name: module} of the quantized layers (``.quantized`` QuantizedTensor; the outermost
+    such module, so QuantLinear's ``weight`` child is part of its layer); ValueError for layers no
+    export can carry (LQLinear's low-rank term, DGQLinear). A module with ``.quantized`` and no
+    ``bias`` attribute (a bare QuantizedWeight) is the weight itself."""
+    try:
+        from linalg_core.qmatmul import DGQLinear
+    except ImportError:  # pragma: no cover - qmatmul is part of the package
+        DGQLinear = ()
+    out = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        shown = name or "the model itself"
+        if DGQLinear and isinstance(m, DGQLinear):
+            raise ValueError(f"module {shown!r} is a DGQLinear (DGQ's A8W4 format), which "
+                             f"{'GGUF' if target == 'gguf' else 'bitsandbytes'} cannot hold: quantize that layer "
+                             f"with 'q4_0' / 'q8_0' for to_gguf or 'bnb-nf4' for to_bitsandbytes instead")
+        if any(name.startswith(n + ".") if n else True for n in out):
+            continue  # part of a layer found above (QuantLinear's QuantizedWeight child)
+        Q = getattr(m, "quantized", None)
+        if not isinstance(Q, QuantizedTensor):
+            continue
+        if getattr(m, "L1", None) is not None or getattr(m, "L2", None) is not None:
+            raise ValueError(f"module {shown!r} ({type(m).__name__}) holds Q + L1·L2; "
+                             f"{'a GGUF model file' if target == 'gguf' else 'bitsandbytes.nn.Linear4bit'} has no "
+                             f"low-rank term: export its Q as a layer of its own and the factors as a LoRA adapter, "
+                             f"or quantize W (or Q + L1·L2) into a single format")
+        if len(Q.shape) != 2:
+            raise ValueError(f"module {shown!r}: its .quantized has shape {Q.shape}, expected (out_features, "
+                             f"in_features)")
+        out[name] = m
+    return out
+
+
+# --- GGUF ----------------------------------------------------------------------------------------
+
+def _check_path(path) -> str:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+    path = os.fspath(path)
+    if not path or os.path.isdir(path):
+        raise ValueError(f"path must name a file, got {path!r}" + (" (a directory)" if path else ""))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"path {path!r}: the folder {folder!r} does not exist")
+    return path
+
+
+def _float_array(name: str, t: torch.Tensor, float_type):
+    """(numpy array, raw gguf type or None) of a plain tensor: 1-D float tensors as F32 (llama.cpp
+    keeps norms and biases in F32), others in their dtype or ``float_type``."""
+    import gguf
+
+    t = t.detach()
+    if t.dim() == 0 or t.dim() > _MAX_DIMS:
+        raise ValueError(f"tensor {name!r} has shape {tuple(t.shape)}: GGUF holds tensors of 1 to {_MAX_DIMS} "
+                         f"dimensions")
+    if t.numel() == 0:
+        raise ValueError(f"tensor {name!r} is empty (shape {tuple(t.shape)})")
+    if t.dtype in _INT_DTYPES:
+        return t.cpu().contiguous().numpy(), None
+    if t.dtype == torch.bool:
+        return t.cpu().to(torch.int8).contiguous().numpy(), None
+    if not t.is_floating_point() or t.is_complex():
+        raise TypeError(f"tensor {name!r} has dtype {t.dtype}, which GGUF does not hold (floats and int8/16/32/64)")
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise ValueError(f"tensor {name!r} has {bad} NaN/Inf values")
+    if t.dim() == 1:
+        target = torch.float32
+    elif float_type is not None:
+        target = _FLOAT_TYPES[float_type]
+    elif t.dtype == torch.float64:
+        raise TypeError(f"tensor {name!r} is float64, which llama.cpp does not compute in: pass float_type='f32' "
+                        f"(or 'f16') to convert it, or convert it yourself")
+    else:
+        target = t.dtype
+    t = t.cpu()
+    if target == torch.float16 and t.dtype != torch.float16:
+        over = int((t.abs() > torch.finfo(torch.float16).max).sum())
+        if over:
+            raise ValueError(f"tensor {name!r}: {over} values exceed float16's range (±65504) and would be written "
+                             f"as Inf: pass float_type='f32'")
+    t = t.to(target).contiguous()
+    if target == torch.bfloat16:  # numpy has no bfloat16: its bits, typed BF16
+        return t.view(torch.int16).numpy(), gguf.GGMLQuantizationType.BF16
+    return t.numpy(), None
+
+
+def _quantized_array(name: str, Q: QuantizedTensor):
+    """(uint8 blocks in gguf's byte shape, Q4_0 / Q8_0) of a GGUF-format QuantizedTensor, as stored."""
+    import gguf
+
+    if not isinstance(Q.format, GGUF):
+        raise ValueError(_refusal(Q.format, f"tensor {name!r}", "gguf"))
+    if len(Q.shape) > _MAX_DIMS:
+        raise ValueError(f"tensor {name!r} has shape {Q.shape}: GGUF holds tensors of 1 to {_MAX_DIMS} dimensions")
+    qtype = getattr(gguf.GGMLQuantizationType, Q.format.type.upper())
+    blocks = Q.data["blocks"].detach().cpu().contiguous().numpy()
+    return blocks.reshape(gguf.quant_shape_to_byte_shape(Q.shape, qtype)), qtype
+
+
+def _gguf_arch(arch: str):
+    """gguf's MODEL_ARCH for an architecture name, or None when gguf-py has no tensor-name map for it."""
+    import gguf
+
+    for key, value in gguf.MODEL_ARCH_NAMES.items():
+        if value == arch:
+            return key
+    return None
+
+
+def _n_blocks(names, config) -> int:
+    for key in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
+        v = getattr(config, key, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    ids = [int(x) for n in names for x in re.findall(r"(?:^|\.)(\d+)(?=\.)", n)]
+    return min(max(ids, default=0) + 1, 4096)
+
+
+def _rename(names, arch: str, config, prefix: str | None):
+    """{original name: GGUF name} through gguf's TensorNameMap for ``arch``, and the names llama.cpp's
+    converter drops. ValueError for names the map cannot place."""
+    import gguf
+
+    tmap = gguf.get_tensor_name_map(_gguf_arch(arch), _n_blocks(names, config))
+    dropped = _DROPPED.get(arch, set())
+    out, skipped, unknown = {}, [], []
+    for n in names:
+        base = n[len(prefix) + 1:] if prefix and n.startswith(prefix + ".") else n
+        if base in dropped:
+            skipped.append(n)
+            continue
+        new = tmap.get_name(base, try_suffixes=(".weight", ".bias"))
+        if new is None:
+            unknown.append(n)
+        else:
+            out[n] = new
+    if unknown:
+        raise ValueError(f"gguf's tensor-name map for arch {arch!r} has no name for {len(unknown)} tensors: "
+                         f"{unknown[:8]}{' ...' if len(unknown) > 8 else ''}; leave them out of the mapping, or pass "
+                         f"an arch gguf-py does not map (e.g. arch='linalg_core') to keep the names as they are")
+    if skipped:
+        warnings.warn(f"to_gguf: not writing {skipped} (llama.cpp's converter drops them for arch {arch!r}; its "
+                      f"loader would refuse the file with them)", UserWarning, stacklevel=3)
+    return out
+
+
+def _config_metadata(writer, arch: str, config) -> None:
+    """The hyperparameters llama.cpp's converter writes from a transformers config (TextModel's
+    set_gguf_parameters), through the writer's helpers."""
+    def get(*keys):
+        for k in keys:
+            v = getattr(config, k, None)
+            if v is not None and not isinstance(v, bool):
+                return v
+        return None
+
+    for keys, add in ((("num_hidden_layers", "n_layer", "num_layers"), writer.add_block_count),
+                      (("max_position_embeddings", "n_ctx", "n_positions"), writer.add_context_length),
+                      (("hidden_size", "n_embd", "dim"), writer.add_embedding_length),
+                      (("intermediate_size", "n_inner", "hidden_dim"), writer.add_feed_forward_length),
+                      (("num_attention_heads", "n_head", "n_heads"), writer.add_head_count),
+                      (("num_key_value_heads",), writer.add_head_count_kv),
+                      (("vocab_size",), writer.add_vocab_size)):
+        v = get(*keys)
+        if isinstance(v, int):
+            add(v)
+    for keys, add in ((("rope_theta",), writer.add_rope_freq_base),
+                      (("rms_norm_eps",), writer.add_layer_norm_rms_eps),
+                      (("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"), writer.add_layer_norm_eps)):
+        v = get(*keys)
+        if isinstance(v, (int, float)):
+            add(float(v))
+    if arch == "bert":
+        writer.add_causal_attention(False)
+
+
+def _file_type(entries) -> int:
+    """general.file_type as llama.cpp sets it: the type most of the 2-D+ weights have."""
+    import gguf
+
+    T, F = gguf.GGMLQuantizationType, gguf.LlamaFileType
+    kinds = {T.Q4_0: F.MOSTLY_Q4_0, T.Q8_0: F.MOSTLY_Q8_0, T.F16: F.MOSTLY_F16, T.BF16: F.MOSTLY_BF16}
+    count: dict = {}
+    for _, arr, qtype, shape in entries:
+        if len(shape) >= 2:
+            key = qtype if qtype is not None else {np.dtype(np.float16): T.F16}.get(arr.dtype, T.F32)
+            count[key] = count.get(key, 0) + math.prod(shape)
+    quantized = {k: v for k, v in count.items() if k in (T.Q4_0, T.Q8_0)}
+    pool = quantized or count
+    if not pool:
+        return int(F.ALL_F32)
+    return int(kinds.get(max(pool, key=pool.get), F.ALL_F32))
+
+
+def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None = None,
+            float_type: str | None = None) -> str:
+    """Writes a GGUF file (llama.cpp's format) atomically: a temporary file in the target's folder,
+    renamed over ``path`` once complete.
+
+    Q4_0 / Q8_0 weights are written as stored: their blocks are the bytes ``gguf.quants.quantize``
+    gives for the same weights, and ``gguf.GGUFReader`` reads every tensor back with the type,
+    shape and bytes written.
+
+    Tensor names: for an ``arch`` gguf-py has a tensor-name map for (``"bert"``, ``"llama"``, ...),
+    the Hugging Face names are translated as llama.cpp's ``convert_hf_to_gguf.py`` does (e.g.
+    ``encoder.layer.0.attention.self.query.weight`` → ``blk.0.attn_q.weight``; the tensors it
+    drops, such as BERT's pooler, are left out with a warning); a name the map cannot place is a
+    ValueError. For any other ``arch``, or none, the names are written as given (the file is then
+    readable by ``gguf`` but is not a model llama.cpp can load).
+
+    Metadata: ``general.architecture`` (``arch``; default: a transformers model's
+    ``config.model_type``, else ``"linalg_core"``), ``general.type`` = ``"model"``,
+    ``general.name``, ``general.file_type`` and ``general.quantization_version`` as llama.cpp
+    sets them, and, for a module with a transformers ``config``, the hyperparameters llama.cpp's
+    converter writes with the writer's helpers (``{arch}.block_count``, ``context_length``,
+    ``embedding_length``, ``feed_forward_length``, ``attention.head_count``,
+    ``attention.layer_norm_epsilon``, ...). No tokenizer is written.
+
+    Args:
+        model_or_tensors: a mapping {name: QuantizedTensor in ``GGUF("q4_0" | "q8_0")`` | tensor},
+            or an ``nn.Module``: its quantized layers (``.quantized`` in a GGUF format, ``.bias``)
+            give ``<layer>.weight`` (Q4_0 / Q8_0) and ``<layer>.bias``, the rest of its
+            ``state_dict`` is written as plain tensors. Plain float tensors: 1-D ones as F32
+            (llama.cpp's convention for norms and biases, exact), others in their own dtype
+            (float32 → F32, float16 → F16, bfloat16 → BF16) unless ``float_type`` says otherwise;
+            int8/16/32/64 as I8/I16/I32/I64.
+        path: the file to write (str or os.PathLike); its folder must exist. An existing file is
+            replaced.
+        arch: the architecture name (see above).
+        name: ``general.name`` (default: the model's ``config._name_or_path`` or class name).
+        float_type: ``"f16"`` or ``"f32"``: the type of the plain 2-D+ float tensors (llama.cpp's
+            converter defaults to f16); needed for float64 ones. float16 values out of range raise.
+
+    Returns:
+        the path written (str).
+
+    Raises:
+        ValueError: a QuantizedTensor in a format GGUF has no type for (NormalFloat NF2/NF3/...,
+            IntGroup, BnbNF4: the message names the format and what to use instead), an
+            LQLinear or DGQLinear layer, NaN/Inf, names longer than 63 bytes, duplicate names,
+            tensors of 0 or more than 4 dimensions, names the architecture's map cannot place.
+        TypeError: inputs of the wrong type (naming the argument or tensor).
+
+    Shape:
+        a QuantizedTensor: (*, k) with k a multiple of 32 (any plain tensor: 1 to 4 dimensions).
+
+    Example:
+        >>> import os, tempfile, torch, gguf
+        >>> from linalg_core.quant import quantize, to_gguf
+        >>> W = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
+        >>> path = to_gguf({"w": quantize(W, "q4_0"), "b": torch.zeros(64)},
+        ...                os.path.join(tempfile.mkdtemp(), "m.gguf"))
+        >>> [(t.name, t.tensor_type.name) for t in gguf.GGUFReader(path).tensors]
+        [('w', 'Q4_0'), ('b', 'F32')]
+    """
+    import gguf
+
+    path = _check_path(path)
+    if arch is not None and (not isinstance(arch, str) or not arch or not arch.isprintable()):
+        raise ValueError(f"arch must be a non-empty str, got {arch!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+    if float_type is not None and float_type not in _FLOAT_TYPES:
+        raise ValueError(f"float_type must be None, 'f16' or 'f32', got {float_type!r}")
+
+    config, prefix = None, None
+    if isinstance(model_or_tensors, torch.nn.Module):
+        model = model_or_tensors
+        config = getattr(model, "config", None)
+        prefix = getattr(model, "base_model_prefix", None) or None
+        layers = _quantized_layers(model, "gguf")
+        items: dict = {}
+        state = model.state_dict()
+        for k, v in state.items():
+            if not any(k.startswith(n + ".") if n else True for n in layers):
+                items[k] = v
+        for n, m in layers.items():
+            if not hasattr(m, "bias"):  # a bare quantized weight: the tensor under its own name
+                items[n or "weight"] = m.quantized
+                continue
+            items[f"{n}.weight" if n else "weight"] = m.quantized
+            if m.bias is not None:
+                items[f"{n}.bias" if n else "bias"] = m.bias
+        if arch is None:
+            model_type = getattr(config, "model_type", None)
+            arch = model_type if isinstance(model_type, str) and model_type else None
+        if name is None:
+            src = getattr(config, "_name_or_path", None)
+            name = os.path.basename(str(src).rstrip("/")) if src else type(model).__name__
+    elif isinstance(model_or_tensors, Mapping):
+        items = dict(model_or_tensors)
+    else:
+        raise TypeError(f"model_or_tensors must be an nn.Module or a mapping of names to QuantizedTensor / "
+                        f"tensors, got {type(model_or_tensors).__name__}")
+    if not items:
+        raise ValueError("model_or_tensors has no tensors to write")
+
+    for k, v in items.items():
+        if not isinstance(k, str) or not k:
+            raise TypeError(f"tensor names must be non-empty str, got {k!r}")
+        if isinstance(v, np.ndarray):
+            items[k] = torch.from_numpy(np.ascontiguousarray(v))
+        elif not isinstance(v, (QuantizedTensor, torch.Tensor)):
+            raise TypeError(f"tensor {k!r} must be a QuantizedTensor or a tensor, got {type(v).__name__}")
+
+    arch = arch or "linalg_core"
+    if _gguf_arch(arch) is not None:
+        names = _rename(list(items), arch, config, prefix)
+        items = {names[k]: v for k, v in items.items() if k in names}
+    elif arch != "linalg_core":
+        warnings.warn(f"to_gguf: gguf-py has no tensor-name map for arch {arch!r}: tensor names written as given",
+                      UserWarning, stacklevel=2)
+
+    entries = []
+    seen = set()
+    for k, v in items.items():
+        if len(k.encode()) > _MAX_NAME_BYTES:
+            raise ValueError(f"tensor name {k!r} is {len(k.encode())} bytes long; GGUF allows {_MAX_NAME_BYTES}")
+        if k in seen:
+            raise ValueError(f"two tensors are named {k!r}")
+        seen.add(k)
+        if isinstance(v, QuantizedTensor):
+            arr, qtype = _quantized_array(k, v)
+            entries.append((k, arr, qtype, v.shape))
+        else:
+            arr, qtype = _float_array(k, v, float_type)
+            entries.append((k, arr, qtype, tuple(v.shape)))
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    writer = None
+    try:
+        writer = gguf.GGUFWriter(tmp, arch)
+        writer.add_type(gguf.GGUFType.MODEL)
+        if name:
+            writer.add_name(name)
+        if config is not None and _gguf_arch(arch) is not None:
+            _config_metadata(writer, arch, config)
+        writer.add_file_type(_file_type(entries))
+        if any(q in (gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q8_0) for _, _, q, _ in entries):
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        for k, arr, qtype, _ in entries:
+            writer.add_tensor(k, arr, raw_dtype=qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.flush()
+        for f in writer.fout:
+            os.fsync(f.fileno())
+        writer.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+# --- bitsandbytes ----------------------------------------------------------------------------------
+
+def _linear4bit(m: torch.nn.Module):
+    """A ``bitsandbytes.nn.Linear4bit`` holding the stored NF4 codes and quant state of ``m``."""
+    import bitsandbytes as bnb
+
+    Q = m.quantized
+    fmt = Q.format
+    out_f, in_f = Q.shape
+    packed, state = Q.to_bitsandbytes()
+    bias = getattr(m, "bias", None)
+    lin = bnb.nn.Linear4bit(in_f, out_f, bias=bias is not None, compute_dtype=Q.orig_dtype,
+                            compress_statistics=fmt.double_quant, quant_type="nf4", device="meta")
+    lin.weight = bnb.nn.Params4bit(packed, requires_grad=False, quant_state=state, blocksize=fmt.blocksize,
+                                   compress_statistics=fmt.double_quant, quant_type="nf4",
+                                   quant_storage=torch.uint8, module=lin, bnb_quantized=True)
+    lin.quant_state = state
+    if bias is not None:
+        lin.bias = torch.nn.Parameter(bias.detach().clone(), requires_grad=bool(bias.requires_grad))
+    lin.train(m.training)
+    return lin
+
+
+def to_bitsandbytes(model: torch.nn.Module) -> torch.nn.Module:
+    """Replaces, in place, every quantized layer of ``model`` (``.quantized`` a :class:`BnbNF4`
+    QuantizedTensor, ``.bias``) by a ``bitsandbytes.nn.Linear4bit`` holding the same codes and
+    quant state (:meth:`QuantizedTensor.to_bitsandbytes`: nothing is re-quantized, the codes are
+    shared), and returns the model (the new module when ``model`` itself is such a layer).
+
+    Every layer is checked before any is replaced: a quantized layer in another format (NF2/NF3
+    and the other NormalFloat formats and IntGroup are read by linalg_core only; Q4_0/Q8_0 go to
+    llama.cpp with :func:`to_gguf`), an LQLinear (its L1·L2 term has no place in Linear4bit) or
+    a DGQLinear is a ValueError naming the module and the format to use instead, and the model
+    is left as it was. The Linear4bit's ``compute_dtype`` is the weights' original dtype; the
+    bias is copied; a layer shared under several names becomes one shared Linear4bit.
+
+    Args:
+        model: an ``nn.Module`` quantized in place with the ``"bnb-nf4"`` (``BnbNF4``) format.
+
+    Returns:
+        ``model``, its NF4 layers now ``bitsandbytes.nn.Linear4bit`` modules.
+
+    Raises:
+        ImportError: bitsandbytes is not installed.
+        ValueError: no BnbNF4 layer in ``model``, or a layer bitsandbytes cannot hold (see above).
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Shape:
+        each layer's ``.quantized``: (out_features, in_features).
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"to_bitsandbytes needs bitsandbytes (pip install bitsandbytes): {e}") from None
+    layers = _quantized_layers(model, "bitsandbytes")
+    for n, m in layers.items():
+        if not isinstance(m.quantized.format, BnbNF4):
+            raise ValueError(_refusal(m.quantized.format, f"module {n or 'the model itself'!r}", "bitsandbytes"))
+        if not hasattr(m, "bias"):
+            raise ValueError(f"module {n or 'the model itself'!r} ({type(m).__name__}) holds a quantized weight but "
+                             f"is not a linear layer (no .bias): bitsandbytes.nn.Linear4bit replaces layers such as "
+                             f"quant.QuantLinear")
+    if not layers:
+        raise ValueError(f"model ({type(model).__name__}) has no quantized layer (a module with a BnbNF4 .quantized): "
+                         f"quantize it with the 'bnb-nf4' format first")
+    new: dict[int, torch.nn.Module] = {}
+    for m in layers.values():
+        if id(m) not in new:
+            new[id(m)] = _linear4bit(m)
+    if "" in layers:
+        return new[id(model)]
+    for n, m in layers.items():
+        parent_name, _, child = n.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, new[id(m)])
+    return model
