@@ -127,6 +127,7 @@ def test_gguf_minilm_model_bert_names_and_metadata(tmp_path):
     assert fields["bert.context_length"] == cfg.max_position_embeddings
     assert fields["bert.attention.layer_norm_epsilon"] == pytest.approx(cfg.layer_norm_eps)
     assert fields["bert.attention.causal"] is False
+    assert fields["bert.pooling_type"] == int(gguf.PoolingType.MEAN)  # all-MiniLM-L6-v2's 1_Pooling: mean tokens
     assert fields["general.file_type"] == int(gguf.LlamaFileType.MOSTLY_Q4_0)
     W = originals["encoder.layer.0.attention.self.query"]
     q = T["blk.0.attn_q.weight"]
@@ -224,11 +225,17 @@ def test_gguf_bad_input(tmp_path):
 
 
 def test_gguf_mapping_with_arch_translates_names(tmp_path):
+    """llama.cpp's BERT conversion: 'bert.' stripped, LayerNorm .gamma/.beta renamed, the MLM and
+    next-sentence heads dropped (with a warning), GGUF names kept."""
     W = _randn(64, 64)
     items = {"encoder.layer.1.attention.self.key.weight": quantize(W, "q8_0"),
-             "encoder.layer.1.attention.self.key.bias": torch.zeros(64), "blk.0.attn_v.weight": W}
-    T, fields = _read(to_gguf(items, tmp_path / "x.gguf", arch="bert", name="tiny"))
-    assert list(T) == ["blk.1.attn_k.weight", "blk.1.attn_k.bias", "blk.0.attn_v.weight"]
+             "encoder.layer.1.attention.self.key.bias": torch.zeros(64), "blk.0.attn_v.weight": W,
+             "bert.embeddings.LayerNorm.gamma": torch.ones(64), "bert.embeddings.LayerNorm.beta": torch.zeros(64),
+             "cls.predictions.bias": torch.zeros(64), "cls.seq_relationship.weight": W}
+    with pytest.warns(UserWarning, match="cls.predictions.bias"):
+        T, fields = _read(to_gguf(items, tmp_path / "x.gguf", arch="bert", name="tiny"))
+    assert list(T) == ["blk.1.attn_k.weight", "blk.1.attn_k.bias", "blk.0.attn_v.weight", "token_embd_norm.weight",
+                       "token_embd_norm.bias"]
     assert fields["general.name"] == "tiny" and "bert.block_count" not in fields  # no config: no hyperparameters
 
 

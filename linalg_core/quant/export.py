@@ -37,8 +37,12 @@ __all__ = ["to_gguf", "to_bitsandbytes"]
 # GGUF's limits (the spec: tensor names of at most 64 bytes, ggml's GGML_MAX_DIMS = 4)
 _MAX_NAME_BYTES = 63
 _MAX_DIMS = 4
-# tensors llama.cpp's convert_hf_to_gguf.py drops for an architecture (it does not load them)
+# llama.cpp's convert_hf_to_gguf.py per architecture: the tensors it drops (its loader does not
+# load them) by name and by prefix, the model prefixes it strips, the suffixes it renames
 _DROPPED = {"bert": {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}}
+_DROPPED_PREFIXES = {"bert": ("cls.predictions", "cls.seq_relationship")}
+_STRIPPED = {"bert": ("bert.",)}
+_RENAMED = {"bert": ((".gamma", ".weight"), (".beta", ".bias"))}
 _FLOAT_TYPES = {"f16": torch.float16, "f32": torch.float32}
 _INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64}
 
@@ -187,11 +191,19 @@ def _rename(names, arch: str, config, prefix: str | None):
     import gguf
 
     tmap = gguf.get_tensor_name_map(_gguf_arch(arch), _n_blocks(names, config))
-    dropped = _DROPPED.get(arch, set())
+    dropped, dropped_prefixes = _DROPPED.get(arch, set()), _DROPPED_PREFIXES.get(arch, ())
+    strip = (*_STRIPPED.get(arch, ()), *((prefix + ".",) if prefix else ()))
     out, skipped, unknown = {}, [], []
     for n in names:
-        base = n[len(prefix) + 1:] if prefix and n.startswith(prefix + ".") else n
-        if base in dropped:
+        base = n
+        for p in strip:
+            if base.startswith(p):
+                base = base[len(p):]
+                break
+        for old, new in _RENAMED.get(arch, ()):
+            if base.endswith(old):
+                base = base[: -len(old)] + new
+        if base in dropped or base.startswith(dropped_prefixes):
             skipped.append(n)
             continue
         new = tmap.get_name(base, try_suffixes=(".weight", ".bias"))
@@ -237,6 +249,42 @@ def _config_metadata(writer, arch: str, config) -> None:
             add(float(v))
     if arch == "bert":
         writer.add_causal_attention(False)
+        pooling = _pooling_type(config)
+        if pooling is not None:
+            writer.add_pooling_type(pooling)
+
+
+def _model_dir(config):
+    """The local folder a transformers model was loaded from, or None."""
+    src = getattr(config, "_name_or_path", None)
+    return src if isinstance(src, str) and src and os.path.isdir(src) else None
+
+
+def _pooling_type(config):
+    """A sentence-transformers model's pooling (its modules.json and Pooling config), as llama.cpp's
+    converter reads it: MEAN, CLS or LAST; None when there is none (or another kind)."""
+    import json
+
+    import gguf
+
+    folder = _model_dir(config)
+    if folder is None or not os.path.isfile(os.path.join(folder, "modules.json")):
+        return None
+    try:
+        with open(os.path.join(folder, "modules.json"), encoding="utf-8") as f:
+            modules = json.load(f)
+        path = next((m["path"] for m in modules if m.get("type") == "sentence_transformers.models.Pooling"), None)
+        if path is None:
+            return None
+        with open(os.path.join(folder, path, "config.json"), encoding="utf-8") as f:
+            pooling = json.load(f)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for key, kind in (("pooling_mode_mean_tokens", "MEAN"), ("pooling_mode_cls_token", "CLS"),
+                      ("pooling_mode_lasttoken", "LAST")):
+        if pooling.get(key):
+            return getattr(gguf.PoolingType, kind)
+    return None
 
 
 def _file_type(entries) -> int:
@@ -279,7 +327,9 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
     sets them, and, for a module with a transformers ``config``, the hyperparameters llama.cpp's
     converter writes with the writer's helpers (``{arch}.block_count``, ``context_length``,
     ``embedding_length``, ``feed_forward_length``, ``attention.head_count``,
-    ``attention.layer_norm_epsilon``, ...). No tokenizer is written.
+    ``attention.layer_norm_epsilon``, ...; for BERT ``attention.causal`` and, for a
+    sentence-transformers model loaded from a folder, its ``pooling_type``). No tokenizer is
+    written.
 
     Args:
         model_or_tensors: a mapping {name: QuantizedTensor in ``GGUF("q4_0" | "q8_0")`` | tensor},
