@@ -66,6 +66,14 @@ def test_gguf_round_trip_every_type(tmp_path):
     assert T["b"].tensor_type.name == "F32" and T["b"].data.tobytes() == items["b"].float().numpy().tobytes()
 
 
+def test_gguf_numpy_inputs(tmp_path):
+    """NumPy arrays (big-endian, transposed) are written as their values, little-endian C order."""
+    A = np.arange(64 * 32, dtype=">f4").reshape(32, 64).T  # (64, 32), non-contiguous, byte-swapped
+    T, _ = _read(to_gguf({"a": A}, tmp_path / "n.gguf"))
+    assert T["a"].tensor_type.name == "F32" and _shape(T["a"]) == (64, 32)
+    assert T["a"].data.tobytes() == np.ascontiguousarray(A, dtype="<f4").tobytes()
+
+
 def test_gguf_float_type_and_integers(tmp_path):
     W = _randn(8, 32, seed=0)
     path = to_gguf({"w": W, "i": torch.arange(6, dtype=torch.int32).reshape(2, 3)}, tmp_path / "f.gguf",
@@ -205,6 +213,10 @@ def test_gguf_bad_input(tmp_path):
         to_gguf({"w": W}, tmp_path / "x.gguf", float_type="q4")
     with pytest.raises(TypeError, match="float64"):
         to_gguf({"w": W.double()}, tmp_path / "x.gguf")
+    with pytest.raises(TypeError, match="float64"):  # 1-D too: never rounded to F32 silently
+        to_gguf({"b": W[0].double()}, tmp_path / "x.gguf")
+    with pytest.raises(TypeError, match="complex"):
+        to_gguf({"w": W.numpy().astype(np.complex64)}, tmp_path / "x.gguf")
     bad = W.clone()
     bad[0, :3] = float("nan")
     with pytest.raises(ValueError, match="3 NaN/Inf"):

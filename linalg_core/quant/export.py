@@ -132,13 +132,13 @@ def _float_array(name: str, t: torch.Tensor, float_type):
     bad = int((~torch.isfinite(t)).sum())
     if bad:
         raise ValueError(f"tensor {name!r} has {bad} NaN/Inf values")
+    if t.dtype == torch.float64 and float_type is None:
+        raise TypeError(f"tensor {name!r} is float64, which llama.cpp does not compute in: pass float_type='f32' "
+                        f"(or 'f16') to convert it, or convert it yourself")
     if t.dim() == 1:
         target = torch.float32
     elif float_type is not None:
         target = _FLOAT_TYPES[float_type]
-    elif t.dtype == torch.float64:
-        raise TypeError(f"tensor {name!r} is float64, which llama.cpp does not compute in: pass float_type='f32' "
-                        f"(or 'f16') to convert it, or convert it yourself")
     else:
         target = t.dtype
     t = t.cpu()
@@ -414,7 +414,10 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
         if not isinstance(k, str) or not k:
             raise TypeError(f"tensor names must be non-empty str, got {k!r}")
         if isinstance(v, np.ndarray):
-            items[k] = torch.from_numpy(np.ascontiguousarray(v))
+            try:  # native byte order, C order (a copy only where needed)
+                items[k] = torch.from_numpy(np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("=")))
+            except TypeError:
+                raise TypeError(f"tensor {k!r} has dtype {v.dtype}, which GGUF does not hold") from None
         elif not isinstance(v, (QuantizedTensor, torch.Tensor)):
             raise TypeError(f"tensor {k!r} must be a QuantizedTensor or a tensor, got {type(v).__name__}")
 
