@@ -221,8 +221,14 @@ def test_gguf_bad_input(tmp_path):
     bad[0, :3] = float("nan")
     with pytest.raises(ValueError, match="3 NaN/Inf"):
         to_gguf({"w": bad}, tmp_path / "x.gguf")
-    with pytest.raises(ValueError, match="float16's range"):
+    with pytest.raises(ValueError, match="121 values overflow float16"):
         to_gguf({"w": W * 1e6}, tmp_path / "x.gguf", float_type="f16")
+    with pytest.raises(ValueError, match="1 values overflow float32"):
+        to_gguf({"w": torch.tensor([[1e39, 1.0]], dtype=torch.float64)}, tmp_path / "x.gguf", float_type="f32")
+    edge = torch.tensor([[65519.0, -65519.0]])  # rounds to ±65504: written, not refused
+    T, _ = _read(to_gguf({"w": edge}, tmp_path / "x.gguf", float_type="f16"))
+    assert T["w"].data.tolist() == [[65504.0, -65504.0]]
+    os.remove(tmp_path / "x.gguf")
     with pytest.raises(ValueError, match="63"):
         to_gguf({"w" * 64: W}, tmp_path / "x.gguf")
     with pytest.raises(ValueError, match="dimensions"):

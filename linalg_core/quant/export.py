@@ -141,13 +141,13 @@ def _float_array(name: str, t: torch.Tensor, float_type):
         target = _FLOAT_TYPES[float_type]
     else:
         target = t.dtype
-    t = t.cpu()
-    if target == torch.float16 and t.dtype != torch.float16:
-        over = int((t.abs() > torch.finfo(torch.float16).max).sum())
+    src, t = t, t.cpu().to(target).contiguous()
+    if t.dtype != src.dtype:
+        over = int((~torch.isfinite(t)).sum())  # the source is finite: these overflowed in the conversion
         if over:
-            raise ValueError(f"tensor {name!r}: {over} values exceed float16's range (±65504) and would be written "
-                             f"as Inf: pass float_type='f32'")
-    t = t.to(target).contiguous()
+            raise ValueError(f"tensor {name!r}: {over} values overflow {str(target).removeprefix('torch.')} (they "
+                             f"would be written as Inf)" + (": pass float_type='f32'" if target == torch.float16
+                                                           else ""))
     if target == torch.bfloat16:  # numpy has no bfloat16: its bits, typed BF16
         return t.view(torch.int16).numpy(), gguf.GGMLQuantizationType.BF16
     return t.numpy(), None
@@ -338,7 +338,7 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
             ``state_dict`` is written as plain tensors. Plain float tensors: 1-D ones as F32
             (llama.cpp's convention for norms and biases, exact), others in their own dtype
             (float32 → F32, float16 → F16, bfloat16 → BF16) unless ``float_type`` says otherwise;
-            int8/16/32/64 as I8/I16/I32/I64.
+            int8/16/32/64 as I8/I16/I32/I64, bool as I8.
         path: the file to write (str or os.PathLike); its folder must exist. An existing file is
             replaced.
         arch: the architecture name (see above).
