@@ -239,6 +239,10 @@ def test_gguf_bad_input(tmp_path):
     with pytest.warns(UserWarning, match="no tensor-name map for arch 'myarch'"):
         T, fields = _read(to_gguf({"w": W}, tmp_path / "x.gguf", arch="myarch"))
     assert list(T) == ["w"] and fields["general.architecture"] == "myarch"
+    # an arch whose llama.cpp conversion transforms tensors (llama: q/k row permutation): names kept, said so
+    with pytest.warns(UserWarning, match="q/k row permutation"):
+        T, fields = _read(to_gguf({"model.layers.0.self_attn.q_proj.weight": W}, tmp_path / "x.gguf", arch="llama"))
+    assert list(T) == ["model.layers.0.self_attn.q_proj.weight"] and fields["general.architecture"] == "llama"
     assert sorted(os.listdir(tmp_path)) == ["x.gguf"]
 
 

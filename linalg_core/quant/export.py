@@ -43,6 +43,9 @@ _DROPPED = {"bert": {"embeddings.position_ids", "pooler.dense.weight", "pooler.d
 _DROPPED_PREFIXES = {"bert": ("cls.predictions", "cls.seq_relationship")}
 _STRIPPED = {"bert": ("bert.",)}
 _RENAMED = {"bert": ((".gamma", ".weight"), (".beta", ".bias"))}
+# the architectures whose llama.cpp conversion is renaming, dropping and metadata only (no tensor
+# transforms), which to_gguf reproduces
+_CONVERTED = {"bert"}
 _FLOAT_TYPES = {"f16": torch.float16, "f32": torch.float32}
 _INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64}
 
@@ -314,12 +317,14 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
     gives for the same weights, and ``gguf.GGUFReader`` reads every tensor back with the type,
     shape and bytes written.
 
-    Tensor names: for an ``arch`` gguf-py has a tensor-name map for (``"bert"``, ``"llama"``, ...),
-    the Hugging Face names are translated as llama.cpp's ``convert_hf_to_gguf.py`` does (e.g.
+    Tensor names: for ``arch="bert"`` (BERT / MiniLM encoders), the Hugging Face names are
+    translated with gguf-py's ``TensorNameMap`` as llama.cpp's ``convert_hf_to_gguf.py`` does (e.g.
     ``encoder.layer.0.attention.self.query.weight`` → ``blk.0.attn_q.weight``; the tensors it
     drops, such as BERT's pooler, are left out with a warning); a name the map cannot place is a
     ValueError. For any other ``arch``, or none, the names are written as given (the file is then
-    readable by ``gguf`` but is not a model llama.cpp can load).
+    readable by ``gguf`` but is not a model llama.cpp can load), with a warning for an arch gguf-py
+    knows: llama.cpp's converter transforms some tensors for those (llama's q/k row permutation,
+    gemma's norm offsets, ...), and half a conversion would load and compute wrongly.
 
     Metadata: ``general.architecture`` (``arch``; default: a transformers model's
     ``config.model_type``, else ``"linalg_core"``), ``general.type`` = ``"model"``,
@@ -422,9 +427,14 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
             raise TypeError(f"tensor {k!r} must be a QuantizedTensor or a tensor, got {type(v).__name__}")
 
     arch = arch or "linalg_core"
-    if _gguf_arch(arch) is not None:
+    if arch in _CONVERTED:
         names = _rename(list(items), arch, config, prefix)
         items = {names[k]: v for k, v in items.items() if k in names}
+    elif _gguf_arch(arch) is not None:
+        warnings.warn(f"to_gguf: tensor names written as given: for arch {arch!r} llama.cpp's converter does more "
+                      f"than rename tensors (e.g. llama's q/k row permutation, gemma's norm offsets), which to_gguf "
+                      f"does not reproduce; it follows llama.cpp's conversion for {sorted(_CONVERTED)} only",
+                      UserWarning, stacklevel=2)
     elif arch != "linalg_core":
         warnings.warn(f"to_gguf: gguf-py has no tensor-name map for arch {arch!r}: tensor names written as given",
                       UserWarning, stacklevel=2)
@@ -453,7 +463,7 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
         writer.add_type(gguf.GGUFType.MODEL)
         if name:
             writer.add_name(name)
-        if config is not None and _gguf_arch(arch) is not None:
+        if config is not None and arch in _CONVERTED:
             _config_metadata(writer, arch, config)
         writer.add_file_type(_file_type(entries))
         if any(q in (gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q8_0) for _, _, q, _ in entries):
