@@ -22,15 +22,26 @@ def main(argv=None) -> int:
     comp = sub.add_parser("compress", help="LQ-compress a safetensors model under a bit budget (LQ-LoRA)")
     comp.add_argument("model", nargs="?", default=None,
                       help="a .safetensors file or a folder of shards (default: the MiniLM-L6 weights)")
-    comp.add_argument("--budget", type=float, required=True, help="average bits per weight of the quantized parts")
-    comp.add_argument("--rank", type=int, default=64, help="rank of the low-rank part (default 64)")
+    comp.add_argument("--budget", type=float, required=True,
+                      help="average bits per compressed weight, counting everything stored: codes, scales, scales of "
+                           "scales and the bfloat16 low-rank factors")
+    comp.add_argument("--rank", type=int, default=64,
+                      help="largest rank of the low-rank parts (default 64); the planner picks a rank per layer")
+    comp.add_argument("--ranks", default=None,
+                      help="comma-separated ranks to choose from, 0 = no low-rank part (default: 0 and rank/8, "
+                           "rank/4, rank/2, rank)")
     comp.add_argument("--fisher", default=None, help="safetensors file of per-weight importances (same names/shapes)")
-    comp.add_argument("-o", "--out", required=True, help="output folder (model.safetensors + plan.json)")
+    comp.add_argument("-o", "--out", default=None,
+                      help="output folder (model.safetensors + plan.json); required unless --dry-run")
+    comp.add_argument("--dry-run", action="store_true", help="measure and print the plan only; write nothing")
     comp.add_argument("--iters", type=int, default=5, help="LQ alternations per matrix (default 5)")
     comp.add_argument("--plan-iters", type=int, default=1, help="LQ alternations when measuring candidates")
     comp.add_argument("--candidates", default=None, help="comma-separated formats (default: NF2/3/4/8 x B0 16-128)")
-    comp.add_argument("--include", default=r"\.weight$", help="regex of the tensors to compress")
-    comp.add_argument("--exclude", default=None, help="regex of tensors to leave alone (default: embed|norm|lm_head)")
+    comp.add_argument("--include", default=r"\.weight$",
+                      help="regex of the tensors to compress (case-insensitive; tensors that are not 2-D "
+                           "floating-point matrices are kept as stored and listed)")
+    comp.add_argument("--exclude", default=None,
+                      help="regex of tensors to leave alone (case-insensitive; default: embed|norm|lm_head)")
     comp.add_argument("--seed", type=int, default=0)
     comp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     comp.add_argument("--workers", type=int, default=0,
@@ -208,7 +219,17 @@ def _compress(args) -> int:
                     re.compile(pattern)
                 except re.error as e:
                     raise ValueError(f"{option} {pattern!r} is not a valid regular expression: {e}") from None
+        if args.out is None and not args.dry_run:
+            raise ValueError("-o/--out OUT is required (or --dry-run to print the plan only)")
         cands = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
+        ranks = None
+        if args.ranks is not None:
+            try:
+                ranks = [int(r) for r in args.ranks.split(",")]
+            except ValueError:
+                raise ValueError(f"--ranks {args.ranks!r} must be comma-separated integers >= 0") from None
+            if not ranks or min(ranks) < 0:
+                raise ValueError(f"--ranks {args.ranks!r} must be comma-separated integers >= 0")
         with contextlib.ExitStack() as stack:
             executor = None
             if args.workers > 1:
@@ -221,16 +242,19 @@ def _compress(args) -> int:
                 executor = stack.enter_context(ProcessPoolExecutor(
                     args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
                     initargs=(threads,)))
-            report = compress_model(args.model, budget=args.budget, rank=args.rank, out=args.out, fisher=args.fisher,
-                                    candidates=cands, iters=args.iters, plan_iters=args.plan_iters,
-                                    include=args.include,
+            report = compress_model(args.model, budget=args.budget, rank=args.rank, ranks=ranks, out=args.out,
+                                    fisher=args.fisher, candidates=cands, iters=args.iters,
+                                    plan_iters=args.plan_iters, include=args.include,
                                     exclude=DEFAULT_EXCLUDE if args.exclude is None else args.exclude, seed=args.seed,
-                                    overwrite=args.overwrite, progress=sys.stderr.isatty(), executor=executor)
+                                    overwrite=args.overwrite, progress=True if sys.stderr.isatty() else "lines",
+                                    executor=executor, dry_run=args.dry_run)
     except (ValueError, TypeError, OSError) as e:
-        print(f"linalg_core compress: error: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"linalg_core compress: error: {msg}", file=sys.stderr)
         return 2
     print(report.table())
-    print(f"wrote {args.out}/model.safetensors and {args.out}/plan.json")
+    if not args.dry_run:
+        print(f"wrote {args.out}/model.safetensors and {args.out}/plan.json")
     return 0
 
 

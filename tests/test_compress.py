@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ def test_compress_minilm_layers_round_trip(tmp_path, capsys):
         W = original[name]
         rel = float((Q.dequantize(torch.float32) + L1.float() @ L2.float() - W).norm() / W.norm())
         assert rel == pytest.approx(plan["layers"][name]["relative_error"], rel=0.05)  # bf16 factors
-        assert rel < 0.5
+        assert rel < 0.6  # 3.0 bits in total, factors included
     assert torch.equal(rest["embeddings.word_embeddings.weight"], original["embeddings.word_embeddings.weight"])
 
 
@@ -51,7 +52,8 @@ def test_fisher_file(tmp_path):
 
 @pytest.mark.parametrize("args,match", [
     (["/nonexistent/model.safetensors"], "does not exist"),
-    (["--include", r"LayerNorm\.weight$"], "only 2-D weights"),
+    (["--include", r"LayerNorm\.weight$"], "no 2-D floating-point weight matches"),  # excluded: case-insensitive
+    (["--include", r"LayerNorm\.weight$", "--exclude", ""], "are not 2-D floating-point matrices"),
     (["--budget", "1.0"], "below the cheapest plan"),
     (["--rank", "500"], "rank=500 must be below"),
     (["--fisher", "/nonexistent.safetensors"], "does not exist"),
@@ -108,3 +110,172 @@ def test_invalid_regex_is_a_one_line_error(tmp_path, capsys, option, pattern):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and option in err and repr(pattern) in err and "regular expression" in err
     assert not (tmp_path / "out").exists()
+
+
+# --- issue 19: selection, progress, honest totals, the (format, rank) planner, dry runs, bad input ---------------
+
+FAST = ["--iters", "1", "--candidates", "nf2,nf3,nf4", "--ranks", "0,8"]
+
+
+def test_select_weights_is_case_insensitive():
+    from linalg_core.quant.compress import select_weights
+
+    t = {"enc.LayerNorm.weight": torch.ones(8, 8), "enc.Dense.weight": torch.ones(8, 8),
+         "Embeddings.word.weight": torch.ones(8, 8), "LM_HEAD.weight": torch.ones(8, 8)}
+    assert select_weights(t) == ["enc.Dense.weight"]  # the default exclude matches LayerNorm / Embeddings / LM_HEAD
+    assert select_weights(t, include=r"DENSE\.WEIGHT$") == ["enc.Dense.weight"]
+
+
+def test_include_matching_1d_tensors_keeps_them(tmp_path, capsys):
+    out = tmp_path / "l0"
+    rc = main(["compress", "--budget", "4.0", "--rank", "8", "-o", str(out), "--include", r"layer\.0\..*"] + FAST)
+    assert rc == 0, capsys.readouterr().err
+    table = capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["layers"]) == 6 and all(len(v["shape"]) == 2 for v in plan["layers"].values())
+    bias = "encoder.layer.0.attention.self.query.bias"
+    assert plan["kept"][bias]["reason"] == "not a 2-D floating-point matrix" and plan["kept"][bias]["shape"] == [384]
+    assert plan["kept"]["encoder.layer.0.attention.output.LayerNorm.weight"]["reason"] == "excluded"
+    assert f"kept as stored: {bias}" in table
+    original = read_safetensors(minilm_path())
+    _, rest = load_compressed(out)
+    for name in (bias, "encoder.layer.0.attention.output.LayerNorm.weight"):
+        assert torch.equal(rest[name], original[name])
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    rc = main(["compress", "--budget", "4.0", "--rank", "8", "-o", str(tmp_path / "p"), "--include", LAYER0] + FAST)
+    assert rc == 0
+    err = capsys.readouterr().err.splitlines()
+    for stage in ("plan", "compress"):
+        lines = [line for line in err if line.startswith(f"linalg_core compress: {stage} ")]
+        assert len(lines) == 3 and "1/3" in lines[0] and "3/3" in lines[-1], err
+        assert "encoder.layer.0.output.dense.weight" in "\n".join(lines)
+
+
+def _stored_bits(out):
+    layers, _ = load_compressed(out)
+    n = sum(Q.shape[0] * Q.shape[1] for Q, _, _ in layers.values())
+    q = sum(Q.nbytes for Q, _, _ in layers.values())
+    f = sum(L1.numel() * L1.element_size() + L2.numel() * L2.element_size() for _, L1, L2 in layers.values())
+    return n, 8 * q / n, 8 * (q + f) / n
+
+
+@pytest.mark.parametrize("budget", [2.6, 3.0, 4.0])
+def test_budget_is_on_the_total_and_plan_json_counts_everything(tmp_path, capsys, budget):
+    out = tmp_path / "t"
+    rc = main(["compress", "--budget", str(budget), "--rank", "16", "-o", str(out), "--include", LAYER0, "--iters",
+               "1", "--candidates", "nf2,nf3,nf4", "--ranks", "0,4,16"])
+    assert rc == 0
+    table = capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    n, quantized, total = _stored_bits(out)
+    assert plan["weights"] == n
+    assert plan["bits_per_weight_quantized"] == pytest.approx(quantized, rel=1e-12)
+    assert plan["bits_per_weight_total"] == pytest.approx(total, rel=1e-12)
+    assert plan["bits_per_weight_total"] <= budget and plan["budget_applies_to"] == "bits_per_weight_total"
+    assert f"{total:.3f} total bits per weight" in table
+    for name, v in plan["layers"].items():
+        m, k = v["shape"]
+        assert v["bits_total"] == pytest.approx(v["bits_per_param"] + 16 * v["rank"] * (m + k) / (m * k))
+
+
+def test_rank_zero_layers_round_trip(tmp_path):
+    out = tmp_path / "r0"
+    rep = compress_model(budget=3.2, rank=8, ranks=[0], out=out, include=LAYER0, candidates=["nf2", "nf3", "nf4"],
+                         iters=1, progress=False)
+    assert {r.rank for r in rep.layers} == {0}
+    original = read_safetensors(minilm_path())
+    layers, _ = load_compressed(out)
+    for name, (Q, L1, L2) in layers.items():
+        assert L1.shape == (Q.shape[0], 0) and L2.shape == (0, Q.shape[1])
+        W = original[name]
+        rel = float((Q.dequantize(torch.float32) + L1.float() @ L2.float() - W).norm() / W.norm())
+        assert rel == pytest.approx(next(r.error for r in rep.layers if r.name == name), rel=1e-5)
+
+
+def test_planner_never_worse_than_the_best_uniform_format():
+    """At every budget the (format, rank) plan's error is at most the best single (format, rank)
+    choice applied to every matrix that fits the budget on the total."""
+    from linalg_core.quant import allocate_bits
+    from linalg_core.quant.allocate import candidate_errors, stored_bits
+
+    t = read_safetensors(minilm_path())
+    names = ["encoder.layer.1.attention.self.query.weight", "encoder.layer.1.attention.output.dense.weight",
+             "encoder.layer.1.intermediate.dense.weight", "encoder.layer.1.output.dense.weight"]
+    mats = {n: t[n] for n in names}
+    cands, ranks = ["nf2", "nf3", "nf4"], [0, 4, 16]
+    E = np.stack([candidate_errors(mats, cands, rank=r, iters=1, seed=0, progress=False) for r in ranks], axis=1)
+    sizes = {n: W.numel() for n, W in mats.items()}
+    total = sum(sizes.values())
+    for budget in (2.2, 2.5, 2.9, 3.3, 3.8, 4.3):
+        plan = allocate_bits(mats, budget, candidates=cands, ranks=ranks, iters=1, seed=0, progress=False)
+        assert plan.bits_total <= budget
+        uniform = []
+        for k, r in enumerate(ranks):
+            for j, c in enumerate(cands):
+                bits = sum(stored_bits(c, W.shape) + 16 * r * sum(W.shape) for W in mats.values()) / total
+                if bits <= budget:
+                    uniform.append(float(E[:, k, j].sum()))
+        if uniform:
+            assert plan.predicted_error <= min(uniform) * (1 + 1e-12)
+        rank0 = [float(E[:, 0, j].sum()) for j, c in enumerate(cands)
+                 if sum(stored_bits(c, W.shape) for W in mats.values()) / total <= budget]
+        assert not rank0 or plan.predicted_error <= min(rank0) * (1 + 1e-12)
+
+
+def test_allocate_bits_default_unchanged():
+    """Without ranks=, the budget stays on the quantized parts' nominal bits (existing callers)."""
+    from linalg_core.quant import allocate_bits
+
+    g = torch.Generator().manual_seed(0)
+    Ws = {"a": torch.randn(128, 256, generator=g), "b": torch.randn(128, 256, generator=g) * 5}
+    plan = allocate_bits(Ws, 3.5, candidates=["nf2", "nf3", "nf4"], rank=4, iters=1)
+    nominal = sum(plan.formats[n].nominal_bits() * 128 * 256 for n in Ws) / (2 * 128 * 256)
+    assert plan.bits_per_param == pytest.approx(nominal) and plan.ranks == {"a": 4, "b": 4}
+    assert plan.bits_total == pytest.approx(nominal + 16 * 4 * (128 + 256) / (128 * 256))
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "dry"
+    rc = main(["compress", "--budget", "3.0", "--rank", "8", "-o", str(out), "--include", LAYER0, "--dry-run"] + FAST)
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "encoder.layer.0.intermediate.dense.weight" in text and "dry run" in text and "total bits per weight" in text
+    assert not out.exists() and os.listdir(tmp_path) == []
+    assert main(["compress", "--budget", "3.0", "--include", LAYER0, "--dry-run"] + FAST) == 0  # no -o needed
+    assert "dry run" in capsys.readouterr().out
+    assert main(["compress", "--budget", "3.0"]) == 2
+    assert "-o/--out" in capsys.readouterr().err
+
+
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    flat = tmp_path / "flat.safetensors"
+    save_file({"norm.weight": torch.ones(8), "bias": torch.zeros(8)}, str(flat))
+    base = ["--budget", "3.0", "--rank", "8", "--include", LAYER0, "--iters", "1"]
+    cases = [
+        ([str(flat), "--budget", "3.0", "--include", ".*"], "no 2-D floating-point weight"),
+        (base + ["--candidates", "nf2,nf5"], "'nf5'"),
+        (base + ["--candidates", "nf2", "--budget", "2.1"], "below the cheapest plan"),
+        (base + ["--ranks", "0,-1"], "--ranks"),
+        (base + ["--ranks", "0,x"], "--ranks"),
+    ]
+    for args, match in cases:
+        out = tmp_path / "o"
+        assert main(["compress", "-o", str(out)] + args) == 2
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1, err
+        assert sorted(os.listdir(tmp_path)) == ["flat.safetensors"]
+    assert main(["compress", "-o", str(tmp_path / "missing" / "o")] + base + FAST) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_the_folder_atomically(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    assert main(["compress", "--budget", "3.0", "--rank", "8", "-o", str(out), "--include", LAYER0, "--overwrite"]
+                + FAST) == 0
+    assert sorted(os.listdir(out)) == ["model.safetensors", "plan.json"] and os.listdir(tmp_path) == ["o"]

@@ -1,12 +1,18 @@
-"""Model-wide LQ compression: plan bits under a budget, decompose every linear weight, write
-safetensors + a JSON plan. The engine of ``python -m linalg_core compress``.
+"""Model-wide LQ compression: plan a (format, rank) pair per weight under a budget on everything
+stored, decompose every selected weight, write safetensors + a JSON plan. The engine of
+``python -m linalg_core compress``.
 
-Output folder (written to a temporary sibling and renamed, so a failed run leaves nothing):
+Output folder (written to a temporary sibling and renamed, so a failed run leaves nothing; an
+existing folder replaced with ``overwrite`` is moved aside first and removed only after the
+rename):
 
 * ``model.safetensors`` — for each compressed weight ``N``: the quantized part under ``N.q.*``
-  (:meth:`QuantizedTensor.state_dict`), the low-rank factors ``N.L1`` (m, r) and ``N.L2`` (r, n);
-  every other tensor of the input copied unchanged.
-* ``plan.json`` — budget, rank, per-layer format, bits per weight (stored), relative error, time.
+  (:meth:`QuantizedTensor.state_dict`), the low-rank factors ``N.L1`` (m, r) and ``N.L2`` (r, n)
+  in bfloat16 (r = 0: empty (m, 0) and (0, n) tensors); every other tensor of the input copied
+  unchanged.
+* ``plan.json`` — budget (on ``bits_per_weight_total``), the ranks considered, per-layer format,
+  rank, bits per weight of the quantized part and in total (factors included), relative error,
+  time; the totals over the compressed weights; every tensor kept as stored, with the reason.
 
 :func:`load_compressed` reads it back.
 """
@@ -15,58 +21,126 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import torch
 
 from linalg_core import _validate
 from linalg_core.models import minilm_path, read_safetensors
-from linalg_core.quant.allocate import (
-    allocate_bits,
-    candidate_errors,
-    default_candidates,
-)
+from linalg_core.quant.allocate import _bar, allocate_bits, default_candidates, pair_errors, stored_bits
+from linalg_core.quant.formats import Format, parse
 from linalg_core.quant.lq import LQResult, lq_decompose
-from linalg_core.quant.tensor import QuantizedTensor
+from linalg_core.quant.tensor import QuantizedTensor, quantize
 
 DEFAULT_EXCLUDE = r"embed|norm|lm_head"
+FACTOR_DTYPE = torch.bfloat16
+NOT_A_MATRIX = "not a 2-D floating-point matrix"
 
 
 @dataclass
 class LayerReport:
+    """One compressed (or, in a dry run, planned) weight.
+
+    Attributes:
+        bits_per_param: stored bits per weight of the quantized part Q.
+        error: relative error ‖W − Q − L1L2‖/‖W‖ (Fisher-weighted with a Fisher file; in a dry
+            run the planner's estimate with ``plan_iters`` alternations).
+        rank: r of L1 (m, r), L2 (r, n); 0: Q alone.
+        bits_total: ``bits_per_param`` plus the factors at 16 bits per entry.
+    """
+
     name: str
     shape: tuple
     format: str
     bits_per_param: float
     error: float
     seconds: float
+    rank: int = 0
+    bits_total: float = math.nan
 
 
 @dataclass
 class CompressionReport:
+    """What :func:`compress_model` did (or, with ``dry_run``, would do).
+
+    Attributes:
+        budget: bits per weight over the compressed weights, on the total (factors included).
+        rank: the largest rank considered; ``ranks``: every rank considered.
+        bits_planned: the plan's total bits per weight.
+        layers: one :class:`LayerReport` per compressed weight.
+        kept: {name: {"shape", "dtype", "reason"}} of every tensor stored as it is.
+        dry_run: nothing was written.
+        source_bytes / written_bytes: sizes of the input files and of the output folder
+            (None in a dry run).
+    """
+
     source: str
-    out: str
+    out: str | None
     budget: float
     rank: int
     bits_planned: float
     layers: list[LayerReport] = field(default_factory=list)
+    kept: dict = field(default_factory=dict)
+    ranks: list = field(default_factory=list)
+    dry_run: bool = False
+    source_bytes: int = 0
+    written_bytes: int | None = None
 
-    def table(self) -> str:
-        lines = [f"{'layer':<48} {'shape':>12} {'format':<22} {'bits':>6} {'rel.err':>8} {'time':>7}"]
+    @property
+    def weights(self) -> int:
+        return sum(r.shape[0] * r.shape[1] for r in self.layers)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per compressed weight of the quantized parts only."""
+        return sum(r.bits_per_param * r.shape[0] * r.shape[1] for r in self.layers) / self.weights
+
+    @property
+    def bits_per_weight_total(self) -> float:
+        """Stored bits per compressed weight: quantized parts and low-rank factors."""
+        return sum(r.bits_total * r.shape[0] * r.shape[1] for r in self.layers) / self.weights
+
+    def table(self, max_kept: int = 20) -> str:
+        lines = [f"{'layer':<48} {'shape':>10} {'format':<22} {'rank':>4} {'q.bits':>6} {'total':>6} {'rel.err':>8} "
+                 f"{'time':>7}"]
         for r in self.layers:
             shape = "x".join(map(str, r.shape))
-            lines.append(f"{r.name:<48} {shape:>12} {r.format:<22} {r.bits_per_param:>6.3f} {r.error:>8.4f} "
-                         f"{r.seconds:>6.2f}s")
-        n = sum(r.shape[0] * r.shape[1] for r in self.layers)
-        bits = sum(r.bits_per_param * r.shape[0] * r.shape[1] for r in self.layers) / n
-        lines.append(f"{len(self.layers)} matrices, {n} weights: {bits:.3f} stored bits per weight (quantized parts; "
-                     f"budget {self.budget}), rank {self.rank} factors in bfloat16 on top")
+            t = "planned" if self.dry_run else f"{r.seconds:>6.2f}s"
+            lines.append(f"{r.name:<48} {shape:>10} {r.format:<22} {r.rank:>4} {r.bits_per_param:>6.3f} "
+                         f"{r.bits_total:>6.3f} {r.error:>8.4f} {t:>7}")
+        q, tot = self.bits_per_weight, self.bits_per_weight_total
+        lines.append(f"{len(self.layers)} matrices, {self.weights} weights: {tot:.3f} total bits per weight "
+                     f"({q:.3f} quantized + {tot - q:.3f} low-rank factors in bfloat16; budget {self.budget} on the "
+                     f"total)")
+        odd = [(n, v) for n, v in self.kept.items() if v["reason"] == NOT_A_MATRIX]
+        for n, v in odd[:max_kept]:
+            lines.append(f"kept as stored: {n} {tuple(v['shape'])} {v['dtype']} ({v['reason']})")
+        if len(odd) > max_kept:
+            lines.append(f"... and {len(odd) - max_kept} more tensors matching include kept as stored (see plan.json)")
+        others = {}
+        for v in self.kept.values():
+            if v["reason"] != NOT_A_MATRIX:
+                others[v["reason"]] = others.get(v["reason"], 0) + 1
+        if others:
+            lines.append("other tensors kept as stored: " + ", ".join(f"{k} {v}" for k, v in sorted(others.items())))
+        if self.dry_run:
+            lines.append("dry run: nothing written (errors are the planner's estimates)")
+        elif self.written_bytes is not None:
+            lines.append(f"output {self.written_bytes / 1e6:.1f} MB (source {self.source_bytes / 1e6:.1f} MB)")
         return "\n".join(lines)
+
+
+def default_ranks(rank: int) -> list[int]:
+    """The ranks the planner considers for a largest rank r: 0, r/8, r/4, r/2, r (those >= 1)."""
+    return [0] + sorted({rank >> k for k in range(4) if rank >> k >= 1})
 
 
 def _source_files(source) -> list[str]:
@@ -88,48 +162,190 @@ def _load(files) -> dict[str, torch.Tensor]:
     return out
 
 
-def select_weights(tensors, include=r"\.weight$", exclude=DEFAULT_EXCLUDE) -> list[str]:
-    """Names of the weights to compress: matching ``include``, not ``exclude``, floating point.
-    A matching tensor that is not 2-D is an error (only matrices can be decomposed)."""
-    inc, exc = re.compile(include), re.compile(exclude) if exclude else None
-    names = []
+def _pattern(pattern, what):
+    if not isinstance(pattern, str):
+        raise TypeError(f"{what} must be a regular expression string, got {type(pattern).__name__}")
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as e:
+        raise ValueError(f"{what} {pattern!r} is not a valid regular expression: {e}") from None
+
+
+def _selection(tensors, include, exclude) -> tuple[list[str], dict]:
+    """(names to compress, {name: {"shape", "dtype", "reason"}} of the others)."""
+    inc = _pattern(include, "include")
+    exc = _pattern(exclude, "exclude") if exclude else None
+    names, kept = [], {}
     for name, t in tensors.items():
-        if not inc.search(name) or (exc is not None and exc.search(name)) or not t.is_floating_point():
+        if not inc.search(name):
+            reason = "not matched by include"
+        elif exc is not None and exc.search(name):
+            reason = "excluded"
+        elif t.dim() != 2 or not t.is_floating_point():
+            reason = NOT_A_MATRIX
+        else:
+            names.append(name)
             continue
-        if t.dim() != 2:
-            if include != r"\.weight$":
-                raise ValueError(f"tensor {name!r} has shape {tuple(t.shape)}: only 2-D weights can be compressed")
-            continue
-        names.append(name)
+        kept[name] = {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "reason": reason}
+    return names, kept
+
+
+def select_weights(tensors, include=r"\.weight$", exclude=DEFAULT_EXCLUDE) -> list[str]:
+    """Names of the weights to compress: 2-D floating-point tensors whose name matches
+    ``include`` and not ``exclude`` (both searched case-insensitively). Matching tensors of
+    other shapes or dtypes are kept as stored (:func:`compress_model` reports them); an empty
+    selection raises ValueError."""
+    names, kept = _selection(tensors, include, exclude)
     if not names:
-        raise ValueError(f"no 2-D weight matches include={include!r} / exclude={exclude!r}")
+        odd = [n for n, v in kept.items() if v["reason"] == NOT_A_MATRIX]
+        hint = f" ({len(odd)} matching tensor(s) are not 2-D floating-point matrices, e.g. {odd[0]!r})" if odd else ""
+        raise ValueError(f"no 2-D floating-point weight matches include={include!r} / exclude={exclude!r}{hint}")
     return names
 
 
-def compress_model(source=None, *, budget: float, rank: int, out, fisher=None, candidates=None, iters: int = 5,
-                   plan_iters: int = 1, include=r"\.weight$", exclude=DEFAULT_EXCLUDE, seed: int = 0,
-                   overwrite: bool = False, progress: bool = True, executor=None) -> CompressionReport:
-    """Compress every selected weight of a safetensors model as Q + L1·L2 under ``budget`` bits
-    per weight (quantized parts) with rank-``rank`` factors; see the module docstring for the output.
+class _Progress:
+    """tqdm bars (``progress=True``), one plain line per layer on stderr (``"lines"``), or nothing."""
 
-    ``executor``: a ``concurrent.futures.Executor`` (a process pool, or a Dask cluster's
-    ``Client.get_executor()``) for the per-layer error measurements and decompositions, through
-    :func:`linalg_core.distributed.map_layers` (each worker reads its weight from the shard);
-    the output is the serial run's at equal BLAS thread counts. Fisher-weighted runs stay serial.
+    def __init__(self, progress, stage, total):
+        self.mode = "lines" if progress == "lines" else bool(progress)
+        self.stage, self.total, self.done, self.t0 = stage, total, 0, time.perf_counter()
+        self.bar = _bar(True, total, stage) if self.mode is True else None
 
-    Raises FileNotFoundError / ValueError (nothing written) for a missing model, an unreadable
-    file, non-2-D selected tensors, a Fisher file without every selected weight, a budget below
-    the cheapest plan, or an existing ``out`` (unless ``overwrite``).
+    def update(self, name, detail=""):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.mode == "lines":
+            print(f"linalg_core compress: {self.stage} {self.done}/{self.total} {name}{detail} "
+                  f"({time.perf_counter() - self.t0:.1f}s)", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _map(fn, names, mats, where, executor, bar, detail=lambda name, result: ""):
+    """{name: fn(name, W)} in the order of ``names``, serially or one task per layer on
+    ``executor`` (each worker reads its weight from the shard); ``bar`` advances per layer."""
+    results = {}
+    if executor is None:
+        for n in names:
+            results[n] = fn(n, mats[n])
+            bar.update(n, detail(n, results[n]))
+    else:
+        from concurrent.futures import as_completed
+
+        from linalg_core.distributed.layers import layer_index
+
+        index = layer_index(where)
+        futures = {executor.submit(_read_and_run, fn, index[n], n): n for n in names}
+        for fut in as_completed(futures):
+            n = futures[fut]
+            results[n] = fut.result()
+            bar.update(n, detail(n, results[n]))
+    bar.close()
+    return {n: results[n] for n in names}
+
+
+def _read_and_run(fn, path, name):
+    """fn(name, W) with W read from its shard on the worker (a picklable task)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        W = f.get_tensor(name)
+    return fn(name, W)
+
+
+def _check_out(out, files, overwrite):
+    out = os.fspath(out)
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"the folder of the output {out!r} ({parent!r}) does not exist")
+    if os.path.exists(out):
+        if not overwrite:
+            raise FileExistsError(f"output {out!r} exists (pass overwrite=True / --overwrite to replace it)")
+        real = os.path.realpath(out)
+        for f in files:
+            rf = os.path.realpath(f)
+            if rf == real or rf.startswith(real.rstrip(os.sep) + os.sep):
+                raise ValueError(f"output {out!r} holds the input {f!r}: overwriting it would delete the model")
+    return out
+
+
+def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=None, fisher=None, candidates=None,
+                   iters: int = 5, plan_iters: int = 1, include=r"\.weight$", exclude=DEFAULT_EXCLUDE, seed: int = 0,
+                   overwrite: bool = False, progress=True, executor=None, dry_run: bool = False) -> CompressionReport:
+    """Compress every selected weight of a safetensors model as Q + L1·L2 (L1·L2 possibly absent)
+    under ``budget`` bits per weight counted over everything stored; see the module docstring
+    for the output.
+
+    The planner measures every (format, rank) pair of every weight (``plan_iters`` LQ
+    alternations; plain quantization at rank 0) and solves the multiple-choice knapsack exactly
+    (:func:`~linalg_core.quant.allocate_bits` with ``ranks=``), so the plan is never worse, by its
+    own measurements, than any single format at any single rank that fits the budget.
+
+    Args:
+        source: a ``.safetensors`` file or a folder of shards (default: MiniLM-L6).
+        budget: bits per compressed weight, on the total: codes, scales, scales of scales and
+            the bfloat16 factors.
+        rank: the largest rank considered (``ranks`` default: :func:`default_ranks`).
+        out: the output folder (not needed with ``dry_run``).
+        ranks: the ranks to choose from (integers >= 0; 0: no low-rank part).
+        fisher: a safetensors file (or folder) of per-weight importances, same names and shapes.
+        candidates: formats or names (default :func:`~linalg_core.quant.allocate.default_candidates`).
+        iters: LQ alternations of the final decompositions; ``plan_iters``: of the measurements.
+        include / exclude: regular expressions searched in the tensor names, case-insensitively;
+            matching tensors that are not 2-D floating-point matrices are kept as stored and
+            reported.
+        progress: True (tqdm bars), ``"lines"`` (one plain line per layer on stderr, for logs),
+            False (silent).
+        executor: a ``concurrent.futures.Executor`` (a process pool, or a Dask cluster's
+            ``Client.get_executor()``) for the measurements and decompositions, one task per
+            layer reading its weight from the shard; the output is the serial run's at equal BLAS
+            thread counts. Fisher-weighted runs stay serial.
+        dry_run: plan only: the report holds the planned formats, ranks, bits and estimated
+            errors; nothing is written.
+
+    Returns:
+        :class:`CompressionReport`.
+
+    Raises:
+        FileNotFoundError / FileExistsError / ValueError / TypeError (nothing written) for a
+        missing model or output folder parent, an unreadable file, a bad regular expression, no
+        2-D weight selected, an unknown format, bad ranks, a Fisher file without every selected
+        weight, a budget below the cheapest plan's total, or an existing ``out`` (unless
+        ``overwrite``).
     """
     files = _source_files(source)
-    out = os.fspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise FileExistsError(f"output {out!r} exists (pass overwrite=True / --overwrite to replace it)")
+    if out is None and not dry_run:
+        raise ValueError("out=None: an output folder is needed unless dry_run=True")
+    if out is not None and not dry_run:
+        out = _check_out(out, files, overwrite)
+    cands = default_candidates() if candidates is None else candidates
+    if isinstance(cands, (str, Format)) or not hasattr(cands, "__iter__"):
+        raise TypeError(f"candidates must be a list of formats or format names, got {candidates!r}")
+    try:
+        cands = [parse(c) for c in cands]
+    except ValueError as e:
+        raise ValueError(f"candidates: {e}") from None
+    if not cands:
+        raise ValueError("candidates is empty")
+    rank = _validate.integer(rank, "rank", low=0)
+    ranks = default_ranks(rank) if ranks is None else ranks
     tensors = _load(files)
     names = select_weights(tensors, include, exclude)
-    for name in names:
-        if min(tensors[name].shape) <= rank:
-            raise ValueError(f"rank={rank} must be below min(shape)={min(tensors[name].shape)} of {name!r}")
+    _, kept = _selection(tensors, include, exclude)
+    mats = {n: tensors[n] for n in names}
+    largest = max(min(W.shape) for W in mats.values())
+    try:
+        from linalg_core.quant.allocate import _ranks
+
+        ranks = _ranks(ranks)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"ranks: {e}") from None
+    for r in ranks:
+        if r and r >= largest:
+            raise ValueError(f"rank={r} must be below min(shape) of at least one selected weight (largest: {largest})")
     F = None
     if fisher is not None:
         F = _load(_source_files(fisher))
@@ -139,69 +355,103 @@ def compress_model(source=None, *, budget: float, rank: int, out, fisher=None, c
         for n in names:
             if tuple(F[n].shape) != tuple(tensors[n].shape):
                 raise ValueError(f"fisher[{n!r}] has shape {tuple(F[n].shape)}, weight has {tuple(tensors[n].shape)}")
-    cands = default_candidates() if candidates is None else candidates
-    mats = {n: tensors[n] for n in names}
-    # cheapest-plan check before the (long) error measurements
-    allocate_bits(mats, budget, candidates=cands, errors=[[0.0] * len(cands)] * len(names))
+    # the cheapest-plan check (and every shape check) before the long measurements
+    import numpy as np
+
+    zeros = np.zeros((len(names), len(ranks), len(cands)))
+    allocate_bits(mats, budget, candidates=cands, ranks=ranks, errors=zeros)
     parallel = executor is not None and F is None
     where = files[0] if len(files) == 1 else os.path.dirname(files[0])
-    if parallel:
-        from linalg_core.distributed import map_layers
 
-        rows = map_layers(functools.partial(_candidate_row, cands, rank, plan_iters, seed), where, names,
-                          executor=executor, progress=progress)
-        errors = [rows[n] for n in names]
-    elif F is None:
-        errors = candidate_errors(mats, cands, rank=rank, iters=plan_iters, seed=seed, progress=progress)
-    else:
-        errors = [[_weighted_error(mats[n], F[n], rank, c, plan_iters, seed) for c in cands] for n in names]
-    plan = allocate_bits(mats, budget, candidates=cands, errors=errors)
+    def planned(name, E):
+        k, j = np.unravel_index(np.argmin(np.where(np.isfinite(E), E, np.inf)), E.shape)
+        return f": best error at rank {ranks[k]} {cands[j]}"
 
-    report = CompressionReport(", ".join(files), out, budget, rank, plan.bits_per_param)
-    if parallel:
-        done = map_layers(functools.partial(_decompose, plan.formats, rank, iters, seed, None), where, names,
-                          executor=executor, progress=progress, with_name=True)
-    else:
-        bar = _progress(progress, len(names))
-        done = {}
-        for name in names:
-            done[name] = _decompose(plan.formats, rank, iters, seed, None if F is None else F[name], name, mats[name])
-            bar.update(1)
-        bar.close()
+    task = (functools.partial(_pair_task, cands, ranks, plan_iters, seed) if F is None else
+            functools.partial(_weighted_pair_task, cands, ranks, plan_iters, seed, F))
+    rows = _map(task, names, mats, where, executor if parallel else None,
+                _Progress(progress, "plan", len(names)), planned)
+    plan = allocate_bits(mats, budget, candidates=cands, ranks=ranks, errors=np.stack([rows[n] for n in names]))
+
+    report = CompressionReport(", ".join(files), None if out is None else os.fspath(out), float(budget), max(ranks),
+                               plan.bits_total, kept=kept, ranks=list(ranks), dry_run=dry_run,
+                               source_bytes=sum(os.path.getsize(f) for f in files))
+    if dry_run:
+        for n in names:
+            W = mats[n]
+            fmt, r = plan.formats[n], plan.ranks[n]
+            norm2 = float(W.double().square().sum()) if F is None else float((F[n].double() * W.double().square()).sum())
+            q = stored_bits(fmt, W.shape) / W.numel()
+            report.layers.append(LayerReport(n, tuple(W.shape), str(fmt), q, math.sqrt(plan.errors[n] / norm2), 0.0, r,
+                                             q + 16 * r * sum(W.shape) / W.numel()))
+        return report
+
+    def detail(name, result):
+        lq, dt = result
+        return f": {lq.Q.format} rank {lq.L1.shape[1]}, relative error {lq.error:.4f}"
+
+    work = functools.partial(_decompose, plan.formats, plan.ranks, iters, seed, F)
+    done = _map(work, names, mats, where, executor if parallel else None,
+                _Progress(progress, "compress", len(names)), detail)
     result = {}
     for name in names:
         lq, dt = done[name]
         result[name] = lq
+        n = lq.Q.numel
+        r = lq.L1.shape[1]
+        total = (8 * lq.Q.nbytes + 8 * FACTOR_DTYPE.itemsize * r * sum(lq.Q.shape)) / n
         report.layers.append(LayerReport(name, tuple(mats[name].shape), str(lq.Q.format), lq.Q.bits_per_param,
-                                         lq.error, dt))
-    _write(out, tensors, result, report, overwrite)
+                                         lq.error, dt, r, total))
+    report.written_bytes = _write(out, tensors, result, report, overwrite)
     return report
 
 
-def _candidate_row(cands, rank, iters, seed, W):
-    """The squared errors of every candidate format for one weight (a picklable task)."""
-    return candidate_errors({"W": W}, cands, rank=rank, iters=iters, seed=seed, progress=False)[0].tolist()
+def _pair_task(cands, ranks, iters, seed, name, W):
+    """(ranks × candidates) squared errors of one weight (a picklable task)."""
+    return pair_errors(W, cands, ranks, iters=iters, seed=seed)
 
 
-def _decompose(formats, rank, iters, seed, fisher, name, W):
-    """(LQResult, seconds) of one layer under its planned format (a picklable task)."""
+def _weighted_pair_task(cands, ranks, iters, seed, F, name, W):
+    import numpy as np
+
+    E = np.full((len(ranks), len(cands)), np.inf)
+    for k, r in enumerate(ranks):
+        if r < min(W.shape):
+            E[k] = [_weighted_error(W, F[name], r, c, iters, seed) for c in cands]
+    return E
+
+
+def _decompose(formats, ranks, iters, seed, fisher, name, W):
+    """(LQResult, seconds) of one layer under its planned format and rank (a picklable task)."""
     t0 = time.perf_counter()
-    lq = lq_decompose(W, rank, formats[name], iters=iters, fisher=fisher, seed=seed)
+    F = None if fisher is None else fisher[name]
+    r = ranks[name]
+    if r:
+        lq = lq_decompose(W, r, formats[name], iters=iters, fisher=F, seed=seed)
+    else:
+        W32 = torch.as_tensor(W).to(torch.float32)
+        Q = quantize(W32, formats[name])
+        E = Q.dequantize(torch.float32) - W32
+        if F is None:
+            err = float(E.norm() / W32.norm())
+        else:
+            Fs = F.float().sqrt()
+            err = float((Fs * E).norm() / (Fs * W32).norm())
+        lq = LQResult(Q, W32.new_zeros(W32.shape[0], 0), W32.new_zeros(0, W32.shape[1]), [err], 0)
     return lq, time.perf_counter() - t0
 
 
 def _weighted_error(W, F, rank, fmt, iters, seed):
+    if rank == 0:
+        W32 = W.float()
+        Q = quantize(W32, fmt)
+        return float((F.float().sqrt() * (Q.dequantize(torch.float32) - W32)).square().sum())
     lq = lq_decompose(W, rank, fmt, iters=iters, fisher=F, seed=seed)
     return (lq.error * float((F.float().sqrt() * W.float()).norm())) ** 2
 
 
-def _progress(progress, total):
-    from linalg_core.quant.allocate import _bar
-
-    return _bar(progress if progress else False, total, "compress")
-
-
-def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport, overwrite: bool):
+def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport, overwrite: bool) -> int:
+    """Writes the folder atomically; returns its size in bytes."""
     from safetensors.torch import save_file
 
     parent = os.path.dirname(os.path.abspath(out)) or "."
@@ -209,31 +459,52 @@ def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport,
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
+    aside = None
     try:
         state = {k: v.contiguous() for k, v in tensors.items() if k not in result}
         for name, lq in result.items():
             state.update(lq.Q.state_dict(prefix=f"{name}.q."))
-            state[f"{name}.L1"] = lq.L1.to(torch.bfloat16).contiguous()
-            state[f"{name}.L2"] = lq.L2.to(torch.bfloat16).contiguous()
+            state[f"{name}.L1"] = lq.L1.to(FACTOR_DTYPE).contiguous()
+            state[f"{name}.L2"] = lq.L2.to(FACTOR_DTYPE).contiguous()
         save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "linalg_core.lq"})
-        plan = {"source": report.source, "budget_bits": report.budget, "rank": report.rank,
-                "bits_planned": report.bits_planned,
+        plan = {"source": report.source, "budget_bits": report.budget, "budget_applies_to": "bits_per_weight_total",
+                "rank": report.rank, "ranks_considered": report.ranks,
+                "factor_dtype": str(FACTOR_DTYPE).removeprefix("torch."), "weights": report.weights,
+                "bits_per_weight_quantized": report.bits_per_weight,
+                "bits_per_weight_total": report.bits_per_weight_total, "bits_planned": report.bits_planned,
+                "source_bytes": report.source_bytes,
                 "layers": {r.name: {"shape": list(r.shape), "format": json.loads(result[r.name].Q.format.to_json()),
-                                    "bits_per_param": r.bits_per_param, "relative_error": r.error,
-                                    "seconds": r.seconds} for r in report.layers}}
+                                    "rank": r.rank, "bits_per_param": r.bits_per_param, "bits_total": r.bits_total,
+                                    "relative_error": r.error, "seconds": r.seconds} for r in report.layers},
+                "kept": report.kept}
         with open(os.path.join(tmp, "plan.json"), "w") as f:
             json.dump(plan, f, indent=1)
-        if os.path.exists(out) and overwrite:
-            shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
-        os.replace(tmp, out)
+        for name in ("model.safetensors", "plan.json"):
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        size = sum(os.path.getsize(os.path.join(tmp, n)) for n in os.listdir(tmp))
+        if os.path.lexists(out) and overwrite:
+            aside = os.path.join(parent, f".compress-old-{uuid.uuid4().hex}")
+            os.rename(out, aside)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if aside is not None:
+                os.rename(aside, out)
+                aside = None
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if aside is not None:
+        shutil.rmtree(aside) if os.path.isdir(aside) and not os.path.islink(aside) else os.remove(aside)
+    return size
 
 
 def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor, torch.Tensor]], dict]:
     """({weight name: (Q, L1, L2)}, {other tensor name: tensor}) of a :func:`compress_model` folder;
-    ``Q.dequantize() + L1 @ L2`` approximates the original weight.
+    ``Q.dequantize() + L1 @ L2`` approximates the original weight (a rank-0 layer has empty
+    L1 (m, 0) and L2 (0, n), so the same expression holds).
 
     Everything read is validated: an unreadable or truncated ``model.safetensors`` raises
     ValueError naming it (FileNotFoundError when missing), each ``N.q.*`` group goes through
@@ -245,8 +516,9 @@ def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor
         >>> import tempfile, os
         >>> from linalg_core.quant.compress import compress_model, load_compressed
         >>> out = os.path.join(tempfile.mkdtemp(), "minilm-lq")
-        >>> rep = compress_model(budget=3.0, rank=8, out=out, iters=1, include=r"layer\\.0\\..*dense\\.weight$",
-        ...                      candidates=["nf2", "nf3", "nf4"], progress=False)
+        >>> rep = compress_model(budget=3.5, rank=8, ranks=[8], out=out, iters=1,
+        ...                      include=r"layer\\.0\\..*dense\\.weight$", candidates=["nf2", "nf3", "nf4"],
+        ...                      progress=False)
         >>> layers, rest = load_compressed(out)
         >>> sorted(layers)[0], layers[sorted(layers)[0]][1].shape
         ('encoder.layer.0.attention.output.dense.weight', torch.Size([384, 8]))
@@ -277,8 +549,7 @@ def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor
             factors.append(t)
             used.add(name)
         L1, L2 = factors
-        if len(Q.shape) != 2 or L1.shape[0] != Q.shape[0] or L2.shape[1] != Q.shape[1] or L1.shape[1] != L2.shape[0] \
-                or L1.shape[1] < 1:
+        if len(Q.shape) != 2 or L1.shape[0] != Q.shape[0] or L2.shape[1] != Q.shape[1] or L1.shape[1] != L2.shape[0]:
             raise ValueError(f"{file}: layer {n!r} has Q {Q.shape}, L1 {tuple(L1.shape)}, L2 {tuple(L2.shape)}; "
                              f"expected (m, n), (m, r), (r, n)")
         layers[n] = (Q, L1, L2)
