@@ -201,3 +201,258 @@ def test_lq_compiles_with_inductor():
         assert torch.equal(torch.compile(lq, fullgraph=True, backend="aot_eager")(x), lq(x))
         torch.testing.assert_close(torch.compile(lq, fullgraph=True)(x), lq(x))
     torch._dynamo.reset()
+
+
+# --- whole models: quantize_, bits, files ------------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+from linalg_core.qmatmul import DGQLinear  # noqa: E402
+from linalg_core.quant import DGQConfig, load_model, model_bits_per_weight, quantize_, save_model  # noqa: E402
+from linalg_core.quant import model as qmodel  # noqa: E402
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.GELU(), torch.nn.Linear(128, 64))
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    models = pytest.importorskip("linalg_core.testing.models")
+    try:
+        models.minilm_model()
+    except (FileNotFoundError, ImportError) as e:
+        pytest.skip(str(e))
+    return models
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("fmt, tol", [("q8_0", 0.05), ("nf4", 0.35)])
+def test_quantize_minilm_replaces_only_linear_layers(minilm, fmt, tol):
+    ref_model, model = minilm.minilm_model(), minilm.minilm_model()
+    inputs = minilm.minilm_inputs()
+    linears = {n for n, m in ref_model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert quantize_(model, fmt) is model
+    types = {n: type(m) for n, m in model.named_modules()}
+    assert {n for n, t in types.items() if t is QuantLinear} == linears
+    assert not any(t is torch.nn.Linear for t in types.values())
+    for n, m in ref_model.named_modules():  # everything else is the same module type with the same tensors
+        if n not in linears and not any(n.startswith(lin + ".") for lin in linears):
+            assert types[n] is type(m)
+    ref_state, state = ref_model.state_dict(), model.state_dict()
+    for k in ref_state:
+        if not any(k.startswith(lin + ".") for lin in linears):
+            assert torch.equal(state[k], ref_state[k]), k
+    with torch.no_grad():
+        assert _rel(model(**inputs).last_hidden_state, ref_model(**inputs).last_hidden_state) < tol
+
+
+def test_filter_fn_is_respected(minilm):
+    model = minilm.minilm_model()
+    seen = []
+
+    def first_layer(module, fqn):
+        seen.append(fqn)
+        return isinstance(module, torch.nn.Linear) and fqn.startswith("encoder.layer.0.")
+
+    quantize_(model, "int4", filter_fn=first_layer)
+    assert "encoder.layer.0.attention.self.query" in seen and "embeddings.LayerNorm" in seen
+    for n, m in model.named_modules():
+        if n.startswith("encoder.layer.0.") and n.count(".") >= 4 and n.rsplit(".", 1)[-1] in ("query", "dense"):
+            assert isinstance(m, QuantLinear), n
+    assert isinstance(model.encoder.layer[1].attention.self.query, torch.nn.Linear)
+    assert isinstance(model.pooler.dense, torch.nn.Linear)
+
+
+def test_quantize_lq_and_dgq_configs():
+    x = _x(5, 256)
+    for config, cls, tol in [(LQConfig(rank=8, format="nf3", iters=3, seed=0), LQLinear, 0.2),
+                             (DGQConfig(group_size=128, search="rtn", pad=True), DGQLinear, 0.2),
+                             ("bnb-nf4", QuantLinear, 0.2)]:
+        ref, model = _mlp(), _mlp()
+        quantize_(model, config)
+        assert isinstance(model[0], cls) and isinstance(model[2], cls)
+        with torch.no_grad():
+            assert _rel(model(x), ref(x)) < tol
+
+
+def test_quantize_is_all_or_nothing_and_names_the_layer():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 48), torch.nn.Linear(48, 16))
+    with pytest.raises(ValueError, match="layer '2'"):  # rows of 48 weights: not whole q4_0 blocks
+        quantize_(model, "q4_0")
+    assert all(type(m) is torch.nn.Linear for m in model)
+
+
+def test_shared_layer_is_quantized_once():
+    lin = torch.nn.Linear(64, 64)
+    model = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)
+    quantize_(model, "nf4")
+    assert model[0] is model[2] and isinstance(model[0], QuantLinear)
+
+
+def test_quantize_bad_input():
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        quantize_(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.LayerNorm(4)), "nf4")
+    with pytest.raises(ValueError, match="filter_fn"):
+        quantize_(_mlp(), "nf4", filter_fn=lambda m, fqn: False)
+    with pytest.raises(ValueError, match="nf5"):
+        quantize_(_mlp(), "nf5")
+    with pytest.raises(TypeError, match="config"):
+        quantize_(_mlp(), 4)
+    with pytest.raises(TypeError, match="filter_fn"):
+        quantize_(_mlp(), "nf4", filter_fn="0")
+    with pytest.raises(TypeError, match="model"):
+        quantize_(torch.zeros(3), "nf4")
+    with pytest.raises(ValueError, match="from_linear"):
+        quantize_(torch.nn.Linear(64, 64), "nf4")
+    with pytest.raises(ValueError, match="GELU"):
+        quantize_(_mlp(), "nf4", filter_fn=lambda m, fqn: fqn == "1")
+    mha = torch.nn.Sequential(torch.nn.MultiheadAttention(64, 4))
+    with pytest.raises(ValueError, match="no nn.Linear"):  # out_proj is skipped by default
+        quantize_(mha, "nf4")
+    with pytest.raises(ValueError, match="out_proj"):
+        quantize_(mha, "nf4", filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear))
+    with pytest.raises(ValueError, match="no quantized layers"):
+        model_bits_per_weight(_mlp())
+
+
+def _nf_bytes(n, bits=4, block=64, scale_block=256):
+    nb = -(-n // block)
+    return -(-n * bits // 8) + nb + 4 * -(-nb // scale_block) + 4  # codes, scale codes, scale_max, offset
+
+
+def test_model_bits_per_weight_hand_count():
+    model = quantize_(_mlp(), "nf4")
+    n0, n1 = 128 * 256, 64 * 128
+    assert model_bits_per_weight(model) == pytest.approx(8 * (_nf_bytes(n0) + _nf_bytes(n1)) / (n0 + n1))
+    lq = quantize_(_mlp(), LQConfig(rank=4, format="nf3", iters=2, seed=0))
+    q_bytes = _nf_bytes(n0, 3) + _nf_bytes(n1, 3)
+    f_bytes = 4 * 4 * (128 + 256 + 64 + 128)  # float32 L1, L2
+    assert model_bits_per_weight(lq) == pytest.approx(8 * (q_bytes + f_bytes) / (n0 + n1))
+    assert model_bits_per_weight(lq, factors=False) == pytest.approx(8 * q_bytes / (n0 + n1))
+    dgq = quantize_(_mlp(), DGQConfig(search="rtn"))
+    # codes N·K/2, zeros and int8 group scales N·K/128 each, float32 channel scales and int32 sums
+    d_bytes = sum(N * K // 2 + 2 * N * K // 128 + 8 * N for N, K in ((128, 256), (64, 128)))
+    assert model_bits_per_weight(dgq) == pytest.approx(8 * d_bytes / (n0 + n1))
+    mixed = _mlp()
+    quantize_(mixed, "q4_0", filter_fn=lambda m, fqn: fqn == "0")  # the float layer is not counted
+    assert model_bits_per_weight(mixed) == 4.5
+
+
+def test_save_load_round_trip_transformers(minilm, tmp_path):
+    model = quantize_(minilm.minilm_model(), "nf3")
+    inputs = minilm.minilm_inputs()
+    path = save_model(model, tmp_path / "saved")
+    assert sorted(os.listdir(path)) == ["config.json", "model.safetensors", "quantization.json"]
+    meta = json.loads((path / "quantization.json").read_text())
+    assert meta["only_linalg_core_reads"] == ["nf3-b64-s8x256-fp32"] and "no other tool" in meta["note"]
+    info = meta["modules"]["encoder.layer.0.attention.self.query"]
+    assert info["class"] == "QuantLinear" and info["format"]["bits"] == 3 and info["readable_by"] == ["linalg_core"]
+    assert meta["bits_per_weight"] == pytest.approx(model_bits_per_weight(model))
+    loaded = load_model(path)
+    assert type(loaded) is type(model) and not loaded.training
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).last_hidden_state, model(**inputs).last_hidden_state)
+    assert model_bits_per_weight(loaded) == model_bits_per_weight(model)
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(10, 64)
+        self.body = torch.nn.Linear(64, 64)
+        self.head = torch.nn.Linear(64, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.body(self.emb(ids))))
+
+
+@pytest.mark.parametrize("config", ["bnb-nf4", LQConfig(rank=4, format="nf4", iters=2, seed=0),
+                                    DGQConfig(search="rtn", pad=True)])
+def test_save_load_round_trip_plain_module(tmp_path, config):
+    model = quantize_(_Tied(), config, filter_fn=lambda m, fqn: fqn == "body")
+    ids = torch.tensor([[1, 2, 3], [4, 5, 9]])
+    save_model(model, tmp_path / "m")
+    with pytest.raises(ValueError, match="model="):
+        load_model(tmp_path / "m")
+    arch = _Tied()
+    loaded = load_model(tmp_path / "m", model=arch)
+    assert isinstance(arch.body, torch.nn.Linear)  # the architecture passed is not modified
+    assert loaded.head.weight is loaded.emb.weight  # tied tensors stay tied
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), model(ids))
+    with torch.device("meta"):
+        meta_arch = _Tied()
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "m", model=meta_arch)(ids), model(ids))
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    model = quantize_(_mlp(), "nf4")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(qmodel, "_save_file", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(model, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []  # no directory, no temporary left behind
+    monkeypatch.undo()
+    save_model(model, tmp_path / "out")
+    with pytest.raises(FileExistsError):
+        save_model(model, tmp_path / "out")
+    monkeypatch.setattr(qmodel, "_save_file", fail)
+    with pytest.raises(OSError):
+        save_model(quantize_(_mlp(seed=1), "int4"), tmp_path / "out", overwrite=True)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    x = _x(2, 256)
+    assert torch.equal(load_model(tmp_path / "out", model=_mlp())(x), model(x))  # the old save is intact
+    other = quantize_(_mlp(seed=1), "int4")
+    save_model(other, tmp_path / "out", overwrite=True)
+    assert torch.equal(load_model(tmp_path / "out", model=_mlp())(x), other(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_save_load_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="no quantized layers"):
+        save_model(_mlp(), tmp_path / "x")
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a model saved"):
+        load_model(tmp_path / "empty")
+    model = quantize_(_mlp(), "nf4")
+    path = save_model(model, tmp_path / "ok")
+    with pytest.raises(ValueError, match="no module"):
+        load_model(path, model=torch.nn.Sequential(torch.nn.Linear(256, 128)))
+    with pytest.raises(ValueError, match="64 x 128"):
+        load_model(path, model=torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.GELU(),
+                                                   torch.nn.Linear(128, 32)))
+    with pytest.raises(TypeError, match="model"):
+        load_model(path, model="mlp")
+    (path / "quantization.json").write_text("{not json")
+    with pytest.raises(ValueError, match="JSON"):
+        load_model(path, model=_mlp())
+    path = save_model(model, tmp_path / "ok2")
+    (path / "model.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(ValueError, match="safetensors"):
+        load_model(path, model=_mlp())
+    path = save_model(model, tmp_path / "ok3")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path / "model.safetensors"))
+    state["0.weight.scale_max"] = torch.full_like(state["0.weight.scale_max"], float("inf"))
+    save_file(state, str(path / "model.safetensors"))
+    with pytest.raises(ValueError, match="scale_max"):
+        load_model(path, model=_mlp())
+    with pytest.raises(ValueError, match="not a directory"):
+        save_model(model, path / "model.safetensors")

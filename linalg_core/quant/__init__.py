@@ -17,6 +17,7 @@ from linalg_core.quant.compress import compress_model, load_compressed
 from linalg_core.quant.config import DGQConfig, LQConfig, QuantConfig, quantize_weight, register_quantizer
 from linalg_core.quant.formats import GGUF, BnbNF4, Format, IntGroup, NormalFloat, parse
 from linalg_core.quant.lq import LQResult, lq_decompose
+from linalg_core.quant.model import load_model, model_bits_per_weight, quantize_, quantized_layers, save_model
 from linalg_core.quant.modules import LQLinear, QuantizedWeight, QuantLinear
 from linalg_core.quant.tensor import QuantizedTensor, quantize
 
@@ -24,7 +25,8 @@ __all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "Quan
            "lq_decompose", "allocate_bits", "AllocationPlan", "default_candidates",
            "compress_model", "load_compressed", "QuantConfig", "DGQConfig", "LQConfig", "quantize_weight",
            "register_quantizer"]
-__all__ += ["QuantLinear", "LQLinear", "QuantizedWeight"]
+__all__ += ["QuantLinear", "LQLinear", "QuantizedWeight", "quantize_", "quantized_layers", "model_bits_per_weight",
+            "save_model", "load_model"]
 
 from linalg_core.quant.export import to_bitsandbytes, to_gguf  # noqa: E402
 

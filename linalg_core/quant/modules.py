@@ -323,7 +323,8 @@ class LQLinear(_QuantizedLinearBase):
         (8, torch.Size([64, 8]), torch.Size([8, 128]))
     """
 
-    def __init__(self, quantized: QuantizedTensor, L1: torch.Tensor, L2: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, quantized: QuantizedTensor, L1: torch.Tensor, L2: torch.Tensor,
+                 bias: torch.Tensor | None = None):
         super().__init__()
         self._init_weight(quantized, bias)
         L1, L2 = self._check_factors(L1, L2, quantized.device)
