@@ -239,10 +239,13 @@ def test_gguf_bad_input(tmp_path):
     with pytest.warns(UserWarning, match="no tensor-name map for arch 'myarch'"):
         T, fields = _read(to_gguf({"w": W}, tmp_path / "x.gguf", arch="myarch"))
     assert list(T) == ["w"] and fields["general.architecture"] == "myarch"
-    # an arch whose llama.cpp conversion transforms tensors (llama: q/k row permutation): names kept, said so
-    with pytest.warns(UserWarning, match="q/k row permutation"):
-        T, fields = _read(to_gguf({"model.layers.0.self_attn.q_proj.weight": W}, tmp_path / "x.gguf", arch="llama"))
-    assert list(T) == ["model.layers.0.self_attn.q_proj.weight"] and fields["general.architecture"] == "llama"
+    # an arch whose llama.cpp conversion transforms tensors (gemma: norm offsets): names kept, said so
+    with pytest.warns(UserWarning, match="does more than rename"):
+        T, fields = _read(to_gguf({"model.norm.weight": W[0]}, tmp_path / "x.gguf", arch="gemma"))
+    assert list(T) == ["model.norm.weight"] and fields["general.architecture"] == "gemma"
+    # llama's q/k permutation needs the head counts of a config
+    with pytest.raises(ValueError, match="pass the model"):
+        to_gguf({"model.layers.0.self_attn.q_proj.weight": W}, tmp_path / "x.gguf", arch="llama")
     assert sorted(os.listdir(tmp_path)) == ["x.gguf"]
 
 
@@ -359,3 +362,69 @@ def test_to_bitsandbytes_bad_input():
     with pytest.raises(ValueError, match="L1·L2"):
         to_bitsandbytes(torch.nn.Sequential(
             LQLinear(quantize(_randn(32, 64), "bnb-nf4"), torch.zeros(32, 4), torch.zeros(4, 64))))
+
+
+# --- to_gguf: llama -----------------------------------------------------------------------------
+
+def _llama_permute(W, n_head, n_head_kv):
+    """llama.cpp's LlamaModel.permute (convert_hf_to_gguf), for the check."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return W.reshape(n_head, 2, W.shape[0] // n_head // 2, *W.shape[1:]).swapaxes(1, 2).reshape(W.shape)
+
+
+def _tiny_llama(**kw):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                   attention_bias=True, **kw)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def test_gguf_llama_names_permutation_and_metadata(tmp_path):
+    """A Llama decoder quantized in place: llama.cpp's names, its q/k row permutation applied to the
+    stored Q4_0 / Q8_0 blocks (byte-identical to quantizing the permuted weight), its metadata."""
+    model = _tiny_llama()
+    W = {}
+    for name, mod in list(model.named_modules()):
+        if name.startswith("model.layers.") and isinstance(mod, torch.nn.Linear):
+            parent, _, child = name.rpartition(".")
+            W[name] = (mod.weight.detach().clone(), None if mod.bias is None else mod.bias.detach().clone())
+            fmt = "q8_0" if child == "k_proj" else "q4_0"
+            setattr(model.get_submodule(parent), child, QuantLinear(quantize(mod.weight.detach(), fmt), mod.bias))
+    T, fields = _read(to_gguf(model, tmp_path / "llama.gguf", name="tiny-llama"))
+    assert fields["general.architecture"] == "llama" and fields["general.name"] == "tiny-llama"
+    assert fields["llama.block_count"] == 2 and fields["llama.embedding_length"] == 64
+    assert fields["llama.attention.head_count"] == 4 and fields["llama.attention.head_count_kv"] == 2
+    assert fields["llama.rope.dimension_count"] == 16 and fields["llama.vocab_size"] == 96
+    assert fields["llama.rope.freq_base"] == pytest.approx(model.config.rope_parameters["rope_theta"])
+    assert fields["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(model.config.rms_norm_eps)
+    assert {"token_embd.weight", "output_norm.weight", "output.weight", "blk.1.attn_norm.weight",
+            "blk.1.ffn_norm.weight", "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight",
+            "blk.0.attn_v.weight", "blk.0.attn_output.weight"} <= set(T)
+    Q40, Q80 = gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q8_0
+    for i in range(2):
+        Wq, bq = W[f"model.layers.{i}.self_attn.q_proj"]
+        Wk, bk = W[f"model.layers.{i}.self_attn.k_proj"]
+        q, k = T[f"blk.{i}.attn_q.weight"], T[f"blk.{i}.attn_k.weight"]
+        assert q.tensor_type == Q40 and _shape(q) == (64, 64) and k.tensor_type == Q80 and _shape(k) == (32, 64)
+        assert q.data.tobytes() == gguf.quants.quantize(_llama_permute(Wq, 4, 4).numpy(), Q40).tobytes()
+        assert k.data.tobytes() == gguf.quants.quantize(_llama_permute(Wk, 4, 2).numpy(), Q80).tobytes()
+        assert q.data.tobytes() != gguf.quants.quantize(Wq.numpy(), Q40).tobytes()  # the permutation did something
+        assert T[f"blk.{i}.attn_q.bias"].data.tobytes() == _llama_permute(bq, 4, 4).numpy().tobytes()
+        assert T[f"blk.{i}.attn_k.bias"].data.tobytes() == _llama_permute(bk, 4, 2).numpy().tobytes()
+        Wv, _ = W[f"model.layers.{i}.self_attn.v_proj"]  # not permuted
+        assert T[f"blk.{i}.attn_v.weight"].data.tobytes() == gguf.quants.quantize(Wv.numpy(), Q40).tobytes()
+    # float weights get the same permutation
+    T2, _ = _read(to_gguf(_tiny_llama(), tmp_path / "f.gguf"))
+    ref = _tiny_llama()  # same seed: same weights
+    Wq = ref.model.layers[0].self_attn.q_proj.weight.detach()
+    assert T2["blk.0.attn_q.weight"].data.tobytes() == _llama_permute(Wq, 4, 4).numpy().tobytes()
+
+
+def test_gguf_llama_refuses_rope_scaling(tmp_path):
+    model = _tiny_llama(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
+    with pytest.raises(ValueError, match="'linear' RoPE scaling"):
+        to_gguf(model, tmp_path / "x.gguf")
+    assert os.listdir(tmp_path) == []

@@ -45,7 +45,9 @@ _STRIPPED = {"bert": ("bert.",)}
 _RENAMED = {"bert": ((".gamma", ".weight"), (".beta", ".bias"))}
 # the architectures whose llama.cpp conversion is renaming, dropping and metadata only (no tensor
 # transforms), which to_gguf reproduces
-_CONVERTED = {"bert"}
+_CONVERTED = {"bert", "llama"}
+# llama.cpp's LlamaModel.permute of the q / k projections (rows reordered for its RoPE layout)
+_PERMUTED = {"llama": (("q_proj.weight", "q_proj.bias"), ("k_proj.weight", "k_proj.bias"))}
 _FLOAT_TYPES = {"f16": torch.float16, "f32": torch.float32}
 _INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64}
 
@@ -189,31 +191,36 @@ def _n_blocks(names, config) -> int:
 
 
 def _rename(names, arch: str, config, prefix: str | None):
-    """{original name: GGUF name} through gguf's TensorNameMap for ``arch``, and the names llama.cpp's
-    converter drops. ValueError for names the map cannot place."""
+    """({original name: GGUF name}, {original name: the Hugging Face name it was matched as}) through
+    gguf's TensorNameMap for ``arch``, leaving out (with a warning) the names llama.cpp's converter
+    drops. ValueError for names the map cannot place."""
     import gguf
 
     tmap = gguf.get_tensor_name_map(_gguf_arch(arch), _n_blocks(names, config))
     dropped, dropped_prefixes = _DROPPED.get(arch, set()), _DROPPED_PREFIXES.get(arch, ())
-    strip = (*_STRIPPED.get(arch, ()), *((prefix + ".",) if prefix else ()))
-    out, skipped, unknown = {}, [], []
+    out, matched, skipped, unknown = {}, {}, [], []
     for n in names:
         base = n
-        for p in strip:
+        for p in _STRIPPED.get(arch, ()):
             if base.startswith(p):
                 base = base[len(p):]
                 break
         for old, new in _RENAMED.get(arch, ()):
             if base.endswith(old):
                 base = base[: -len(old)] + new
-        if base in dropped or base.startswith(dropped_prefixes):
+        cands = [base]
+        if prefix:  # the base model's prefix ("bert.", "model."): tried without it, and with it
+            cands.append(base[len(prefix) + 1:] if base.startswith(prefix + ".") else f"{prefix}.{base}")
+        if any(c in dropped or c.startswith(dropped_prefixes) for c in cands):
             skipped.append(n)
             continue
-        new = tmap.get_name(base, try_suffixes=(".weight", ".bias"))
-        if new is None:
-            unknown.append(n)
+        for c in cands:
+            new = tmap.get_name(c, try_suffixes=(".weight", ".bias"))
+            if new is not None:
+                out[n], matched[n] = new, c
+                break
         else:
-            out[n] = new
+            unknown.append(n)
     if unknown:
         raise ValueError(f"gguf's tensor-name map for arch {arch!r} has no name for {len(unknown)} tensors: "
                          f"{unknown[:8]}{' ...' if len(unknown) > 8 else ''}; leave them out of the mapping, or pass "
@@ -221,18 +228,63 @@ def _rename(names, arch: str, config, prefix: str | None):
     if skipped:
         warnings.warn(f"to_gguf: not writing {skipped} (llama.cpp's converter drops them for arch {arch!r}; its "
                       f"loader would refuse the file with them)", UserWarning, stacklevel=3)
-    return out
+    return out, matched
+
+
+def _permuted_rows(name: str, v, n_head: int):
+    """``v`` with llama.cpp's ``LlamaModel.permute`` applied to its rows (n_head groups of two
+    halves interleaved): a tensor indexed, a GGUF QuantizedTensor's blocks reordered by whole
+    rows (each row is whole blocks, so this equals quantizing the permuted weight)."""
+    rows = v.shape[0]
+    if rows % (2 * n_head):
+        raise ValueError(f"tensor {name!r} has {rows} rows, not a multiple of 2 × {n_head} heads: llama.cpp's q/k "
+                         f"permutation does not apply")
+    idx = torch.arange(rows).reshape(n_head, 2, rows // n_head // 2).transpose(1, 2).reshape(-1)
+    if not isinstance(v, QuantizedTensor):
+        return v.detach()[idx.to(v.device)]
+    if not isinstance(v.format, GGUF) or len(v.shape) != 2:
+        return v  # refused (or checked) where it is written
+    blocks = v.data["blocks"]
+    per_row = v.shape[1] // 32
+    data = {"blocks": blocks.reshape(rows, per_row, -1)[idx.to(blocks.device)].reshape(blocks.shape)}
+    return QuantizedTensor(v.format, v.shape, v.orig_dtype, data)
+
+
+def _config_value(config, *keys):
+    for k in keys:
+        v = getattr(config, k, None)
+        if v is None and isinstance(getattr(config, "rope_parameters", None), dict):
+            v = config.rope_parameters.get(k)
+        if v is not None and not isinstance(v, bool):
+            return v
+    return None
+
+
+def _check_llama(config) -> None:
+    """The head counts llama.cpp's llama conversion needs, and what it does that to_gguf does not."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    kind = rope.get("rope_type", rope.get("type")) if isinstance(rope, dict) else None
+    if kind not in (None, "default"):
+        raise ValueError(f"to_gguf does not reproduce llama.cpp's {kind!r} RoPE scaling for arch 'llama' (its rope "
+                         f"metadata / rope_freqs tensor); only models with default RoPE are converted")
+    if _config_value(config, "num_local_experts"):
+        raise ValueError("to_gguf does not merge llama.cpp's mixture-of-experts tensors for arch 'llama'")
+
+
+def _llama_heads(config, name: str) -> tuple[int, int]:
+    n_head = _config_value(config, "num_attention_heads", "n_heads")
+    if not isinstance(n_head, int):
+        raise ValueError(f"tensor {name!r}: arch 'llama' permutes the q/k projections by attention heads, which "
+                         f"come from a transformers config: pass the model (with .config) rather than a mapping")
+    n_kv = _config_value(config, "num_key_value_heads", "n_kv_heads")
+    return n_head, (n_kv if isinstance(n_kv, int) else n_head)
 
 
 def _config_metadata(writer, arch: str, config) -> None:
     """The hyperparameters llama.cpp's converter writes from a transformers config (TextModel's
     set_gguf_parameters), through the writer's helpers."""
     def get(*keys):
-        for k in keys:
-            v = getattr(config, k, None)
-            if v is not None and not isinstance(v, bool):
-                return v
-        return None
+        return _config_value(config, *keys)
 
     for keys, add in ((("num_hidden_layers", "n_layer", "num_layers"), writer.add_block_count),
                       (("max_position_embeddings", "n_ctx", "n_positions"), writer.add_context_length),
@@ -250,6 +302,13 @@ def _config_metadata(writer, arch: str, config) -> None:
         v = get(*keys)
         if isinstance(v, (int, float)):
             add(float(v))
+    if arch == "llama":
+        n_head = get("num_attention_heads", "n_heads")
+        rope_dim = get("head_dim")
+        if not isinstance(rope_dim, int) and isinstance(n_head, int) and isinstance(get("hidden_size"), int):
+            rope_dim = get("hidden_size") // n_head
+        if isinstance(rope_dim, int):
+            writer.add_rope_dimension_count(rope_dim)
     if arch == "bert":
         writer.add_causal_attention(False)
         pooling = _pooling_type(config)
@@ -317,14 +376,17 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
     gives for the same weights, and ``gguf.GGUFReader`` reads every tensor back with the type,
     shape and bytes written.
 
-    Tensor names: for ``arch="bert"`` (BERT / MiniLM encoders), the Hugging Face names are
-    translated with gguf-py's ``TensorNameMap`` as llama.cpp's ``convert_hf_to_gguf.py`` does (e.g.
+    Tensor names: for ``arch="bert"`` (BERT / MiniLM encoders) and ``arch="llama"`` (Llama /
+    Mistral-style decoders with default RoPE, no experts), the Hugging Face names are translated
+    with gguf-py's ``TensorNameMap`` as llama.cpp's ``convert_hf_to_gguf.py`` does (e.g.
     ``encoder.layer.0.attention.self.query.weight`` → ``blk.0.attn_q.weight``; the tensors it
-    drops, such as BERT's pooler, are left out with a warning); a name the map cannot place is a
-    ValueError. For any other ``arch``, or none, the names are written as given (the file is then
+    drops, such as BERT's pooler, are left out with a warning), and llama's q/k projections get
+    its row permutation (Q4_0 / Q8_0 blocks moved by whole rows: the bytes of quantizing the
+    permuted weight); a name the map cannot place is a ValueError, and so is a llama config with
+    RoPE scaling or experts. For any other ``arch``, or none, the names are written as given (the file is then
     readable by ``gguf`` but is not a model llama.cpp can load), with a warning for an arch gguf-py
-    knows: llama.cpp's converter transforms some tensors for those (llama's q/k row permutation,
-    gemma's norm offsets, ...), and half a conversion would load and compute wrongly.
+    knows: llama.cpp's converter transforms some tensors for those (gemma's norm offsets, ...),
+    and half a conversion would load and compute wrongly.
 
     Metadata: ``general.architecture`` (``arch``; default: a transformers model's
     ``config.model_type``, else ``"linalg_core"``), ``general.type`` = ``"model"``,
@@ -333,8 +395,8 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
     converter writes with the writer's helpers (``{arch}.block_count``, ``context_length``,
     ``embedding_length``, ``feed_forward_length``, ``attention.head_count``,
     ``attention.layer_norm_epsilon``, ...; for BERT ``attention.causal`` and, for a
-    sentence-transformers model loaded from a folder, its ``pooling_type``). No tokenizer is
-    written.
+    sentence-transformers model loaded from a folder, its ``pooling_type``; for llama
+    ``rope.dimension_count``). No tokenizer is written.
 
     Args:
         model_or_tensors: a mapping {name: QuantizedTensor in ``GGUF("q4_0" | "q8_0")`` | tensor},
@@ -428,11 +490,22 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
 
     arch = arch or "linalg_core"
     if arch in _CONVERTED:
-        names = _rename(list(items), arch, config, prefix)
-        items = {names[k]: v for k, v in items.items() if k in names}
+        if arch == "llama":
+            _check_llama(config)
+        names, matched = _rename(list(items), arch, config, prefix)
+        renamed = {}
+        for k, v in items.items():
+            if k not in names:
+                continue
+            for which, suffixes in enumerate(_PERMUTED.get(arch, ())):
+                if matched[k].endswith(suffixes):
+                    n_head, n_kv = _llama_heads(config, k)
+                    v = _permuted_rows(k, v, n_head if which == 0 else n_kv)
+            renamed[names[k]] = v
+        items = renamed
     elif _gguf_arch(arch) is not None:
         warnings.warn(f"to_gguf: tensor names written as given: for arch {arch!r} llama.cpp's converter does more "
-                      f"than rename tensors (e.g. llama's q/k row permutation, gemma's norm offsets), which to_gguf "
+                      f"than rename tensors (e.g. gemma's norm offsets, qwen's merged experts), which to_gguf "
                       f"does not reproduce; it follows llama.cpp's conversion for {sorted(_CONVERTED)} only",
                       UserWarning, stacklevel=2)
     elif arch != "linalg_core":
