@@ -456,3 +456,21 @@ def test_save_load_bad_input(tmp_path):
         load_model(path, model=_mlp())
     with pytest.raises(ValueError, match="not a directory"):
         save_model(model, path / "model.safetensors")
+
+
+def test_no_float_copy_of_the_weight_is_kept():
+    lq = LQLinear.from_linear(_linear(), LQConfig(rank=4, format="nf4", seed=0))
+    lq(_x(3, 128))
+    held = list(lq.state_dict().values()) + list(lq.quantized.data.values())
+    held += [v for m in lq.modules() for v in vars(m).values() if isinstance(v, torch.Tensor)]
+    assert not any(t.is_floating_point() and t.numel() >= 64 * 128 for t in held)
+    assert all(any(t is b for b in lq.weight.buffers()) for t in lq.quantized.data.values())
+
+
+def test_quantized_minilm_compiles_fullgraph_equal_to_eager(minilm):
+    torch._dynamo.reset()
+    model, inputs = quantize_(minilm.minilm_model(), "nf4"), minilm.minilm_inputs()
+    with torch.no_grad():
+        want = model(**inputs).last_hidden_state
+        assert torch.equal(torch.compile(model, fullgraph=True, backend="aot_eager")(**inputs).last_hidden_state, want)
+    torch._dynamo.reset()
