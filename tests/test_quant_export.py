@@ -423,6 +423,15 @@ def test_gguf_llama_names_permutation_and_metadata(tmp_path):
     assert T2["blk.0.attn_q.weight"].data.tobytes() == _llama_permute(Wq, 4, 4).numpy().tobytes()
 
 
+def test_gguf_llama_drops_rotary_buffers(tmp_path):
+    """Old checkpoints' inv_freq buffers are dropped as llama.cpp's converter drops them (said so)."""
+    items = {"model.layers.0.self_attn.v_proj.weight": _randn(32, 64),
+             "model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(8)}
+    with pytest.warns(UserWarning, match="rotary_emb.inv_freq"):
+        T, _ = _read(to_gguf(items, tmp_path / "x.gguf", arch="llama"))
+    assert list(T) == ["blk.0.attn_v.weight"]
+
+
 def test_gguf_llama_refuses_rope_scaling(tmp_path):
     model = _tiny_llama(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
     with pytest.raises(ValueError, match="'linear' RoPE scaling"):

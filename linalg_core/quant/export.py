@@ -41,6 +41,7 @@ _MAX_DIMS = 4
 # load them) by name and by prefix, the model prefixes it strips, the suffixes it renames
 _DROPPED = {"bert": {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}}
 _DROPPED_PREFIXES = {"bert": ("cls.predictions", "cls.seq_relationship")}
+_DROPPED_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")  # every arch
 _STRIPPED = {"bert": ("bert.",)}
 _RENAMED = {"bert": ((".gamma", ".weight"), (".beta", ".bias"))}
 # the architectures whose llama.cpp conversion is renaming, dropping and metadata only (no tensor
@@ -211,7 +212,7 @@ def _rename(names, arch: str, config, prefix: str | None):
         cands = [base]
         if prefix:  # the base model's prefix ("bert.", "model."): tried without it, and with it
             cands.append(base[len(prefix) + 1:] if base.startswith(prefix + ".") else f"{prefix}.{base}")
-        if any(c in dropped or c.startswith(dropped_prefixes) for c in cands):
+        if any(c in dropped or c.startswith(dropped_prefixes) or c.endswith(_DROPPED_SUFFIXES) for c in cands):
             skipped.append(n)
             continue
         for c in cands:
