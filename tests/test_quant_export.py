@@ -423,6 +423,15 @@ def test_gguf_llama_names_permutation_and_metadata(tmp_path):
     assert T2["blk.0.attn_q.weight"].data.tobytes() == _llama_permute(Wq, 4, 4).numpy().tobytes()
 
 
+def test_gguf_llama_tied_embeddings_written_once(tmp_path):
+    model = _tiny_llama(tie_word_embeddings=True)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    T, _ = _read(to_gguf(model, tmp_path / "x.gguf"))
+    assert "token_embd.weight" in T and "output.weight" not in T
+    untied = _tiny_llama()
+    assert "output.weight" in _read(to_gguf(untied, tmp_path / "y.gguf"))[0]
+
+
 def test_gguf_llama_drops_rotary_buffers(tmp_path):
     """Old checkpoints' inv_freq buffers are dropped as llama.cpp's converter drops them (said so)."""
     items = {"model.layers.0.self_attn.v_proj.weight": _randn(32, 64),

@@ -403,7 +403,8 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
         model_or_tensors: a mapping {name: QuantizedTensor in ``GGUF("q4_0" | "q8_0")`` | tensor},
             or an ``nn.Module``: its quantized layers (``.quantized`` in a GGUF format, ``.bias``)
             give ``<layer>.weight`` (Q4_0 / Q8_0) and ``<layer>.bias``, the rest of its
-            ``state_dict`` is written as plain tensors. Plain float tensors: 1-D ones as F32
+            ``state_dict`` is written as plain tensors (a tensor tied to one written before, with
+            ``config.tie_word_embeddings``, is written once, as llama.cpp's converter does). Plain float tensors: 1-D ones as F32
             (llama.cpp's convention for norms and biases, exact), others in their own dtype
             (float32 → F32, float16 → F16, bfloat16 → BF16) unless ``float_type`` says otherwise;
             int8/16/32/64 as I8/I16/I32/I64, bool as I8.
@@ -454,9 +455,15 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
         layers = _quantized_layers(model, "gguf")
         items: dict = {}
         state = model.state_dict()
+        seen_storage = {}
         for k, v in state.items():
-            if not any(k.startswith(n + ".") if n else True for n in layers):
-                items[k] = v
+            if any(k.startswith(n + ".") if n else True for n in layers):
+                continue
+            key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype)
+            if getattr(config, "tie_word_embeddings", False) and key in seen_storage and v.numel():
+                continue  # a tied copy (lm_head = embeddings): llama.cpp reads the embeddings for it
+            seen_storage[key] = k
+            items[k] = v
         for n, m in layers.items():
             if not hasattr(m, "bias"):  # a bare quantized weight: the tensor under its own name
                 items[n or "weight"] = m.quantized
