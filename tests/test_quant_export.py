@@ -262,6 +262,10 @@ def test_gguf_mapping_with_arch_translates_names(tmp_path):
     assert list(T) == ["blk.1.attn_k.weight", "blk.1.attn_k.bias", "blk.0.attn_v.weight", "token_embd_norm.weight",
                        "token_embd_norm.bias"]
     assert fields["general.name"] == "tiny" and "bert.block_count" not in fields  # no config: no hyperparameters
+    # two names for one GGUF tensor: refused, naming both (never one silently overwritten)
+    with pytest.raises(ValueError, match="'embeddings.LayerNorm.weight' and 'bert.embeddings.LayerNorm.gamma'"):
+        to_gguf({"embeddings.LayerNorm.weight": torch.ones(64), "bert.embeddings.LayerNorm.gamma": torch.ones(64)},
+                tmp_path / "y.gguf", arch="bert")
 
 
 # --- to_bitsandbytes -------------------------------------------------------------------------

@@ -501,10 +501,14 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
         if arch == "llama":
             _check_llama(config)
         names, matched = _rename(list(items), arch, config, prefix)
-        renamed = {}
+        renamed, source = {}, {}
         for k, v in items.items():
             if k not in names:
                 continue
+            if names[k] in source:
+                raise ValueError(f"tensors {source[names[k]]!r} and {k!r} both become {names[k]!r} in llama.cpp's "
+                                 f"{arch!r} layout")
+            source[names[k]] = k
             for which, suffixes in enumerate(_PERMUTED.get(arch, ())):
                 if matched[k].endswith(suffixes):
                     n_head, n_kv = _llama_heads(config, k)
@@ -513,7 +517,7 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
         items = renamed
     elif _gguf_arch(arch) is not None:
         warnings.warn(f"to_gguf: tensor names written as given: for arch {arch!r} llama.cpp's converter does more "
-                      f"than rename tensors (e.g. gemma's norm offsets, qwen's merged experts), which to_gguf "
+                      f"than rename tensors (e.g. gemma's norm offsets, merged MoE experts), which to_gguf "
                       f"does not reproduce; it follows llama.cpp's conversion for {sorted(_CONVERTED)} only",
                       UserWarning, stacklevel=2)
     elif arch != "linalg_core":
