@@ -450,3 +450,16 @@ def test_gguf_llama_refuses_rope_scaling(tmp_path):
     with pytest.raises(ValueError, match="'linear' RoPE scaling"):
         to_gguf(model, tmp_path / "x.gguf")
     assert os.listdir(tmp_path) == []
+
+
+def test_both_exports_refuse_dgq_layers(tmp_path):
+    from linalg_core.qmatmul import DGQLinear
+    from linalg_core.quant import DGQConfig
+
+    model = torch.nn.Sequential(DGQLinear.from_linear(torch.nn.Linear(256, 64), DGQConfig()))
+    with pytest.raises(ValueError, match="'0' is a DGQLinear .* GGUF cannot hold"):
+        to_gguf(model, tmp_path / "x.gguf")
+    pytest.importorskip("bitsandbytes")
+    with pytest.raises(ValueError, match="'0' is a DGQLinear .* bitsandbytes cannot hold"):
+        to_bitsandbytes(model)
+    assert os.listdir(tmp_path) == [] and isinstance(model[0], DGQLinear)
