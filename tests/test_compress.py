@@ -279,3 +279,18 @@ def test_overwrite_replaces_the_folder_atomically(tmp_path, capsys):
     assert main(["compress", "--budget", "3.0", "--rank", "8", "-o", str(out), "--include", LAYER0, "--overwrite"]
                 + FAST) == 0
     assert sorted(os.listdir(out)) == ["model.safetensors", "plan.json"] and os.listdir(tmp_path) == ["o"]
+
+
+def test_pair_errors_equal_the_per_format_decompositions():
+    """pair_errors shares one SVD per rank across the formats (one alternation): the same errors
+    as lq_decompose / quantize per (format, rank)."""
+    from linalg_core.quant import lq_decompose, quantize
+    from linalg_core.quant.allocate import pair_errors
+
+    W = read_safetensors(minilm_path())["encoder.layer.3.attention.self.key.weight"].float()
+    cands, ranks = ["nf2", "nf3", "int4", "q4_0"], [0, 4, 400]
+    E = pair_errors(W, cands, ranks, iters=1, seed=3)
+    for j, c in enumerate(cands):
+        assert E[0, j] == float((quantize(W, c).dequantize(torch.float32) - W).square().sum())
+        assert E[1, j] == (lq_decompose(W, 4, c, iters=1, seed=3).error * float(W.norm())) ** 2
+    assert np.isinf(E[2]).all()  # rank 400 >= min(384, 384): no candidate

@@ -99,11 +99,28 @@ def pair_errors(W, candidates, ranks, *, iters: int = 1, seed=0) -> np.ndarray:
     Shape:
         W: (m, n);  result: (len(ranks), len(candidates))
     """
+    from linalg_core.quant.lq import lq_decompose
+    from linalg_core.quant.tensor import quantize
+
     W32 = torch.as_tensor(W).to(torch.float32)
-    E = np.full((len(ranks), len(candidates)), np.inf)
+    cands = [parse(c) for c in candidates]
+    E = np.full((len(ranks), len(cands)), np.inf)
     for k, r in enumerate(ranks):
-        if r < min(W32.shape):
-            E[k] = candidate_errors({"W": W32}, candidates, rank=r, iters=iters, seed=seed, progress=False)[0]
+        if r >= min(W32.shape):
+            continue
+        if r == 0 or iters != 1:
+            E[k] = candidate_errors({"W": W32}, cands, rank=r, iters=iters, seed=seed, progress=False)[0]
+            continue
+        # one alternation from Q = 0: L1·L2 = SVD_r(W) whatever the format, so one SVD serves every
+        # candidate; the same operations as lq_decompose(W, r, fmt, iters=1), so the same errors
+        lq = lq_decompose(W32, r, cands[0], iters=1, seed=seed)
+        norm = float(W32.norm())
+        E[k, 0] = (lq.error * norm) ** 2
+        residual = torch.addmm(W32, lq.L1, lq.L2, alpha=-1)
+        for j, fmt in enumerate(cands[1:], 1):
+            Q = quantize(residual, fmt)
+            err = float(torch.addmm(Q.dequantize(torch.float32), lq.L1, lq.L2).sub_(W32).neg_().norm()) / norm
+            E[k, j] = (err * norm) ** 2
     return E
 
 

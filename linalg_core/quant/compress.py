@@ -363,14 +363,11 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
     parallel = executor is not None and F is None
     where = files[0] if len(files) == 1 else os.path.dirname(files[0])
 
-    def planned(name, E):
-        k, j = np.unravel_index(np.argmin(np.where(np.isfinite(E), E, np.inf)), E.shape)
-        return f": best error at rank {ranks[k]} {cands[j]}"
-
     task = (functools.partial(_pair_task, cands, ranks, plan_iters, seed) if F is None else
             functools.partial(_weighted_pair_task, cands, ranks, plan_iters, seed, F))
     rows = _map(task, names, mats, where, executor if parallel else None,
-                _Progress(progress, "plan", len(names)), planned)
+                _Progress(progress, "plan", len(names)),
+                lambda name, E: f": {int(np.isfinite(E).sum())} (format, rank) pairs measured")
     plan = allocate_bits(mats, budget, candidates=cands, ranks=ranks, errors=np.stack([rows[n] for n in names]))
 
     report = CompressionReport(", ".join(files), None if out is None else os.fspath(out), float(budget), max(ranks),
