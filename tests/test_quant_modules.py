@@ -133,9 +133,15 @@ def test_lq_state_dict_round_trip():
 def test_load_state_dict_validates():
     q = QuantLinear.from_linear(_linear(), "nf4")
     sd = q.state_dict()
-    bad = dict(sd, **{"weight.scale_max": torch.full_like(sd["weight.scale_max"], float("nan"))})
+    bias = sd["bias"].clone()
+    bad = dict(sd, bias=bias + 1, **{"weight.scale_max": torch.full_like(sd["weight.scale_max"], float("nan"))})
     with pytest.raises(ValueError, match="scale_max"):
         q.load_state_dict(bad)
+    assert torch.equal(q.bias, bias)  # the bias was not copied in before the weight failed
+    with pytest.raises(ValueError, match="bias"):
+        q.load_state_dict(dict(sd, bias=torch.full_like(bias, float("inf"))))
+    with pytest.raises(ValueError, match="bias"):
+        q.load_state_dict(dict(sd, bias=torch.zeros(3)))
     bad = {k: v for k, v in sd.items() if k != "weight.codes"}
     with pytest.raises(ValueError, match="codes"):
         q.load_state_dict(bad)
@@ -149,11 +155,13 @@ def test_load_state_dict_validates():
     with pytest.raises(RuntimeError, match="Missing"):
         q.load_state_dict(no_weight)
     x = _x(2, 128)  # the failed loads left the layer as it was
-    torch.testing.assert_close(q(x), x @ q.quantized.dequantize().T + sd["bias"])
+    torch.testing.assert_close(q(x), x @ q.quantized.dequantize().T + bias)
     lq = LQLinear.from_linear(_linear(), LQConfig(rank=4, seed=0))
     lsd = lq.state_dict()
+    before = lq.L1.clone()
     with pytest.raises(ValueError, match="L1"):
         lq.load_state_dict(dict(lsd, L1=torch.full_like(lsd["L1"], float("nan"))))
+    assert torch.equal(lq.L1, before)  # nothing was copied in
 
 
 def test_dtype_casts_keep_the_stored_codes():

@@ -105,18 +105,38 @@ class QuantizedWeight(torch.nn.Module):
                 self._buffers[k] = t if t.device == target else t.to(target)
         return self
 
+    def _checked_state(self, state_dict, prefix: str) -> QuantizedTensor | None:
+        """The QuantizedTensor of the entries under ``prefix`` (None without a ``__format__``
+        entry), validated, of this layer's shape; ValueError / TypeError naming the entry."""
+        if prefix + _FORMAT_KEY not in state_dict:
+            return None
+        entries = {k: v for k, v in state_dict.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+        pending = self.__dict__.pop("_pending", None)
+        if pending is not None and pending[0] == prefix and pending[1].keys() == entries.keys() and all(
+                entries[k] is v for k, v in pending[1].items()):
+            return pending[2]  # validated by the parent layer a moment ago
+        Q = QuantizedTensor.from_state_dict(entries, prefix)
+        if Q.shape != self.shape:
+            raise ValueError(f"state_dict entries {prefix + '*'!r} hold a weight of shape {Q.shape}; this layer's "
+                             f"is {self.shape}")
+        return Q
+
+    def _prevalidate(self, state_dict, prefix: str) -> None:
+        """Validate the entries before the parent layer copies anything in (its bias, factors)."""
+        Q = self._checked_state(state_dict, prefix)
+        if Q is not None:
+            entries = {k: v for k, v in state_dict.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+            self.__dict__["_pending"] = (prefix, entries, Q)
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        if prefix + _FORMAT_KEY not in state_dict:
+        Q = self._checked_state(state_dict, prefix)
+        if Q is None:
             missing_keys.extend(prefix + k for k in self._buffers)
             return
         for k in state_dict:
             if k.startswith(prefix) and "." in k[len(prefix):]:
                 unexpected_keys.append(k)
-        Q = QuantizedTensor.from_state_dict(state_dict, prefix)  # ValueError / TypeError naming the entry
-        if Q.shape != self.shape:
-            raise ValueError(f"state_dict entries {prefix + '*'!r} hold a weight of shape {Q.shape}; this layer's "
-                             f"is {self.shape}")
         device = next(iter(self._buffers.values())).device
         self._install(Q, copy=True, device=device)
 
@@ -159,6 +179,20 @@ class _QuantizedLinearBase(torch.nn.Module):
     def quantized(self) -> QuantizedTensor:
         """The quantized weight Q, (out_features, in_features)."""
         return self.weight.quantized
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Everything is checked before anything is copied in: a failed load leaves the layer as it was.
+        for name, cur in self._buffers.items():
+            t = state_dict.get(prefix + name)
+            if cur is None or not isinstance(t, torch.Tensor):
+                continue
+            if tuple(t.shape) != tuple(cur.shape):
+                raise ValueError(f"state_dict entry {prefix + name!r} has shape {tuple(t.shape)}, this layer's "
+                                 f"{name} {tuple(cur.shape)}")
+            if t.is_floating_point():
+                _validate.check_finite(t, prefix + name)
+        self.weight._prevalidate(state_dict, prefix + "weight.")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_x(self, x):
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -368,10 +402,6 @@ class LQLinear(_QuantizedLinearBase):
     def rank(self) -> int:
         return self.L1.shape[1]
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        for name in ("L1", "L2"):
-            _validate.check_finite(self._buffers[name], prefix + name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2, cdt = self._prepare(x)
