@@ -12,6 +12,9 @@ Which formats other tools read:
   exports refuse them with a ValueError naming the format and the format to quantize with
   instead. So do ``LQLinear`` (Q + L1·L2 has no counterpart in either tool) and ``DGQLinear``.
 
+Tensor names and metadata follow llama.cpp's ``convert_hf_to_gguf.py`` for ``"bert"`` and
+``"llama"`` models (see :func:`to_gguf`); no tokenizer is written.
+
 A quantized layer is any module with a ``.quantized`` :class:`QuantizedTensor` of shape
 (out_features, in_features) and a ``.bias`` (tensor or None): ``quant.QuantLinear`` and anything
 following the same contract.
@@ -44,8 +47,8 @@ _DROPPED_PREFIXES = {"bert": ("cls.predictions", "cls.seq_relationship")}
 _DROPPED_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")  # every arch
 _STRIPPED = {"bert": ("bert.",)}
 _RENAMED = {"bert": ((".gamma", ".weight"), (".beta", ".bias"))}
-# the architectures whose llama.cpp conversion is renaming, dropping and metadata only (no tensor
-# transforms), which to_gguf reproduces
+# the architectures whose llama.cpp conversion to_gguf reproduces whole (names, drops, metadata,
+# llama's q/k permutation); for the others it keeps the names rather than convert halfway
 _CONVERTED = {"bert", "llama"}
 # llama.cpp's LlamaModel.permute of the q / k projections (rows reordered for its RoPE layout)
 _PERMUTED = {"llama": (("q_proj.weight", "q_proj.bias"), ("k_proj.weight", "k_proj.bias"))}
