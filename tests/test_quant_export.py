@@ -463,3 +463,35 @@ def test_both_exports_refuse_dgq_layers(tmp_path):
     with pytest.raises(ValueError, match="'0' is a DGQLinear .* bitsandbytes cannot hold"):
         to_bitsandbytes(model)
     assert os.listdir(tmp_path) == [] and isinstance(model[0], DGQLinear)
+
+
+# --- with quant.quantize_ (the whole-model entry point) ----------------------------------------
+
+def test_quantize_then_export_minilm(tmp_path, bnb):
+    """MiniLM-L6 quantized in place by quantize_: "q4_0" goes to GGUF with every quantized block as
+    stored, "bnb-nf4" goes to Linear4bit modules whose outputs match the quantized model's."""
+    from linalg_core.quant import quantize_
+    from linalg_core.testing.models import minilm_inputs, minilm_model
+
+    try:
+        model = minilm_model()
+    except (FileNotFoundError, ImportError) as e:
+        pytest.skip(str(e))
+    encoder_only = lambda m, fqn: isinstance(m, torch.nn.Linear) and fqn.startswith("encoder.")  # noqa: E731
+    quantize_(model, "q4_0", filter_fn=encoder_only)
+    with pytest.warns(UserWarning, match="pooler"):
+        T, _ = _read(to_gguf(model, tmp_path / "m.gguf"))
+    Q = model.encoder.layer[2].intermediate.dense.quantized
+    assert T["blk.2.ffn_up.weight"].data.tobytes() == Q.data["blocks"].numpy().tobytes()
+
+    model = minilm_model()
+    quantize_(model, "bnb-nf4", filter_fn=encoder_only)
+    x = minilm_inputs(batch=2, length=16)
+    with torch.no_grad():
+        ref = model(**x).last_hidden_state
+        to_bitsandbytes(model)
+        out = model(**x).last_hidden_state
+    assert isinstance(model.encoder.layer[5].output.dense, bnb.nn.Linear4bit)
+    packed = getattr(model.encoder.layer[0].attention.self.query.weight.quant_state, "packing_format_for_cpu", False)
+    tol = 5e-2 if packed else 1e-4
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
