@@ -482,3 +482,16 @@ def test_quantized_minilm_compiles_fullgraph_equal_to_eager(minilm):
         want = model(**inputs).last_hidden_state
         assert torch.equal(torch.compile(model, fullgraph=True, backend="aot_eager")(**inputs).last_hidden_state, want)
     torch._dynamo.reset()
+
+
+def test_exports_with_the_dequantize_ops_and_no_gradient_when_compiled():
+    torch._dynamo.reset()
+    lq = LQLinear.from_linear(_linear(), LQConfig(rank=4, format="nf4", seed=0))
+    x = _x(3, 128)
+    exported = torch.export.export(lq, (x,))
+    assert "linalg_core.block_dequantize" in str(exported.graph)
+    assert torch.equal(exported.module()(x), lq(x))
+    y = torch.compile(lq, backend="aot_eager")(x.clone().requires_grad_())
+    with pytest.raises(RuntimeError, match="inference-only"):
+        y.sum().backward()
+    torch._dynamo.reset()

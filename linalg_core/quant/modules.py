@@ -2,8 +2,8 @@
 in any format) and :class:`LQLinear` (Q + L1·L2, LQ-LoRA / LoftQ).
 
 Both are drop-in replacements of ``torch.nn.Linear`` for inference. The quantized weight lives in
-a child module ``weight`` whose buffers are exactly ``QuantizedTensor.state_dict()`` (codes,
-scales, second-level scales and the ``__format__`` JSON bytes), so a layer ``fc`` stores
+a child module ``weight`` whose ``state_dict()`` is exactly ``QuantizedTensor.state_dict()``
+(codes, scales, second-level scales as buffers, and the ``__format__`` JSON bytes), so a layer ``fc`` stores
 ``fc.weight.codes``, ``fc.weight.__format__``, ... and
 ``QuantizedTensor.from_state_dict(state, prefix="fc.weight.")`` reads them back from any
 ``state_dict`` or safetensors file. ``forward`` dequantizes blocks of rows into one buffer per
@@ -40,8 +40,9 @@ class _InferenceOnly(torch.autograd.Function):
 
 
 class QuantizedWeight(torch.nn.Module):
-    """The buffers of one :class:`~linalg_core.quant.QuantizedTensor` (its ``state_dict()``), as a
-    child module ``weight`` of :class:`QuantLinear` / :class:`LQLinear`.
+    """The stored tensors of one :class:`~linalg_core.quant.QuantizedTensor` as buffers, the child
+    module ``weight`` of :class:`QuantLinear` / :class:`LQLinear`. Its ``state_dict()`` is the
+    QuantizedTensor's (the ``__format__`` header is written there, not held as a buffer).
 
     :attr:`quantized` is the validated QuantizedTensor over the buffers (rebuilt, and validated,
     when a buffer was replaced by ``.to()`` or changed in place). ``load_state_dict`` validates the
@@ -66,12 +67,16 @@ class QuantizedWeight(torch.nn.Module):
     def _install(self, Q: QuantizedTensor, *, copy: bool, device=None) -> None:
         for k in list(self._buffers):
             del self._buffers[k]
-        for k, v in Q.state_dict().items():
+        state = Q.state_dict()
+        # The format header is state_dict-only (_save_to_state_dict), not a buffer: "__format__" is
+        # also object.__format__ (torch.export re-registers buffers by name) and it has no device.
+        self.__dict__["_header"] = state.pop(_FORMAT_KEY)
+        for k, v in state.items():
             if device is not None and v.device != device:
                 v = v.to(device)
             elif copy:
                 v = v.clone()
-            self._buffers[k] = v  # not register_buffer: "__format__" is also object.__format__
+            self.register_buffer(k, v)
         self.format, self.shape, self.orig_dtype = Q.format, Q.shape, Q.orig_dtype
         self.__dict__["_cache"] = None if copy or device is not None else (self._key(), Q)
 
@@ -86,7 +91,7 @@ class QuantizedWeight(torch.nn.Module):
         cached = self.__dict__.get("_cache")
         if cached is not None and cached[0][:3] == key[:3]:  # key[3] keeps the buffers alive: ids are not reused
             return cached[1]
-        Q = QuantizedTensor.from_state_dict(self._buffers)
+        Q = QuantizedTensor.from_state_dict({**self._buffers, _FORMAT_KEY: self._header})
         if Q.shape != self.shape:
             raise ValueError(f"the stored weight now has shape {Q.shape}, this layer {self.shape}")
         self.format, self.orig_dtype = Q.format, Q.orig_dtype
@@ -95,7 +100,7 @@ class QuantizedWeight(torch.nn.Module):
 
     def data(self) -> dict[str, torch.Tensor]:
         """The stored tensors by name (no ``__format__``), unvalidated (the traced path)."""
-        return {k: v for k, v in self._buffers.items() if k != _FORMAT_KEY}
+        return dict(self._buffers)
 
     def _apply(self, fn, recurse=True):
         # Keep every stored tensor's dtype: only the device of fn's result is taken.
@@ -132,7 +137,7 @@ class QuantizedWeight(torch.nn.Module):
                               error_msgs):
         Q = self._checked_state(state_dict, prefix)
         if Q is None:
-            missing_keys.extend(prefix + k for k in self._buffers)
+            missing_keys.extend(prefix + k for k in (*self._buffers, _FORMAT_KEY))
             return
         for k in state_dict:
             if k.startswith(prefix) and "." in k[len(prefix):]:
@@ -142,7 +147,11 @@ class QuantizedWeight(torch.nn.Module):
 
     def bits(self) -> int:
         """Bits stored: codes, scales, second-level scales, offsets (not the ``__format__`` header)."""
-        return sum(8 * t.numel() * t.element_size() for k, t in self._buffers.items() if k != _FORMAT_KEY)
+        return sum(8 * t.numel() * t.element_size() for t in self._buffers.values())
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + _FORMAT_KEY] = self._header.clone()
 
     def extra_repr(self) -> str:
         return f"{self.format}, shape={self.shape}, {self.bits() / (self.shape[0] * self.shape[1]):.3f} bits/weight"
