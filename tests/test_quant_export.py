@@ -136,6 +136,15 @@ def test_gguf_minilm_model_bert_names_and_metadata(tmp_path):
     assert fields["bert.attention.layer_norm_epsilon"] == pytest.approx(cfg.layer_norm_eps)
     assert fields["bert.attention.causal"] is False
     assert fields["bert.pooling_type"] == int(gguf.PoolingType.MEAN)  # all-MiniLM-L6-v2's 1_Pooling: mean tokens
+    # the WordPiece vocabulary as llama.cpp's converter writes it (phantom-space tokens, types, special ids)
+    assert fields["tokenizer.ggml.model"] == "bert" and fields["tokenizer.ggml.token_type_count"] == 2
+    tokens, types = fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.token_type"]
+    assert len(tokens) == len(types) == cfg.vocab_size
+    assert tokens[101] == "[CLS]" and types[101] == int(gguf.TokenType.CONTROL)
+    assert tokens[1996] == "\u2581the" and types[1996] == int(gguf.TokenType.NORMAL)  # "the"
+    assert "s" in tokens and "\u2581s" in tokens  # "##s" and "s"
+    assert fields["tokenizer.ggml.unknown_token_id"] == 100 and fields["tokenizer.ggml.seperator_token_id"] == 102
+    assert fields["tokenizer.ggml.padding_token_id"] == 0 and fields["tokenizer.ggml.mask_token_id"] == 103
     assert fields["general.file_type"] == int(gguf.LlamaFileType.MOSTLY_Q4_0)
     W = originals["encoder.layer.0.attention.self.query"]
     q = T["blk.0.attn_q.weight"]

@@ -13,7 +13,7 @@ Which formats other tools read:
   instead. So do ``LQLinear`` (Q + L1·L2 has no counterpart in either tool) and ``DGQLinear``.
 
 Tensor names and metadata follow llama.cpp's ``convert_hf_to_gguf.py`` for ``"bert"`` and
-``"llama"`` models (see :func:`to_gguf`); no tokenizer is written.
+``"llama"`` models (see :func:`to_gguf`); the vocabulary is written for BERT models only.
 
 A quantized layer is any module with a ``.quantized`` :class:`QuantizedTensor` of shape
 (out_features, in_features) and a ``.bias`` (tensor or None): ``quant.QuantLinear`` and anything
@@ -320,6 +320,55 @@ def _config_metadata(writer, arch: str, config) -> None:
             writer.add_pooling_type(pooling)
 
 
+def _bert_vocab(writer, config) -> bool:
+    """llama.cpp's BERT vocabulary (its converter's ``BertModel.set_vocab``: WordPiece tokens in its
+    phantom-space form, token types, special token ids) from the tokenizer in the folder a
+    transformers model was loaded from; False (nothing written) when there is none."""
+    import gguf
+
+    folder = _model_dir(config)
+    if folder is None or not any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "vocab.txt")):
+        return False
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        vocab = tok.get_vocab()
+        added = tok.get_added_vocab()
+        decoder = tok.added_tokens_decoder
+    except Exception as e:  # noqa: BLE001 - any failure to read it: no vocabulary, said so
+        warnings.warn(f"to_gguf: no vocabulary written: the tokenizer in {folder!r} could not be read ({e})",
+                      UserWarning, stacklevel=4)
+        return False
+    size = _config_value(config, "vocab_size")
+    size = size if isinstance(size, int) else len(vocab)
+    if max(vocab.values(), default=-1) >= size:
+        raise ValueError(f"the tokenizer in {folder!r} has ids up to {max(vocab.values())}, beyond the model's "
+                         f"vocab_size {size}")
+    reverse = {i: t for t, i in vocab.items()}
+    T = gguf.TokenType
+    tokens, types = [], []
+    for i in range(size):
+        t = reverse.get(i)
+        if t is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(T.UNUSED)
+            continue
+        kind = T.NORMAL
+        if t in added:
+            kind = T.CONTROL if getattr(decoder.get(i), "special", False) else T.USER_DEFINED
+        # phantom-space form: word pieces "##x" → "x", word starts get "▁", control tokens as they are
+        tokens.append(t if kind == T.CONTROL else t[2:] if t.startswith("##") else "\u2581" + t)
+        types.append(kind)
+    writer.add_token_type_count(int(_config_value(config, "type_vocab_size") or 1))
+    writer.add_tokenizer_model("bert")
+    writer.add_tokenizer_pre("default")  # llama.cpp's WordPiece tokenizer has one pre-tokenization
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    gguf.SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
+    return True
+
+
 def _model_dir(config):
     """The local folder a transformers model was loaded from, or None."""
     src = getattr(config, "_name_or_path", None)
@@ -400,15 +449,18 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
     ``embedding_length``, ``feed_forward_length``, ``attention.head_count``,
     ``attention.layer_norm_epsilon``, ...; for BERT ``attention.causal`` and, for a
     sentence-transformers model loaded from a folder, its ``pooling_type``; for llama
-    ``rope.dimension_count``). No tokenizer is written.
+    ``rope.dimension_count``). The vocabulary (``tokenizer.ggml.*``) is written for a BERT model
+    loaded from a folder with its tokenizer, as llama.cpp's converter writes it; for other models
+    none is written (llama.cpp needs one to load the file).
 
     Args:
         model_or_tensors: a mapping {name: QuantizedTensor in ``GGUF("q4_0" | "q8_0")`` | tensor},
             or an ``nn.Module``: its quantized layers (``.quantized`` in a GGUF format, ``.bias``)
             give ``<layer>.weight`` (Q4_0 / Q8_0) and ``<layer>.bias``, the rest of its
             ``state_dict`` is written as plain tensors (a tensor tied to one written before, with
-            ``config.tie_word_embeddings``, is written once, as llama.cpp's converter does). Plain float tensors: 1-D ones as F32
-            (llama.cpp's convention for norms and biases, exact), others in their own dtype
+            ``config.tie_word_embeddings``, is written once, as llama.cpp's converter does).
+            Plain float tensors: 1-D ones as F32 (llama.cpp's convention for norms and biases,
+            exact), others in their own dtype
             (float32 → F32, float16 → F16, bfloat16 → BF16) unless ``float_type`` says otherwise;
             int8/16/32/64 as I8/I16/I32/I64, bool as I8.
         path: the file to write (str or os.PathLike); its folder must exist. An existing file is
@@ -553,6 +605,8 @@ def to_gguf(model_or_tensors, path, *, arch: str | None = None, name: str | None
             writer.add_name(name)
         if config is not None and arch in _CONVERTED:
             _config_metadata(writer, arch, config)
+            if arch == "bert":
+                _bert_vocab(writer, config)
         writer.add_file_type(_file_type(entries))
         if any(q in (gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q8_0) for _, _, q, _ in entries):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
