@@ -294,3 +294,44 @@ def test_pair_errors_equal_the_per_format_decompositions():
         assert E[0, j] == float((quantize(W, c).dequantize(torch.float32) - W).square().sum())
         assert E[1, j] == (lq_decompose(W, 4, c, iters=1, seed=3).error * float(W.norm())) ** 2
     assert np.isinf(E[2]).all()  # rank 400 >= min(384, 384): no candidate
+
+
+def test_a_failed_write_leaves_the_old_folder_and_no_temporaries(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        compress_model(budget=3.0, rank=8, ranks=[0], out=out, include=LAYER0, candidates=["nf2", "nf3"],
+                       overwrite=True, progress=False)
+    assert os.listdir(tmp_path) == ["o"] and os.listdir(out) == ["old.txt"]
+    monkeypatch.undo()
+    # the rename that puts the new folder in place fails: the old one is back (it was only moved aside)
+    real_replace = os.replace
+
+    def failing_replace(src, dst, *args, **kwargs):
+        if os.path.basename(os.fspath(src)).startswith(".compress-") and os.fspath(dst) == str(out):
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="Input/output"):
+        compress_model(budget=3.0, rank=8, ranks=[0], out=out, include=LAYER0, candidates=["nf2", "nf3"],
+                       overwrite=True, progress=False)
+    assert os.listdir(tmp_path) == ["o"] and os.listdir(out) == ["old.txt"]
+
+
+def test_progress_bars_and_silence(tmp_path, capsys):
+    kw = dict(budget=3.0, rank=8, ranks=[0], include=LAYER0, candidates=["nf2", "nf3"], dry_run=True)
+    compress_model(progress=False, **kw)
+    assert capsys.readouterr().err == ""
+    rep = compress_model(progress=True, **kw)  # tqdm bars
+    assert len(rep.layers) == 3 and rep.dry_run and rep.written_bytes is None
+    with pytest.raises(ValueError, match="out=None"):
+        compress_model(budget=3.0, rank=8, include=LAYER0)
