@@ -48,6 +48,10 @@ def test_fisher_file(tmp_path):
     rep = compress_model(budget=4.2, rank=8, out=tmp_path / "f", fisher=fisher, include=r"layer\.0\.attention\.output\.dense\.weight$",
                          candidates=["nf3", "nf4"], iters=1, progress=False)
     assert len(rep.layers) == 1 and rep.layers[0].error < 0.2
+    dry = compress_model(budget=4.2, rank=8, fisher=fisher, include=r"layer\.0\.attention\.output\.dense\.weight$",
+                         candidates=["nf3", "nf4"], iters=1, progress=False, dry_run=True)
+    assert [(r.format, r.rank) for r in dry.layers] == [(r.format, r.rank) for r in rep.layers]
+    assert dry.layers[0].error == pytest.approx(rep.layers[0].error, rel=1e-4)  # iters=1: the same estimate
 
 
 @pytest.mark.parametrize("args,match", [

@@ -377,7 +377,8 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
         for n in names:
             W = mats[n]
             fmt, r = plan.formats[n], plan.ranks[n]
-            norm2 = float(W.double().square().sum()) if F is None else float((F[n].double() * W.double().square()).sum())
+            W2 = W.double().square()
+            norm2 = float(W2.sum() if F is None else (F[n].double() * W2).sum())
             q = stored_bits(fmt, W.shape) / W.numel()
             report.layers.append(LayerReport(n, tuple(W.shape), str(fmt), q, math.sqrt(plan.errors[n] / norm2), 0.0, r,
                                              q + 16 * r * sum(W.shape) / W.numel()))
