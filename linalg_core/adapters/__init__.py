@@ -30,6 +30,7 @@ from linalg_core.adapters.config import (
     InitConfig,
     Initializer,
     LayerUnit,
+    LoftQConfig,
     LoLDUConfig,
     LoRASBConfig,
     MiLoRAConfig,
@@ -37,15 +38,23 @@ from linalg_core.adapters.config import (
     NLoRAConfig,
     OLoRAConfig,
     PiSSAConfig,
+    QPiSSAConfig,
     register_initializer,
 )
 from linalg_core.adapters.eva import EVA, IncrementalSVD
 from linalg_core.adapters.quantized import loftq
 from linalg_core.adapters.ranks import RankPlan, allocate_ranks, nuclear_norm
-from linalg_core.adapters.whole_model import ModelInit, adapter_state, delta_as_lora, init_peft_model, save_as_lora
+from linalg_core.adapters.whole_model import (
+    ModelInit,
+    QuantBase,
+    adapter_state,
+    delta_as_lora,
+    init_peft_model,
+    save_as_lora,
+)
 
 __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora", "loftq", "nlora", "svfit", "sorsa",
            "milora", "lora_sb", "lora_sb_update", "loldu", "RankPlan", "allocate_ranks", "nuclear_norm", "EVA",
            "IncrementalSVD", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora",
            "InitConfig", "PiSSAConfig", "OLoRAConfig", "MiLoRAConfig", "NLoRAConfig", "LoLDUConfig", "LoRASBConfig",
-           "EVAConfig", "register_initializer", "Initializer", "LayerUnit", "ModelRun"]
+           "EVAConfig", "LoftQConfig", "QPiSSAConfig", "QuantBase", "register_initializer", "Initializer", "LayerUnit", "ModelRun"]

@@ -130,6 +130,16 @@ class InitConfig:
             ValueError: the config does not fit these layers (default: never).
         """
 
+    def check_ranks(self, layers: Mapping[str, tuple[tuple[int, int], int]]) -> None:
+        """Checks each layer's rank against its weight before any layer is changed.
+
+        Args:
+            layers: {layer name: ((out, in), rank)} of the LoRA layers to fill.
+
+        Raises:
+            ValueError: a rank the method cannot take for that shape (default: never).
+        """
+
     def for_layers(self, names: tuple[str, ...]) -> InitConfig:
         """The config an executor task for the layers ``names`` needs: ``self``, or for configs
         holding per-layer data (LoRA-SB's updates) a copy with only those layers' entries."""
@@ -326,6 +336,95 @@ class EVAConfig(InitConfig):
         _check_seed(self)
 
 
+def _check_format(obj) -> None:
+    """A :class:`~linalg_core.quant.formats.Format` or one of its short names (kept as given)."""
+    from linalg_core.quant.formats import Format, parse
+
+    v = obj.format
+    if not isinstance(v, (str, Format)):
+        raise TypeError(f"{_name(obj, 'format')} must be a quantization Format or its name ('bnb-nf4', 'nf4', "
+                        f"'int4', 'q4_0', ...), got {type(v).__name__}")
+    try:
+        parse(v)
+    except ValueError as e:
+        raise ValueError(f"{_name(obj, 'format')}={v!r}: {e}") from None
+
+
+def _check_rank_bound(obj, layers, *, strict: bool) -> None:
+    for name, ((m, n), r) in layers.items():
+        if r > min(m, n) or (strict and r == min(m, n)):
+            bound = "below" if strict else "at most"
+            raise ValueError(f"layer {name!r}: rank={r} must be {bound} min(out, in)={min(m, n)} for its weight of "
+                             f"shape {(m, n)} ({type(obj).__name__}); no layer was changed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoftQConfig(InitConfig):
+    """LoftQ (Li et al. 2024) on every LoRA layer: the base layer becomes a quantized layer
+    holding Q = quantize(W − s·BA), the adapter the rank-r part of W − Q, alternated ``iters``
+    times (:func:`linalg_core.adapters.loftq`, the same A, B and Q per layer for the same seed).
+
+    Args:
+        format: the base's quantization format: a :class:`~linalg_core.quant.formats.Format` or
+            its name (default ``"bnb-nf4"``, bitsandbytes-exact NF4 as peft's LoftQ).
+        iters: LoftQ alternations T (an integer >= 1; peft's ``loftq_iter``).
+        niter: rsvd iterations of each alternation's rank-r step (an integer >= 0).
+        seed: one seed for every layer (see :class:`PiSSAConfig`).
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.adapters.LoftQConfig(format="nf3", iters=2, seed=0)
+        LoftQConfig(format='nf3', iters=2, niter=2, seed=0)
+    """
+
+    method = "loftq"
+    format: Any = "bnb-nf4"
+    iters: int = 1
+    niter: int = 2
+    seed: int | torch.Generator | None = None
+
+    def __post_init__(self):
+        _check_format(self)
+        _set(self, "iters", _validate.integer(self.iters, _name(self, "iters"), low=1))
+        _check_niter(self, auto=False)
+        _check_seed(self)
+
+    def check_ranks(self, layers):
+        _check_rank_bound(self, layers, strict=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QPiSSAConfig(InitConfig):
+    """QPiSSA (PiSSA on a quantized base) on every LoRA layer: W is quantized, the adapter takes
+    the principal singular triplets of the quantized Q (matrix-free products) and the base layer
+    becomes a quantized layer holding Q − s·BA re-quantized in the same format
+    (:func:`linalg_core.adapters.pissa` of a :class:`~linalg_core.quant.QuantizedTensor`).
+
+    Args:
+        format: the base's quantization format (see :class:`LoftQConfig`).
+        niter: rsvd iterations, ``"auto"`` (PiSSA's default) or an integer >= 0.
+        seed: one seed for every layer (see :class:`PiSSAConfig`).
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.adapters.QPiSSAConfig(format="nf4", seed=0)
+        QPiSSAConfig(format='nf4', niter='auto', seed=0)
+    """
+
+    method = "qpissa"
+    format: Any = "bnb-nf4"
+    niter: int | str = "auto"
+    seed: int | torch.Generator | None = None
+
+    def __post_init__(self):
+        _check_format(self)
+        _check_niter(self, auto=True)
+        _check_seed(self)
+
+    def check_ranks(self, layers):
+        _check_rank_bound(self, layers, strict=False)
+
+
 # --- the registry --------------------------------------------------------------------------------
 
 
@@ -479,5 +578,5 @@ def config_type(method: str) -> type:
 
 
 __all__ = ["InitConfig", "PiSSAConfig", "OLoRAConfig", "MiLoRAConfig", "NLoRAConfig", "LoLDUConfig", "LoRASBConfig",
-           "EVAConfig", "LayerUnit", "ModelRun", "Initializer", "register_initializer", "initializer_for", "methods",
-           "config_type"]
+           "EVAConfig", "LoftQConfig", "QPiSSAConfig", "LayerUnit", "ModelRun", "Initializer", "register_initializer",
+           "initializer_for", "methods", "config_type"]

@@ -34,6 +34,7 @@ from linalg_core.adapters.config import (
     EVAConfig,
     InitConfig,
     LayerUnit,
+    LoftQConfig,
     LoLDUConfig,
     LoRASBConfig,
     MiLoRAConfig,
@@ -41,14 +42,16 @@ from linalg_core.adapters.config import (
     NLoRAConfig,
     OLoRAConfig,
     PiSSAConfig,
+    QPiSSAConfig,
     config_type,
     initializer_for,
     register_initializer,
 )
 from linalg_core.adapters.eva import EVA
 from linalg_core.adapters.factors import LoRAInit, ThreeFactorInit
+from linalg_core.quant import QuantizedTensor, QuantLinear
 
-METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva")
+METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva", "loftq", "qpissa")
 
 # Equal-shape weights up to this many elements are stacked into one batched rsvd (the stack is a
 # copy: it pays for small matrices, where per-call overhead dominates, not for large ones).
@@ -101,7 +104,11 @@ def _lora_layers(model, adapter_name):
     layers = {}
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
-            weight = module.get_base_layer().weight
+            base = module.get_base_layer()
+            if hasattr(base, "quantized"):
+                raise TypeError(f"layer {name!r} already has a quantized base layer ({type(base).__name__}): "
+                                "initialise a peft model of the float model")
+            weight = base.weight
             if weight.dim() != 2 or not hasattr(module.lora_A[adapter], "weight"):
                 raise TypeError(f"layer {name!r}: only Linear-like LoRA layers are supported, got "
                                 f"{type(module.get_base_layer()).__name__}")
@@ -256,6 +263,7 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
         ranks = entry.handler(config, run)
         return ModelInit(_label(config), dict(ranks), time.perf_counter() - start, list(run.removed), config)
     config.check_layers({name: tuple(m.get_base_layer().weight.shape) for name, m in layers.items()})
+    config.check_ranks({name: (tuple(_geometry(m, adapter)[1].shape), m.r[adapter]) for name, m in layers.items()})
     bar = _progress(len(layers), show, f"linalg_core {_label(config)}")
     units = _batched_units(layers, adapter) if entry.batch else [[name] for name in layers]
     filled: list[str] = []
@@ -359,7 +367,9 @@ def _fill(layers, adapter, names, payload):
                             "stacked singular triplets (U, S, Vh)")
         weight = layers[names[0]].get_base_layer().weight.data
         res = payload.residual
-        if res is not None and not (res.data_ptr() == weight.data_ptr() and res.stride() == weight.stride()
+        if _is_quantized(res):
+            _replace_base(layers[names[0]], res)
+        elif res is not None and not (res.data_ptr() == weight.data_ptr() and res.stride() == weight.stride()
                                     and res.shape == weight.shape):
             weight.copy_(res)
         B = payload.B @ payload.N if isinstance(payload, ThreeFactorInit) else payload.B
@@ -372,6 +382,54 @@ def _fill(layers, adapter, names, payload):
         weight, Wt, fifo, _, s = _geometry(layers[name], adapter)
         done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, weight)
         _set_factors(layers[name], adapter, done.A, done.B)
+
+
+def _is_quantized(t) -> bool:
+    return isinstance(t, QuantizedTensor)
+
+
+def _replace_base(module, Q) -> None:
+    """Swap the LoRA layer's innermost base layer for a :class:`QuantBase` holding Q (the base's
+    bias copied); the float weight is dropped."""
+    holder = module
+    while hasattr(holder.base_layer, "base_layer"):
+        holder = holder.base_layer
+    old = holder.base_layer
+    holder.base_layer = QuantBase(Q, getattr(old, "bias", None))
+    holder.base_layer.train(old.training)
+
+
+class _InputGrad(torch.autograd.Function):
+    """y = x Qᵀ + b with the input's gradient g Q (matrix-free: rows of Q dequantized a block at a
+    time); Q and b are frozen."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        ctx.layer = layer
+        return QuantLinear.forward(layer, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        layer = ctx.layer
+        g2 = g.reshape(-1, layer.out_features).to(torch.float64 if g.dtype == torch.float64 else torch.float32)
+        gx = layer.quantized.rmatmul(g2.T).T
+        return gx.to(g.dtype).reshape(*g.shape[:-1], layer.in_features), None
+
+
+class QuantBase(QuantLinear):
+    """The frozen quantized base layer :func:`init_peft_model` puts under each LoRA layer (LoftQ,
+    QPiSSA): a :class:`~linalg_core.quant.QuantLinear` (same storage, ``state_dict`` and forward)
+    through which gradients reach the input, so that the LoRA layers before it train; Q and the
+    bias get none.
+
+    Shape:
+        x: (…, in_features);  result: (…, out_features)
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
+            return _InputGrad.apply(x, self)
+        return super().forward(x)
 
 
 # --- the built-in methods: one handler each ------------------------------------------------------
@@ -412,6 +470,24 @@ def _lora_sb(config: LoRASBConfig, unit: LayerUnit):
     """The truncated SVD of the layer's estimated update; the base weight is unchanged."""
     return _init.lora_sb(torch.as_tensor(config.updates[unit.name]), unit.rank, lora_alpha=unit.lora_alpha,
                          fan_in_fan_out=unit.fan_in_fan_out, niter=config.niter, seed=config.seed)
+
+
+@register_initializer(LoftQConfig)
+def _loftq(config: LoftQConfig, unit: LayerUnit):
+    """LoftQ of the (out, in) weight; the QuantizedTensor residual replaces the base layer in _fill."""
+    from linalg_core.adapters.quantized import loftq
+
+    return loftq(unit.W, unit.rank, format=config.format, iters=config.iters, lora_alpha=unit.lora_alpha,
+                 niter=config.niter, seed=config.seed)
+
+
+@register_initializer(QPiSSAConfig)
+def _qpissa(config: QPiSSAConfig, unit: LayerUnit):
+    """PiSSA of the quantized (out, in) weight; the re-quantized residual replaces the base layer in _fill."""
+    from linalg_core.quant import quantize
+
+    return _init.pissa(quantize(unit.W, config.format), unit.rank, lora_alpha=unit.lora_alpha, niter=config.niter,
+                       seed=config.seed)
 
 
 @register_initializer(EVAConfig, scope="model")
@@ -581,4 +657,4 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
     return output_dir
 
 
-__all__ = ["METHODS", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora"]
+__all__ = ["METHODS", "ModelInit", "QuantBase", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora"]

@@ -1,0 +1,193 @@
+"""Whole-model LoftQ / QPiSSA through init_peft_model: every LoRA layer's A, B as the per-matrix
+functions give them, its base layer replaced by a QuantBase holding the quantized residual;
+on a tiny peft model, a GPT-2-style Conv1D and MiniLM-L6; compared with peft's own LoftQ where
+that runs."""
+
+import copy
+
+import pytest
+import torch
+
+import linalg_core as lc
+from linalg_core.quant import QuantizedTensor, QuantLinear, quantize
+
+peft = pytest.importorskip("peft")
+
+R = 4
+
+
+def tiny(bias=True):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(64, 48, bias=bias), torch.nn.ReLU(), torch.nn.Linear(48, 32))
+
+
+def wrap(net, r=R, **kw):
+    config = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=["0", "2"], init_lora_weights=False, **kw)
+    return peft.get_peft_model(copy.deepcopy(net), config)
+
+
+def float_twin(model):
+    """A float copy of a LoftQ-initialised model: each QuantBase replaced by nn.Linear(Q.dequantize(), bias)."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        base = getattr(module, "base_layer", None)
+        if isinstance(base, QuantLinear):
+            lin = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(base.quantized.dequantize(torch.float32))
+                if base.bias is not None:
+                    lin.bias.copy_(base.bias)
+            module.base_layer = lin
+    return twin
+
+
+LAYERS = ["base_model.model.0", "base_model.model.2"]
+
+
+@pytest.mark.parametrize("config", [lc.adapters.LoftQConfig(seed=0), lc.adapters.LoftQConfig(format="nf3", iters=3,
+                                                                                             seed=1)])
+def test_loftq_layers_equal_the_per_matrix_function(config):
+    net = tiny()
+    model = wrap(net)
+    report = lc.adapters.init_peft_model(model, config, progress=False)
+    assert report.method == "loftq" and report.layers == {n: R for n in LAYERS} and report.config == config
+    for name, idx in zip(LAYERS, (0, 2)):
+        layer = model.get_submodule(name)
+        base = layer.base_layer
+        assert isinstance(base, lc.adapters.QuantBase) and isinstance(base, QuantLinear)
+        assert not hasattr(base.weight, "dim")  # no float weight is kept
+        ref = lc.adapters.loftq(net[idx].weight.detach(), R, format=config.format, iters=config.iters,
+                                lora_alpha=2 * R, niter=config.niter, seed=config.seed)
+        assert torch.equal(layer.lora_A["default"].weight, ref.A)
+        assert torch.equal(layer.lora_B["default"].weight, ref.B)
+        assert torch.equal(base.quantized.dequantize(), ref.residual.dequantize())
+        assert str(base.quantized.format) == str(ref.residual.format)
+        assert torch.equal(base.bias, net[idx].bias.detach())
+    # the original network was not touched (deepcopy'd by wrap), the model's output is Q + s·BA
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        y = model(x)
+        assert torch.allclose(y, float_twin(model)(x), atol=1e-5)
+        # and closer to the float network than quantizing alone
+        err = (y - net(x)).norm()
+        with model.disable_adapter():
+            assert err < (model(x) - net(x)).norm()
+
+
+def test_string_shortcuts_and_seed_recorded():
+    net = tiny()
+    a, b = wrap(net), wrap(net)
+    ra = lc.adapters.init_peft_model(a, "loftq", format="nf4", iters=2, progress=False)
+    assert type(ra.config) is lc.adapters.LoftQConfig and isinstance(ra.config.seed, int)
+    lc.adapters.init_peft_model(b, ra.config, progress=False)  # the recorded config repeats the run
+    for n in LAYERS:
+        la, lb = a.get_submodule(n), b.get_submodule(n)
+        assert torch.equal(la.lora_A["default"].weight, lb.lora_A["default"].weight)
+        assert torch.equal(la.base_layer.quantized.dequantize(), lb.base_layer.quantized.dequantize())
+    rq = lc.adapters.init_peft_model(wrap(net), "qpissa", seed=0, progress=False)
+    assert type(rq.config) is lc.adapters.QPiSSAConfig and rq.method == "qpissa"
+    assert {"loftq", "qpissa"} <= set(lc.adapters.config.methods())
+
+
+@pytest.mark.parametrize("fmt", ["bnb-nf4", "int4"])
+def test_qpissa_layers_equal_the_per_matrix_function(fmt):
+    net = tiny()
+    model = wrap(net)
+    lc.adapters.init_peft_model(model, lc.adapters.QPiSSAConfig(format=fmt, niter=3, seed=2), progress=False)
+    for name, idx in zip(LAYERS, (0, 2)):
+        layer = model.get_submodule(name)
+        ref = lc.adapters.pissa(quantize(net[idx].weight.detach(), fmt), R, lora_alpha=2 * R, niter=3, seed=2)
+        assert isinstance(ref.residual, QuantizedTensor)
+        assert torch.equal(layer.lora_A["default"].weight, ref.A)
+        assert torch.equal(layer.lora_B["default"].weight, ref.B)
+        assert torch.equal(layer.base_layer.quantized.dequantize(), ref.residual.dequantize())
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), float_twin(model)(x), atol=1e-5)
+
+
+def test_training_gradients_pass_through_the_quantized_base():
+    """QuantLinear alone is inference-only (its backward raises); under a LoRA layer the base is a
+    QuantBase whose input gradient g·Q lets the earlier layers' adapters train."""
+    model = wrap(tiny())
+    lc.adapters.init_peft_model(model, "loftq", seed=0, progress=False)
+    twin = float_twin(model)
+    x = torch.randn(7, 64)
+    model(x).square().sum().backward()
+    twin(x).square().sum().backward()
+    for n in LAYERS:
+        for part in ("lora_A", "lora_B"):
+            g, g_ref = (getattr(m.get_submodule(n), part)["default"].weight.grad for m in (model, twin))
+            assert g is not None and torch.allclose(g, g_ref, atol=1e-4, rtol=1e-4)
+    base = model.get_submodule(LAYERS[0]).base_layer
+    assert all(not b.requires_grad for b in base.buffers())
+
+
+def test_fan_in_fan_out_conv1d():
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(Conv1D(32, 64), torch.nn.ReLU(), Conv1D(16, 32))  # weights stored (in, out)
+    config = peft.LoraConfig(r=R, lora_alpha=R, target_modules=["0", "2"], fan_in_fan_out=True, init_lora_weights=False)
+    model = peft.get_peft_model(copy.deepcopy(net), config)
+    lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(seed=0), progress=False)
+    layer = model.get_submodule(LAYERS[0])
+    ref = lc.adapters.loftq(net[0].weight.detach().T, R, seed=0)
+    assert torch.equal(layer.lora_A["default"].weight, ref.A)
+    assert layer.base_layer.quantized.shape == (32, 64)
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), float_twin(model)(x), atol=1e-5)
+
+
+def test_bad_input_changes_nothing():
+    net = tiny()
+    with pytest.raises(ValueError, match=r"LoftQConfig.format='bogus'"):
+        lc.adapters.LoftQConfig(format="bogus")
+    with pytest.raises(TypeError, match=r"QPiSSAConfig.format must be"):
+        lc.adapters.QPiSSAConfig(format=4)
+    with pytest.raises(ValueError, match="iters"):
+        lc.adapters.LoftQConfig(iters=0)
+    model = wrap(net)
+    with pytest.raises(ValueError, match="format='nf5'"):
+        lc.adapters.init_peft_model(model, "loftq", format="nf5")
+    # rank above min(out, in) (peft takes it); LoftQ needs r < min, QPiSSA r <= min: checked before any change
+    small = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 6))
+    for method, r in (("loftq", 6), ("qpissa", 7)):
+        m = wrap(small, r=r)
+        before = copy.deepcopy(m.state_dict())
+        with pytest.raises(ValueError, match=rf"layer 'base_model.model.2': rank={r} must be .* min\(out, in\)=6"):
+            lc.adapters.init_peft_model(m, method, seed=0)
+        assert all(isinstance(m.get_submodule(n).base_layer, torch.nn.Linear) for n in LAYERS)
+        assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+    # a second LoftQ run on the quantized model is refused, naming the layer
+    lc.adapters.init_peft_model(model, "loftq", seed=0, progress=False)
+    with pytest.raises(TypeError, match="already has a quantized base layer"):
+        lc.adapters.init_peft_model(model, "pissa", seed=0)
+
+
+def test_peft_loftq_where_it_runs():
+    """peft's LoftQ (init_lora_weights="loftq") quantizes on "cuda" unconditionally (loftq_utils);
+    where it runs, the same iterations give the same NF4 base and the same adapter product."""
+    net = tiny()
+    config = peft.LoraConfig(r=R, lora_alpha=R, target_modules=["0", "2"], init_lora_weights="loftq",
+                             loftq_config=peft.LoftQConfig(loftq_bits=4, loftq_iter=1))
+    try:
+        ref = peft.get_peft_model(copy.deepcopy(net), config)
+    except (AssertionError, RuntimeError) as e:
+        if torch.cuda.is_available() or "CUDA" not in str(e):
+            raise
+        pytest.skip(f"peft's LoftQ fails on this CPU-only torch: {type(e).__name__}: {e}")
+    model = peft.get_peft_model(copy.deepcopy(net), peft.LoraConfig(r=R, lora_alpha=R, target_modules=["0", "2"],
+                                                                    init_lora_weights=False))
+    lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(iters=1, niter=8, seed=0), progress=False)
+    for n in LAYERS:
+        ours, theirs = model.get_submodule(n), ref.get_submodule(n)
+        W_ref = theirs.get_base_layer().weight.detach().float().cpu()  # peft writes W - s·BA's Q dequantized
+
+        def BA(m):
+            return m.lora_B["default"].weight.detach().float().cpu() @ m.lora_A["default"].weight.detach().float().cpu()
+
+        assert torch.allclose(ours.base_layer.quantized.dequantize(), W_ref, atol=1e-6)
+        assert torch.allclose(BA(ours), BA(theirs), atol=1e-4)
