@@ -84,7 +84,13 @@ gpu-check:
 		$(GPU_PYTHON) -m pip install -q --no-build-isolation --no-deps -e . && \
 	PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
-bench: $(VENV)/.built
+# the bench extra's plotting dependency (matplotlib: the quant family's Pareto plot); the
+# extra's other packages are already in $(VENV)/.deps. Not needed by make test.
+$(VENV)/.bench: $(VENV)/.deps
+	$(BIN)/pip install -q "matplotlib>=3.5"
+	touch $@
+
+bench: $(VENV)/.built $(VENV)/.bench
 	$(PY) -m linalg_core bench $(FAMILY)
 
 info: $(VENV)/.built
