@@ -276,7 +276,7 @@ def _plot(points, path):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, value, label in ((axes[0], lambda p: 1 - p["mean_cos"], "1 − mean cosine to the fp32 embeddings"),
-                             (axes[1], lambda p: p["hidden_rel_err"], "‖H − H_fp32‖_F / ‖H_fp32‖_F, last hidden state")):
+                             (axes[1], lambda p: p["hidden_rel_err"], "‖H − H_fp32‖_F / ‖H_fp32‖_F, last hidden")):
         plan = sorted((p for p in points if p["kind"] == "plan"), key=lambda p: p["bits"])
         ax.plot([p["bits"] for p in plan], [value(p) for p in plan], "o-", color="C0", label="compress plan (LQ)")
         for p in plan:
