@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,7 +283,8 @@ def test_overwrite_replaces_the_folder_atomically(tmp_path, capsys):
     (out / "old.txt").write_text("old")
     assert main(["compress", "--budget", "3.0", "--rank", "8", "-o", str(out), "--include", LAYER0, "--overwrite"]
                 + FAST) == 0
-    assert sorted(os.listdir(out)) == ["model.safetensors", "plan.json"] and os.listdir(tmp_path) == ["o"]
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors", "plan.json", "quantization.json"]
+    assert os.listdir(tmp_path) == ["o"]
 
 
 def test_pair_errors_equal_the_per_format_decompositions():
@@ -339,3 +341,140 @@ def test_progress_bars_and_silence(tmp_path, capsys):
     assert len(rep.layers) == 3 and rep.dry_run and rep.written_bytes is None
     with pytest.raises(ValueError, match="out=None"):
         compress_model(budget=3.0, rank=8, include=LAYER0)
+
+
+# --- issue 19: compress writes quant.save_model's layout; load_model runs it ------------------------------------
+
+def _reference_bert(layers):
+    """MiniLM-L6 (transformers BertModel) with each compressed weight replaced by Q + L1·L2."""
+    import transformers
+
+    state = read_safetensors(minilm_path())
+    for name, (Q, L1, L2) in layers.items():
+        state[name] = Q.dequantize(torch.float32) + L1.float() @ L2.float()
+    folder = os.path.dirname(minilm_path())
+    ref = transformers.BertModel(transformers.AutoConfig.from_pretrained(folder, local_files_only=True))
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    assert not missing and unexpected == ["embeddings.position_ids"]
+    return ref.eval()
+
+
+@pytest.mark.parametrize("ranks,include", [([8], r"layer\.[01]\..*(dense|query)\.weight$"),
+                                           ([0], r"layer\.[01]\..*(dense|query)\.weight$"), ([0, 8], LAYER0)])
+def test_output_is_save_model_layout_and_load_model_runs_it(tmp_path, ranks, include):
+    pytest.importorskip("transformers")
+    from linalg_core.quant import LQLinear, QuantLinear, load_model, model_bits_per_weight, quantized_layers
+
+    out = tmp_path / "m"
+    rep = compress_model(budget=3.0, rank=8, ranks=ranks, out=out, include=include,
+                         candidates=["nf2", "nf3", "nf4"], iters=1, progress=False)
+    assert {r.rank for r in rep.layers} == set(ranks)  # [0, 8]: QuantLinear and LQLinear layers in one model
+    meta = json.loads((out / "quantization.json").read_text())
+    plan = json.loads((out / "plan.json").read_text())
+    src = json.loads((Path(minilm_path()).parent / "config.json").read_text())
+    assert json.loads((out / "config.json").read_text()) == src
+    assert meta["linalg_core_quantized_model"] == 1 and meta["transformers_class"] == "BertModel"
+    assert set(meta["modules"]) == {r.name[: -len(".weight")] for r in rep.layers}
+    for r in rep.layers:
+        info = meta["modules"][r.name[: -len(".weight")]]
+        assert info["class"] == ("LQLinear" if r.rank else "QuantLinear") == plan["layers"][r.name]["class"]
+        assert (info["out_features"], info["in_features"]) == r.shape and info["bias"] is True
+        assert info["format_name"] == r.format and info.get("rank", 0) == r.rank
+        assert info["readable_by"] == ["linalg_core"]
+    assert meta["bits_per_weight"] == pytest.approx(plan["bits_per_weight_total"], rel=1e-12)
+    assert meta["bits_per_weight_quantized"] == pytest.approx(plan["bits_per_weight_quantized"], rel=1e-12)
+
+    model = load_model(out)
+    assert type(model).__name__ == "BertModel" and not model.training
+    q = quantized_layers(model)
+    assert {f"{k}.weight": type(m) for k, m in q.items()} == {
+        r.name: (LQLinear if r.rank else QuantLinear) for r in rep.layers}
+    assert model_bits_per_weight(model) == pytest.approx(rep.bits_per_weight_total, rel=1e-12)
+    assert model_bits_per_weight(model, factors=False) == pytest.approx(rep.bits_per_weight, rel=1e-12)
+
+    layers, rest = load_compressed(out)
+    assert set(layers) == {r.name for r in rep.layers}
+    assert "encoder.layer.0.attention.self.query.bias" in rest
+    ref = _reference_bert(layers)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (3, 12), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = ref(input_ids=ids, attention_mask=mask).last_hidden_state
+        orig = _reference_bert({})(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert (got - orig).abs().max() > 1e-2  # the compressed weights are what runs
+
+
+def test_load_compressed_reads_the_old_layout(tmp_path):
+    """A folder written before compress followed save_model (N.q.*, N.L1, N.L2; no quantization.json)."""
+    from safetensors.torch import save_file
+
+    from linalg_core.quant import quantize
+
+    original = read_safetensors(minilm_path())
+    name = "encoder.layer.0.output.dense.weight"
+    W = original[name]
+    Q = quantize(W, "nf3")
+    state = {k: v for k, v in original.items() if k != name}
+    state.update(Q.state_dict(prefix=f"{name}.q."))
+    state[f"{name}.L1"] = torch.randn(W.shape[0], 4).to(torch.bfloat16)
+    state[f"{name}.L2"] = torch.randn(4, W.shape[1]).to(torch.bfloat16)
+    old = tmp_path / "old"
+    old.mkdir()
+    save_file(state, str(old / "model.safetensors"), metadata={"format": "linalg_core.lq"})
+    (old / "plan.json").write_text("{}")
+    layers, rest = load_compressed(old)
+    assert list(layers) == [name] and len(rest) == len(original) - 1
+    Q2, L1, L2 = layers[name]
+    assert torch.equal(Q2.dequantize(), Q.dequantize()) and torch.equal(L1, state[f"{name}.L1"])
+    assert torch.equal(L2, state[f"{name}.L2"])
+
+
+def test_not_a_compressed_model_is_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    from linalg_core.quant import load_model
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_compressed(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="not a compressed model"):
+        load_compressed(empty)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    save_file({"a.weight": torch.ones(4, 4)}, str(plain / "model.safetensors"))
+    with pytest.raises(ValueError, match="not a compressed model.*no compressed layer"):
+        load_compressed(plain)
+    with pytest.raises(ValueError, match="not a model saved by"):
+        load_model(plain)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_compressed(tmp_path / "f")
+    with pytest.raises(TypeError, match="path must be"):
+        load_compressed(3)
+    bad = tmp_path / "badmeta"
+    bad.mkdir()
+    save_file({"a.weight": torch.ones(4, 4)}, str(bad / "model.safetensors"))
+    (bad / "quantization.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_compressed(bad)
+
+
+def test_compressed_names_must_be_layer_weights(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["compress", "--budget", "4.0", "--rank", "8", "-o", str(out), "--include",
+                 r"layer\.0\.output\.dense\.(weight|bias)$|pooler\.dense\.weight$", "--exclude", "norm",
+                 "--candidates", "nf3,nf4", "--ranks", "0", "--iters", "1"]) == 0
+    capsys.readouterr()
+    from safetensors.torch import save_file
+
+    flat = tmp_path / "w.safetensors"
+    save_file({"proj": torch.randn(64, 64)}, str(flat))
+    assert main(["compress", str(flat), "--budget", "4.0", "--rank", "8", "-o", str(tmp_path / "p"), "--include",
+                 "proj", "--candidates", "nf4", "--ranks", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "'proj'" in err and "save_model" in err and not (tmp_path / "p").exists()

@@ -495,3 +495,36 @@ def test_exports_with_the_dequantize_ops_and_no_gradient_when_compiled():
     with pytest.raises(RuntimeError, match="inference-only"):
         y.sum().backward()
     torch._dynamo.reset()
+
+
+class _WithTransientBuffer(torch.nn.Module):
+    """A model with a non-persistent buffer (like BERT's embeddings.position_ids)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("positions", torch.arange(6), persistent=False)
+        self.body = _mlp()
+
+    def forward(self, x):
+        return self.body(x) + self.positions.sum()
+
+
+def test_load_model_skips_non_persistent_buffers_a_file_carries(tmp_path):
+    """compress copies every tensor of the source file, BERT's non-persistent position_ids
+    included: load_model does not read such an entry back (the architecture rebuilds it), but an
+    entry of another shape, or one the architecture does not have, is still an error."""
+    from safetensors.torch import load_file, save_file
+
+    model = quantize_(_WithTransientBuffer(), "nf4")
+    path = save_model(model, tmp_path / "m")
+    state = load_file(str(path / "model.safetensors"))
+    x = _x(2, 256)
+    for extra, ok in (({"positions": torch.arange(6)}, True), ({"positions": torch.arange(7)}, False),
+                      ({"elsewhere": torch.arange(6)}, False)):
+        save_file({**state, **extra}, str(path / "model.safetensors"))
+        if ok:
+            with torch.no_grad():
+                assert torch.equal(load_model(path, model=_WithTransientBuffer())(x), model(x))
+        else:
+            with pytest.raises(ValueError, match="unexpected"):
+                load_model(path, model=_WithTransientBuffer())

@@ -1,20 +1,24 @@
 """Model-wide LQ compression: plan a (format, rank) pair per weight under a budget on everything
-stored, decompose every selected weight, write safetensors + a JSON plan. The engine of
-``python -m linalg_core compress``.
+stored, decompose every selected weight, write the directory :func:`~linalg_core.quant.save_model`
+writes plus a JSON plan. The engine of ``python -m linalg_core compress``.
 
 Output folder (written to a temporary sibling and renamed, so a failed run leaves nothing; an
 existing folder replaced with ``overwrite`` is moved aside first and removed only after the
-rename):
+rename), readable by :func:`~linalg_core.quant.load_model` (a runnable model) and
+:func:`load_compressed` ({name: (Q, L1, L2)}):
 
-* ``model.safetensors`` — for each compressed weight ``N``: the quantized part under ``N.q.*``
-  (:meth:`QuantizedTensor.state_dict`), the low-rank factors ``N.L1`` (m, r) and ``N.L2`` (r, n)
-  in bfloat16 (r = 0: empty (m, 0) and (0, n) tensors); every other tensor of the input copied
-  unchanged.
+* ``model.safetensors`` — ``save_model``'s names: a compressed weight ``N.weight`` becomes the
+  layer ``N``, a :class:`~linalg_core.quant.LQLinear` (rank r >= 1: Q under ``N.weight.*`` as
+  :meth:`QuantizedTensor.state_dict` writes it, the factors ``N.L1`` (m, r) and ``N.L2`` (r, n)
+  in bfloat16) or a :class:`~linalg_core.quant.QuantLinear` (rank 0: Q alone), with its bias
+  ``N.bias`` when the input has one; every other tensor of the input copied unchanged.
+* ``quantization.json`` — ``save_model``'s schema (``linalg_core_quantized_model``, per layer its
+  class, shapes, bias, format, rank, bits, ``readable_by``; ``transformers_class`` from the
+  input's ``config.json`` ``architectures``).
+* ``config.json`` — the input folder's, copied when it has one (MiniLM-L6's does).
 * ``plan.json`` — budget (on ``bits_per_weight_total``), the ranks considered, per-layer format,
   rank, bits per weight of the quantized part and in total (factors included), relative error,
   time; the totals over the compressed weights; every tensor kept as stored, with the reason.
-
-:func:`load_compressed` reads it back.
 """
 
 from __future__ import annotations
@@ -336,6 +340,10 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
     names = select_weights(tensors, include, exclude)
     _, kept = _selection(tensors, include, exclude)
     mats = {n: tensors[n] for n in names}
+    config_file = architecture = None
+    if not dry_run:
+        _check_layout(tensors, names)
+        config_file, architecture = _source_config(files)
     largest = max(min(W.shape) for W in mats.values())
     try:
         from linalg_core.quant.allocate import _ranks
@@ -400,7 +408,7 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
         total = (8 * lq.Q.nbytes + 8 * FACTOR_DTYPE.itemsize * r * sum(lq.Q.shape)) / n
         report.layers.append(LayerReport(name, tuple(mats[name].shape), str(lq.Q.format), lq.Q.bits_per_param,
                                          lq.error, dt, r, total))
-    report.written_bytes = _write(out, tensors, result, report, overwrite)
+    report.written_bytes = _write(out, tensors, result, report, overwrite, config_file, architecture)
     return report
 
 
@@ -448,9 +456,58 @@ def _weighted_error(W, F, rank, fmt, iters, seed):
     return (lq.error * float((F.float().sqrt() * W.float()).norm())) ** 2
 
 
-def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport, overwrite: bool) -> int:
+def _source_config(files) -> tuple[str | None, str | None]:
+    """(the input folder's ``config.json`` or None, its ``architectures[0]`` or None)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(files[0])), "config.json")
+    if not os.path.isfile(path):
+        return None, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"the model's config {path!r} is not valid JSON: {e}") from None
+    arch = config.get("architectures") if isinstance(config, dict) else None
+    return path, arch[0] if isinstance(arch, list) and arch and isinstance(arch[0], str) else None
+
+
+def _check_layout(tensors, names) -> None:
+    """Each compressed weight ``N.weight`` becomes layer ``N`` (``N.weight.*``, ``N.L1``, ``N.L2``,
+    ``N.bias``): the names must fit, before the long measurements."""
+    for name in names:
+        if not name.endswith(".weight"):
+            raise ValueError(f"include selects {name!r}: compress writes quant.save_model's layout, where a compressed "
+                             "weight 'N.weight' becomes the linear layer 'N'; select tensors named '*.weight'")
+        fqn, (m, _) = name[: -len(".weight")], tensors[name].shape
+        taken = [k for k in tensors if k in (f"{fqn}.L1", f"{fqn}.L2") or k.startswith(f"{name}.")]
+        if taken:
+            raise ValueError(f"the model already has a tensor {taken[0]!r}, a name the compressed layer {fqn!r} needs")
+        bias = tensors.get(f"{fqn}.bias")
+        if bias is not None and (not bias.is_floating_point() or tuple(bias.shape) != (m,)):
+            raise ValueError(f"{fqn + '.bias'!r} is {bias.dtype} {tuple(bias.shape)}: the bias of the compressed layer "
+                             f"{fqn!r} must be a floating-point ({m},) tensor")
+
+
+def _modules(tensors, result: dict[str, LQResult]) -> dict:
+    """{layer name: QuantLinear (rank 0) or LQLinear (factors in FACTOR_DTYPE)} of the compressed weights."""
+    from linalg_core.quant.modules import LQLinear, QuantLinear
+
+    layers = {}
+    for name, lq in result.items():
+        fqn = name[: -len(".weight")]
+        bias = tensors.get(f"{fqn}.bias")
+        if lq.L1.shape[1]:
+            layers[fqn] = LQLinear(lq.Q, lq.L1.to(FACTOR_DTYPE), lq.L2.to(FACTOR_DTYPE), bias)
+        else:
+            layers[fqn] = QuantLinear(lq.Q, bias)
+    return layers
+
+
+def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport, overwrite: bool,
+           config_file: str | None = None, architecture: str | None = None) -> int:
     """Writes the folder atomically; returns its size in bytes."""
     from safetensors.torch import save_file
+
+    from linalg_core.quant.model import _metadata
 
     parent = os.path.dirname(os.path.abspath(out)) or "."
     tmp = tempfile.mkdtemp(prefix=".compress-", dir=parent)
@@ -459,25 +516,36 @@ def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport,
     os.chmod(tmp, 0o777 & ~umask)
     aside = None
     try:
+        layers = _modules(tensors, result)
         state = {k: v.contiguous() for k, v in tensors.items() if k not in result}
-        for name, lq in result.items():
-            state.update(lq.Q.state_dict(prefix=f"{name}.q."))
-            state[f"{name}.L1"] = lq.L1.to(FACTOR_DTYPE).contiguous()
-            state[f"{name}.L2"] = lq.L2.to(FACTOR_DTYPE).contiguous()
-        save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "linalg_core.lq"})
+        for fqn, m in layers.items():
+            state.update({k: v.contiguous() for k, v in m.state_dict(prefix=f"{fqn}.").items()})
+        save_file(state, os.path.join(tmp, "model.safetensors"),
+                  metadata={"format": "pt", "linalg_core": "quantized model"})
+        meta = _metadata(layers, f"transformers.{architecture}" if architecture else None, architecture)
+        meta["written_by"] = "linalg_core compress (see plan.json)"
+        with open(os.path.join(tmp, "quantization.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+        written = ["model.safetensors", "quantization.json", "plan.json"]
+        if config_file is not None:
+            shutil.copyfile(config_file, os.path.join(tmp, "config.json"))
+            written.append("config.json")
         plan = {"source": report.source, "budget_bits": report.budget, "budget_applies_to": "bits_per_weight_total",
                 "rank": report.rank, "ranks_considered": report.ranks,
                 "factor_dtype": str(FACTOR_DTYPE).removeprefix("torch."), "weights": report.weights,
                 "bits_per_weight_quantized": report.bits_per_weight,
                 "bits_per_weight_total": report.bits_per_weight_total, "bits_planned": report.bits_planned,
                 "source_bytes": report.source_bytes,
-                "layers": {r.name: {"shape": list(r.shape), "format": json.loads(result[r.name].Q.format.to_json()),
+                "layout": "linalg_core.quant.save_model (quantization.json); read with quant.load_model",
+                "layers": {r.name: {"shape": list(r.shape), "module": r.name[: -len(".weight")],
+                                    "class": "LQLinear" if r.rank else "QuantLinear",
+                                    "format": json.loads(result[r.name].Q.format.to_json()),
                                     "rank": r.rank, "bits_per_param": r.bits_per_param, "bits_total": r.bits_total,
                                     "relative_error": r.error, "seconds": r.seconds} for r in report.layers},
                 "kept": report.kept}
         with open(os.path.join(tmp, "plan.json"), "w") as f:
             json.dump(plan, f, indent=1)
-        for name in ("model.safetensors", "plan.json"):
+        for name in written:
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
         size = sum(os.path.getsize(os.path.join(tmp, n)) for n in os.listdir(tmp))
@@ -499,16 +567,62 @@ def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport,
     return size
 
 
+def _factor(file, state, name):
+    t = state.get(name)
+    if t is None:
+        raise ValueError(f"{file}: a compressed layer lacks its low-rank factor {name!r}")
+    if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16) or t.dim() != 2:
+        raise ValueError(f"{file}: {name!r} is {t.dtype} {tuple(t.shape)}; expected a 2-D float tensor")
+    msg = _validate.nonfinite_message(t, repr(name))
+    if msg:
+        raise ValueError(f"{file}: {msg}")
+    return t
+
+
+def _quantized(file, state, n, prefix):
+    try:
+        return QuantizedTensor.from_state_dict(state, prefix=prefix)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{file}: layer {n!r}: {e}") from None
+
+
+def _check_shapes(file, n, Q, L1, L2, shape=None):
+    if len(Q.shape) != 2 or L1.shape[0] != Q.shape[0] or L2.shape[1] != Q.shape[1] or L1.shape[1] != L2.shape[0]:
+        raise ValueError(f"{file}: layer {n!r} has Q {Q.shape}, L1 {tuple(L1.shape)}, L2 {tuple(L2.shape)}; "
+                         f"expected (m, n), (m, r), (r, n)")
+    if shape is not None and tuple(Q.shape) != shape:
+        raise ValueError(f"{file}: layer {n!r} holds a {tuple(Q.shape)} weight, quantization.json says {shape}")
+
+
+def _unexpected(file, state, used, prefixes):
+    bad = sorted(k for k in state if k not in used and k.startswith(tuple(prefixes)))
+    if bad:
+        raise ValueError(f"{file}: unexpected entr{'y' if len(bad) == 1 else 'ies'} "
+                         f"{', '.join(map(repr, bad[:5]))} in a compressed layer's namespace")
+
+
 def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor, torch.Tensor]], dict]:
     """({weight name: (Q, L1, L2)}, {other tensor name: tensor}) of a :func:`compress_model` folder;
     ``Q.dequantize() + L1 @ L2`` approximates the original weight (a rank-0 layer has empty
-    L1 (m, 0) and L2 (0, n), so the same expression holds).
+    L1 (m, 0) and L2 (0, n), so the same expression holds). For a runnable model, use
+    :func:`~linalg_core.quant.load_model` on the same folder.
+
+    Reads both layouts: the current one (``quantization.json`` next to ``model.safetensors``,
+    ``save_model``'s names: layer ``N`` holds Q under ``N.weight.*`` and, as an LQLinear, ``N.L1`` /
+    ``N.L2``; the weight is returned as ``N.weight``, its bias among the other tensors) and the
+    layout written before compress followed ``save_model`` (no ``quantization.json``; ``N.q.*``,
+    ``N.L1``, ``N.L2`` per compressed weight ``N``), by the reader kept for it.
 
     Everything read is validated: an unreadable or truncated ``model.safetensors`` raises
-    ValueError naming it (FileNotFoundError when missing), each ``N.q.*`` group goes through
-    :meth:`QuantizedTensor.from_state_dict`, and ``N.L1`` (m, r) / ``N.L2`` (r, n) must be
-    present, finite, floating point and match Q's (m, n). Unknown entries inside a layer's
-    ``N.q.`` namespace raise ValueError (nothing is dropped silently).
+    ValueError naming it, each Q goes through :meth:`QuantizedTensor.from_state_dict`, and
+    ``L1`` (m, r) / ``L2`` (r, n) must be present, finite, floating point and match Q's (m, n).
+    Unknown entries inside a layer's Q namespace raise ValueError (nothing is dropped silently).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is not a directory, or not a compressed model (no
+            ``quantization.json`` and no compressed layer in ``model.safetensors``); a corrupt
+            file; a ``quantization.json`` layer that is not a QuantLinear / LQLinear.
 
     Example:
         >>> import tempfile, os
@@ -523,36 +637,60 @@ def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor
     """
     from linalg_core.quant.tensor import load_safetensors
 
-    file = os.path.join(os.fspath(path), "model.safetensors")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
+    folder = os.fspath(path)
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"compressed model folder {folder!r} does not exist")
+    if not os.path.isdir(folder):
+        raise ValueError(f"path {folder!r} is not a folder (compress writes a folder: model.safetensors, "
+                         "quantization.json, plan.json)")
+    file = os.path.join(folder, "model.safetensors")
+    if os.path.exists(os.path.join(folder, "quantization.json")):
+        return _load_current(folder, file, load_safetensors)
+    if not os.path.isfile(file):
+        raise ValueError(f"folder {folder!r} is not a compressed model: it has neither quantization.json nor "
+                         "model.safetensors")
     state = load_safetensors(file)
     names = sorted({k[: -len(".q.__format__")] for k in state if k.endswith(".q.__format__")})
+    if not names:
+        raise ValueError(f"folder {folder!r} is not a compressed model: no quantization.json, and {file!r} holds no "
+                         "compressed layer (no 'N.q.__format__' entry)")
     layers, used = {}, set()
-    for n in names:
+    for n in names:  # the layout written before compress followed save_model
         prefix = f"{n}.q."
-        try:
-            Q = QuantizedTensor.from_state_dict(state, prefix=prefix)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{file}: layer {n!r}: {e}") from None
+        Q = _quantized(file, state, n, prefix)
         used.update(k for k in state if k.startswith(prefix) and "." not in k[len(prefix):])
-        factors = []
-        for name in (f"{n}.L1", f"{n}.L2"):
-            t = state.get(name)
-            if t is None:
-                raise ValueError(f"{file}: layer {n!r} lacks its low-rank factor {name!r}")
-            if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16) or t.dim() != 2:
-                raise ValueError(f"{file}: {name!r} is {t.dtype} {tuple(t.shape)}; expected a 2-D float tensor")
-            msg = _validate.nonfinite_message(t, repr(name))
-            if msg:
-                raise ValueError(f"{file}: {msg}")
-            factors.append(t)
-            used.add(name)
-        L1, L2 = factors
-        if len(Q.shape) != 2 or L1.shape[0] != Q.shape[0] or L2.shape[1] != Q.shape[1] or L1.shape[1] != L2.shape[0]:
-            raise ValueError(f"{file}: layer {n!r} has Q {Q.shape}, L1 {tuple(L1.shape)}, L2 {tuple(L2.shape)}; "
-                             f"expected (m, n), (m, r), (r, n)")
+        L1, L2 = (_factor(file, state, f"{n}.{k}") for k in ("L1", "L2"))
+        used.update((f"{n}.L1", f"{n}.L2"))
+        _check_shapes(file, n, Q, L1, L2)
         layers[n] = (Q, L1, L2)
-    unexpected = sorted(k for k in state if k not in used and any(k.startswith(f"{n}.q.") for n in names))
-    if unexpected:
-        raise ValueError(f"{file}: unexpected entr{'y' if len(unexpected) == 1 else 'ies'} "
-                         f"{', '.join(map(repr, unexpected[:5]))} in a compressed layer's namespace")
+    _unexpected(file, state, used, [f"{n}.q." for n in names])
+    return layers, {k: v for k, v in state.items() if k not in used}
+
+
+def _load_current(folder, file, load_safetensors):
+    import pathlib
+
+    from linalg_core.quant.model import _read_meta
+
+    meta = _read_meta(pathlib.Path(folder))
+    state = load_safetensors(file)
+    layers, used = {}, set()
+    for fqn, info in meta["modules"].items():
+        if info["class"] not in ("QuantLinear", "LQLinear"):
+            raise ValueError(f"{os.path.join(folder, 'quantization.json')}: layer {fqn!r} is a {info['class']}, not "
+                             "Q + L1·L2 (QuantLinear / LQLinear): read this folder with linalg_core.quant.load_model")
+        prefix = f"{fqn}.weight."
+        Q = _quantized(file, state, fqn, prefix)
+        used.update(k for k in state if k.startswith(prefix) and "." not in k[len(prefix):])
+        m, n = Q.shape if len(Q.shape) == 2 else (0, 0)
+        if info["class"] == "LQLinear":
+            L1, L2 = (_factor(file, state, f"{fqn}.{k}") for k in ("L1", "L2"))
+            used.update((f"{fqn}.L1", f"{fqn}.L2"))
+        else:
+            L1, L2 = torch.zeros(m, 0, dtype=FACTOR_DTYPE), torch.zeros(0, n, dtype=FACTOR_DTYPE)
+        _check_shapes(file, fqn, Q, L1, L2, (info["out_features"], info["in_features"]))
+        layers[f"{fqn}.weight"] = (Q, L1, L2)
+    _unexpected(file, state, used, [f"{fqn}.weight." for fqn in meta["modules"]])
     return layers, {k: v for k, v in state.items() if k not in used}

@@ -255,6 +255,29 @@ def _config_of(model):
     return config if config is not None and hasattr(config, "save_pretrained") else None
 
 
+def _metadata(layers: dict[str, torch.nn.Module], model_class: str | None, transformers_class: str | None) -> dict:
+    """The ``quantization.json`` object of the quantized ``layers`` ({fqn: module}) of a model
+    (also written by ``compress``)."""
+    modules = {fqn: _describe(fqn, m) for fqn, m in layers.items()}
+    only = sorted({i.get("format_name", "dgq") for i in modules.values() if i["readable_by"] == ["linalg_core"]})
+    bits = {True: [0, 0], False: [0, 0]}
+    for m in layers.values():
+        for factors, acc in bits.items():
+            b, k = _layer_bits(m, factors)
+            acc[0], acc[1] = acc[0] + b, acc[1] + k
+    return {
+        "linalg_core_quantized_model": _META_VERSION,
+        "model_class": model_class,
+        "transformers_class": transformers_class,
+        "bits_per_weight": bits[True][0] / bits[True][1],
+        "bits_per_weight_quantized": bits[False][0] / bits[False][1],
+        "only_linalg_core_reads": only,
+        "note": ("formats listed in only_linalg_core_reads are read by no other tool: load this directory with "
+                 "linalg_core.quant.load_model") if only else "",
+        "modules": modules,
+    }
+
+
 def save_model(model: torch.nn.Module, directory, *, overwrite: bool = False) -> pathlib.Path:
     """Save a model quantized in place (by :func:`quantize_`) to ``directory``.
 
@@ -293,20 +316,9 @@ def save_model(model: torch.nn.Module, directory, *, overwrite: bool = False) ->
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"the parent of directory {str(path)!r} does not exist")
-    modules = {fqn: _describe(fqn, m) for fqn, m in layers.items()}
-    only = sorted({i.get("format_name", "dgq") for i in modules.values() if i["readable_by"] == ["linalg_core"]})
     config = _config_of(model)
-    meta = {
-        "linalg_core_quantized_model": _META_VERSION,
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "transformers_class": type(model).__name__ if config is not None else None,
-        "bits_per_weight": model_bits_per_weight(model),
-        "bits_per_weight_quantized": model_bits_per_weight(model, factors=False),
-        "only_linalg_core_reads": only,
-        "note": ("formats listed in only_linalg_core_reads are read by no other tool: load this directory with "
-                 "linalg_core.quant.load_model") if only else "",
-        "modules": modules,
-    }
+    meta = _metadata(layers, f"{type(model).__module__}.{type(model).__qualname__}",
+                     type(model).__name__ if config is not None else None)
     tensors = _unique_tensors(model.state_dict())
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
@@ -406,7 +418,9 @@ def load_model(directory, *, model: torch.nn.Module | None = None) -> torch.nn.M
     the meta device; it is copied, never modified). The layers named in ``quantization.json`` are
     replaced by quantized layers built from the weights file (validated like
     :meth:`QuantizedTensor.from_state_dict <linalg_core.quant.QuantizedTensor.from_state_dict>`),
-    every other tensor is taken from the file with its saved dtype (tied tensors stay tied).
+    every other tensor is taken from the file with its saved dtype (tied tensors stay tied); an
+    entry naming a non-persistent buffer of the architecture with its shape (BERT's
+    ``embeddings.position_ids``, which ``compress`` copies from the source file) is not read.
     The model is returned in eval mode, on the CPU.
 
     Raises:
@@ -446,6 +460,10 @@ def load_model(directory, *, model: torch.nn.Module | None = None) -> torch.nn.M
     for k, v in net.state_dict(keep_vars=True).items():
         groups.setdefault(id(v), []).append(k)
     missing, unexpected = net.load_state_dict(rest, strict=False, assign=True)
+    # a non-persistent buffer saved by another writer (BERT's embeddings.position_ids in its own
+    # safetensors, which compress copies): the architecture rebuilds it, the file's copy is not read
+    transient = _non_persistent_buffers(net)
+    unexpected = [k for k in unexpected if not (k in transient and tuple(transient[k].shape) == tuple(rest[k].shape))]
     loaded_alias = {k: next((a for a in g if a in rest), None) for g in groups.values() for k in g}
     missing = [k for k in missing if not k.startswith(prefixes) and loaded_alias.get(k) is None]
     if missing or unexpected:
@@ -460,6 +478,15 @@ def load_model(directory, *, model: torch.nn.Module | None = None) -> torch.nn.M
                 if a != src:
                     _set_tensor(net, a, t)
     return net.eval()
+
+
+def _non_persistent_buffers(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, mod in net.named_modules():
+        for b in mod._non_persistent_buffers_set:
+            if mod._buffers.get(b) is not None:
+                out[f"{name}.{b}" if name else b] = mod._buffers[b]
+    return out
 
 
 def _get_tensor(net, key):
