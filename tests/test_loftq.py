@@ -222,3 +222,29 @@ def test_minilm_loftq_is_the_quantized_base_plus_the_lora_term():
             nf4_only = model(**inputs).last_hidden_state
     assert (out - full).norm() < (nf4_only - full).norm()
     assert sum(isinstance(m, lc.adapters.QuantBase) for m in model.modules()) == 36
+
+
+def test_executor_storage_and_a_nonfinite_weight():
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = tiny()
+    config = lc.adapters.LoftQConfig(format="nf3", seed=0)
+    a, b = wrap(net), wrap(net)
+    lc.adapters.init_peft_model(a, config, progress=False)
+    with ThreadPoolExecutor(2) as ex:
+        lc.adapters.init_peft_model(b, config, progress=False, executor=ex)
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    # the model stores the quantized codes (counted by model_bits_per_weight), not a float weight
+    assert 3 < lc.quant.model_bits_per_weight(a) < 4
+    keys = a.state_dict().keys()
+    assert "base_model.model.0.base_layer.weight.codes" in keys and "base_model.model.0.base_layer.weight" not in keys
+    # a NaN is named with its layer; that layer keeps its float base
+    bad = copy.deepcopy(net)
+    with torch.no_grad():
+        bad[2].weight[0, 0] = float("nan")
+    m = wrap(bad)
+    with pytest.raises(ValueError, match=r"layer 'base_model.model.2': the weight has 1 NaN"):
+        lc.adapters.init_peft_model(m, "qpissa", seed=0, progress=False)
+    assert type(m.get_submodule(LAYERS[1]).base_layer) is torch.nn.Linear

@@ -57,4 +57,5 @@ __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora"
            "milora", "lora_sb", "lora_sb_update", "loldu", "RankPlan", "allocate_ranks", "nuclear_norm", "EVA",
            "IncrementalSVD", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora",
            "InitConfig", "PiSSAConfig", "OLoRAConfig", "MiLoRAConfig", "NLoRAConfig", "LoLDUConfig", "LoRASBConfig",
-           "EVAConfig", "LoftQConfig", "QPiSSAConfig", "QuantBase", "register_initializer", "Initializer", "LayerUnit", "ModelRun"]
+           "EVAConfig", "LoftQConfig", "QPiSSAConfig", "QuantBase", "register_initializer", "Initializer", "LayerUnit",
+           "ModelRun"]

@@ -8,6 +8,8 @@ holds ``lora_A`` (r × in), ``lora_B`` (out × r) and ``scaling``; methods that 
 into the adapter rewrite the base weight to the residual. peft's LoRA layer has no slot for a
 middle factor, so the three-factor methods (NLoRA, LoLDU, LoRA-SB) are loaded with N folded into
 B (B ← B·N: the same function at init; train N alone through the per-matrix API instead).
+LoftQ and QPiSSA replace each LoRA layer's base layer by a :class:`QuantBase` holding the
+quantized residual (the float weight is dropped; gradients still reach the layer's input).
 """
 
 from __future__ import annotations
@@ -201,10 +203,14 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
         config: the method and its options: :class:`~linalg_core.adapters.PiSSAConfig`,
             :class:`~linalg_core.adapters.OLoRAConfig`, :class:`~linalg_core.adapters.MiLoRAConfig`,
             :class:`~linalg_core.adapters.NLoRAConfig`, :class:`~linalg_core.adapters.LoLDUConfig`,
-            :class:`~linalg_core.adapters.LoRASBConfig`, :class:`~linalg_core.adapters.EVAConfig`
+            :class:`~linalg_core.adapters.LoRASBConfig`, :class:`~linalg_core.adapters.EVAConfig`,
+            :class:`~linalg_core.adapters.LoftQConfig`, :class:`~linalg_core.adapters.QPiSSAConfig`
             or any config registered with :func:`~linalg_core.adapters.register_initializer`;
             or a method's name (``"pissa"``, ``"olora"``, ``"milora"``, ``"nlora"``, ``"loldu"``,
-            ``"lora_sb"``, ``"eva"``), the shortcut that builds its config from ``options``.
+            ``"lora_sb"``, ``"eva"``, ``"loftq"``, ``"qpissa"``), the shortcut that builds its
+            config from ``options``. LoftQ / QPiSSA replace each base layer by a
+            :class:`QuantBase` (a :class:`~linalg_core.quant.QuantLinear` that passes gradients
+            to its input) holding the quantized residual, on any device, without bitsandbytes.
         adapter_name: default the active adapter.
         progress: a tqdm bar over layers (default: when stderr is a terminal).
         executor: a ``concurrent.futures.Executor`` (a process pool, or a Dask cluster's
@@ -226,9 +232,10 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
     Raises:
         ValueError: a NaN/Inf base weight, naming its layer and the layers already initialised
             before it (that layer and the rest are left untouched); bad method or options; a
-            config that does not fit the model (LoRA-SB updates missing or mis-shaped), checked
-            before any layer changes.
-        TypeError: not a peft model, a non-Linear or integer / quantized base weight; options
+            config that does not fit the model (LoRA-SB updates missing or mis-shaped; a LoftQ
+            rank not below min(out, in), a QPiSSA rank above it), checked before any layer changes.
+        TypeError: not a peft model, a non-Linear or integer / quantized base weight (a
+            QuantBase left by an earlier LoftQ / QPiSSA run included); options
             passed with a config; a config without a registered handler.
 
     Randomness:
@@ -248,6 +255,11 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
         {'base_model.model.0': 8}
         >>> lc.adapters.init_peft_model(m, "olora").layers               # doctest: +SKIP
         {'base_model.model.0': 8}
+        >>> m2 = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 64)),
+        ...                          peft.LoraConfig(r=8, target_modules=["0"]))  # doctest: +SKIP
+        >>> lc.adapters.init_peft_model(m2, lc.adapters.LoftQConfig(format="nf4", iters=2, seed=0))  # doctest: +SKIP
+        >>> type(m2.base_model.model[0].base_layer).__name__             # doctest: +SKIP
+        'QuantBase'
     """
     config = _as_config(config, options)
     entry = initializer_for(config)
