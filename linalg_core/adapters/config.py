@@ -368,7 +368,11 @@ class LoftQConfig(InitConfig):
         format: the base's quantization format: a :class:`~linalg_core.quant.formats.Format` or
             its name (default ``"bnb-nf4"``, bitsandbytes-exact NF4 as peft's LoftQ).
         iters: LoftQ alternations T (an integer >= 1; peft's ``loftq_iter``).
-        niter: rsvd iterations of each alternation's rank-r step (an integer >= 0).
+        niter: rsvd iterations of each alternation's rank-r step (an integer >= 0). The
+            residual W − Q of a quantized weight has a flat spectrum, so a few iterations give
+            a rank-r term about as accurate as the full SVD's but not the same subspace; to
+            reproduce peft's LoftQ factors (full SVD, with ``format=BnbNF4(double_quant=False)``
+            as peft quantizes) raise ``niter`` until the factors stop changing.
         seed: one seed for every layer (see :class:`PiSSAConfig`).
 
     Example:
