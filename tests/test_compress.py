@@ -478,3 +478,40 @@ def test_compressed_names_must_be_layer_weights(tmp_path, capsys):
                  "proj", "--candidates", "nf4", "--ranks", "0"]) == 2
     err = capsys.readouterr().err
     assert "'proj'" in err and "save_model" in err and not (tmp_path / "p").exists()
+
+
+def test_plain_model_without_config_and_a_bad_config(tmp_path, capsys):
+    """No config.json next to the source: none is written, load_model takes the architecture
+    (model=); an invalid config.json next to the source is a clear error before any work."""
+    from safetensors.torch import save_file
+
+    from linalg_core.quant import load_model
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(128, 96), torch.nn.GELU(), torch.nn.Linear(96, 64, bias=False))
+    src = tmp_path / "src"
+    src.mkdir()
+    save_file({k: v.detach().contiguous() for k, v in mlp.state_dict().items()}, str(src / "model.safetensors"))
+    out = tmp_path / "o"
+    rep = compress_model(src / "model.safetensors", budget=4.5, rank=4, ranks=[0, 4], out=out, exclude="",
+                         candidates=["nf3", "nf4"], iters=1, progress=False)
+    assert sorted(os.listdir(out)) == ["model.safetensors", "plan.json", "quantization.json"]
+    meta = json.loads((out / "quantization.json").read_text())
+    assert meta["transformers_class"] is None and set(meta["modules"]) == {"0", "2"}
+    assert meta["modules"]["0"]["bias"] is True and meta["modules"]["2"]["bias"] is False
+    with pytest.raises(ValueError, match="model="):
+        load_model(out)
+    loaded = load_model(out, model=mlp)
+    layers, _ = load_compressed(out)
+    ref = torch.nn.Sequential(torch.nn.Linear(128, 96), torch.nn.GELU(), torch.nn.Linear(96, 64, bias=False))
+    ref.load_state_dict({**mlp.state_dict(), **{n: Q.dequantize(torch.float32) + L1.float() @ L2.float()
+                                                for n, (Q, L1, L2) in layers.items()}})
+    x = torch.randn(5, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert len(rep.layers) == 2
+    (src / "config.json").write_text("{broken")
+    with pytest.raises(ValueError, match="config.*not valid JSON"):
+        compress_model(src / "model.safetensors", budget=4.5, rank=4, ranks=[0], out=tmp_path / "o2", exclude="",
+                       candidates=["nf4"], iters=1, progress=False)
+    assert not (tmp_path / "o2").exists()

@@ -280,8 +280,9 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
                    iters: int = 5, plan_iters: int = 1, include=r"\.weight$", exclude=DEFAULT_EXCLUDE, seed: int = 0,
                    overwrite: bool = False, progress=True, executor=None, dry_run: bool = False) -> CompressionReport:
     """Compress every selected weight of a safetensors model as Q + L1·L2 (L1·L2 possibly absent)
-    under ``budget`` bits per weight counted over everything stored; see the module docstring
-    for the output.
+    under ``budget`` bits per weight counted over everything stored; the output folder is
+    :func:`~linalg_core.quant.save_model`'s layout plus ``plan.json`` (see the module docstring),
+    so :func:`~linalg_core.quant.load_model` returns a runnable model.
 
     The planner measures every (format, rank) pair of every weight (``plan_iters`` LQ
     alternations; plain quantization at rank 0) and solves the multiple-choice knapsack exactly
@@ -317,8 +318,10 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
         FileNotFoundError / FileExistsError / ValueError / TypeError (nothing written) for a
         missing model or output folder parent, an unreadable file, a bad regular expression, no
         2-D weight selected, an unknown format, bad ranks, a Fisher file without every selected
-        weight, a budget below the cheapest plan's total, or an existing ``out`` (unless
-        ``overwrite``).
+        weight, a budget below the cheapest plan's total, an existing ``out`` (unless
+        ``overwrite``), a selected weight not named ``N.weight`` (the output names it layer
+        ``N``), a layer bias that is not a float (m,) tensor, or an invalid ``config.json`` next
+        to the model.
     """
     files = _source_files(source)
     if out is None and not dry_run:
