@@ -254,7 +254,8 @@ def _compress(args) -> int:
         return 2
     print(report.table())
     if not args.dry_run:
-        print(f"wrote {args.out}/model.safetensors and {args.out}/plan.json")
+        print(f"wrote {args.out} (model.safetensors, quantization.json, plan.json); load it with "
+              "linalg_core.quant.load_model")
     return 0
 
 
