@@ -163,8 +163,13 @@ def test_bad_input_changes_nothing():
         assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
     # a second LoftQ run on the quantized model is refused, naming the layer
     lc.adapters.init_peft_model(model, "loftq", seed=0, progress=False)
-    with pytest.raises(TypeError, match="already has a quantized base layer"):
+    with pytest.raises(TypeError, match="layer 'base_model.model.0' has a quantized base layer"):
         lc.adapters.init_peft_model(model, "pissa", seed=0)
+    # the factors can still be read; a plain-LoRA conversion on the original weights is refused
+    initial = lc.adapters.adapter_state(model)
+    assert set(initial) == set(LAYERS)
+    with pytest.raises(TypeError, match="would not reproduce a model whose base was quantized"):
+        lc.adapters.save_as_lora(model, initial, "unused")
 
 
 def test_peft_loftq_where_it_runs():

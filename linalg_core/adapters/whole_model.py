@@ -96,7 +96,9 @@ def _peft():
     return peft, LoraLayer
 
 
-def _lora_layers(model, adapter_name):
+def _lora_layers(model, adapter_name, quantized: str | None = None):
+    """(adapter, {name: LoRA layer}). ``quantized``: what a quantized base layer (QuantBase) is
+    refused for (a message), or None to accept it (its factors are read only)."""
     _, LoraLayer = _peft()
     if not hasattr(model, "peft_config"):
         raise TypeError(f"model must be a peft model (peft.get_peft_model(...)), got {type(model).__name__}")
@@ -107,9 +109,11 @@ def _lora_layers(model, adapter_name):
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
             base = module.get_base_layer()
-            if hasattr(base, "quantized"):
-                raise TypeError(f"layer {name!r} already has a quantized base layer ({type(base).__name__}): "
-                                "initialise a peft model of the float model")
+            if hasattr(base, "quantized"):  # QuantBase, QuantLinear, LQLinear
+                if quantized is not None:
+                    raise TypeError(f"layer {name!r} has a quantized base layer ({type(base).__name__}): {quantized}")
+                layers[name] = module
+                continue
             weight = base.weight
             if weight.dim() != 2 or not hasattr(module.lora_A[adapter], "weight"):
                 raise TypeError(f"layer {name!r}: only Linear-like LoRA layers are supported, got "
@@ -264,7 +268,8 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
     config = _as_config(config, options)
     entry = initializer_for(config)
     start = time.perf_counter()
-    adapter, layers = _lora_layers(model, adapter_name)
+    adapter, layers = _lora_layers(model, adapter_name, quantized="initialise a peft model of the float model "
+                                   "(LoftQ / QPiSSA quantize the base themselves)")
     config = _with_seed(config)
     show = progress if progress is not None else sys.stderr.isatty()
     if entry.scope == "model":
@@ -632,7 +637,9 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
     peft, _ = _peft()
     from peft.utils import get_peft_model_state_dict
 
-    adapter, layers = _lora_layers(model, adapter_name)
+    adapter, layers = _lora_layers(model, adapter_name, quantized="a LoRA on the original weights would not "
+                                   "reproduce a model whose base was quantized (LoftQ / QPiSSA); save the adapter "
+                                   "with the quantized base (model.save_pretrained) instead")
     missing = sorted(set(layers) - set(initial))
     if missing:
         raise ValueError(f"initial has no factors for layers {missing[:5]} (take adapter_state() right after init)")
