@@ -288,3 +288,21 @@ def test_executor_storage_and_a_nonfinite_weight():
     with pytest.raises(ValueError, match=r"layer 'base_model.model.2': the weight has 1 NaN"):
         lc.adapters.init_peft_model(m, "qpissa", seed=0, progress=False)
     assert type(m.get_submodule(LAYERS[1]).base_layer) is torch.nn.Linear
+
+
+def test_dequantize_bases_then_peft_merge():
+    """peft's merge_and_unload needs a float base weight (on a QuantBase it fails inside peft);
+    dequantize_bases gives one without changing the function."""
+    model = wrap(tiny())
+    lc.adapters.init_peft_model(model, "loftq", seed=0, progress=False)
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        y = model(x)
+    assert lc.adapters.dequantize_bases(model) == LAYERS
+    assert all(type(model.get_submodule(n).base_layer) is torch.nn.Linear for n in LAYERS)
+    with torch.no_grad():
+        assert torch.allclose(model(x), y, atol=1e-5)
+        merged = model.merge_and_unload()
+        assert torch.allclose(merged(x), y, atol=1e-5)
+    with pytest.raises(TypeError, match="dtype must be a floating"):
+        lc.adapters.dequantize_bases(model, torch.int8)

@@ -48,6 +48,7 @@ from linalg_core.adapters.whole_model import (
     ModelInit,
     QuantBase,
     adapter_state,
+    dequantize_bases,
     delta_as_lora,
     init_peft_model,
     save_as_lora,
@@ -57,5 +58,5 @@ __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora"
            "milora", "lora_sb", "lora_sb_update", "loldu", "RankPlan", "allocate_ranks", "nuclear_norm", "EVA",
            "IncrementalSVD", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora",
            "InitConfig", "PiSSAConfig", "OLoRAConfig", "MiLoRAConfig", "NLoRAConfig", "LoLDUConfig", "LoRASBConfig",
-           "EVAConfig", "LoftQConfig", "QPiSSAConfig", "QuantBase", "register_initializer", "Initializer", "LayerUnit",
-           "ModelRun"]
+           "EVAConfig", "LoftQConfig", "QPiSSAConfig", "QuantBase", "dequantize_bases", "register_initializer",
+           "Initializer", "LayerUnit", "ModelRun"]

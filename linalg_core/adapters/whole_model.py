@@ -588,6 +588,42 @@ def _load_eva(model, adapter, layers, components, adjust):
     return removed
 
 
+def dequantize_bases(model, dtype: torch.dtype = torch.float32) -> list[str]:
+    """Replace every :class:`QuantBase` (left by LoftQ / QPiSSA) by an ``nn.Linear`` holding its
+    dequantized weight, in place, e.g. before peft's ``merge_and_unload()`` (which needs a float
+    base weight). The function of the model is unchanged.
+
+    Args:
+        model: a peft model initialised by :func:`init_peft_model` with LoftQ or QPiSSA.
+        dtype: the float dtype of the new weights and biases.
+
+    Returns:
+        The module names of the layers whose base was replaced.
+
+    Shape:
+        each new weight: (out_features, in_features)
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    done = []
+    for name, module in list(model.named_modules()):
+        base = getattr(module, "base_layer", None)
+        if not isinstance(base, QuantBase):
+            continue
+        Q = base.quantized
+        lin = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, dtype=dtype,
+                              device=Q.device)
+        lin.weight.requires_grad_(False)
+        lin.weight.copy_(Q.dequantize(dtype))
+        if base.bias is not None:
+            lin.bias.requires_grad_(False)
+            lin.bias.copy_(base.bias)
+        lin.train(base.training)
+        module.base_layer = lin
+        done.append(name)
+    return done
+
+
 def adapter_state(model, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
     """A copy of the adapter's factors right after initialisation: {module name: (A, B)} (keep
     it to convert the trained adapter with :func:`to_lora_state_dict`)."""
@@ -676,4 +712,5 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
     return output_dir
 
 
-__all__ = ["METHODS", "ModelInit", "QuantBase", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora"]
+__all__ = ["METHODS", "ModelInit", "QuantBase", "dequantize_bases",
+           "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora"]
