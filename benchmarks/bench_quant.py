@@ -274,9 +274,9 @@ def _plot(points, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, value, label in ((axes[0], lambda p: 1 - p["mean_cos"], "1 − mean cosine to the fp32 embeddings"),
-                             (axes[1], lambda p: p["hidden_rel_err"], "‖H − H_fp32‖_F / ‖H_fp32‖_F, last hidden")):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, value, label in ((axes[0], lambda p: 1 - p["mean_cos"], "1 − mean cosine to fp32 embeddings"),
+                             (axes[1], lambda p: p["hidden_rel_err"], "rel. error of last hidden state")):
         plan = sorted((p for p in points if p["kind"] == "plan"), key=lambda p: p["bits"])
         ax.plot([p["bits"] for p in plan], [value(p) for p in plan], "o-", color="C0", label="compress plan (LQ)")
         for p in plan:
@@ -284,12 +284,12 @@ def _plot(points, path):
         for i, p in enumerate(p for p in points if p["kind"] == "uniform"):
             ax.plot(p["bits"], value(p), "s", color=f"C{i + 1}", label=p["name"])
         ax.set_xlabel("total bits per weight (everything stored)")
-        ax.set_ylabel(f"{label} (lower is better)")
+        ax.set_title(f"{label} (lower is better)", fontsize=10)
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
-    fig.suptitle("MiniLM-L6 on scikit-learn dataset-description sentences: quality vs total bits")
-    fig.tight_layout()
+    fig.suptitle("MiniLM-L6 on scikit-learn dataset-description sentences: quality vs total bits", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.95), w_pad=3)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
