@@ -71,7 +71,10 @@ inline int64_t sum_lanes(__m256i v) {
   return s;
 }
 
-int64_t f32_to_f16(const float* in, uint16_t* out, int64_t n) {
+// The chunked, threaded loop of both directions: `eight(i)` converts values i..i+7 and returns
+// them as float32 (for the count), `one(i)` converts value i and returns it as float32.
+template <typename Eight, typename One>
+int64_t f16c_convert(int64_t n, Eight&& eight, One&& one) {
   int64_t bad = 0;
 #pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 2 * kGrain)
   for (int64_t c = 0; c < (n + kGrain - 1) / kGrain; ++c) {
@@ -80,43 +83,39 @@ int64_t f32_to_f16(const float* in, uint16_t* out, int64_t n) {
     __m256i count = _mm256_setzero_si256();
     int64_t i = lo;
     for (; i + 8 <= hi; i += 8) {
-      const __m256 v = _mm256_loadu_ps(in + i);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-      const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exponent);
+      const __m256i e = _mm256_and_si256(_mm256_castps_si256(eight(i)), exponent);
       count = _mm256_sub_epi32(count, _mm256_cmpeq_epi32(e, exponent));  // -1 per non-finite lane
     }
     int64_t local = sum_lanes(count);
-    for (; i < hi; ++i) {
-      out[i] = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
-      local += nonfinite(in[i]);
-    }
+    for (; i < hi; ++i) local += nonfinite(one(i));
     bad += local;
   }
   return bad;
 }
 
+int64_t f32_to_f16(const float* in, uint16_t* out, int64_t n) {
+  return f16c_convert(
+      n,
+      [&](int64_t i) {
+        const __m256 v = _mm256_loadu_ps(in + i);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+        return v;
+      },
+      [&](int64_t i) {
+        out[i] = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
+        return in[i];
+      });
+}
+
 int64_t f16_to_f32(const uint16_t* in, float* out, int64_t n) {
-  int64_t bad = 0;
-#pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 2 * kGrain)
-  for (int64_t c = 0; c < (n + kGrain - 1) / kGrain; ++c) {
-    const int64_t lo = c * kGrain, hi = std::min(n, lo + kGrain);
-    const __m256i exponent = _mm256_set1_epi32(0x7f800000);
-    __m256i count = _mm256_setzero_si256();
-    int64_t i = lo;
-    for (; i + 8 <= hi; i += 8) {
-      const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
-      _mm256_storeu_ps(out + i, v);
-      const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exponent);
-      count = _mm256_sub_epi32(count, _mm256_cmpeq_epi32(e, exponent));
-    }
-    int64_t local = sum_lanes(count);
-    for (; i < hi; ++i) {
-      out[i] = _cvtsh_ss(in[i]);
-      local += nonfinite(out[i]);
-    }
-    bad += local;
-  }
-  return bad;
+  return f16c_convert(
+      n,
+      [&](int64_t i) {
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
+        _mm256_storeu_ps(out + i, v);
+        return v;
+      },
+      [&](int64_t i) { return out[i] = _cvtsh_ss(in[i]); });
 }
 #endif
 
