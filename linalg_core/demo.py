@@ -7,6 +7,7 @@ Each capability contributes one section: a function ``(quick: bool) -> None`` in
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import torch
@@ -286,6 +287,49 @@ def section_quant(quick: bool) -> None:
           f"{time.perf_counter() - t0:.1f} s (MILP {plan.solve_seconds * 1e3:.0f} ms)")
     print("  formats chosen: " + ", ".join(f"{k} x{v}" for k, v in sorted(chosen.items())))
     print("  whole model from the shell: python -m linalg_core compress --budget 3.0 --rank 32 -o minilm-lq")
+    _section_quantized_model()
+
+
+def _section_quantized_model() -> None:
+    """A whole model quantized in place, counted, saved, loaded and exported."""
+    import copy
+    import tempfile
+
+    from linalg_core.quant import load_model, model_bits_per_weight, quantize_, save_model, to_gguf
+
+    try:
+        from linalg_core.testing.models import minilm_inputs, minilm_model
+
+        base = minilm_model()
+    except Exception as e:  # noqa: BLE001  (transformers is optional)
+        print(f"\n(transformers not usable here: {type(e).__name__}; the whole-model section is skipped)")
+        return
+    inputs = minilm_inputs(batch=4, length=32, seed=0)
+    with torch.no_grad():
+        ref = base(**inputs).last_hidden_state
+    print("\nMiniLM-L6 quantized in place (quant.quantize_: every nn.Linear), saved, loaded and exported")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in ("nf4", "bnb-nf4", "q4_0"):
+            model = quantize_(copy.deepcopy(base), fmt)
+            with torch.no_grad():
+                out = model(**inputs).last_hidden_state
+            saved = save_model(model, f"{tmp}/{fmt}")
+            with torch.no_grad():
+                again = load_model(saved)(**inputs).last_hidden_state
+            size = sum(f.stat().st_size for f in saved.iterdir()) / 2**20
+            gguf = ""
+            if fmt == "q4_0":  # llama.cpp's BERT layout has no pooler: to_gguf drops it and says so
+                import logging
+                import warnings
+
+                logging.getLogger("gguf").setLevel(logging.ERROR)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    gguf = f"{os.path.getsize(to_gguf(model, f'{tmp}/minilm.gguf')) / 2**20:.1f} MiB"
+            rows.append((fmt, f"{model_bits_per_weight(model):.3f}", f"{float((out - ref).norm() / ref.norm()):.4f}",
+                         str(torch.equal(out, again)), f"{size:.1f} MiB", gguf))
+    _table(("format", "bits/weight", "hidden-state rel. error", "load_model equal", "saved folder", "to_gguf"), rows)
 
 
 def section_qmatmul(quick: bool) -> None:
