@@ -16,8 +16,8 @@ import torch
 
 import linalg_core as lc
 from linalg_core.adapters import config as C
-from linalg_core.adapters import (EVAConfig, LoLDUConfig, LoRASBConfig, MiLoRAConfig, NLoRAConfig, OLoRAConfig,
-                                  PiSSAConfig)
+from linalg_core.adapters import (EVAConfig, LoftQConfig, LoLDUConfig, LoRASBConfig, MiLoRAConfig, NLoRAConfig,
+                                  OLoRAConfig, PiSSAConfig, QPiSSAConfig)
 from linalg_core.quant import (GGUF, BnbNF4, DGQConfig, IntGroup, LQConfig, NormalFloat, QuantConfig,
                                quantize_weight, register_quantizer)
 from linalg_core.quant import config as Q
@@ -234,6 +234,10 @@ def forms(method, dtype):
     if method == "lora_sb":
         u = updates(dtype)
         return dict(seed=2, updates=u), LoRASBConfig(u, seed=2)
+    if method == "loftq":
+        return dict(seed=3, iters=2), LoftQConfig(seed=3, iters=2)
+    if method == "qpissa":
+        return dict(seed=6, format="nf4"), QPiSSAConfig(format="nf4", seed=6)
     b = batches(dtype)
     return dict(seed=4, batches=b, rho=2, tau=0.9), EVAConfig(b, rho=2, tau=0.9, seed=4)
 

@@ -53,7 +53,7 @@ from linalg_core.adapters.eva import EVA
 from linalg_core.adapters.factors import LoRAInit, ThreeFactorInit
 from linalg_core.quant import QuantizedTensor, QuantLinear
 
-METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva")
+METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva", "loftq", "qpissa")
 
 # Equal-shape weights up to this many elements are stacked into one batched rsvd (the stack is a
 # copy: it pays for small matrices, where per-call overhead dominates, not for large ones).
