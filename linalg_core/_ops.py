@@ -38,6 +38,8 @@ from typing import Callable
 
 import torch
 
+from linalg_core._trace import traced
+
 NAMESPACE = "linalg_core"
 BACKEND_ORDER = ("cuda", "triton", "cpu", "reference")
 # The op families, each the name of the files that implement its ops in every layer.
@@ -136,7 +138,6 @@ class Impl:
         return self.check(key) if self.check else None
 
 
-_stack_len = torch._C._len_torch_dispatch_stack
 _interpreters = torch._C._functorch.peek_interpreter_stack
 _VMAP = torch._C._functorch.TransformType.Vmap
 
@@ -145,7 +146,7 @@ def _plain(args, tensors: tuple[int, ...]) -> bool:
     """Whether a call may skip the dispatcher: eager mode, no dispatch mode (fake tensors,
     tracing), no ``torch.func`` transform, and every tensor argument (at positions ``tensors``) a
     plain tensor that autograd does not need to track."""
-    if _compiling() or _stack_len() or _interpreters() is not None:  # is_compiling first: Dynamo folds it
+    if traced():
         return False
     grad = _grad_enabled()
     for i in tensors:
@@ -158,7 +159,6 @@ def _plain(args, tensors: tuple[int, ...]) -> bool:
     return True
 
 
-_compiling = torch.compiler.is_compiling
 _grad_enabled = torch.is_grad_enabled
 _Tensor = torch.Tensor
 

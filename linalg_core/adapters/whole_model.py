@@ -47,13 +47,13 @@ from linalg_core.adapters.config import (
     QPiSSAConfig,
     config_type,
     initializer_for,
+    methods,
     register_initializer,
 )
 from linalg_core.adapters.eva import EVA
 from linalg_core.adapters.factors import LoRAInit, ThreeFactorInit
 from linalg_core.quant import QuantizedTensor, QuantLinear
 
-METHODS = ("pissa", "olora", "milora", "nlora", "loldu", "lora_sb", "eva", "loftq", "qpissa")
 
 # Equal-shape weights up to this many elements are stacked into one batched rsvd (the stack is a
 # copy: it pays for small matrices, where per-call overhead dominates, not for large ones).
@@ -711,6 +711,9 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
         json.dump(config, f, indent=2, default=str)
     return output_dir
 
+
+# the built-in methods' names (the string shortcuts), in the order their handlers are registered above
+METHODS = methods()
 
 __all__ = ["METHODS", "ModelInit", "QuantBase", "dequantize_bases",
            "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora"]
