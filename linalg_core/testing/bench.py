@@ -139,10 +139,11 @@ class Report:
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     machine: dict = field(default_factory=machine)
+    quick: bool = False  # a --quick run: rows are printed marked as not the full run's regime
 
     def add(self, **row) -> dict:
         self.rows.append(row)
-        print("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+        print(("  [quick size] " if self.quick else "  ") + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
         return row
 
     def note(self, text: str) -> None:
@@ -201,6 +202,13 @@ def families() -> dict[str, Path]:
     return {p.stem[len("bench_"):]: p for p in sorted(benchmarks_dir().glob("bench_*.py"))}
 
 
+QUICK_CAVEAT = (
+    "quick run: smaller sizes and fewer repeats, a smoke test of the benchmarks. At these sizes fixed "
+    "per-call costs (dispatch, allocation, thread start-up) dominate, so the ratios below are NOT the "
+    "regime of the full run and can show linalg_core many times slower than its peers; nothing is "
+    "written. Run without --quick for the figures of benchmarks/RESULTS.md.")
+
+
 def run_families(names, *, quick=False, threads=None, write=True) -> list[Report]:
     available = families()
     names = list(names) or list(available)
@@ -209,18 +217,26 @@ def run_families(names, *, quick=False, threads=None, write=True) -> list[Report
         raise SystemExit(f"unknown benchmark family {unknown}; available: {', '.join(available)}")
     if threads is not None:
         linalg_core.set_num_threads(threads)
+    if quick:
+        print(QUICK_CAVEAT, flush=True)
     reports = []
     for name in names:
         spec = importlib.util.spec_from_file_location(f"linalg_core_bench_{name}", available[name])
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        report = Report(name)
+        report = Report(name, quick=quick)
         print(f"== {name} ({report.machine['threads']} threads{', quick' if quick else ''})", flush=True)
         module.run(report, quick=quick)
         if write and not quick:
             report.save(benchmarks_dir() / "results")
             report.update_results_md(benchmarks_dir() / "RESULTS.md")
         reports.append(report)
+    if write and not quick:
+        from linalg_core.testing.headlines import update_readme
+
+        readme = benchmarks_dir().parent / "README.md"
+        if readme.exists() and update_readme(readme, benchmarks_dir() / "results"):
+            print(f"updated the results table of {readme}", flush=True)
     return reports
 
 
