@@ -1,5 +1,5 @@
-"""``python -m linalg_core info``: versions, CPU features, and which backends are available
-here and why the others are not."""
+"""``python -m linalg_core info``: versions, CPU features, the thread settings of torch, OpenMP and
+BLAS, and which backends are available here and why the others are not."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import platform
 import torch
 
 import linalg_core
-from linalg_core import _ops
+from linalg_core import _ops, _threads
 from linalg_core._ext import C_IMPORT_ERROR, _C
 
 
@@ -41,6 +41,7 @@ def report() -> str:
         ]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible to torch"
     lines.append(f"  GPU: {gpu}")
+    lines += _thread_lines(_threads.settings())
     forced = os.environ.get("LINALG_CORE_BACKEND")
     lines.append("backends (priority order)" + (f", forced by LINALG_CORE_BACKEND={forced}" if forced else "") + ":")
     for name in _ops.BACKEND_ORDER:
@@ -51,3 +52,27 @@ def report() -> str:
         impls = [b for b in _ops.BACKEND_ORDER if b in op.impls]
         lines.append(f"  {op.name:<22} {', '.join(impls)}")
     return "\n".join(lines)
+
+
+def _thread_lines(st: dict) -> list[str]:
+    """The thread settings (``_threads.settings()``), one pool a line; docs/threads.md says what
+    to set on a shared machine."""
+    t, env = st["torch"], st["env"]
+    lines = [f"threads ({st['cores']} cores available; settings for shared machines: docs/threads.md):",
+             f"  torch: intra-op {t['intra_op']}, inter-op {t['inter_op']}, parallel backend {t['backend']}"]
+    omp = st["openmp"]
+    shown = ", ".join(f"{v}={env[v] if env[v] is not None else 'unset'}"
+                      for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
+    if omp is None:
+        lines.append(f"  OpenMP: {shown} (_C not available)")
+    else:
+        lines.append(f"  OpenMP (_C): max threads {omp['max_threads']}, dynamic {omp['dynamic']}, {shown}; "
+                     f"runtime {omp['library']}")
+    if st["blas"] is None:
+        lines.append("  BLAS: threadpoolctl not installed; " + ", ".join(
+            f"{v}={env[v] if env[v] is not None else 'unset'}" for v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")))
+    else:
+        for p in st["blas"]:
+            lines.append(f"  {p['api']} pool: {p['library']} ({p['layer']}), {p['threads']} threads")
+    lines.append(f"  one thread below {_threads.ONE_THREAD_WORK:.2e} multiply-adds per call")
+    return lines
