@@ -17,6 +17,15 @@ from linalg_core.testing import coherent, minilm_weights, tall_gaussian
 
 KINDS = ("srht", "countsketch", "sparse_sign", "gaussian", "rademacher")
 
+# (section, what, our seconds, the peer users call today, its seconds, accuracy): one line per
+# headline of each section, printed as the closing summary of run().
+_SUMMARY: list[tuple] = []
+_current_section = [""]
+
+
+def _summarize(what: str, ours_s, peer: str, peer_s, accuracy: str = "", section: str = "") -> None:
+    _SUMMARY.append((section or _current_section[0], what, ours_s, peer, peer_s, accuracy))
+
 
 def _time(fn, repeats=3):
     fn()
@@ -38,12 +47,14 @@ def _table(header, rows):
 
 
 def _sketch_rows(A: torch.Tensor, m: int):
-    rows = []
+    rows, times = [], {}
     for kind in KINDS:
         S = lc.sketch.create(kind, m, A.shape[0], seed=0)
-        t = _time(lambda: S.apply(A))
+        times[kind] = t = _time(lambda: S.apply(A))
         rows.append((kind, f"{lc.distortion(S, A):.3f}", f"{t * 1e3:.2f}"))
-    return rows
+    dense = _time(lambda: torch.randn(m, A.shape[0]) @ A)
+    rows.append(("torch.randn(m, n) @ A (dense)", "", f"{dense * 1e3:.2f}"))
+    return rows, times, dense
 
 
 def section_sketch(quick: bool) -> None:
@@ -59,11 +70,15 @@ def section_sketch(quick: bool) -> None:
         ("synthetic coherent tall matrix (leverage on 32 rows)", coherent(2**14 if quick else 2**17, 32,
                                                                            dtype=torch.float32), 512),
     ]
-    for label, A, m in cases:
+    for i, (label, A, m) in enumerate(cases):
         n, d = A.shape
         print(f"{label}: A {n} x {d} float32, sketch to m = {m} rows "
               f"(Gaussian theory: ε ≈ √(d/m) = {math.sqrt(d / m):.3f})")
-        _table(("sketch", "distortion ε", "time ms"), _sketch_rows(A, m))
+        rows, times, dense = _sketch_rows(A, m)
+        _table(("sketch", "distortion ε", "time ms"), rows)
+        if i == 0:
+            _summarize(f"SRHT sketch, {n} x {d} MiniLM weights → {m} rows", times["srht"], "torch.randn @ A", dense,
+                       f"ε {rows[0][1]}")
         print()
     x = torch.randn(2**12 if quick else 2**16, 256)
     t = _time(lambda: lc.fwht(x))
@@ -89,6 +104,7 @@ def section_lowrank(quick: bool) -> None:
         return f"{res / len(W):.4f}", f"{sig / len(W):.2e}"
 
     rows = []
+    times = []
     for label, fn in (
         ("torch.svd_lowrank q=r niter=4 (PEFT)", lambda: [(U, S, V.T) for U, S, V in
                                                           (torch.svd_lowrank(w, q=r, niter=4) for w in W)]),
@@ -97,14 +113,17 @@ def section_lowrank(quick: bool) -> None:
         ("linalg_core.rsvd_many (seeded, batched)", lambda: lc.rsvd_many(W, r, seed=0)),
     ):
         t = _time(fn, repeats=2)
+        times.append(t)
         rows.append((label, f"{t * 1e3:.1f}", *score(fn())))
     print(f"MiniLM-L6: {len(W)} Linear weights (384 x 384, 1536 x 384, 384 x 1536), rank {r}, float32")
     _table(("method", "time ms", "resid ratio", "σ error"), rows)
+    _summarize(f"rsvd of {len(W)} MiniLM-L6 weights, r = {r}", times[2], "torch.svd_lowrank niter=4", times[0],
+               f"resid ratio {rows[2][2]} vs {rows[0][2]}")
     n = 1024 if quick else 2048
     A = with_spectrum(n, n, spectrum("flat", n), seed=0, dtype=torch.float32)
     s = spectrum("flat", n)
     r = 64
-    rows = []
+    rows, times = [], []
     for label, fn in (
         ("torch.svd_lowrank q=r niter=4 (PEFT)", lambda: (lambda o: (o[0], o[1], o[2].T))(torch.svd_lowrank(A, q=r, niter=4))),
         ("torch.svd_lowrank q=2r niter=4", lambda: (lambda o: (o[0], o[1][:r], o[2].T))(torch.svd_lowrank(A, q=2 * r, niter=4))),
@@ -112,12 +131,15 @@ def section_lowrank(quick: bool) -> None:
         ("linalg_core.rsvd bfloat16 input", lambda: lc.rsvd(A.bfloat16(), r, seed=0)),
     ):
         t = _time(fn, repeats=2)
+        times.append(t)
         U, S, Vh = fn()
         res = lc.svd_error(A, U[:, :r], S[:r], Vh[:r]) / math.sqrt(float((s[r:] ** 2).sum()))
         sig = float(torch.max(torch.abs(S[:r].double() - s[:r]) / s[:r]))
         rows.append((label, f"{t * 1e3:.1f}", f"{res:.4f}", f"{sig:.2e}"))
     print(f"\nsynthetic {n} x {n}, flat LLM-like spectrum σ_i = (i+1)^-0.3, rank {r}")
     _table(("method", "time ms", "resid ratio", "σ error"), rows)
+    _summarize(f"rsvd {n}², flat spectrum, r = {r}", times[-2], "torch.svd_lowrank niter=4", times[-4],
+               f"σ error {rows[2][3]} vs {rows[0][3]}")
     print("(torch.svd_lowrank has no seed and rejects bfloat16 input; linalg_core.rsvd is seeded and reproducible)")
 
 
@@ -146,7 +168,7 @@ def section_adapters(quick: bool) -> None:
     def config(init):
         return peft.LoraConfig(r=16, lora_alpha=16, target_modules=targets, init_lora_weights=init)
 
-    rows = []
+    rows, times = [], []
     for label, build in (
         ("peft init_lora_weights='pissa_niter_4'", lambda m: peft.get_peft_model(m, config("pissa_niter_4"))),
         ("linalg_core init_peft_model 'pissa'", lambda m: _ours(peft.get_peft_model(m, config(True)), "pissa")),
@@ -162,8 +184,13 @@ def section_adapters(quick: bool) -> None:
         with torch.no_grad():
             drift = float((model(**inputs).last_hidden_state - ref).abs().max())
         rows.append((label, f"{elapsed * 1e3:.0f}", f"{drift:.1e}"))
+        times.append(elapsed)
     print("MiniLM-L6 (36 Linear layers), r = 16: wrap + initialise; output drift vs the base model")
     _table(("method", "time ms", "max |Δ output|"), rows)
+    _summarize("PiSSA init of MiniLM-L6 through peft, r = 16", times[1], "peft pissa_niter_4", times[0],
+               f"output drift {rows[1][2]} vs {rows[0][2]}")
+    _summarize("OLoRA init of MiniLM-L6 through peft, r = 16", times[3], "peft olora", times[2],
+               f"output drift {rows[3][2]} vs {rows[2][2]}")
     model = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=8, lora_alpha=8, target_modules=targets))
     batches = [minilm_inputs(batch=8, length=64, seed=s) for s in range(4 if quick else 12)]
     import warnings
@@ -190,7 +217,7 @@ def section_regression(quick: bool) -> None:
     n, d = (1 << 14, 64) if quick else (1 << 17, 64)
     A, b, x0 = planted_regression(n, d, seed=0)
     An, bn = A.numpy(), b.numpy()
-    rows = []
+    rows, times = [], []
     for label, fn in (
         ("numpy.linalg.lstsq", lambda: torch.from_numpy(np.linalg.lstsq(An, bn, rcond=None)[0])),
         ("torch.linalg.lstsq", lambda: torch.linalg.lstsq(A, b[:, None]).solution[:, 0]),
@@ -201,8 +228,11 @@ def section_regression(quick: bool) -> None:
         x = fn()
         rep = lc.regression.linf_report(A, b, x, x_star=x0)
         rows.append((label, f"{t * 1e3:.0f}", f"{rep.forward_error:.1e}", f"{rep.eps_inf:.2e}"))
+        times.append(t)
     print(f"planted problem b = A x0 + r, r ⟂ range(A) (x* = x0), n = {n}, d = {d}, float64")
     _table(("method", "time ms", "‖x − x*‖/‖x*‖", "ε∞"), rows)
+    _summarize(f"least squares {n} x {d}, sketch-and-precondition", times[2], "numpy.linalg.lstsq", times[0],
+               f"forward error {rows[2][2]} vs {rows[0][2]}")
 
 
 def section_sampling(quick: bool) -> None:
@@ -228,6 +258,8 @@ def section_sampling(quick: bool) -> None:
             rows.append((scores, str(len(idx)), f"fails ({type(e).__name__})"))
     print(f"coherent {n} x {d} (a few rows carry the subspace), heavy-tailed noise; sample of ~{20 * d} rows")
     _table(("scores", "rows kept", "ℓ1 cost gap to the optimum"), rows)
+    _summarize(f"ℓ1 regression on ~{20 * d} of {n} rows, Lewis weights", None, "uniform sampling", None,
+               f"cost gap {rows[0][2]} vs {rows[-1][2]}")
 
 
 def section_quant(quick: bool) -> None:
@@ -242,6 +274,8 @@ def section_quant(quick: bool) -> None:
     rows = []
     for fmt in ("nf2", "nf3", "nf4", "bnb-nf4", "int4", "q4_0", "q8_0"):
         t = _time(lambda fmt=fmt: quantize(X, fmt))
+        if fmt == "bnb-nf4":
+            bnb_time = t
         Q = quantize(X, fmt)
         err = float((Q.dequantize() - X).norm() / X.norm())
         rows.append((str(Q.format), f"{Q.bits_per_param:.3f}", f"{err:.4f}", f"{t * 1e3:.2f}"))
@@ -256,6 +290,9 @@ def section_quant(quick: bool) -> None:
         q, st = F.quantize_4bit(X, quant_type="nf4", blocksize=64, compress_statistics=True)
         Q = quantize(X, BnbNF4())
         same = torch.equal(Q.data["codes"], q.view(-1)) and torch.equal(Q.dequantize(), F.dequantize_4bit(q, st))
+        t_bnb = _time(lambda: F.quantize_4bit(X, quant_type="nf4", blocksize=64, compress_statistics=True))
+        _summarize(f"NF4 quantize {X.shape[0]} x {X.shape[1]} MiniLM weight", bnb_time, "bitsandbytes quantize_4bit",
+                   t_bnb, f"identical bytes: {same}")
         print(f"bitsandbytes quantize_4bit(nf4, double quant) on the same weight: bit-identical codes and dequantized "
               f"values: {same}")
     except Exception as e:  # noqa: BLE001  (bitsandbytes is optional and fails to import in many ways)
@@ -363,6 +400,8 @@ def section_qmatmul(quick: bool) -> None:
         rel = float((qmatmul(x_q, s, w) - xb @ Wb.T).norm() / (xb @ Wb.T).norm())
         rows.append((str(M), path, f"{t_q * 1e3:.2f}", f"{t_f * 1e3:.2f} ({t_f / t_q:.1f}x)",
                      f"{t_i * 1e3:.2f} ({t_i / t_q:.2f}x)", f"{rel:.4f}"))
+        if M == 1:
+            _summarize(f"DGQ A8W4 GEMV, {n}² weight, one token", t_q, "fp32 matmul", t_f, f"rel. error {rel:.3f}")
     print(f"\n{n} x {n} weight, y = x Wᵀ for M rows of x")
     _table(("M", "kernel", "qmatmul ms", "fp32 matmul ms", "torch._int_mm on INT8 W ms", "rel. error"), rows)
 
@@ -391,9 +430,13 @@ def section_vsa(quick: bool) -> None:
     print("nearest records: " + "; ".join(f"{recs[i]['Name']} ({s:.2f})" for i, s in zip(idx.tolist()[1:], sims.tolist()[1:])))
     X = torch.randn(256, 4096)
     rows = []
+    bind = {}
     for kind in ("haar", "hadamard", "signed_permutation"):
         M = orthogonal(4096, kind=kind, seed=0)
-        rows.append((kind, f"{_time(lambda M=M: M.apply(X)) * 1e3:.2f}"))
+        bind[kind] = _time(lambda M=M: M.apply(X))
+        rows.append((kind, f"{bind[kind] * 1e3:.2f}"))
+    _summarize("MBAT binding of 256 vectors, d = 4096 (Hadamard rounds)", bind["hadamard"], "dense Haar matmul",
+               bind["haar"], f"decoded Origin: {origin}")
     print("\nbinding 256 vectors of dimension 4096")
     _table(("role matrices", "ms"), rows)
     print("  from the shell: python -m linalg_core vsa encode cars.jsonl -o cars.npy; "
@@ -415,5 +458,29 @@ def run(quick: bool = False) -> None:
         # transformers / peft deprecation notices about their own internals
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", module="peft")
+        _SUMMARY.clear()
+        seconds = {}
         for section in SECTIONS:
+            _current_section[0] = section.__name__[len("section_"):]
+            t0 = time.perf_counter()
             section(quick)
+            seconds[_current_section[0]] = time.perf_counter() - t0
+    print_summary(seconds)
+
+
+def _fmt_s(t) -> str:
+    if t is None:
+        return "—"
+    return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.2f} s"
+
+
+def print_summary(seconds: dict) -> None:
+    """The closing screen: one line per section headline, ours next to the tool users call today."""
+    print("\n## Summary: linalg_core next to what users call today (same run, this machine)\n")
+    rows = []
+    for section, what, ours, peer, peer_s, acc in _SUMMARY:
+        ratio = f"{peer_s / ours:.1f}x" if ours and peer_s else "—"
+        rows.append((section, what, _fmt_s(ours), f"{peer} {_fmt_s(peer_s)}", ratio, acc))
+    _table(("section", "what", "linalg_core", "what users call today", "ratio", "accuracy"), rows)
+    print("\nratio = the peer's time / ours (above 1: linalg_core is faster). Sections took "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + f"; {sum(seconds.values()):.0f} s in all.")
