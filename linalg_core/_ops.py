@@ -27,6 +27,12 @@ Calling an op (:meth:`Op.__call__`): in plain eager mode (real tensors, no gradi
 ``torch.compile`` / ``torch.func`` / fake-tensor tracing) the chosen implementation runs directly,
 without the dispatcher; otherwise the call goes through ``torch.ops.linalg_core.<name>`` (the
 fake kernel, the autograd formula, the vmap rule). Both run the same implementation.
+
+A public function whose per-call cost matters (``fwht``) first offers its arguments to
+:attr:`Op.direct`: a compiled function a backend registered with its implementation, which does
+the public checks, the allocation and the kernel call in one binding call for the plain eager
+case and returns None for anything else (the public function then takes its full path). It is
+used only while dispatch would choose that backend anyway.
 """
 
 from __future__ import annotations
@@ -105,7 +111,7 @@ def declare_backend(name: str, availability: Callable[[], str | None]) -> None:
         raise ValueError(f"unknown backend {name!r}")
     _AVAILABILITY[name] = availability
     for op in OPS.values():
-        op.chosen.clear()
+        op.changed()
 
 
 def availability(name: str) -> str | None:
@@ -129,6 +135,8 @@ class Impl:
     check: Callable[[Key], str | None] | None = None
     # the module that registered it (linalg_core.backends.<backend>.<family>)
     module: str = ""
+    # the backend's one-call form of the op's public function for plain eager calls (see Op.direct)
+    direct: Callable | None = None
 
     def declines(self, key: Key) -> str | None:
         if key.device.type not in self.devices:
@@ -187,21 +195,54 @@ class Op:
     # successful selections by (device, dtype, backend, LINALG_CORE_BACKEND): dispatch is a
     # dictionary lookup after the first call
     chosen: dict = field(default_factory=dict, repr=False)
+    # direct(*public args) -> result | None: the one-call form of the public function for plain
+    # eager calls, registered by the backend that dispatch chooses for every device and dtype it
+    # covers (returns None, "take the full path", for anything else, and always when no backend
+    # supplies one or another backend would be chosen). Resolved at the first call after a change
+    # of the registry, like `chosen`.
+    direct: Callable = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.changed()
+
+    def changed(self) -> None:
+        """Forget the cached choices (an implementation or a backend's availability changed)."""
+        self.chosen.clear()
+        self.direct = self._resolve_direct
+
+    def _resolve_direct(self, *args):
+        """The first direct call since a change: find the function (or none) and make it the
+        attribute, then call it."""
+        load_backends()  # (registers the backends, which resets `direct` to this method)
+        fn = _no_direct
+        for impl in self.impls.values():
+            if impl.direct is not None and self._chooses(impl):
+                fn = impl.direct
+        self.direct = fn
+        return fn(*args)
+
+    def _chooses(self, impl: Impl) -> bool:
+        """Whether unforced dispatch picks ``impl`` for every device type and dtype it declares."""
+        try:
+            return all(self._select(Key(torch.device(d), dt), None) is impl for d in impl.devices for dt in impl.dtypes)
+        except BackendError:
+            return False
 
     @property
     def overload(self) -> torch._ops.OpOverload:
         """``torch.ops.linalg_core.<name>.default``."""
         return getattr(getattr(torch.ops, NAMESPACE), self.name).default
 
-    def register(self, backend: str, *, devices, dtypes, check=None):
-        """Decorator: ``fn`` implements this op for ``backend`` on these device types and dtypes."""
+    def register(self, backend: str, *, devices, dtypes, check=None, direct=None):
+        """Decorator: ``fn`` implements this op for ``backend`` on these device types and dtypes;
+        ``direct``: the backend's one-call form of the public function (:attr:`direct`)."""
         if backend not in BACKEND_ORDER:
             raise ValueError(f"unknown backend {backend!r}")
         module = sys._getframe(1).f_globals.get("__name__", "")
 
         def deco(fn):
-            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check, module)
-            self.chosen.clear()
+            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check, module, direct)
+            self.changed()
             return fn
 
         return deco
@@ -272,6 +313,11 @@ class Op:
             if top is not None and top.key() != _VMAP:  # grad / jvp transforms: the Function's formula
                 return self.function.apply(*args, backend)
         return self.overload(*args, backend=backend)
+
+
+def _no_direct(*args) -> None:
+    """Op.direct when no backend supplies one: every call takes the public function's full path."""
+    return None
 
 
 OPS: dict[str, Op] = {}

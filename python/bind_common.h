@@ -149,3 +149,191 @@ inline void cuda_call(const char* what, F&& f) {
   if (err != 0)
     throw std::runtime_error(std::string("linalg_core CUDA ") + what + ": " + linalg_core::cuda::error_string(err));
 }
+
+// --- Direct paths: a public function's plain eager CPU call in one binding call ------------------
+//
+// A direct binding (`cpu_<op>_direct`) takes a public function's own arguments (torch tensors and
+// Python scalars), recognises the one common case (plain eager mode, a plain contiguous CPU tensor
+// of a supported dtype that autograd does not track, values the public layer accepts), and then
+// allocates the result and runs the same kernel call as its `cpu_<op>` binding. For anything else
+// it returns None without raising, and the public function runs its full path: its checks, its
+// error messages, its dispatch. Tensors are read through the Python C API only (no libtorch):
+// the attributes the Python layer reads (type, dtype, layout, is_cpu, requires_grad,
+// is_contiguous(), shape, data_ptr()).
+namespace direct {
+
+// The torch objects the direct paths compare with or call, looked up once (the GIL is held).
+struct Torch {
+  PyObject* tensor_type;   // torch.Tensor (exactly: subclasses such as FakeTensor or Parameter decline)
+  PyObject* dtypes[4];     // torch.float32, float64, float16, bfloat16 (linalg_core::DType order)
+  PyObject* strided;       // torch.strided
+  PyObject* dispatch_len;  // torch._C._len_torch_dispatch_stack: fake tensors, proxy and other dispatch modes
+  PyObject* interpreters;  // torch._C._functorch.peek_interpreter_stack: torch.func transforms
+  PyObject* function_mode; // torch._C._is_torch_function_mode_enabled: torch.device(...) and other modes
+  PyObject* grad_enabled;  // torch._C.is_grad_enabled
+  PyObject* empty;         // torch.empty
+  PyObject *s_dtype, *s_layout, *s_is_cpu, *s_requires_grad, *s_shape, *s_is_contiguous, *s_data_ptr, *kw_dtype;
+};
+
+// The references, or null with a Python error set when torch cannot be read.
+inline const Torch* torch_refs() {
+  static Torch T{};
+  static bool ready = false;
+  if (ready) return &T;
+  PyObject* torch = PyImport_ImportModule("torch");
+  if (!torch) return nullptr;
+  auto attr = [](PyObject* o, const char* path) -> PyObject* {  // a new reference to o.<a>.<b>...
+    Py_INCREF(o);
+    std::string rest(path);
+    while (o && !rest.empty()) {
+      const size_t dot = rest.find('.');
+      PyObject* next = PyObject_GetAttrString(o, rest.substr(0, dot).c_str());
+      Py_DECREF(o);
+      o = next;
+      rest = dot == std::string::npos ? "" : rest.substr(dot + 1);
+    }
+    return o;
+  };
+  T.tensor_type = attr(torch, "Tensor");
+  const char* names[4] = {"float32", "float64", "float16", "bfloat16"};
+  for (int i = 0; i < 4; ++i) T.dtypes[i] = attr(torch, names[i]);
+  T.strided = attr(torch, "strided");
+  T.dispatch_len = attr(torch, "_C._len_torch_dispatch_stack");
+  T.interpreters = attr(torch, "_C._functorch.peek_interpreter_stack");
+  T.function_mode = attr(torch, "_C._is_torch_function_mode_enabled");
+  T.grad_enabled = attr(torch, "_C.is_grad_enabled");
+  T.empty = attr(torch, "empty");
+  Py_DECREF(torch);
+  T.s_dtype = PyUnicode_InternFromString("dtype");
+  T.s_layout = PyUnicode_InternFromString("layout");
+  T.s_is_cpu = PyUnicode_InternFromString("is_cpu");
+  T.s_requires_grad = PyUnicode_InternFromString("requires_grad");
+  T.s_shape = PyUnicode_InternFromString("shape");
+  T.s_is_contiguous = PyUnicode_InternFromString("is_contiguous");
+  T.s_data_ptr = PyUnicode_InternFromString("data_ptr");
+  T.kw_dtype = Py_BuildValue("(s)", "dtype");
+  if (PyErr_Occurred()) return nullptr;  // the references stay null: the next call tries again
+  ready = true;
+  return &T;
+}
+
+// A new reference owned until the scope ends.
+struct Ref {
+  PyObject* p;
+  explicit Ref(PyObject* o = nullptr) : p(o) {}
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  ~Ref() { Py_XDECREF(p); }
+  PyObject* release() { PyObject* o = p; p = nullptr; return o; }
+};
+
+// Plain eager mode, as linalg_core._trace.traced() and the registry's _plain() define it (the
+// Python caller has already checked torch.compiler.is_compiling()): no dispatch mode, no
+// torch.func transform, no torch function mode. `grad` receives torch.is_grad_enabled().
+inline bool eager(const Torch& T, bool& grad) {
+  Ref n(PyObject_CallNoArgs(T.dispatch_len));
+  if (!n.p || !PyLong_Check(n.p) || PyLong_AsLongLong(n.p) != 0) return false;
+  Ref top(PyObject_CallNoArgs(T.interpreters));
+  if (top.p != Py_None) return false;
+  Ref mode(PyObject_CallNoArgs(T.function_mode));
+  if (mode.p != Py_False) return false;
+  Ref g(PyObject_CallNoArgs(T.grad_enabled));
+  if (!g.p) return false;
+  grad = g.p == Py_True;
+  return true;
+}
+
+inline bool attr_is(PyObject* x, PyObject* name, PyObject* expected) {
+  Ref v(PyObject_GetAttr(x, name));
+  return v.p == expected;
+}
+
+constexpr int kMaxDims = 64;
+
+// What a direct path reads of a tensor argument.
+struct TensorArg {
+  linalg_core::DType dtype;
+  int64_t elem = 0;  // bytes per element
+  uintptr_t ptr = 0;
+  int nd = 0;
+  int64_t dims[kMaxDims];
+  int64_t numel = 1;
+  PyObject* shape = nullptr;  // borrowed from `keep`
+  Ref keep;
+
+  Buf buf() const { return Buf{ptr, numel * elem, -1}; }
+};
+
+// Whether `x` is a plain tensor a direct path takes: exactly torch.Tensor, a dtype in `dtypes`
+// (bit i for linalg_core::DType i), strided, on the CPU, not tracked by autograd (grad mode off or
+// requires_grad False), contiguous, at most kMaxDims dimensions, its data aligned to its element
+// size (the Python layer copies a misaligned tensor).
+inline bool plain_cpu_tensor(const Torch& T, PyObject* x, bool grad, unsigned dtypes, TensorArg& a) {
+  if (reinterpret_cast<PyObject*>(Py_TYPE(x)) != T.tensor_type) return false;
+  Ref dt(PyObject_GetAttr(x, T.s_dtype));
+  int code = -1;
+  for (int i = 0; i < 4; ++i)
+    if (dt.p == T.dtypes[i] && (dtypes >> i & 1u)) code = i;
+  if (code < 0) return false;
+  a.dtype = static_cast<linalg_core::DType>(code);
+  a.elem = dtype_size(a.dtype);
+  if (!attr_is(x, T.s_layout, T.strided) || !attr_is(x, T.s_is_cpu, Py_True)) return false;
+  if (grad && !attr_is(x, T.s_requires_grad, Py_False)) return false;
+  Ref contiguous(PyObject_CallMethodNoArgs(x, T.s_is_contiguous));
+  if (contiguous.p != Py_True) return false;
+  a.keep.p = PyObject_GetAttr(x, T.s_shape);
+  if (!a.keep.p || !PyTuple_Check(a.keep.p)) return false;
+  a.shape = a.keep.p;
+  const Py_ssize_t nd = PyTuple_GET_SIZE(a.shape);
+  if (nd > kMaxDims) return false;
+  a.nd = static_cast<int>(nd);
+  for (int i = 0; i < a.nd; ++i) {
+    const long long d = PyLong_AsLongLong(PyTuple_GET_ITEM(a.shape, i));
+    if (d < 0 || __builtin_mul_overflow(a.numel, static_cast<int64_t>(d), &a.numel)) return false;
+    a.dims[i] = d;
+  }
+  Ref p(PyObject_CallMethodNoArgs(x, T.s_data_ptr));
+  if (!p.p) return false;
+  a.ptr = static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(p.p));
+  if (PyErr_Occurred()) return false;
+  return a.ptr % static_cast<uintptr_t>(a.elem) == 0;
+}
+
+// torch.empty(shape, dtype=dtype) and its data pointer, or null.
+inline PyObject* empty(const Torch& T, PyObject* shape, linalg_core::DType dtype, uintptr_t& ptr) {
+  PyObject* args[2] = {shape, T.dtypes[static_cast<int>(dtype)]};
+  Ref out(PyObject_Vectorcall(T.empty, args, 1, T.kw_dtype));
+  if (!out.p) return nullptr;
+  Ref p(PyObject_CallMethodNoArgs(out.p, T.s_data_ptr));
+  if (!p.p) return nullptr;
+  ptr = static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(p.p));
+  return PyErr_Occurred() ? nullptr : out.release();
+}
+
+// The body of a direct binding: `f()` gives the result (a new reference) or null to decline. A
+// Python error met on the way (reading an attribute, probing a mode, allocating) is cleared and the
+// call declines, so that the public function's full path meets it again and reports it in its own
+// words; a failed binding check (std::invalid_argument, as the `cpu_*` bindings raise) is a
+// ValueError, as there.
+template <typename F>
+PyObject* run(F&& f) {
+  try {
+    if (PyObject* r = f()) return r;
+    PyErr_Clear();
+    Py_RETURN_NONE;
+  } catch (const std::invalid_argument& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+// A METH_FASTCALL function of the module (no pybind11 argument dispatch: a direct call costs tens
+// of nanoseconds to enter).
+inline void add_fastcall(py::module_& m, PyMethodDef* def) {
+  PyObject* f = PyCFunction_NewEx(def, nullptr, nullptr);
+  if (f == nullptr) throw py::error_already_set();
+  m.add_object(def->ml_name, py::reinterpret_steal<py::object>(f));
+}
+}  // namespace direct

@@ -2,6 +2,8 @@
 #include "bind_common.h"
 #include "linalg_core/sketch.h"
 
+#include <cstdlib>
+
 namespace {
 using linalg_core::DType;
 
@@ -69,6 +71,58 @@ int64_t nonfinite(const void* out, DType t, int64_t n) {
   return linalg_core::cpu::kernels().convert(out, nullptr, t, t, n);
 }
 
+// The cpu_fwht binding: checks, then the kernel without the GIL; the count of non-finite outputs.
+int64_t cpu_fwht(const char* fn, const Buf& in, const Buf& out, int dt, int out_dt, int64_t B, int64_t n_valid,
+                 int64_t N, int64_t K, const Buf& row_mult, double scale) {
+  Checks c(fn, -1);
+  const Fwht f = check_fwht(c, in, out, dt, out_dt, B, n_valid, N, K, row_mult, scale);
+  py::gil_scoped_release release;
+  linalg_core::cpu::kernels().fwht(f.in, f.out, f.a, f.b, B, n_valid, N, K, f.mult, scale);
+  return nonfinite(f.out, f.b, B * N * K);
+}
+
+const char* const fwht_direct_doc =
+    "cpu_fwht_direct(x, dim, normalized) -> Tensor | None: linalg_core.fwht(x, dim, normalized) in one call for a "
+    "plain eager CPU tensor (contiguous float32/float64/float16/bfloat16, not tracked by autograd, no tracing, "
+    "transform or mode active, LINALG_CORE_BACKEND unset), dim an int, normalized a bool, the size along dim a "
+    "power of two and the result finite; None otherwise (the public function then runs its full path).";
+
+// linalg_core.fwht's plain case: x (*, N, *) -> H_N x along dim (/ sqrt(N) when normalized), through
+// cpu_fwht's checks and kernel call on x viewed as (B, N, K); None for anything else.
+PyObject* fwht_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_Format(PyExc_TypeError, "cpu_fwht_direct takes 3 arguments (x, dim, normalized), got %zd", nargs);
+    return nullptr;
+  }
+  return direct::run([&]() -> PyObject* {
+    PyObject *x = args[0], *dim_arg = args[1], *normalized = args[2];
+    if (!PyLong_CheckExact(dim_arg) || (normalized != Py_True && normalized != Py_False)) return nullptr;
+    const char* forced = std::getenv("LINALG_CORE_BACKEND");
+    if (forced != nullptr && forced[0] != '\0') return nullptr;
+    const direct::Torch* T = direct::torch_refs();
+    bool grad = false;
+    direct::TensorArg t;
+    if (T == nullptr || !direct::eager(*T, grad) || !direct::plain_cpu_tensor(*T, x, grad, 0xF, t)) return nullptr;
+    int overflow = 0;
+    const long long dim = PyLong_AsLongLongAndOverflow(dim_arg, &overflow);
+    if (overflow || dim < -t.nd || dim >= t.nd || t.numel == 0) return nullptr;
+    const int d = static_cast<int>(dim < 0 ? dim + t.nd : dim);
+    const int64_t N = t.dims[d];
+    if (!is_power_of_two(N)) return nullptr;
+    int64_t K = 1;
+    for (int i = d + 1; i < t.nd; ++i) K *= t.dims[i];
+    const int64_t B = t.numel / (N * K);
+    const double scale = normalized == Py_True ? 1.0 / std::sqrt(static_cast<double>(N)) : 1.0;
+    uintptr_t optr = 0;
+    direct::Ref y(direct::empty(*T, t.shape, t.dtype, optr));
+    if (y.p == nullptr) return nullptr;
+    const int code = static_cast<int>(t.dtype);
+    if (cpu_fwht("cpu_fwht_direct", t.buf(), Buf{optr, t.numel * t.elem, -1}, code, code, B, N, N, K, Buf{}, scale))
+      return nullptr;  // non-finite: the full path counts and names the cause
+    return y.release();
+  });
+}
+
 void check_sparse_hash(Checks& c, int64_t n, int64_t col0, int64_t m, int64_t s) {
   c.range("n", n, 0, INT64_MAX);
   c.range("m", m, 1, INT32_MAX);  // row ids are int32
@@ -82,12 +136,11 @@ void bind_sketch(py::module_& m) {
   namespace cu = linalg_core::cuda;
   m.def("cpu_fwht", [](Buf in, Buf out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N, int64_t K,
                        Buf row_mult, double scale) {
-    Checks c("cpu_fwht", -1);
-    const Fwht f = check_fwht(c, in, out, dt, out_dt, B, n_valid, N, K, row_mult, scale);
-    py::gil_scoped_release release;
-    cpu::kernels().fwht(f.in, f.out, f.a, f.b, B, n_valid, N, K, f.mult, scale);
-    return nonfinite(f.out, f.b, B * N * K);
+    return cpu_fwht("cpu_fwht", in, out, dt, out_dt, B, n_valid, N, K, row_mult, scale);
   });
+  static PyMethodDef fwht_direct_def{"cpu_fwht_direct", reinterpret_cast<PyCFunction>(
+      reinterpret_cast<void (*)()>(&fwht_direct)), METH_FASTCALL, fwht_direct_doc};
+  direct::add_fastcall(m, &fwht_direct_def);
   m.def("cpu_fwht_select", [](Buf in, Buf work, Buf out, int dt, int out_dt, int64_t B, int64_t n_valid, int64_t N,
                               int64_t K, Buf row_mult, double scale, Buf select, int64_t msel) {
     Checks c("cpu_fwht_select", -1);

@@ -5,6 +5,7 @@ backend that runs here, and the registry's one-way import structure."""
 from __future__ import annotations
 
 import ast
+import math
 import pathlib
 
 import pytest
@@ -71,6 +72,12 @@ def samples(name: str):
         lv = lc.quant.codebooks.normal_float(4)
         last = torch.float16 if name == "block_dequantize" else torch.empty(100, dtype=torch.float16)
         return [(packed, 4, lv, torch.rand(7, generator=g), None, 100, 16, last)]
+    if name == "gguf_quantize":
+        return [(_randn(64), 4), (_randn(96, dtype=torch.bfloat16), 8)]
+    if name in ("gguf_dequantize", "gguf_dequantize_into"):
+        blocks = _ops.gguf_quantize(_randn(64), 4, backend="reference")[0]
+        last = torch.float16 if name == "gguf_dequantize" else torch.empty(64, dtype=torch.float16)
+        return [(blocks, 4, 64, last)]
     if name == "dgq_matmul":
         x, w = _dgq()
         args = (x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size)
@@ -189,3 +196,123 @@ def test_import_graph_has_no_cycles():
 def test_ops_module_imports_no_backend():
     deps = _imports(PKG / "_ops.py", {_module(p) for p in PKG.rglob("*.py")})
     assert not any(d.startswith("linalg_core.backends") for d in deps), deps
+
+
+# --- the direct (one-call) path of fwht: the same function as the full path, or None ---------------
+
+_direct = getattr(lc._ext._C, "cpu_fwht_direct", None) if lc._ext._C is not None else None
+needs_direct = pytest.mark.skipif(_direct is None, reason="linalg_core._C is not built")
+
+
+@needs_direct
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_fwht_direct_path_is_the_full_path_bit_for_bit(dtype):
+    for shape, dim in [((1, 256), -1), ((3, 8, 5), 1), ((16,), 0), ((4, 2, 3), -3), ((2, 1, 1), 1), ((5, 64), 1)]:
+        x = _randn(*shape, dtype=dtype)
+        before = x.clone()
+        for normalized in (True, False):
+            y = _direct(x, dim, normalized)
+            assert y is not None, (shape, dim)  # the plain case: taken (the test below checks the declines)
+            full = lc.fwht(x, dim=dim, normalized=normalized, backend="cpu")  # forced: the full path
+            assert y.dtype == dtype and y.shape == x.shape and y.is_contiguous()
+            assert torch.equal(y, full), (shape, dim, normalized)
+            assert torch.equal(lc.fwht(x, dim=dim, normalized=normalized), full)  # the public function takes it
+        assert torch.equal(x, before)
+
+
+@needs_direct
+def test_fwht_direct_path_declines_everything_but_the_plain_case():
+    import numpy as np
+
+    x = _randn(4, 8)
+    nan = x.clone()
+    nan[1, 2] = float("nan")
+    declined = {
+        "non-contiguous": (x.t(), -1, True), "integer dtype": (torch.ones(4, 8, dtype=torch.int32), -1, True),
+        "complex": (torch.ones(4, 8, dtype=torch.complex64), -1, True),
+        "not a power of two": (_randn(4, 6), -1, True), "empty": (torch.empty(0, 8), -1, True),
+        "0-d": (torch.tensor(1.0), 0, True), "dim out of range": (x, 2, True), "dim too low": (x, -3, True),
+        "dim a bool": (x, True, True), "dim a numpy int": (x, np.int64(1), True), "dim a float": (x, 1.0, True),
+        "dim huge": (x, 2**70, True), "normalized not a bool": (x, -1, 1), "numpy input": (x.numpy(), -1, True),
+        "a list": ([1.0, 2.0], -1, True), "None": (None, -1, True), "a Parameter": (torch.nn.Parameter(x), -1, True),
+        "requires grad": (x.clone().requires_grad_(), -1, True), "meta": (torch.empty(4, 8, device="meta"), -1, True),
+        "sparse": (x.to_sparse(), -1, True), "NaN in x": (nan, -1, True),
+        "misaligned": (torch.frombuffer(bytearray(40), dtype=torch.float32, offset=1, count=8), -1, True),
+    }
+    for what, args in declined.items():
+        assert _direct(*args) is None, what
+    # what the public function says about the rejected ones comes from its full path (the direct one declined)
+    with pytest.raises(ValueError, match="not a power of two"):
+        lc.fwht(_randn(4, 6))
+    with pytest.raises(ValueError, match="NaN"):
+        lc.fwht(nan)
+    with pytest.raises(TypeError, match="dim must be an integer, got bool"):
+        lc.fwht(x, dim=True)
+    with pytest.raises(TypeError):
+        _direct(x, -1)  # a wrong argument count is a programming error, not a decline
+    torch.testing.assert_close(lc.fwht(x, dim=np.int64(1), normalized=1), lc.fwht(x))
+
+
+@needs_direct
+def test_fwht_direct_path_declines_in_every_traced_or_mode_context(monkeypatch):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x = _randn(4, 8)
+    with torch.device("meta"):  # a torch function mode: factory functions would not give CPU memory
+        assert _direct(x, -1, True) is None
+    with FakeTensorMode():
+        assert _direct(x, -1, True) is None
+    seen = []  # under a torch.func transform
+    torch.func.vmap(lambda t: seen.append(_direct(t, -1, True)) or t)(x)
+    assert seen == [None]
+    with torch.no_grad():  # grad mode off: a requires-grad tensor is just a tensor
+        assert _direct(x.clone().requires_grad_(), -1, True) is not None
+    monkeypatch.setenv("LINALG_CORE_BACKEND", "reference")
+    assert _direct(x, -1, True) is None
+    monkeypatch.setenv("LINALG_CORE_BACKEND", "")
+    assert _direct(x, -1, True) is not None
+
+
+@needs_direct
+def test_fwht_direct_path_follows_the_registry():
+    """Used only while dispatch picks the backend that registered it: a change of the registry
+    (here the cpu backend made unavailable) turns it off until dispatch picks it again."""
+    x = _randn(2, 16)
+    lc.fwht(x)
+    assert _ops.fwht.direct is _direct
+    cpu = _ops._AVAILABILITY["cpu"]
+    try:
+        _ops.declare_backend("cpu", lambda: "switched off by the test")
+        assert torch.equal(lc.fwht(x), lc.fwht(x, backend="reference"))
+        assert _ops.fwht.direct is _ops._no_direct
+    finally:
+        _ops.declare_backend("cpu", cpu)
+    lc.fwht(x)
+    assert _ops.fwht.direct is _direct
+
+
+def _tensor(shape, dtype, transposed):
+    t = torch.arange(math.prod(shape), dtype=torch.float64).reshape(shape).to(dtype)
+    return t.transpose(0, -1) if transposed and t.dim() else t
+
+
+@needs_direct
+def test_fwht_direct_binding_takes_any_object():
+    """Fuzzed: any arguments give a tensor or None, never an error or a crash (the sanitizer run
+    of the suite covers it too)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    objects = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=3),
+                        st.sampled_from([torch.float32, torch.strided, object(), [1, 2], (4,)]),
+                        st.builds(_tensor, st.lists(st.integers(0, 5), max_size=3), st.sampled_from(
+                                      [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8]),
+                                  st.booleans()))
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(objects, objects, objects)
+    def check(x, dim, normalized):
+        y = _direct(x, dim, normalized)
+        assert y is None or isinstance(y, torch.Tensor)
+
+    check()

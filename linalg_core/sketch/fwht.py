@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from linalg_core import _ops, _out, _validate
+
+_compiling = torch.compiler.is_compiling
 
 __all__ = ["fwht"]
 
@@ -39,7 +43,14 @@ def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | 
         >>> lc.fwht(torch.tensor([1.0, 0.0, 0.0, 0.0]), normalized=False)
         tensor([1., 1., 1., 1.])
     """
-    # Written for a low per-call cost (a 1 x 256 call is mostly this function and the dispatch).
+    # The plain eager call (a contiguous CPU tensor, nothing traced or differentiated) in one
+    # compiled call: the checks below, the allocation and the kernel (Op.direct; None: not that
+    # case, or a value this function rejects or counts, which the full path below then reports).
+    # Tracers never see it: Dynamo folds is_compiling() to True and prunes the branch.
+    if out is None and backend is None and not _compiling():
+        y = _ops.fwht.direct(x, dim, normalized)
+        if y is not None:
+            return y
     t, boundary = _validate.float_array(x, "x")
     shape = t.shape
     nd = len(shape)

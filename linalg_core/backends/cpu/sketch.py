@@ -14,7 +14,7 @@ from linalg_core.backends._c import CODES, buf, u64
 CPU = ("cpu",)
 
 
-@_ops.fwht.register("cpu", devices=CPU, dtypes=FLOAT_DTYPES)
+@_ops.fwht.register("cpu", devices=CPU, dtypes=FLOAT_DTYPES, direct=_C.cpu_fwht_direct)
 def fwht(x, N, row_mult, scale, out_dtype):
     B, n_valid, K = x.shape
     out = torch.empty(B, N, K, dtype=out_dtype)
