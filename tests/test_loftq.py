@@ -176,8 +176,9 @@ def test_peft_loftq_where_it_runs():
     """peft's LoftQ (init_lora_weights="loftq") quantizes on "cuda" (or "xpu") unconditionally
     (peft/utils/loftq_utils.py), so on a CPU-only torch it fails; where it runs, the same
     iterations give the same NF4 base (peft quantizes with compress_statistics=False: bnb NF4
-    without double quantization) and the same adapter product (peft: full SVD; here rsvd run to
-    convergence). peft writes A, B without the scaling s, so both use lora_alpha = r (s = 1)."""
+    without double quantization) and the same adapter (peft: full SVD; here niter="exact").
+    peft writes A, B without the scaling s, so both use lora_alpha = r (s = 1).
+    tests/conformance/test_peft_loftq.py runs peft's own loftq_init on CPU."""
     from linalg_core.quant.formats import BnbNF4
 
     net = tiny()
@@ -192,7 +193,7 @@ def test_peft_loftq_where_it_runs():
     model = peft.get_peft_model(copy.deepcopy(net), peft.LoraConfig(r=R, lora_alpha=R, target_modules=["0", "2"],
                                                                     init_lora_weights=False))
     fmt = BnbNF4(double_quant=False)
-    lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(format=fmt, iters=1, niter=20, seed=0), progress=False)
+    lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(format=fmt, iters=1, niter="exact"), progress=False)
 
     def BA(m):
         return m.lora_B["default"].weight.detach().float().cpu() @ m.lora_A["default"].weight.detach().float().cpu()
@@ -201,16 +202,17 @@ def test_peft_loftq_where_it_runs():
         ours, theirs = model.get_submodule(n), ref.get_submodule(n)
         W_ref = theirs.get_base_layer().weight.detach().float().cpu()  # peft writes the dequantized Q
         assert torch.allclose(ours.base_layer.quantized.dequantize(), W_ref, atol=1e-6)
-        assert (BA(ours) - BA(theirs)).norm() <= 1e-3 * BA(theirs).norm()
+        assert (BA(ours) - BA(theirs)).norm() <= 1e-5 * BA(theirs).norm()
 
 
-@pytest.mark.parametrize("shape, r, niter", [((48, 64), R, 20), ((384, 384), 16, 100)])
+@pytest.mark.parametrize("shape, r, niter", [((48, 64), R, 20), ((384, 384), 16, 100), ((384, 384), 16, "exact")])
 def test_matches_peft_loftq_steps_on_cpu(shape, r, niter):
-    """peft's loftq_init cannot run on this CPU (see above); its two steps can: bitsandbytes NF4 as
-    peft calls it (compress_statistics=False, blocksize 64) and peft's own _low_rank_decomposition
-    (full SVD) of W − Q. One iteration here gives the same Q bit for bit and, with rsvd iterated
-    to convergence (the NF4 residual's spectrum is flat, so the default niter does not pin the
-    subspace), the same adapter product B·A to rounding."""
+    """peft's loftq_init cannot run on this CPU unmodified (see above); its two steps can:
+    bitsandbytes NF4 as peft calls it (compress_statistics=False, blocksize 64) and peft's own
+    _low_rank_decomposition (full SVD) of W − Q. One iteration here gives the same Q bit for bit
+    and the same adapter product B·A: to rounding with niter="exact" (peft's full SVD), to 1e-3
+    with rsvd iterated to convergence (the NF4 residual's spectrum is flat, so the default niter
+    does not pin the subspace)."""
     bnb = pytest.importorskip("bitsandbytes")
     from peft.utils.loftq_utils import _low_rank_decomposition
 
@@ -230,7 +232,7 @@ def test_matches_peft_loftq_steps_on_cpu(shape, r, niter):
     layer = model.get_submodule("base_model.model.0")
     assert torch.equal(layer.base_layer.quantized.dequantize(), Q_peft)
     BA = layer.lora_B["default"].weight @ layer.lora_A["default"].weight
-    assert (BA - BA_peft).norm() <= 1e-3 * BA_peft.norm()
+    assert (BA - BA_peft).norm() <= (1e-6 if niter == "exact" else 1e-3) * BA_peft.norm()
 
 
 def test_minilm_loftq_is_the_quantized_base_plus_the_lora_term():

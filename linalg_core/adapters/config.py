@@ -368,11 +368,13 @@ class LoftQConfig(InitConfig):
         format: the base's quantization format: a :class:`~linalg_core.quant.formats.Format` or
             its name (default ``"bnb-nf4"``, bitsandbytes-exact NF4 as peft's LoftQ).
         iters: LoftQ alternations T (an integer >= 1; peft's ``loftq_iter``).
-        niter: rsvd iterations of each alternation's rank-r step (an integer >= 0). The
-            residual W − Q of a quantized weight has a flat spectrum, so a few iterations give
-            a rank-r term about as accurate as the full SVD's but not the same subspace; to
-            reproduce peft's LoftQ factors (full SVD, with ``format=BnbNF4(double_quant=False)``
-            as peft quantizes) raise ``niter`` until the factors stop changing.
+        niter: rsvd iterations of each alternation's rank-r step (an integer >= 0), or
+            ``"exact"``. The residual W − Q of a quantized weight has a flat spectrum, so a few
+            iterations give a rank-r term about as accurate as the full SVD's but not the same
+            subspace. ``"exact"`` is peft's LoftQ step for step (``loftq_init`` in
+            peft/utils/loftq_utils.py): the full SVD of each residual, exactly ``iters``
+            alternations, the last kept; with ``format=BnbNF4(double_quant=False)`` (as peft
+            quantizes) and ``lora_alpha = r`` the layers get peft's Q, A and B to rounding.
         seed: one seed for every layer (see :class:`PiSSAConfig`).
 
     Example:
@@ -384,13 +386,16 @@ class LoftQConfig(InitConfig):
     method = "loftq"
     format: Any = "bnb-nf4"
     iters: int = 1
-    niter: int = 2
+    niter: int | str = 2
     seed: int | torch.Generator | None = None
 
     def __post_init__(self):
         _check_format(self)
         _set(self, "iters", _validate.integer(self.iters, _name(self, "iters"), low=1))
-        _check_niter(self, auto=False)
+        if isinstance(self.niter, str):
+            _validate.choice(self.niter, _name(self, "niter"), ("exact",))
+        else:
+            _check_niter(self, auto=False)
         _check_seed(self)
 
     def check_ranks(self, layers):

@@ -18,22 +18,29 @@ from linalg_core.lowrank import as_linear_operator, rsvd
 
 
 def loftq(W, rank: int, *, format="bnb-nf4", iters: int = 1, lora_alpha: float | None = None,
-          use_rslora: bool = False, niter: int = 2, seed=None) -> LoRAInit:
+          use_rslora: bool = False, niter: int | str = 2, seed=None) -> LoRAInit:
     """LoftQ initialisation: ``W ≈ residual.dequantize() + scaling · B @ A`` with a quantized base.
 
-    peft's ``LoftQConfig(loftq_bits=4, loftq_iter=1)`` quantizes with bitsandbytes NF4 and takes a
-    full SVD; here any :mod:`format <linalg_core.quant.formats>` (default bitsandbytes-exact NF4,
-    so the base loads into a ``bnb.nn.Linear4bit`` through
-    :meth:`~linalg_core.quant.QuantizedTensor.to_bitsandbytes`), a seeded randomized SVD, and the
-    best of ``iters`` alternations. peft's 2/8-bit LoftQ path builds a blocks × size × 2^k argmin
-    tensor (peft #1708); the quantizers here never do.
+    peft's ``LoftQConfig(loftq_bits=4, loftq_iter=T)`` quantizes with bitsandbytes NF4 (without
+    double quantization), takes a full SVD of each residual and keeps the last of T alternations
+    (``loftq_init`` in peft/utils/loftq_utils.py). Here any :mod:`format <linalg_core.quant.formats>`
+    (default bitsandbytes-exact NF4, so the base loads into a ``bnb.nn.Linear4bit`` through
+    :meth:`~linalg_core.quant.QuantizedTensor.to_bitsandbytes`), by default a seeded randomized
+    SVD and the best of at most ``iters`` alternations (stopping when the error stops falling).
+    ``niter="exact"`` is peft's procedure step for step: the full SVD (``torch.linalg.svd``), all
+    ``iters`` alternations, the last iterate; with ``format=BnbNF4(double_quant=False)`` it gives
+    peft's Q, A and B to rounding (tests/conformance/test_peft_loftq.py). peft's 2/8-bit LoftQ
+    path builds a blocks × size × 2^k argmin tensor (peft #1708); the quantizers here never do.
 
     Args:
         W: (out, in) float weight.
         rank: r.
         format: quantization format of the base.
-        iters: LoftQ alternations T.
+        iters: LoftQ alternations T (at most T unless ``niter="exact"``).
         lora_alpha / use_rslora: peft's scaling s (A and B are divided by √s).
+        niter: power iterations of each rank-r randomized SVD, or ``"exact"`` (peft's LoftQ:
+            full SVD, exactly ``iters`` alternations, the last kept; ``seed`` is then unused).
+        seed: seed of the randomized SVDs.
 
     Returns:
         :class:`~linalg_core.adapters.LoRAInit` whose ``residual`` is a
@@ -50,7 +57,9 @@ def loftq(W, rank: int, *, format="bnb-nf4", iters: int = 1, lora_alpha: float |
     """
     from linalg_core.quant import lq_decompose
 
-    lq = lq_decompose(W, rank, format, iters=iters, init="quant", niter=niter, seed=seed)
+    exact = isinstance(niter, str) and niter == "exact"
+    lq = lq_decompose(W, rank, format, iters=iters, init="quant", niter=niter, seed=seed,
+                      **({"tol": None} if exact else {}))
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     root = 1.0 / s ** 0.5
     return LoRAInit(lq.L2 * root, lq.L1 * root, lq.Q, s)

@@ -144,9 +144,10 @@ class LQConfig(QuantConfig):
         format: the format of Q: a block-format config or its name (``"nf3"``, ``"nf4"``, ...);
             stored as the format object.
         iters: at most this many alternations (>= 1).
-        tol: stop when an iteration improves the error by less than this fraction (>= 0).
+        tol: stop when an iteration improves the error by less than this fraction (>= 0); None:
+            run all ``iters`` alternations and keep the last iterate (peft's LoftQ).
         init: ``"lowrank"`` (Q = 0 first, LQ-LoRA) or ``"quant"`` (Q = quantize(W) first, LoftQ).
-        niter: power iterations of each randomized SVD (>= 0).
+        niter: power iterations of each randomized SVD (>= 0), or ``"exact"`` (full SVD).
         seed: seed of the randomized SVDs: an int in [0, 2^64), a ``torch.Generator`` or None.
 
     Example:
@@ -160,9 +161,9 @@ class LQConfig(QuantConfig):
     format: Format | str = "nf3"
     _: KW_ONLY
     iters: int = 10
-    tol: float = 1e-3
+    tol: float | None = 1e-3
     init: str = "lowrank"
-    niter: int = 2
+    niter: int | str = 2
     seed: int | torch.Generator | None = None
 
     def __post_init__(self):
@@ -176,9 +177,13 @@ class LQConfig(QuantConfig):
         except ValueError as e:
             raise ValueError(f"{name}.format: {e}") from None
         object.__setattr__(self, "iters", _validate.integer(self.iters, f"{name}.iters", low=1))
-        object.__setattr__(self, "tol", _validate.real(self.tol, f"{name}.tol", low=0))
+        if self.tol is not None:
+            object.__setattr__(self, "tol", _validate.real(self.tol, f"{name}.tol", low=0))
         _validate.choice(self.init, f"{name}.init", ("lowrank", "quant"))
-        object.__setattr__(self, "niter", _validate.integer(self.niter, f"{name}.niter", low=0))
+        if isinstance(self.niter, str):
+            _validate.choice(self.niter, f"{name}.niter", ("exact",))
+        else:
+            object.__setattr__(self, "niter", _validate.integer(self.niter, f"{name}.niter", low=0))
         _seed(self)
 
 

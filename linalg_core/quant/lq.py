@@ -61,8 +61,8 @@ def _weights(fisher, shape):
     return F.float(), r.float(), c.float()
 
 
-def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol: float = 1e-3, fisher=None,
-                 init: str = "lowrank", niter: int = 2, seed=None, backend: str | None = None) -> LQResult:
+def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol: float | None = 1e-3, fisher=None,
+                 init: str = "lowrank", niter: int | str = 2, seed=None, backend: str | None = None) -> LQResult:
     """W ≈ Q + L1·L2 with Q in a quantized ``format`` and L1·L2 of rank ``rank``.
 
     Alternates (LQ-LoRA, Algorithm 1) L1·L2 = rank-r SVD of W − Q and Q = quantize(W − L1·L2),
@@ -70,7 +70,8 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
     LoftQ). Quantization is not a projection, so the error is not monotone: every iterate's error
     is recorded and the best one is returned (LQ-LoRA's reference code returns the last); the
     loop stops after ``iters`` iterations, when the error rises, or when it improves by less than
-    ``tol`` (relative).
+    ``tol`` (relative). ``tol=None`` runs all ``iters`` alternations and returns the last iterate,
+    as peft's ``loftq_init`` (peft/utils/loftq_utils.py) and LQ-LoRA's reference code do.
 
     Data-aware variant (LQ-LoRA Section 3.3): with a Fisher (or any non-negative importance)
     matrix F, the low-rank step minimises ‖D_r (W − Q − L) D_c‖_F with D_r = diag(√row-mean F),
@@ -85,10 +86,12 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
             (then pass only ``fisher`` and ``backend``).
         format: a :class:`~linalg_core.quant.formats.Format` or its name (``"nf3"``, ``"nf4"``, ...).
         iters: at most this many alternations (≥ 1).
-        tol: stop when an iteration improves the error by less than this fraction.
+        tol: stop when an iteration improves the error by less than this fraction; None: run
+            all ``iters`` alternations and return the last iterate.
         fisher: optional (m, n) non-negative weights.
         init: ``"lowrank"`` (Q = 0 first) or ``"quant"`` (LoftQ: Q = quantize(W) first).
-        niter: power iterations of each randomized SVD (k = 2r columns).
+        niter: power iterations of each randomized SVD (k = 2r columns), or ``"exact"``: the
+            full SVD (``torch.linalg.svd``) of each residual, truncated to rank r, as peft's LoftQ.
         seed: seed of the randomized SVDs (the same seed each iteration).
 
     Returns:
@@ -96,6 +99,7 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
 
     Randomness:
         Only the range finder of :func:`linalg_core.rsvd` (stream of ``seed``); same seed, same result.
+        None with ``niter="exact"``.
 
     Example:
         >>> import torch
@@ -122,8 +126,11 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
     if rank >= min(Wt.shape):
         raise ValueError(f"rank={rank} must be below min(m, n)={min(Wt.shape)} for W of shape {tuple(Wt.shape)}")
     iters = _validate.integer(iters, "iters", low=1)
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol={tol!r} must be a non-negative number")
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol >= 0):
+        raise ValueError(f"tol={tol!r} must be a non-negative number or None")
+    exact = isinstance(niter, str)
+    if exact and niter != "exact":
+        raise ValueError(f"niter={niter!r} must be an integer >= 0 or 'exact'")
     if init not in ("lowrank", "quant"):
         raise ValueError(f"init={init!r} must be 'lowrank' or 'quant'")
     fmt.check_shape(Wt.shape)
@@ -134,7 +141,11 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
     def lowrank(R):
         if dr is not None:
             R = dr[:, None] * R * dc
-        U, S, Vh = rsvd(as_linear_operator(R, name="W"), rank, niter=niter, seed=seed)
+        if exact:
+            U, S, Vh = torch.linalg.svd(R, full_matrices=False)
+            U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
+        else:
+            U, S, Vh = rsvd(as_linear_operator(R, name="W"), rank, niter=niter, seed=seed)
         root = S.sqrt()
         L1, L2 = U * root, root[:, None] * Vh
         if dr is not None:
@@ -155,9 +166,9 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
             L1, L2 = lowrank(W32 if Q is None else W32 - Q.dequantize(torch.float32))
             Q = quantize(torch.addmm(W32, L1, L2, alpha=-1), fmt, backend=backend)
         history.append(error(Q, L1, L2))
-        if best_state is None or history[-1] < history[best]:
+        if tol is None or best_state is None or history[-1] < history[best]:
             best, best_state = t, (Q, L1, L2)
-        if t > 0 and history[-1] > history[-2] * (1 - tol):
+        if tol is not None and t > 0 and history[-1] > history[-2] * (1 - tol):
             break
     Q, L1, L2 = best_state
     return LQResult(Q, L1, L2, history, best)
