@@ -575,7 +575,7 @@ template <int NR>
 void vnni512_blocks(const int8_t* xp, const uint8_t* qw, const uint8_t* zeros, const int8_t* gs, const int32_t* wsum,
                     int32_t* y, int64_t M, int64_t N, int64_t K, int64_t group) {
   const int64_t G = K / group, nq = (N + NR - 1) / NR;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N * K >= kParallelWork)
   for (int64_t t = 0; t < nq; ++t) {
     const int64_t n = NR * t;
     if (n + NR <= N) {
@@ -670,12 +670,12 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
   // x̃ in the VNNI layout of B tiles: xv[mb][k̃/4][16 rows][4], zero rows beyond M.
   AlignedBuffer<int8_t> xv(size_t(Mp * K));
   if (Mp > M) std::memset(xv.data + (Mp / 16 - 1) * 16 * K, 0, size_t(16 * K));  // the padded last row block
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N * K >= kParallelWork)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k4 = 0; k4 < K / 4; ++k4)
       std::memcpy(xv.data + ((m / 16) * (K / 4) + k4) * 64 + (m % 16) * 4, xp + m * K + 4 * k4, 4);
   const int64_t nnb = (N + NB - 1) / NB;
-#pragma omp parallel
+#pragma omp parallel if (M * N * K >= kParallelWork)
   {
     TileConfig cfg;
     for (int t = 0; t < 8; ++t) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }

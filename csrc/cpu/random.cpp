@@ -114,12 +114,19 @@ void fill_range(T* out, bool sign, uint64_t e0, uint64_t e1, uint64_t stream, ui
   }
 }
 
+// Values below which a fill runs on the calling thread (~100 us of one core: 2^16 normals, or 2^15
+// words of one Philox block each): a parallel region that small saves little on a quiet machine
+// and can wait a scheduler time slice for a descheduled team member on a shared one
+// (docs/threads.md). Every value is a function of its index alone, so any split gives the same bits.
+constexpr int64_t kParallelValues = int64_t(1) << 16;
+constexpr int64_t kParallelWords = int64_t(1) << 15;
+
 template <typename Real, typename T>
 void fill_typed(T* out, bool sign, int64_t nrows, int64_t ncols, int64_t ld, int64_t row0, int64_t col0,
                 uint64_t stream, uint64_t seed, double scale) {
   // Split rows into pieces of at most 4096 elements so that few, long rows still use all threads.
   const int64_t pieces = ncols / 4096 + (ncols % 4096 != 0);  // no overflow for any ncols
-  parallel_for(nrows * pieces, nrows * ncols > 8192, [&](int64_t b, int64_t e) {
+  parallel_for(nrows * pieces, nrows * ncols > kParallelValues, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t i = t / pieces, c0 = (t % pieces) * 4096, c1 = std::min(ncols, c0 + 4096);
       const uint64_t base = (uint64_t(row0) + uint64_t(i)) * uint64_t(ld) + uint64_t(col0);  // mod 2^64
@@ -132,7 +139,7 @@ void fill_typed(T* out, bool sign, int64_t nrows, int64_t ncols, int64_t ld, int
 }  // namespace
 
 void random_uint32(uint32_t* out, int64_t count, uint64_t offset, uint64_t stream, uint64_t seed) {
-  parallel_for(count, count > 16384, [&](int64_t b, int64_t e) {
+  parallel_for(count, count > kParallelWords, [&](int64_t b, int64_t e) {
 #pragma omp simd
     for (int64_t i = b; i < e; ++i) out[i] = philox_word(offset + uint64_t(i), stream, seed);
   });

@@ -19,6 +19,15 @@ namespace {
 // Elements a leaf transform may touch; keeps a leaf inside the per-core L2 cache.
 constexpr int64_t kCacheElems = int64_t(1) << 16;
 
+// Multiply-adds (or Philox blocks x 8) below which a kernel runs on the calling thread (~100 us
+// of one core): a parallel region that small saves little on a quiet machine and can wait a
+// scheduler time slice for a descheduled team member on a shared one (docs/threads.md).
+constexpr int64_t kParallelWork = int64_t(1) << 17;
+
+// Most pieces the sparse scatter splits its rows into when there is one column block to share
+// (a fixed count, not the thread count: the sum order must not depend on the threads).
+constexpr int64_t kMaxParts = 8;
+
 // Level h on one block of 2h rows (rows j and j + h, j < h), each `width` elements long.
 // Row r starts at x + r * stride; for width == 1 rows are single elements.
 template <typename T>
@@ -230,8 +239,7 @@ void fwht_typed(const S* in, O* out, int64_t B, int64_t n_valid, int64_t N, int6
   using C = std::conditional_t<std::is_same_v<S, double> || std::is_same_v<O, double>, double, float>;
   constexpr bool direct = std::is_same_v<O, C>;  // out holds compute values: transform in place
   advise_huge_pages(out, size_t(B * N * K) * sizeof(O));
-  const int nthreads = omp_get_max_threads();
-  const bool items_parallel = B >= nthreads;
+  const bool items_parallel = B >= omp_get_max_threads() && B * N * K > kCacheElems;
   // Column strips so that a low-precision item is transformed through a cache-sized scratch.
   const int64_t w = direct ? K : std::max<int64_t>(1, std::min<int64_t>(K, kCacheElems * 16 / N));
   auto item = [&](int64_t b, std::vector<C>& scratch, bool inner_parallel) {
@@ -337,7 +345,7 @@ void fwht_select_typed(const S* in, void* work_v, O* out, int64_t B, int64_t n_v
       }
     });
   };
-  if (B >= omp_get_max_threads()) {
+  if (B >= omp_get_max_threads() && B * N * K > kCacheElems) {
     parallel_for(B, true, [&](int64_t lo, int64_t hi) {
       for (int64_t b = lo; b < hi; ++b) item(b, false);
     });
@@ -363,13 +371,17 @@ template <typename S, typename C>
 void sparse_left(const S* A, C* out, int64_t B, int64_t n, int64_t d, int64_t m, int64_t s,
                  const int32_t* rows, const int8_t* signs, C scale) {
   // out[b, rows[j, l], :] += sign * A[b, j, :]. Threads own disjoint column blocks of out (no
-  // races); when there are too few columns for that, each thread scatters a range of j into a
-  // private (m, d) buffer and the buffers are summed.
+  // races). With one column block (d <= 64, one item) and n >> m, the j range is cut into `parts`
+  // pieces scattered into private (m, d) buffers, summed in piece order. Both the path and `parts` follow from
+  // the sizes only, never the thread count, so the result is bit-identical for every count.
   advise_huge_pages(out, size_t(B * m * d) * sizeof(C));
   std::fill(out, out + B * m * d, C(0));
-  const int nthreads = omp_get_max_threads();
   const int64_t col_block = 64;
   const int64_t nblocks = B * ((d + col_block - 1) / col_block);
+  const bool parallel = n * s * d * B > kParallelWork;
+  // Pieces of j: at most kMaxParts, and few enough that summing the buffers (parts·m·d adds)
+  // stays a quarter of the scatter (n·s·d).
+  const int64_t parts = std::min<int64_t>(kMaxParts, n * s / (4 * m));
   auto scatter = [&](const S* Ab, C* ob, int64_t j0, int64_t j1, int64_t c0, int64_t c1) {
     for (int64_t j = j0; j < j1; ++j) {
       const S* a = Ab + j * d;
@@ -381,9 +393,9 @@ void sparse_left(const S* A, C* out, int64_t B, int64_t n, int64_t d, int64_t m,
       }
     }
   };
-  if (nblocks >= nthreads || nthreads == 1 || n * d < (int64_t(1) << 15)) {
+  if (!parallel || nblocks > 1 || parts < 2) {
     const int64_t per_b = (d + col_block - 1) / col_block;
-    parallel_for(nblocks, true, [&](int64_t b0, int64_t b1) {
+    parallel_for(nblocks, parallel, [&](int64_t b0, int64_t b1) {
       for (int64_t t = b0; t < b1; ++t) {
         const int64_t b = t / per_b, c0 = (t % per_b) * col_block;
         scatter(A + b * n * d, out + b * m * d, 0, n, c0, std::min(d, c0 + col_block));
@@ -391,17 +403,18 @@ void sparse_left(const S* A, C* out, int64_t B, int64_t n, int64_t d, int64_t m,
     });
     return;
   }
+  std::vector<C> partial(size_t(parts) * size_t(m * d));
   for (int64_t b = 0; b < B; ++b) {
-    std::vector<C> partial(size_t(nthreads) * size_t(m * d), C(0));
-    parallel_for(n, true, [&](int64_t j0, int64_t j1) {
-      C* mine = partial.data() + size_t(omp_get_thread_num()) * size_t(m * d);
-      scatter(A + b * n * d, mine, j0, j1, 0, d);
+    std::fill(partial.begin(), partial.end(), C(0));
+    parallel_for(parts, true, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p)
+        scatter(A + b * n * d, partial.data() + size_t(p) * size_t(m * d), n * p / parts, n * (p + 1) / parts, 0, d);
     });
     C* ob = out + b * m * d;
-    for (int t = 0; t < nthreads; ++t) {
-      const C* p = partial.data() + size_t(t) * size_t(m * d);
+    for (int64_t p = 0; p < parts; ++p) {
+      const C* q = partial.data() + size_t(p) * size_t(m * d);
 #pragma omp simd
-      for (int64_t i = 0; i < m * d; ++i) ob[i] += p[i];
+      for (int64_t i = 0; i < m * d; ++i) ob[i] += q[i];
     }
   }
 }
@@ -410,7 +423,7 @@ template <typename S, typename C>
 void sparse_right(const S* A, C* out, int64_t R, int64_t n, int64_t m, int64_t s,
                   const int32_t* rows, const int8_t* signs, C scale) {
   // out[r, rows[j, l]] += sign * A[r, j]: rows of A are independent.
-  parallel_for(R, true, [&](int64_t r0, int64_t r1) {
+  parallel_for(R, R * n * s > kParallelWork, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const S* a = A + r * n;
       C* o = out + r * m;
@@ -465,7 +478,7 @@ void sparse_hash(int32_t* rows, int8_t* signs, int64_t n, int64_t col0, int64_t 
                  uint64_t stream, uint64_t seed) {
   // Column j, non-zero l: one Philox block (index j * s + l); lane 0 picks the row inside the
   // l-th of s near-equal row blocks (distinct rows per column), bit 0 of lane 1 the sign.
-  parallel_for(n, n * s > 4096, [&](int64_t j0, int64_t j1) {
+  parallel_for(n, n * s * 8 > kParallelWork, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
       for (int64_t l = 0; l < s; ++l) {
         const Philox4x32 w = philox4x32_10(uint64_t(col0 + j) * uint64_t(s) + uint64_t(l), stream, seed);

@@ -14,6 +14,8 @@ from (seed, offset), and mergeable streaming sketches.
   weight read lazily from its safetensors shard on the worker. For a model already in memory,
   ``adapters.init_peft_model(..., executor=)`` and ``quant.compress_model(..., executor=)``
   take the same executors.
+* :func:`size_worker_pools`, :func:`pool_initializer` — each worker's torch / OpenMP / BLAS pools
+  sized to its share of the cores (``docs/threads.md``).
 
 Works with any dask scheduler (threads, processes, a ``dask.distributed`` cluster).
 """
@@ -22,7 +24,8 @@ from linalg_core.distributed.linalg import (RowBlockCholQR, RowBlocks, leverage_
                                            sample_rows, sketch_apply)
 from linalg_core.distributed.layers import layer_index, map_layers
 from linalg_core.distributed.streaming import StreamingSketch
+from linalg_core.distributed.threads import pool_initializer, size_worker_pools
 
 __all__ = ["sketch_apply", "lstsq", "leverage_scores", "rsvd", "RowBlocks", "RowBlockCholQR", "sample_rows", "rows",
            "StreamingSketch",
-           "map_layers", "layer_index"]
+           "map_layers", "layer_index", "size_worker_pools", "pool_initializer"]
