@@ -14,6 +14,7 @@ quantized residual (the float weight is dropped; gradients still reach the layer
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import dataclasses
@@ -284,11 +285,13 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
     bar = _progress(len(layers), show, f"linalg_core {_label(config)}")
     units = _batched_units(layers, adapter) if entry.batch else [[name] for name in layers]
     filled: list[str] = []
+    residuals = _Residuals(model)
     with reuse_buffers():
         if executor is None:
             for names in units:
                 with _naming_failures(layers, names, filled):
-                    _fill(layers, adapter, names, entry.handler(config, _unit(layers, adapter, names, here=True)))
+                    unit = _unit(layers, adapter, names, residuals)
+                    _fill(layers, adapter, names, entry.handler(config, unit), residuals, unit.out)
                 filled.extend(names)
                 if bar is not None:
                     bar.update(len(names))
@@ -297,7 +300,7 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
                                        _unit(layers, adapter, names)): names for names in units}
             for fut in as_completed(futures):
                 with _naming_failures(layers, futures[fut], filled):
-                    _fill(layers, adapter, futures[fut], fut.result())
+                    _fill(layers, adapter, futures[fut], fut.result(), residuals, owned=True)
                 filled.extend(futures[fut])
                 if bar is not None:
                     bar.update(len(futures[fut]))
@@ -322,6 +325,122 @@ def _naming_failures(layers, names, filled):
                         if filled else "no layer was changed")
                 raise ValueError(f"{msg}; {done}") from err
         raise
+
+
+def _memory_maps() -> tuple[list[int], list[tuple[int, int, str]]] | None:
+    """This process's memory mappings from ``/proc/self/maps``: (sorted starts, [(start, end,
+    kind)]) with kind ``"anon"`` for private anonymous writable memory (malloc, torch's
+    allocator), ``"cow"`` for a private writable mapping of a file (copy-on-write: safetensors',
+    transformers' and ``torch.load(mmap=True)``'s memory-mapped weights), ``"other"`` for shared or
+    read-only memory. None where the file cannot be read (not Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    spans = []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        perms, inode = fields[1], fields[4]
+        writable = perms[1] == "w" and perms[3] == "p"
+        spans.append((start, end, ("anon" if inode == "0" else "cow") if writable else "other"))
+    spans.sort()
+    return [a for a, _, _ in spans], spans
+
+
+class _Residuals:
+    """Where :func:`init_peft_model` writes each layer's residual, chosen by the memory its base
+    weight lives in (the fastest way that is right for that memory):
+
+    * this process's private anonymous memory (a model built, copied or loaded into memory), or
+      device memory: in place, one read-modify-write pass that touches no new page;
+    * anything else: a fresh tensor of the weight's dtype, device and shape, which the weight's
+      ``Parameter`` is then rebound to (``param.data = residual``, as peft's own initialisers
+      do). That is a file mapped copy-on-write (``from_pretrained``, ``safetensors``,
+      ``torch.load(mmap=True)``), where writing in place pays a copy-on-write fault per 4 KiB
+      page (measured ~10-18 µs a page against ~1 µs for a fresh zero-filled one:
+      benchmarks/RESULTS.md, adapters), and shared or read-only memory, whose writing would
+      reach other processes or the file, or fault. The file is never written.
+
+    The ``Parameter`` object stays (identity, ``requires_grad``, optimizer references, weights
+    tied by sharing the Parameter); other Parameters of the model that are the very same view of
+    the same memory (ties made by sharing the tensor) are rebound with it. A tensor taken from
+    ``weight.data`` before the call keeps the old values where the weight was rebound.
+    """
+
+    def __init__(self, model):
+        self._model = model
+        self._maps = None  # read at the first CPU weight
+        self._twins = None  # {view key: [Parameters]}, built at the first rebinding
+
+    def _kind(self, t: torch.Tensor) -> str:
+        """"anon", "cow" or "other" (see :func:`_memory_maps`) for t's memory span."""
+        if t.device.type != "cpu":
+            return "anon"
+        if self._maps is None:
+            self._maps = _memory_maps() or ([], [])
+        starts, spans = self._maps
+        pos = t.data_ptr()
+        end = pos + (1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()) if n > 0)) * t.element_size()
+        i, kinds = bisect.bisect_right(starts, pos) - 1, set()
+        while pos < end:  # the mappings that cover [pos, end), contiguous
+            if i < 0 or i >= len(spans) or not spans[i][0] <= pos < spans[i][1]:
+                return "other"
+            kinds.add(spans[i][2])
+            pos, i = spans[i][1], i + 1
+        return kinds.pop() if len(kinds) == 1 else "other"
+
+    def destination(self, module) -> torch.Tensor:
+        """The tensor (stored layout) the residual of ``module``'s base weight is written into:
+        the stored weight itself, or a fresh tensor that :meth:`store` rebinds the weight to."""
+        weight = module.get_base_layer().weight.data
+        if self._kind(weight) == "anon":
+            return weight
+        return torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
+
+    def store(self, module, res: torch.Tensor, dest: torch.Tensor | None = None, owned: bool = False) -> None:
+        """Make ``res`` (the stored layout) the base weight of ``module``: nothing to do when it
+        was computed in place; rebinding when it is the fresh ``dest`` of :meth:`destination`
+        (or, ``owned``, a tensor nobody else holds, and the weight is not to be written in
+        place); else a copy into :meth:`destination`'s choice."""
+        param = module.get_base_layer().weight
+        weight = param.data
+        if _same_view(res, weight):
+            return
+        if dest is not None and _same_view(res, dest):
+            self._rebind(param, res)
+            return
+        if self._kind(weight) == "anon":
+            weight.copy_(res)
+            return
+        if not (owned and res.shape == weight.shape and res.dtype == weight.dtype and res.device == weight.device
+                and res.is_contiguous() and _whole_storage(res)):
+            res = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).copy_(res)
+        self._rebind(param, res)
+
+    def _rebind(self, param, new: torch.Tensor) -> None:
+        if self._twins is None:
+            self._twins = {}
+            for p in self._model.parameters():
+                self._twins.setdefault(_view_key(p.data), []).append(p)
+        for p in self._twins.get(_view_key(param.data), [param]):
+            p.data = new
+
+
+def _view_key(t: torch.Tensor) -> tuple:
+    return (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return _view_key(a) == _view_key(b)
+
+
+def _whole_storage(t: torch.Tensor) -> bool:
+    """t spans all of its storage (a view would keep a larger storage alive)."""
+    return t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.numel() * t.element_size()
 
 
 def _geometry(module, adapter):
@@ -349,17 +468,18 @@ def _batched_units(layers, adapter) -> list[list[str]]:
     return sorted(groups.values(), key=lambda ns: -layers[ns[0]].get_base_layer().weight.numel() * len(ns))
 
 
-def _unit(layers, adapter, names, here=False) -> LayerUnit:
-    """The :class:`LayerUnit` of ``names``. ``here``: a unit computed in this process, not an
-    executor task: a single layer's residual goes into its stored weight in place (``out``), and
-    a group is stacked into the reused scratch buffer (its pages are then faulted in once per
+def _unit(layers, adapter, names, residuals: _Residuals | None = None) -> LayerUnit:
+    """The :class:`LayerUnit` of ``names``. ``residuals``: a unit computed in this process, not an
+    executor task: a single layer's residual goes to :meth:`_Residuals.destination` (``out``),
+    and a group is stacked into the reused scratch buffer (its pages are then faulted in once per
     model, not once per group)."""
     views = [_geometry(layers[n], adapter) for n in names]
     weight, Wt, fifo, r, s = views[0]
     if len(views) == 1:
-        return LayerUnit(tuple(names), Wt, r, s, fifo, weight if here else None)
+        out = residuals.destination(layers[names[0]]) if residuals is not None else None
+        return LayerUnit(tuple(names), Wt, r, s, fifo, out)
     shape = (len(views), *Wt.shape)
-    out = buffer("stack", shape, Wt.dtype, Wt.device) if here else None
+    out = buffer("stack", shape, Wt.dtype, Wt.device) if residuals is not None else None
     return LayerUnit(tuple(names), torch.stack([v[1] for v in views], out=out), r, s, fifo)
 
 
@@ -373,31 +493,32 @@ def _task(handler, config, unit: LayerUnit):
     return handler(config, unit)
 
 
-def _fill(layers, adapter, names, payload):
+def _fill(layers, adapter, names, payload, residuals: _Residuals, out=None, owned=False):
     """Write a handler's result for the layers ``names`` into the model: factors into lora_A /
-    lora_B (N folded into B for three factors) and a residual into the base weight unless it was
-    written there in place; or singular triplets (a stack of them for a batched unit) split
-    PiSSA's way, the residual written in place."""
+    lora_B (N folded into B for three factors) and a residual into the base weight through
+    ``residuals`` (``out``: the destination the unit was given; ``owned``: the residual came from
+    an executor task, a tensor nobody else holds); or singular triplets (a stack of them for a
+    batched unit) split PiSSA's way, each residual written to its layer's destination."""
     if isinstance(payload, (LoRAInit, ThreeFactorInit)):
         if len(names) != 1:
             raise TypeError(f"a handler of a batched unit returned {type(payload).__name__}; it must return the "
                             "stacked singular triplets (U, S, Vh)")
-        weight = layers[names[0]].get_base_layer().weight.data
-        res = payload.residual
+        module, res = layers[names[0]], payload.residual
         if _is_quantized(res):
-            _replace_base(layers[names[0]], res)
-        elif res is not None and not (res.data_ptr() == weight.data_ptr() and res.stride() == weight.stride()
-                                    and res.shape == weight.shape):
-            weight.copy_(res)
+            _replace_base(module, res)
+        elif res is not None:
+            residuals.store(module, res, out, owned)
         B = payload.B @ payload.N if isinstance(payload, ThreeFactorInit) else payload.B
-        _set_factors(layers[names[0]], adapter, payload.A, B)
+        _set_factors(module, adapter, payload.A, B)
         return
     if not (isinstance(payload, tuple) and len(payload) == 3):
         raise TypeError(f"an initializer handler returned {type(payload).__name__}; expected a LoRAInit, a "
                         "ThreeFactorInit or singular triplets (U, S, Vh)")
     for name, (U, S, Vh) in zip(names, [payload] if len(names) == 1 else zip(*payload)):
-        weight, Wt, fifo, _, s = _geometry(layers[name], adapter)
-        done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, weight)
+        _, Wt, fifo, _, s = _geometry(layers[name], adapter)
+        dest = residuals.destination(layers[name])
+        done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, dest)
+        residuals.store(layers[name], done.residual, dest)
         _set_factors(layers[name], adapter, done.A, done.B)
 
 
