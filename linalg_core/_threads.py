@@ -50,10 +50,10 @@ def _set(n: int) -> None:
         _C.set_num_threads(n)
 
 
-@contextlib.contextmanager
-def limit(threads: int):
+class limit:
     """torch's intra-op threads and ``_C``'s OpenMP threads capped at ``threads`` inside the
-    block, restored after it (the calling thread's setting; a no-op when already at most that).
+    block, restored after it (the calling thread's setting; nothing changes when it is already at
+    most that). A context manager.
 
     Example:
         >>> import torch
@@ -65,18 +65,28 @@ def limit(threads: int):
         >>> torch.get_num_threads() == before
         True
     """
-    before = torch.get_num_threads()
-    c_before = _C.max_threads() if _C is not None else None
-    if threads >= before and (c_before is None or threads >= c_before):
-        yield
-        return
-    _set(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-        if _C is not None:
-            _C.set_num_threads(c_before)
+
+    __slots__ = ("threads", "before", "c_before")
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        self.c_before = _C.max_threads() if _C is not None else self.threads
+        if self.before > self.threads or self.c_before > self.threads:
+            _set(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before > self.threads or self.c_before > self.threads:
+            torch.set_num_threads(self.before)
+            if _C is not None:
+                _C.set_num_threads(self.c_before)
+        return False
+
+
+_UNLIMITED = contextlib.nullcontext()
 
 
 def sized(work: float):
@@ -90,7 +100,7 @@ def sized(work: float):
         ...     torch.get_num_threads()
         1
     """
-    return limit(1) if work < ONE_THREAD_WORK else contextlib.nullcontext()
+    return limit(1) if work < ONE_THREAD_WORK else _UNLIMITED
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,6 +120,12 @@ def blas_limit(threads: int):
     if ctl is None:
         return contextlib.nullcontext()
     return ctl.limit(limits=threads, user_api="blas")
+
+
+def blas_sized(work: float):
+    """:func:`blas_limit` to one thread for a SciPy / NumPy BLAS call of ``work`` multiply-adds
+    below :data:`ONE_THREAD_WORK` (a context manager; the library's setting otherwise)."""
+    return blas_limit(1) if work < ONE_THREAD_WORK else _UNLIMITED
 
 
 def pool_share(workers: int, threads_per_worker: int = 1, total: int | None = None) -> int:

@@ -54,12 +54,13 @@ def size_worker_pools(client, threads: int | None = None) -> dict[str, int]:
     Returns:
         {worker address: threads} of the workers present now.
 
-    Example:
-        >>> from distributed import Client, LocalCluster
-        >>> from linalg_core.distributed import size_worker_pools
-        >>> with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \\
-        ...         Client(cluster) as client:
-        ...     sizes = size_worker_pools(client)  # {address: cores of the host}
+    Example (a cluster of its own; ``tests/test_threads.py`` runs it)::
+
+        from distributed import Client, LocalCluster
+        from linalg_core.distributed import size_worker_pools
+
+        with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, Client(cluster) as client:
+            size_worker_pools(client)  # {address: the host's cores}; the nanny's default is 1
     """
     try:
         from distributed.diagnostics.plugin import WorkerPlugin
