@@ -106,7 +106,7 @@ def test_same_seed_same_output_and_generator_seeds():
 
 def test_signs_are_deterministic_and_match_lapack_up_to_convention():
     A = matrix("exponential", decay=0.8)
-    U, S, Vh = lc.rsvd(A, 5, seed=0)
+    U, S, Vh = lc.rsvd(A, 5, seed=0, niter=4)  # vectors to 1e-8 (the adaptive default stops at PEFT grade)
     Uo, So, Vho = oracle.svd(A.numpy())
     sign = np.sign(Uo[np.abs(Uo[:, :5]).argmax(0), range(5)])
     np.testing.assert_allclose(U.numpy(), Uo[:, :5] * sign, atol=1e-8)
@@ -573,3 +573,143 @@ def test_scalar_arguments_from_numpy_and_tensors():
                                   tol=torch.tensor(0.5, dtype=F64), seed=np.int64(3)))
     ny = lc.nystrom(A @ A.T, torch.tensor(3), psd=np.bool_(True), seed=torch.tensor(1))
     assert_identical((ny.core,), (lc.nystrom(A @ A.T, 3, psd=True, seed=1).core,))
+
+
+# --- the adaptive default (issue 20) ---------------------------------------------------------
+
+def _peft_grade(A, svd, r):
+    s = torch.from_numpy(oracle.svd(A.numpy())[1])
+    sig = float(torch.max(torch.abs(svd.S[:r] - s[:r]) / s[:r]))
+    return ratio(A, svd, r), sig
+
+
+@pytest.mark.parametrize("kind,decay,r", [
+    ("flat", None, 10), ("gapped", None, 10), ("spiked", None, 16), ("exponential", 0.96, 20),
+    ("polynomial", 1.0, 10), ("lowrank_noise", None, 10),
+])
+def test_adaptive_default_meets_peft_grade(kind, decay, r):
+    s = spectrum(kind, 200, decay=decay, rank=r if kind == "gapped" else None)
+    A = with_spectrum(400, 200, s, seed=3)
+    for seed in (0, 1):
+        res, sig = _peft_grade(A, lc.rsvd(A, r, seed=seed), r)
+        assert lc.lowrank.PEFT_GRADE.met(res, sig), (res, sig)
+    # a tighter target is met too, at more iterations
+    tight = lc.lowrank.Accuracy(resid=1e-5, sigma=1e-5)
+    res, sig = _peft_grade(A, lc.rsvd(A, r, seed=0, finder=SubspaceIteration(accuracy=tight, max_niter=30)), r)
+    assert tight.met(res, sig), (res, sig)
+
+
+class _Counting:
+    """A dense operator that counts its products with A and Aᴴ (and knows ‖A‖_F² like a dense A)."""
+
+    def __init__(self, A):
+        self.A, self.shape, self.dtype, self.passes = A, A.shape, A.dtype, 0
+
+    def fro_norm_sq(self):
+        return (self.A**2).sum()
+
+    def matmul(self, X):
+        self.passes += 1
+        return self.A @ X
+
+    def rmatmul(self, Y):
+        self.passes += 1
+        return self.A.mT @ Y
+
+
+def test_adaptive_stops_when_the_ritz_values_settle():
+    # A 20x gap after r: one iteration suffices (AΩ, AᴴQ, AZ, AᴴQ: 4 passes, the last AᴴQ being
+    # B); a flat spectrum needs more; a tighter accuracy more still; never past max_niter.
+    r = 10
+    gapped = with_spectrum(300, 200, spectrum("gapped", 200, rank=r), seed=0)
+    flat = with_spectrum(300, 200, spectrum("flat", 200), seed=0)
+    passes = {}
+    for name, A, finder in (("gapped", gapped, SubspaceIteration()), ("flat", flat, SubspaceIteration()),
+                            ("tight", flat, SubspaceIteration(accuracy=lc.lowrank.Accuracy(1e-6, 1e-6))),
+                            ("capped", flat, SubspaceIteration(accuracy=lc.lowrank.Accuracy(1e-9, 1e-9),
+                                                               max_niter=3))):
+        op = _Counting(A)
+        lc.rsvd(op, r, seed=0, finder=finder)
+        passes[name] = op.passes
+    assert passes["gapped"] == 4
+    assert passes["gapped"] < passes["flat"] < passes["tight"]
+    assert passes["capped"] == 2 + 2 * 3
+    # an operator that does not know ‖A‖_F: the residual test uses a lower bound of the optimal
+    # residual (no extra products), more conservative, still PEFT-grade
+    bare = lc.lowrank.as_linear_operator(type("Bare", (), {"shape": gapped.shape, "dtype": gapped.dtype,
+                                                   "matmul": lambda self, X: gapped @ X,
+                                                   "rmatmul": lambda self, Y: gapped.T @ Y})())
+    res, sig = _peft_grade(gapped, lc.rsvd(bare, r, seed=0), r)
+    assert lc.lowrank.PEFT_GRADE.met(res, sig), (res, sig)
+
+
+def test_explicit_niter_is_the_fixed_iteration_bit_for_bit():
+    # The computation rsvd(niter=q) did before the adaptive default, step by step: seeded results
+    # of callers who pass niter stay identical.
+    from linalg_core.lowrank.finders import sketch
+    from linalg_core.lowrank.operators import as_operator
+    from linalg_core.lowrank.orthonormalize import CholQR, CholQR2
+    from linalg_core.lowrank.small_svd import svd_of_wide
+
+    A = with_spectrum(120, 90, spectrum("flat", 90), seed=1).float()
+    for q in (0, 1, 3):
+        got = lc.rsvd(A, 8, seed=5, niter=q)
+        op = as_operator(A)[0]
+        Y = sketch(op, 24, 5)
+        for _ in range(q):
+            Y = op.matmul(CholQR()(op.rmatmul(CholQR()(Y))))
+        Q = CholQR2()(Y)
+        Ub, S, Vh = svd_of_wide(op.rmatmul(Q).mT, 8)
+        want = lc.lowrank.flip_signs(lc.lowrank.SVD(Q @ Ub[:, :8], S[:8], Vh[:8]))
+        assert all(torch.equal(x, y) for x, y in zip(got, want))
+        assert all(torch.equal(x, y) for x, y in zip(got, lc.rsvd(A, 8, seed=5, finder=SubspaceIteration(q))))
+    assert SubspaceIteration().niter is None and SubspaceIteration(2).niter == 2
+
+
+def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations():
+    r = 6
+    mats = [with_spectrum(120, 80, spectrum("gapped", 80, rank=r), seed=0),
+            with_spectrum(120, 80, spectrum("flat", 80), seed=1)]
+    counts = []
+    for A in mats:
+        op = _Counting(A)
+        lc.rsvd(op, r, seed=2)
+        counts.append(op.passes)
+    assert counts[0] < counts[1]  # the premise: the items stop at different iterations
+    batch = lc.rsvd(torch.stack(mats), r, seed=2)
+    for i, A in enumerate(mats):
+        for x, y in zip(lc.rsvd(A, r, seed=2), batch):
+            torch.testing.assert_close(y[i], x, rtol=1e-10, atol=1e-10)
+
+
+def test_ritz_converged_rule():
+    from linalg_core.lowrank.finders import ritz_converged
+
+    acc = lc.lowrank.PEFT_GRADE
+    cur = torch.tensor([4.0, 2.0, 1.0, 0.5], dtype=F64)
+    total = torch.tensor(10.0, dtype=F64)
+    ok, step = ritz_converged(cur, cur, None, total, 2, acc)  # no change: converged
+    assert bool(ok) and torch.equal(step, torch.zeros(4, dtype=F64))
+    ok, _ = ritz_converged(cur * 0.9, cur, None, total, 2, acc)  # a 5 % change in σ: not yet
+    assert not bool(ok)
+    # the same small change: converged while the changes contract fast, not while they stall
+    small = cur - 1e-4 * cur
+    assert bool(ritz_converged(small, cur, 1e-2 * cur, total, 2, acc)[0])
+    assert not bool(ritz_converged(small, cur, 1.01e-4 * cur, total, 2, acc)[0])
+
+
+def test_accuracy_and_adaptive_arguments_are_validated():
+    from linalg_core.lowrank import Accuracy
+
+    for bad in (0, 1, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="resid"):
+            Accuracy(resid=bad)
+    with pytest.raises(TypeError, match="sigma"):
+        Accuracy(sigma="1%")
+    with pytest.raises(TypeError, match="accuracy must be an Accuracy"):
+        SubspaceIteration(accuracy=0.01)
+    with pytest.raises(ValueError, match="max_niter"):
+        SubspaceIteration(max_niter=0)
+    with pytest.raises(ValueError, match="rank"):
+        spectrum("gapped", 50)
+    assert Accuracy().met(1.002, 0.01) and not Accuracy().met(1.0021, 0.0) and not Accuracy().met(1.0, 0.0101)

@@ -18,7 +18,7 @@ and ``cur(..., finder=)`` take them too.
 """
 
 from linalg_core.lowrank.cur import CUR, cur
-from linalg_core.lowrank.error import svd_error
+from linalg_core.lowrank.error import PEFT_GRADE, Accuracy, svd_error
 from linalg_core.lowrank.finders import (
     AdaptiveQB,
     BlockKrylov,
@@ -41,6 +41,8 @@ __all__ = [
     "rsvd",
     "rsvd_many",
     "svd_error",
+    "Accuracy",
+    "PEFT_GRADE",
     "nystrom",
     "Nystrom",
     "cur",

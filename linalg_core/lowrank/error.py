@@ -1,6 +1,9 @@
-"""A-posteriori error of a low-rank approximation A ≈ U diag(S) Vh."""
+"""A-posteriori error of a low-rank approximation A ≈ U diag(S) Vh, and the accuracy target
+(:class:`Accuracy`, :data:`PEFT_GRADE`) that rsvd's adaptive default stops at."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -9,6 +12,42 @@ from linalg_core.lowrank.operators import Dense, Operator, as_operator, hutchins
 from linalg_core.random import normal
 
 ERROR_STREAM = 7
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """An accuracy target of a rank-r truncated SVD A ≈ U diag(S) Vh, relative to the optimal one
+    (σ_i the singular values of A, A_r its best rank-r approximation):
+
+    * ``resid``: ‖A − U diag(S) Vh‖_F ≤ (1 + resid)·‖A − A_r‖_F;
+    * ``sigma``: |S_i − σ_i| ≤ sigma·σ_i for every i ≤ r.
+
+    :data:`PEFT_GRADE` (resid 0.2 %, sigma 1 %) is what the adaptive
+    :class:`~linalg_core.lowrank.SubspaceIteration` (rsvd's default) stops at.
+
+    Example:
+        >>> from linalg_core.lowrank import PEFT_GRADE
+        >>> PEFT_GRADE.met(1.001, 0.004), PEFT_GRADE.met(1.003, 0.004)
+        (True, False)
+    """
+
+    resid: float = 2e-3
+    sigma: float = 1e-2
+
+    def __post_init__(self):
+        for name in ("resid", "sigma"):
+            object.__setattr__(self, name, _validate.real(getattr(self, name), name, low=0, high=1, low_open=True,
+                                                          high_open=True))
+
+    def met(self, resid_ratio: float, sigma_err: float) -> bool:
+        """Whether a result with ‖A − USVᴴ‖_F / ‖A − A_r‖_F = ``resid_ratio`` and
+        max_i |S_i − σ_i| / σ_i = ``sigma_err`` meets the target."""
+        return float(resid_ratio) <= 1 + self.resid and float(sigma_err) <= self.sigma
+
+
+# PEFT-grade: what adapter initialisation needs (issue 20): the captured energy within 0.2 % of
+# the optimal residual, each principal singular value within 1 %.
+PEFT_GRADE = Accuracy()
 
 
 class _Residual(Operator):
@@ -96,3 +135,6 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
             value = torch.linalg.vector_norm(y, dim=(-2, -1))
             x = E.rmatmul(y)
     return float(value) if value.dim() == 0 else value
+
+
+__all__ = ["svd_error", "Accuracy", "PEFT_GRADE", "ERROR_STREAM"]

@@ -9,7 +9,11 @@ more than B = QᴴA). The orthonormalisation between passes is a stage of its ow
 
 * :class:`SubspaceIteration`: Algorithm 4.4 of Halko, Martinsson and Tropp (2011) (randomized
   subspace iteration): Y = AΩ with k Gaussian columns, ``niter`` rounds of Y ← A(AᴴQ) with the
-  basis re-orthonormalised after every product.
+  basis re-orthonormalised after every product. Its default (``niter=None``) is adaptive: every
+  Aᴴ-product W = AᴴQ is B = QᴴA of the current basis, so the Rayleigh–Ritz values σ(B) come
+  with each iteration at the cost of a k × k Gram matrix, and the iteration stops once their
+  change, extrapolated geometrically, says the :class:`~.error.Accuracy` target is met; the last
+  W is then the B of the result (no extra pass).
 * :class:`RowSpace`: the same iterations ending on the row space: after the last Z = orth(AᴴQ),
   Y = AZ and A ≈ YZᴴ, whose SVD comes from Y alone, without the B = QᴴA pass. AZZᴴ is the best
   approximation with rows in range(Z), which holds the rows of the previous iterate's QQᴴA, and
@@ -37,7 +41,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.operators import fro_norm_sq
+from linalg_core.lowrank.error import PEFT_GRADE, Accuracy
+from linalg_core.lowrank.operators import fro_norm_sq, known_fro_norm_sq
 from linalg_core.lowrank.orthonormalize import CholQR, as_orthonormalizer, final_of
 from linalg_core.lowrank.small_svd import svd_of_wide
 from linalg_core.lowrank.svd import SVD
@@ -48,6 +53,11 @@ RSVD_STREAM = 6
 # Power (or Krylov) iterations of the finders unless told otherwise (benchmarks/RESULTS.md,
 # "defaults grid": oversampling pays before iterations do, Halko et al. §4.4).
 DEFAULT_NITER = 4
+# The most iterations the adaptive SubspaceIteration (niter=None) spends before it returns what
+# it has, without a warning: the flat spectra of the "adaptive" rows of benchmarks/RESULTS.md
+# reach the PEFT-grade target in 3-4 at the default sketch size; a spectrum with no decay (noise)
+# never does, and then costs 1.4x the fixed 4 iterations, not more.
+ADAPTIVE_MAX_NITER = 6
 
 
 class Factored(NamedTuple):
@@ -152,14 +162,115 @@ def _check(stage, *, niter=True):
     object.__setattr__(stage, "orth", as_orthonormalizer(stage.orth, "orth"))
 
 
+def _ritz_sq(W):
+    """σ(Wᴴ)² in float64, descending: the squared Rayleigh–Ritz values of A on range(Q) when
+    W = AᴴQ for an orthonormal Q (from the k × k Gram matrix)."""
+    W64 = W.to(torch.complex128 if W.is_complex() else torch.float64)
+    return torch.linalg.eigvalsh(W64.mT.conj() @ W64).flip(-1).clamp_min(0)
+
+
+def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
+    """Whether the Ritz values of subspace iteration meet ``accuracy``, judged from their
+    change between two iterations (per batch item).
+
+    ``prev``, ``cur``: squared Ritz values (*, k) of two consecutive iterations (descending,
+    non-decreasing from one iteration to the next: each basis's B = QᴴA is a projection of A);
+    ``prev_step``: the change before (None at the first comparison); ``total``: ‖A‖_F², or None
+    where the operator does not know it (a Hutchinson estimate is too coarse when the tail is
+    small): then the optimal residual is bounded from below by the Ritz values past ``rank``.
+
+    The remaining error of each σ_i² is extrapolated geometrically from its last change d_i:
+    e_i = 2·d_i·ρ/(1 − ρ) (a safety factor 2), with ρ the larger of the observed contraction of
+    the changes (from the third iteration on) and the subspace-iteration rate (σ_k/σ_i)⁴ read off
+    the Ritz values (Halko, Martinsson and Tropp 2011, §4.5 and Thm. 9.2; Musco and Musco 2015
+    for per-vector convergence), capped at 0.95. Converged when every
+    √(σ_i² + e_i) − σ_i ≤ sigma·σ_i and Σ e_i ≤ 2·resid·(‖A‖_F² − Σ_{i≤r} σ_i² − Σ e_i), the
+    estimated excess of the rank-r residual over the optimal one (‖A − QB_r‖²_F =
+    ‖A‖²_F − Σ_{i≤r} σ_i(B)² exactly). At the first comparison, before any contraction is seen,
+    the rate read off the Ritz values may be too small (the trailing Ritz values converge last),
+    so each σ_i's own change must then be within ``sigma`` too (e_i ≥ d_i).
+
+    Shape:
+        prev, cur: (*, k);  total: (*);  returns (converged (*) bool, the change (*, k))
+    """
+    step = (cur - prev).clamp_min(0)
+    top, d = cur[..., :rank], step[..., :rank]
+    rate = (cur[..., -1:] / top.clamp_min(torch.finfo(cur.dtype).tiny)).clamp(max=1) ** 2  # (σ_k/σ_i)^4
+    if prev_step is not None:
+        seen = d.sum(-1, keepdim=True) / prev_step[..., :rank].sum(-1, keepdim=True).clamp_min(
+            torch.finfo(cur.dtype).tiny)
+        rate = torch.maximum(rate, seen)
+    rate = rate.clamp(max=0.95)
+    e = 2 * d * rate / (1 - rate)  # safety factor 2
+    # No contraction seen yet: each σ_i's change itself must be within tolerance too.
+    e_sig = e if prev_step is not None else torch.maximum(e, d)
+    sig_ok = ((top + e_sig).sqrt() - top.sqrt() <= accuracy.sigma * top.sqrt()).all(-1)
+    excess = e.sum(-1)
+    if total is None:  # ‖A − A_r‖²_F ≥ Σ_{r<i≤k} σ_i² ≥ the Ritz values' (a rigorous lower bound)
+        opt = cur[..., rank:].sum(-1)
+    else:
+        opt = total.to(cur.dtype) - top.sum(-1) - excess
+    res_ok = excess <= 2 * accuracy.resid * opt.clamp_min(0)
+    return sig_ok & res_ok, step
+
+
+def _select(done, new, old):
+    """Per batch item: ``new`` where ``done`` (a (*) mask), else ``old``."""
+    if old is None:
+        return new
+    return torch.where(done.reshape(done.shape + (1,) * (new.dim() - done.dim())), new, old)
+
+
+def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, backend, *, start=None):
+    """Subspace iteration with the stopping rule of :func:`ritz_converged`: (Q, W) with W = AᴴQ
+    through ``power`` of the iteration each batch item converged at (or the last). ‖A‖_F² comes
+    from ``op`` where it knows it (dense: one read of A), else the rule's lower bound is used.
+
+    Every basis Q is orthonormalised by ``orth.final`` (the Ritz values and the returned factors
+    need an orthonormal Q), the n-side between by ``orth``. A batch item that has converged
+    keeps its Q and W while the others iterate (a batch equals the loop over its items);
+    ``start``: the first Y (default AΩ, the sketch of ``seed``)."""
+    final = final_of(orth)
+    Y = sketch(power, k, seed, 0, backend) if start is None else start
+    total = known_fro_norm_sq(op)
+    Q = final(Y)
+    W = power.rmatmul(Q)
+    cur, step = _ritz_sq(W), None
+    done = torch.zeros(cur.shape[:-1], dtype=torch.bool, device=cur.device)
+    Q_out = W_out = None  # the converged items' Q and W (a batch)
+    for _ in range(max_niter):
+        Q = final(power.matmul(orth(W)))
+        W = power.rmatmul(Q)
+        prev, cur = cur, _ritz_sq(W)
+        ok, step = ritz_converged(prev, cur, step, total, rank, accuracy)
+        if done.dim() == 0:
+            if bool(ok):
+                break
+            continue
+        new = ok & ~done
+        Q_out, W_out = _select(new, Q, Q_out), _select(new, W, W_out)
+        done = done | ok
+        if bool(done.all()):
+            return Q_out, W_out
+    if Q_out is None:
+        return Q, W
+    return _select(done, Q_out, Q), _select(done, W_out, W)
+
+
 @dataclass(frozen=True)
 class SubspaceIteration(RangeFinder):
     """Randomized subspace iteration (Halko et al. 2011, Algorithm 4.4): the default finder.
 
     Args:
-        niter: power iterations q (each one pass with A and one with Aᴴ).
+        niter: power iterations q (each one pass with A and one with Aᴴ); None (the default):
+            adaptive, 1 to ``max_niter`` iterations, stopping once the Ritz values say
+            ``accuracy`` is met (:func:`ritz_converged`). A given niter is the fixed iteration.
         orth: orthonormalisation between passes (default one CholeskyQR round; ``orth.final``,
-            CholeskyQR2 or Householder, for the returned basis).
+            CholeskyQR2 or Householder, for the returned basis, and with ``niter=None`` for
+            every column basis).
+        accuracy: the target of ``niter=None`` (default :data:`~.error.PEFT_GRADE`: the rank-r
+            residual within 0.2 % of the optimal one, each top-r singular value within 1 %).
+        max_niter: the most iterations of ``niter=None``.
 
     Shape:
         Q = finder(op, k): (*, m, k)
@@ -176,17 +287,42 @@ class SubspaceIteration(RangeFinder):
         torch.Size([80, 5])
     """
 
-    niter: int = DEFAULT_NITER
+    niter: int | None = None
     orth: Callable = CholQR()
+    accuracy: Accuracy = PEFT_GRADE
+    max_niter: int = ADAPTIVE_MAX_NITER
 
     def __post_init__(self):
-        _check(self)
+        _check(self, niter=self.niter is not None)
+        if not isinstance(self.accuracy, Accuracy):
+            raise TypeError(f"accuracy must be an Accuracy (e.g. Accuracy(resid=2e-3, sigma=1e-2)), got "
+                            f"{type(self.accuracy).__name__}")
+        object.__setattr__(self, "max_niter", _validate.integer(self.max_niter, "max_niter", low=1))
 
     def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
+        if self.niter is None:
+            return self._adaptive(op, op, k, k, seed, backend)[0]
         return final_of(self.orth)(_iterate(op, k, self.niter, self.orth, seed, backend, self.orth)[0])
 
+    def _adaptive(self, op, power, rank, k, seed, backend, start=None):
+        return _adaptive_subspace(op, power, rank, k, self.orth, self.accuracy, self.max_niter, seed, backend,
+                                  start=start)
+
+    def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+        """Fixed ``niter``: the basis, then B = QᴴA. Adaptive: the last W = AᴴQ is Bᴴ (through
+        ``op`` again only when the iteration ran on bfloat16 products)."""
+        if self.niter is not None:
+            return super().factor(op, power, rank, k, seed=seed, backend=backend, small_svd=small_svd)
+        Q, W = self._adaptive(op, power, rank, k, seed, backend)
+        B = (W if power is op else op.rmatmul(Q)).mT.conj()
+        return Factored(Q, small_svd(B, rank), rank)
+
     def full_precision(self, op, factored, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
-        """Continue from the bfloat16 basis with ⌈niter/2⌉ (at least one) full-precision iterations."""
+        """Continue from the bfloat16 basis with ⌈niter/2⌉ (at least one) full-precision
+        iterations (adaptive: the adaptive iteration, started from it)."""
+        if self.niter is None:
+            Q, W = self._adaptive(op, op, rank, k, seed, backend, start=factored.Q)
+            return Factored(Q, small_svd(W.mT.conj(), rank), rank)
         Y = factored.Q
         for _ in range(max(1, self.niter // 2)):
             Y = _power_step(op, Y, self.orth)
@@ -387,4 +523,4 @@ def krylov_basis(op, k: int, *, niter: int, normalizer="cholqr", seed: int = 0, 
 
 
 __all__ = ["RangeFinder", "SubspaceIteration", "RowSpace", "BlockKrylov", "AdaptiveQB", "Factored", "sketch",
-           "subspace_iteration", "krylov_basis", "RSVD_STREAM", "DEFAULT_NITER"]
+           "subspace_iteration", "krylov_basis", "ritz_converged", "RSVD_STREAM", "DEFAULT_NITER", "ADAPTIVE_MAX_NITER"]

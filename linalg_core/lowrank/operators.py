@@ -190,6 +190,13 @@ def fro_norm_sq(op) -> torch.Tensor:
     return op.fro_norm_sq() if hasattr(op, "fro_norm_sq") else hutchinson_fro_sq(op)
 
 
+def known_fro_norm_sq(op):
+    """‖A‖_F² where the operator knows it (dense, or a wrapped operator with its own
+    ``fro_norm_sq``), else None (no products spent on an estimate)."""
+    inner = op.op if isinstance(op, _Wrapped) else op
+    return op.fro_norm_sq() if hasattr(inner, "fro_norm_sq") else None
+
+
 def _device(op):
     return getattr(op, "device", None) or torch.device("cpu")
 

@@ -5,9 +5,14 @@ The stages: a range finder (:mod:`.finders`: :class:`SubspaceIteration` by defau
 :class:`RowSpace`, :class:`BlockKrylov`, :class:`AdaptiveQB`), which holds its orthonormalizer
 (:mod:`.orthonormalize`), and a small-SVD solver (:class:`SmallSVD`). ``oversample``, ``niter``
 and ``tol`` are shortcuts: the sketch size k = rank + oversample, the finder's iterations, and
-``AdaptiveQB(tol)``. The defaults (``oversample="auto"``, 4 iterations) come from
+``AdaptiveQB(tol)``. The default sketch size (``oversample="auto"``) comes from
 ``benchmarks/bench_lowrank.py`` (the "defaults grid" rows of ``benchmarks/RESULTS.md``):
-oversampling pays before iterations do (Halko et al. §4.4, scikit-learn).
+oversampling pays before iterations do (Halko et al. §4.4, scikit-learn). The default number of
+iterations (``niter="auto"``) is adaptive: subspace iteration stops once the change of its
+Rayleigh–Ritz values says the PEFT-grade target (:data:`~.error.PEFT_GRADE`: rank-r residual
+within 0.2 % of the optimal one, top-r singular values within 1 %) is met, at most
+``ADAPTIVE_MAX_NITER`` iterations (the "adaptive" rows of ``benchmarks/RESULTS.md``); an
+explicit ``niter`` is the fixed iteration count, as before.
 """
 
 from __future__ import annotations
@@ -50,11 +55,11 @@ BF16_RANGE = 0.05
 BF16_MIN_WORK = 1 << 28
 
 
-def _bf16_pays(op, k: int, niter: int) -> bool:
+def _bf16_pays(op, k: int, niter: int | None) -> bool:
     """bfloat16 power iterations pay when there are iterations, A is dense and large, and the
     device has fast bfloat16 GEMMs (a CUDA GPU, or a CPU with AMX / AVX512-BF16); always for a
     bfloat16 A (no conversion then)."""
-    if niter < 1 or not isinstance(op, Dense):
+    if (niter is not None and niter < 1) or not isinstance(op, Dense):  # None: adaptive, ≥ 1 iteration
         return False
     if op.A.dtype == torch.bfloat16:
         return True
@@ -95,21 +100,11 @@ def sketch_size(rank: int, m: int, n: int, oversample="auto") -> tuple[int, int]
     return rank, min(r_max, rank + oversample)
 
 
-def _resolve(rank, m, n, oversample, niter, normalizer, method, tol, precision):
-    """(rank, k, niter, normalizer) as rsvd resolves them (kept for benchmarks/bench_lowrank.py)."""
-    rank, k = sketch_size(rank, m, n, oversample)
-    niter = DEFAULT_NITER if niter is None or _is_auto(niter) else _validate.integer(niter, "niter", low=0)
-    normalizer = "cholqr" if normalizer is None or _is_auto(normalizer) else _validate.choice(
-        normalizer, "normalizer", METHODS)
-    _validate.choice(precision, "precision", PRECISIONS)
-    _validate.choice(method, "method", METHODS_RSVD)
-    return rank, k, niter, normalizer
-
-
 def _legacy_finder(method, normalizer, range_finder, niter, tol):
     """The finder of rsvd's deprecated keywords (``method=``, ``normalizer=``, ``range_finder=``),
     with ``niter`` and ``tol`` as they were given: the same computation as before the stages."""
-    niter = DEFAULT_NITER if niter is None or _is_auto(niter) else _validate.integer(niter, "niter", low=0)
+    auto = niter is None or _is_auto(niter)
+    niter = DEFAULT_NITER if auto else _validate.integer(niter, "niter", low=0)
     normalizer = "cholqr" if normalizer in (None, _UNSET) or _is_auto(normalizer) else _validate.choice(
         normalizer, "normalizer", METHODS)
     method = "subspace" if method is _UNSET else _validate.choice(method, "method", METHODS_RSVD)
@@ -124,7 +119,7 @@ def _legacy_finder(method, normalizer, range_finder, niter, tol):
         return BlockKrylov(niter, orth)
     if method in ("rowspace", "auto"):
         return RowSpace(niter, orth, bf16_only=method == "auto")
-    return SubspaceIteration(niter, orth)
+    return SubspaceIteration(None if auto else niter, orth)
 
 
 def _finder(finder, niter, tol, method, normalizer, range_finder):
@@ -192,7 +187,9 @@ def rsvd(
         oversample: extra sketch columns p, k = rank + p (``"auto"``: max(10, r, min(2r, 48 − r)),
             i.e. k = 2r, or 3r for small ranks).
         niter: shortcut for the finder's power (subspace) or Krylov iterations q (``"auto"``: the
-            finder's own, 4 by default).
+            finder's own: adaptive for :class:`SubspaceIteration`, i.e. 1 to 6 iterations,
+            stopping when the change of the Ritz values says its ``accuracy``, PEFT-grade by
+            default, is met; 4 for the other finders). An integer fixes the count.
         tol: shortcut for ``finder=AdaptiveQB(tol)``: blocked adaptive QB (Martinsson and
             Voronin 2016) stopping when ‖A − QB‖_F ≤ tol·‖A‖_F.
         seed: int, ``torch.Generator`` or None (fresh entropy); the int used is recorded as
@@ -206,7 +203,7 @@ def rsvd(
             AVX512-BF16; float32 A then costs a bfloat16 copy), falling back to ``"full"`` when
             σ_k/σ_1 of the result is below 0.05 (a range bfloat16 cannot resolve; subspace
             iteration then continues from the bfloat16 basis with ⌈niter/2⌉ full-precision
-            iterations, the other finders start over). With :class:`RowSpace` the factors come
+            iterations, or adaptively for ``niter="auto"``, the other finders start over). With :class:`RowSpace` the factors come
             from the last bfloat16 product AZ itself: they carry A's bfloat16 rounding, at one
             full-precision pass less.
         method, normalizer, range_finder: deprecated (DeprecationWarning; same results):

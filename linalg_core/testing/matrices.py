@@ -14,14 +14,29 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(_validate.integer(seed, "seed", low=0))
 
 
-def spectrum(kind: str, k: int, *, decay: float | None = None) -> torch.Tensor:
+SPECTRA = ("polynomial", "exponential", "flat", "lowrank_noise", "gapped", "spiked")
+
+
+def spectrum(kind: str, k: int, *, decay: float | None = None, rank: int | None = None) -> torch.Tensor:
     """k singular values, largest first (float64).
 
     kinds: ``polynomial`` σ_i = (i+1)^-decay (default 1), ``exponential`` σ_i = decay^i
     (default 0.9), ``flat`` σ_i = (i+1)^-0.3 (the slow decay of LLM weights),
-    ``lowrank_noise`` ten values of 1 then 1e-3.
+    ``lowrank_noise`` ten values of 1 then 1e-3, ``gapped`` the flat spectrum dropping by a
+    factor ``decay`` (default 20) after the first ``rank`` values (a target rank that fits the
+    matrix), ``spiked`` a few dominant values on a decaying bulk, σ_i = 10·0.7^i + (i+1)^-0.5
+    (``decay``: the bulk's exponent).
+
+    Raises:
+        ValueError: an unknown kind; ``gapped`` without ``rank`` in [1, k).
     """
     i = torch.arange(k, dtype=torch.float64)
+    if kind == "gapped":
+        if rank is None or not 1 <= rank < k:
+            raise ValueError(f"kind='gapped' needs rank in [1, {k}), got rank={rank!r}")
+        return (i + 1) ** -0.3 / torch.where(i < rank, 1.0, 20.0 if decay is None else decay)
+    if kind == "spiked":
+        return 10 * 0.7**i + (i + 1) ** -(0.5 if decay is None else decay)
     if kind == "polynomial":
         return (i + 1) ** -(1.0 if decay is None else decay)
     if kind == "exponential":
@@ -30,7 +45,7 @@ def spectrum(kind: str, k: int, *, decay: float | None = None) -> torch.Tensor:
         return (i + 1) ** -(0.3 if decay is None else decay)
     if kind == "lowrank_noise":
         return torch.where(i < 10, 1.0, 1e-3)
-    raise ValueError(f"kind={kind!r} is not one of polynomial, exponential, flat, lowrank_noise")
+    raise ValueError(f"kind={kind!r} is not one of {', '.join(SPECTRA)}")
 
 
 def _orthonormal(rows: int, cols: int, g: torch.Generator) -> torch.Tensor:
