@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from linalg_core import _validate
+from linalg_core import _threads, _validate
 from linalg_core._arrays import cast, compute_dtype
 from linalg_core.adapters.factors import LoRAInit, SVDInit, ThreeFactorInit, scaling
 from linalg_core.lowrank import RowSpace, as_linear_operator, nystrom, rsvd
@@ -298,7 +298,8 @@ def milora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = 
     W64 = Wt.to(torch.float64)
     right = W64.shape[1] <= W64.shape[0]  # eigenvectors of WᵀW are right singular vectors
     G = (W64.T @ W64 if right else W64 @ W64.T).cpu().numpy()
-    lam, vec = scipy.linalg.eigh(G, subset_by_index=[0, rank - 1], driver="evr")
+    with _threads.blas_sized(G.shape[0] ** 3):  # one pool per small call: torch's made G
+        lam, vec = scipy.linalg.eigh(G, subset_by_index=[0, rank - 1], driver="evr")
     order = np.argsort(lam)[::-1]  # largest of the small ones first, like an SVD
     S = torch.from_numpy(np.sqrt(np.clip(lam[order], 0, None))).to(W64.device)
     V = torch.from_numpy(vec[:, order]).to(W64.device)

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from linalg_core import _validate
+from linalg_core import _threads, _validate
 from linalg_core.lowrank.nystrom import factors_to_svd
 from linalg_core.lowrank.operators import Dense, as_operator
 from linalg_core.lowrank.rsvd import rsvd
@@ -54,7 +54,8 @@ class CUR:
 
 def _pivots(Z: torch.Tensor, r: int) -> torch.Tensor:
     """The first r column pivots of the column-pivoted QR of Z (LAPACK geqp3 via scipy)."""
-    _, piv = scipy.linalg.qr(Z.detach().cpu().double().numpy(), mode="r", pivoting=True)
+    with _threads.blas_sized(Z.shape[-2] * Z.shape[-1] * min(Z.shape[-2:])):  # one pool per small call
+        _, piv = scipy.linalg.qr(Z.detach().cpu().double().numpy(), mode="r", pivoting=True)
     return torch.from_numpy(np.sort(piv[:r]).astype(np.int64))
 
 
