@@ -506,6 +506,33 @@ block_dequantize_into = define(
     key=lambda packed, bits, levels, scales, offsets, n, block, out: (packed.device, out.dtype),
     fake=lambda packed, bits, levels, scales, offsets, n, block, out: None,
 )
+gguf_quantize = define(
+    "gguf_quantize", "(Tensor x, int bits) -> (Tensor, Tensor, Tensor)",
+    "gguf_quantize(x (n,) float32/float16/bfloat16, n a multiple of 32, bits 4 | 8) -> (blocks uint8 (n/32, 18 |"
+    " 34), int64 nonfinite count, int64 count of blocks whose fp16 d is zero, subnormal or infinite): llama.cpp's"
+    " Q4_0 (bits 4) / Q8_0 (bits 8) blocks of x in float32, byte for byte as gguf.quants.quantize (fp16 d, then"
+    " the codes).",
+    family="quant",
+    key=_tensor_key(0),
+    fake=lambda x, bits: (_empty((x.numel() // 32, 18 if bits == 4 else 34), torch.uint8, x.device),
+                          _empty((), torch.int64, x.device), _empty((), torch.int64, x.device)),
+    counts=(1, 2),
+)
+gguf_dequantize = define(
+    "gguf_dequantize", "(Tensor blocks, int bits, int n, ScalarType out_dtype) -> Tensor",
+    "gguf_dequantize(blocks uint8 (>= ceil(n/32), 18 | 34), bits, n, out_dtype) -> (n,): d·q of the first n"
+    " weights in float32 (exact), cast to out_dtype.",
+    family="quant",
+    key=lambda blocks, bits, n, out_dtype: (blocks.device, out_dtype),
+    fake=lambda blocks, bits, n, out_dtype: _empty((n,), out_dtype, blocks.device),
+)
+gguf_dequantize_into = define(
+    "gguf_dequantize_into", "(Tensor blocks, int bits, int n, Tensor(a!) out) -> ()",
+    "gguf_dequantize_into(blocks, bits, n, out): gguf_dequantize written into ``out`` (contiguous, n elements).",
+    family="quant",
+    key=lambda blocks, bits, n, out: (blocks.device, out.dtype),
+    fake=lambda blocks, bits, n, out: None,
+)
 dgq_matmul = define(
     "dgq_matmul", "(Tensor x, Tensor qweight, Tensor zeros, Tensor group_scales, Tensor weight_sums, int group,"
     " Tensor? x_scale, Tensor? channel_scales) -> Tensor",

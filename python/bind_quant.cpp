@@ -1,4 +1,4 @@
-// Blockwise codebook quantization (CPU and CUDA).
+// Blockwise codebook quantization and GGUF Q4_0 / Q8_0 blocks (CPU and CUDA).
 #include "bind_common.h"
 #include "linalg_core/quant.h"
 
@@ -72,6 +72,41 @@ Dequantize check_dequantize(Checks& c, const Buf& packed, int bits, const Buf& l
   c.no_overlap("out", out, no, "offsets", offsets, d.offsets ? 4 * nb : 0);
   return d;
 }
+struct Gguf {
+  DType t;
+  const void* in;
+  void* out;
+};
+
+int64_t gguf_block_bytes(Checks& c, int bits) {
+  c.require(bits == 4 || bits == 8, [&] { return "bits=" + std::to_string(bits) + " is not 4 (Q4_0) or 8 (Q8_0)"; });
+  return bits == 4 ? 18 : 34;
+}
+
+// x (n,) float32/float16/bfloat16, n a multiple of 32 -> blocks (n / 32 blocks of 18 or 34 bytes).
+Gguf check_gguf_quantize(Checks& c, const Buf& x, int dt, int64_t n, int bits, const Buf& blocks) {
+  const DType t = c.dtype("dt", dt);
+  c.require(t != DType::f64, "dt=float64 is not supported (float32, float16, bfloat16)");
+  const int64_t bytes = gguf_block_bytes(c, bits);
+  c.range("n", n, 0, INT64_MAX);
+  c.require(n % 32 == 0, [&] { return "n=" + std::to_string(n) + " is not a multiple of 32 (GGUF blocks)"; });
+  const int64_t nbytes = c.count("blocks", {n / 32, bytes});
+  Gguf g{t, c.buf("x", x, n, dtype_size(t)), c.buf("blocks", blocks, nbytes, 1)};
+  c.no_overlap("blocks", blocks, nbytes, "x", x, n * dtype_size(t));
+  return g;
+}
+
+// blocks (ceil(n / 32) blocks) -> out (n,) in out_dt (float32/float16/bfloat16).
+Gguf check_gguf_dequantize(Checks& c, const Buf& blocks, int bits, int64_t n, const Buf& out, int out_dt) {
+  const DType t = c.dtype("out_dt", out_dt);
+  c.require(t != DType::f64, "out_dt=float64 is not supported (float32, float16, bfloat16)");
+  const int64_t bytes = gguf_block_bytes(c, bits);
+  c.range("n", n, 0, INT64_MAX);
+  const int64_t nbytes = c.count("blocks", {n / 32 + (n % 32 != 0), bytes});
+  Gguf g{t, c.buf<const uint8_t>("blocks", blocks, nbytes, 1), c.buf("out", out, n, dtype_size(t))};
+  c.no_overlap("out", out, n * dtype_size(t), "blocks", blocks, nbytes);
+  return g;
+}
 }  // namespace
 
 void bind_quant(py::module_& m) {
@@ -107,6 +142,39 @@ void bind_quant(py::module_& m) {
     const Dequantize d = check_dequantize(c, packed, bits, levels, scales, offsets, n, block, out, out_dt);
     cuda_call("block_dequantize", [&] {
       return cu::block_dequantize(d.packed, bits, d.levels, d.scales, d.offsets, n, block, d.out, d.t, cuda_stream);
+    });
+  });
+  m.def("cpu_gguf_quantize", [](Buf x, int dt, int64_t n, int bits, Buf blocks) {
+    Checks c("cpu_gguf_quantize", -1);
+    const Gguf g = check_gguf_quantize(c, x, dt, n, bits, blocks);
+    int64_t bad, special;
+    {
+      py::gil_scoped_release release;
+      bad = linalg_core::cpu::kernels().gguf_quantize(g.in, g.t, n, bits, static_cast<uint8_t*>(g.out), &special);
+    }
+    return py::make_tuple(bad, special);
+  });
+  m.def("cpu_gguf_dequantize", [](Buf blocks, int bits, int64_t n, Buf out, int out_dt) {
+    Checks c("cpu_gguf_dequantize", -1);
+    const Gguf g = check_gguf_dequantize(c, blocks, bits, n, out, out_dt);
+    py::gil_scoped_release release;
+    linalg_core::cpu::kernels().gguf_dequantize(static_cast<const uint8_t*>(g.in), bits, n, g.out, g.t);
+  });
+  m.def("cuda_gguf_quantize", [](Buf x, int dt, int64_t n, int bits, Buf blocks, Buf bad, uintptr_t cuda_stream) {
+    Checks c("cuda_gguf_quantize", 0);
+    const Gguf g = check_gguf_quantize(c, x, dt, n, bits, blocks);
+    int64_t* b = c.buf<int64_t>("bad", bad, 2, 8);
+    c.no_overlap("bad", bad, 16, "x", x, n * dtype_size(g.t));
+    c.no_overlap("bad", bad, 16, "blocks", blocks, n / 32 * gguf_block_bytes(c, bits));
+    cuda_call("gguf_quantize", [&] {
+      return cu::gguf_quantize(g.in, g.t, n, bits, static_cast<uint8_t*>(g.out), b, cuda_stream);
+    });
+  });
+  m.def("cuda_gguf_dequantize", [](Buf blocks, int bits, int64_t n, Buf out, int out_dt, uintptr_t cuda_stream) {
+    Checks c("cuda_gguf_dequantize", 0);
+    const Gguf g = check_gguf_dequantize(c, blocks, bits, n, out, out_dt);
+    cuda_call("gguf_dequantize", [&] {
+      return cu::gguf_dequantize(static_cast<const uint8_t*>(g.in), bits, n, g.out, g.t, cuda_stream);
     });
   });
 }

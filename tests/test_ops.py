@@ -78,6 +78,11 @@ def samples(name: str):
         blocks = _ops.gguf_quantize(_randn(64), 4, backend="reference")[0]
         last = torch.float16 if name == "gguf_dequantize" else torch.empty(64, dtype=torch.float16)
         return [(blocks, 4, 64, last)]
+    if name == "gguf_quantize":
+        return [(_randn(96), 4), (_randn(64, dtype=torch.bfloat16), 8)]
+    if name in ("gguf_dequantize", "gguf_dequantize_into"):
+        blocks = _ops.gguf_quantize(_randn(96), 4)[0]
+        return [(blocks, 4, 90, torch.float16 if name == "gguf_dequantize" else torch.empty(90, dtype=torch.float16))]
     if name == "dgq_matmul":
         x, w = _dgq()
         args = (x, w.qweight, w.zeros, w.group_scales, w.weight_sums, w.group_size)

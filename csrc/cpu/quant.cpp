@@ -12,6 +12,19 @@
 //
 // block_dequantize: out[i] = level[code_i] * s_b + o_b in float32, rounded to the output dtype.
 // Built with -ffp-contract=off (CMakeLists.txt) so no FMA changes a rounding across ISAs.
+//
+// gguf_quantize / gguf_dequantize: llama.cpp's Q4_0 and Q8_0 blocks of 32 weights, byte for byte
+// as gguf.quants (gguf-py's numpy port of ggml-quants.c's quantize_row_q4_0_ref / q8_0_ref), in
+// float32 arithmetic with its exact order of operations:
+//   Q4_0: m = the first element of largest magnitude, d = m / -8, id = d ? 1/d : 0 (the float32
+//         d, not the fp16 one), q = min(15, uint8(trunc(x·id + 8.5))); bytes: fp16 d, then
+//         q[j] | q[j + 16] << 4 for j < 16 (18 bytes).
+//   Q8_0: d = absmax / 127, id = d ? 1/d : 0, q = int8(x·id rounded half away from zero); bytes:
+//         fp16 d, then the 32 codes (34 bytes).
+// The float -> integer casts are numpy's on x86-64 (through int32: values outside its range and
+// NaN give 0, others keep their low byte); they are reached only for blocks whose d underflows,
+// where id is Inf. Dequantization: d·q in float32 (exact: 11-bit d times a small integer).
+// One pass over x, one block at a time in registers; the non-finite count comes from the same pass.
 #include <type_traits>
 
 #include "isa.h"
@@ -239,6 +252,140 @@ void dequantize_typed(const uint8_t* packed, int bits, const float* levels, cons
   }
 }
 
+// --- GGUF Q4_0 / Q8_0 ---------------------------------------------------------------------------
+
+constexpr int64_t kGgufGrain = 1024;  // blocks per thread chunk (32K weights)
+
+// Each block function writes one block and returns its count of non-finite x; *special counts
+// the blocks whose fp16 d is zero, subnormal or infinite.
+template <typename T>
+inline int64_t q4_0_block(const T* x, uint8_t* dst, int64_t* special) {
+  alignas(64) float v[32];
+  float amax = 0.0f, hi = -__builtin_inff(), lo = __builtin_inff();
+  int64_t bad = 0;
+#pragma omp simd reduction(max : amax, hi) reduction(min : lo) reduction(+ : bad)
+  for (int j = 0; j < 32; ++j) {
+    v[j] = load(x + j);
+    bad += nonfinite(v[j]);
+    amax = std::max(amax, std::fabs(v[j]));
+    hi = std::max(hi, v[j]);
+    lo = std::min(lo, v[j]);
+  }
+  // numpy's argmax of |x|: the first element of largest magnitude. Unless +amax and -amax both
+  // occur (and for all-zero blocks, whose first zero gives d its sign), that is the max or the min.
+  float m = amax == hi ? hi : lo;
+  if (amax == hi && amax == -lo) {
+    int j = 0;
+    while (j < 31 && !(std::fabs(v[j]) == amax)) ++j;
+    m = v[j];
+  }
+  const float d = m / -8.0f;
+  const float id = d == 0.0f ? 0.0f : 1.0f / d;
+  alignas(64) int32_t q[32];
+#pragma omp simd
+  for (int j = 0; j < 32; ++j) q[j] = gguf::q4_code(v[j] * id + 8.5f);
+  const uint16_t dh = float_to_half(d);
+  *special += gguf::special_d(dh);
+  std::memcpy(dst, &dh, 2);
+#pragma omp simd
+  for (int j = 0; j < 16; ++j) dst[2 + j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+  return bad;
+}
+
+template <typename T>
+inline int64_t q8_0_block(const T* x, uint8_t* dst, int64_t* special) {
+  alignas(64) float v[32];
+  float amax = 0.0f;
+  int64_t bad = 0;
+#pragma omp simd reduction(max : amax) reduction(+ : bad)
+  for (int j = 0; j < 32; ++j) {
+    v[j] = load(x + j);
+    bad += nonfinite(v[j]);
+    amax = std::max(amax, std::fabs(v[j]));
+  }
+  const float d = amax / 127.0f;
+  const float id = d == 0.0f ? 0.0f : 1.0f / d;
+  const uint16_t dh = float_to_half(d);
+  *special += gguf::special_d(dh);
+  std::memcpy(dst, &dh, 2);
+  alignas(64) int32_t q[32];
+#pragma omp simd
+  for (int j = 0; j < 32; ++j) q[j] = gguf::q8_code(v[j] * id);
+#pragma omp simd
+  for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(q[j]);
+  return bad;
+}
+
+template <typename T, int BITS>
+int64_t gguf_quantize_typed(const T* x, int64_t n, uint8_t* blocks, int64_t* special) {
+  const int64_t nb = n / 32, chunks = (nb + kGgufGrain - 1) / kGgufGrain;
+  constexpr int64_t bytes = BITS == 4 ? 18 : 34;
+  int64_t bad = 0, odd = 0;
+#pragma omp parallel for reduction(+ : bad, odd) schedule(static) if (chunks > 2)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b1 = std::min(nb, (c + 1) * kGgufGrain);
+    int64_t local_bad = 0, local_odd = 0;
+    for (int64_t b = c * kGgufGrain; b < b1; ++b) {
+      if constexpr (BITS == 4) local_bad += q4_0_block(x + 32 * b, blocks + bytes * b, &local_odd);
+      else local_bad += q8_0_block(x + 32 * b, blocks + bytes * b, &local_odd);
+    }
+    bad += local_bad;
+    odd += local_odd;
+  }
+  *special = odd;
+  return bad;
+}
+
+// out[0 .. cnt) = the first cnt values of one block.
+template <int BITS, typename Out>
+inline void gguf_block_values(const uint8_t* src, Out* out, int cnt) {
+  uint16_t dh;
+  std::memcpy(&dh, src, 2);
+  const float d = half_to_float(dh);
+  alignas(64) float v[32];
+  if constexpr (BITS == 4) {
+#pragma omp simd
+    for (int j = 0; j < 16; ++j) {
+      v[j] = d * static_cast<float>((src[2 + j] & 15) - 8);
+      v[j + 16] = d * static_cast<float>((src[2 + j] >> 4) - 8);
+    }
+  } else {
+#pragma omp simd
+    for (int j = 0; j < 32; ++j) v[j] = d * static_cast<float>(static_cast<int8_t>(src[2 + j]));
+  }
+  if (cnt == 32) {
+#pragma omp simd
+    for (int j = 0; j < 32; ++j) Storage<Out>::store(out + j, v[j]);
+  } else {
+    for (int j = 0; j < cnt; ++j) Storage<Out>::store(out + j, v[j]);
+  }
+}
+
+template <int BITS, typename Out>
+void gguf_dequantize_typed(const uint8_t* blocks, int64_t n, Out* out) {
+  const int64_t nb = (n + 31) / 32, chunks = (nb + kGgufGrain - 1) / kGgufGrain;
+  constexpr int64_t bytes = BITS == 4 ? 18 : 34;
+#pragma omp parallel for schedule(static) if (chunks > 2)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b1 = std::min(nb, (c + 1) * kGgufGrain);
+    for (int64_t b = c * kGgufGrain; b < b1; ++b)
+      gguf_block_values<BITS>(blocks + bytes * b, out + 32 * b, static_cast<int>(std::min<int64_t>(32, n - 32 * b)));
+  }
+}
+
+template <typename T>
+int64_t gguf_quantize_dtype(const void* x, int64_t n, int bits, uint8_t* blocks, int64_t* special) {
+  const T* xt = static_cast<const T*>(x);
+  return bits == 4 ? gguf_quantize_typed<T, 4>(xt, n, blocks, special) : gguf_quantize_typed<T, 8>(xt, n, blocks, special);
+}
+
+template <typename Out>
+void gguf_dequantize_dtype(const uint8_t* blocks, int bits, int64_t n, void* out) {
+  Out* o = static_cast<Out*>(out);
+  if (bits == 4) gguf_dequantize_typed<4>(blocks, n, o);
+  else gguf_dequantize_typed<8>(blocks, n, o);
+}
+
 }  // namespace
 
 int64_t block_quantize(const void* x, DType dt, int64_t n, int64_t block, const float* mid, int bits,
@@ -257,6 +404,31 @@ void block_dequantize(const uint8_t* packed, int bits, const float* levels, cons
     case DType::f32: return dequantize_typed(packed, bits, levels, scales, offsets, n, block, static_cast<float*>(out));
     case DType::f16: return dequantize_typed(packed, bits, levels, scales, offsets, n, block, static_cast<half_bits*>(out));
     case DType::bf16: return dequantize_typed(packed, bits, levels, scales, offsets, n, block, static_cast<bf16_bits*>(out));
+    default: return;
+  }
+}
+
+}  // namespace linalg_core::cpu::LC_ISA
+
+namespace linalg_core::cpu::LC_ISA {
+
+int64_t gguf_quantize(const void* x, DType dt, int64_t n, int bits, uint8_t* blocks, int64_t* special) {
+  *special = 0;
+  if ((bits != 4 && bits != 8) || n < 0 || n % 32) return -1;
+  switch (dt) {
+    case DType::f32: return gguf_quantize_dtype<float>(x, n, bits, blocks, special);
+    case DType::f16: return gguf_quantize_dtype<half_bits>(x, n, bits, blocks, special);
+    case DType::bf16: return gguf_quantize_dtype<bf16_bits>(x, n, bits, blocks, special);
+    default: return -1;
+  }
+}
+
+void gguf_dequantize(const uint8_t* blocks, int bits, int64_t n, void* out, DType out_dt) {
+  if ((bits != 4 && bits != 8) || n <= 0) return;
+  switch (out_dt) {
+    case DType::f32: return gguf_dequantize_dtype<float>(blocks, bits, n, out);
+    case DType::f16: return gguf_dequantize_dtype<half_bits>(blocks, bits, n, out);
+    case DType::bf16: return gguf_dequantize_dtype<bf16_bits>(blocks, bits, n, out);
     default: return;
   }
 }

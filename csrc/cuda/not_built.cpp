@@ -31,6 +31,8 @@ int block_quantize(const void*, DType, int64_t, int64_t, const float*, int, cons
                    int64_t*, uintptr_t) { return kNotBuilt; }
 int block_dequantize(const uint8_t*, int, const float*, const float*, const float*, int64_t, int64_t, void*, DType,
                      uintptr_t) { return kNotBuilt; }
+int gguf_quantize(const void*, DType, int64_t, int, uint8_t*, int64_t*, uintptr_t) { return kNotBuilt; }
+int gguf_dequantize(const uint8_t*, int, int64_t, void*, DType, uintptr_t) { return kNotBuilt; }
 int dgq_matmul(const int8_t*, const uint8_t*, const uint8_t*, const int8_t*, const int32_t*, int32_t*, int64_t, int64_t,
                int64_t, int64_t, uintptr_t) { return kNotBuilt; }
 

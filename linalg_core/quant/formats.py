@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from linalg_core import _validate
+from linalg_core import _ops, _validate
 from linalg_core._arrays import FLOAT_DTYPES
 from linalg_core.quant import blockwise, codebooks
 
@@ -744,31 +744,24 @@ class GGUF(Format):
         if shape[-1] % 32:
             raise ValueError(f"GGUF {self.type} needs rows of a multiple of 32 weights, got shape {tuple(shape)}")
 
+    @property
+    def _bits(self):
+        return 4 if self.type == "q4_0" else 8
+
     def _quantize(self, x, *, backend=None):
-        blockwise.quantize(x, 32, None, backend=backend)  # the finiteness check
-        xb = x.reshape(-1, 32).to(torch.float32)
-        nb = xb.shape[0]
-        if self.type == "q4_0":
-            imax = xb.abs().argmax(1, keepdim=True)
-            d = torch.gather(xb, 1, imax) / -8
-            inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
-            q = torch.trunc(xb * inv + 8.5).clamp(0, 15).to(torch.uint8).view(nb, 2, 16)
-            qs = q[:, 0] | (q[:, 1] << 4)
-            div = 8
-        else:
-            d = xb.abs().amax(1, keepdim=True) / 127
-            inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
-            v = xb * inv
-            a = v.abs()
-            fl = torch.floor(a)
-            qs = (torch.sign(v) * (fl + torch.floor(2 * (a - fl)))).to(torch.int8).view(torch.uint8)
-            div = 127
-        d16 = d.to(torch.float16)
-        check_scales(self, d.view(-1), d16.view(-1), lambda: d.view(-1).abs() * div,
-                     limit=torch.finfo(torch.float16).max * div,
-                     what="block scales d", hint="; GGUF stores d in fp16 (gguf.quants writes inf or 0 there)")
-        dbytes = d16.view(torch.uint8).reshape(nb, 2)
-        return {"blocks": torch.cat([dbytes, qs], 1).contiguous()}, None
+        flat = x.reshape(-1)
+        xf = (flat if flat.dtype in _GGUF_DTYPES else flat.to(torch.float32)).contiguous()
+        # one pass; it also counts the NaN / Inf in x and the blocks whose fp16 d is zero, subnormal or Inf
+        blocks, bad, special = _ops.gguf_quantize(xf, self._bits, backend=backend)
+        if int(bad):
+            blockwise.quantize(x, 32, None, backend=backend)  # raises the ValueError that names them
+        if int(special):  # all-zero blocks, or d underflowed / overflowed fp16: report as the other formats
+            div = 8 if self.type == "q4_0" else 127
+            absmax = blockwise.quantize(xf, 32, None, backend=backend)[1]
+            check_scales(self, absmax / div, _gguf_d(blocks).view(-1), absmax,
+                         limit=torch.finfo(torch.float16).max * div, what="block scales d",
+                         hint="; GGUF stores d in fp16 (gguf.quants writes inf or 0 there)")
+        return {"blocks": blocks}, None
 
     def layout(self, n):
         return {"blocks": ((n // 32, 18 if self.type == "q4_0" else 34), torch.uint8)}
@@ -781,15 +774,18 @@ class GGUF(Format):
         return float(d.float().abs().max()) * (8 if self.type == "q4_0" else 128) if d.numel() else 0.0
 
     def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
-        blocks = data["blocks"][e0 // 32: -(-e1 // 32)]
-        d = _gguf_d(blocks).to(torch.float32)
-        if self.type == "q4_0":
-            qs = blocks[:, 2:]
-            q = torch.cat([qs & 0x0F, qs >> 4], 1).to(torch.float32) - 8
-        else:
-            q = blocks[:, 2:].contiguous().view(torch.int8).to(torch.float32)
-        res = (d * q).reshape(-1)[: e1 - e0].to(dtype)
-        return res if out is None else out.view(-1).copy_(res)
+        blocks = data["blocks"][e0 // 32: -(-e1 // 32)]  # whole rows: contiguous
+        if dtype not in _GGUF_DTYPES:  # float64: the float32 values d·q are exact
+            res = _ops.gguf_dequantize(blocks, self._bits, e1 - e0, torch.float32, backend=backend).to(dtype)
+            return res if out is None else out.view(-1).copy_(res)
+        if out is None:
+            return _ops.gguf_dequantize(blocks, self._bits, e1 - e0, dtype, backend=backend)
+        flat = out.view(-1)
+        _ops.gguf_dequantize_into(blocks, self._bits, e1 - e0, flat, backend=backend)
+        return flat
+
+
+_GGUF_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # the kernels' input and output dtypes
 
 
 def _gguf_d(blocks: torch.Tensor) -> torch.Tensor:

@@ -70,3 +70,51 @@ def dequantize(codes, block: int, levels, scales, offsets=None) -> np.ndarray:
     if offsets is not None:
         out = out + np.asarray(offsets, np.float32)[b]
     return out
+
+
+# --- GGUF Q4_0 / Q8_0 (ggml-quants.c's quantize_row_q4_0_ref / q8_0_ref, dequantize_row_*) ----------
+
+def _x86_byte(t) -> np.ndarray:
+    """A C float -> uint8 / int8 cast as compiled for x86-64 (through int32, keeping the low byte:
+    NaN and values outside int32 give 0), as uint8."""
+    t = np.asarray(t, np.float64)
+    ok = np.abs(np.nan_to_num(t, nan=np.inf)) < 2.0**31
+    return (np.trunc(np.where(ok, t, 0.0)).astype(np.int64) & 0xFF).astype(np.uint8)
+
+
+def gguf_quantize(x, bits: int) -> np.ndarray:
+    """GGUF blocks of x (n,), n a multiple of 32, from llama.cpp's reference in float32 steps:
+    bits 4 (Q4_0): m = the first element of largest |x|, d = m / −8, id = 1/d (0 when d = 0),
+    q = min(15, byte(x·id + 8.5)), bytes: fp16 d, q[j] | q[j + 16] << 4; bits 8 (Q8_0):
+    d = max|x| / 127, q = x·id rounded half away from zero (in float64: floor(|y| + 0.5), exact),
+    bytes: fp16 d, int8 q. Shape: (n / 32, 18 | 34) uint8."""
+    f32 = np.float32
+    xb = np.asarray(x, f32).reshape(-1, 32)
+    nb = xb.shape[0]
+    with np.errstate(all="ignore"):
+        if bits == 4:
+            m = xb[np.arange(nb), np.abs(xb).argmax(1)]
+            d = (m / f32(-8)).astype(f32)
+        else:
+            d = (np.abs(xb).max(1) / f32(127)).astype(f32)
+        inv = np.where(d == 0, f32(0), f32(1) / d).astype(f32)
+        y = (xb * inv[:, None]).astype(f32)
+        if bits == 4:
+            q = np.minimum(_x86_byte((y + f32(8.5)).astype(f32)), 15)
+            qs = q[:, :16] | (q[:, 16:] << 4)
+        else:
+            y64 = y.astype(np.float64)
+            qs = _x86_byte(np.sign(y64) * np.floor(np.abs(y64) + 0.5))
+    return np.concatenate([d.astype(np.float16).view(np.uint8).reshape(nb, 2), qs.astype(np.uint8)], 1)
+
+
+def gguf_dequantize(blocks, bits: int, n: int) -> np.ndarray:
+    """The first n weights d·q of GGUF blocks, in float64 (exact): Q4_0 q = nibble − 8 (element j
+    in the low nibble of byte j, element j + 16 in its high nibble), Q8_0 q = the int8 code."""
+    b = np.asarray(blocks, np.uint8)
+    d = b[:, :2].copy().view(np.float16).astype(np.float64)
+    if bits == 4:
+        q = np.concatenate([b[:, 2:] & 15, b[:, 2:] >> 4], 1).astype(np.float64) - 8
+    else:
+        q = b[:, 2:].view(np.int8).astype(np.float64)
+    return (d * q).reshape(-1)[:n]

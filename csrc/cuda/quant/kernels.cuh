@@ -1,12 +1,15 @@
 // Blockwise codebook quantization kernels (CUDA). Same contracts as csrc/cpu/quant.cpp:
 // code = #{k : mid[k] < (x - o) * (1 / max(s, 1e-38))}, packed MSB-first (8 codes -> `bits`
 // bytes), value = level[code] * s + o rounded twice (explicit __fmul_rn / __fadd_rn: no FMA).
+// GGUF Q4_0 / Q8_0: one warp per block of 32 weights (lane j holds weight j), the codes of
+// linalg_core/quant.h in the CPU kernels' float32 order of operations.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "linalg_core/dtype.h"
+#include "linalg_core/quant.h"
 #include "params.h"
 
 namespace linalg_core::cuda::quant {
@@ -102,6 +105,62 @@ __global__ void block_dequantize_kernel(const uint8_t* __restrict__ packed, int 
       const int c = int((acc >> ((7 - j) * bits)) & mask);
       Storage<Out>::store(out + i0 + j, __fadd_rn(__fmul_rn(lv[c], s), o));
     }
+  }
+}
+
+// One warp per block of 32 weights: the warp's absmax (and for Q4_0 the first lane holding it,
+// numpy's argmax), d and id, lane j's code; Q4_0 lanes j < 16 pair their code with lane j + 16's.
+template <int BITS, typename T>
+__global__ void gguf_quantize_kernel(const T* __restrict__ x, int64_t nb, uint8_t* __restrict__ blocks,
+                                     unsigned long long* __restrict__ bad) {
+  constexpr int64_t bytes = BITS == 4 ? 18 : 34;
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * kWarps;
+  unsigned count = 0, odd = 0;
+  for (int64_t b = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32; b < nb; b += warps) {
+    const float v = load(x + 32 * b + lane);
+    count += nonfinite(v);
+    float amax = fabsf(v);
+    for (int s = 16; s >= 1; s >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
+    uint8_t* dst = blocks + bytes * b;
+    float d;
+    uint8_t q;
+    if constexpr (BITS == 4) {
+      const unsigned at = __ballot_sync(0xffffffffu, fabsf(v) == amax);
+      const float m = __shfl_sync(0xffffffffu, v, at ? __ffs(at) - 1 : 0);
+      d = __fdiv_rn(m, -8.0f);
+      const float id = d == 0.0f ? 0.0f : __fdiv_rn(1.0f, d);
+      q = gguf::q4_code(__fadd_rn(__fmul_rn(v, id), 8.5f));
+      const unsigned hi = __shfl_down_sync(0xffffffffu, unsigned(q), 16);
+      if (lane < 16) dst[2 + lane] = uint8_t(q | (hi << 4));
+    } else {
+      d = __fdiv_rn(amax, 127.0f);
+      const float id = d == 0.0f ? 0.0f : __fdiv_rn(1.0f, d);
+      q = gguf::q8_code(__fmul_rn(v, id));
+      dst[2 + lane] = q;
+    }
+    const uint16_t dh = float_to_half(d);
+    if (lane < 2) dst[lane] = uint8_t(dh >> (8 * lane));  // little-endian fp16
+    odd += lane == 0 && gguf::special_d(dh);
+  }
+  for (int s = 16; s >= 1; s >>= 1) count += __shfl_xor_sync(0xffffffffu, count, s);
+  if (lane == 0 && count) atomicAdd(bad, static_cast<unsigned long long>(count));
+  if (lane == 0 && odd) atomicAdd(bad + 1, static_cast<unsigned long long>(odd));
+}
+
+// One thread per weight: d (the block's first two bytes) times its code, in float32.
+template <int BITS, typename Out>
+__global__ void gguf_dequantize_kernel(const uint8_t* __restrict__ blocks, int64_t n, Out* __restrict__ out) {
+  constexpr int64_t bytes = BITS == 4 ? 18 : 34;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const uint8_t* src = blocks + bytes * (i / 32);
+    const int j = int(i % 32);
+    const float d = half_to_float(uint16_t(src[0] | (src[1] << 8)));
+    int q;
+    if constexpr (BITS == 4) q = ((j < 16 ? src[2 + j] & 15 : src[2 + j - 16] >> 4)) - 8;
+    else q = int8_t(src[2 + j]);
+    Storage<Out>::store(out + i, __fmul_rn(d, float(q)));
   }
 }
 

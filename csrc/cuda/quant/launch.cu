@@ -1,4 +1,4 @@
-// Launchers of the blockwise quantization kernels (linalg_core/quant.h).
+// Launchers of the blockwise quantization and GGUF kernels (linalg_core/quant.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -71,6 +71,54 @@ int block_dequantize(const uint8_t* packed, int bits, const float* levels, const
     default:
       return cudaErrorInvalidValue;
   }
+  return cudaGetLastError();
+}
+
+namespace {
+
+template <int BITS>
+void gguf_quantize_launch(const void* x, DType dt, int64_t nb, uint8_t* blocks, unsigned long long* bad,
+                          cudaStream_t st) {
+  const unsigned grid = grid_for(nb, quant::kWarps), threads = 32 * quant::kWarps;
+  if (dt == DType::f32)
+    quant::gguf_quantize_kernel<BITS><<<grid, threads, 0, st>>>(static_cast<const float*>(x), nb, blocks, bad);
+  else if (dt == DType::f16)
+    quant::gguf_quantize_kernel<BITS><<<grid, threads, 0, st>>>(static_cast<const half_bits*>(x), nb, blocks, bad);
+  else
+    quant::gguf_quantize_kernel<BITS><<<grid, threads, 0, st>>>(static_cast<const bf16_bits*>(x), nb, blocks, bad);
+}
+
+template <int BITS>
+void gguf_dequantize_launch(const uint8_t* blocks, int64_t n, void* out, DType dt, cudaStream_t st) {
+  const unsigned grid = grid_for(n, kThreads);
+  if (dt == DType::f32)
+    quant::gguf_dequantize_kernel<BITS><<<grid, kThreads, 0, st>>>(blocks, n, static_cast<float*>(out));
+  else if (dt == DType::f16)
+    quant::gguf_dequantize_kernel<BITS><<<grid, kThreads, 0, st>>>(blocks, n, static_cast<half_bits*>(out));
+  else
+    quant::gguf_dequantize_kernel<BITS><<<grid, kThreads, 0, st>>>(blocks, n, static_cast<bf16_bits*>(out));
+}
+
+inline bool gguf_dtype(DType dt) { return dt == DType::f32 || dt == DType::f16 || dt == DType::bf16; }
+
+}  // namespace
+
+int gguf_quantize(const void* x, DType dt, int64_t n, int bits, uint8_t* blocks, int64_t* bad, uintptr_t stream) {
+  if (n < 0 || n % 32 || (bits != 4 && bits != 8) || !gguf_dtype(dt)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  auto* count = reinterpret_cast<unsigned long long*>(bad);
+  if (bits == 4) gguf_quantize_launch<4>(x, dt, n / 32, blocks, count, st);
+  else gguf_quantize_launch<8>(x, dt, n / 32, blocks, count, st);
+  return cudaGetLastError();
+}
+
+int gguf_dequantize(const uint8_t* blocks, int bits, int64_t n, void* out, DType out_dt, uintptr_t stream) {
+  if (n < 0 || (bits != 4 && bits != 8) || !gguf_dtype(out_dt)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  if (bits == 4) gguf_dequantize_launch<4>(blocks, n, out, out_dt, st);
+  else gguf_dequantize_launch<8>(blocks, n, out, out_dt, st);
   return cudaGetLastError();
 }
 

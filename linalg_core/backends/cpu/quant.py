@@ -1,4 +1,4 @@
-"""CPU blockwise codebook quantization and dequantization (csrc/cpu/quant.cpp)."""
+"""CPU blockwise codebook quantization and dequantization, and GGUF Q4_0 / Q8_0 blocks (csrc/cpu/quant.cpp)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,23 @@ def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype)
 @_ops.block_dequantize_into.register("cpu", devices=CPU, dtypes=QUANT_DTYPES)
 def block_dequantize_into(packed, bits, levels, scales, offsets, n, block, out):
     _dequantize(packed, bits, levels, scales, offsets, n, block, out)
+
+
+@_ops.gguf_quantize.register("cpu", devices=CPU, dtypes=QUANT_DTYPES)
+def gguf_quantize(x, bits):
+    n = x.numel()
+    blocks = torch.empty(n // 32, 18 if bits == 4 else 34, dtype=torch.uint8)
+    bad, special = _C.cpu_gguf_quantize(buf(x), CODES[x.dtype], n, bits, buf(blocks))
+    return blocks, bad, special
+
+
+@_ops.gguf_dequantize.register("cpu", devices=CPU, dtypes=QUANT_DTYPES)
+def gguf_dequantize(blocks, bits, n, out_dtype):
+    out = torch.empty(n, dtype=out_dtype)
+    _C.cpu_gguf_dequantize(buf(blocks), bits, n, buf(out), CODES[out_dtype])
+    return out
+
+
+@_ops.gguf_dequantize_into.register("cpu", devices=CPU, dtypes=QUANT_DTYPES)
+def gguf_dequantize_into(blocks, bits, n, out):
+    _C.cpu_gguf_dequantize(buf(blocks), bits, n, buf(out), CODES[out.dtype])

@@ -1,4 +1,4 @@
-"""CUDA blockwise codebook quantization and dequantization (csrc/cuda/quant/)."""
+"""CUDA blockwise codebook quantization and dequantization, and GGUF Q4_0 / Q8_0 blocks (csrc/cuda/quant/)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,30 @@ def block_dequantize(packed, bits, levels, scales, offsets, n, block, out_dtype)
 @_ops.block_dequantize_into.register("cuda", devices=CUDA, dtypes=QUANT_DTYPES)
 def block_dequantize_into(packed, bits, levels, scales, offsets, n, block, out):
     _dequantize(packed, bits, levels, scales, offsets, n, block, out)
+
+
+@_ops.gguf_quantize.register("cuda", devices=CUDA, dtypes=QUANT_DTYPES)
+def gguf_quantize(x, bits):
+    n = x.numel()
+    blocks = torch.empty(n // 32, 18 if bits == 4 else 34, dtype=torch.uint8, device=x.device)
+    counts = torch.zeros(2, dtype=torch.int64, device=x.device)  # non-finite x, blocks with a special d
+    with on(x.device):
+        _C.cuda_gguf_quantize(buf(x), CODES[x.dtype], n, bits, buf(blocks), buf(counts), stream(x.device))
+    return blocks, counts[0], counts[1]
+
+
+def _gguf_dequantize(blocks, bits, n, out):
+    with on(blocks.device):
+        _C.cuda_gguf_dequantize(buf(blocks), bits, n, buf(out), CODES[out.dtype], stream(blocks.device))
+
+
+@_ops.gguf_dequantize.register("cuda", devices=CUDA, dtypes=QUANT_DTYPES)
+def gguf_dequantize(blocks, bits, n, out_dtype):
+    out = torch.empty(n, dtype=out_dtype, device=blocks.device)
+    _gguf_dequantize(blocks, bits, n, out)
+    return out
+
+
+@_ops.gguf_dequantize_into.register("cuda", devices=CUDA, dtypes=QUANT_DTYPES)
+def gguf_dequantize_into(blocks, bits, n, out):
+    _gguf_dequantize(blocks, bits, n, out)
