@@ -1,6 +1,7 @@
 """init_peft_model on the real MiniLM-L6 encoder (transformers + peft, offline), and the
 rank-2r conversion; skipped when peft / transformers / the weights are missing."""
 
+import contextlib
 import copy
 
 import numpy as np
@@ -207,3 +208,130 @@ def test_a_dask_cluster_executor_gives_the_serial_model(base, method):
             assert torch.equal(m.get_base_layer().weight, p.get_base_layer().weight), name
     with pytest.raises(ValueError, match="no executor"):
         lc.adapters.init_peft_model(wrap(base, r=8), lc.adapters.EVAConfig([{}]), executor=object())
+
+
+# --- models whose weights are memory-mapped files (from_pretrained, safetensors, np.memmap) ---------------------
+
+
+def _file_digest(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _targets_before(model):
+    """{layer name: (Parameter, float64 copy of its weight, dtype, requires_grad, data_ptr)}."""
+    return {n: (m.get_base_layer().weight, m.get_base_layer().weight.detach().double().clone(),
+                m.get_base_layer().weight.dtype, m.get_base_layer().weight.requires_grad,
+                m.get_base_layer().weight.data_ptr())
+            for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
+
+
+def _check_residuals(model, before, rtol):
+    """Each base weight is the float64 oracle W − s·B·A of the original W and the adapter's own
+    factors (to the rounding of the stored dtype, relative to the larger of |W| and |s·BA|), on the same Parameter with its dtype and
+    requires_grad; returns the layers whose weight was rebound to new memory."""
+    mods, rebound = dict(model.named_modules()), []
+    for name, (param, W0, dtype, grad, ptr) in before.items():
+        m = mods[name]
+        weight = m.get_base_layer().weight
+        assert weight is param and weight.dtype == dtype and weight.requires_grad == grad, name
+        A, B = (x["default"].weight.detach().double().numpy() for x in (m.lora_A, m.lora_B))
+        update = m.scaling["default"] * (B @ A)
+        oracle = W0.numpy() - update
+        err = np.abs(weight.detach().double().numpy() - oracle).max()
+        assert err <= rtol * max(np.abs(W0.numpy()).max(), np.abs(update).max()), (name, err)
+        rebound += [name] if weight.data_ptr() != ptr else []
+    return rebound
+
+
+class _Tied(torch.nn.Module):
+    """An embedding tied to an LM head (the same Parameter, as transformers ties them) and two
+    Linear layers, one of whose weights a second Parameter shares (the same view)."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.emb = torch.nn.Embedding(96, 48, dtype=dtype)
+        self.proj = torch.nn.Linear(48, 64, dtype=dtype)
+        self.down = torch.nn.Linear(64, 48, dtype=dtype)
+        self.head = torch.nn.Linear(48, 96, bias=False, dtype=dtype)
+
+    def tie(self):
+        self.head.weight = self.emb.weight
+        self.twin = torch.nn.Parameter(self.proj.weight.data, requires_grad=False)
+
+
+def _mapped_tied_model(path, dtype):
+    """_Tied with its weights saved to a safetensors file and loaded memory-mapped (safetensors'
+    load_file, as transformers' from_pretrained), ties made after loading as transformers does."""
+    from safetensors.torch import load_file, save_file
+
+    g = torch.Generator().manual_seed(0)
+    shapes = {"emb.weight": (96, 48), "proj.weight": (64, 48), "proj.bias": (64,), "down.weight": (48, 64),
+              "down.bias": (48,)}
+    save_file({k: torch.randn(s, generator=g).to(dtype) for k, s in shapes.items()}, str(path))
+    model = _Tied(dtype)
+    model.load_state_dict(load_file(str(path)), strict=False, assign=True)
+    model.tie()
+    return model
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("method", ["pissa", "olora"])
+def test_a_memory_mapped_model_gets_exact_residuals_in_new_memory_and_its_file_is_unchanged(tmp_path, method, dtype):
+    path = tmp_path / "model.safetensors"
+    model = _mapped_tied_model(path, dtype)
+    digest = _file_digest(path)
+    residuals = lc.adapters.whole_model._Residuals(model)
+    assert residuals._kind(model.proj.weight.data) == "cow"  # the copy-on-write file mapping this test is about
+    model = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["proj", "down", "head"]))
+    before = _targets_before(model)
+    lc.adapters.init_peft_model(model, method, seed=0, progress=False)
+    rebound = _check_residuals(model, before, rtol=2**-7 if dtype == torch.bfloat16 else 2e-6)
+    assert sorted(rebound) == sorted(before)  # no page of the mapping was written
+    inner = model.base_model.model
+    assert inner.head.get_base_layer().weight is inner.emb.weight  # still tied
+    assert inner.twin.data_ptr() == inner.proj.get_base_layer().weight.data_ptr()  # the shared view too
+    assert _file_digest(path) == digest
+
+
+def test_a_model_in_private_memory_is_written_in_place(tmp_path):
+    model = _mapped_tied_model(tmp_path / "model.safetensors", torch.float32)
+    model = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(r=4, target_modules=["proj", "down", "head"]))
+    assert lc.adapters.whole_model._Residuals(model)._kind(model.base_model.model.proj.weight.data) == "anon"
+    before = _targets_before(model)
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    assert _check_residuals(model, before, rtol=2e-6) == []
+
+
+@pytest.mark.parametrize("mode", ["r+", "r"])
+def test_a_shared_or_read_only_file_mapping_is_never_written(tmp_path, mode):
+    """np.memmap's mappings: "r+" is shared (writing would change the file), "r" read-only
+    (writing would fault)."""
+    path = tmp_path / "w.bin"
+    np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32).tofile(path)
+    digest = _file_digest(path)
+    net = torch.nn.Sequential(torch.nn.Linear(48, 64, bias=False))
+    with pytest.warns(UserWarning, match="not writable") if mode == "r" else contextlib.nullcontext():
+        net[0].weight = torch.nn.Parameter(torch.from_numpy(np.memmap(path, np.float32, mode, shape=(64, 48))))
+    assert lc.adapters.whole_model._Residuals(net)._kind(net[0].weight.data) == "other"
+    model = peft.get_peft_model(net, peft.LoraConfig(r=4, target_modules=["0"]))
+    before = _targets_before(model)
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    assert _check_residuals(model, before, rtol=2e-6) == list(before)
+    assert _file_digest(path) == digest
+
+
+def test_from_pretrained_minilm_exact_residuals_and_file_unchanged():
+    """The path users take: transformers' from_pretrained (memory-mapped safetensors) straight
+    into peft and init_peft_model, no copy of the model in between."""
+    from linalg_core.testing.models import minilm_model
+
+    digest = _file_digest(minilm_path())
+    model = peft.get_peft_model(minilm_model(), peft.LoraConfig(r=16, lora_alpha=32, target_modules=TARGETS))
+    before = _targets_before(model)
+    assert lc.adapters.whole_model._Residuals(model)._kind(next(iter(before.values()))[0].data) == "cow"
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    assert len(_check_residuals(model, before, rtol=2e-6)) == 36
+    assert _file_digest(minilm_path()) == digest
