@@ -12,7 +12,7 @@ regions then runs 10-100x slower than on one thread (``benchmarks/bench_threads.
 ``docs/threads.md``).
 
 The policy, one rule: a call whose work is below :data:`ONE_THREAD_WORK` multiply-adds runs on
-one thread (:func:`sized`), because on a quiet machine a second thread saves at most a few
+one thread (:func:`sized`), because on a quiet machine a second thread saves at most ~5
 milliseconds there, while on a shared one it can cost a time slice per region. The choice
 depends on the problem size only, never on the load, so a call's result does not depend on what
 else runs on the machine. The compiled kernels apply the same rule inside ``_C`` (``if``
@@ -29,11 +29,12 @@ import torch
 
 from linalg_core._ext import _C
 
-# Multiply-adds below which a call runs on one thread: about 5 ms of float32 GEMM on one core
-# (2^27 ≈ 1.3e8), where a second thread saves at most ~2-3 ms on a quiet machine but can add a
-# scheduler time slice (~3 ms) per parallel region when the cores are shared
-# (benchmarks/RESULTS.md, threads).
-ONE_THREAD_WORK = 1 << 27
+# Multiply-adds below which a call runs on one thread: about 10 ms of float32 GEMM on one core
+# (2^28 ≈ 2.7e8), where a second thread saves at most ~5 ms on a quiet machine, while on a shared
+# one every parallel region can wait a scheduler time slice (~3 ms) for a descheduled team member
+# (EVA's per-layer updates: 15x slower on 2 threads than on 1 with the cores busy;
+# benchmarks/RESULTS.md, threads).
+ONE_THREAD_WORK = 1 << 28
 
 
 def cores() -> int:

@@ -148,3 +148,17 @@ def test_dask_workers_get_their_share_of_the_cores():
         assert set(size_worker_pools(client, threads=1).values()) == {1}
         with pytest.raises(ValueError, match="threads"):
             size_worker_pools(client, threads=0)
+
+
+def test_small_eva_updates_are_the_one_thread_result(threads):
+    # EVA's per-layer updates run on one thread (_threads.sized): the same bits whatever the
+    # caller's thread count, and no barrier waits when the cores are busy.
+    X = [torch.randn(512, 1536, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+
+    def fit():
+        ipca = lc.adapters.IncrementalSVD(8, seed=0)
+        for x in X:
+            ipca.partial_fit(x)
+        return ipca.components
+
+    assert torch.equal(*_both(fit))

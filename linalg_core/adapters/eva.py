@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import torch
 
-from linalg_core import _validate
+from linalg_core import _threads, _validate
 from linalg_core.lowrank import rsvd
 
 
@@ -75,6 +75,17 @@ class IncrementalSVD:
             raise ValueError(f"X has {d} features, earlier batches had {self.components.shape[1]}")
         if b == 0:
             return self
+        # The update's work: the SVD of (~b + k) × d rows (full, or rsvd's ~10 products of k + 10
+        # columns). A small update runs on one thread: each of its dozen elementwise ops and
+        # factorizations is a parallel region, and on busy cores every region can wait a
+        # scheduler time slice for a descheduled thread (docs/threads.md).
+        p = b + self.k + 1
+        work = p * d * (min(p, d) if min(p, d) <= 4 * self.k else 10 * (self.k + 10))
+        with _threads.sized(work):
+            return self._fold(X, tau)
+
+    def _fold(self, X, tau: float) -> IncrementalSVD:
+        b, d = X.shape
         X = X.to(torch.float64 if X.dtype == torch.float64 else torch.float32)
         X64 = X.to(torch.float64)
         batch_mean = X64.mean(0) if self.center else torch.zeros(d, dtype=torch.float64, device=X.device)
