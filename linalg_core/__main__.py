@@ -31,6 +31,11 @@ def main(argv=None) -> int:
                       help="comma-separated ranks to choose from, 0 = no low-rank part (default: 0 and rank/8, "
                            "rank/4, rank/2, rank)")
     comp.add_argument("--fisher", default=None, help="safetensors file of per-weight importances (same names/shapes)")
+    comp.add_argument("--calibration", default=None, metavar="TEXT",
+                      help="plan on the model's output instead of the weight error: 'builtin' (English sentences of "
+                           "the Python Language Reference, pydoc_data) or a text file, one passage per line, run "
+                           "through the model (config.json and tokenizer next to it; needs transformers) to gather "
+                           "each layer's input Gram and output-gradient statistics (GPTQ / K-FAC output error)")
     comp.add_argument("-o", "--out", default=None,
                       help="output folder (model.safetensors + plan.json); required unless --dry-run")
     comp.add_argument("--dry-run", action="store_true", help="measure and print the plan only; write nothing")
@@ -247,7 +252,7 @@ def _compress(args) -> int:
                                     plan_iters=args.plan_iters, include=args.include,
                                     exclude=DEFAULT_EXCLUDE if args.exclude is None else args.exclude, seed=args.seed,
                                     overwrite=args.overwrite, progress=True if sys.stderr.isatty() else "lines",
-                                    executor=executor, dry_run=args.dry_run)
+                                    executor=executor, dry_run=args.dry_run, calibration=args.calibration)
     except (ValueError, TypeError, OSError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"linalg_core compress: error: {msg}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -298,8 +299,21 @@ def test_pair_errors_equal_the_per_format_decompositions():
     E = pair_errors(W, cands, ranks, iters=1, seed=3)
     for j, c in enumerate(cands):
         assert E[0, j] == float((quantize(W, c).dequantize(torch.float32) - W).square().sum())
-        assert E[1, j] == (lq_decompose(W, 4, c, iters=1, seed=3).error * float(W.norm())) ** 2
+        assert E[1, j] == float((lq_decompose(W, 4, c, iters=1, seed=3).reconstruct() - W).square().sum())
+        assert E[1, j] == pytest.approx((lq_decompose(W, 4, c, iters=1, seed=3).error * float(W.norm())) ** 2, rel=1e-5)
     assert np.isinf(E[2]).all()  # rank 400 >= min(384, 384): no candidate
+    # a metric replaces ‖E‖²_F on the same decompositions
+    S = torch.randn(384, 384, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    S = S @ S.T / 384
+
+    def metric(D):
+        return float(torch.trace(D.double() @ S @ D.double().T))
+
+    M = pair_errors(W, cands, ranks, iters=1, seed=3, metric=metric)
+    for j, c in enumerate(cands):
+        assert M[0, j] == metric(quantize(W, c).dequantize(torch.float32) - W)
+        assert M[1, j] == metric(lq_decompose(W, 4, c, iters=1, seed=3).reconstruct() - W)
+    assert np.isinf(M[2]).all()
 
 
 def test_a_failed_write_leaves_the_old_folder_and_no_temporaries(tmp_path, monkeypatch):
@@ -515,3 +529,98 @@ def test_plain_model_without_config_and_a_bad_config(tmp_path, capsys):
         compress_model(src / "model.safetensors", budget=4.5, rank=4, ranks=[0], out=tmp_path / "o2", exclude="",
                        candidates=["nf4"], iters=1, progress=False)
     assert not (tmp_path / "o2").exists()
+
+
+# --- calibration: the planner on the model's output ------------------------------------------------
+
+CALIB = ["The iris dataset holds measurements of three species of flowers.",
+         "A river flows through the old town, and its bridges are made of stone.",
+         "Compressed models trade a little accuracy for much less memory."]
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    pytest.importorskip("transformers")
+    from linalg_core.quant.compress import calibrate
+
+    return calibrate(text=CALIB, probes=1, seed=5)
+
+
+def test_calibration_statistics_equal_an_independent_float64_computation(calibration):
+    """A = XᵀX / tokens of each layer's inputs (non-padding tokens) and diag(G) = Σ_tokens g² of
+    the output gradient of uᵀH, recomputed with torch.autograd.grad in float64 on the same probe."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = os.path.dirname(minilm_path())
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval().double()
+    batch = tok(CALIB, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    mask = batch["attention_mask"].bool()
+    name = "encoder.layer.2.intermediate.dense"
+    seen = {}
+    layer = model.get_submodule(name)
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+    H = model(**batch).last_hidden_state
+    handle.remove()
+    u = torch.randn(H.shape, generator=torch.Generator().manual_seed(5)) * mask[..., None]
+    (g,) = torch.autograd.grad((H * u.double()).sum(), seen["y"])
+    X = seen["x"][mask]
+    assert calibration.tokens == int(mask.sum()) and calibration.probes == 1
+    A = calibration.inputs[f"{name}.weight"]
+    torch.testing.assert_close(A.double(), X.T @ X / X.shape[0], rtol=1e-4, atol=1e-6)
+    G = calibration.grads[f"{name}.weight"]
+    torch.testing.assert_close(G.double(), g[mask].square().sum(0), rtol=1e-3, atol=1e-9)
+    # the metric is tr(diag(G) E A Eᵀ)
+    E = torch.randn(1536, 384, generator=torch.Generator().manual_seed(1))
+    ref = float(torch.trace(torch.diag(G.double()) @ E.double() @ A.double() @ E.double().T))
+    assert calibration.metric(f"{name}.weight")(E) == pytest.approx(ref, rel=1e-5)
+    # the pooler does not feed the last hidden state: no gradient, zero output error
+    assert not calibration.grads["pooler.dense.weight"].any()
+
+
+def test_calibrated_plan_is_never_worse_than_uniform_nf3_by_its_objective(calibration):
+    """At uniform NF3's own total (NF3 among the candidates, rank 0 included), the calibrated
+    plan's summed output error is at most uniform NF3's under the same metric."""
+    from linalg_core.quant import quantize
+    from linalg_core.quant.allocate import stored_bits
+
+    t = read_safetensors(minilm_path())
+    include = r"layer\.1\..*weight$"
+    names = [n for n in t if n.startswith("encoder.layer.1.") and n.endswith(".weight") and t[n].dim() == 2]
+    total = sum(t[n].numel() for n in names)
+    budget = sum(stored_bits("nf3", t[n].shape) for n in names) / total
+    rep = compress_model(budget=budget, rank=8, ranks=[0, 8], include=include, candidates=["nf2", "nf3", "nf4"],
+                         calibration=calibration, dry_run=True, progress=False)
+    assert rep.bits_planned <= budget and rep.objective.startswith("output error on calibration text")
+    err, uniform = 0.0, 0.0
+    for r in rep.layers:
+        metric = calibration.metric(r.name)
+        W = t[r.name].float()
+        err += r.error ** 2 * metric(W)  # the dry run's relative output error
+        uniform += metric(quantize(W, "nf3").dequantize(torch.float32) - W)
+    assert err <= uniform * (1 + 1e-9)
+    assert len({r.format for r in rep.layers}) > 1  # not simply uniform NF3 (the test can tell)
+
+
+def test_calibration_cli_and_bad_input(tmp_path, capsys):
+    text = tmp_path / "calib.txt"
+    text.write_text("\n".join(CALIB) + "\n\n")
+    rc = main(["compress", "--budget", "3.2", "--rank", "8", "--ranks", "0,8", "--include", LAYER0, "--dry-run",
+               "--candidates", "nf2,nf3,nf4", "--calibration", str(text)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"planner objective: output error on calibration text (file {text} (3 lines)" in out
+    out_dir = tmp_path / "o"
+    for args, match in (([str(tmp_path / "missing.txt")], "calibration text file .* does not exist"),
+                        ([str(text), "--fisher", str(text)], "pass fisher or calibration, not both")):
+        rc = main(["compress", "--budget", "3.2", "--rank", "8", "--include", LAYER0, "-o", str(out_dir),
+                   "--calibration", *args])
+        assert rc == 2
+        assert re.search(match, capsys.readouterr().err)
+    assert not out_dir.exists() and sorted(os.listdir(tmp_path)) == ["calib.txt"]
+    with pytest.raises(TypeError, match="calibration text must be"):
+        compress_model(budget=3.2, rank=8, include=LAYER0, calibration=42, dry_run=True, progress=False)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    with pytest.raises(ValueError, match="has no non-empty line"):
+        compress_model(budget=3.2, rank=8, include=LAYER0, calibration=str(empty), dry_run=True, progress=False)

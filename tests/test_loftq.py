@@ -308,3 +308,28 @@ def test_dequantize_bases_then_peft_merge():
         assert torch.allclose(merged(x), y, atol=1e-5)
     with pytest.raises(TypeError, match="dtype must be a floating"):
         lc.adapters.dequantize_bases(model, torch.int8)
+
+
+def test_exact_svd_option_runs_every_iteration_and_keeps_the_last():
+    """niter="exact" (LoftQConfig, loftq, lq_decompose, LQConfig): the full SVD, all iterations,
+    the last iterate (peft's loftq_init); tests/conformance/test_peft_loftq.py compares with peft."""
+    from linalg_core.quant import LQConfig, lq_decompose
+
+    W = torch.randn(64, 96, generator=torch.Generator().manual_seed(0))
+    lq = lq_decompose(W, 4, "nf2", iters=6, init="quant", niter="exact", tol=None)
+    assert len(lq.history) == 6 and lq.best == 5
+    U, S, Vh = torch.linalg.svd(W - lq.Q.dequantize(torch.float32), full_matrices=False)
+    torch.testing.assert_close(lq.L1 @ lq.L2, (U[:, :4] * S[:4]) @ Vh[:4])
+    assert lq_decompose(W, LQConfig(4, "nf2", iters=6, init="quant", niter="exact", tol=None)).history == lq.history
+    init = lc.adapters.loftq(W, 4, format="nf2", iters=6, niter="exact", lora_alpha=4)
+    assert torch.equal(init.residual.dequantize(), lq.Q.dequantize()) and torch.equal(init.B @ init.A, lq.L1 @ lq.L2)
+    assert lc.adapters.LoftQConfig(niter="exact").niter == "exact"
+    for bad in ("fast", "auto"):
+        with pytest.raises(ValueError, match="niter"):
+            lc.adapters.LoftQConfig(niter=bad)
+        with pytest.raises(ValueError, match="niter"):
+            LQConfig(4, niter=bad)
+        with pytest.raises(ValueError, match="niter"):
+            lq_decompose(W, 4, niter=bad)
+    with pytest.raises(ValueError, match="tol"):
+        lq_decompose(W, 4, tol=-1.0)

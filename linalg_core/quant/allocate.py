@@ -91,37 +91,49 @@ def _ranks(ranks) -> list[int]:
     return out
 
 
-def pair_errors(W, candidates, ranks, *, iters: int = 1, seed=0) -> np.ndarray:
+def pair_errors(W, candidates, ranks, *, iters: int = 1, seed=0, metric=None) -> np.ndarray:
     """(ranks × candidates) squared errors ‖W − Q − L1L2‖² of one matrix: plain quantization at
     rank 0, :func:`~linalg_core.quant.lq_decompose` with ``iters`` alternations otherwise; +inf
     where a rank is not below min(m, n) (the pair cannot be used).
 
+    ``metric``: optional callable E (m, n) float32 → float, the squared error of the difference
+    E = Q + L1L2 − W in place of ‖E‖²_F (e.g. a calibration's output error, see
+    :class:`~linalg_core.quant.compress.Calibration`); the decompositions are the same.
+
     Shape:
         W: (m, n);  result: (len(ranks), len(candidates))
     """
+    W32 = torch.as_tensor(W).to(torch.float32)
+    cands = [parse(c) for c in candidates]
+    if metric is None:
+        def metric(E):
+            return float(E.square().sum())
+    E = np.full((len(ranks), len(cands)), np.inf)
+    for k, r in enumerate(ranks):
+        if r < min(W32.shape):
+            E[k] = [metric(A.sub_(W32)) for A in _approximations(W32, r, cands, iters, seed)]
+    return E
+
+
+def _approximations(W32, r, cands, iters, seed):
+    """Q + L1·L2 (m, n) of each candidate format at rank r, one at a time."""
     from linalg_core.quant.lq import lq_decompose
     from linalg_core.quant.tensor import quantize
 
-    W32 = torch.as_tensor(W).to(torch.float32)
-    cands = [parse(c) for c in candidates]
-    E = np.full((len(ranks), len(cands)), np.inf)
-    for k, r in enumerate(ranks):
-        if r >= min(W32.shape):
-            continue
-        if r == 0 or iters != 1:
-            E[k] = candidate_errors({"W": W32}, cands, rank=r, iters=iters, seed=seed, progress=False)[0]
-            continue
+    if r == 0:
+        for fmt in cands:
+            yield quantize(W32, fmt).dequantize(torch.float32)
+    elif iters == 1:
         # one alternation from Q = 0: L1·L2 = SVD_r(W) whatever the format, so one SVD serves every
         # candidate; the same operations as lq_decompose(W, r, fmt, iters=1), so the same errors
         lq = lq_decompose(W32, r, cands[0], iters=1, seed=seed)
-        norm = float(W32.norm())
-        E[k, 0] = (lq.error * norm) ** 2
+        yield lq.reconstruct()
         residual = torch.addmm(W32, lq.L1, lq.L2, alpha=-1)
-        for j, fmt in enumerate(cands[1:], 1):
-            Q = quantize(residual, fmt)
-            err = float(torch.addmm(Q.dequantize(torch.float32), lq.L1, lq.L2).sub_(W32).neg_().norm()) / norm
-            E[k, j] = (err * norm) ** 2
-    return E
+        for fmt in cands[1:]:
+            yield torch.addmm(quantize(residual, fmt).dequantize(torch.float32), lq.L1, lq.L2)
+    else:
+        for fmt in cands:
+            yield lq_decompose(W32, r, fmt, iters=iters, seed=seed).reconstruct()
 
 
 def _pareto(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -137,23 +149,15 @@ def _pareto(cost: np.ndarray, err: np.ndarray) -> np.ndarray:
 
 def candidate_errors(matrices: dict, candidates, *, rank: int = 0, iters: int = 2, seed=0, progress=None) -> np.ndarray:
     """(matrices × candidates) squared Frobenius errors ‖W − Q − L1L2‖² of each configuration
-    (:func:`~linalg_core.quant.lq_decompose` with ``iters`` alternations; plain quantization
-    when ``rank=0``)."""
-    from linalg_core.quant.lq import lq_decompose
-    from linalg_core.quant.tensor import quantize
-
-    names = list(matrices)
-    E = np.empty((len(names), len(candidates)))
-    bar = _bar(progress, len(names) * len(candidates), "errors")
-    for i, name in enumerate(names):
-        W = matrices[name]
-        W32 = torch.as_tensor(W).to(torch.float32)
-        for j, fmt in enumerate(candidates):
-            if rank:
-                E[i, j] = (lq_decompose(W32, rank, fmt, iters=iters, seed=seed).error * float(W32.norm())) ** 2
-            else:
-                E[i, j] = float((quantize(W32, fmt).dequantize(torch.float32) - W32).square().sum())
-            bar.update(1)
+    (:func:`pair_errors` at the one rank: :func:`~linalg_core.quant.lq_decompose` with ``iters``
+    alternations; plain quantization when ``rank=0``)."""
+    E = np.empty((len(matrices), len(candidates)))
+    bar = _bar(progress, len(matrices) * len(candidates), "errors")
+    for i, W in enumerate(matrices.values()):
+        if rank >= min(W.shape):
+            raise ValueError(f"rank={rank} must be below min(m, n)={min(W.shape)} for W of shape {tuple(W.shape)}")
+        E[i] = pair_errors(W, candidates, [rank], iters=iters, seed=seed)[0]
+        bar.update(len(candidates))
     bar.close()
     return E
 

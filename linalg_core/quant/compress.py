@@ -56,7 +56,8 @@ class LayerReport:
     Attributes:
         bits_per_param: stored bits per weight of the quantized part Q.
         error: relative error ‖W − Q − L1L2‖/‖W‖ (Fisher-weighted with a Fisher file; in a dry
-            run the planner's estimate with ``plan_iters`` alternations).
+            run the planner's estimate with ``plan_iters`` alternations, with a calibration the
+            relative output error tr(diag(G) E A Eᵀ) / tr(diag(G) W A Wᵀ), square-rooted).
         rank: r of L1 (m, r), L2 (r, n); 0: Q alone.
         bits_total: ``bits_per_param`` plus the factors at 16 bits per entry.
     """
@@ -82,6 +83,7 @@ class CompressionReport:
         layers: one :class:`LayerReport` per compressed weight.
         kept: {name: {"shape", "dtype", "reason"}} of every tensor stored as it is.
         dry_run: nothing was written.
+        objective: what the planner minimised (weight error, or the calibration's output error).
         source_bytes / written_bytes: sizes of the input files and of the output folder
             (None in a dry run).
     """
@@ -97,6 +99,7 @@ class CompressionReport:
     dry_run: bool = False
     source_bytes: int = 0
     written_bytes: int | None = None
+    objective: str = "squared weight error"
 
     @property
     def weights(self) -> int:
@@ -135,11 +138,224 @@ class CompressionReport:
                 others[v["reason"]] = others.get(v["reason"], 0) + 1
         if others:
             lines.append("other tensors kept as stored: " + ", ".join(f"{k} {v}" for k, v in sorted(others.items())))
+        lines.append(f"planner objective: {self.objective}")
         if self.dry_run:
             lines.append("dry run: nothing written (errors are the planner's estimates)")
         elif self.written_bytes is not None:
             lines.append(f"output {self.written_bytes / 1e6:.1f} MB (source {self.source_bytes / 1e6:.1f} MB)")
         return "\n".join(lines)
+
+
+# --- calibration: output-aware errors ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-layer statistics that make the planner's error an estimate of the change of the
+    model's output instead of the weight-space ‖W − Ŵ‖²_F (:func:`calibrate` gathers them).
+
+    For a linear layer y = W x with inputs X and the output's sensitivity g = ∂(uᵀH)/∂y to a
+    random probe u of the last hidden state H, the Gauss-Newton / K-FAC estimate (Martens and
+    Grosse 2015) of E_u‖ΔH‖² caused by a weight error E = Ŵ − W is tr(diag(G) E A Eᵀ) with the
+    input Gram A = XᵀX / tokens (GPTQ's layer objective ‖E X‖², Frantar et al. 2022; AWQ's
+    activation-aware scaling, Lin et al. 2023, uses its diagonal) and G's diagonal
+    G_ii = mean over probes of Σ_tokens g_i². The second factor is what orders layers against
+    each other: with A alone (every layer's output error counted alike) the plan for MiniLM-L6
+    was worse than with the weight error (benchmarks/RESULTS.md, quant section).
+
+    Attributes:
+        inputs: {weight name: A (n, n) float32}.
+        grads: {weight name: diag(G) (m,) float32}.
+        tokens: calibration tokens (padding excluded); ``probes``: random probes per batch.
+        text: where the calibration text came from.
+
+    Shape:
+        inputs[name]: (in, in);  grads[name]: (out,)
+    """
+
+    inputs: dict
+    grads: dict
+    tokens: int
+    probes: int
+    text: str
+
+    def metric(self, name):
+        """The squared error E (m, n) → tr(diag(G) E A Eᵀ) of one weight (a picklable callable)."""
+        if name not in self.inputs:
+            raise ValueError(f"calibration has no statistics for {name!r} (it covers {len(self.inputs)} weights, e.g. "
+                             f"{next(iter(self.inputs), None)!r})")
+        return functools.partial(_output_error, self.inputs[name], self.grads[name])
+
+
+def _output_error(A, g, E) -> float:
+    E = E.float()
+    return float((torch.mm(E, A) * E).sum(1).double() @ g.double())
+
+
+def builtin_calibration_text(count: int = 128) -> list[str]:
+    """``count`` English sentences of the Python Language Reference's topic texts
+    (``pydoc_data.topics``, shipped with every CPython): prose paragraphs only (no indented code
+    or grammar), 6–40 words, evenly spread over the topics. Real text no one here wrote, and not
+    the scikit-learn descriptions that ``bench quant`` evaluates on.
+
+    Example:
+        >>> from linalg_core.quant.compress import builtin_calibration_text
+        >>> len(builtin_calibration_text(16))
+        16
+    """
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        raise ValueError("calibration='builtin' reads pydoc_data.topics, which this Python lacks; pass a text file "
+                         "instead") from None
+    found = []
+    for key in sorted(topics):
+        paras, cur = [], []
+        for line in topics[key].splitlines():
+            s = line.strip()
+            if s and not line.startswith((" ", "\t")) and not re.fullmatch(r"[*=~^-]+", s):
+                cur.append(s)
+            elif cur:
+                paras.append(" ".join(cur))
+                cur = []
+        if cur:
+            paras.append(" ".join(cur))
+        for p in paras:
+            for sent in re.split(r"(?<=[.!?])\s+(?=[A-Z])", p):
+                if 6 <= len(sent.split()) <= 40 and sent[0].isupper() and sent[-1] in ".!?":
+                    found.append(sent)
+    step = max(len(found) / count, 1)
+    return [found[int(i * step)] for i in range(min(count, len(found)))]
+
+
+def _calibration_texts(text) -> tuple[list[str], str]:
+    if isinstance(text, str) and text == "builtin":
+        return builtin_calibration_text(), "builtin: Python Language Reference topics (pydoc_data)"
+    if isinstance(text, (str, os.PathLike)):
+        path = os.fspath(text)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"calibration text file {path!r} does not exist (or pass 'builtin')")
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        if not lines:
+            raise ValueError(f"calibration text file {path!r} has no non-empty line")
+        return lines, f"file {path} ({len(lines)} lines)"
+    if isinstance(text, (list, tuple)) and text and all(isinstance(t, str) and t.strip() for t in text):
+        return list(text), f"{len(text)} texts"
+    raise TypeError(f"calibration text must be 'builtin', a text file path or a non-empty list of non-empty strings, "
+                    f"got {type(text).__name__}")
+
+
+def calibrate(source=None, text="builtin", *, names=None, probes: int = 2, batch_size: int = 32,
+              max_length: int = 128, seed: int = 0) -> Calibration:
+    """Gather :class:`Calibration` statistics of a safetensors model on real text.
+
+    The model is built by ``transformers.AutoModel`` from the folder of ``source`` (its
+    ``config.json``) and the text tokenised by that folder's own tokenizer; forward hooks on
+    every ``nn.Linear`` accumulate the input Gram XᵀX over the non-padding tokens, and, for
+    ``probes`` random Gaussian probes u of the last hidden state per batch, backward passes of
+    uᵀH accumulate Σ g_i² of each layer's output gradient (the diagonal of K-FAC's output
+    factor). Each line of a text file is one passage (truncated at ``max_length`` tokens).
+
+    Args:
+        source: a ``.safetensors`` file or folder with ``config.json`` and tokenizer files next to
+            it (default: MiniLM-L6).
+        text: ``"builtin"`` (:func:`builtin_calibration_text`), a text file, or a list of strings.
+        names: the weight names needed (default: every linear layer's ``N.weight``). A layer
+            the last hidden state does not depend on (BERT's pooler) gets diag(G) = 0: zero
+            output error, so a plan gives it its cheapest configuration (exclude it).
+        probes: random probes per batch (>= 1).
+
+    Returns:
+        :class:`Calibration` keyed by the safetensors names ``N.weight``.
+
+    Randomness:
+        The probes come from a ``torch.Generator`` seeded with ``seed``.
+
+    Raises:
+        ValueError: no ``config.json`` / tokenizer next to the model, or a weight of ``names``
+            that is not a linear layer of the model built from it.
+
+    Example:
+        >>> from linalg_core.quant.compress import calibrate
+        >>> cal = calibrate(text=["The quick brown fox jumps over the lazy dog."] * 2, probes=1)
+        >>> cal.inputs["encoder.layer.0.attention.self.query.weight"].shape
+        torch.Size([384, 384])
+    """
+    probes = _validate.integer(probes, "probes", low=1)
+    batch_size = _validate.integer(batch_size, "batch_size", low=1)
+    max_length = _validate.integer(max_length, "max_length", low=2)
+    texts, described = _calibration_texts(text)
+    files = _source_files(source)
+    folder = os.path.dirname(os.path.abspath(files[0]))
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise ValueError(f"calibration needs the model's config.json and tokenizer next to {files[0]!r}")
+    try:
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError:
+        raise ValueError("calibration needs transformers (pip install transformers)") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"calibration: cannot build the model or tokenizer from {folder!r}: {e}") from None
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    linears = {}
+    for fqn, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            linears[f"{fqn}.weight"] = m
+            if prefix:
+                linears.setdefault(f"{prefix}.{fqn}.weight", m)
+    wanted = list(linears) if names is None else list(names)
+    missing = [n for n in wanted if n not in linears]
+    if missing:
+        raise ValueError(f"calibration: {missing[0]!r} is not the weight of a linear layer of the model built from "
+                         f"{os.path.join(folder, 'config.json')} ({len(missing)} such weight(s))")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    A = {n: 0 for n in wanted}
+    G = {n: 0 for n in wanted}
+    state = {"mask": None, "first": True}
+
+    def rows(t):
+        """The (tokens, features) rows of an activation, padding dropped where it is per token."""
+        mask = state["mask"]
+        return t[mask] if t.shape[:-1] == mask.shape else t.reshape(-1, t.shape[-1])
+
+    def hook(name):
+        def fn(module, inputs, output):
+            if state["first"]:
+                X = rows(inputs[0].detach()).double()
+                A[name] = A[name] + X.T @ X
+            if output.requires_grad:
+                output.register_hook(lambda g: G.__setitem__(name, G[name] + rows(g).double().square().sum(0)))
+        return fn
+
+    hooks = [linears[n].register_forward_hook(hook(n)) for n in wanted]
+    embeddings = model.get_input_embeddings()
+    hooks.append(embeddings.register_forward_hook(lambda m, i, out: out.requires_grad_(True)))
+    gen = torch.Generator().manual_seed(seed)
+    tokens = 0
+    try:
+        for b in range(0, len(texts), batch_size):
+            batch = tok(texts[b:b + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+            state["mask"] = batch["attention_mask"].bool()
+            tokens += int(state["mask"].sum())
+            for k in range(probes):
+                state["first"] = k == 0
+                out = model(**batch)
+                H = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+                u = torch.randn(H.shape, generator=gen) * state["mask"][..., None]
+                (H * u).sum().backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    # a layer the last hidden state does not depend on (BERT's pooler) gets no gradient: zero
+    # output error, so the planner gives it its cheapest configuration
+    grads = {n: (G[n] / probes).float() if torch.is_tensor(G[n]) else torch.zeros(linears[n].out_features)
+             for n in wanted}
+    return Calibration({n: (A[n] / tokens).float() for n in wanted}, grads, tokens, probes, described)
 
 
 def default_ranks(rank: int) -> list[int]:
@@ -278,7 +494,8 @@ def _check_out(out, files, overwrite):
 
 def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=None, fisher=None, candidates=None,
                    iters: int = 5, plan_iters: int = 1, include=r"\.weight$", exclude=DEFAULT_EXCLUDE, seed: int = 0,
-                   overwrite: bool = False, progress=True, executor=None, dry_run: bool = False) -> CompressionReport:
+                   overwrite: bool = False, progress=True, executor=None, dry_run: bool = False,
+                   calibration=None) -> CompressionReport:
     """Compress every selected weight of a safetensors model as Q + L1·L2 (L1·L2 possibly absent)
     under ``budget`` bits per weight counted over everything stored; the output folder is
     :func:`~linalg_core.quant.save_model`'s layout plus ``plan.json`` (see the module docstring),
@@ -287,7 +504,11 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
     The planner measures every (format, rank) pair of every weight (``plan_iters`` LQ
     alternations; plain quantization at rank 0) and solves the multiple-choice knapsack exactly
     (:func:`~linalg_core.quant.allocate_bits` with ``ranks=``), so the plan is never worse, by its
-    own measurements, than any single format at any single rank that fits the budget.
+    own measurements, than any single format at any single rank that fits the budget. The
+    measurement is the squared weight error ‖W − Q − L1L2‖²_F, Fisher-weighted with ``fisher``,
+    or with ``calibration`` an estimate of the change of the model's output on real text
+    (:class:`Calibration`: tr(diag(G) E A Eᵀ), input Gram A and output-gradient G); the
+    decompositions themselves are the same.
 
     Args:
         source: a ``.safetensors`` file or a folder of shards (default: MiniLM-L6).
@@ -310,6 +531,10 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
             thread counts. Fisher-weighted runs stay serial.
         dry_run: plan only: the report holds the planned formats, ranks, bits and estimated
             errors; nothing is written.
+        calibration: None (weight error), a :class:`Calibration` (reuse one across budgets), or
+            text for :func:`calibrate` on this model: ``"builtin"``, a text file (one passage
+            per line) or a list of strings. Needs the model's ``config.json`` and tokenizer
+            next to it and ``transformers``; not with ``fisher``.
 
     Returns:
         :class:`CompressionReport`.
@@ -357,6 +582,8 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
     for r in ranks:
         if r and r >= largest:
             raise ValueError(f"rank={r} must be below min(shape) of at least one selected weight (largest: {largest})")
+    if calibration is not None and fisher is not None:
+        raise ValueError("pass fisher or calibration, not both (each defines the planner's error)")
     F = None
     if fisher is not None:
         F = _load(_source_files(fisher))
@@ -371,10 +598,13 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
 
     zeros = np.zeros((len(names), len(ranks), len(cands)))
     allocate_bits(mats, budget, candidates=cands, ranks=ranks, errors=zeros)
+    if calibration is not None and not isinstance(calibration, Calibration):
+        calibration = calibrate(source, calibration, names=names, seed=seed)
+    metrics = None if calibration is None else {n: calibration.metric(n) for n in names}
     parallel = executor is not None and F is None
     where = files[0] if len(files) == 1 else os.path.dirname(files[0])
 
-    task = (functools.partial(_pair_task, cands, ranks, plan_iters, seed) if F is None else
+    task = (functools.partial(_pair_task, cands, ranks, plan_iters, seed, metrics) if F is None else
             functools.partial(_weighted_pair_task, cands, ranks, plan_iters, seed, F))
     rows = _map(task, names, mats, where, executor if parallel else None,
                 _Progress(progress, "plan", len(names)),
@@ -384,12 +614,20 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
     report = CompressionReport(", ".join(files), None if out is None else os.fspath(out), float(budget), max(ranks),
                                plan.bits_total, kept=kept, ranks=list(ranks), dry_run=dry_run,
                                source_bytes=sum(os.path.getsize(f) for f in files))
+    if F is not None:
+        report.objective = "Fisher-weighted squared weight error"
+    if calibration is not None:
+        report.objective = (f"output error on calibration text ({calibration.text}; {calibration.tokens} tokens, "
+                            f"{calibration.probes} probes per batch)")
     if dry_run:
         for n in names:
             W = mats[n]
             fmt, r = plan.formats[n], plan.ranks[n]
             W2 = W.double().square()
-            norm2 = float(W2.sum() if F is None else (F[n].double() * W2).sum())
+            if metrics is not None:
+                norm2 = max(metrics[n](W), 1e-300)
+            else:
+                norm2 = float(W2.sum() if F is None else (F[n].double() * W2).sum())
             q = stored_bits(fmt, W.shape) / W.numel()
             report.layers.append(LayerReport(n, tuple(W.shape), str(fmt), q, math.sqrt(plan.errors[n] / norm2), 0.0, r,
                                              q + 16 * r * sum(W.shape) / W.numel()))
@@ -415,9 +653,9 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
     return report
 
 
-def _pair_task(cands, ranks, iters, seed, name, W):
+def _pair_task(cands, ranks, iters, seed, metrics, name, W):
     """(ranks × candidates) squared errors of one weight (a picklable task)."""
-    return pair_errors(W, cands, ranks, iters=iters, seed=seed)
+    return pair_errors(W, cands, ranks, iters=iters, seed=seed, metric=None if metrics is None else metrics[name])
 
 
 def _weighted_pair_task(cands, ranks, iters, seed, F, name, W):
@@ -534,7 +772,7 @@ def _write(out, tensors, result: dict[str, LQResult], report: CompressionReport,
             shutil.copyfile(config_file, os.path.join(tmp, "config.json"))
             written.append("config.json")
         plan = {"source": report.source, "budget_bits": report.budget, "budget_applies_to": "bits_per_weight_total",
-                "rank": report.rank, "ranks_considered": report.ranks,
+                "rank": report.rank, "ranks_considered": report.ranks, "planner_objective": report.objective,
                 "factor_dtype": str(FACTOR_DTYPE).removeprefix("torch."), "weights": report.weights,
                 "bits_per_weight_quantized": report.bits_per_weight,
                 "bits_per_weight_total": report.bits_per_weight_total, "bits_planned": report.bits_planned,
