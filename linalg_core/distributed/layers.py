@@ -5,8 +5,9 @@ cluster. Each task reads its own weight lazily from the safetensors shard that h
 file is opened on the worker, only that tensor is read), so no weight travels from the caller.
 Results are whatever ``fn`` returns for the weight; with seeded ``fn`` they are identical to the
 single-process run when every process uses the same BLAS thread count (pass
-``initializer=torch.set_num_threads`` to the executor: GEMM reductions round differently with
-different thread counts)."""
+``initializer=distributed.pool_initializer`` with ``initargs=(threads,)`` to the executor: it sizes
+torch's, the kernels' and the BLAS pools of each worker; GEMM reductions round differently with
+different thread counts; ``docs/threads.md``)."""
 
 from __future__ import annotations
 
