@@ -261,25 +261,25 @@ constexpr int64_t kGgufGrain = 1024;  // blocks per thread chunk (32K weights)
 template <typename T>
 inline int64_t q4_0_block(const T* x, uint8_t* dst, int64_t* special) {
   alignas(64) float v[32];
-  float amax = 0.0f, hi = -__builtin_inff(), lo = __builtin_inff();
+  float hi = -__builtin_inff(), lo = __builtin_inff();
   int64_t bad = 0;
-#pragma omp simd reduction(max : amax, hi) reduction(min : lo) reduction(+ : bad)
+#pragma omp simd reduction(max : hi) reduction(min : lo) reduction(+ : bad)
   for (int j = 0; j < 32; ++j) {
     v[j] = load(x + j);
     bad += nonfinite(v[j]);
-    amax = std::max(amax, std::fabs(v[j]));
     hi = std::max(hi, v[j]);
     lo = std::min(lo, v[j]);
   }
-  // numpy's argmax of |x|: the first element of largest magnitude. Unless +amax and -amax both
-  // occur (and for all-zero blocks, whose first zero gives d its sign), that is the max or the min.
-  float m = amax == hi ? hi : lo;
-  if (amax == hi && amax == -lo) {
+  // numpy's argmax of |x|: the first element of largest magnitude amax = max(hi, −lo): hi or lo,
+  // unless both hi and −hi occur (and in all-zero blocks, whose first zero gives d its sign).
+  const float amax = std::max(hi, -lo);
+  float m = hi > -lo ? hi : lo;
+  if (hi == -lo) {
     int j = 0;
     while (j < 31 && !(std::fabs(v[j]) == amax)) ++j;
     m = v[j];
   }
-  const float d = m / -8.0f;
+  const float d = m * -0.125f;  // m / −8: the same correctly rounded value
   const float id = d == 0.0f ? 0.0f : 1.0f / d;
   alignas(64) int32_t q[32];
 #pragma omp simd

@@ -50,7 +50,7 @@ def gguf_quantize(x, bits):
     counts = torch.zeros(2, dtype=torch.int64, device=x.device)  # non-finite x, blocks with a special d
     with on(x.device):
         _C.cuda_gguf_quantize(buf(x), CODES[x.dtype], n, bits, buf(blocks), buf(counts), stream(x.device))
-    return blocks, counts[0], counts[1]
+    return blocks, counts[0].clone(), counts[1].clone()  # outputs that alias no other
 
 
 def _gguf_dequantize(blocks, bits, n, out):

@@ -11,6 +11,13 @@ blocks x elements x levels is ever formed. Codes are packed per group of 8 into 
 ``block_dequantize`` -- a program decodes BG groups of 8 codes from their bytes, gathers the
 levels and computes level·s + o in float32 (fp fusion off, so two roundings as the reference),
 cast to the output dtype as torch rounds.
+
+``gguf_quantize`` -- a program holds BR GGUF blocks of 32 weights as two halves of 16 (Q4_0's
+low and high nibbles): the block's absmax, for Q4_0 the first element of that magnitude
+(numpy's argmax), d and id with correctly rounded divisions, the codes of
+``csrc/include/linalg_core/quant.h`` (numpy's x86 float -> byte cast) and the fp16 d as two
+bytes; the non-finite inputs and the blocks whose fp16 d is zero, subnormal or infinite are
+counted with one ``atomic_add`` each per program. ``gguf_dequantize`` -- d·q per block in float32.
 """
 
 from __future__ import annotations
@@ -153,3 +160,122 @@ def _dequantize(packed, bits, levels, scales, offsets, n, block, out):
             packed, levels, scales, offsets if offsets is not None else scales, out, n, block, BITS=bits, BG=bg,
             BP=_pow2(bits), HAS_OFFSETS=offsets is not None, **LAUNCH)
     return out
+
+
+_GGUF_ROWS = 64  # GGUF blocks per program
+
+
+@triton.jit
+def _gguf_byte(y):
+    """numpy's float32 -> uint8 / int8 cast on x86-64 (through int32, the low byte; NaN and
+    |y| >= 2^31 give 0), as int32."""
+    yc = tl.where(tl.abs(y) < 2147483648.0, y, 0.0)
+    return yc.to(tl.int32) & 0xFF
+
+
+@triton.jit
+def _q8_code(y):
+    yc = tl.where(tl.abs(y) < 2147483648.0, y, 0.0)
+    a = tl.abs(yc)
+    fl = a.to(tl.int32)
+    r = fl + (2.0 * (a - fl.to(tl.float32))).to(tl.int32)  # round half away from zero
+    return tl.where(yc < 0, -r, r) & 0xFF
+
+
+@triton.jit(do_not_specialize=["nb"])
+def _gguf_quantize_kernel(x, blocks, bad_count, special_count, nb, BITS: tl.constexpr, BYTES: tl.constexpr, BR: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    rb = pid * BR + tl.arange(0, BR).to(tl.int64)
+    rmask = rb < nb
+    c = tl.arange(0, 16)
+    lo_i = rb[:, None] * 32 + c[None, :]
+    xl = tl.load(x + lo_i, mask=rmask[:, None], other=0.0).to(tl.float32)
+    xh = tl.load(x + lo_i + 16, mask=rmask[:, None], other=0.0).to(tl.float32)
+    finite = (((xl.to(tl.uint32, bitcast=True) & 0x7F800000) != 0x7F800000).to(tl.int32)
+              + ((xh.to(tl.uint32, bitcast=True) & 0x7F800000) != 0x7F800000).to(tl.int32))
+    bad = tl.sum(tl.sum(tl.where(rmask[:, None], 2 - finite, 0), axis=1), axis=0)
+    al, ah = tl.abs(xl), tl.abs(xh)
+    amax = tl.maximum(tl.max(al, axis=1), tl.max(ah, axis=1))
+    if BITS == 4:
+        first = tl.minimum(tl.min(tl.where(al == amax[:, None], c[None, :], 32), axis=1),
+                           tl.min(tl.where(ah == amax[:, None], c[None, :] + 16, 32), axis=1))
+        m = tl.maximum(tl.max(tl.where(c[None, :] == first[:, None], xl, float("-inf")), axis=1),
+                       tl.max(tl.where(c[None, :] + 16 == first[:, None], xh, float("-inf")), axis=1))
+        d = m * -0.125  # m / −8, the same correctly rounded value
+    else:
+        d = tl.math.div_rn(amax, tl.full(amax.shape, 127.0, tl.float32))
+    one = tl.full(d.shape, 1.0, tl.float32)
+    inv = tl.where(d == 0.0, 0.0, tl.math.div_rn(one, tl.where(d == 0.0, one, d)))
+    yl = xl * inv[:, None]
+    yh = xh * inv[:, None]
+    dst = blocks + rb * BYTES
+    if BITS == 4:
+        ql = tl.minimum(_gguf_byte(yl + 8.5), 15)
+        qh = tl.minimum(_gguf_byte(yh + 8.5), 15)
+        tl.store(dst[:, None] + 2 + c[None, :], (ql | (qh << 4)).to(tl.uint8), mask=rmask[:, None])
+    else:
+        tl.store(dst[:, None] + 2 + c[None, :], _q8_code(yl).to(tl.uint8), mask=rmask[:, None])
+        tl.store(dst[:, None] + 18 + c[None, :], _q8_code(yh).to(tl.uint8), mask=rmask[:, None])
+    dh = d.to(tl.float16).to(tl.uint16, bitcast=True).to(tl.int32)
+    tl.store(dst, (dh & 0xFF).to(tl.uint8), mask=rmask)
+    tl.store(dst + 1, (dh >> 8).to(tl.uint8), mask=rmask)
+    e = (dh >> 10) & 0x1F
+    special = tl.sum(((e == 0) | (e == 0x1F)) & rmask, axis=0)
+    tl.atomic_add(bad_count, bad.to(tl.int64), sem="relaxed")
+    tl.atomic_add(special_count, special.to(tl.int64), sem="relaxed")
+
+
+@triton.jit(do_not_specialize=["n"])
+def _gguf_dequantize_kernel(blocks, out, n, BITS: tl.constexpr, BYTES: tl.constexpr, BR: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    n = n.to(tl.int64)
+    rb = pid * BR + tl.arange(0, BR).to(tl.int64)
+    rmask = rb * 32 < n
+    src = blocks + rb * BYTES
+    dh = tl.load(src, mask=rmask, other=0).to(tl.uint16) | (tl.load(src + 1, mask=rmask, other=0).to(tl.uint16) << 8)
+    d = dh.to(tl.float16, bitcast=True).to(tl.float32)
+    c = tl.arange(0, 16)
+    i = rb[:, None] * 32 + c[None, :]
+    if BITS == 4:
+        q = tl.load(src[:, None] + 2 + c[None, :], mask=rmask[:, None], other=0).to(tl.int32)
+        vl = d[:, None] * ((q & 15) - 8).to(tl.float32)
+        vh = d[:, None] * ((q >> 4) - 8).to(tl.float32)
+    else:
+        ql = tl.load(src[:, None] + 2 + c[None, :], mask=rmask[:, None], other=0).to(tl.int8, bitcast=True)
+        qh = tl.load(src[:, None] + 18 + c[None, :], mask=rmask[:, None], other=0).to(tl.int8, bitcast=True)
+        vl = d[:, None] * ql.to(tl.float32)
+        vh = d[:, None] * qh.to(tl.float32)
+    tl.store(out + i, _cast_out(vl, out.dtype.element_ty), mask=i < n)
+    tl.store(out + i + 16, _cast_out(vh, out.dtype.element_ty), mask=i + 16 < n)
+
+
+@_ops.gguf_quantize.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
+def gguf_quantize(x, bits):
+    nb = x.numel() // 32
+    nbytes = 18 if bits == 4 else 34
+    blocks = torch.empty(nb, nbytes, dtype=torch.uint8, device=x.device)
+    bad = torch.zeros((), dtype=torch.int64, device=x.device)
+    special = torch.zeros((), dtype=torch.int64, device=x.device)  # blocks whose fp16 d is 0, subnormal or Inf
+    if nb:
+        with _on(x.device):
+            _gguf_quantize_kernel[(triton.cdiv(nb, _GGUF_ROWS),)](x, blocks, bad, special, nb, BITS=bits,
+                                                                 BYTES=nbytes, BR=_GGUF_ROWS, **LAUNCH)
+    return blocks, bad, special
+
+
+def _gguf_dequantize(blocks, bits, n, out):
+    if n:
+        with _on(blocks.device):
+            _gguf_dequantize_kernel[(triton.cdiv(-(-n // 32), _GGUF_ROWS),)](
+                blocks, out, n, BITS=bits, BYTES=18 if bits == 4 else 34, BR=_GGUF_ROWS, **LAUNCH)
+    return out
+
+
+@_ops.gguf_dequantize.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
+def gguf_dequantize(blocks, bits, n, out_dtype):
+    return _gguf_dequantize(blocks, bits, n, torch.empty(n, dtype=out_dtype, device=blocks.device))
+
+
+@_ops.gguf_dequantize_into.register("triton", devices=("cuda", "cpu"), dtypes=_IN, check=_check)
+def gguf_dequantize_into(blocks, bits, n, out):
+    _gguf_dequantize(blocks, bits, n, out)
