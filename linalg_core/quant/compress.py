@@ -545,8 +545,9 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
         2-D weight selected, an unknown format, bad ranks, a Fisher file without every selected
         weight, a budget below the cheapest plan's total, an existing ``out`` (unless
         ``overwrite``), a selected weight not named ``N.weight`` (the output names it layer
-        ``N``), a layer bias that is not a float (m,) tensor, or an invalid ``config.json`` next
-        to the model.
+        ``N``), a layer bias that is not a float (m,) tensor, an invalid ``config.json`` next
+        to the model, ``fisher`` and ``calibration`` together, a missing or empty calibration
+        text file, or calibration on a model without ``config.json`` / tokenizer beside it.
     """
     files = _source_files(source)
     if out is None and not dry_run:
