@@ -143,9 +143,73 @@ def layer_rows(report: Report, quick: bool):
                 "targets: >= 1 on the MiniLM layers, >= 4 at 4096 x 4096.")
 
 
+def per_call_rows(report: Report, quick: bool):
+    """DGQLinear's per-call cost on MiniLM-L6's query layer (384 -> 384, M = 1), split in
+    same-round differences: the layer call, the same call through the full Python path, and the
+    floor every path pays (the output's torch.empty and the kernel itself)."""
+    import os
+    import statistics
+
+    from linalg_core.backends._c import buf
+    from linalg_core._ext import _C
+
+    W = minilm_weights()["encoder.layer.0.attention.self.query.weight"]
+    N, K = W.shape
+    lin = torch.nn.Linear(K, N)
+    lin.weight.data = W.clone()
+    layer = DGQLinear.from_linear(lin, search="rtn")
+    x = torch.randn(1, K, generator=torch.Generator().manual_seed(1))
+    t = layer._plan()[1]
+    y = torch.empty(1, N)
+    args = [buf(a) for a in (x, *t[:4], t[4], layer.bias)]
+    bufs = dict(x=args[0], dt=0, qweight=args[1], zeros=args[2], group_scales=args[3], weight_sums=args[4],
+                channel_scales=args[5], bias=args[6], y=buf(y), N=N, K=K, group=layer.group_size, allowed=15)
+    identity = torch.nn.Identity()
+
+    def full():  # LINALG_CORE_DGQ_PATHS set (to its default, all paths): the direct binding declines
+        os.environ["LINALG_CORE_DGQ_PATHS"] = "15"
+        layer(x)
+        del os.environ["LINALG_CORE_DGQ_PATHS"]
+
+    def toggle():
+        os.environ["LINALG_CORE_DGQ_PATHS"] = "15"
+        del os.environ["LINALG_CORE_DGQ_PATHS"]
+
+    with torch.no_grad():
+        t = per_call({"nn.Linear": lambda: lin(x), "DGQLinear": lambda: layer(x), "full": full, "toggle": toggle,
+                      "empty": lambda: torch.empty(1, N), "kernel M=1": lambda: _C.cpu_dgq_linear(M=1, **bufs),
+                      "kernel M=0": lambda: _C.cpu_dgq_linear(M=0, **bufs), "Identity": lambda: identity(x)},
+                     number=200 if quick else 2000, rounds=5 if quick else 15)
+    r, med = t["rounds"], statistics.median
+    full_us = [a - b for a, b in zip(r["full"], r["toggle"])]
+    floor = [e + k1 - k0 for e, k1, k0 in zip(r["empty"], r["kernel M=1"], r["kernel M=0"])]
+    shape = "MiniLM query 384->384 M=1 (per call)"
+    report.add(shape=shape, impl="DGQLinear(x)", layer_us=t["DGQLinear"],
+               x_vs_fp32_linear=ratio(r, "nn.Linear", "DGQLinear"),
+               x_vs_full_path=med([a / b for a, b in zip(full_us, r["DGQLinear"])]))
+    report.add(shape=shape, impl="DGQLinear(x), full Python path", layer_us=med(full_us),
+               x_vs_fp32_linear=med([a / b for a, b in zip(r["nn.Linear"], full_us)]))
+    report.add(shape=shape, impl="floor: torch.empty of y + the kernel", layer_us=med(floor))
+    report.add(shape=shape, impl="dispatch + validation: DGQLinear(x) minus the floor",
+               layer_us=med([a - b for a, b in zip(r["DGQLinear"], floor)]))
+    report.add(shape=shape, impl="dispatch + validation of the full path: minus the floor",
+               layer_us=med([a - b for a, b in zip(full_us, floor)]))
+    report.add(shape=shape, impl="nn.Module call of an Identity (paid by nn.Linear too)", layer_us=t["Identity"])
+    report.add(shape=shape, impl="fp32 nn.Linear", layer_us=t["nn.Linear"])
+    report.note("per call rows: interleaved rounds, medians of same-round differences. The floor is what any "
+                "path pays: torch.empty of y plus the kernel (the cpu_dgq_linear binding with M = 1 minus the same "
+                "call with M = 0, i.e. without its entry and checks); 'dispatch + validation' is the layer call minus "
+                "the floor (nn.Module.__call__, forward's checks and its weight-plan check, the direct binding's "
+                "probes, tensor attributes and buffer checks). The full Python path (what every call ran before the "
+                "direct binding: _fused, the registry's eager dispatch, the cpu backend's marshalling) is timed with "
+                "LINALG_CORE_DGQ_PATHS set to its default, which makes the direct binding decline; the cost of "
+                "setting and deleting the variable is measured in the same rounds and subtracted.")
+
+
 def run(report: Report, quick: bool = False):
     if torch.cuda.is_available():
         gpu_rows(report, quick)
+    per_call_rows(report, quick)
     layer_rows(report, quick)
     bnb = _bnb()
     n = 1024 if quick else 4096

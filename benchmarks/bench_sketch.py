@@ -130,7 +130,7 @@ def bench_per_call(report: Report, quick: bool):
     n = 200 if quick else 2000
     t = per_call({"x + 1": lambda: x + 1, "fwht": lambda: lc.fwht(x), "fwht compiled": lambda: compiled(x),
                   "fwht full path": lambda: lc.fwht(x, backend="cpu"), "direct": lambda: direct(x, -1, True),
-                  "empty": lambda: torch.empty(x.shape, dtype=x.dtype),
+                  "empty": lambda: torch.empty_like(x),
                   "kernel B=1": lambda: _C.cpu_fwht(bx, by, 0, 0, 1, 256, 256, 1, None, 1 / 16),
                   "kernel B=0": lambda: _C.cpu_fwht(bx, by, 0, 0, 0, 256, 256, 1, None, 1 / 16),
                   "x @ H": lambda: x @ H, "srht.apply": lambda: S.apply(A), "srht.apply compiled": lambda: Sc(A),
@@ -145,7 +145,7 @@ def bench_per_call(report: Report, quick: bool):
                us_per_call=t["fwht full path"], vs_x_plus_1=ratio(r, "fwht full path", "x + 1"))
     report.add(op="per call", shape="fwht 1x256", impl="linalg_core.fwht (torch.compile, fullgraph)",
                us_per_call=t["fwht compiled"], vs_x_plus_1=ratio(r, "fwht compiled", "x + 1"))
-    report.add(op="per call", shape="fwht 1x256", impl="floor: torch.empty of the result + the transform",
+    report.add(op="per call", shape="fwht 1x256", impl="floor: torch.empty_like(x) for the result + the transform",
                us_per_call=med(floor))
     report.add(op="per call", shape="fwht 1x256", impl="dispatch: lc.fwht minus its direct binding call",
                us_per_call=med([a - b for a, b in zip(r["fwht"], r["direct"])]))
@@ -166,13 +166,14 @@ def bench_per_call(report: Report, quick: bool):
     report.note("per call: interleaved rounds (each function run back to back, every round), medians; vs_* are "
                 "median same-round ratios (issue 17's target: fwht <= 4x torch's x + 1 on a 1 x 256 tensor). The "
                 "parts are same-round differences (issue 17's target: dispatch + validation <= 5 us): the floor is "
-                "what any path pays, torch.empty(x.shape) of the result plus the transform itself (the cpu_fwht "
-                "binding with B = 1 minus the same call with B = 0, so without its entry and checks); 'validation' "
-                "is the direct binding call (Op.direct: the tracing / mode / autograd probes, the tensor's "
-                "attributes, the argument and buffer checks, the allocation call) minus the floor; 'dispatch' is "
-                "the Python layer above it (lc.fwht's entry, the is_compiling guard, the Op.direct lookup). The full "
-                "Python path (backend='cpu' forced: float_array, the registry's eager dispatch, the cpu backend's "
-                "marshalling, two reshapes) is the path every call took before the direct binding, same run.")
+                "what any path pays, torch.empty_like(x) for the result (the cheapest allocation torch offers) plus "
+                "the transform itself (the cpu_fwht binding with B = 1 minus the same call with B = 0, so without "
+                "its entry and checks); 'validation' is the direct binding call (Op.direct: the tracing / mode / "
+                "autograd probes, the tensor's attributes, the argument and buffer checks, the allocation call) "
+                "minus the floor; 'dispatch' is the Python layer above it (lc.fwht's entry, the is_compiling guard, "
+                "the Op.direct lookup). The full Python path (backend='cpu' forced: float_array, the registry's eager "
+                "dispatch, the cpu backend's marshalling, two reshapes) is the path every call took before the "
+                "direct binding, same run.")
 
 
 def run(report: Report, quick: bool = False):

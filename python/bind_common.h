@@ -162,16 +162,24 @@ inline void cuda_call(const char* what, F&& f) {
 // is_contiguous(), shape, data_ptr()).
 namespace direct {
 
+// The dtypes the direct paths take: the float ones in linalg_core::DType's order (their codes),
+// then the integer ones of the quantized formats.
+enum Kind : int { kF32, kF64, kF16, kBF16, kU8, kI8, kI32 };
+constexpr int64_t kKindBytes[7] = {4, 8, 2, 2, 1, 1, 4};
+constexpr unsigned kFloats = 0xF;
+constexpr unsigned bit(Kind k) { return 1u << k; }
+
 // The torch objects the direct paths compare with or call, looked up once (the GIL is held).
 struct Torch {
   PyObject* tensor_type;   // torch.Tensor (exactly: subclasses such as FakeTensor or Parameter decline)
-  PyObject* dtypes[4];     // torch.float32, float64, float16, bfloat16 (linalg_core::DType order)
+  PyObject* dtypes[7];     // the dtypes of Kind, in its order
   PyObject* strided;       // torch.strided
   PyObject* dispatch_len;  // torch._C._len_torch_dispatch_stack: fake tensors, proxy and other dispatch modes
   PyObject* interpreters;  // torch._C._functorch.peek_interpreter_stack: torch.func transforms
   PyObject* function_mode; // torch._C._is_torch_function_mode_enabled: torch.device(...) and other modes
   PyObject* grad_enabled;  // torch._C.is_grad_enabled
   PyObject* empty;         // torch.empty
+  PyObject* empty_like;    // torch.empty_like
   PyObject *s_dtype, *s_layout, *s_is_cpu, *s_requires_grad, *s_shape, *s_is_contiguous, *s_data_ptr, *kw_dtype;
 };
 
@@ -195,14 +203,15 @@ inline const Torch* torch_refs() {
     return o;
   };
   T.tensor_type = attr(torch, "Tensor");
-  const char* names[4] = {"float32", "float64", "float16", "bfloat16"};
-  for (int i = 0; i < 4; ++i) T.dtypes[i] = attr(torch, names[i]);
+  const char* names[7] = {"float32", "float64", "float16", "bfloat16", "uint8", "int8", "int32"};
+  for (int i = 0; i < 7; ++i) T.dtypes[i] = attr(torch, names[i]);
   T.strided = attr(torch, "strided");
   T.dispatch_len = attr(torch, "_C._len_torch_dispatch_stack");
   T.interpreters = attr(torch, "_C._functorch.peek_interpreter_stack");
   T.function_mode = attr(torch, "_C._is_torch_function_mode_enabled");
   T.grad_enabled = attr(torch, "_C.is_grad_enabled");
   T.empty = attr(torch, "empty");
+  T.empty_like = attr(torch, "empty_like");
   Py_DECREF(torch);
   T.s_dtype = PyUnicode_InternFromString("dtype");
   T.s_layout = PyUnicode_InternFromString("layout");
@@ -252,7 +261,7 @@ constexpr int kMaxDims = 64;
 
 // What a direct path reads of a tensor argument.
 struct TensorArg {
-  linalg_core::DType dtype;
+  Kind kind;
   int64_t elem = 0;  // bytes per element
   uintptr_t ptr = 0;
   int nd = 0;
@@ -264,19 +273,19 @@ struct TensorArg {
   Buf buf() const { return Buf{ptr, numel * elem, -1}; }
 };
 
-// Whether `x` is a plain tensor a direct path takes: exactly torch.Tensor, a dtype in `dtypes`
-// (bit i for linalg_core::DType i), strided, on the CPU, not tracked by autograd (grad mode off or
+// Whether `x` is a plain tensor a direct path takes: exactly torch.Tensor, a dtype in `kinds`
+// (bit i for Kind i), strided, on the CPU, not tracked by autograd (grad mode off or
 // requires_grad False), contiguous, at most kMaxDims dimensions, its data aligned to its element
 // size (the Python layer copies a misaligned tensor).
-inline bool plain_cpu_tensor(const Torch& T, PyObject* x, bool grad, unsigned dtypes, TensorArg& a) {
+inline bool plain_cpu_tensor(const Torch& T, PyObject* x, bool grad, unsigned kinds, TensorArg& a) {
   if (reinterpret_cast<PyObject*>(Py_TYPE(x)) != T.tensor_type) return false;
   Ref dt(PyObject_GetAttr(x, T.s_dtype));
-  int code = -1;
-  for (int i = 0; i < 4; ++i)
-    if (dt.p == T.dtypes[i] && (dtypes >> i & 1u)) code = i;
-  if (code < 0) return false;
-  a.dtype = static_cast<linalg_core::DType>(code);
-  a.elem = dtype_size(a.dtype);
+  int kind = -1;
+  for (int i = 0; i < 7; ++i)
+    if (dt.p == T.dtypes[i] && (kinds >> i & 1u)) kind = i;
+  if (kind < 0) return false;
+  a.kind = static_cast<Kind>(kind);
+  a.elem = kKindBytes[kind];
   if (!attr_is(x, T.s_layout, T.strided) || !attr_is(x, T.s_is_cpu, Py_True)) return false;
   if (grad && !attr_is(x, T.s_requires_grad, Py_False)) return false;
   Ref contiguous(PyObject_CallMethodNoArgs(x, T.s_is_contiguous));
@@ -299,15 +308,29 @@ inline bool plain_cpu_tensor(const Torch& T, PyObject* x, bool grad, unsigned dt
   return a.ptr % static_cast<uintptr_t>(a.elem) == 0;
 }
 
-// torch.empty(shape, dtype=dtype) and its data pointer, or null.
-inline PyObject* empty(const Torch& T, PyObject* shape, linalg_core::DType dtype, uintptr_t& ptr) {
-  PyObject* args[2] = {shape, T.dtypes[static_cast<int>(dtype)]};
-  Ref out(PyObject_Vectorcall(T.empty, args, 1, T.kw_dtype));
-  if (!out.p) return nullptr;
-  Ref p(PyObject_CallMethodNoArgs(out.p, T.s_data_ptr));
+// The data pointer of a tensor just allocated (a new reference, or null).
+inline PyObject* with_data_ptr(const Torch& T, PyObject* out, uintptr_t& ptr) {
+  Ref t(out);
+  if (!t.p) return nullptr;
+  Ref p(PyObject_CallMethodNoArgs(t.p, T.s_data_ptr));
   if (!p.p) return nullptr;
   ptr = static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(p.p));
-  return PyErr_Occurred() ? nullptr : out.release();
+  return PyErr_Occurred() ? nullptr : t.release();
+}
+
+// torch.empty(*sizes, dtype=kind) (the sizes as separate ints: torch parses them faster than a
+// tuple or a torch.Size) and its data pointer, or null.
+inline PyObject* empty(const Torch& T, PyObject* const* sizes, int nd, Kind kind, uintptr_t& ptr) {
+  PyObject* args[kMaxDims + 1];
+  for (int i = 0; i < nd; ++i) args[i] = sizes[i];
+  args[nd] = T.dtypes[kind];
+  return with_data_ptr(T, PyObject_Vectorcall(T.empty, args, nd, T.kw_dtype), ptr);
+}
+
+// torch.empty_like(x) for a contiguous x (the cheapest allocation torch offers a Python caller: a
+// contiguous tensor of x's shape and dtype) and its data pointer, or null.
+inline PyObject* empty_like(const Torch& T, PyObject* x, uintptr_t& ptr) {
+  return with_data_ptr(T, PyObject_CallOneArg(T.empty_like, x), ptr);
 }
 
 // The body of a direct binding: `f()` gives the result (a new reference) or null to decline. A

@@ -2,6 +2,8 @@
 #include "bind_common.h"
 #include "linalg_core/qmatmul.h"
 
+#include <cstdlib>
+
 namespace {
 // The int32 accumulator holds K products of |x| <= 127 and |w8| <= 127 exactly up to this K (a
 // multiple of 128 below (2^31 - 1) / 127^2); longer products are split by the Python layer.
@@ -68,6 +70,92 @@ void check_status(const Checks& c, int rc) {
     default: c.fail("kernel error code " + std::to_string(rc));
   }
 }
+// DGQLinear's forward in one call: x (M, K) float of dtype code dt (float32, float16, bfloat16)
+// quantized per row, the integer product, y (M, N) float32 = (float(acc)·s_m)·s_c[n] + bias[n]. The
+// checks (a failure throws), then the kernel without the GIL; its return code (0, or an error code
+// for check_status), `path` the path taken.
+int cpu_dgq_linear(Checks c, const Buf& x, int dt, const Buf& qw, const Buf& zeros, const Buf& gs,
+                   const Buf& wsum, const Buf& sc, const Buf& bias, const Buf& y, int64_t M, int64_t N, int64_t K,
+                   int64_t group, int allowed, int& path) {
+  using linalg_core::DType;
+  const DType t = c.dtype("dt", dt);
+  if (t == DType::f64) c.fail("dt=float64 is not supported (float32, float16, bfloat16)");
+  check_group_k(c, K, group);
+  const int64_t G = K / group, es = dtype_size(t), nx = c.count("x", {M, K}), nw = c.count("qweight", {N, K / 2}),
+                ng = c.count("zeros", {N, G}), ny = c.count("y", {M, N});
+  const void* px = c.buf<const void>("x", x, nx, es);
+  const auto* pqw = c.buf<const uint8_t>("qweight", qw, nw, 1);
+  const auto* pz = c.buf<const uint8_t>("zeros", zeros, ng, 1);
+  const auto* pgs = c.buf<const int8_t>("group_scales", gs, ng, 1);
+  const auto* pws = c.buf<const int32_t>("weight_sums", wsum, N, 4);
+  const auto* psc = c.buf<const float>("channel_scales", sc, N, 4);
+  const auto* pb = c.buf<const float>("bias", bias, N, 4, true);
+  auto* py_ = c.buf<float>("y", y, ny, 4);
+  for (const auto& [name, b, bytes] : {std::tuple{"x", x, nx * es}, {"qweight", qw, nw}, {"zeros", zeros, ng},
+                                       {"group_scales", gs, ng}, {"weight_sums", wsum, 4 * N},
+                                       {"channel_scales", sc, 4 * N}, {"bias", bias, pb ? 4 * N : 0}})
+    c.no_overlap("y", y, 4 * ny, name, b, bytes);
+  py::gil_scoped_release release;
+  return linalg_core::cpu::kernels().dgq_linear(px, t, pqw, pz, pgs, pws, psc, pb, py_, M, N, K, group, allowed,
+                                                &path);
+}
+
+const char* const dgq_linear_direct_doc =
+    "cpu_dgq_linear_direct(x, qweight, zeros, group_scales, weight_sums, channel_scales, bias, group) -> Tensor | "
+    "None: DGQLinear's per-token forward (x (..., K) -> float32 (..., N)) in one call, for plain eager CPU tensors "
+    "(x float32 and contiguous, the weight tensors of a DGQWeight with K = 2 * qweight.shape[1] <= DGQ_MAX_K, "
+    "nothing tracked by autograd, no tracing, transform or mode active, LINALG_CORE_BACKEND and "
+    "LINALG_CORE_DGQ_PATHS unset) and finite x; None otherwise (DGQLinear.forward then runs its full path).";
+
+// DGQLinear.forward's plain case through cpu_dgq_linear's checks and kernel call; None for anything
+// else, including a failed kernel check (NaN, Inf), which the full path reports.
+PyObject* dgq_linear_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 8) {
+    PyErr_Format(PyExc_TypeError, "cpu_dgq_linear_direct takes 8 arguments, got %zd", nargs);
+    return nullptr;
+  }
+  return direct::run([&]() -> PyObject* {
+    using direct::bit;
+    if (!PyLong_CheckExact(args[7])) return nullptr;
+    const char* forced = std::getenv("LINALG_CORE_BACKEND");
+    if ((forced != nullptr && forced[0] != '\0') || std::getenv("LINALG_CORE_DGQ_PATHS") != nullptr) return nullptr;
+    const direct::Torch* T = direct::torch_refs();
+    bool grad = false;
+    if (T == nullptr || !direct::eager(*T, grad)) return nullptr;
+    direct::TensorArg x, qw, z, gs, ws, sc, b;
+    if (!direct::plain_cpu_tensor(*T, args[0], grad, bit(direct::kF32), x) ||
+        !direct::plain_cpu_tensor(*T, args[1], grad, bit(direct::kU8), qw) ||
+        !direct::plain_cpu_tensor(*T, args[2], grad, bit(direct::kU8), z) ||
+        !direct::plain_cpu_tensor(*T, args[3], grad, bit(direct::kI8), gs) ||
+        !direct::plain_cpu_tensor(*T, args[4], grad, bit(direct::kI32), ws) ||
+        !direct::plain_cpu_tensor(*T, args[5], grad, bit(direct::kF32), sc) ||
+        (args[6] != Py_None && !direct::plain_cpu_tensor(*T, args[6], grad, bit(direct::kF32), b)))
+      return nullptr;
+    int overflow = 0;
+    const long long group = PyLong_AsLongLongAndOverflow(args[7], &overflow);
+    if (overflow || x.nd < 1 || qw.nd != 2 || x.numel == 0) return nullptr;
+    const int64_t K = x.dims[x.nd - 1], N = qw.dims[0], M = x.numel / K;
+    if (K != 2 * qw.dims[1] || K > kMaxK || group < 128 || group > kMaxK || group % 128 || K % group) return nullptr;
+    const int64_t G = K / group;
+    auto vec = [N](const direct::TensorArg& t) { return t.nd == 1 && t.dims[0] == N; };
+    auto mat = [N, G](const direct::TensorArg& t) { return t.nd == 2 && t.dims[0] == N && t.dims[1] == G; };
+    if (!mat(z) || !mat(gs) || !vec(ws) || !vec(sc) || (args[6] != Py_None && !vec(b))) return nullptr;
+    PyObject* sizes[direct::kMaxDims];  // y: x.shape[:-1] + (N,)
+    for (int i = 0; i < x.nd - 1; ++i) sizes[i] = PyTuple_GET_ITEM(x.shape, i);
+    direct::Ref n(PyLong_FromLongLong(N));
+    if (n.p == nullptr) return nullptr;
+    sizes[x.nd - 1] = n.p;
+    uintptr_t yptr = 0;
+    direct::Ref y(direct::empty(*T, sizes, x.nd, direct::kF32, yptr));
+    if (y.p == nullptr) return nullptr;
+    int path = 0;
+    if (cpu_dgq_linear(Checks("cpu_dgq_linear_direct", -1), x.buf(), direct::kF32, qw.buf(), z.buf(), gs.buf(),
+                       ws.buf(), sc.buf(), args[6] == Py_None ? Buf{} : b.buf(), Buf{yptr, M * N * 4, -1}, M, N, K,
+                       group, 15, path))
+      return nullptr;  // NaN / Inf in x (or -128): the full path raises the binding's error
+    return y.release();
+  });
+}
 }  // namespace
 
 void bind_qmatmul(py::module_& m) {
@@ -89,36 +177,16 @@ void bind_qmatmul(py::module_& m) {
   // quantized per row, the integer product, y (M, N) float32 = (float(acc)·s_m)·s_c[n] + bias[n].
   m.def("cpu_dgq_linear", [](Buf x, int dt, Buf qw, Buf zeros, Buf gs, Buf wsum, Buf sc, Buf bias, Buf y, int64_t M,
                              int64_t N, int64_t K, int64_t group, int allowed) {
-    using linalg_core::DType;
     Checks c("cpu_dgq_linear", -1);
-    const DType t = c.dtype("dt", dt);
-    if (t == DType::f64) c.fail("dt=float64 is not supported (float32, float16, bfloat16)");
-    check_group_k(c, K, group);
-    const int64_t G = K / group, es = dtype_size(t), nx = c.count("x", {M, K}), nw = c.count("qweight", {N, K / 2}),
-                  ng = c.count("zeros", {N, G}), ny = c.count("y", {M, N});
-    const void* px = c.buf<const void>("x", x, nx, es);
-    const auto* pqw = c.buf<const uint8_t>("qweight", qw, nw, 1);
-    const auto* pz = c.buf<const uint8_t>("zeros", zeros, ng, 1);
-    const auto* pgs = c.buf<const int8_t>("group_scales", gs, ng, 1);
-    const auto* pws = c.buf<const int32_t>("weight_sums", wsum, N, 4);
-    const auto* psc = c.buf<const float>("channel_scales", sc, N, 4);
-    const auto* pb = c.buf<const float>("bias", bias, N, 4, true);
-    auto* py_ = c.buf<float>("y", y, ny, 4);
-    for (const auto& [name, b, bytes] : {std::tuple{"x", x, nx * es}, {"qweight", qw, nw}, {"zeros", zeros, ng},
-                                         {"group_scales", gs, ng}, {"weight_sums", wsum, 4 * N},
-                                         {"channel_scales", sc, 4 * N}, {"bias", bias, pb ? 4 * N : 0}})
-      c.no_overlap("y", y, 4 * ny, name, b, bytes);
-    int rc, path = 0;
-    {
-      py::gil_scoped_release release;
-      rc = linalg_core::cpu::kernels().dgq_linear(px, t, pqw, pz, pgs, pws, psc, pb, py_, M, N, K, group, allowed,
-                                                  &path);
-    }
-    check_status(c, rc);
+    int path = 0;
+    check_status(c, cpu_dgq_linear(c, x, dt, qw, zeros, gs, wsum, sc, bias, y, M, N, K, group, allowed, path));
     return path_name(path);
   }, py::arg("x"), py::arg("dt"), py::arg("qweight"), py::arg("zeros"), py::arg("group_scales"),
      py::arg("weight_sums"), py::arg("channel_scales"), py::arg("bias"), py::arg("y"), py::arg("M"), py::arg("N"),
      py::arg("K"), py::arg("group"), py::arg("allowed"));
+  static PyMethodDef dgq_linear_direct_def{"cpu_dgq_linear_direct", reinterpret_cast<PyCFunction>(
+      reinterpret_cast<void (*)()>(&dgq_linear_direct)), METH_FASTCALL, dgq_linear_direct_doc};
+  direct::add_fastcall(m, &dgq_linear_direct_def);
   m.def("cpu_dgq_path", [](int64_t M, int allowed) {
     return path_name(linalg_core::cpu::kernels().dgq_path(allowed, M));
   }, "The CPU path dgq_matmul / dgq_linear take for M rows within the `allowed` bit set.");

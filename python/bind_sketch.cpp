@@ -102,7 +102,7 @@ PyObject* fwht_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const direct::Torch* T = direct::torch_refs();
     bool grad = false;
     direct::TensorArg t;
-    if (T == nullptr || !direct::eager(*T, grad) || !direct::plain_cpu_tensor(*T, x, grad, 0xF, t)) return nullptr;
+    if (T == nullptr || !direct::eager(*T, grad) || !direct::plain_cpu_tensor(*T, x, grad, direct::kFloats, t)) return nullptr;
     int overflow = 0;
     const long long dim = PyLong_AsLongLongAndOverflow(dim_arg, &overflow);
     if (overflow || dim < -t.nd || dim >= t.nd || t.numel == 0) return nullptr;
@@ -114,9 +114,9 @@ PyObject* fwht_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const int64_t B = t.numel / (N * K);
     const double scale = normalized == Py_True ? 1.0 / std::sqrt(static_cast<double>(N)) : 1.0;
     uintptr_t optr = 0;
-    direct::Ref y(direct::empty(*T, t.shape, t.dtype, optr));
+    direct::Ref y(direct::empty_like(*T, x, optr));
     if (y.p == nullptr) return nullptr;
-    const int code = static_cast<int>(t.dtype);
+    const int code = t.kind;  // a float kind is its dtype code
     if (cpu_fwht("cpu_fwht_direct", t.buf(), Buf{optr, t.numel * t.elem, -1}, code, code, B, N, N, K, Buf{}, scale))
       return nullptr;  // non-finite: the full path counts and names the cause
     return y.release();

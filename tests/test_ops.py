@@ -321,3 +321,85 @@ def test_fwht_direct_binding_takes_any_object():
         assert y is None or isinstance(y, torch.Tensor)
 
     check()
+
+
+# --- the direct path of DGQLinear.forward -------------------------------------------------------------
+
+_dgq_direct = getattr(lc._ext._C, "cpu_dgq_linear_direct", None) if lc._ext._C is not None else None
+
+
+def _dgq_layer(K=256, N=8, bias=True):
+    lin = torch.nn.Linear(K, N, bias=bias)
+    with torch.no_grad():
+        lin.weight.copy_(_randn(N, K))
+        if bias:
+            lin.bias.copy_(_randn(N))
+    return lc.qmatmul.DGQLinear.from_linear(lin, search="rtn")
+
+
+@pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+def test_dgq_linear_direct_path_is_the_full_path_bit_for_bit(monkeypatch):
+    for bias in (True, False):
+        layer = _dgq_layer(bias=bias)
+        args = (*layer._plan()[1], layer.bias, layer.group_size)
+        for shape in [(1, 256), (3, 256), (2, 5, 256), (256,)]:
+            x = _randn(*shape)
+            y = _dgq_direct(x, *args)
+            assert y is not None and y.shape == (*shape[:-1], 8) and y.dtype == torch.float32
+            with torch.no_grad():
+                assert torch.equal(layer(x), y)
+            monkeypatch.setenv("LINALG_CORE_DGQ_PATHS", "15")  # the direct binding declines: the full path
+            assert _dgq_direct(x, *args) is None
+            with torch.no_grad():
+                assert torch.equal(layer(x), y), (bias, shape)
+            monkeypatch.delenv("LINALG_CORE_DGQ_PATHS")
+
+
+@pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+def test_dgq_linear_direct_path_declines_everything_but_the_plain_case():
+    layer = _dgq_layer()
+    q, z, gs, ws, sc = layer._plan()[1]
+    b, x = layer.bias, _randn(3, 256)
+    nan = x.clone()
+    nan[1, 7] = float("inf")
+    declined = {
+        "float16 x": (x.half(), q, z, gs, ws, sc, b, 128), "float64 x": (x.double(), q, z, gs, ws, sc, b, 128),
+        "non-contiguous x": (_randn(256, 3).t(), q, z, gs, ws, sc, b, 128), "Inf in x": (nan, q, z, gs, ws, sc, b, 128),
+        "x requires grad": (x.clone().requires_grad_(), q, z, gs, ws, sc, b, 128),
+        "K not 2 * qweight columns": (_randn(3, 128), q, z, gs, ws, sc, b, 128),
+        "group not a multiple of 128": (x, q, z, gs, ws, sc, b, 64), "group a float": (x, q, z, gs, ws, sc, b, 128.0),
+        "group not dividing K": (x, q, z, gs, ws, sc, b, 384), "huge group": (x, q, z, gs, ws, sc, b, 2**80),
+        "zeros of another shape": (x, q, z[:, :1], gs, ws, sc, b, 128), "int8 zeros": (x, q, gs, gs, ws, sc, b, 128),
+        "short weight_sums": (x, q, z, gs, ws[:4], sc, b, 128), "bias of another length": (x, q, z, gs, ws, sc, b[:3], 128),
+        "float64 bias": (x, q, z, gs, ws, sc, b.double(), 128), "numpy x": (x.numpy(), q, z, gs, ws, sc, b, 128),
+        "empty x": (torch.empty(0, 256), q, z, gs, ws, sc, b, 128), "0-d x": (torch.tensor(1.0), q, z, gs, ws, sc, b, 128),
+    }
+    for what, args in declined.items():
+        assert _dgq_direct(*args) is None, what
+    with pytest.raises(ValueError, match="non-finite"), torch.no_grad():
+        layer(nan)  # said by the full path
+    with pytest.raises(TypeError):
+        _dgq_direct(x, q, z)
+
+
+@pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+def test_dgq_linear_direct_binding_takes_any_object():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    layer = _dgq_layer()
+    real = (_randn(2, 256), *layer._plan()[1], layer.bias, 128)
+    junk = st.one_of(st.none(), st.integers(-2**70, 2**70), st.floats(), st.sampled_from([torch.int8, "x", (1,)]),
+                     st.builds(_tensor, st.lists(st.integers(0, 4), max_size=3), st.sampled_from(
+                         [torch.float32, torch.uint8, torch.int8, torch.int32]), st.booleans()))
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(st.lists(st.tuples(st.integers(0, 7), junk), max_size=3))
+    def check(changes):
+        args = list(real)
+        for i, v in changes:
+            args[i] = v
+        y = _dgq_direct(*args)
+        assert y is None or isinstance(y, torch.Tensor)
+
+    check()

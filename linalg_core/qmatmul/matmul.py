@@ -187,7 +187,7 @@ class DGQLinear(torch.nn.Module):
         b = self._buffers  # the weight's own (validated) tensors: cached without a second validation
         bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
         plan = (weight, (weight.qweight, weight.zeros, weight.group_scales, weight.weight_sums, weight.channel_scales))
-        self.__dict__["_dgq"] = ((*map(id, bufs), *(t._version for t in bufs)), bufs, plan)
+        self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), plan)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).clone())
 
     @classmethod
@@ -216,16 +216,20 @@ class DGQLinear(torch.nn.Module):
 
     def _plan(self):
         """(validated DGQWeight, its tensors in dgq_linear's argument order), rebuilt when a buffer
-        was replaced or modified in place: the per-call check reads ten integers."""
+        was replaced or modified in place: the per-call check compares five buffers by identity and
+        their five version counters (written out: this runs on every call)."""
         b = self._buffers
-        bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
-        key = (*map(id, bufs), *(t._version for t in bufs))
         cached = self.__dict__.get("_dgq")
-        if cached is not None and cached[0] == key:  # cached[1] keeps the buffers alive: ids are not reused
-            return cached[2]
+        if cached is not None:
+            (q, z, g, c, s), versions, plan = cached
+            if (b["qweight"] is q and b["zeros"] is z and b["group_scales"] is g and b["channel_scales"] is c
+                    and b["weight_sums"] is s
+                    and (q._version, z._version, g._version, c._version, s._version) == versions):
+                return plan
+        bufs = (b["qweight"], b["zeros"], b["group_scales"], b["channel_scales"], b["weight_sums"])
         w = DGQWeight(*bufs, self.in_features, self.group_size)
         plan = (w, (w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales))
-        self.__dict__["_dgq"] = (key, bufs, plan)
+        self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), plan)
         return plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,6 +244,13 @@ class DGQLinear(torch.nn.Module):
             tensors = (w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales)
         else:
             w, tensors = self._plan()
+            if self.granularity == "token" and self.clip_percentile is None:
+                # the plain eager call (float32 x on the CPU, no padding, no autograd) in one compiled call:
+                # the dgq_linear op below, its allocation and the output's shape (None: not that case, or
+                # NaN / Inf in x, which the full path then reports)
+                y = _ops.dgq_linear.direct(x, *tensors, self._buffers["bias"], self.group_size)
+                if y is not None:
+                    return y
         if self.granularity == "token" and self.clip_percentile is None and w.padded_in_features <= K_MAX:
             y = self._fused(x, w, tensors, tracing)  # quantization, integer product and epilogue in one op
         else:
