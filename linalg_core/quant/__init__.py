@@ -13,7 +13,7 @@
 """
 
 from linalg_core.quant.allocate import AllocationPlan, allocate_bits, default_candidates
-from linalg_core.quant.compress import compress_model, load_compressed
+from linalg_core.quant.compress import Calibration, builtin_calibration_text, calibrate, compress_model, load_compressed
 from linalg_core.quant.config import DGQConfig, LQConfig, QuantConfig, quantize_weight, register_quantizer
 from linalg_core.quant.formats import GGUF, BnbNF4, Format, IntGroup, NormalFloat, parse
 from linalg_core.quant.lq import LQResult, lq_decompose
@@ -24,7 +24,7 @@ from linalg_core.quant.tensor import QuantizedTensor, quantize
 __all__ = ["Format", "NormalFloat", "BnbNF4", "IntGroup", "GGUF", "parse", "QuantizedTensor", "quantize", "LQResult",
            "lq_decompose", "allocate_bits", "AllocationPlan", "default_candidates",
            "compress_model", "load_compressed", "QuantConfig", "DGQConfig", "LQConfig", "quantize_weight",
-           "register_quantizer"]
+           "register_quantizer", "Calibration", "calibrate", "builtin_calibration_text"]
 __all__ += ["QuantLinear", "LQLinear", "QuantizedWeight", "quantize_", "quantized_layers", "model_bits_per_weight",
             "save_model", "load_model"]
 
