@@ -259,7 +259,7 @@ constexpr int64_t kGgufGrain = 1024;  // blocks per thread chunk (32K weights)
 // Each block function writes one block and returns its count of non-finite x; *special counts
 // the blocks whose fp16 d is zero, subnormal or infinite.
 template <typename T>
-inline int64_t q4_0_block(const T* x, uint8_t* dst, int64_t* special) {
+__attribute__((always_inline)) inline int64_t q4_0_block(const T* x, uint8_t* dst, int64_t* special) {
   alignas(64) float v[32];
   float hi = -__builtin_inff(), lo = __builtin_inff();
   int64_t bad = 0;
@@ -293,7 +293,7 @@ inline int64_t q4_0_block(const T* x, uint8_t* dst, int64_t* special) {
 }
 
 template <typename T>
-inline int64_t q8_0_block(const T* x, uint8_t* dst, int64_t* special) {
+__attribute__((always_inline)) inline int64_t q8_0_block(const T* x, uint8_t* dst, int64_t* special) {
   alignas(64) float v[32];
   float amax = 0.0f;
   int64_t bad = 0;
@@ -336,29 +336,27 @@ int64_t gguf_quantize_typed(const T* x, int64_t n, uint8_t* blocks, int64_t* spe
   return bad;
 }
 
-// out[0 .. cnt) = the first cnt values of one block.
+// out[j] = d·q_j of one block, j < cnt (a whole block computed straight into out, a partial one
+// through a local copy).
 template <int BITS, typename Out>
-inline void gguf_block_values(const uint8_t* src, Out* out, int cnt) {
+__attribute__((always_inline)) inline void gguf_block_values(const uint8_t* __restrict src, Out* __restrict out,
+                                                             int cnt) {
   uint16_t dh;
   std::memcpy(&dh, src, 2);
   const float d = half_to_float(dh);
-  alignas(64) float v[32];
+  Out part[32];
+  Out* dst = cnt == 32 ? out : part;
   if constexpr (BITS == 4) {
 #pragma omp simd
     for (int j = 0; j < 16; ++j) {
-      v[j] = d * static_cast<float>((src[2 + j] & 15) - 8);
-      v[j + 16] = d * static_cast<float>((src[2 + j] >> 4) - 8);
+      Storage<Out>::store(dst + j, d * static_cast<float>((src[2 + j] & 15) - 8));
+      Storage<Out>::store(dst + j + 16, d * static_cast<float>((src[2 + j] >> 4) - 8));
     }
   } else {
 #pragma omp simd
-    for (int j = 0; j < 32; ++j) v[j] = d * static_cast<float>(static_cast<int8_t>(src[2 + j]));
+    for (int j = 0; j < 32; ++j) Storage<Out>::store(dst + j, d * static_cast<float>(static_cast<int8_t>(src[2 + j])));
   }
-  if (cnt == 32) {
-#pragma omp simd
-    for (int j = 0; j < 32; ++j) Storage<Out>::store(out + j, v[j]);
-  } else {
-    for (int j = 0; j < cnt; ++j) Storage<Out>::store(out + j, v[j]);
-  }
+  if (cnt < 32) std::memcpy(out, part, sizeof(Out) * size_t(cnt));
 }
 
 template <int BITS, typename Out>
