@@ -191,10 +191,13 @@ def fro_norm_sq(op) -> torch.Tensor:
 
 
 def known_fro_norm_sq(op):
-    """‖A‖_F² where the operator knows it (dense, or a wrapped operator with its own
-    ``fro_norm_sq``), else None (no products spent on an estimate)."""
+    """‖A‖_F² in float64 where the operator knows it (dense: accumulated in float64, one read of
+    A; a wrapped operator with its own ``fro_norm_sq``), else None (no products spent on an
+    estimate). Per batch item."""
+    if isinstance(op, Dense) and op.direct:
+        return op._checked(torch.linalg.vector_norm(op.A, dim=(-2, -1), dtype=torch.float64) ** 2)
     inner = op.op if isinstance(op, _Wrapped) else op
-    return op.fro_norm_sq() if hasattr(inner, "fro_norm_sq") else None
+    return op.fro_norm_sq().to(torch.float64) if hasattr(inner, "fro_norm_sq") else None
 
 
 def _device(op):

@@ -24,7 +24,8 @@ import warnings
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.finders import (
+from linalg_core.lowrank.finders import (  # BF16_RANGE: mixed precision only while σ_k/σ_1 stays above it
+    BF16_RANGE,
     DEFAULT_NITER,
     AdaptiveQB,
     BlockKrylov,
@@ -45,8 +46,6 @@ METHODS_RSVD = ("subspace", "rowspace", "krylov", "auto")
 _UNSET = object()  # default of the deprecated keywords (None is a value a caller may pass)
 _DEFAULT_SMALL_SVD = SmallSVD()
 
-# Mixed precision is used only when the computed σ_k / σ_1 stays above this (≈ 13 bfloat16 ulps).
-BF16_RANGE = 0.05
 
 # bfloat16 products are used from this many multiply-adds per product (m·n·k). Smaller products
 # gain little from bfloat16 GEMMs, and a model's small layers then keep float32 products, so
