@@ -230,8 +230,9 @@ def _targets_before(model):
 
 def _check_residuals(model, before, rtol):
     """Each base weight is the float64 oracle W − s·B·A of the original W and the adapter's own
-    factors (to the rounding of the stored dtype, relative to the larger of |W| and |s·BA|), on the same Parameter with its dtype and
-    requires_grad; returns the layers whose weight was rebound to new memory."""
+    factors (to the rounding of the stored dtype, relative to the larger of |W| and |s·BA|), on
+    the same Parameter with its dtype and requires_grad; returns the layers whose weight was
+    rebound to new memory."""
     mods, rebound = dict(model.named_modules()), []
     for name, (param, W0, dtype, grad, ptr) in before.items():
         m = mods[name]
