@@ -249,8 +249,15 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
         every run and machine, to rounding.
 
     PiSSA: equal-shape layers of up to 2^20 elements share one batched rsvd; larger ones run one
-    by one reusing one bfloat16 scratch buffer; residuals are written into the base weights in
-    one fused ``addmm`` pass each, on the device the weights live on.
+    by one reusing one bfloat16 scratch buffer; residuals are written in one fused ``addmm`` pass
+    each, on the device the weights live on.
+
+    Where residuals go: into the base weights in place where they are this process's private
+    memory (a model built or copied in memory); into new memory that the weight's ``Parameter``
+    is rebound to where they are a memory-mapped file (``from_pretrained``, ``safetensors``,
+    ``torch.load(mmap=True)``: writing in place would pay a copy-on-write page fault per 4 KiB),
+    shared or read-only memory. The file is never written; the Parameter objects, their dtype,
+    device, ``requires_grad`` and ties are kept (see ``_Residuals``).
 
     Example:
         >>> import torch, peft, linalg_core as lc                      # doctest: +SKIP
