@@ -39,7 +39,7 @@ ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so):$$(g++ -print-file-na
 # (benchmarks/gpu_check.py; $OUT/gpu_check.json when OUT is set).
 GPU_PYTHON ?= python3
 
-.PHONY: demo test test-asan test-gpu gpu-check bench info wheel clean
+.PHONY: demo test test-asan test-gpu gpu-check bench info wheel wheel-check clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,8 +96,28 @@ bench: $(VENV)/.built $(VENV)/.bench
 info: $(VENV)/.built
 	$(PY) -m linalg_core info
 
+# make wheel: dist/linalg_core-<version>-<tag>.whl for every CUDA architecture of a release, built in
+# its own folder (the editable install's build/<tag> is left alone). LINALG_CORE_CUDA=OFF: CPU only.
+WHEEL_BUILD ?= build/wheel/{wheel_tag}
 wheel: $(VENV)/.deps
-	LINALG_CORE_CUDA_ARCHS="$(RELEASE_CUDA_ARCHS)" $(BIN)/pip wheel --no-build-isolation --no-deps -w dist .
+	LINALG_CORE_CUDA_ARCHS="$(RELEASE_CUDA_ARCHS)" $(BIN)/pip wheel --no-build-isolation --no-deps \
+		-C build-dir="$(WHEEL_BUILD)" -w dist .
+
+# make wheel-check: `make wheel`, then the wheel installed into a fresh venv (build/wheel-check) and
+# tests/wheel_smoke.py run there from outside the source tree (e.g. make wheel-check
+# LINALG_CORE_CUDA=OFF: a few minutes on 2 cores). The wheel's dependencies come from $(VENV)
+# through a .pth line (offline, no second torch); WHEEL_CHECK_DEPS=index installs them from the
+# package index instead.
+WHEEL_CHECK_VENV ?= build/wheel-check
+WHEEL_CHECK_DEPS ?= venv
+wheel-check: wheel
+	rm -rf $(WHEEL_CHECK_VENV) && $(PYTHON) -m venv $(WHEEL_CHECK_VENV)
+	whl=$$(ls -t dist/linalg_core-*.whl | head -n1) && echo "wheel-check: $$whl" && \
+	if [ "$(WHEEL_CHECK_DEPS)" = index ]; then $(WHEEL_CHECK_VENV)/bin/pip install -q "$$whl"; else \
+		$(PY) -c "import sysconfig; print(sysconfig.get_path('purelib'))" > \
+			"$$($(WHEEL_CHECK_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")/lc-deps.pth" && \
+		$(WHEEL_CHECK_VENV)/bin/pip install -q --no-deps "$$whl"; fi
+	cd / && $(abspath $(WHEEL_CHECK_VENV))/bin/python $(abspath tests/wheel_smoke.py)
 
 clean:
 	rm -rf build dist $(VENV) .pytest_cache

@@ -1,15 +1,56 @@
-"""Command line: ``python -m linalg_core {info,demo,bench,compress,vsa}``."""
+"""Command line: ``python -m linalg_core {info,demo,bench,compress,vsa}`` (``--version``)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import re
 import sys
+import warnings
+
+# Packages whose import-time notices and warnings are not about what our subcommands do
+# (bitsandbytes' optional hub-kernel message, transformers/peft/hub deprecation notices).
+THIRD_PARTY = ("bitsandbytes", "transformers", "peft", "huggingface_hub", "accelerate", "kernels", "gguf")
+
+
+def version_line() -> str:
+    """``linalg_core <version> (torch <version>)``: what ``--version`` prints."""
+    import torch
+
+    import linalg_core
+
+    return f"linalg_core {linalg_core.__version__} (torch {torch.__version__})"
+
+
+class _Version(argparse.Action):
+    """``--version``: the line is built only when asked for (argparse's own action needs it up front)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
+def quiet_third_party() -> None:
+    """Our subcommands' output without other packages' notices, set before any of them is imported:
+    the Hugging Face hub offline (the MiniLM-L6 weights and models are local files; a value the
+    user set is kept), transformers at error verbosity unless the user chose one, the THIRD_PARTY
+    loggers at ERROR and the warnings raised from inside those packages ignored. Only the command
+    line does this: importing the library changes no filter."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m linalg_core", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="print linalg_core's and torch's versions and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, CPU features, available backends and why others are not")
     demo = sub.add_parser("demo", help="the main demo on embedded data (MiniLM-L6 weights + synthetic)")
@@ -70,6 +111,7 @@ def main(argv=None) -> int:
     srch.add_argument("--query", required=True, help="a JSON value, e.g. '{\"Origin\": \"Japan\"}'")
     srch.add_argument("-k", type=int, default=5)
     args = parser.parse_args(argv)
+    quiet_third_party()
 
     if args.command == "info":
         from linalg_core.info import report
