@@ -14,7 +14,9 @@ Contention: a child process spinning ``while True: pass`` (one core) for the con
 every round. Workloads: ``rsvd`` of a 2048 × 512 float32 matrix, r = 32 (ours, seeded, default
 settings; peer ``torch.svd_lowrank(q=r + 10, niter=4)``); PiSSA r = 16 of MiniLM-L6 through peft
 (wrap + initialise; peer peft's ``init_lora_weights="pissa_niter_4"``); EVA r = 8 of MiniLM-L6
-from 2 activation batches (ours; peft's EVA needs a language-modelling data pipeline, not timed).
+from 2 activation batches (ours; peft's EVA needs a language-modelling data pipeline, not timed),
+also with the one-thread rule for small calls switched off (``_threads.ONE_THREAD_WORK = 0``: every
+update on all threads), in the same child.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ SETTINGS = {
 }
 
 
-def _workloads(quick: bool):
+def _workloads(quick: bool, rule_off: bool):
     """{name: (ours, peer or None, accuracy note)}, built in the child."""
     import copy
     import warnings
@@ -84,15 +86,28 @@ def _workloads(quick: bool):
             lc.adapters.init_peft_model(model, lc.adapters.EVAConfig(batches, rho=2.0, tau=1.0, seed=0), progress=False)
 
     out[f"EVA MiniLM-L6 r=8, {len(batches)} batches"] = (ours_eva, None, None)
+    if rule_off:
+        from linalg_core import _threads
+
+        def ours_eva_policy_off():  # every update on all threads: the library before the one-thread rule
+            saved, _threads.ONE_THREAD_WORK = _threads.ONE_THREAD_WORK, 0
+            try:
+                ours_eva()
+            finally:
+                _threads.ONE_THREAD_WORK = saved
+
+        out[f"EVA MiniLM-L6 r=8, {len(batches)} batches, one-thread rule off"] = (ours_eva_policy_off, None, None)
     return out
 
 
-def _child(quick: bool, rounds: int) -> dict:
+def _child(quick: bool, rounds: int, rule_off: bool) -> dict:
     """Median seconds of every workload, quiet and contended, rounds interleaved."""
-    loads = _workloads(quick)
+    loads = _workloads(quick, rule_off)
     times = {(name, who, busy): [] for name in loads for who in ("ours", "peer") for busy in (0, 1)}
     notes = {}
     for name, (ours, peer, acc) in loads.items():  # warm-up (imports, allocator, first-call costs)
+        if name.endswith("rule off"):
+            continue  # the same code as the EVA row just warmed up
         o = ours()
         if peer is not None:
             p = peer()
@@ -125,17 +140,28 @@ def run(report, quick: bool = False):
 
     rounds = 1 if quick else 2
     threads = torch.get_num_threads()
-    results = {}
-    for label, env in SETTINGS.items():
-        child_env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-        child_env.update(env)
-        child_env.setdefault("OMP_NUM_THREADS", str(threads))
-        proc = subprocess.run([sys.executable, __file__, json.dumps({"quick": quick, "rounds": rounds})],
-                              env=child_env, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            report.note(f"setting {label!r} failed: {proc.stderr.strip().splitlines()[-1:]}")
-            continue
-        results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results, runs = {}, {}
+    # Settings interleaved too: round i of every setting, then round i + 1, so that the load of
+    # other processes on the machine drifts alike for all of them.
+    for _ in range(rounds):
+        for label, env in SETTINGS.items():
+            child_env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+            child_env.update(env)
+            child_env.setdefault("OMP_NUM_THREADS", str(threads))
+            args = {"quick": quick, "rounds": 1, "rule_off": label == "default" and threads > 1}
+            proc = subprocess.run([sys.executable, __file__, json.dumps(args)], env=child_env, capture_output=True,
+                                  text=True, timeout=600)
+            if proc.returncode != 0:
+                report.note(f"setting {label!r} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                continue
+            runs.setdefault(label, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    for label, rs in runs.items():
+        samples = {}
+        for res in rs:
+            for n, w, b, sec in res["times"]:
+                samples.setdefault((n, w, b), []).append(sec)
+        results[label] = {"threads": rs[0]["threads"], "notes": rs[0]["notes"],
+                          "times": [[n, w, b, statistics.median(v)] for (n, w, b), v in samples.items()]}
     if not results:
         return
     t = {(label, n, w, b): s for label, res in results.items() for n, w, b, s in res["times"]}
@@ -143,6 +169,8 @@ def run(report, quick: bool = False):
     for name in names:
         for label, res in results.items():
             q, c = t.get((label, name, "ours", 0)), t.get((label, name, "ours", 1))
+            if q is None:
+                continue
             pq, pc = t.get((label, name, "peer", 0)), t.get((label, name, "peer", 1))
             row = {"workload": name, "setting": label, "threads": res["threads"],
                    "ours quiet ms": q * 1e3, "ours contended ms": c * 1e3, "ours slowdown": c / q}
@@ -153,14 +181,21 @@ def run(report, quick: bool = False):
             if d is not None:
                 row["contended: default/this"] = d / c
             report.add(**row)
+    for name in names:
+        if name.endswith("rule off"):
+            on = name[: -len(", one-thread rule off")]
+            for busy, what in ((0, "quiet"), (1, "contended")):
+                a, b = t.get(("default", name, "ours", busy)), t.get(("default", on, "ours", busy))
+                if a is not None and b is not None:
+                    report.note(f"{on}, default settings, {what}: the one-thread rule for small calls makes it "
+                                f"{a / b:.2f}x faster than every update on all threads (same child process)")
     for name, acc in next(iter(results.values()))["notes"].items():
         report.note(f"{name}: {acc}")
-    report.note("contended = one extra process spinning on one core, started for half of every round (quiet and "
-                "contended rounds interleaved, medians of "
-                f"{rounds}); each setting runs in its own child process. Other processes may share the machine: "
-                "compare rows of the same run only.")
+    report.note("contended = one extra process spinning on one core, started for half of every round; each "
+                f"round of each setting is a fresh child process, settings and rounds interleaved (medians of {rounds}). "
+                "Other processes may share the machine: compare rows of the same run only.")
 
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    print(json.dumps(_child(args["quick"], args["rounds"])))
+    print(json.dumps(_child(args["quick"], args["rounds"], args["rule_off"])))
