@@ -285,9 +285,11 @@ def _compress(args) -> int:
 
                 import torch
 
+                from linalg_core import _threads
+
                 threads = max(1, torch.get_num_threads() // args.workers)
-                executor = stack.enter_context(ProcessPoolExecutor(
-                    args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                executor = stack.enter_context(ProcessPoolExecutor(  # torch's, _C's and the BLAS pools sized
+                    args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_threads.set_pools,
                     initargs=(threads,)))
             report = compress_model(args.model, budget=args.budget, rank=args.rank, ranks=ranks, out=args.out,
                                     fisher=args.fisher, candidates=cands, iters=args.iters,
