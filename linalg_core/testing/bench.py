@@ -235,8 +235,11 @@ def run_families(names, *, quick=False, threads=None, write=True) -> list[Report
         from linalg_core.testing.headlines import update_readme
 
         readme = benchmarks_dir().parent / "README.md"
-        if readme.exists() and update_readme(readme, benchmarks_dir() / "results"):
-            print(f"updated the results table of {readme}", flush=True)
+        try:
+            if readme.exists() and update_readme(readme, benchmarks_dir() / "results"):
+                print(f"updated the results table of {readme}", flush=True)
+        except (LookupError, ValueError) as e:  # a renamed row or column: the results are written regardless
+            print(f"README's results table NOT updated ({e}); fix linalg_core/testing/headlines.py", flush=True)
     return reports
 
 

@@ -101,7 +101,10 @@ def _fmt_row(h: Headline, o: dict, p: dict, machine: dict) -> str:
     ratio = tp / t if t > 0 else math.nan
     if h.ratio is not None:
         ratio = _num(o[h.ratio] if h.ratio in o else p.get(h.ratio))
-    acc = h.accuracy.format(o=o, p=p) if h.accuracy else ""
+    try:
+        acc = h.accuracy.format(o=o, p=p) if h.accuracy else ""
+    except KeyError as e:
+        raise LookupError(f"headline {h.what!r}: its accuracy template reads column {e} that the row lacks") from None
     run = f"{machine.get('cpu_kernels', '?')}, {str(machine.get('date', '?'))[:10]}"
     return (f"| {h.family} | {h.what} | {_time(t, h.unit)} | {h.peer} {_time(tp, h.unit)} | "
             f"{ratio:.2f}× | {verdict(ratio)} | {acc} | {run} |")
