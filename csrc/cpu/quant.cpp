@@ -396,7 +396,8 @@ void gguf_dequantize_typed(const uint8_t* blocks, int64_t n, Out* out) {
 template <typename T>
 int64_t gguf_quantize_dtype(const void* x, int64_t n, int bits, uint8_t* blocks, int64_t* special) {
   const T* xt = static_cast<const T*>(x);
-  return bits == 4 ? gguf_quantize_typed<T, 4>(xt, n, blocks, special) : gguf_quantize_typed<T, 8>(xt, n, blocks, special);
+  return bits == 4 ? gguf_quantize_typed<T, 4>(xt, n, blocks, special)
+                   : gguf_quantize_typed<T, 8>(xt, n, blocks, special);
 }
 
 template <typename Out>

@@ -183,7 +183,8 @@ def _q8_code(y):
 
 
 @triton.jit(do_not_specialize=["nb"])
-def _gguf_quantize_kernel(x, blocks, bad_count, special_count, nb, BITS: tl.constexpr, BYTES: tl.constexpr, BR: tl.constexpr):
+def _gguf_quantize_kernel(x, blocks, bad_count, special_count, nb, BITS: tl.constexpr, BYTES: tl.constexpr,
+                          BR: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     rb = pid * BR + tl.arange(0, BR).to(tl.int64)
     rmask = rb < nb
