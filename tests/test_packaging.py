@@ -122,7 +122,7 @@ def test_cli_quiets_third_party_notices_and_import_does_not():
         assert before == after, "importing linalg_core changed warning filters, loggers or os.environ"
         os.environ["TRANSFORMERS_VERBOSITY"] = "info"   # a user's choice is kept
         cli.quiet_third_party()
-        print("HF_HUB_OFFLINE=" + os.environ["HF_HUB_OFFLINE"], "TRANSFORMERS_VERBOSITY=" + os.environ["TRANSFORMERS_VERBOSITY"])
+        print(*(k + "=" + os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_VERBOSITY")))
         logging.getLogger("bitsandbytes.backends.cpu.ops").warning("THIRD-PARTY-LOG")
         warnings.warn_explicit("THIRD-PARTY-WARNING", FutureWarning, "x.py", 1, module="transformers.modeling_utils")
         warnings.warn_explicit("THIRD-PARTY-WARNING", UserWarning, "y.py", 1, module="peft")
