@@ -277,63 +277,76 @@ inline void advise_huge_pages(void* p, int64_t bytes) {
 #endif
 }
 
-// Each block function writes one block and returns its count of non-finite x; *special counts
-// the blocks whose fp16 d is zero, subnormal or infinite.
-template <typename T>
-__attribute__((always_inline)) inline int64_t q4_0_block(const T* x, uint8_t* dst, int64_t* special) {
-  alignas(64) float v[32];
-  float hi = -__builtin_inff(), lo = __builtin_inff();
-  int64_t bad = 0;
-#pragma omp simd reduction(max : hi) reduction(min : lo) reduction(+ : bad)
-  for (int j = 0; j < 32; ++j) {
-    v[j] = load(x + j);
-    bad += nonfinite(v[j]);
-    hi = std::max(hi, v[j]);
-    lo = std::min(lo, v[j]);
-  }
-  // numpy's argmax of |x|: the first element of largest magnitude amax = max(hi, −lo): hi or lo,
-  // unless both hi and −hi occur (and in all-zero blocks, whose first zero gives d its sign).
-  const float amax = std::max(hi, -lo);
-  float m = hi > -lo ? hi : lo;
-  if (hi == -lo) {
-    int j = 0;
-    while (j < 31 && !(std::fabs(v[j]) == amax)) ++j;
-    m = v[j];
-  }
-  const float d = m * -0.125f;  // m / −8: the same correctly rounded value
-  const float id = d == 0.0f ? 0.0f : 1.0f / d;
-  alignas(64) int32_t q[32];
-#pragma omp simd
-  for (int j = 0; j < 32; ++j) q[j] = gguf::q4_code(v[j] * id + 8.5f);
-  const uint16_t dh = float_to_half(d);
-  *special += gguf::special_d(dh);
-  std::memcpy(dst, &dh, 2);
-#pragma omp simd
-  for (int j = 0; j < 16; ++j) dst[2 + j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
-  return bad;
-}
+constexpr int kGgufGroup = 16;  // blocks whose scales are computed together (one SIMD lane each)
 
-template <typename T>
-__attribute__((always_inline)) inline int64_t q8_0_block(const T* x, uint8_t* dst, int64_t* special) {
-  alignas(64) float v[32];
-  float amax = 0.0f;
+// Quantizes g <= 16 consecutive blocks: their max and min (one pass over x, into L1), then d, id
+// and the fp16 d of all g blocks at once (vectorised divisions and conversions), then the codes.
+// Returns the count of non-finite x; *special counts the blocks whose fp16 d is zero, subnormal
+// or infinite.
+template <typename T, int BITS>
+__attribute__((always_inline)) inline int64_t gguf_group(const T* __restrict x, uint8_t* __restrict dst, int g,
+                                                         int64_t* special) {
+  constexpr int64_t bytes = BITS == 4 ? 18 : 34;
+  alignas(64) float v[kGgufGroup][32];
+  alignas(64) float hi[kGgufGroup], lo[kGgufGroup], d[kGgufGroup], id[kGgufGroup];
+  alignas(64) int32_t dh[kGgufGroup];
   int64_t bad = 0;
-#pragma omp simd reduction(max : amax) reduction(+ : bad)
-  for (int j = 0; j < 32; ++j) {
-    v[j] = load(x + j);
-    bad += nonfinite(v[j]);
-    amax = std::max(amax, std::fabs(v[j]));
+  for (int k = 0; k < kGgufGroup; ++k) {
+    float h = 0.0f, l = 0.0f;  // padding blocks (k >= g): zeros
+    if (k < g) {
+      h = -__builtin_inff();
+      l = __builtin_inff();
+      int64_t bb = 0;
+#pragma omp simd reduction(max : h) reduction(min : l) reduction(+ : bb)
+      for (int j = 0; j < 32; ++j) {
+        v[k][j] = load(x + 32 * k + j);
+        bb += nonfinite(v[k][j]);
+        h = std::max(h, v[k][j]);
+        l = std::min(l, v[k][j]);
+      }
+      bad += bb;
+    }
+    hi[k] = h;
+    lo[k] = l;
   }
-  const float d = amax / 127.0f;
-  const float id = d == 0.0f ? 0.0f : 1.0f / d;
-  const uint16_t dh = float_to_half(d);
-  *special += gguf::special_d(dh);
-  std::memcpy(dst, &dh, 2);
-  alignas(64) int32_t q[32];
+  // Q4_0: m = numpy's argmax of |x|, the first element of largest magnitude max(hi, −lo): hi or
+  // lo, unless both hi and −hi occur (and in all-zero blocks, whose first zero gives d its sign).
+  // d = m / −8 is m·(−1/8), the same correctly rounded value. Q8_0: d = absmax / 127 (+0 for −0s).
 #pragma omp simd
-  for (int j = 0; j < 32; ++j) q[j] = gguf::q8_code(v[j] * id);
+  for (int k = 0; k < kGgufGroup; ++k)
+    d[k] = BITS == 4 ? (hi[k] > -lo[k] ? hi[k] : lo[k]) * -0.125f : std::fabs(std::max(hi[k], -lo[k])) / 127.0f;
+  if constexpr (BITS == 4) {
+    for (int k = 0; k < g; ++k) {
+      if (hi[k] != -lo[k]) continue;
+      int j = 0;
+      while (j < 31 && !(std::fabs(v[k][j]) == hi[k])) ++j;
+      d[k] = v[k][j] * -0.125f;
+    }
+  }
 #pragma omp simd
-  for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(q[j]);
+  for (int k = 0; k < kGgufGroup; ++k) {
+    id[k] = d[k] == 0.0f ? 0.0f : 1.0f / d[k];
+    dh[k] = float_to_half(d[k]);
+  }
+  for (int k = 0; k < g; ++k) {
+    uint8_t* out = dst + bytes * k;
+    const uint16_t h16 = static_cast<uint16_t>(dh[k]);
+    *special += gguf::special_d(h16);
+    std::memcpy(out, &h16, 2);
+    const float s = id[k];
+    alignas(64) int32_t q[32];
+    if constexpr (BITS == 4) {
+#pragma omp simd
+      for (int j = 0; j < 32; ++j) q[j] = gguf::q4_code(v[k][j] * s + 8.5f);
+#pragma omp simd
+      for (int j = 0; j < 16; ++j) out[2 + j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+    } else {
+#pragma omp simd
+      for (int j = 0; j < 32; ++j) q[j] = gguf::q8_code(v[k][j] * s);
+#pragma omp simd
+      for (int j = 0; j < 32; ++j) out[2 + j] = static_cast<uint8_t>(q[j]);
+    }
+  }
   return bad;
 }
 
@@ -346,10 +359,9 @@ int64_t gguf_quantize_typed(const T* x, int64_t n, uint8_t* blocks, int64_t* spe
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t b1 = std::min(nb, (c + 1) * kGgufGrain);
     int64_t local_bad = 0, local_odd = 0;
-    for (int64_t b = c * kGgufGrain; b < b1; ++b) {
-      if constexpr (BITS == 4) local_bad += q4_0_block(x + 32 * b, blocks + bytes * b, &local_odd);
-      else local_bad += q8_0_block(x + 32 * b, blocks + bytes * b, &local_odd);
-    }
+    for (int64_t b = c * kGgufGrain; b < b1; b += kGgufGroup)
+      local_bad += gguf_group<T, BITS>(x + 32 * b, blocks + bytes * b,
+                                       static_cast<int>(std::min<int64_t>(kGgufGroup, b1 - b)), &local_odd);
     bad += local_bad;
     odd += local_odd;
   }
