@@ -40,7 +40,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from linalg_core import _validate
+from linalg_core import _threads, _validate
 from linalg_core.lowrank.error import PEFT_GRADE, Accuracy
 from linalg_core.lowrank.operators import fro_norm_sq, known_fro_norm_sq
 from linalg_core.lowrank.orthonormalize import CholQR, as_orthonormalizer, final_of
@@ -172,7 +172,9 @@ def _ritz_sq(W):
     """σ(Wᴴ)² in float64, descending: the squared Rayleigh–Ritz values of A on range(Q) when
     W = AᴴQ for an orthonormal Q (from the k × k Gram matrix)."""
     W64 = W.to(torch.complex128 if W.is_complex() else torch.float64)
-    return torch.linalg.eigvalsh(W64.mT.conj() @ W64).flip(-1).clamp_min(0)
+    G = W64.mT.conj() @ W64
+    with _threads.sized(G.shape[-1] ** 3 * max(1, G[..., 0, 0].numel())):  # one thread for a small eigensolve
+        return torch.linalg.eigvalsh(G).flip(-1).clamp_min(0)
 
 
 def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):

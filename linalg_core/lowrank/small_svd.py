@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from linalg_core import _validate
+from linalg_core import _threads, _validate
 from linalg_core.lowrank.svd import SVD
 
 # The Gram route is used while the singular values it returns stay above this fraction of σ₁
@@ -32,9 +32,12 @@ def svd_of_wide(B: torch.Tensor, rank: int | None = None, *, gram: bool = True) 
         B: (*, k, n);  U: (*, k, k);  S: (*, k);  Vh: (*, k, n)
     """
     k, n = B.shape[-2:]
+    small = _threads.sized(k**3 * max(1, B[..., 0, 0].numel()))  # one thread for the k × k LAPACK calls
     if gram and B.dtype == torch.float32 and k > 1:
         B64 = B.double()
-        lam, U = torch.linalg.eigh(B64 @ B64.mT)
+        G = B64 @ B64.mT
+        with small:
+            lam, U = torch.linalg.eigh(G)
         S = lam.flip(-1).clamp_min(0).sqrt()
         used = S[..., (rank or k) - 1]
         if bool((used >= GRAM_RANGE * S[..., 0]).all()) and bool((used > 0).all()):
@@ -45,7 +48,8 @@ def svd_of_wide(B: torch.Tensor, rank: int | None = None, *, gram: bool = True) 
         U, S, Vh = torch.linalg.svd(B, full_matrices=False)
         return SVD(U, S, Vh)
     Q, R = torch.linalg.qr(B.mT.conj(), mode="reduced")
-    U, S, Wh = torch.linalg.svd(R.mT.conj(), full_matrices=False)
+    with _threads.sized(k**3 * max(1, B[..., 0, 0].numel())):
+        U, S, Wh = torch.linalg.svd(R.mT.conj(), full_matrices=False)
     return SVD(U, S, Wh @ Q.mT.conj())
 
 
