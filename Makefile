@@ -44,7 +44,7 @@ GPU_PYTHON ?= python3
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)" numpy scipy "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake \
+	$(BIN)/pip install -q "$(TORCH_SPEC)" numpy scipy "scikit-build-core>=0.11" "pybind11>=2.12" ninja cmake \
 		safetensors "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" scikit-learn \
 		"peft>=0.17,<0.22" "transformers>=4.50,<6" tqdm "gguf>=0.10" "bitsandbytes>=0.45" \
 		"dask[array]>=2024.1" "distributed>=2024.1" \
