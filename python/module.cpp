@@ -1,5 +1,8 @@
 // linalg_core._C: thin pybind11 bindings. No libtorch: arguments are data pointers (ints),
-// shapes, dtype codes and stream handles; every check happens in Python.
+// shapes, dtype codes and stream handles. Every binding re-checks sizes, ranges and alignment (the
+// trust boundary); the argument checks of the public API happen in Python, except on the eager
+// fast paths (cpu_fwht_direct, cpu_dgq_linear_direct), which check plain tensors themselves and
+// return None for anything else so that the Python path reports the error.
 #include <pybind11/pybind11.h>
 
 namespace py = pybind11;
