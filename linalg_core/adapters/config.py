@@ -450,8 +450,10 @@ class LayerUnit:
         scaling: peft's adapter scaling s of the layers.
         fan_in_fan_out: whether the stored weight is (in, out) (GPT-2's Conv1D).
         out: where the residual goes (the per-matrix initialisers' ``out=``): the stored base
-            weight itself (in place), in an executor task a new tensor of the stored layout
-            (copied into the model when the task returns it), None for a batched group.
+            weight itself (in place, private memory), or a fresh tensor the weight is rebound to
+            (memory-mapped, shared or read-only weights), in an executor task a new tensor of the
+            stored layout (copied into the model when the task returns it), None for a batched
+            group.
 
     Shape:
         W: (out, in) or (g, out, in)
