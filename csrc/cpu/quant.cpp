@@ -359,9 +359,15 @@ int64_t gguf_quantize_typed(const T* x, int64_t n, uint8_t* blocks, int64_t* spe
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t b1 = std::min(nb, (c + 1) * kGgufGrain);
     int64_t local_bad = 0, local_odd = 0;
-    for (int64_t b = c * kGgufGrain; b < b1; b += kGgufGroup)
+    for (int64_t b = c * kGgufGrain; b < b1; b += kGgufGroup) {
+      // the next group's input on its way while this one computes (the reads and the compute
+      // otherwise add up on one core)
+      const int64_t nxt = std::min(b + kGgufGroup, nb), ahead = 32 * std::min<int64_t>(kGgufGroup, nb - nxt);
+      const char* next = reinterpret_cast<const char*>(x + 32 * nxt);
+      for (int64_t line = 0; line < ahead * int64_t(sizeof(T)); line += 64) __builtin_prefetch(next + line);
       local_bad += gguf_group<T, BITS>(x + 32 * b, blocks + bytes * b,
                                        static_cast<int>(std::min<int64_t>(kGgufGroup, b1 - b)), &local_odd);
+    }
     bad += local_bad;
     odd += local_odd;
   }
