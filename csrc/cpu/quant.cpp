@@ -26,9 +26,6 @@
 // where id is Inf. Dequantization: d·q in float32 (exact: 11-bit d times a small integer).
 // One pass over x, one block at a time in registers; the non-finite count comes from the same pass.
 #include <type_traits>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "isa.h"
 #include "linalg_core/cpu_kernels.h"
@@ -259,24 +256,6 @@ void dequantize_typed(const uint8_t* packed, int bits, const float* levels, cons
 
 constexpr int64_t kGgufGrain = 1024;  // blocks per thread chunk (32K weights)
 
-// A new output tensor (what dequantize() returns) costs a page fault per 4 KiB page on first
-// write, more than the kernel's own work (a 32 MiB result: 8192 faults). Transparent huge pages
-// for the 2 MiB-aligned interior of an output of 4 MiB or more (Linux's THP "madvise" mode) make
-// that 16 faults; pages already present (an out= buffer) are unaffected. Measured in
-// benchmarks/bench_quant.py (the new_filled floor).
-inline void advise_huge_pages(void* p, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t k2M = uintptr_t(1) << 21;
-  if (bytes < int64_t(2 * k2M)) return;
-  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + k2M - 1) & ~(k2M - 1);
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + uintptr_t(bytes)) & ~(k2M - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advice only: failure is fine
-#else
-  (void)p;
-  (void)bytes;
-#endif
-}
-
 constexpr int kGgufGroup = 16;  // blocks whose scales are computed together (one SIMD lane each)
 
 // Quantizes g <= 16 consecutive blocks: their max and min (one pass over x, into L1), then d, id
@@ -400,7 +379,6 @@ __attribute__((always_inline)) inline void gguf_block_values(const uint8_t* __re
 
 template <int BITS, typename Out>
 void gguf_dequantize_typed(const uint8_t* blocks, int64_t n, Out* out) {
-  advise_huge_pages(out, n * int64_t(sizeof(Out)));
   const int64_t nb = (n + 31) / 32, chunks = (nb + kGgufGrain - 1) / kGgufGrain;
   constexpr int64_t bytes = BITS == 4 ? 18 : 34;
 #pragma omp parallel for schedule(static) if (chunks > 2)
