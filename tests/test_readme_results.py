@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from linalg_core.testing.headlines import HEADLINES, Headline, readme_block, readme_table, verdict
+from linalg_core.testing.headlines import HEADLINES, Headline, quality_table, readme_block, readme_table, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -16,6 +16,10 @@ def test_readme_table_matches_the_results_files():
     assert readme_block(ROOT / "README.md") == readme_table(RESULTS), (
         "README's results table differs from benchmarks/results: run `python -m linalg_core bench <family>` "
         "(it rewrites the table) or linalg_core.testing.headlines.update_readme('README.md', 'benchmarks/results')")
+
+
+def test_readme_quality_table_matches_the_results_files():
+    assert readme_block(ROOT / "README.md", "quality") == quality_table(RESULTS)
 
 
 def test_every_headline_finds_its_rows():

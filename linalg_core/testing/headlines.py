@@ -4,8 +4,9 @@ Each :class:`Headline` names one of our rows and the peer's figure in the same r
 own, or a column of ours) and renders a line: our time, the peer's, their ratio (peer time over
 ours, measured in the same run) and a verdict: *faster* from 1.25×, *parity* between 0.8× and
 1.25×, *slower* below. ``python -m linalg_core bench`` rewrites the block between
-``<!-- results:begin -->`` and ``<!-- results:end -->`` of README.md after each full run, and
-``tests/test_docs.py`` checks that the block equals what the committed results give.
+``<!-- results:begin -->`` and ``<!-- results:end -->`` of README.md after each full run (and the
+compressed-model quality table between the ``quality`` markers), and
+``tests/test_readme_results.py`` checks that the blocks equal what the committed results give.
 
 Example::
 
@@ -23,7 +24,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 FASTER, SLOWER = 1.25, 0.8  # ratio bounds of the verdicts
 
 
@@ -141,23 +141,48 @@ def readme_table(results_dir, headlines=None) -> str:
     return "\n".join(lines + ["", summary])
 
 
+def quality_table(results_dir) -> str:
+    """The compressed-model quality table (``bench quant``'s "quality:" rows): total bits, mean
+    cosine of the embeddings to fp32's, hidden-state error, and which uniform formats a plan
+    point dominates (<= total bits, >= mean cosine, <= error)."""
+    quant = load(results_dir).get("quant", {}).get("rows", [])
+    rows = [r for r in quant if str(r.get("case", "")).startswith("quality:")]
+    lines = ["| model | total bits / weight | mean cosine to fp32 | hidden-state rel. error | dominates |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        name = r["case"][len("quality: MiniLM-L6 "):] if r["case"].startswith("quality: MiniLM-L6 ") else r["case"]
+        beats = r.get("beats_uniform", "")
+        lines.append(f"| {name} | {_num(r.get('total_bits')):.3f} | {_num(r.get('mean_cos')):.4f} | "
+                     f"{_num(r.get('hidden_rel_err')):.4f} | {'' if beats in ('', 'none') else beats} |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"results": readme_table, "quality": quality_table}
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
 def update_readme(readme, results_dir) -> bool:
-    """Rewrite README's generated block from ``results_dir``; True when it changed."""
+    """Rewrite README's generated blocks (:data:`BLOCKS`) from ``results_dir``; True when it changed."""
     path = Path(readme)
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        return False
-    block = f"{BEGIN}\n{readme_table(results_dir)}\n{END}"
-    new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    text = new = path.read_text()
+    for name, render in BLOCKS.items():
+        begin, end = _markers(name)
+        if begin in new and end in new:
+            block = f"{begin}\n{render(results_dir)}\n{end}"
+            new = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, new, flags=re.S)
     if new != text:
         path.write_text(new)
     return new != text
 
 
-def readme_block(readme) -> str:
-    """The current generated block of README (between the markers), without the markers."""
+def readme_block(readme, name: str = "results") -> str:
+    """The current generated block ``name`` of README (between its markers), without the markers."""
+    begin, end = _markers(name)
     text = Path(readme).read_text()
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
 
 
 _PEFT = "peft pissa_niter_4"
@@ -259,4 +284,4 @@ HEADLINES: list[Headline] = [
              "hadamard_ms", "dense Haar matmul", "haar_ms"),
 ]
 
-__all__ = ["Headline", "HEADLINES", "readme_table", "update_readme", "readme_block", "verdict", "load"]
+__all__ = ["Headline", "HEADLINES", "readme_table", "quality_table", "update_readme", "readme_block", "verdict", "load"]
