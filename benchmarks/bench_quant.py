@@ -128,10 +128,10 @@ def gguf_codecs(report: Report, quick: bool):
         if gguf is not None:
             q_row.update(baseline="gguf.quants.quantize (numpy)", baseline_ms=t["gguf_quantize"] / 1e3,
                          speedup=ratio(r, "gguf_quantize", "quantize"),
-                         bytes_identical=np.array_equal(blocks.numpy().reshape(ref.shape), ref))
+                         bit_exact=np.array_equal(blocks.numpy().reshape(ref.shape), ref))
             d_row.update(baseline="gguf.quants.dequantize (numpy)", baseline_ms=t["gguf_dequantize"] / 1e3,
                          speedup=ratio(r, "gguf_dequantize", "dequantize"),
-                         bytes_identical=np.array_equal(Q.dequantize().numpy(), gguf.quants.dequantize(ref, qt)))
+                         bit_exact=np.array_equal(Q.dequantize().numpy(), gguf.quants.dequantize(ref, qt)))
         report.add(**q_row)
         report.add(**d_row)
     report.note("GGUF targets: >= 10x gguf.quants (numpy) both ways, within 3x of the copy floor (vs_copy) in the "
