@@ -649,6 +649,11 @@ def _linear4bit(m: torch.nn.Module):
                                    compress_statistics=fmt.double_quant, quant_type="nf4",
                                    quant_storage=torch.uint8, module=lin, bnb_quantized=True)
     lin.quant_state = state
+    if in_f % fmt.blocksize:
+        warnings.warn(f"a {out_f} x {in_f} layer with blocksize {fmt.blocksize}: bitsandbytes' CPU kernels (0.50) "
+                      f"mishandle rows that are not a multiple of the block (its bfloat16 path raises, its "
+                      f"AVX-512 dequantize reads the wrong block's scale); on the CPU prefer a blocksize that "
+                      f"divides {in_f}", UserWarning, stacklevel=3)
     if bias is not None:
         lin.bias = torch.nn.Parameter(bias.detach().clone(), requires_grad=bool(bias.requires_grad))
     lin.train(m.training)
