@@ -113,20 +113,10 @@ def test_whole_model_equals_peft_get_peft_model_loftq(monkeypatch, iters):
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="bitsandbytes 0.50.2's CPU dequantize_4bit reads the wrong block's absmax "
-                                      "for some (m, n) whose n is not a multiple of the block size (here elements "
-                                      "128.. of a 32 x 96 weight take absmax[1] for absmax[2]); its codes and "
-                                      "absmax equal linalg_core's, whose dequantize follows the NF4 definition")
-def test_loftq_equals_peft_loftq_init_when_n_is_not_a_multiple_of_the_block():
-    torch.manual_seed(0)
-    W = torch.randn(32, 96) * 0.05
-    Q_peft, _, _ = peft_loftq_init_on_cpu()(W, num_bits=4, reduced_rank=4, num_iter=1)
-    assert torch.equal(lc.adapters.loftq(W, 4, format=NF4_AS_PEFT, niter="exact").residual.dequantize(), Q_peft)
-
-
-def test_the_32x96_difference_is_bitsandbytes_cpu_dequantize():
-    """What the expected failure above is: the same codes and absmax, and linalg_core's values are
-    the NF4 table times the absmax of each flat block of 64 (bitsandbytes' layout)."""
+def _bnb_departs_from_nf4_definition_32x96():
+    """(departs, linalg_core's Q, bitsandbytes' dequantize, the definition) for the 32 x 96 weight:
+    bitsandbytes 0.50's AVX-512 CPU dequantize_4bit reads the wrong block's absmax where blocks of 64
+    do not line up with rows (elements 128.. take absmax[1] for absmax[2]); its AVX2 path is right."""
     import bitsandbytes as bnb
 
     torch.manual_seed(0)
@@ -137,8 +127,29 @@ def test_the_32x96_difference_is_bitsandbytes_cpu_dequantize():
     table = bnb.functional.get_4bit_type("nf4", device="cpu")
     codes = torch.stack([Q.data["codes"] >> 4, Q.data["codes"] & 15], 1).view(-1).long()
     by_definition = (table[codes].view(-1, 64) * Q.data["absmax"][:, None]).view(32, 96)
+    theirs = bnb.functional.dequantize_4bit(q, state)
+    return not torch.equal(theirs, by_definition), Q, theirs, by_definition
+
+
+def test_loftq_equals_peft_loftq_init_when_n_is_not_a_multiple_of_the_block():
+    """Equal where bitsandbytes' CPU dequantize follows NF4's definition; where this machine's does
+    not (see below), an xfail naming the peer bug."""
+    torch.manual_seed(0)
+    W = torch.randn(32, 96) * 0.05
+    Q_peft, _, _ = peft_loftq_init_on_cpu()(W, num_bits=4, reduced_rank=4, num_iter=1)
+    ours = lc.adapters.loftq(W, 4, format=NF4_AS_PEFT, niter="exact").residual.dequantize()
+    if not torch.equal(ours, Q_peft) and _bnb_departs_from_nf4_definition_32x96()[0]:
+        pytest.xfail("bitsandbytes' CPU dequantize_4bit departs from NF4's definition on this machine (wrong "
+                     "block's absmax where blocks of 64 do not line up with rows of 96)")
+    assert torch.equal(ours, Q_peft)
+
+
+def test_the_32x96_difference_is_bitsandbytes_cpu_dequantize():
+    """What the xfail above is: the same codes and absmax, and linalg_core's values are the NF4
+    table times the absmax of each flat block of 64 (bitsandbytes' layout), on every machine."""
+    departs, Q, theirs, by_definition = _bnb_departs_from_nf4_definition_32x96()
     assert torch.equal(Q.dequantize(torch.float32), by_definition)
-    assert not torch.equal(bnb.functional.dequantize_4bit(q, state), by_definition)
+    assert departs == (not torch.equal(theirs, Q.dequantize(torch.float32)))
 
 
 # --- tests/test_gpu_examples.py::TestLoftQ, on MiniLM-L6 -----------------------------------------
