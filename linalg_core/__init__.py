@@ -17,9 +17,9 @@ import importlib as _importlib
 
 from linalg_core import _ops
 
-# The package wires the backends into the registry: imported at the first dispatch (never here;
-# _ops itself imports no backend).
-_ops.set_loader(lambda: _importlib.import_module("linalg_core.backends"))
+# The package wires the backends into the registry: a family's backend modules are imported at the
+# first dispatch of one of its ops (never here; _ops itself imports no backend).
+_ops.set_loader(lambda families: _importlib.import_module("linalg_core.backends").load(families))
 
 from linalg_core import adapters, lowrank, qmatmul, quant, random, regression, sampling, sketch, vsa  # noqa: E402
 from linalg_core._ops import BackendError, explain  # noqa: E402

@@ -20,8 +20,8 @@ Each op belongs to one family (:data:`FAMILIES`), whose name its files share in 
 
 The registry is one-way: this module imports no backend. Backends register their
 implementations (:meth:`Op.register`) and their availability (:func:`declare_backend`); the
-package installs the loader (:func:`set_loader`) that imports them at the first dispatch, never
-at ``import linalg_core``.
+package installs the loader (:func:`set_loader`) that imports a family's backend modules at the
+first dispatch of one of its ops (:func:`load_backends`), never at ``import linalg_core``.
 
 Calling an op (:meth:`Op.__call__`): in plain eager mode (real tensors, no gradient needed, no
 ``torch.compile`` / ``torch.func`` / fake-tensor tracing) the chosen implementation runs directly,
@@ -87,21 +87,26 @@ def env_reader(key: str):
 _env_backend = env_reader(ENV_BACKEND)
 
 _AVAILABILITY: dict[str, Callable[[], str | None]] = {"reference": lambda: None}
-_LOADER: list[Callable[[], None]] = []
-_LOADED: list[bool] = [False]
+_LOADER: list[Callable[[list[str]], None]] = []
+# families whose backend modules the loader has imported; "" once the backends are declared
+_LOADED: set[str] = set()
 
 
-def set_loader(loader: Callable[[], None]) -> None:
-    """Install the function that imports (and so registers) the backends, run once at the first
-    dispatch. Set by ``linalg_core/__init__.py``."""
+def set_loader(loader: Callable[[list[str]], None]) -> None:
+    """Install the function that declares the backends and imports (and so registers) their
+    modules of the given families, run at the first dispatch of an op of each family. Set by
+    ``linalg_core/__init__.py``."""
     _LOADER[:] = [loader]
 
 
-def load_backends() -> None:
-    """Run the loader once (the backends register their implementations when imported)."""
-    if not _LOADED[0] and _LOADER:
-        _LOADED[0] = True
-        _LOADER[0]()
+def load_backends(families=None) -> None:
+    """Declare the backends and import their modules of ``families`` (default: every family of
+    :data:`FAMILIES`; ``()``: declare only), each once: a first call imports only the family it
+    dispatches (an rsvd imports ``random`` and ``convert``, not the quantization kernels)."""
+    todo = {""}.union(FAMILIES if families is None else families) - _LOADED
+    if todo and _LOADER:
+        _LOADED.update(todo)
+        _LOADER[0](sorted(todo - {""}))
 
 
 def declare_backend(name: str, availability: Callable[[], str | None]) -> None:
@@ -115,10 +120,11 @@ def declare_backend(name: str, availability: Callable[[], str | None]) -> None:
 
 
 def availability(name: str) -> str | None:
-    """``None`` when backend ``name`` can run here, else the reason it cannot."""
+    """``None`` when backend ``name`` can run here, else the reason it cannot (declares the
+    backends; imports none of their families: :func:`load_backends` does)."""
     if name not in BACKEND_ORDER:
         raise ValueError(f"backend={name!r} is not one of {', '.join(BACKEND_ORDER)}")
-    load_backends()
+    load_backends(())
     check = _AVAILABILITY.get(name)
     return "is not installed in this build" if check is None else check()
 
@@ -213,7 +219,7 @@ class Op:
     def _resolve_direct(self, *args):
         """The first direct call since a change: find the function (or none) and make it the
         attribute, then call it."""
-        load_backends()  # (registers the backends, which resets `direct` to this method)
+        load_backends([self.family])  # (registers the family, which resets `direct` to this method)
         fn = _no_direct
         for impl in self.impls.values():
             if impl.direct is not None and self._chooses(impl):
@@ -249,7 +255,7 @@ class Op:
 
     def explain(self, key: Key) -> list[tuple[str, str | None]]:
         """[(backend, reason it would not be used or None)] in priority order."""
-        load_backends()
+        load_backends([self.family])
         out = []
         for name in BACKEND_ORDER:
             impl = self.impls.get(name)

@@ -48,6 +48,7 @@ def report() -> str:
         reason = _ops.availability(name)
         lines.append(f"  {name:<10} {'available' if reason is None else 'unavailable: ' + reason}")
     lines.append("ops (torch.ops.linalg_core.<op>; backends implementing each):")
+    _ops.load_backends()  # every family (dispatch imports one family at its first call)
     for op in _ops.OPS.values():
         impls = [b for b in _ops.BACKEND_ORDER if b in op.impls]
         lines.append(f"  {op.name:<22} {', '.join(impls)}")

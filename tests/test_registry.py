@@ -67,6 +67,25 @@ def test_import_does_not_load_backends_or_initialise_cuda():
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_first_dispatch_imports_only_its_family():
+    # an rsvd dispatches random_fill (family random) and count_nonfinite (convert): the quant,
+    # qmatmul, sketch and sampling kernels stay unimported until an op of theirs runs (or is
+    # explained), and linalg_core.backends.availability() loads every family
+    code = (
+        "import sys, torch, linalg_core as lc; from linalg_core import _ops; "
+        "lc.rsvd(torch.randn(64, 32), 4, seed=0); "
+        "mods = {m.rsplit('.', 1)[-1] for m in sys.modules if m.startswith('linalg_core.backends.reference.')}; "
+        "assert {'random', 'convert'} <= mods and not mods & {'quant', 'qmatmul', 'sketch', 'sampling'}, mods; "
+        "assert 'reference' in _ops.fwht.explain(_ops.Key(torch.device('cpu'), torch.float32))[-1][0]; "
+        "assert 'linalg_core.backends.reference.sketch' in sys.modules; "
+        "assert 'linalg_core.backends.reference.quant' not in sys.modules; "
+        "from linalg_core import backends; backends.availability('cpu'); "
+        "assert 'linalg_core.backends.reference.quant' in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
 def test_info_command_reports_backends_and_cpu_features():
     out = subprocess.run([sys.executable, "-m", "linalg_core", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -4,14 +4,15 @@
 Each backend is a folder with one module per op family it implements, named for the family
 (``_ops.FAMILIES``: ``sketch``, ``random``, ``convert``, ``sampling``, ``quant``, ``qmatmul``),
 whose implementations register themselves with :mod:`linalg_core._ops` when imported. This package declares each backend's availability and
-imports the families; ``linalg_core`` installs it as the registry's loader, so it runs at the
-first dispatch, never at ``import linalg_core``. Nothing here initialises CUDA until a CUDA
+imports a family's modules (:func:`load`); ``linalg_core`` installs it as the registry's loader,
+so it runs at the first dispatch of each family, never at ``import linalg_core``. Nothing here initialises CUDA until a CUDA
 tensor is actually dispatched.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import os
 
@@ -49,7 +50,9 @@ def _triton() -> str | None:
 
 
 def availability(name: str) -> str | None:
-    """``None`` when backend ``name`` can run here, else the reason it cannot."""
+    """``None`` when backend ``name`` can run here, else the reason it cannot; imports every
+    family first, so that each op's ``impls`` then lists all its implementations."""
+    _ops.load_backends()
     return _ops.availability(name)
 
 
@@ -57,9 +60,19 @@ _ops.declare_backend("cpu", _cpu)
 _ops.declare_backend("cuda", _cuda)
 _ops.declare_backend("triton", _triton)
 
-from linalg_core.backends import reference  # noqa: E402,F401  (always)
 
-if _C is not None:  # the GPU itself is checked per call
-    from linalg_core.backends import cpu, cuda  # noqa: E402,F401
-if _triton() is None:
-    from linalg_core.backends import triton  # noqa: E402,F401
+
+def load(families) -> None:
+    """Import (and so register) the modules of ``families`` of every backend that can be present:
+    ``reference`` always, ``cpu`` and ``cuda`` when ``linalg_core._C`` loaded (the GPU itself is
+    checked per call), ``triton`` only when it can run here (a CUDA GPU, or
+    ``TRITON_INTERPRET=1``: importing triton costs ~0.1 s). The registry's loader, run at the first
+    dispatch of each family (:func:`linalg_core._ops.load_backends`)."""
+    backends = ["reference"] + (["cpu", "cuda"] if _C is not None else [])
+    if families and _triton() is None:
+        backends.append("triton")
+    for backend in backends:
+        for family in families:
+            name = f"linalg_core.backends.{backend}.{family}"
+            if importlib.util.find_spec(name) is not None:  # (a backend implements some families)
+                importlib.import_module(name)

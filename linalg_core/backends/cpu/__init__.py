@@ -1,4 +1,2 @@
 """The ``cpu`` backend: the C++/OpenMP kernels of ``linalg_core._C`` (SIMD set chosen at run time
 by CPUID), one module per op family; each registers its implementations when imported."""
-
-from linalg_core.backends.cpu import convert, qmatmul, quant, random, sampling, sketch  # noqa: F401

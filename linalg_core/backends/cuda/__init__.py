@@ -2,5 +2,3 @@
 build time (csrc/cuda/<family>/), one module per op family. Every launch runs on the current torch
 stream of the tensor's device (so it is ordered with torch's work and can be captured in a CUDA
 graph)."""
-
-from linalg_core.backends.cuda import qmatmul, quant, random, sketch  # noqa: F401

@@ -53,6 +53,3 @@ def _pow2(x: int) -> int:
 # Launch options shared by every kernel: no FMA contraction, so results follow the reference's
 # operation order (the interpreter ignores launch options).
 LAUNCH = {"enable_fp_fusion": False}
-
-
-from linalg_core.backends.triton import qmatmul, quant, random, sketch  # noqa: E402,F401  (register the ops)
