@@ -323,3 +323,22 @@ def test_adapters_quant_and_distributed_import_no_private_lowrank_names():
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("linalg_core.lowrank"):
                     offenders += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
     assert not offenders, offenders
+
+
+def test_cholqr_given_gram_and_known_fro_norm():
+    # CholQR(Y, gram=YᴴY) is CholQR(Y) without forming the Gram matrix again (the adaptive
+    # iteration hands it the Gram matrix its Ritz values came from), and the Householder
+    # fallback still applies; ‖A‖_F² from row norms agrees with the float64 sum.
+    from linalg_core.lowrank.operators import as_operator, known_fro_norm_sq
+
+    Y = torch.randn(300, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(CholQR()(Y, gram=Y.T @ Y), CholQR()(Y))
+    Z = torch.cat([Y[:, :6], Y[:, :6]], 1)  # rank 6: the Cholesky breaks down
+    Q = CholQR()(Z, gram=Z.T @ Z)
+    assert torch.allclose(Q.T @ Q, torch.eye(12), atol=1e-5)
+    A = torch.randn(3, 200, 150, generator=torch.Generator().manual_seed(1)) * 1e3
+    op = as_operator(A, products_only=True)[0]
+    torch.testing.assert_close(known_fro_norm_sq(op), (A.double() ** 2).sum((-2, -1)), rtol=1e-6, atol=0)
+    # past float32's range for the Gram matrices and row norms: the float64 fallbacks
+    B = torch.randn(200, 100, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(lc.rsvd(B * 1e19, 5, seed=0).S / 1e19, lc.rsvd(B, 5, seed=0).S, rtol=1e-2, atol=0)

@@ -11,7 +11,8 @@ more than B = QᴴA). The orthonormalisation between passes is a stage of its ow
   subspace iteration): Y = AΩ with k Gaussian columns, ``niter`` rounds of Y ← A(AᴴQ) with the
   basis re-orthonormalised after every product. Its default (``niter=None``) is adaptive: every
   Aᴴ-product W = AᴴQ is B = QᴴA of the current basis, so the Rayleigh–Ritz values σ(B) come
-  with each iteration at the cost of a k × k Gram matrix, and the iteration stops once their
+  with each iteration at the cost of a k × k eigensolve (the Gram matrix WᴴW is the one the
+  CholeskyQR of W computes anyway), and the iteration stops once their
   change, extrapolated geometrically, says the :class:`~.error.Accuracy` target is met; the last
   W is then the B of the result (no extra pass).
 * :class:`RowSpace`: the same iterations ending on the row space: after the last Z = orth(AᴴQ),
@@ -168,13 +169,26 @@ def _check(stage, *, niter=True):
     object.__setattr__(stage, "orth", as_orthonormalizer(stage.orth, "orth"))
 
 
-def _ritz_sq(W):
-    """σ(Wᴴ)² in float64, descending: the squared Rayleigh–Ritz values of A on range(Q) when
-    W = AᴴQ for an orthonormal Q (from the k × k Gram matrix)."""
-    W64 = W.to(torch.complex128 if W.is_complex() else torch.float64)
-    G = W64.mT.conj() @ W64
+def _ritz_sq(W, G):
+    """σ(W)² in float64, descending, from the k × k Gram matrix G = WᴴW formed in W's precision
+    (in float64 where that overflowed): the squared Rayleigh–Ritz values of A on range(Q) when
+    W = AᴴQ for an orthonormal Q. G is also the Gram matrix of W's CholeskyQR round
+    (:func:`_row_basis`), so the values cost one k × k eigensolve; float32 rounding of G moves
+    σ_i² by ~u·σ₁², far below what :func:`ritz_converged` resolves for the top-r values."""
+    wide = torch.complex128 if G.is_complex() else torch.float64
+    if _validate.all_finite(G):
+        G = G.to(wide)
+    else:
+        W64 = W.to(wide)
+        G = W64.mT.conj() @ W64
     with _threads.sized(G.shape[-1] ** 3 * max(1, G[..., 0, 0].numel())):  # one thread for a small eigensolve
         return torch.linalg.eigvalsh(G).flip(-1).clamp_min(0)
+
+
+def _row_basis(W, G, orth):
+    """orth(W), the basis of the next product; a :class:`CholQR` round is given the Gram matrix
+    G = WᴴW the Ritz values came from instead of forming it again."""
+    return orth(W, gram=G) if isinstance(orth, CholQR) else orth(W)
 
 
 def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
@@ -239,7 +253,8 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
     from ``op`` where it knows it (dense: one read of A), else the rule's lower bound is used.
 
     Every basis Q is orthonormalised by ``orth.final`` (the Ritz values and the returned factors
-    need an orthonormal Q), the n-side between by ``orth``. A batch item that has converged
+    need an orthonormal Q), the n-side between by ``orth``; the Gram matrix WᴴW gives both the
+    Ritz values and (with CholQR) that round's Cholesky factor. A batch item that has converged
     keeps its Q and W while the others iterate (a batch equals the loop over its items);
     ``start``: the first Y (default AΩ, the sketch of ``seed``). On bfloat16 products (``power``
     not ``op``) it stops as soon as the Ritz values span more than :data:`BF16_RANGE` (rsvd's
@@ -249,15 +264,17 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
     total = known_fro_norm_sq(op)
     Q = final(Y)
     W = power.rmatmul(Q)
-    cur, step = _ritz_sq(W), None
+    G = W.mT.conj() @ W
+    cur, step = _ritz_sq(W, G), None
     done = torch.zeros(cur.shape[:-1], dtype=torch.bool, device=cur.device)
     Q_out = W_out = None  # the converged items' Q and W (a batch)
     for _ in range(max_niter):
         if power is not op and bool((cur[..., -1] < BF16_RANGE**2 * cur[..., 0]).any()):
             break  # a range bfloat16 products cannot resolve: iterating on them cannot settle it
-        Q = final(power.matmul(orth(W)))
+        Q = final(power.matmul(_row_basis(W, G, orth)))
         W = power.rmatmul(Q)
-        prev, cur = cur, _ritz_sq(W)
+        G = W.mT.conj() @ W
+        prev, cur = cur, _ritz_sq(W, G)
         ok, step = ritz_converged(prev, cur, step, total, rank, accuracy)
         if done.dim() == 0:
             if bool(ok):

@@ -191,11 +191,19 @@ def fro_norm_sq(op) -> torch.Tensor:
 
 
 def known_fro_norm_sq(op):
-    """‖A‖_F² in float64 where the operator knows it (dense: accumulated in float64, one read of
-    A; a wrapped operator with its own ``fro_norm_sq``), else None (no products spent on an
-    estimate). Per batch item."""
+    """‖A‖_F² in float64 where the operator knows it (dense: one read of A, the norms of its rows
+    in A's precision summed in float64, a relative error of a few units of A's rounding; a
+    wrapped operator with its own ``fro_norm_sq``), else None (no products spent on an
+    estimate). Per batch item.
+
+    The row norms keep the reduction in vectorised float32 (a float64 reduction of a float32
+    2048² A took 13 ms, the row norms 0.4 ms); the float64 reduction is the fallback where a row
+    norm overflows."""
     if isinstance(op, Dense) and op.direct:
-        return op._checked(torch.linalg.vector_norm(op.A, dim=(-2, -1), dtype=torch.float64) ** 2)
+        total = (torch.linalg.vector_norm(op.A, dim=-1).to(torch.float64) ** 2).sum(-1)
+        if not bool(torch.isfinite(total).all()):  # a row norm past float32's range
+            total = torch.linalg.vector_norm(op.A, dim=(-2, -1), dtype=torch.float64) ** 2
+        return op._checked(total)
     inner = op.op if isinstance(op, _Wrapped) else op
     return op.fro_norm_sq().to(torch.float64) if hasattr(inner, "fro_norm_sq") else None
 

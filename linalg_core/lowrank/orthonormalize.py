@@ -197,8 +197,10 @@ class CholQR:
     def final(self) -> CholQR2:
         return CholQR2()
 
-    def __call__(self, Y: torch.Tensor) -> torch.Tensor:
-        Q = _chol_step(Y)
+    def __call__(self, Y: torch.Tensor, *, gram: torch.Tensor | None = None) -> torch.Tensor:
+        """Q (*, m, k); ``gram``: YᴴY (*, k, k) where the caller has it already (not formed
+        again)."""
+        Q = _chol_step(Y) if gram is None else cholqr_round(Y, gram=lambda _: gram)
         return _householder(Y) if Q is None or not all_finite(Q) else Q
 
 
