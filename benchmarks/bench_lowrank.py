@@ -322,7 +322,7 @@ def _torch_svd(A, q, niter):
 
 
 def run(report: Report, quick: bool = False):
-    bench_adaptive(report, quick)
+    # the adaptive default's rows are the rsvd_adaptive family (benchmarks/bench_rsvd_adaptive.py)
     bench_rsvd(report, quick)
     bench_minilm(report, quick)
     bench_nystrom_cur(report, quick)
