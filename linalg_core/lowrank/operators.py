@@ -244,6 +244,10 @@ def as_operator(A, name: str = "A", *, products_only: bool = False):
     if sparse is not None:
         return sparse[0], sparse[1], ()
     if _scipy_operator(A):
+        inner = getattr(A, "A", None)  # aslinearoperator(matrix): the matrix itself (its norm known, same answer)
+        if type(A).__name__ == "MatrixLinearOperator" and inner is not None:
+            op, _, batch = as_operator(inner, name, products_only=products_only)
+            return op, Boundary("numpy"), batch
         return _Wrapped(_ScipyOperator(A, name), name), Boundary("numpy"), ()
     if is_operator(A):
         return _Wrapped(A, name), Boundary("torch"), ()
