@@ -216,6 +216,13 @@ HEADLINES: list[Headline] = [
              {"op": "per call", "shape": "fwht 1x256", "impl": "linalg_core.fwht (eager)"}, "us_per_call",
              "dense `x @ H`", "us_per_call", {"op": "per call", "shape": "1x256", "impl": "x @ H (dense Hadamard)"},
              unit="us"),
+    # rsvd's adaptive default against the cheapest torch.svd_lowrank setting reaching the same (PEFT) grade
+    *[Headline("rsvd_adaptive", f"rsvd default (adaptive), {fam} spectrum 4096², r = 64",
+               {"matrix": f"adaptive: {fam} 4096x4096", "rank": 64}, "ms",
+               "cheapest PEFT-grade `torch.svd_lowrank`", "torch_ms", ratio="vs_torch_equal_acc",
+               accuracy="resid ratio {o[resid_ratio]:.4f}, σ error {o[sigma_err]:.1e}; {o[vs_hindsight_fixed]:.2f}× "
+                        "our hindsight-best fixed setting")
+      for fam in ("flat", "gapped", "spiked", "steep")],
     # random / convert
     Headline("random", "Rademacher fill, 2²⁴ float32", {"case": "rademacher float32, n=2^24"}, "ours_ms",
              "`torch.randint` → ±1", "torch_ms", accuracy="{o[x_floor]:.1f}× the write floor"),
