@@ -559,7 +559,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void tile_vnni512(
     }
   }
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * N + j] = minus_offset(_mm512_reduce_add_epi32(acc[i][j]), 128, wsum[j]);
+    for (int j = 0; j < NR; ++j) {
+      // lanes of (x + 128)·w8 may pass int32 before the offset is removed: add them with the vector
+      // adds, which wrap (GCC's _mm512_reduce_add_epi32 adds signed scalars: undefined on overflow)
+      const __m512i v = acc[i][j];
+      y[i * N + j] = minus_offset(hsum256(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))),
+                                  128, wsum[j]);
+    }
 }
 
 template <int NR>
@@ -692,7 +698,8 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void dgq_amx(
       ex.start(lo, panels.data);
       ex.step(ex.total);
     }
-    const int64_t steps = npairs * (K / 64), per_step = (ex.total + steps - 1) / steps;
+    // (at least one step: M = 0 or K = 0 leave nothing to interleave, and must not divide by zero)
+    const int64_t steps = std::max<int64_t>(1, npairs * (K / 64)), per_step = (ex.total + steps - 1) / steps;
     for (int64_t nb = lo; nb < hi; ++nb) {
       const int64_t n0 = nb * NB;
       const int8_t* panel = panels.data + ((nb - lo) % 2) * NB * K;
