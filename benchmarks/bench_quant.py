@@ -243,28 +243,21 @@ def _sentences(count: int) -> list[str]:
 
     import sklearn
 
+    from linalg_core.quant.compress import prose_sentences
+
     descr = pathlib.Path(sklearn.__file__).parent / "datasets" / "descr"
-    found = []
-    for path in sorted(descr.glob("*.rst")):
-        paras, cur = [], []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            s = line.strip()
-            prose = (s and not s.startswith(("..", ":", "-", "*", "=", "|", "+", "#", "(", "http"))
-                     and not re.fullmatch(r"[-=~^`'\"]+", s) and not line.startswith((" ", "\t")))
-            if prose:
-                cur.append(s)
-            elif cur:
-                paras.append(" ".join(cur))
-                cur = []
-        if cur:
-            paras.append(" ".join(cur))
-        for p in paras:
-            p = re.sub(r":[a-z]+:(?=`)", "", p)
-            p = re.sub(r"`+([^`<]*?)(?:\s*<[^>]*>)?`+_*", r"\1", p).replace("**", "")
-            for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", p):
-                words = s.split()
-                if 6 <= len(words) <= 40 and s[0].isupper() and s[-1] in ".!?" and "http" not in s and "@" not in s:
-                    found.append(s)
+    def prose(line: str) -> bool:
+        s = line.strip()
+        return bool(s and not s.startswith(("..", ":", "-", "*", "=", "|", "+", "#", "(", "http"))
+                    and not re.fullmatch(r"[-=~^`'\"]+", s) and not line.startswith((" ", "\t")))
+
+    def clean(p: str) -> str:  # roles (:ref:`x <y>`) and literals down to their text
+        p = re.sub(r":[a-z]+:(?=`)", "", p)
+        return re.sub(r"`+([^`<]*?)(?:\s*<[^>]*>)?`+_*", r"\1", p).replace("**", "")
+
+    found = [s for path in sorted(descr.glob("*.rst"))
+             for s in prose_sentences(path.read_text(encoding="utf-8"), prose, clean)
+             if "http" not in s and "@" not in s]
     if len(found) < count:
         return found
     step = len(found) / count

@@ -192,6 +192,30 @@ def _output_error(A, g, E) -> float:
     return float((torch.mm(E, A) * E).sum(1).double() @ g.double())
 
 
+def prose_sentences(text: str, is_prose, clean=None) -> list[str]:
+    """The sentences of ``text`` that read as prose: its lines for which ``is_prose(line)`` holds,
+    joined into paragraphs (any other line ends one), each paragraph passed through ``clean``
+    (markup removal) and split after '.', '!' or '?' before a capital; kept: 6–40 words, a
+    capital first and the punctuation last.
+
+    Example:
+        >>> text = "\\n".join(["A short line.", "This sentence has exactly six words.", "  code"])
+        >>> prose_sentences(text, lambda line: not line.startswith(" "))
+        ['This sentence has exactly six words.']
+    """
+    paras, cur = [], []
+    for line in text.splitlines():
+        if is_prose(line):
+            cur.append(line.strip())
+        elif cur:
+            paras.append(" ".join(cur))
+            cur = []
+    if cur:
+        paras.append(" ".join(cur))
+    return [sent for p in paras for sent in re.split(r"(?<=[.!?])\s+(?=[A-Z])", clean(p) if clean else p)
+            if 6 <= len(sent.split()) <= 40 and sent[0].isupper() and sent[-1] in ".!?"]
+
+
 def builtin_calibration_text(count: int = 128) -> list[str]:
     """``count`` English sentences of the Python Language Reference's topic texts
     (``pydoc_data.topics``, shipped with every CPython): prose paragraphs only (no indented code
@@ -208,22 +232,11 @@ def builtin_calibration_text(count: int = 128) -> list[str]:
     except ImportError:
         raise ValueError("calibration='builtin' reads pydoc_data.topics, which this Python lacks; pass a text file "
                          "instead") from None
-    found = []
-    for key in sorted(topics):
-        paras, cur = [], []
-        for line in topics[key].splitlines():
-            s = line.strip()
-            if s and not line.startswith((" ", "\t")) and not re.fullmatch(r"[*=~^-]+", s):
-                cur.append(s)
-            elif cur:
-                paras.append(" ".join(cur))
-                cur = []
-        if cur:
-            paras.append(" ".join(cur))
-        for p in paras:
-            for sent in re.split(r"(?<=[.!?])\s+(?=[A-Z])", p):
-                if 6 <= len(sent.split()) <= 40 and sent[0].isupper() and sent[-1] in ".!?":
-                    found.append(sent)
+    def prose(line: str) -> bool:
+        s = line.strip()
+        return bool(s) and not line.startswith((" ", "\t")) and not re.fullmatch(r"[*=~^-]+", s)
+
+    found = [sent for key in sorted(topics) for sent in prose_sentences(topics[key], prose)]
     step = max(len(found) / count, 1)
     return [found[int(i * step)] for i in range(min(count, len(found)))]
 
