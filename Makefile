@@ -39,7 +39,7 @@ ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so):$$(g++ -print-file-na
 # (benchmarks/gpu_check.py; $OUT/gpu_check.json when OUT is set).
 GPU_PYTHON ?= python3
 
-.PHONY: demo test test-asan test-gpu gpu-check bench info wheel wheel-check clean
+.PHONY: demo test test-asan test-gpu gpu-check bench info wheel wheel-check clean docs
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,16 @@ bench: $(VENV)/.built $(VENV)/.bench
 
 info: $(VENV)/.built
 	$(PY) -m linalg_core info
+
+# make docs: the documentation site (mkdocs-material + mkdocstrings, the docs extra), built offline
+# with --strict into site/ (open site/index.html); the results page is generated from
+# benchmarks/RESULTS.md and benchmarks/*.png at build time (docs/hooks.py).
+$(VENV)/.docs: $(VENV)/.deps
+	$(BIN)/pip install -q "mkdocs>=1.6,<2" "mkdocs-material>=9.5" "mkdocstrings>=0.26" "mkdocstrings-python>=1.12"
+	touch $@
+
+docs: $(VENV)/.built $(VENV)/.docs
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # make wheel: dist/linalg_core-<version>-<tag>.whl for every CUDA architecture of a release, built in
 # its own folder (the editable install's build/<tag> is left alone). LINALG_CORE_CUDA=OFF: CPU only.
