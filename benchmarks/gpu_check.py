@@ -24,7 +24,7 @@ import torch
 import linalg_core as lc
 from linalg_core.backends.reference.qmatmul import expand_int8
 from linalg_core.qmatmul import DGQLinear, qmatmul, quantize_activations
-from linalg_core.testing.bench import measure
+from linalg_core.bench.harness import measure
 
 CUDA = torch.device("cuda")
 

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
 
         run(quick=args.quick)
     elif args.command == "bench":
-        from linalg_core.testing.bench import run_families
+        from linalg_core.bench import run_families
 
         run_families(args.family, quick=args.quick, threads=args.threads, write=not args.no_write)
     elif args.command == "compress":

@@ -8,7 +8,7 @@ inter-op pool, and the OpenBLAS pools (pthreads) of numpy and of scipy. An OpenM
 ends in a barrier that every thread of the team must reach: when other processes hold the cores,
 a descheduled team member holds the whole region for a scheduler time slice (milliseconds), and
 the waiting members spin (libgomp's default ``OMP_WAIT_POLICY``). A call made of many short
-regions then runs 10-100x slower than on one thread (``benchmarks/bench_threads.py``,
+regions then runs 10-100x slower than on one thread (``linalg_core/bench/threads.py``,
 ``docs/threads.md``).
 
 The policy, one rule: a call whose work is below :data:`ONE_THREAD_WORK` multiply-adds runs on

@@ -27,7 +27,7 @@ LAYERS = {
     "binding": "python/bind_{f}.cpp",
     "oracle": "tests/oracles/{f}.py",
     "test": "tests/test_{f}.py",
-    "benchmark": "benchmarks/bench_{f}.py",
+    "benchmark": "linalg_core/bench/{f}.py",
 }
 CUDA_LAYERS = ("backends/cuda", "cuda params", "cuda kernels", "cuda launch")
 
@@ -93,17 +93,17 @@ def test_every_file_in_a_family_place_belongs_to_a_family():
     pattern = {layer: re.compile(re.escape(spec).replace(r"\{f\}", "(?P<f>[a-z_]+)") + "$")
                for layer, spec in LAYERS.items()}
     globs = ["linalg_core/backends/*/*.py", "csrc/cpu/*.cpp", "csrc/include/linalg_core/*.h", "csrc/cuda/*",
-             "python/bind_*.cpp", "tests/oracles/*.py", "tests/test_*.py", "benchmarks/bench_*.py"]
+             "python/bind_*.cpp", "tests/oracles/*.py", "tests/test_*.py", "linalg_core/bench/*.py"]
     shared_headers = {"cpu_kernels.h", "cuda_kernels.h", "dtype.h", "memory.h", "philox.h"}
     for g in globs:
         for path in sorted(ROOT.glob(g)):
             rel = path.relative_to(ROOT).as_posix()
             if path.name == "__init__.py" or rel in NOT_FAMILIES or path.name in shared_headers:
                 continue
-            if g in ("tests/test_*.py", "benchmarks/bench_*.py"):
+            if g in ("tests/test_*.py", "linalg_core/bench/*.py"):
                 # tests and benchmarks also cover the public API's other parts, but an op's name must
                 # not stand in for its family's (tests/test_fwht.py next to tests/test_sketch.py)
-                stem = path.stem.split("_", 1)[1]
+                stem = path.stem.split("_", 1)[1] if g == "tests/test_*.py" else path.stem
                 if stem in _ops.OPS and stem not in _ops.FAMILIES:
                     pytest.fail(f"{rel}: op {stem!r} belongs in the file of its family {_ops.OPS[stem].family!r}")
                 continue

@@ -6,7 +6,7 @@ The stages: a range finder (:mod:`.finders`: :class:`SubspaceIteration` by defau
 (:mod:`.orthonormalize`), and a small-SVD solver (:class:`SmallSVD`). ``oversample``, ``niter``
 and ``tol`` are shortcuts: the sketch size k = rank + oversample, the finder's iterations, and
 ``AdaptiveQB(tol)``. The default sketch size (``oversample="auto"``) comes from
-``benchmarks/bench_lowrank.py`` (the "defaults grid" rows of ``benchmarks/RESULTS.md``):
+``linalg_core/bench/lowrank.py`` (the "defaults grid" rows of ``benchmarks/RESULTS.md``):
 oversampling pays before iterations do (Halko et al. §4.4, scikit-learn). The default number of
 iterations (``niter="auto"``) is adaptive: subspace iteration stops once the change of its
 Rayleigh–Ritz values says the PEFT-grade target (:data:`~.error.PEFT_GRADE`: rank-r residual

@@ -1,6 +1,6 @@
 """Helpers shared by tests, benchmarks and the demo (so they never copy each other):
 matrix generators with prescribed spectra, the real MiniLM-L6 weights, tolerance tables,
-backend lists, and the benchmark harness."""
+and backend lists (the benchmark harness is ``linalg_core.bench.harness``)."""
 
 from linalg_core.testing.backends import usable_backends
 from linalg_core.testing.matrices import coherent, llm_like, planted_regression, spectrum, tall_gaussian, with_spectrum

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import linalg_core as lc
-from linalg_core.testing.bench import Report, measure
+from linalg_core.bench.harness import Report, measure
 
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
@@ -260,7 +260,7 @@ def _eva(report, base, targets, quick):
 
 
 def _worker(args: dict) -> dict:
-    """One fresh-process measurement (``python bench_adapters.py --worker JSON``): load the model
+    """One fresh-process measurement (``python -m linalg_core.bench.adapters --worker JSON``): load the model
     memory-mapped, time the first wrap (+ init) call; return seconds and, for PiSSA, each layer's
     ‖s·BA‖_F (``profile``: ours' time by section and the residual-write floors instead)."""
     import time
@@ -371,7 +371,7 @@ def _run_worker(args: dict) -> dict:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "linalg_core.bench.adapters", "--worker", json.dumps(args)], capture_output=True, text=True,
                           timeout=900)
     if proc.returncode:
         raise RuntimeError(f"benchmark worker failed ({args['side']} {args['method']}):\n{proc.stderr[-3000:]}")
@@ -456,7 +456,7 @@ if __name__ == "__main__":
         print(json.dumps(_worker(json.loads(sys.argv[2]))))
     elif sys.argv[1:2] == ["--from-file"]:
         # one model's from-file rows alone: minilm | llama-float32 | llama-bfloat16 [quick]
-        from linalg_core.testing.bench import Report
+        from linalg_core.bench.harness import Report
 
         which, quick = sys.argv[2], "quick" in sys.argv[3:]
         lc.set_num_threads(2)

@@ -1,4 +1,4 @@
-"""The benchmark harness shared by every ``benchmarks/bench_<family>.py``.
+"""The benchmark harness shared by every family module ``linalg_core/bench/<family>.py``.
 
 A family module defines ``run(report: Report, quick: bool)``, which times linalg_core next to
 the tool users would otherwise call *in the same run* (:func:`measure`) and adds rows with
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -190,16 +189,18 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def checkout_root() -> Path | None:
+    """The source checkout holding this package (an editable install), or None (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "benchmarks").is_dir() and (root / "pyproject.toml").is_file() else None
+
+
 def benchmarks_dir() -> Path:
     """``benchmarks/`` of the source checkout (editable install), else of the current directory."""
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (root / "benchmarks").is_dir():
+    for root in (checkout_root(), Path.cwd()):
+        if root is not None and (root / "benchmarks").is_dir():
             return root / "benchmarks"
     raise FileNotFoundError("benchmarks/ not found: run from a source checkout of linalg_core")
-
-
-def families() -> dict[str, Path]:
-    return {p.stem[len("bench_"):]: p for p in sorted(benchmarks_dir().glob("bench_*.py"))}
 
 
 QUICK_CAVEAT = (
@@ -209,38 +210,4 @@ QUICK_CAVEAT = (
     "written. Run without --quick for the figures of benchmarks/RESULTS.md.")
 
 
-def run_families(names, *, quick=False, threads=None, write=True) -> list[Report]:
-    available = families()
-    names = list(names) or list(available)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise SystemExit(f"unknown benchmark family {unknown}; available: {', '.join(available)}")
-    if threads is not None:
-        linalg_core.set_num_threads(threads)
-    if quick:
-        print(QUICK_CAVEAT, flush=True)
-    reports = []
-    for name in names:
-        spec = importlib.util.spec_from_file_location(f"linalg_core_bench_{name}", available[name])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        report = Report(name, quick=quick)
-        print(f"== {name} ({report.machine['threads']} threads{', quick' if quick else ''})", flush=True)
-        module.run(report, quick=quick)
-        if write and not quick:
-            report.save(benchmarks_dir() / "results")
-            report.update_results_md(benchmarks_dir() / "RESULTS.md")
-        reports.append(report)
-    if write and not quick:
-        from linalg_core.testing.headlines import update_readme
-
-        readme = benchmarks_dir().parent / "README.md"
-        try:
-            if readme.exists() and update_readme(readme, benchmarks_dir() / "results"):
-                print(f"updated the results table of {readme}", flush=True)
-        except (LookupError, ValueError) as e:  # a renamed row or column: the results are written regardless
-            print(f"README's results table NOT updated ({e}); fix linalg_core/testing/headlines.py", flush=True)
-    return reports
-
-
-__all__ = ["Stats", "measure", "machine", "Report", "run_families", "families"]
+__all__ = ["Stats", "measure", "per_call", "ratio", "machine", "Report", "QUICK_CAVEAT"]

@@ -18,7 +18,7 @@ import torch
 
 from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quantize_activations
 from linalg_core.testing import minilm_weights
-from linalg_core.testing.bench import Report, measure, per_call, ratio
+from linalg_core.bench.harness import Report, measure, per_call, ratio
 
 
 def _bnb():

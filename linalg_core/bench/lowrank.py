@@ -22,7 +22,7 @@ import torch
 import linalg_core as lc
 from linalg_core.lowrank import PEFT_GRADE, BlockKrylov, SubspaceIteration, sketch_size
 from linalg_core.testing import minilm_weights, spectrum
-from linalg_core.testing.bench import Report, measure
+from linalg_core.bench.harness import Report, measure
 
 
 def _haar(rows, cols, g):
@@ -322,7 +322,7 @@ def _torch_svd(A, q, niter):
 
 
 def run(report: Report, quick: bool = False):
-    # the adaptive default's rows are the rsvd_adaptive family (benchmarks/bench_rsvd_adaptive.py)
+    # the adaptive default's rows are the rsvd_adaptive family (linalg_core/bench/rsvd_adaptive.py)
     bench_rsvd(report, quick)
     bench_minilm(report, quick)
     bench_nystrom_cur(report, quick)

@@ -19,7 +19,7 @@ import torch
 
 import linalg_core as lc
 from linalg_core.testing import planted_regression
-from linalg_core.testing.bench import Report, measure
+from linalg_core.bench.harness import Report, measure
 
 
 def _fwd(x, x0):

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from linalg_core.testing.bench import Report, measure
+from linalg_core.bench.harness import Report, measure
 from linalg_core.testing.datasets import cars
 from linalg_core.vsa import MBAT, encode_jsonl, orthogonal
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from linalg_core._arrays import cast, count_nonfinite
-from linalg_core.testing.bench import Report, measure
+from linalg_core.bench.harness import Report, measure
 
 PAIRS = ((torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32), (torch.float32, torch.float16),
          (torch.float16, torch.float32))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from linalg_core import random as lcr
-from linalg_core.testing.bench import Report, measure
+from linalg_core.bench.harness import Report, measure
 
 
 def run(report: Report, quick: bool = False):

@@ -21,7 +21,7 @@ import torch
 import linalg_core as lc
 from linalg_core import _ops
 from linalg_core.testing import minilm_weights, tall_gaussian
-from linalg_core.testing.bench import Report, measure, per_call, ratio
+from linalg_core.bench.harness import Report, measure, per_call, ratio
 
 
 def numpy_fwht(x: np.ndarray, axis: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from linalg_core.testing.bench import Report
+from linalg_core.bench.harness import Report
 from linalg_core.testing.matrices import with_spectrum
 
 

@@ -15,7 +15,7 @@ import torch
 
 import linalg_core as lc
 from linalg_core.testing import coherent
-from linalg_core.testing.bench import Report
+from linalg_core.bench.harness import Report
 
 
 def run(report: Report, quick: bool = False):

@@ -149,7 +149,7 @@ def run(report, quick: bool = False):
             child_env.update(env)
             child_env.setdefault("OMP_NUM_THREADS", str(threads))
             args = {"quick": quick, "rounds": 1, "rule_off": label == "default" and threads > 1}
-            proc = subprocess.run([sys.executable, __file__, json.dumps(args)], env=child_env, capture_output=True,
+            proc = subprocess.run([sys.executable, "-m", "linalg_core.bench.threads", json.dumps(args)], env=child_env, capture_output=True,
                                   text=True, timeout=600)
             if proc.returncode != 0:
                 report.note(f"setting {label!r} failed: {proc.stderr.strip().splitlines()[-1:]}")

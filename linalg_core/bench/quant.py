@@ -18,7 +18,7 @@ import torch
 from linalg_core._ext import _C
 from linalg_core.quant import NormalFloat, allocate_bits, lq_decompose, quantize
 from linalg_core.testing import llm_like, minilm_weights
-from linalg_core.testing.bench import Report, measure, per_call, ratio
+from linalg_core.bench.harness import Report, measure, per_call, ratio
 
 
 def _bnb():
@@ -472,7 +472,7 @@ def quality(report: Report, quick: bool):
     except ImportError:
         report.note("Pareto plot skipped: matplotlib is not installed (pip install 'linalg_core[bench]').")
         return
-    from linalg_core.testing.bench import benchmarks_dir
+    from linalg_core.bench.harness import benchmarks_dir
 
     if quick:
         path = os.path.join(tempfile.gettempdir(), "quant_quality_quick.png")
