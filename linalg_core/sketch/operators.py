@@ -48,6 +48,25 @@ class Sketch:
         m: rows (the sketch size).
         n: columns (the dimension of the vectors being sketched).
         seed: 64-bit seed; ``None`` at construction draws one, recorded here.
+
+    Build one with :func:`create` or a kind's function (:func:`gaussian`, :func:`rademacher`,
+    :func:`srht`, :func:`countsketch`, :func:`sparse_sign`); every kind is scaled so that
+    E[SᵀS] = I (Woodruff 2014, "Sketching as a Tool for Numerical Linear Algebra").
+
+    Randomness: the entries are a function of ``(kind, m, n, seed)`` only, drawn from the
+    counter-based streams of :mod:`linalg_core.random`: equal values are the same matrix on
+    every backend, and a block of columns can be generated without the rest.
+
+    Shape:
+        S: (m, n)
+
+    Example:
+        >>> import linalg_core as lc
+        >>> S = lc.sketch.create("gaussian", 4, 10, seed=0)
+        >>> S.shape, S == lc.sketch.gaussian(4, 10, seed=0)
+        ((4, 10), True)
+        >>> tuple(S.to_dense().shape)
+        (4, 10)
     """
 
     m: int
@@ -64,6 +83,7 @@ class Sketch:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(m, n)``: S maps n-vectors to m-vectors."""
         return (self.m, self.n)
 
     # ------------------------------------------------------------------ public
@@ -121,6 +141,14 @@ class Sketch:
         shared where the sketch allows (the SRHT's column panels on the CPU). ``names`` labels
         the arrays in error messages (default ``arrays[i]``).
 
+        Args:
+            *arrays: (n,) vectors or (n, d_i) matrices, as for :meth:`apply`.
+            names: labels for the arrays in error messages.
+            backend: force a backend, as for :meth:`apply`.
+
+        Returns:
+            A tuple ``(S @ A₁, S @ A₂, …)``, each in its input's array type and dtype.
+
         Shape:
             arrays[i]: (n,) or (n, d_i);  out[i]: (m,) or (m, d_i)
 
@@ -168,8 +196,22 @@ class Sketch:
         A may be a 2-D sparse (d, n) matrix, as in :meth:`apply`: A Sᵀ = (S Aᵀ)ᵀ on its stored
         entries, returned dense (numpy for scipy.sparse input).
 
+        Args:
+            A: (*, d, n) matrix or batch of matrices, an (n,) vector, or a 2-D sparse (d, n) matrix.
+            backend: force a backend, as for :meth:`apply`.
+
+        Returns:
+            ``A @ Sᵀ`` in A's array type and dtype.
+
         Shape:
             A: (*, d, n) or (n,);  out: (*, d, m) or (m,)
+
+        Example:
+            >>> import torch, linalg_core as lc
+            >>> S = lc.sketch.countsketch(8, 100, seed=0)
+            >>> A = torch.randn(3, 100, generator=torch.Generator().manual_seed(0))
+            >>> tuple(S.apply_right(A).shape), torch.allclose(S.apply_right(A), S.apply(A.T).T)
+            ((3, 8), True)
         """
         sparse = as_sparse(A, "A")
         if sparse is not None:
@@ -197,8 +239,23 @@ class Sketch:
         """The dense matrix S, or its column block ``S[:, c0:c1]`` for ``cols=(c0, c1)``,
         generated without the other columns.
 
+        Args:
+            cols: ``(c0, c1)`` with 0 ≤ c0 ≤ c1 ≤ n, or None for all n columns.
+            dtype: ``torch.float32`` or ``torch.float64``.
+            device: where to generate it.
+            backend: force a backend for the generation.
+
+        Returns:
+            The dense block, equal to the same columns of the whole matrix.
+
         Shape:
             out: (m, n) or (m, c1 - c0)
+
+        Example:
+            >>> import torch, linalg_core as lc
+            >>> S = lc.sketch.rademacher(4, 10, seed=0)
+            >>> torch.equal(S.to_dense(cols=(2, 5)), S.to_dense()[:, 2:5])
+            True
         """
         c0, c1 = (0, self.n) if cols is None else cols
         _validate.integer(c0, "cols[0]", low=0, high=self.n)
@@ -245,7 +302,22 @@ class Sketch:
 
 @dataclass(frozen=True)
 class GaussianSketch(Sketch):
-    """S with i.i.d. N(0, 1/m) entries; ``S[i, j]`` is normal number ``i·n + j`` of the stream."""
+    """S with i.i.d. N(0, 1/m) entries (Gaussian embedding; Woodruff 2014, §2.1).
+
+    ``apply`` is a GEMM with S generated in column blocks (never all at once): O(m·n·d).
+
+    Randomness: ``S[i, j]`` is normal number ``i·n + j`` of stream ``Stream.GAUSSIAN``, scaled by 1/√m.
+
+    Shape:
+        S: (m, n)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> S = lc.sketch.GaussianSketch(64, 1000, seed=0)
+        >>> A = torch.randn(1000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> tuple(S.apply(A).shape), torch.allclose(S.apply(A), S.to_dense() @ A)
+        ((64, 3), True)
+    """
 
     kind: ClassVar[str] = "gaussian"
     _sign: ClassVar[bool] = False
@@ -278,7 +350,19 @@ class GaussianSketch(Sketch):
 
 @dataclass(frozen=True)
 class RademacherSketch(GaussianSketch):
-    """S with i.i.d. ±1/√m entries; ``S[i, j]`` is sign number ``i·n + j`` of the stream."""
+    """S with i.i.d. ±1/√m entries (Rademacher embedding; Achlioptas 2003).
+
+    Randomness: ``S[i, j]`` is sign number ``i·n + j`` of stream ``Stream.RADEMACHER``.
+
+    Shape:
+        S: (m, n)
+
+    Example:
+        >>> import linalg_core as lc
+        >>> S = lc.sketch.RademacherSketch(4, 16, seed=0)
+        >>> sorted(set((S.to_dense().abs() * 2).flatten().tolist()))
+        [1.0]
+    """
 
     kind: ClassVar[str] = "rademacher"
     _sign: ClassVar[bool] = True
@@ -297,7 +381,12 @@ _PANEL_BYTES = 128 << 20
 
 def release_scratch() -> None:
     """Free the transform scratch the SRHT keeps between calls (at most
-    :data:`linalg_core._scratch.MAX_BYTES` per device and dtype)."""
+    :data:`linalg_core._scratch.MAX_BYTES` per device and dtype).
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.sketch.release_scratch()  # the next SRHT apply allocates afresh
+    """
     _scratch.release()
 
 
@@ -320,6 +409,18 @@ class SRHT(Sketch):
     buffer costs a page fault per 4 KiB, as much as the transform itself. On the CPU the last
     stage of the transform writes only the m selected rows. The measurements:
     benchmarks/RESULTS.md, "Measurements behind design choices".
+
+    Shape:
+        S: (m, n), m ≤ N
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> S = lc.sketch.SRHT(8, 100, seed=0)
+        >>> S.N, tuple(S.rows().shape), tuple(S.signs().shape)
+        (128, (8,), (100,))
+        >>> A = torch.randn(100, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> torch.allclose(S.apply(A), S.to_dense() @ A)
+        True
     """
 
     kind: ClassVar[str] = "srht"
@@ -331,6 +432,7 @@ class SRHT(Sketch):
 
     @property
     def N(self) -> int:
+        """n padded to a power of two: the size of the Walsh–Hadamard transform."""
         return 1 << max(0, (self.n - 1).bit_length())
 
     def signs(self, device="cpu", backend=None) -> torch.Tensor:
@@ -429,6 +531,16 @@ class SparseSignSketch(Sketch):
 
     Randomness: entry (j, l) uses Philox block ``j·nnz + l`` of ``Stream.SPARSE``: lane 0 picks
     the row in its block (multiply-shift), bit 0 of lane 1 the sign.
+
+    Shape:
+        S: (m, n) with nnz non-zeros per column
+
+    Example:
+        >>> import linalg_core as lc
+        >>> S = lc.sketch.SparseSignSketch(16, 100, seed=0, nnz=4)
+        >>> rows, signs = S.hash()
+        >>> tuple(rows.shape), int((S.to_dense() != 0).sum())
+        ((100, 4), 400)
     """
 
     nnz: int = 8
@@ -488,7 +600,22 @@ class SparseSignSketch(Sketch):
 
 @dataclass(frozen=True)
 class CountSketch(SparseSignSketch):
-    """CountSketch (Clarkson and Woodruff 2013): one ±1 per column, in a uniform random row."""
+    """CountSketch (Clarkson and Woodruff 2013): one ±1 per column, in a uniform random row.
+
+    ``apply`` is a scatter-add of ±A's rows: O(n·d), or O(nnz(A)) for a sparse A.
+
+    Randomness: as :class:`SparseSignSketch` with nnz = 1.
+
+    Shape:
+        S: (m, n) with one non-zero per column
+
+    Example:
+        >>> import linalg_core as lc
+        >>> S = lc.sketch.CountSketch(16, 100, seed=0)
+        >>> D = S.to_dense()
+        >>> (D != 0).sum(0).tolist() == [1] * 100, sorted(set(D[D != 0].abs().tolist()))
+        (True, [1.0])
+    """
 
     nnz: int = 1
     kind: ClassVar[str] = "countsketch"
@@ -513,13 +640,37 @@ def create(kind: str, m: int, n: int, *, seed=None, **options) -> Sketch:
         n: dimension sketched (columns of S).
         seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded).
         options: ``nnz`` for ``sparse_sign``.
+
+    Returns:
+        The :class:`Sketch` of that kind.
+
+    Randomness: the entries depend on ``(kind, m, n, seed)`` only (see :mod:`linalg_core.random`).
+
+    Example:
+        >>> import linalg_core as lc
+        >>> S = lc.sketch.create("sparse_sign", 32, 1000, seed=0, nnz=4)
+        >>> type(S).__name__, S.shape, S.nnz
+        ('SparseSignSketch', (32, 1000), 4)
     """
     _validate.choice(kind, "kind", tuple(KINDS))
     return KINDS[kind](m, n, seed, **options)
 
 
 def gaussian(m: int, n: int, *, seed=None) -> GaussianSketch:
-    """Gaussian sketch, entries N(0, 1/m).
+    """Gaussian sketch, entries N(0, 1/m) (see :class:`GaussianSketch`).
+
+    Args:
+        m: sketch size (rows of S).
+        n: dimension sketched (columns of S).
+        seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded on the result).
+
+    Returns:
+        A :class:`GaussianSketch`.
+
+    Shape:
+        S: (m, n)
+
+    Randomness: ``S[i, j]`` is normal number ``i·n + j`` of the seed's Gaussian stream.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -531,12 +682,45 @@ def gaussian(m: int, n: int, *, seed=None) -> GaussianSketch:
 
 
 def rademacher(m: int, n: int, *, seed=None) -> RademacherSketch:
-    """Rademacher sketch, entries ±1/√m."""
+    """Rademacher sketch, entries ±1/√m (see :class:`RademacherSketch`).
+
+    Args:
+        m: sketch size (rows of S).
+        n: dimension sketched (columns of S).
+        seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded on the result).
+
+    Returns:
+        A :class:`RademacherSketch`.
+
+    Shape:
+        S: (m, n)
+
+    Randomness: ``S[i, j]`` is sign number ``i·n + j`` of the seed's Rademacher stream.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> S = lc.sketch.rademacher(64, 1000, seed=0)
+        >>> S.apply(torch.ones(1000, 2)).shape
+        torch.Size([64, 2])
+    """
     return RademacherSketch(m, n, seed)
 
 
 def srht(m: int, n: int, *, seed=None) -> SRHT:
-    """Subsampled randomized Hadamard transform (see :class:`SRHT`).
+    """Subsampled randomized Hadamard transform (Tropp 2011; see :class:`SRHT`).
+
+    Args:
+        m: sketch size (rows of S), at most N = 2^⌈log₂ n⌉.
+        n: dimension sketched (columns of S).
+        seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded on the result).
+
+    Returns:
+        An :class:`SRHT`.
+
+    Shape:
+        S: (m, n)
+
+    Randomness: the signs D and the row selection P come from two streams of the seed.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -549,10 +733,52 @@ def srht(m: int, n: int, *, seed=None) -> SRHT:
 
 
 def countsketch(m: int, n: int, *, seed=None) -> CountSketch:
-    """CountSketch: one ±1 per column (see :class:`CountSketch`)."""
+    """CountSketch: one ±1 per column (Clarkson and Woodruff 2013; see :class:`CountSketch`).
+
+    Args:
+        m: sketch size (rows of S).
+        n: dimension sketched (columns of S).
+        seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded on the result).
+
+    Returns:
+        A :class:`CountSketch`.
+
+    Shape:
+        S: (m, n)
+
+    Randomness: column j's row and sign come from Philox block j of the seed's sparse stream.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> S = lc.sketch.countsketch(8, 100, seed=0)
+        >>> float(S.apply(torch.ones(100, dtype=torch.float64)).abs().sum()) <= 100
+        True
+    """
     return CountSketch(m, n, seed)
 
 
 def sparse_sign(m: int, n: int, *, nnz: int = 8, seed=None) -> SparseSignSketch:
-    """Sparse sign embedding with ``nnz`` non-zeros per column (see :class:`SparseSignSketch`)."""
+    """Sparse sign embedding with ``nnz`` non-zeros per column (Kane and Nelson 2014; see
+    :class:`SparseSignSketch`).
+
+    Args:
+        m: sketch size (rows of S).
+        n: dimension sketched (columns of S).
+        seed: int in [0, 2^64), ``torch.Generator``, or None for fresh entropy (recorded on the result).
+        nnz: non-zeros per column, 1 ≤ nnz ≤ m (1 is CountSketch).
+
+    Returns:
+        A :class:`SparseSignSketch`.
+
+    Shape:
+        S: (m, n)
+
+    Randomness: entry (j, l) comes from Philox block ``j·nnz + l`` of the seed's sparse stream.
+
+    Example:
+        >>> import linalg_core as lc
+        >>> S = lc.sketch.sparse_sign(32, 100, nnz=4, seed=0)
+        >>> (S.to_dense() != 0).sum(0).unique().tolist()
+        [4]
+    """
     return SparseSignSketch(m, n, seed, nnz)
