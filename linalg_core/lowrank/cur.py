@@ -30,6 +30,18 @@ class CUR:
 
     Shape:
         cols: (r,);  rows: (r,);  C: (m, r);  U: (r, r);  R: (r, n)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> g = torch.Generator().manual_seed(0)
+        >>> A = torch.randn(50, 4, generator=g, dtype=torch.float64) @ torch.randn(4, 30, generator=g,
+        ...                                                                        dtype=torch.float64)
+        >>> d = lc.cur(A, 4, seed=0)
+        >>> torch.equal(d.C, A[:, d.cols]), torch.equal(d.R, A[d.rows]), tuple(d.U.shape)
+        (True, True, (4, 4))
+        >>> U, S, Vh = d.to_svd()
+        >>> bool(torch.linalg.norm(U * S @ Vh - A) < 1e-8 * torch.linalg.norm(A))
+        True
     """
 
     cols: object

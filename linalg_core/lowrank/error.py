@@ -41,7 +41,15 @@ class Accuracy:
 
     def met(self, resid_ratio: float, sigma_err: float) -> bool:
         """Whether a result with ‖A − USVᴴ‖_F / ‖A − A_r‖_F = ``resid_ratio`` and
-        max_i |S_i − σ_i| / σ_i = ``sigma_err`` meets the target."""
+        max_i |S_i − σ_i| / σ_i = ``sigma_err`` meets the target.
+
+        Args:
+            resid_ratio: the residual over the optimal rank-r residual (≥ 1).
+            sigma_err: the largest relative error of the r singular values.
+
+        Returns:
+            True when ``resid_ratio ≤ 1 + resid`` and ``sigma_err ≤ sigma``.
+        """
         return float(resid_ratio) <= 1 + self.resid and float(sigma_err) <= self.sigma
 
 

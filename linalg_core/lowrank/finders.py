@@ -143,6 +143,23 @@ class RangeFinder:
     Subclasses are frozen dataclasses with a ``niter`` field (the number of passes pays for
     bfloat16 products, see rsvd's ``precision``) and define ``__call__``; ``factor`` and
     ``full_precision`` have defaults that fit any finder returning a basis.
+
+    Shape:
+        Q = finder(op, k): (*, m, k') for A (*, m, n)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from dataclasses import dataclass
+        >>> from linalg_core.lowrank import RangeFinder
+        >>> @dataclass(frozen=True)
+        ... class OnePass(RangeFinder):  # Algorithm 4.1 of Halko, Martinsson and Tropp 2011
+        ...     niter: int = 0
+        ...     def __call__(self, op, k, *, seed=0, backend=None):
+        ...         Omega = lc.random.normal((op.shape[-1], k), seed=seed, dtype=op.dtype)
+        ...         return torch.linalg.qr(op.matmul(Omega)).Q
+        >>> A = torch.randn(50, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> tuple(lc.rsvd(A, 3, finder=OnePass(), seed=0).U.shape)
+        (50, 3)
     """
 
     def __call__(self, op, k: int, *, seed: int = 0, backend=None) -> torch.Tensor:
@@ -152,14 +169,38 @@ class RangeFinder:
 
     def factor(self, op, power, rank: int, k: int, *, seed: int, backend=None, small_svd=svd_of_wide) -> Factored:
         """A ≈ Q · SVD(B): the basis from the products of ``power`` (A itself, or A in bfloat16),
-        B = QᴴA through ``op``, the small SVD of B by ``small_svd``."""
+        B = QᴴA through ``op``, the small SVD of B by ``small_svd``.
+
+        Args:
+            op: the operator A (*, m, n) (:class:`~linalg_core.lowrank.LinearOperator`).
+            power: the operator the range-finding products go through: ``op`` itself, or A in
+                bfloat16 (rsvd's ``precision``).
+            rank: r, the rank returned.
+            k: the sketch size (r ≤ k).
+            seed: the seed of the Gaussian test matrix Ω.
+            backend: force a backend for the generation of Ω.
+            small_svd: the small-SVD stage (default :func:`~linalg_core.lowrank.svd_of_wide`).
+
+        Returns:
+            A ``Factored(Q, svd, rank)``: A ≈ Q · U diag(S) Vh of the small SVD (Q is None when
+            the SVD's U already spans A's columns).
+        """
         Q = self(power, k, seed=seed, backend=backend)
         return Factored(Q, small_svd(op.rmatmul(Q).mT.conj(), rank), rank)  # B = QᴴA
 
     def full_precision(self, op, factored: Factored, rank: int, k: int, *, seed: int, backend=None,
                        small_svd=svd_of_wide) -> Factored:
         """The factorisation again in full precision, after bfloat16 products could not resolve
-        the range found in ``factored`` (default: start over)."""
+        the range found in ``factored`` (default: start over).
+
+        Args:
+            op: the operator A in full precision.
+            factored: the result of :meth:`factor` on the bfloat16 products.
+            rank, k, seed, backend, small_svd: as for :meth:`factor`.
+
+        Returns:
+            A ``Factored`` as :meth:`factor` returns.
+        """
         return self.factor(op, op, rank, k, seed=seed, backend=backend, small_svd=small_svd)
 
 
@@ -343,7 +384,14 @@ class SubspaceIteration(RangeFinder):
 
     def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
         """Fixed ``niter``: the basis, then B = QᴴA. Adaptive: the last W = AᴴQ is Bᴴ (through
-        ``op`` again only when the iteration ran on bfloat16 products)."""
+        ``op`` again only when the iteration ran on bfloat16 products).
+
+        Args:
+            op, power, rank, k, seed, backend, small_svd: as for :meth:`RangeFinder.factor`.
+
+        Returns:
+            A ``Factored(Q, svd, rank)``.
+        """
         if self.niter is not None:
             return super().factor(op, power, rank, k, seed=seed, backend=backend, small_svd=small_svd)
         Q, W = self._adaptive(op, power, rank, k, seed, backend)
@@ -352,7 +400,15 @@ class SubspaceIteration(RangeFinder):
 
     def full_precision(self, op, factored, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
         """Continue from the bfloat16 basis with ⌈niter/2⌉ (at least one) full-precision
-        iterations (adaptive: the adaptive iteration, started from it)."""
+        iterations (adaptive: the adaptive iteration, started from it).
+
+        Args:
+            op, factored, rank, k, seed, backend, small_svd: as for
+                :meth:`RangeFinder.full_precision`.
+
+        Returns:
+            A ``Factored(Q, svd, rank)``.
+        """
         if self.niter is None:
             Q, W = self._adaptive(op, op, rank, k, seed, backend, start=factored.Q)
             return Factored(Q, small_svd(W.mT.conj(), rank), rank)
@@ -377,6 +433,16 @@ class RowSpace(RangeFinder):
 
     Shape:
         Q = finder(op, k): (*, m, k)
+
+    Randomness:
+        Ω (n × k) is normal stream 6 of ``seed``, as for :class:`SubspaceIteration`.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from linalg_core.lowrank import RowSpace
+        >>> A = torch.randn(80, 60, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> tuple(lc.rsvd(A, 5, finder=RowSpace(niter=2), seed=0).Vh.shape)
+        (5, 60)
     """
 
     niter: int = DEFAULT_NITER
@@ -420,6 +486,19 @@ class BlockKrylov(RangeFinder):
 
     Shape:
         Q = finder(op, k): (*, m, (niter + 1)·k)
+
+    Randomness:
+        Ω (n × k) is normal stream 6 of ``seed``.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from linalg_core.lowrank import BlockKrylov, Householder
+        >>> A = torch.randn(80, 60, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> finder = BlockKrylov(niter=2, orth=Householder())
+        >>> tuple(finder(lc.lowrank.as_linear_operator(A), 4, seed=0).shape)
+        (80, 12)
+        >>> tuple(lc.rsvd(A, 4, finder=finder, seed=0).U.shape)
+        (80, 4)
     """
 
     niter: int = DEFAULT_NITER
@@ -484,6 +563,16 @@ class AdaptiveQB(RangeFinder):
 
     Randomness:
         Block i of Ω is normal stream 6 of ``seed`` at offset i·n·block.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from linalg_core.lowrank import AdaptiveQB
+        >>> g = torch.Generator().manual_seed(0)
+        >>> A = torch.randn(60, 4, dtype=torch.float64, generator=g) @ torch.randn(4, 50, dtype=torch.float64,
+        ...                                                                        generator=g)
+        >>> svd = lc.rsvd(A, 10, finder=AdaptiveQB(tol=1e-6, block=2), seed=0)  # rank 4 meets tol
+        >>> tuple(svd.U.shape)
+        (60, 4)
     """
 
     tol: float
@@ -505,6 +594,16 @@ class AdaptiveQB(RangeFinder):
         return _adaptive_qb(op, op, k, self._block(k), self.tol, self.niter, self.orth, seed, backend)[0]
 
     def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+        """Blocks of Q and B until ‖A − QB‖_F ≤ tol·‖A‖_F, then the smallest rank ≤ ``rank``
+        whose truncation still meets the tolerance (a warning when none does).
+
+        Args:
+            op, power, rank, k, seed, backend, small_svd: as for :meth:`RangeFinder.factor`
+                (``rank`` is the largest rank; ``k`` is not used).
+
+        Returns:
+            A ``Factored(Q, svd, rank')`` with rank' ≤ rank.
+        """
         tol = self.tol
         Q, B, total = _adaptive_qb(op, power, rank, self._block(rank), tol, self.niter, self.orth, seed, backend)
         svd = small_svd(B)
@@ -537,20 +636,68 @@ class _CallableFinder(RangeFinder):
 
 def subspace_iteration(op, k: int, *, niter: int, normalizer="cholqr", seed: int = 0, backend=None):
     """Orthonormal Q (*, m, k) with range(Q) ≈ the dominant k-dimensional range of A:
-    ``SubspaceIteration(niter, orth=normalizer)(op, k, seed=seed)`` (the function form).
+    ``SubspaceIteration(niter, orth=normalizer)(op, k, seed=seed)`` (the function form):
+    Algorithm 4.4 of Halko, Martinsson and Tropp (2011).
+
+    Args:
+        op: the operator A (*, m, n): a :class:`~linalg_core.lowrank.LinearOperator`, e.g. from
+            :func:`~linalg_core.lowrank.as_linear_operator`.
+        k: the block size (columns of the Gaussian test matrix Ω).
+        niter: iterations q.
+        normalizer: the orthonormalisation between passes: a name (``"cholqr"``, ``"cholqr2"``,
+            ``"householder"``, ``"lu"``) or a stage object.
+        seed: the seed of Ω (normal stream 6).
+        backend: force a backend for the generation of Ω.
+
+    Returns:
+        The orthonormal basis Q.
 
     Shape:
-        Q: (*, m, k)
+        A: (*, m, n);  Q: (*, m, k)
+
+    Randomness: Ω (n × k) is normal stream 6 of ``seed``.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import as_linear_operator, subspace_iteration
+        >>> A = torch.randn(50, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> Q = subspace_iteration(as_linear_operator(A), 8, niter=2, seed=0)
+        >>> tuple(Q.shape), torch.allclose(Q.T @ Q, torch.eye(8, dtype=Q.dtype))
+        ((50, 8), True)
     """
     return SubspaceIteration(niter, normalizer)(op, k, seed=seed, backend=backend)
 
 
 def krylov_basis(op, k: int, *, niter: int, normalizer="cholqr", seed: int = 0, backend=None):
     """Orthonormal basis (*, m, (niter+1)·k) of the block Krylov space:
-    ``BlockKrylov(niter, orth=normalizer)(op, k, seed=seed)`` (the function form).
+    ``BlockKrylov(niter, orth=normalizer)(op, k, seed=seed)`` (the function form): Algorithm 2 of
+    Musco and Musco (2015).
+
+    Args:
+        op: the operator A (*, m, n): a :class:`~linalg_core.lowrank.LinearOperator`, e.g. from
+            :func:`~linalg_core.lowrank.as_linear_operator`.
+        k: the block size (columns of the Gaussian test matrix Ω).
+        niter: iterations q.
+        normalizer: the orthonormalisation between passes: a name (``"cholqr"``, ``"cholqr2"``,
+            ``"householder"``, ``"lu"``) or a stage object.
+        seed: the seed of Ω (normal stream 6).
+        backend: force a backend for the generation of Ω.
+
+    Returns:
+        The orthonormal basis Q of [AΩ, (AAᴴ)AΩ, …, (AAᴴ)^niter AΩ].
 
     Shape:
-        Q: (*, m, (niter + 1)·k)
+        A: (*, m, n);  Q: (*, m, (niter + 1)·k)
+
+    Randomness: Ω (n × k) is normal stream 6 of ``seed``.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import as_linear_operator, krylov_basis
+        >>> A = torch.randn(50, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> Q = krylov_basis(as_linear_operator(A), 4, niter=2, seed=0)
+        >>> tuple(Q.shape), torch.allclose(Q.T @ Q, torch.eye(12, dtype=Q.dtype))
+        ((50, 12), True)
     """
     return BlockKrylov(niter, normalizer)(op, k, seed=seed, backend=backend)
 

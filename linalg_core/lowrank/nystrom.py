@@ -31,6 +31,17 @@ class Nystrom:
 
     Shape:
         C: (*, m, r);  core: (*, r, r);  R: (*, r, n)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> g = torch.Generator().manual_seed(0)
+        >>> A = torch.randn(60, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 40, generator=g,
+        ...                                                                        dtype=torch.float64)
+        >>> ny = lc.nystrom(A, 6, seed=0)
+        >>> ny.rank, tuple(ny.C.shape), tuple(ny.R.shape)
+        (6, (60, 6), (6, 40))
+        >>> bool(torch.linalg.norm(ny.dense() - A) < 1e-8 * torch.linalg.norm(A))
+        True
     """
 
     C: object
@@ -40,6 +51,7 @@ class Nystrom:
 
     @property
     def rank(self) -> int:
+        """r, the size of the core."""
         return self.core.shape[-1]
 
     def to_svd(self) -> SVD:

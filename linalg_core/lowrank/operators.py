@@ -50,6 +50,20 @@ class LinearOperator(Protocol):
 
     Shape:
         matmul: X (*, n, k) -> (*, m, k);  rmatmul: Y (*, m, k) -> (*, n, k)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> class Gram:  # A = Xᵀ X without forming it
+        ...     def __init__(self, X):
+        ...         self.X, self.shape, self.dtype = X, (X.shape[1], X.shape[1]), X.dtype
+        ...     def matmul(self, V):
+        ...         return self.X.T @ (self.X @ V)
+        ...     def rmatmul(self, V):
+        ...         return self.X.T @ (self.X @ V)
+        >>> X = torch.randn(100, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> S = lc.rsvd(Gram(X), 3, seed=0).S
+        >>> torch.allclose(S, torch.linalg.svdvals(X)[:3] ** 2, rtol=1e-2)
+        True
     """
 
     shape: tuple[int, int]
@@ -57,9 +71,11 @@ class LinearOperator(Protocol):
     device: torch.device
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:  # (n, k) -> (m, k)
+        """A @ X. Shape: X (*, n, k) -> (*, m, k)"""
         ...
 
     def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:  # (m, k) -> (n, k)
+        """Aᴴ @ Y. Shape: Y (*, m, k) -> (*, n, k)"""
         ...
 
 
@@ -67,7 +83,25 @@ class Operator:
     """Base of the library's operators (:class:`LinearOperator` implementations that are valid by
     construction): :func:`as_operator` and the drivers take them as they are, without the checks
     and casts of a user operator. Subclasses set ``shape``, ``dtype``, ``device`` and define
-    ``matmul`` / ``rmatmul``."""
+    ``matmul`` / ``rmatmul``.
+
+    Shape:
+        shape: (*, m, n);  matmul: (*, n, k) -> (*, m, k);  rmatmul: (*, m, k) -> (*, n, k)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> from linalg_core.lowrank import Operator
+        >>> class Diagonal(Operator):
+        ...     def __init__(self, d):
+        ...         self.d, self.shape, self.dtype, self.device = d, (len(d), len(d)), d.dtype, d.device
+        ...     def matmul(self, X):
+        ...         return self.d[:, None] * X
+        ...     def rmatmul(self, Y):
+        ...         return self.d[:, None] * Y
+        >>> d = 0.5 ** torch.arange(20, dtype=torch.float64)
+        >>> [round(s, 6) for s in lc.rsvd(Diagonal(d), 3, seed=0).S.tolist()]
+        [1.0, 0.5, 0.25]
+    """
 
     shape: tuple
     dtype: torch.dtype

@@ -154,6 +154,7 @@ class Householder:
 
     @property
     def final(self) -> "Householder":
+        """The orthonormalizer of a returned basis: Householder itself."""
         return self
 
     def __call__(self, Y: torch.Tensor) -> torch.Tensor:
@@ -163,10 +164,20 @@ class Householder:
 @dataclass(frozen=True)
 class CholQR2:
     """CholeskyQR2 (``"cholqr2"``) with the shifted-CholeskyQR3 and Householder fallbacks: the
-    default orthonormalisation of a returned basis.
+    default orthonormalisation of a returned basis. Fukaya, Nakatsukasa, Yanagisawa and
+    Yamamoto (2014), "CholeskyQR2: a simple and communication-avoiding algorithm for computing a
+    tall-skinny QR factorization"; shifted CholeskyQR3: Fukaya et al. (2020).
 
     Shape:
         Y: (*, m, k);  out: (*, m, k)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import CholQR2
+        >>> Y = torch.randn(200, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> Q = CholQR2()(Y)
+        >>> bool((Q.T @ Q - torch.eye(6, dtype=Q.dtype)).abs().max() < 1e-12)
+        True
     """
 
     name = "cholqr2"
@@ -174,6 +185,7 @@ class CholQR2:
 
     @property
     def final(self) -> "CholQR2":
+        """The orthonormalizer of a returned basis: CholQR2 itself."""
         return self
 
     def __call__(self, Y: torch.Tensor) -> torch.Tensor:
@@ -188,6 +200,14 @@ class CholQR:
 
     Shape:
         Y: (*, m, k);  out: (*, m, k)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import CholQR
+        >>> Y = torch.randn(200, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> Q = CholQR()(Y)  # one round: R = chol(YᵀY), Q = Y R⁻¹
+        >>> tuple(Q.shape), bool(torch.linalg.matrix_rank(Q) == 6), CholQR().final
+        ((200, 6), True, CholQR2())
     """
 
     name = "cholqr"
@@ -195,6 +215,7 @@ class CholQR:
 
     @property
     def final(self) -> CholQR2:
+        """The orthonormalizer of a returned basis: :class:`CholQR2`."""
         return CholQR2()
 
     def __call__(self, Y: torch.Tensor, *, gram: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,10 +228,19 @@ class CholQR:
 @dataclass(frozen=True)
 class LU:
     """The P·L factor of partial-pivoting LU (``"lu"``): well conditioned, not orthonormal; only
-    between power iterations (``final`` is :class:`CholQR2`).
+    between power iterations (``final`` is :class:`CholQR2`). The normaliser of fbpca and
+    scikit-learn's ``randomized_svd`` (``power_iteration_normalizer="LU"``).
 
     Shape:
         Y: (*, m, k);  out: (*, m, k)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import LU
+        >>> Y = torch.randn(200, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> L = LU()(Y)
+        >>> tuple(L.shape), bool(L.abs().max() <= 1 + 1e-12)  # partial pivoting: |L| ≤ 1
+        ((200, 6), True)
     """
 
     name = "lu"
@@ -218,6 +248,7 @@ class LU:
 
     @property
     def final(self) -> CholQR2:
+        """The orthonormalizer of a returned basis: :class:`CholQR2` (L is not orthonormal)."""
         return CholQR2()
 
     def __call__(self, Y: torch.Tensor) -> torch.Tensor:

@@ -84,10 +84,24 @@ def sketch_size(rank: int, m: int, n: int, oversample="auto") -> tuple[int, int]
 
     ``oversample="auto"``: max(10, r, min(2r, 48 − r)), i.e. k = 2r, and k = 3r while that stays
     ≤ 48 columns: at small k the GEMMs are bound by reading A, so the extra columns are nearly
-    free (the "defaults grid" of benchmarks/RESULTS.md).
+    free (the "defaults grid" of benchmarks/RESULTS.md). Oversampling before iterating follows
+    Halko, Martinsson and Tropp (2011), §4.2.
+
+    Args:
+        rank: r, the target rank.
+        m, n: A's shape.
+        oversample: p, extra columns of the sketch, or ``"auto"``.
+
+    Returns:
+        ``(rank, k)`` as Python ints.
 
     Raises:
         ValueError: rank < 1 or > min(m, n), oversample < 0.  TypeError: non-integers.
+
+    Example:
+        >>> from linalg_core.lowrank import sketch_size
+        >>> sketch_size(8, 1000, 500), sketch_size(8, 1000, 500, oversample=4), sketch_size(30, 1000, 500)
+        ((8, 24), (8, 12), (30, 60))
     """
     r_max = min(m, n)
     rank = _validate.integer(rank, "rank", low=1)

@@ -27,9 +27,27 @@ def svd_of_wide(B: torch.Tensor, rank: int | None = None, *, gram: bool = True) 
 
     Otherwise through the QR of Bᴴ: B = Rᴴ Qᴴ, so only the k × k matrix Rᴴ goes to LAPACK's SVD
     (cheaper than the SVD of the wide B when n ≫ k); directly by LAPACK's SVD when 2k > n.
+    This is step 3 of the two-stage randomized SVD (Halko, Martinsson and Tropp 2011, §5.1).
+
+    Args:
+        B: the short, wide matrix, float32 or float64.
+        rank: the singular values the caller will use (default k): the Gram route is taken only
+            while they stay accurate; all k are returned either way.
+        gram: allow the Gram-matrix route for float32 B.
+
+    Returns:
+        An :class:`~linalg_core.lowrank.SVD` ``(U, S, Vh)`` of B, S descending.
 
     Shape:
         B: (*, k, n);  U: (*, k, k);  S: (*, k);  Vh: (*, k, n)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import svd_of_wide
+        >>> B = torch.randn(4, 30, generator=torch.Generator().manual_seed(0))
+        >>> U, S, Vh = svd_of_wide(B)
+        >>> tuple(U.shape), tuple(S.shape), tuple(Vh.shape), torch.allclose(U * S @ Vh, B, atol=1e-5)
+        ((4, 4), (4,), (4, 30), True)
     """
     k, n = B.shape[-2:]
     small = _threads.sized(k**3 * max(1, B[..., 0, 0].numel()))  # one thread for the k × k LAPACK calls

@@ -25,6 +25,14 @@ class SVD(_Factors):
 
     Shape:
         U: (*, m, r);  S: (*, r) descending;  Vh: (*, r, n)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> A = torch.randn(40, 30, generator=torch.Generator().manual_seed(0))
+        >>> svd = lc.rsvd(A, 5, seed=3)
+        >>> U, S, Vh = svd
+        >>> tuple(U.shape), tuple(S.shape), tuple(Vh.shape), svd.seed
+        ((40, 5), (5,), (5, 30), 3)
     """
 
     seed: int | None = None  # read when an instance was built without one (``_make``, pytrees)
@@ -70,8 +78,23 @@ def flip_signs(svd: SVD, *, seed: int | None = None) -> SVD:
     (scikit-learn's ``svd_flip``), Vh's rows flipped to match; makes results comparable across
     backends and runs. ``seed`` is recorded on the result (default: ``svd``'s).
 
+    Args:
+        svd: a factorisation ``(U, S, Vh)``: an :class:`SVD` or any triple of tensors.
+        seed: the seed to record on the result (default: ``svd.seed`` when it has one).
+
+    Returns:
+        An :class:`SVD` with the same product U diag(S) Vh.
+
     Shape:
         U: (*, m, r);  S: (*, r);  Vh: (*, r, n), returned with the same shapes
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.lowrank import flip_signs
+        >>> U, S, Vh = torch.linalg.svd(torch.tensor([[1.0, 2.0], [3.0, -4.0]]))
+        >>> F = flip_signs((-U, S, -Vh))
+        >>> (F.U.abs().amax(0) == F.U.amax(0)).tolist(), torch.allclose(F.U * F.S @ F.Vh, U * S @ Vh)
+        ([True, True], True)
     """
     U, S, Vh = svd
     sign = peak_signs(U)
