@@ -54,7 +54,23 @@ __all__ = [
 
 
 def set_num_threads(n: int) -> None:
-    """Threads for both torch and linalg_core's OpenMP kernels."""
+    """Threads for both torch and linalg_core's OpenMP kernels.
+
+    Args:
+        n: the number of threads, ≥ 1 (``torch.set_num_threads(n)``, and the compiled kernels'
+            OpenMP pool when ``_C`` is built).
+
+    Raises:
+        ValueError: n < 1.  TypeError: n is not an integer.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> before = torch.get_num_threads()
+        >>> lc.set_num_threads(1)
+        >>> torch.get_num_threads()
+        1
+        >>> lc.set_num_threads(before)
+    """
     import torch
 
     from linalg_core._ext import _C
