@@ -59,7 +59,14 @@ def main(argv=None) -> int:
     bench.add_argument("family", nargs="*", help="families to run (default: all); e.g. sketch")
     bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (smoke run)")
     bench.add_argument("--threads", type=int, default=None, help="threads for torch and linalg_core")
-    bench.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md and results/")
+    bench.add_argument("--out", default=None, metavar="DIR",
+                       help="folder of the results (<family>.json, .csv, summary.md; default ./linalg_core-bench/)")
+    bench.add_argument("--write", action="store_true",
+                       help="update the committed benchmarks/results/, benchmarks/RESULTS.md and README's tables "
+                            "instead (source checkout only; not with --quick)")
+    bench.add_argument("--render", action="store_true",
+                       help="run nothing: rewrite benchmarks/RESULTS.md and README's tables from benchmarks/results/")
+    bench.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default now
     comp = sub.add_parser("compress", help="LQ-compress a safetensors model under a bit budget (LQ-LoRA)")
     comp.add_argument("model", nargs="?", default=None,
                       help="a .safetensors file or a folder of shards (default: the MiniLM-L6 weights)")
@@ -122,13 +129,31 @@ def main(argv=None) -> int:
 
         run(quick=args.quick)
     elif args.command == "bench":
-        from linalg_core.bench import run_families
-
-        run_families(args.family, quick=args.quick, threads=args.threads, write=not args.no_write)
+        return _bench(args)
     elif args.command == "compress":
         return _compress(args)
     elif args.command == "vsa":
         return _vsa(args)
+    return 0
+
+
+def _bench(args) -> int:
+    from linalg_core.bench import render, run_families
+
+    if args.no_write:
+        print("linalg_core bench: note: --no-write is deprecated and does nothing: the committed results change "
+              "only with --write", file=sys.stderr)
+    try:
+        if args.render:
+            if args.family or args.quick or args.write:
+                raise ValueError("--render runs nothing: it takes no family, --quick or --write")
+            done = render()
+            print(f"rendered {', '.join(done)} into benchmarks/RESULTS.md (and README's tables)")
+            return 0
+        run_families(args.family, quick=args.quick, threads=args.threads, out=args.out, write=args.write)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"linalg_core bench: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -37,6 +37,12 @@ import torch
 import linalg_core as lc
 from linalg_core.bench.harness import Report, measure
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "from its file: fresh process, first call": {"model": "re:from its file"},
+    "EVA against peft": {"model": "re:EVA"},
+    "whole-model initialisation in process, against peft": {},
+}
+
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
 

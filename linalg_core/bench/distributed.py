@@ -18,6 +18,12 @@ import torch
 from linalg_core.bench.harness import Report
 from linalg_core.testing.matrices import with_spectrum
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "lstsq against dask": {"case": "re:^lstsq"},
+    "rsvd against dask svd_compressed": {"case": "re:^rsvd"},
+    "scale-out: bytes between workers": {"case": "re:^scale-out"},
+}
+
 
 def _time(fn, repeats=3):
     fn()

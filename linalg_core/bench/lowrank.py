@@ -24,6 +24,14 @@ from linalg_core.lowrank import PEFT_GRADE, BlockKrylov, SubspaceIteration, sket
 from linalg_core.testing import minilm_weights, spectrum
 from linalg_core.bench.harness import Report, measure
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "defaults grid: oversampling vs iterations": {"matrix": "re:^defaults grid"},
+    "MiniLM-L6 weights: every Linear layer": {"matrix": "re:^MiniLM"},
+    "Nyström of a covariance": {"matrix": "re:^covariance"},
+    "generalized Nyström and CUR next to rsvd": {"impl": r"re:^linalg_core\.(rsvd$|nystrom general|cur )"},
+    "rsvd against torch.svd_lowrank and scikit-learn": {},
+}
+
 
 def _haar(rows, cols, g):
     q, r = torch.linalg.qr(torch.randn(rows, cols, generator=g))

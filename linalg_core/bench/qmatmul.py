@@ -20,6 +20,13 @@ from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quan
 from linalg_core.testing import minilm_weights
 from linalg_core.bench.harness import Report, measure, per_call, ratio
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "per call: DGQLinear's fixed costs": {"shape": r"re:\(per call\)$"},
+    "layer call against nn.Linear": {"shape": r"re:\(layer call\)$"},
+    "GPU: fused against unfused": {"shape": "re:^GPU "},
+    "GEMM/GEMV against fp32, torch._int_mm and bitsandbytes": {},
+}
+
 
 def _bnb():
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional-kernel notice

@@ -20,6 +20,15 @@ from linalg_core.quant import NormalFloat, allocate_bits, lq_decompose, quantize
 from linalg_core.testing import llm_like, minilm_weights
 from linalg_core.bench.harness import Report, measure, per_call, ratio
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "NF4 against bitsandbytes": {"case": "re:^NF4 "},
+    "GGUF against gguf": {"case": "re:^GGUF "},
+    "other formats: speed and error": {"case": "re:quantize / dequantize"},
+    "LQ against LoftQ and plain NF": {"case": r"re:^(LLM-like|MiniLM-L6 \(\d+ of)"},
+    "bit allocation": {"case": "re:^(MiniLM-L6 budget|allocator)"},
+    "compressed-model quality": {"case": "re:^quality:"},
+}
+
 
 def _bnb():
     import logging

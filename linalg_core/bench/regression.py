@@ -21,6 +21,11 @@ import linalg_core as lc
 from linalg_core.testing import planted_regression
 from linalg_core.bench.harness import Report, measure
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "ℓ∞ error on coherent problems (many seeds)": {"problem": "re:^coherent"},
+    "least squares against LAPACK": {},
+}
+
 
 def _fwd(x, x0):
     x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x

@@ -23,6 +23,12 @@ from linalg_core import _ops
 from linalg_core.testing import minilm_weights, tall_gaussian
 from linalg_core.bench.harness import Report, measure, per_call, ratio
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "per call: small calls, dispatch and validation": {"op": "per call"},
+    "fwht: against the copy floor, dense and numpy Hadamard": {"op": "fwht"},
+    "sketches of a tall matrix: time and subspace-embedding distortion": {"op": "sketch"},
+}
+
 
 def numpy_fwht(x: np.ndarray, axis: int) -> np.ndarray:
     """Radix-2 butterfly in numpy (what a hand-rolled script does)."""

@@ -20,6 +20,11 @@ from linalg_core.bench.harness import Report, measure
 from linalg_core.testing.datasets import cars
 from linalg_core.vsa import MBAT, encode_jsonl, orthogonal
 
+TABLES = {  # kinds of comparison (Report.add sets each row's "table")
+    "binding throughput": {"case": "re:^bind "},
+    "encoding and nearest-neighbour search (cars)": {"case": "re:^cars"},
+}
+
 NUMERIC = ["Miles_per_Gallon", "Cylinders", "Displacement", "Horsepower", "Weight_in_lbs", "Acceleration"]
 
 

@@ -1,9 +1,10 @@
-"""README's results table, generated from ``benchmarks/results/<family>.json`` so it cannot drift.
+"""README's results table, generated from ``benchmarks/results/<family>.json`` so it cannot drift
+(read with :func:`linalg_core.bench.results.load_results`: schema 2, or schema 1 migrated).
 
 Each :class:`Headline` names one of our rows and the peer's figure in the same run (a row of its
 own, or a column of ours) and renders a line: our time, the peer's, their ratio (peer time over
 ours, measured in the same run) and a verdict: *faster* from 1.25×, *parity* between 0.8× and
-1.25×, *slower* below. ``python -m linalg_core bench`` rewrites the block between
+1.25×, *slower* below. ``python -m linalg_core bench --write`` rewrites the block between
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` of README.md after each full run (and the
 compressed-model quality table between the ``quality`` markers), and
 ``tests/test_readme_results.py`` checks that the blocks equal what the committed results give.
@@ -18,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -111,8 +111,10 @@ def _fmt_row(h: Headline, o: dict, p: dict, machine: dict) -> str:
 
 
 def load(results_dir) -> dict[str, dict]:
-    """{family: the results JSON} of every ``<family>.json`` in ``results_dir``."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*.json"))}
+    """{family: the results document (schema 2)} of every ``<family>.json`` in ``results_dir``."""
+    from linalg_core.bench.results import load_all
+
+    return load_all(results_dir)
 
 
 def readme_table(results_dir, headlines=None) -> str:
@@ -133,7 +135,7 @@ def readme_table(results_dir, headlines=None) -> str:
         data = results[h.family]
         o = _find(data["rows"], h.ours, h.what)
         p = _find(data["rows"], h.peer_row, h.what) if h.peer_row is not None else o
-        line = _fmt_row(h, o, p, data.get("machine", {}))
+        line = _fmt_row(h, o, p, data.get("environment", {}))
         counts[line.split(" | ")[5]] += 1
         lines.append(line)
     summary = (f"{counts['faster']} lines faster than the peer, {counts['parity']} at parity "
