@@ -13,8 +13,25 @@ import torch
 
 
 class LSQRResult(NamedTuple):
-    """x: (d, k); iterations: run; converged: (k,) bool; residual_norm, normal_residual: (k,)
-    estimates of ‖b − Ax‖ and ‖Aᵀ(b − Ax)‖."""
+    """The result of :func:`lsqr` (Paige and Saunders 1982).
+
+    Attributes:
+        x: the solutions, one column per right-hand side.
+        iterations: the iterations run.
+        converged: which columns met ``tol``.
+        residual_norm, normal_residual: LSQR's estimates of ‖b − Ax‖ and ‖Aᵀ(b − Ax)‖.
+
+    Shape:
+        x: (d, k);  converged, residual_norm, normal_residual: (k,)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> A = torch.randn(200, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> res = lc.regression.lsqr(lambda X: A @ X, lambda U: A.T @ U, A @ torch.ones(6, 1, dtype=A.dtype), 6,
+        ...                          tol=1e-12, maxiter=50)
+        >>> tuple(res.x.shape), res.converged.tolist(), bool(torch.allclose(res.x, torch.ones(6, 1, dtype=A.dtype)))
+        ((6, 1), [True], True)
+    """
 
     x: torch.Tensor
     iterations: int
@@ -33,7 +50,8 @@ def _norms(u) -> torch.Tensor:
 
 
 def lsqr(matvec: Callable, rmatvec: Callable, b: torch.Tensor, d: int, *, tol: float, maxiter: int) -> LSQRResult:
-    """min ‖Ax − b‖₂ for each column of b (n, k), from x = 0.
+    """min ‖Ax − b‖₂ for each column of b (n, k), from x = 0, by LSQR (Paige and Saunders 1982,
+    "LSQR: An algorithm for sparse linear equations and sparse least squares", ACM TOMS 8(1)).
 
     Stops a column when ‖Aᵀr‖ ≤ tol·‖A‖·‖r‖ (the least-squares test, ‖A‖ estimated from the
     bidiagonalisation) or ‖r‖ ≤ tol·‖b‖ (a consistent system).

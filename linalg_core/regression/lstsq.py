@@ -56,6 +56,21 @@ class LstsqResult:
             for the other methods.
         converged: every right-hand side met ``tol`` (always True for the direct methods).
         method, sketch, sketch_rows, seed: what ran (seed: the sketch's, None for ``exact``).
+
+    Shape:
+        x: (d,) or (d, k);  residual_norm: float or (k,)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> g = torch.Generator().manual_seed(0)
+        >>> A = torch.randn(2000, 10, dtype=torch.float64, generator=g)
+        >>> b = torch.randn(2000, dtype=torch.float64, generator=g)
+        >>> res = lc.regression.lstsq(A, b, seed=0)
+        >>> tuple(res.x.shape), res.converged, res.method, res.sketch, res.seed
+        ((10,), True, 'sketch_and_precondition', 'srht', 0)
+        >>> x_star = torch.linalg.lstsq(A, b).solution
+        >>> bool(abs(res.residual_norm - float(torch.linalg.norm(A @ x_star - b))) < 1e-9)
+        True
     """
 
     x: object
@@ -69,6 +84,7 @@ class LstsqResult:
 
     @functools.cached_property
     def residual_norm(self):
+        """‖Ax − b‖₂ per right-hand side (a float for a vector b), computed on first access."""
         A, B, x, vector = self._problem
         rnorm = torch.linalg.vector_norm(A @ x - B, dim=0)
         object.__setattr__(self, "_problem", ())  # release A and b

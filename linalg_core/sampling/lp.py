@@ -15,8 +15,24 @@ from linalg_core.sampling.scores import _check_p, tall_matrix
 
 @dataclass(frozen=True)
 class LpResult:
-    """x (d,) float64 in b's array type; objective ‖Ax − b‖_p on the rows solved (weighted for
-    a sample); iterations (IRLS steps, 0 for the LP); converged."""
+    """The result of :func:`lp_regression`.
+
+    Attributes:
+        x: the minimiser, float64 in b's array type.
+        objective: ‖Ax − b‖_p on the rows solved (weighted for a sample).
+        iterations: IRLS steps (0 for the LP of p = 1).
+        converged: whether IRLS met ``tol`` (always True for the LP).
+
+    Shape:
+        x: (d,)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> A = torch.randn(200, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> res = lc.sampling.lp_regression(A, A @ torch.ones(3, dtype=torch.float64), 1)
+        >>> [round(v, 6) for v in res.x.tolist()], res.iterations, res.converged, res.objective < 1e-9
+        ([1.0, 1.0, 1.0], 0, True, True)
+    """
 
     x: object
     objective: float
@@ -164,12 +180,27 @@ def embedding_distortion(A, indices, weights, p: float, *, trials: int = 64, see
         weights: one finite weight ≥ 0 per index (q_i^(−1/p) from :func:`sample_rows`).
         p: ≥ 1.
 
+        trials: random starting directions of the ascent (p ≠ 2).
+        seed: the seed of those directions.
+
+    Returns:
+        ε as a Python float (exact for p = 2, a lower bound otherwise).
+
     Shape:
         A: (n, d);  indices, weights: (k,)
+
+    Randomness: the starting directions of p ≠ 2 are drawn from ``seed``; p = 2 uses none.
 
     Raises:
         ValueError: an index outside [0, n), a negative or NaN/Inf weight, lengths that differ.
         TypeError: non-integer indices (floats, bools).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> A = torch.randn(1000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> idx, w = lc.sampling.sample_rows(A, 2, 200, seed=0)
+        >>> 0 < lc.sampling.embedding_distortion(A, idx, w, 2) < 0.5
+        True
     """
     p = _check_p(p)
     trials = _validate.integer(trials, "trials", low=1)

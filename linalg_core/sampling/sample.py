@@ -30,8 +30,16 @@ def inclusion_probabilities(s, size: float):
     Shape:
         s: (n,);  out: (n,) float64
 
+    Returns:
+        q, float64, each in [0, 1], summing to ``size`` (or to the number of positive scores).
+
     Raises:
         ValueError: negative, NaN/Inf or all-zero scores; size ≤ 0.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> lc.sampling.inclusion_probabilities(torch.tensor([4.0, 1.0, 1.0, 1.0, 1.0]), 3).tolist()
+        [1.0, 0.5, 0.5, 0.5, 0.5]
     """
     t, boundary = _validate.float_array(s, "s", ndim=1)
     _validate.check_finite(t, "s")

@@ -263,12 +263,24 @@ def lp_sensitivities(A, p: float, *, method: str = "bound", tol: float = 1e-10):
     sparse path); ``"exact"`` builds a dense LP per row and refuses a sparse A (TypeError).
     The result comes back in the caller's array type (numpy for numpy and scipy.sparse input).
 
+    The bounds are those of "Sharper Bounds for ℓp Sensitivity Sampling" (Woodruff and Yasuda
+    2023): σ_i ≤ w_i for p ≤ 2 and σ_i ≤ d^{p/2−1}·w_i for p ≥ 2, with w the ℓp Lewis weights.
+
+    Args:
+        A: (n, d) full-column-rank array, dense or (for ``"bound"``) sparse.
+        p: ≥ 1.
+        method: ``"bound"`` or ``"exact"``.
+        tol: the Lewis weights' tolerance, in (0, 1].
+
+    Returns:
+        The sensitivities (or their upper bounds), each in (0, 1].
+
     Shape:
         A: (n, d);  out: (n,)
 
     Example:
         >>> import torch, linalg_core as lc
-        >>> A = torch.randn(60, 3, dtype=torch.float64)
+        >>> A = torch.randn(60, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         >>> bool((lc.sampling.lp_sensitivities(A, 1, method="exact")
         ...       <= lc.sampling.lp_sensitivities(A, 1) + 1e-9).all())
         True
