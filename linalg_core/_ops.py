@@ -49,7 +49,7 @@ from linalg_core._trace import traced
 NAMESPACE = "linalg_core"
 BACKEND_ORDER = ("cuda", "triton", "cpu", "reference")
 # The op families, each the name of the files that implement its ops in every layer.
-FAMILIES = ("sketch", "random", "convert", "sampling", "quant", "qmatmul")
+FAMILIES = ("sketch", "random", "convert", "sampling", "quant", "qmatmul", "nola")
 ENV_BACKEND = "LINALG_CORE_BACKEND"
 
 
@@ -439,6 +439,23 @@ random_fill = define(
     fake=lambda nrows, ncols, ld, row0, col0, stream, seed, scale, sign, dtype, device: _empty((nrows, ncols), dtype,
                                                                                               device),
 )
+nola_combine = define(
+    "nola_combine", "(Tensor coeffs, int rows, int cols, int stream_base, int seed, float scale) -> Tensor",
+    "nola_combine(coeffs (k,) float32/float64, rows, cols, stream_base, seed, scale) -> (rows, cols) in coeffs'"
+    " dtype: scale * sum_i coeffs[i] * Z_i, Z_i[r, c] = standard normal number r * cols + c of stream"
+    " stream_base + i (random_fill's normals; stream_base + k - 1 < 2^64), the bases never stored.",
+    family="nola",
+    key=_tensor_key(0),
+    fake=lambda coeffs, rows, cols, stream_base, seed, scale: _empty((rows, cols), coeffs.dtype, coeffs.device),
+)
+nola_coeff_grad = define(
+    "nola_coeff_grad", "(Tensor grad, int k, int stream_base, int seed, float scale) -> Tensor",
+    "nola_coeff_grad(grad (rows, cols) float32/float64, k, stream_base, seed, scale) -> (k,) in grad's dtype:"
+    " scale * <Z_i, grad> for i < k, the adjoint of nola_combine (its backward).",
+    family="nola",
+    key=_tensor_key(0),
+    fake=lambda grad, k, stream_base, seed, scale: _empty((k,), grad.dtype, grad.device),
+)
 convert = define(
     "convert", "(Tensor x, ScalarType dtype) -> (Tensor, Tensor)",
     "convert(x, dtype) -> (x cast to dtype rounding to nearest even, int64 count of non-finite elements"
@@ -646,9 +663,32 @@ def _differentiable(op: Op, setup, backward) -> None:
     op.function = Function
 
 
+def _nola_combine_setup(ctx, inputs, keyword_only_inputs, output):
+    coeffs, rows, cols, stream_base, seed, scale = inputs[:6]
+    ctx.args = (coeffs.shape[0], rows, cols, stream_base, seed, scale)
+
+
+def _nola_combine_backward(ctx, g):
+    """coeffs̄ = nola_coeff_grad(ḡ): the adjoint regenerates the bases instead of saving them."""
+    k, rows, cols, stream_base, seed, scale = ctx.args
+    return nola_coeff_grad(g.contiguous(), k, stream_base, seed, scale), None, None, None, None, None
+
+
+def _nola_coeff_grad_setup(ctx, inputs, keyword_only_inputs, output):
+    grad, k, stream_base, seed, scale = inputs[:5]
+    ctx.args = (grad.shape[0], grad.shape[1], stream_base, seed, scale)
+
+
+def _nola_coeff_grad_backward(ctx, g):
+    rows, cols, stream_base, seed, scale = ctx.args
+    return nola_combine(g.contiguous(), rows, cols, stream_base, seed, scale), None, None, None, None
+
+
 _differentiable(fwht, _fwht_setup, _fwht_backward)
 _differentiable(fwht_select, _fwht_select_setup, _fwht_select_backward)
 _differentiable(sparse_apply, _sparse_setup, _sparse_backward)
+_differentiable(nola_combine, _nola_combine_setup, _nola_combine_backward)
+_differentiable(nola_coeff_grad, _nola_coeff_grad_setup, _nola_coeff_grad_backward)
 
 
 def _batched_first(info, in_dims, x, *rest, backend=None, op):

@@ -14,6 +14,7 @@ void bind_convert(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_quant(py::module_& m);
 void bind_qmatmul(py::module_& m);
+void bind_nola(py::module_& m);
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "linalg_core compiled kernels (C++/OpenMP and, when built with nvcc, CUDA)";
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_C, m) {
   bind_sampling(m);
   bind_quant(m);
   bind_qmatmul(m);
+  bind_nola(m);
 }

@@ -2,6 +2,7 @@
 // LINALG_CORE_CUDA=OFF): every launcher of every family (linalg_core/<family>.h) reports
 // kNotBuilt, which the bindings raise.
 #include "linalg_core/cuda_kernels.h"
+#include "linalg_core/nola.h"
 #include "linalg_core/qmatmul.h"
 #include "linalg_core/quant.h"
 #include "linalg_core/random.h"
@@ -35,5 +36,11 @@ int gguf_quantize(const void*, DType, int64_t, int, uint8_t*, int64_t*, uintptr_
 int gguf_dequantize(const uint8_t*, int, int64_t, void*, DType, uintptr_t) { return kNotBuilt; }
 int dgq_matmul(const int8_t*, const uint8_t*, const uint8_t*, const int8_t*, const int32_t*, int32_t*, int64_t, int64_t,
                int64_t, int64_t, uintptr_t) { return kNotBuilt; }
+int nola_combine(const void*, void*, DType, int64_t, int64_t, int64_t, uint64_t, uint64_t, double, uintptr_t) {
+  return kNotBuilt;
+}
+int nola_coeff_grad(const void*, void*, DType, int64_t, int64_t, int64_t, uint64_t, uint64_t, double, uintptr_t) {
+  return kNotBuilt;
+}
 
 }  // namespace linalg_core::cuda

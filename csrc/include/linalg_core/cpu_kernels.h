@@ -11,6 +11,7 @@
 
 #include "linalg_core/convert.h"
 #include "linalg_core/dtype.h"
+#include "linalg_core/nola.h"
 #include "linalg_core/qmatmul.h"
 #include "linalg_core/quant.h"
 #include "linalg_core/random.h"
@@ -25,6 +26,7 @@
   LC_SAMPLING_CPU_KERNELS                                                                      \
   LC_QUANT_CPU_KERNELS                                                                         \
   LC_QMATMUL_CPU_KERNELS                                                                       \
+  LC_NOLA_CPU_KERNELS                                                                          \
   }
 
 // X(name) for every kernel of the table.
@@ -34,7 +36,8 @@
   LC_CONVERT_CPU_TABLE(X)                                                                      \
   LC_SAMPLING_CPU_TABLE(X)                                                                     \
   LC_QUANT_CPU_TABLE(X)                                                                        \
-  LC_QMATMUL_CPU_TABLE(X)
+  LC_QMATMUL_CPU_TABLE(X)                                                                      \
+  LC_NOLA_CPU_TABLE(X)
 
 namespace linalg_core::cpu {
 
