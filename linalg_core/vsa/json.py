@@ -211,6 +211,22 @@ class Codec:
         levels: steps of the level code.
         out_of_range: ``"warn"`` (clamp and warn once per key path), ``"error"`` or ``"clamp"``.
         max_depth, max_leaves: the limits of every record (see the module documentation).
+
+    Randomness: the level and number codes come from streams of ``mbat.seed`` named by
+    :func:`stable_hash`: the same codebook gives the same vectors in every process.
+
+    Shape:
+        encode_many(records): (len(records), D)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.vsa import MBAT, Codec, encode_jsonl, fit_ranges
+        >>> records = [{"name": "a", "hp": 100}, {"name": "b", "hp": 150}]
+        >>> m = MBAT(256, seed=0)
+        >>> codec = Codec(m, fit_ranges(records))
+        >>> V = codec.encode_many(records)
+        >>> tuple(V.shape), torch.allclose(V, encode_jsonl(records, mbat=m))
+        ((2, 256), True)
     """
 
     def __init__(self, mbat: MBAT, ranges=None, levels: int = 32, *, out_of_range: str = "warn",
@@ -243,6 +259,16 @@ class Codec:
 
     def leaf(self, path, kind, payload, *, record=None) -> torch.Tensor:
         """The unit vector of a leaf at ``path`` (``record``: its index, for reports).
+
+        Args:
+            path: the leaf's key path, a tuple of keys and indices.
+            kind: ``"atom"`` (payload: an atom name), ``"string"`` or ``"number"``.
+            payload: the leaf's value.
+            record: the record's index, named in out-of-range reports.
+
+        Returns:
+            The leaf vector (numbers: the level code where ``path`` has a range, else the
+            scale-free code).
 
         Shape:
             out: (D,)
@@ -383,6 +409,12 @@ class Codec:
     def encode_many(self, records) -> torch.Tensor:
         """Unit vectors of parsed JSON records, batched (see :class:`Codec`).
 
+        Args:
+            records: a list of parsed JSON values.
+
+        Returns:
+            One unit vector per record.
+
         Shape:
             out: (len(records), D)
         """
@@ -426,7 +458,17 @@ def encode_json(obj, *, mbat: MBAT, ranges=None, levels: int = 32, out_of_range:
 def fit_ranges(records, *, max_depth: int = MAX_DEPTH, max_leaves: int = MAX_LEAVES) -> dict[str, tuple[float, float]]:
     """{dotted key path: (min, max)} of the numbers in records (the ``ranges`` of the encoders).
 
-    ``max_depth``, ``max_leaves``: the limits of :func:`encode_json`, checked here too.
+    Args:
+        records: an iterable of parsed JSON values.
+        max_depth, max_leaves: the limits of :func:`encode_json`, checked here too.
+
+    Returns:
+        A dict from dotted key path to ``(min, max)`` as floats.
+
+    Example:
+        >>> from linalg_core.vsa import fit_ranges
+        >>> fit_ranges([{"hp": 100, "w": {"x": 1.5}}, {"hp": 150, "w": {"x": 0.5}}])
+        {'hp': (100.0, 150.0), 'w.x': (0.5, 1.5)}
     """
     max_depth, max_leaves = _limits(max_depth, max_leaves)
     lo, hi = {}, {}
@@ -442,6 +484,24 @@ def read_records(source) -> list:
     """Records from a JSON Lines file, a JSON file holding an array, or an iterable of values.
 
     Malformed or too deeply nested JSON raises ValueError naming the file (and line).
+
+    Args:
+        source: a path (str, bytes or ``os.PathLike``) to a ``.jsonl`` or ``.json`` file, or an
+            iterable of parsed values.
+
+    Returns:
+        The records as a list.
+
+    Example:
+        >>> import os, tempfile
+        >>> from linalg_core.vsa import read_records
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = os.path.join(d, "cars.jsonl")
+        ...     with open(path, "w") as f:
+        ...         print('{"name": "a", "hp": 100}', file=f)
+        ...         print('{"name": "b", "hp": 150}', file=f)
+        ...     read_records(path)
+        [{'name': 'a', 'hp': 100}, {'name': 'b', 'hp': 150}]
     """
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         import os
@@ -477,8 +537,26 @@ def encode_jsonl(source, *, mbat: MBAT, ranges="fit", levels: int = 32, batch: i
     everywhere, nothing out of range); ``None``: the scale-free code; otherwise as in
     :func:`encode_json`, like ``out_of_range``, ``max_depth`` and ``max_leaves``.
 
+    Args:
+        source: a path or an iterable of parsed values (see :func:`read_records`).
+        mbat: the codebook.
+        ranges: ``"fit"``, None, or ranges as for :func:`encode_json`.
+        levels: steps of the level code.
+        batch: records encoded per batch, ≥ 1.
+        out_of_range, max_depth, max_leaves: as for :func:`encode_json`.
+
+    Returns:
+        One unit vector per record (float32).
+
     Shape:
         out: (number of records, D)
+
+    Example:
+        >>> from linalg_core.vsa import MBAT, encode_jsonl, search
+        >>> records = [{"name": "a", "hp": 100}, {"name": "b", "hp": 150}, {"name": "c", "hp": 90}]
+        >>> V = encode_jsonl(records, mbat=MBAT(256, seed=0))
+        >>> tuple(V.shape), search(V, V[1], k=1)[0].tolist()
+        ((3, 256), [1])
     """
     batch = _validate.integer(batch, "batch", low=1)
     max_depth, max_leaves = _limits(max_depth, max_leaves)
@@ -570,8 +648,26 @@ def query(vec, path, candidates, *, mbat: MBAT, ranges=None, levels: int = 32, s
 def search(index: torch.Tensor, query_vec: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k cosine neighbours of ``query_vec`` among the rows of ``index``: (indices, cosines).
 
+    Exact search (one product with the normalised index, then ``torch.topk``), in float32.
+
+    Args:
+        index: the encoded records, one per row.
+        query_vec: the query vector.
+        k: neighbours wanted, ≥ 1.
+
+    Returns:
+        ``(indices, cosines)``, most similar first.
+
     Shape:
         index: (n, D);  query_vec: (D,);  indices, cosines: (min(k, n),)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.vsa import search
+        >>> index = torch.eye(4)
+        >>> idx, cos = search(index, torch.tensor([0.0, 1.0, 0.1, 0.0]), k=2)
+        >>> idx.tolist(), [round(c, 3) for c in cos.tolist()]
+        ([1, 2], [0.995, 0.1])
     """
     k = _validate.integer(k, "k", low=1)
     if index.dim() != 2 or query_vec.shape[-1] != index.shape[1]:

@@ -35,7 +35,20 @@ class Orthogonal:
     ``apply_t(X) = X M`` (x ↦ Mᵀ x, the inverse).
 
     Results keep the dtype of X: float64 is computed in float64 (orthogonal to float64
-    rounding), float32, float16 and bfloat16 in float32.
+    rounding), float32, float16 and bfloat16 in float32. Orthogonal role matrices are what make
+    MBAT binding invertible and its sequences stable ("Orthogonal Matrices for MBAT Vector
+    Symbolic Architectures"); build one with :func:`orthogonal`.
+
+    Shape:
+        M: (d, d);  X: (…, d)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.vsa import orthogonal
+        >>> M = orthogonal(8, seed=0)
+        >>> X = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> type(M).__name__, torch.allclose(M.apply_t(M.apply(X)), X), tuple(M.dense().shape)
+        ('Hadamard', True, (8, 8))
     """
 
     kind = ""
@@ -67,6 +80,12 @@ class Orthogonal:
     def apply(self, X: torch.Tensor) -> torch.Tensor:
         """M x for each row x of X.
 
+        Args:
+            X: the rows, float64 (computed in float64) or float32/16, bfloat16 (in float32).
+
+        Returns:
+            X Mᵀ in X's dtype.
+
         Shape:
             X: (…, d);  out: (…, d)
         """
@@ -74,6 +93,12 @@ class Orthogonal:
 
     def apply_t(self, X: torch.Tensor) -> torch.Tensor:
         """Mᵀ x (= M⁻¹ x) for each row x of X.
+
+        Args:
+            X: the rows, as for :meth:`apply`.
+
+        Returns:
+            X M in X's dtype.
 
         Shape:
             X: (…, d);  out: (…, d)
