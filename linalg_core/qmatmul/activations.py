@@ -56,12 +56,30 @@ class Smoothing:
     Attributes:
         factors: t, float32 (K,), in (0, 1].
         channels: indices of the scaled (outlier) channels.
+
+    Build it with :func:`smooth_outliers` (DGQ's percentile clipping).
+
+    Shape:
+        factors: (K,);  channels: (c,);  x: (…, K);  W: (N, K)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.qmatmul import smooth_outliers
+        >>> calib = torch.randn(64, 256, generator=torch.Generator().manual_seed(1))
+        >>> calib[:, 3] *= 50
+        >>> s = smooth_outliers(calib)
+        >>> 3 in s.channels.tolist(), tuple(s.factors.shape)
+        (True, (256,))
+        >>> W, x = torch.randn(8, 256), calib[:2]
+        >>> torch.allclose(s.activations(x) @ s.weight(W).T, x @ W.T, rtol=1e-4, atol=1e-3)
+        True
     """
 
     factors: torch.Tensor
     channels: torch.Tensor
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """x (…, K) → x · t (what the producer of x gives once t is folded into it)."""
         return x * self.factors.to(x.dtype)
 
     def weight(self, W: torch.Tensor) -> torch.Tensor:
@@ -70,7 +88,18 @@ class Smoothing:
 
     def fold_into_previous(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         """The producer of x scaled by t: a Linear's (K, ·) weight rows and bias, or a LayerNorm's
-        (K,) weight and bias. Returns the new (weight, bias); inputs are not modified."""
+        (K,) weight and bias. Returns the new (weight, bias); inputs are not modified.
+
+        Args:
+            weight: the producer's weight: a Linear's (K, ·) or a LayerNorm's (K,).
+            bias: its bias (K,), or None.
+
+        Returns:
+            ``(weight · t, bias · t)`` (bias None when it was None).
+
+        Shape:
+            weight: (K, ·) or (K,);  bias: (K,)
+        """
         t = self.factors.to(weight.dtype)
         w = weight * (t if weight.dim() == 1 else t[:, None])
         return w, (None if bias is None else bias * t.to(bias.dtype))

@@ -120,7 +120,19 @@ def cpu_path(M: int) -> str:
     """The CPU kernel path :func:`qmatmul` and :class:`DGQLinear` take for M rows on this machine:
     ``"amx"`` (M ≥ 16), ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"generic"``, within the set
     the environment variable ``LINALG_CORE_DGQ_PATHS`` allows (bit set: 1 AMX, 2 AVX512-VNNI,
-    4 AVX-VNNI, 8 AVX2); ``"none"`` without the compiled module."""
+    4 AVX-VNNI, 8 AVX2); ``"none"`` without the compiled module.
+
+    Args:
+        M: the rows of the activation (tokens in the batch).
+
+    Returns:
+        The path's name.
+
+    Example:
+        >>> from linalg_core.qmatmul import cpu_path
+        >>> cpu_path(1) in ("amx", "avx512vnni", "avxvnni", "avx2", "generic", "none")
+        True
+    """
     import os
 
     from linalg_core._ext import _C
@@ -195,7 +207,20 @@ class DGQLinear(torch.nn.Module):
                     search: str = "two_phase", granularity: str = "token", clip_percentile: float | None = None,
                     pad: bool = True):
         """Quantize ``linear``: with a :class:`linalg_core.quant.DGQConfig` as ``config`` (its
-        options, not the keyword ones, then apply), or with the keyword options."""
+        options, not the keyword ones, then apply), or with the keyword options.
+
+        Args:
+            linear: the ``torch.nn.Linear`` to quantize (not modified).
+            config: a :class:`~linalg_core.quant.DGQConfig`, or None for the keyword options.
+            group_size, calib, search: as for :func:`dgq_quantize` (``calib``: calibration
+                activations, also with a config).
+            granularity: activation scales per ``"token"`` or per ``"tensor"``.
+            clip_percentile: clip activations at this percentile before quantizing, or None.
+            pad: pad K up to a multiple of ``group_size`` (as :func:`dgq_quantize`).
+
+        Returns:
+            A :class:`DGQLinear` with the linear's bias.
+        """
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
         if config is not None:
@@ -233,6 +258,18 @@ class DGQLinear(torch.nn.Module):
         return plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = x Wᵀ + b: x quantized to INT8 (per token or per tensor), the INT8 product with the
+        DGQ weight (:func:`qmatmul`), the bias added; inference only (no gradient to x).
+
+        Args:
+            x: activations, float32, float16 or bfloat16.
+
+        Returns:
+            y in x's dtype.
+
+        Shape:
+            x: (…, in_features);  out: (…, out_features)
+        """
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must be a tensor (…, {self.in_features}), got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -281,5 +318,6 @@ class DGQLinear(torch.nn.Module):
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], w.out_features)
 
     def extra_repr(self) -> str:
+        """The sizes, group size, activation granularity and stored bits per weight."""
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
                 f"activations={self.granularity}, {self.weight.bits_per_weight:.3f} bits/weight")

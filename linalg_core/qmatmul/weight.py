@@ -60,6 +60,22 @@ class DGQWeight:
 
     Shape:
         qweight: (N, K_pad / 2);  zeros, group_scales: (N, G);  channel_scales, weight_sums: (N,)
+
+    The format is Dual Grained Quantization's A8W4 weight (Zhang et al. 2023, "Dual Grained
+    Quantization: Efficient Fine-Grained Quantization for LLM"); build one with
+    :func:`dgq_quantize`.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.qmatmul import DGQWeight, dgq_quantize
+        >>> W = torch.randn(16, 256, generator=torch.Generator().manual_seed(0))
+        >>> w = dgq_quantize(W)
+        >>> w.out_features, w.in_features, w.padded_in_features, tuple(w.int8_weight().shape)
+        (16, 256, 256, (16, 256))
+        >>> bool((w.dequantize() - W).norm() / W.norm() < 0.2)
+        True
+        >>> torch.equal(DGQWeight.from_state_dict(w.state_dict()).dequantize(), w.dequantize())
+        True
     """
 
     qweight: torch.Tensor
@@ -75,14 +91,17 @@ class DGQWeight:
 
     @property
     def out_features(self) -> int:
+        """N, the rows of the weight (output channels)."""
         return self.qweight.shape[0]
 
     @property
     def padded_in_features(self) -> int:
+        """K_pad = G · group_size ≥ K: the row length the codes are stored with."""
         return self.qweight.shape[1] * 2
 
     @property
     def device(self) -> torch.device:
+        """Where the tensors live."""
         return self.qweight.device
 
     @property
@@ -117,6 +136,16 @@ class DGQWeight:
         return w.to(dtype)
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """The tensors by name (``qweight``, ``zeros``, ``group_scales``, ``channel_scales``,
+        ``weight_sums`` and ``shape`` = int64 [K, group_size]), for ``safetensors`` or
+        ``torch.save``; :meth:`from_state_dict` reads them back.
+
+        Args:
+            prefix: prepended to every name (a module's ``"layer."``).
+
+        Returns:
+            A dict of the weight's own tensors (not copies) and the ``shape`` entry.
+        """
         meta = torch.tensor([self.in_features, self.group_size], dtype=torch.int64)
         return {prefix + "qweight": self.qweight, prefix + "zeros": self.zeros,
                 prefix + "group_scales": self.group_scales, prefix + "channel_scales": self.channel_scales,
@@ -126,7 +155,15 @@ class DGQWeight:
     def from_state_dict(cls, state, prefix: str = "") -> DGQWeight:
         """Inverse of :meth:`state_dict`, validated like the constructor. Other entries of
         ``state`` (a ``DGQLinear``'s bias) are ignored; missing ones, a ``shape`` entry that is
-        not int64 [K, group_size], and every inconsistency of the tensors raise ValueError."""
+        not int64 [K, group_size], and every inconsistency of the tensors raise ValueError.
+
+        Args:
+            state: a mapping of names to tensors, as :meth:`state_dict` writes it.
+            prefix: the prefix the names were written with.
+
+        Returns:
+            The validated :class:`DGQWeight`.
+        """
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if not isinstance(state, Mapping):
