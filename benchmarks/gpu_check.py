@@ -1,13 +1,15 @@
 """Everything GPU-side in one call (``make gpu-check``), for a session lent a GPU for minutes.
 
 1. ``pytest -m gpu``: CUDA and Triton parity with the reference, CUDA-graph capture of the custom
-   ops, torch.compile on the GPU;
+   ops, torch.compile on the GPU, CuPy arrays in and out through DLPack (tests/test_cupy.py; CuPy
+   is pip-installed first when missing, ``cupy-cuda<torch's CUDA major>x``, and those tests are
+   skipped where that fails, e.g. offline);
 2. the GPU benchmark rows, eager, ``torch.compile``-d and replayed from a CUDA graph, in the same
    run: fwht and the sketches' apply, the DGQ A8W4 product against the unfused path (INT8 weight
    expanded in memory, then ``torch._int_mm``) and fp16 ``torch.matmul``, NF4 dequantize;
 3. one table on stdout (and ``$OUT/gpu_check.json`` when ``OUT`` is set).
 
-Usage: ``python benchmarks/gpu_check.py [--skip-tests] [--quick]``.
+Usage: ``python benchmarks/gpu_check.py [--skip-tests] [--quick] [--no-cupy-install]``.
 """
 
 from __future__ import annotations
@@ -100,6 +102,27 @@ def bench(quick: bool) -> list[dict]:
     return rows
 
 
+def ensure_cupy(install: bool) -> str:
+    """CuPy's version, installing the wheel for torch's CUDA major version when it is missing (a
+    quick failure offline: no retries); a line saying why not otherwise."""
+    import importlib
+
+    try:
+        return "cupy " + importlib.import_module("cupy").__version__
+    except ImportError:
+        pass
+    major = (torch.version.cuda or "").split(".")[0]
+    if not install or major not in ("11", "12", "13"):
+        return f"cupy not installed{'' if install else ' (--no-cupy-install)'}: tests/test_cupy.py skipped"
+    wheel = f"cupy-cuda{major}x"
+    rc = subprocess.call([sys.executable, "-m", "pip", "install", "-q", "--retries", "0", "--timeout", "10", wheel])
+    importlib.invalidate_caches()
+    try:
+        return "cupy " + importlib.import_module("cupy").__version__ + f" (installed {wheel})"
+    except ImportError:
+        return f"cupy not installed (pip install {wheel} exited {rc}): tests/test_cupy.py skipped"
+
+
 def table(rows: list[dict]) -> str:
     cols = sorted({k for r in rows for k in r} - {"what"}, key=lambda k: (k not in ("eager_us", "compiled_us",
                                                                                      "graph_us"), k))
@@ -113,24 +136,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-cupy-install", action="store_true", help="do not pip-install CuPy when it is missing")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA GPU visible to torch", file=sys.stderr)
         return 2
     t0 = time.time()
     rc = 0
+    cupy = "cupy: tests skipped"
     if not args.skip_tests:
+        cupy = ensure_cupy(not args.no_cupy_install)
+        print(f"gpu-check: {cupy}", flush=True)
         rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-x",
                               "tests/"])
     rows = bench(args.quick)
     name = torch.cuda.get_device_name()
     print(f"\n## GPU check: {name}, torch {torch.__version__}, linalg_core {lc.__version__}; "
           f"tests {'passed' if rc == 0 else 'FAILED' if not args.skip_tests else 'skipped'}; "
-          f"{time.time() - t0:.0f} s\n")
+          f"{cupy}; {time.time() - t0:.0f} s\n")
     print(table(rows))
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "gpu_check.json"), "w") as f:
-            json.dump({"gpu": name, "torch": torch.__version__, "tests_rc": rc, "rows": rows}, f, indent=1)
+            json.dump({"gpu": name, "torch": torch.__version__, "tests_rc": rc, "cupy": cupy, "rows": rows}, f,
+                      indent=1)
     return rc
 
 
