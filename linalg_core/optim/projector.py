@@ -97,7 +97,8 @@ class LowRankProjector:
     settled), after ``max_passes`` at most. The new basis's
     signs are aligned with the old one's so that the moments kept in the low-rank space stay
     meaningful. ``method="svd"`` (or ``tol=0``, or ``warm_start=False`` with ``method="svd"``)
-    is galore-torch's exact update: ``torch.linalg.svd`` of the float32 gradient, truncated.
+    is galore-torch's exact update: ``torch.linalg.svd`` of the float32 gradient, truncated
+    (galore-torch also rounds a float64 gradient to float32 first; here it stays float64).
 
     Args:
         rank: r, at most min(m, n) of every gradient projected.
@@ -224,8 +225,8 @@ class LowRankProjector:
         side = _side(self.proj_type, m, n)
         dtype = grad.dtype
         work = grad if grad.dtype in (torch.float32, torch.float64) else grad.float()
-        if self.exact:  # galore-torch: the SVD of the gradient in float32 whatever its dtype
-            self.ortho = _exact_basis(grad.float(), self.rank, side, dtype)
+        if self.exact:  # galore-torch's SVD: of the float32 gradient (float64 kept in float64)
+            self.ortho = _exact_basis(work, self.rank, side, dtype)
         elif side == "full":
             U = self._basis(work, self.ortho[0] if self.ortho is not None else None)
             V = self._basis(work.mT, self.ortho[1].mT if self.ortho is not None else None)
