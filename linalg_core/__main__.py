@@ -138,7 +138,7 @@ def main(argv=None) -> int:
 
 
 def _bench(args) -> int:
-    from linalg_core.bench import render, run_families
+    from linalg_core.bench import UsageError, render, run_families
 
     if args.no_write:
         print("linalg_core bench: note: --no-write is deprecated and does nothing: the committed results change "
@@ -146,12 +146,12 @@ def _bench(args) -> int:
     try:
         if args.render:
             if args.family or args.quick or args.write:
-                raise ValueError("--render runs nothing: it takes no family, --quick or --write")
+                raise UsageError("--render runs nothing: it takes no family, --quick or --write")
             done = render()
             print(f"rendered {', '.join(done)} into benchmarks/RESULTS.md (and README's tables)")
             return 0
         run_families(args.family, quick=args.quick, threads=args.threads, out=args.out, write=args.write)
-    except (ValueError, FileNotFoundError) as e:
+    except UsageError as e:
         print(f"linalg_core bench: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -4,8 +4,10 @@ source tree; not collected by pytest).
 Checks that linalg_core and its compiled ``_C`` are imported from the venv, not from a checkout;
 that the metadata, LICENSE and ``py.typed`` were installed; that the compiled kernels compute
 the same function as their float64 definitions (rsvd of a planted rank-8 matrix against the
-exact SVD, the Walsh-Hadamard transform against the dense Sylvester matrix); and that the
-command line answers ``--version`` and ``info``.
+exact SVD, the Walsh-Hadamard transform against the dense Sylvester matrix); that the
+command line answers ``--version`` and ``info``; and that the benchmark suite runs from the
+installed package (``bench --quick random --out DIR``: a labelled schema-2 results file) and
+refuses ``--write`` there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pathlib
 import subprocess
 import sys
 import sysconfig
+import tempfile
 
 
 def main() -> int:
@@ -58,7 +61,21 @@ def main() -> int:
     assert line == f"linalg_core {lc.__version__} (torch {torch.__version__})", line
     info = subprocess.run([sys.executable, "-m", "linalg_core", "info"], check=True, capture_output=True, text=True)
     assert "linalg_core" in info.stdout, info.stdout
-    print(f"wheel smoke test passed: {line}; linalg_core from {pkg}; rsvd error {err:.1e}")
+    with tempfile.TemporaryDirectory(prefix="lc-wheel-bench-") as tmp:
+        out = subprocess.run([sys.executable, "-m", "linalg_core", "bench", "--quick", "random", "--out", tmp],
+                             capture_output=True, text=True, cwd=tmp, timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        from linalg_core.bench.results import load_results
+
+        doc = load_results(pathlib.Path(tmp) / "random.json")
+        assert doc["schema"] == 2 and doc["quick"] is True and doc["rows"], doc
+        assert all(r.get("quick") is True for r in doc["rows"])
+        assert (pathlib.Path(tmp) / "summary.md").is_file()
+        refused = subprocess.run([sys.executable, "-m", "linalg_core", "bench", "--write", "random"],
+                                 capture_output=True, text=True, cwd=tmp, timeout=300)
+        assert refused.returncode == 2 and "installed package" in refused.stderr, refused.stderr[-2000:]
+    print(f"wheel smoke test passed: {line}; linalg_core from {pkg}; rsvd error {err:.1e}; "
+          f"bench --quick random: {len(doc['rows'])} rows")
     return 0
 
 

@@ -26,6 +26,11 @@ NOT_FAMILIES = {"harness", "plots", "results"}
 DEFAULT_OUT = "linalg_core-bench"
 
 
+class UsageError(ValueError):
+    """A request the suite refuses before running anything (unknown family, --write outside a
+    source checkout or with --quick)."""
+
+
 def families() -> list[str]:
     """Names of the benchmark families (the modules of this package but the harness's)."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__)
@@ -36,13 +41,13 @@ def checkout_benchmarks() -> Path:
     """``benchmarks/`` of the source checkout this package runs from.
 
     Raises:
-        FileNotFoundError: the package is installed (not an editable install of a checkout).
+        UsageError: the package is installed (not an editable install of a checkout).
     """
     from linalg_core.bench.harness import checkout_root
 
     root = checkout_root()
     if root is None:
-        raise FileNotFoundError(
+        raise UsageError(
             "--write updates the committed benchmarks/results/, benchmarks/RESULTS.md and README.md of a source "
             "checkout, but linalg_core runs from an installed package "
             f"({Path(linalg_core.__file__).parent}); run it from a checkout (pip install -e .) or drop --write "
@@ -58,8 +63,8 @@ def _plot(json_path: Path, png: Path, report) -> bool:
         return False
     try:
         plots.draw(json_path, png)
-    except ImportError as e:  # matplotlib missing
-        print(f"  plot of {report.family} skipped: {e}", flush=True)
+    except Exception as e:  # noqa: BLE001  (matplotlib missing, rows it cannot draw: the results stand)
+        print(f"  plot of {report.family} skipped ({type(e).__name__}: {e})", flush=True)
         return False
     return png.is_file()
 
@@ -80,8 +85,7 @@ def run_families(names=(), *, quick=False, threads=None, out=None, write=False):
         The reports, one per family.
 
     Raises:
-        FileNotFoundError: ``write`` outside a source checkout.
-        ValueError: ``write`` with ``quick``, or an unknown family.
+        UsageError: ``write`` outside a source checkout or with ``quick``, or an unknown family.
     """
     from linalg_core.bench import results
     from linalg_core.bench.harness import QUICK_CAVEAT, Report
@@ -90,9 +94,9 @@ def run_families(names=(), *, quick=False, threads=None, out=None, write=False):
     names = list(names) or available
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise ValueError(f"unknown benchmark family {unknown}; available: {', '.join(available)}")
+        raise UsageError(f"unknown benchmark family {unknown}; available: {', '.join(available)}")
     if write and quick:
-        raise ValueError("--write updates the committed results: it cannot be combined with --quick")
+        raise UsageError("--write updates the committed results: it cannot be combined with --quick")
     bench_dir = checkout_benchmarks() if write else None
     target = bench_dir / "results" if write else Path(out or DEFAULT_OUT)
     if threads is not None:
@@ -146,4 +150,4 @@ def render(*, readme: bool = True) -> list[str]:
     return done
 
 
-__all__ = ["families", "run_families", "render", "checkout_benchmarks", "DEFAULT_OUT"]
+__all__ = ["families", "run_families", "render", "checkout_benchmarks", "DEFAULT_OUT", "UsageError"]

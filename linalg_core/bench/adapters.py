@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import linalg_core as lc
-from linalg_core.bench.harness import Report, measure
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "from its file: fresh process, first call": {"model": "re:from its file"},
@@ -70,10 +70,16 @@ def llama_set(quick, dtype):
                                                                                                "layers.2"]
 
 
-def models(quick):
-    from linalg_core.testing.models import minilm_model
+def models(quick, report=None):
+    if not minilm_available():
+        if report is not None:
+            report.note(MINILM_MISSING)
+    elif report is not None and report.peer("transformers", what="the MiniLM-L6 rows") is None:
+        pass
+    else:
+        from linalg_core.testing.models import minilm_model
 
-    yield "MiniLM-L6 (36 Linear layers) float32", minilm_model(), TARGETS
+        yield "MiniLM-L6 (36 Linear layers) float32", minilm_model(), TARGETS
     yield llama_set(quick, torch.float32)
     yield llama_set(quick, torch.bfloat16)
 
@@ -95,10 +101,11 @@ def quality(base_svds, model):
 
 
 def run(report: Report, quick: bool = False):
-    import peft
-
+    peft = report.peer("peft", what="the adapters family (every row wraps the model with peft)")
+    if peft is None:
+        return
     r = 16
-    for label, base, targets in models(quick):
+    for label, base, targets in models(quick, report):
         base_svds = {}
         for name, mod in base.named_modules():
             if any(name.endswith(t) for t in targets) and isinstance(mod, torch.nn.Linear):
@@ -440,6 +447,7 @@ def _from_file(report, label, base, targets, r, rounds):
         ratios = [a / b for a, b in zip(times["peft", method], times["ours", method])]
         for side, impl in (("peft", theirs), ("ours", f"linalg_core {method}")):
             report.add(model=where, rank=r, impl=impl, ms=float(np.median(times[side, method])) * 1e3,
+                       samples_s={"ms": times[side, method]},
                        captured_energy=energy.get(side, float("nan")) if method == "pissa" else float("nan"),
                        vs_peft=float(np.median(ratios)) if side == "ours" else float("nan"))
         report.note(f"{where}: linalg_core {method} {np.median(ratios):.2f}x faster than {theirs} end to end "

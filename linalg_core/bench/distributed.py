@@ -45,7 +45,8 @@ def run(report: Report, quick: bool = False):
         import dask.array as da
         import distributed
     except ImportError:
-        report.note("dask / distributed not installed: pip install 'linalg_core[distributed]'")
+        report.note("dask / distributed not installed (pip install 'linalg_core[distributed]'): the family's rows "
+                    "are skipped")
         return
     from linalg_core import distributed as dist
 

@@ -22,7 +22,7 @@ import torch
 import linalg_core as lc
 from linalg_core.lowrank import PEFT_GRADE, BlockKrylov, SubspaceIteration, sketch_size
 from linalg_core.testing import minilm_weights, spectrum
-from linalg_core.bench.harness import Report, measure
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "defaults grid: oversampling vs iterations": {"matrix": "re:^defaults grid"},
@@ -77,7 +77,8 @@ def gemm_rates(A, k):
 
 
 def bench_rsvd(report: Report, quick: bool):
-    from sklearn.utils.extmath import randomized_svd
+    extmath = report.peer("sklearn.utils.extmath", what="the scikit-learn randomized_svd rows",
+                          install="scikit-learn")
 
     ranks = (16, 64) if quick else (16, 64, 128)
     for label, A, s in synthetic(quick):
@@ -96,11 +97,14 @@ def bench_rsvd(report: Report, quick: bool):
                 rows.append(report.add(**base, impl=name, dtype="fp32", ms=t.median * 1e3, resid_ratio=res,
                                        sigma_err=sig, x_gemm_floor=t.median / floor))
             torch_rows = list(rows)
-            An = A.numpy()
-            t = measure(lambda: randomized_svd(An, r, random_state=0), repeats=3, budget_s=20)
-            res, sig = accuracy(A, [torch.from_numpy(x) for x in randomized_svd(An, r, random_state=0)], s, r)
-            sk = report.add(**base, impl="sklearn randomized_svd (defaults)", dtype="fp32", ms=t.median * 1e3,
-                            resid_ratio=res, sigma_err=sig)
+            sk = None
+            if extmath is not None:
+                An = A.numpy()
+                t = measure(lambda: extmath.randomized_svd(An, r, random_state=0), repeats=3, budget_s=20)
+                res, sig = accuracy(A, [torch.from_numpy(x) for x in extmath.randomized_svd(An, r, random_state=0)],
+                                    s, r)
+                sk = report.add(**base, impl="sklearn randomized_svd (defaults)", dtype="fp32", ms=t.median * 1e3,
+                                resid_ratio=res, sigma_err=sig)
             ours = []
             for name, dtype, kwargs in (
                 ("linalg_core.rsvd (defaults)", "fp32", {}),
@@ -122,7 +126,8 @@ def bench_rsvd(report: Report, quick: bool):
                         and tr["sigma_err"] <= row["sigma_err"] * (1 + 1e-6)]
                 best = min(good, key=lambda tr: tr["ms"]) if good else None
                 row["vs_torch_equal_acc"] = round(best["ms"] / row["ms"], 2) if best else "none as accurate"
-                row["vs_sklearn"] = round(sk["ms"] / row["ms"], 2)
+                if sk is not None:
+                    row["vs_sklearn"] = round(sk["ms"] / row["ms"], 2)
                 row["sigma_err_vs_peft_niter4"] = round(peft["sigma_err"] / row["sigma_err"], 1)
             report.add(**base, impl="torch.svd_lowrank on bf16 input", dtype="bf16", ms="fails",
                        note=_torch_bf16_error(Ab, r))
@@ -332,7 +337,10 @@ def _torch_svd(A, q, niter):
 def run(report: Report, quick: bool = False):
     # the adaptive default's rows are the rsvd_adaptive family (linalg_core/bench/rsvd_adaptive.py)
     bench_rsvd(report, quick)
-    bench_minilm(report, quick)
+    if minilm_available():
+        bench_minilm(report, quick)
+    else:
+        report.note(MINILM_MISSING)
     bench_nystrom_cur(report, quick)
     bench_defaults(report, quick)
     report.note("vs_torch_equal_acc: time of the fastest torch.svd_lowrank setting (of those listed) whose residual "

@@ -18,7 +18,7 @@ import torch
 
 from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quantize_activations
 from linalg_core.testing import minilm_weights
-from linalg_core.bench.harness import Report, measure, per_call, ratio
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "per call: DGQLinear's fixed costs": {"shape": r"re:\(per call\)$"},
@@ -120,10 +120,12 @@ def layer_rows(report: Report, quick: bool):
     """DGQLinear against fp32 nn.Linear at M = 1 (one token: decoding), MiniLM-L6's real layers and
     4096 x 4096, eager and torch.compile-d (fullgraph), interleaved rounds (whole-layer calls:
     module overhead, activation quantization, product, epilogue, bias)."""
-    mini = minilm_weights()
-    cases = [("MiniLM query 384->384", mini["encoder.layer.0.attention.self.query.weight"]),
-             ("MiniLM intermediate 384->1536", mini["encoder.layer.0.intermediate.dense.weight"]),
-             ("MiniLM output 1536->384", mini["encoder.layer.0.output.dense.weight"])]
+    cases = []
+    if minilm_available():
+        mini = minilm_weights()
+        cases = [("MiniLM query 384->384", mini["encoder.layer.0.attention.self.query.weight"]),
+                 ("MiniLM intermediate 384->1536", mini["encoder.layer.0.intermediate.dense.weight"]),
+                 ("MiniLM output 1536->384", mini["encoder.layer.0.output.dense.weight"])]
     n = 1024 if quick else 4096
     cases.append((f"{n}x{n}", torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02))
     for label, W in cases:
@@ -216,14 +218,19 @@ def per_call_rows(report: Report, quick: bool):
 def run(report: Report, quick: bool = False):
     if torch.cuda.is_available():
         gpu_rows(report, quick)
-    per_call_rows(report, quick)
+    if minilm_available():
+        per_call_rows(report, quick)
+    else:
+        report.note(MINILM_MISSING)
     layer_rows(report, quick)
     bnb = _bnb()
+    if bnb is None:
+        report.note("bitsandbytes not available (pip install bitsandbytes): its matmul_4bit columns are skipped")
     n = 1024 if quick else 4096
     W = torch.randn(n, n, generator=torch.Generator().manual_seed(0)) * 0.02
     gbs = shape_rows(report, f"{n}x{n}", W, (1, 16, 128), quick, bnb)
-    mini = minilm_weights()
-    for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.0.intermediate.dense.weight",
+    mini = minilm_weights() if minilm_available() else {}
+    for name in () if not mini else ("encoder.layer.0.attention.self.query.weight", "encoder.layer.0.intermediate.dense.weight",
                  "encoder.layer.0.output.dense.weight"):
         W = mini[name]
         shape_rows(report, f"MiniLM {name.split('layer.0.')[1].removesuffix('.weight')} {W.shape[0]}x{W.shape[1]}",

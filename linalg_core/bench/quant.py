@@ -5,7 +5,8 @@ LQ at 2–4 bits on MiniLM-L6 and LLM-like matrices, budgets 2.5–4.25 bits wit
 against uniform formats, the allocator on a LLaMA-7B-sized instance, and the quality of
 MiniLM-L6 on real English sentences (scikit-learn's dataset descriptions) compressed by
 ``compress_model`` and loaded, against ``quantize_`` with uniform formats (Pareto plot in
-``benchmarks/quant_quality.png`` when matplotlib is installed).
+``quant_quality.png`` in the results folder, ``benchmarks/`` with ``--write``, when matplotlib
+is installed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from linalg_core._ext import _C
 from linalg_core.quant import NormalFloat, allocate_bits, lq_decompose, quantize
 from linalg_core.testing import llm_like, minilm_weights
-from linalg_core.bench.harness import Report, measure, per_call, ratio
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "NF4 against bitsandbytes": {"case": "re:^NF4 "},
@@ -155,9 +156,10 @@ def errors(report: Report, quick: bool):
     sets = [("LLM-like 2048x2048, r=64", [llm_like(2048, 2048, seed=0)], 64)]
     if quick:
         sets = [("LLM-like 512x512, r=16", [llm_like(512, 512, seed=0)], 16)]
-    mini = minilm_weights()
-    names = sorted(mini)[:: (12 if quick else 3)]
-    sets.append((f"MiniLM-L6 ({len(names)} of {len(mini)} matrices), r=32", [mini[k] for k in names], 32))
+    if minilm_available():
+        mini = minilm_weights()
+        names = sorted(mini)[:: (12 if quick else 3)]
+        sets.append((f"MiniLM-L6 ({len(names)} of {len(mini)} matrices), r=32", [mini[k] for k in names], 32))
     for label, mats, r in sets:
         for bits in (2, 3, 4):
             fmt = NormalFloat(bits=bits)
@@ -227,10 +229,20 @@ def budgets(report: Report, quick: bool):
 
 
 def run(report: Report, quick: bool = False):
+    if _bnb() is None:
+        report.note("bitsandbytes not available (pip install bitsandbytes): its NF4 columns are skipped")
+    if _gguf() is None:
+        report.note("gguf not installed (pip install gguf): its GGUF columns are skipped")
     codecs(report, quick)
     errors(report, quick)
+    if not minilm_available():
+        report.note(MINILM_MISSING + " (its LQ, bit allocation and quality rows)")
+        return
     budgets(report, quick)
-    quality(report, quick)
+    missing = [m for m in ("sklearn", "transformers") if report.peer(m, what="the compressed-model quality rows")
+               is None]
+    if not missing:
+        quality(report, quick)
     report.note("NF4 speed target: >= 20x bitsandbytes' CPU quantize_4bit (a torch fallback: bucketize over the "
                 "whole tensor plus temporaries) at 4096^2 fp32, with bit-exact output in the same run.")
     report.note("Dequantize floor: bytes moved (packed codes + scales read, float32 written) at the copy rate of the "
@@ -481,12 +493,9 @@ def quality(report: Report, quick: bool):
     except ImportError:
         report.note("Pareto plot skipped: matplotlib is not installed (pip install 'linalg_core[bench]').")
         return
-    from linalg_core.bench.harness import benchmarks_dir
-
-    if quick:
-        path = os.path.join(tempfile.gettempdir(), "quant_quality_quick.png")
-    else:
-        path = benchmarks_dir() / "quant_quality.png"
+    if report.out_dir is None:
+        return
+    path = report.out_dir / ("quant_quality_quick.png" if quick else "quant_quality.png")
     _plot(points, path)
     report.note("Pareto plot (mean cosine and hidden-state error vs total bits, plan points and uniform formats): "
-                + ("benchmarks/quant_quality.png" if not quick else f"{path} (quick run; not the committed plot)"))
+                + (f"{path.name}" if not quick else f"{path} (quick run; not the committed plot)"))

@@ -156,14 +156,14 @@ def _markers(family: str) -> tuple[str, str]:
     return f"<!-- bench:{family}:begin -->", f"<!-- bench:{family}:end -->"
 
 
-def update_results_md(doc: dict, path) -> None:
+def update_results_md(doc: dict, path, *, image_dir=None) -> None:
     """Replace the family's section of RESULTS.md (between its markers; appended under a new
-    heading when absent); everything outside the markers is kept. ``<family>.png`` next to
-    RESULTS.md is shown at the top of the section."""
+    heading when absent); everything outside the markers is kept. ``<family>.png`` in
+    ``image_dir`` (default: RESULTS.md's folder) is shown at the top of the section."""
     path = Path(path)
     family = doc["family"]
     begin, end = _markers(family)
-    image = f"{family}.png" if (path.parent / f"{family}.png").is_file() else None
+    image = f"{family}.png" if (Path(image_dir or path.parent) / f"{family}.png").is_file() else None
     section = f"{begin}\n{markdown(doc, image=image)}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     if begin in text:
@@ -173,12 +173,12 @@ def update_results_md(doc: dict, path) -> None:
     path.write_text(text)
 
 
-def render(results_dir, results_md) -> list[str]:
+def render(results_dir, results_md, *, image_dir=None) -> list[str]:
     """Rewrite every family's section of ``results_md`` from ``results_dir`` (no benchmark runs);
     returns the families rendered."""
     docs = load_all(results_dir)
     for doc in docs.values():
-        update_results_md(doc, results_md)
+        update_results_md(doc, results_md, image_dir=image_dir)
     return list(docs)
 
 

@@ -21,7 +21,7 @@ import torch
 import linalg_core as lc
 from linalg_core import _ops
 from linalg_core.testing import minilm_weights, tall_gaussian
-from linalg_core.bench.harness import Report, measure, per_call, ratio
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "per call: small calls, dispatch and validation": {"op": "per call"},
@@ -187,8 +187,11 @@ def run(report: Report, quick: bool = False):
     bench_fwht(report, quick)
     n, d, m = (2**13, 16, 128) if quick else (2**17, 64, 1024)
     bench_sketch_tall(report, quick, tall_gaussian(n, d, seed=0, dtype=torch.float32), m, "gaussian")
-    W = torch.cat([w for k, w in minilm_weights().items() if "intermediate" in k])  # (9216, 384)
-    if quick:
-        W = W[:2048, :64]
-    bench_sketch_tall(report, quick, W, 256 if quick else 2048, "MiniLM FFN-in stacked")
+    if minilm_available():
+        W = torch.cat([w for k, w in minilm_weights().items() if "intermediate" in k])  # (9216, 384)
+        if quick:
+            W = W[:2048, :64]
+        bench_sketch_tall(report, quick, W, 256 if quick else 2048, "MiniLM FFN-in stacked")
+    else:
+        report.note(MINILM_MISSING)
     report.note("Targets (issue 2): FWHT within 3x of the floor; SRHT >= 10x faster than torch.matmul(G, A).")

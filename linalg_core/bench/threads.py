@@ -59,11 +59,15 @@ def _workloads(quick: bool, rule_off: bool):
 
     out = {"rsvd 2048x512 r=32": (lambda: lc.rsvd(A, r, seed=0), peer_rsvd,
                                   lambda o, p: f"resid ratio ours {resid(*o)}, peer {resid(*p)}")}
+    from linalg_core.bench.harness import minilm_available
+
     try:
         import peft
 
         from linalg_core.testing.models import minilm_inputs, minilm_model
     except ImportError:
+        return out
+    if not minilm_available():
         return out
     base = minilm_model()
     targets = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
@@ -138,8 +142,12 @@ def _child(quick: bool, rounds: int, rule_off: bool) -> dict:
 def run(report, quick: bool = False):
     import torch
 
+    from linalg_core.bench.harness import MINILM_MISSING, minilm_available
+
     rounds = 1 if quick else 2
     threads = torch.get_num_threads()
+    if report.peer("peft", what="the PiSSA workload") is not None and not minilm_available():
+        report.note(MINILM_MISSING + " (the PiSSA workload)")
     results, runs = {}, {}
     # Settings interleaved too: round i of every setting, then round i + 1, so that the load of
     # other processes on the machine drifts alike for all of them.
