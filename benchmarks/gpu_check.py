@@ -7,7 +7,7 @@
 2. the GPU benchmark rows, eager, ``torch.compile``-d and replayed from a CUDA graph, in the same
    run: fwht and the sketches' apply, the DGQ A8W4 product against the unfused path (INT8 weight
    expanded in memory, then ``torch._int_mm``) and fp16 ``torch.matmul``, NF4 dequantize;
-3. one table on stdout (and ``$OUT/gpu_check.json`` when ``OUT`` is set).
+3. one table on stdout (and ``$OUT/gpu_check.json``, results schema 2, when ``OUT`` is set).
 
 Usage: ``python benchmarks/gpu_check.py [--skip-tests] [--quick] [--no-cupy-install]``.
 """
@@ -15,7 +15,6 @@ Usage: ``python benchmarks/gpu_check.py [--skip-tests] [--quick] [--no-cupy-inst
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,8 +24,8 @@ import torch
 
 import linalg_core as lc
 from linalg_core.backends.reference.qmatmul import expand_int8
-from linalg_core.qmatmul import DGQLinear, qmatmul, quantize_activations
 from linalg_core.bench.harness import measure
+from linalg_core.qmatmul import DGQLinear, qmatmul, quantize_activations
 
 CUDA = torch.device("cuda")
 
@@ -156,10 +155,22 @@ def main() -> int:
           f"{cupy}; {time.time() - t0:.0f} s\n")
     print(table(rows))
     if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "gpu_check.json"), "w") as f:
-            json.dump({"gpu": name, "torch": torch.__version__, "tests_rc": rc, "cupy": cupy, "rows": rows}, f,
-                      indent=1)
+        save(rows, os.environ["OUT"], tests_rc=rc, cupy=cupy, quick=args.quick)
     return rc
+
+
+def save(rows: list[dict], out_dir, *, tests_rc: int, cupy: str, quick: bool) -> str:
+    """``gpu_check.json`` (results schema 2: environment, rows with their raw samples) and
+    ``gpu_check.csv`` in ``out_dir``; returns the JSON's path."""
+    from linalg_core.bench import results
+    from linalg_core.bench.harness import Report
+
+    report = Report("gpu_check", quick=quick)
+    for r in rows:
+        report.add(**r)
+    doc = report.to_json()
+    doc.update(tests_rc=tests_rc, cupy=cupy)
+    return str(results.save(doc, out_dir))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def test_readme_table_matches_the_results_files():
     assert readme_block(ROOT / "README.md") == readme_table(RESULTS), (
-        "README's results table differs from benchmarks/results: run `python -m linalg_core bench <family>` "
-        "(it rewrites the table) or linalg_core.testing.headlines.update_readme('README.md', 'benchmarks/results')")
+        "README's results table differs from benchmarks/results: run `python -m linalg_core bench --render` "
+        "(or `bench <family> --write`, which reruns the family and rewrites the table)")
 
 
 def test_readme_quality_table_matches_the_results_files():
@@ -43,3 +43,12 @@ def test_table_reads_ratio_and_flags_a_missing_row(tmp_path):
     assert "0 lines faster than the peer, 0 at parity (0.8–1.25×), 1 slower." in table
     with pytest.raises(LookupError, match="a missing case"):
         readme_table(tmp_path, [Headline("fam", "a missing case", {"case": "b"}, "ours_ms", "peer", "peer_ms")])
+
+
+def test_table_reads_schema_2_files(tmp_path):
+    doc = {"schema": 2, "family": "fam", "environment": {"cpu_kernels": "avx512", "date": "2026-12-07 05:00 UTC"},
+           "tables": [{"name": None, "columns": ["case", "ours_ms", "peer_ms"], "dims": []}],
+           "rows": [{"case": "a", "ours_ms": 1.0, "peer_ms": 2.0, "samples_s": {"ours_ms": [0.001]}}], "notes": []}
+    (tmp_path / "fam.json").write_text(json.dumps(doc))
+    table = readme_table(tmp_path, [Headline("fam", "a case", {"case": "a"}, "ours_ms", "peer", "peer_ms")])
+    assert "| fam | a case | 1 ms | peer 2 ms | 2.00× | faster |  | avx512, 2026-12-07 |" in table

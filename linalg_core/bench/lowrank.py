@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 import linalg_core as lc
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available
 from linalg_core.lowrank import PEFT_GRADE, BlockKrylov, SubspaceIteration, sketch_size
 from linalg_core.testing import minilm_weights, spectrum
-from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "defaults grid: oversampling vs iterations": {"matrix": "re:^defaults grid"},

@@ -16,9 +16,9 @@ import logging
 
 import torch
 
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 from linalg_core.qmatmul import DGQLinear, cpu_path, dgq_quantize, qmatmul, quantize_activations
 from linalg_core.testing import minilm_weights
-from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "per call: DGQLinear's fixed costs": {"shape": r"re:\(per call\)$"},

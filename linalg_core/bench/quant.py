@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from linalg_core._ext import _C
+from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 from linalg_core.quant import NormalFloat, allocate_bits, lq_decompose, quantize
 from linalg_core.testing import llm_like, minilm_weights
-from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "NF4 against bitsandbytes": {"case": "re:^NF4 "},

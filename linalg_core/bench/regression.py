@@ -18,8 +18,8 @@ import scipy.linalg
 import torch
 
 import linalg_core as lc
-from linalg_core.testing import planted_regression
 from linalg_core.bench.harness import Report, measure
+from linalg_core.testing import planted_regression
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "ℓ∞ error on coherent problems (many seeds)": {"problem": "re:^coherent"},

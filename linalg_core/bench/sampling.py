@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 import linalg_core as lc
-from linalg_core.testing import coherent
 from linalg_core.bench.harness import Report
+from linalg_core.testing import coherent
 
 
 def run(report: Report, quick: bool = False):

@@ -20,8 +20,8 @@ import torch
 
 import linalg_core as lc
 from linalg_core import _ops
-from linalg_core.testing import minilm_weights, tall_gaussian
 from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available, per_call, ratio
+from linalg_core.testing import minilm_weights, tall_gaussian
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "per call: small calls, dispatch and validation": {"op": "per call"},
