@@ -186,6 +186,27 @@ def test_run_writes_into_the_results_folder_not_the_committed_files(tmp_path, mo
         bench.run_families(["nosuch"])
 
 
+def test_write_updates_the_checkout_files(tmp_path, monkeypatch):
+    import types
+
+    root = tmp_path / "checkout"
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "benchmarks" / "RESULTS.md").write_text("# Benchmark results\n\nhand-written\n")
+    (root / "README.md").write_text("# readme without generated blocks\n")
+    fake = types.ModuleType("linalg_core.bench.fakefam")
+    fake.run = lambda report, quick: report.add(case="n=2^4", ms=measure(lambda: None, repeats=3, warmup=0))
+    monkeypatch.setitem(sys.modules, "linalg_core.bench.fakefam", fake)
+    monkeypatch.setattr(bench, "families", lambda: ["fakefam"])
+    monkeypatch.setattr(harness, "checkout_root", lambda: root)
+    monkeypatch.chdir(tmp_path)
+    bench.run_families(["fakefam"], write=True)
+    doc = results.load_results(root / "benchmarks" / "results" / "fakefam.json")
+    assert doc["quick"] is False and doc["rows"][0]["n"] == 16 and "samples_s" in doc["rows"][0]
+    text = (root / "benchmarks" / "RESULTS.md").read_text()
+    assert "hand-written" in text and "## fakefam\n\n<!-- bench:fakefam:begin -->" in text
+    assert not (tmp_path / bench.DEFAULT_OUT).exists()  # --write writes the checkout only
+
+
 def test_write_refuses_outside_a_checkout(monkeypatch):
     monkeypatch.setattr(harness, "checkout_root", lambda: None)
     with pytest.raises(bench.UsageError, match="installed package"):
