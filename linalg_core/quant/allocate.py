@@ -27,7 +27,18 @@ from linalg_core.quant.formats import Format, NormalFloat, parse
 def default_candidates() -> list[Format]:
     """NF-k configurations spanning ~2.1 to ~8.6 bits per weight: b ∈ {2, 3, 4, 8},
     B0 ∈ {16, 32, 64, 128}, scales at 8 bits per 256 (LQ-LoRA's grid, its scale-of-scale
-    and B1 options fixed at the values that dominate on LLM weights)."""
+    and B1 options fixed at the values that dominate on LLM weights).
+
+    Returns:
+        16 :class:`~linalg_core.quant.NormalFloat` formats, the candidates of
+        :func:`allocate_bits`.
+
+    Example:
+        >>> from linalg_core.quant import default_candidates
+        >>> c = default_candidates()
+        >>> len(c), str(c[0]), round(min(f.nominal_bits() for f in c), 3)
+        (16, 'nf2-b16-s8x256-fp32', 2.063)
+    """
     return [NormalFloat(bits=b, block_size=B0, scale_bits=8, scale_block_size=256)
             for b in (2, 3, 4, 8) for B0 in (16, 32, 64, 128)]
 
@@ -49,6 +60,18 @@ class AllocationPlan:
         solve_seconds: time of the MILP.
         ranks: {name: rank of the low-rank part} (``rank`` for every matrix without ``ranks=``).
         bits_total: ``bits_per_param`` plus the factors L1, L2 at ``factor_bits`` per entry.
+
+    The allocation is LQ-LoRA's multiple-choice knapsack (Guo et al. 2024), solved as a MILP by
+    HiGHS (``scipy.optimize.milp``).
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import allocate_bits
+        >>> g = torch.Generator().manual_seed(0)
+        >>> Ws = {"a": torch.randn(32, 64, generator=g), "b": torch.randn(32, 64, generator=g) * 5}
+        >>> plan = allocate_bits(Ws, 3.5, candidates=["nf2", "nf3", "nf4"])
+        >>> plan.bits_per_param <= plan.budget, {k: str(f) for k, f in plan.formats.items()}
+        (True, {'a': 'nf2-b64-s8x256-fp32', 'b': 'nf4-b64-s8x256-fp32'})
     """
 
     formats: dict

@@ -171,6 +171,14 @@ class Calibration:
 
     Shape:
         inputs[name]: (in, in);  grads[name]: (out,)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import Calibration
+        >>> cal = Calibration(inputs={"w": torch.eye(4)}, grads={"w": torch.ones(3)}, tokens=10, probes=1,
+        ...                   text="example")
+        >>> cal.metric("w")(torch.full((3, 4), 0.5))  # tr(diag(G) E A Eᵀ) = Σ E² here
+        3.0
     """
 
     inputs: dict
@@ -221,6 +229,12 @@ def builtin_calibration_text(count: int = 128) -> list[str]:
     (``pydoc_data.topics``, shipped with every CPython): prose paragraphs only (no indented code
     or grammar), 6–40 words, evenly spread over the topics. Real text no one here wrote, and not
     the scikit-learn descriptions that ``bench quant`` evaluates on.
+
+    Args:
+        count: how many sentences (≥ 1).
+
+    Returns:
+        The sentences, as a list of str.
 
     Example:
         >>> from linalg_core.quant.compress import builtin_calibration_text
@@ -561,6 +575,23 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
         ``N``), a layer bias that is not a float (m,) tensor, an invalid ``config.json`` next
         to the model, ``fisher`` and ``calibration`` together, a missing or empty calibration
         text file, or calibration on a model without ``config.json`` / tokenizer beside it.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from safetensors.torch import save_file
+        >>> from linalg_core.quant import compress_model
+        >>> g = torch.Generator().manual_seed(0)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     save_file({"a.weight": torch.randn(64, 64, generator=g),
+        ...                "b.weight": 3 * torch.randn(64, 64, generator=g)}, os.path.join(d, "tiny.safetensors"))
+        ...     rep = compress_model(os.path.join(d, "tiny.safetensors"), budget=4.0, rank=4, ranks=[0, 4],
+        ...                          out=os.path.join(d, "out"), iters=1, candidates=["nf2", "nf3", "nf4"],
+        ...                          progress=False)
+        ...     files = sorted(os.listdir(os.path.join(d, "out")))
+        >>> files
+        ['model.safetensors', 'plan.json', 'quantization.json']
+        >>> rep.bits_per_weight_total <= 4.0, [layer.name for layer in rep.layers]
+        (True, ['a.weight', 'b.weight'])
     """
     files = _source_files(source)
     if out is None and not dry_run:
@@ -879,16 +910,30 @@ def load_compressed(path) -> tuple[dict[str, tuple[QuantizedTensor, torch.Tensor
             ``quantization.json`` and no compressed layer in ``model.safetensors``); a corrupt
             file; a ``quantization.json`` layer that is not a QuantLinear / LQLinear.
 
+    Args:
+        path: the folder :func:`compress_model` wrote.
+
+    Returns:
+        ``(layers, rest)``: ``layers[name] = (Q, L1, L2)`` per compressed weight, ``rest`` the
+        tensors kept as stored.
+
+    Shape:
+        Q: (m, n);  L1: (m, r);  L2: (r, n), r ≥ 0
+
     Example:
-        >>> import tempfile, os
-        >>> from linalg_core.quant.compress import compress_model, load_compressed
-        >>> out = os.path.join(tempfile.mkdtemp(), "minilm-lq")
-        >>> rep = compress_model(budget=3.5, rank=8, ranks=[8], out=out, iters=1,
-        ...                      include=r"layer\\.0\\..*dense\\.weight$", candidates=["nf2", "nf3", "nf4"],
-        ...                      progress=False)
-        >>> layers, rest = load_compressed(out)
-        >>> sorted(layers)[0], layers[sorted(layers)[0]][1].shape
-        ('encoder.layer.0.attention.output.dense.weight', torch.Size([384, 8]))
+        >>> import os, tempfile, torch
+        >>> from safetensors.torch import save_file
+        >>> from linalg_core.quant import compress_model, load_compressed
+        >>> g = torch.Generator().manual_seed(0)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     save_file({"a.weight": torch.randn(64, 64, generator=g), "a.bias": torch.zeros(64)},
+        ...               os.path.join(d, "tiny.safetensors"))
+        ...     _ = compress_model(os.path.join(d, "tiny.safetensors"), budget=5.0, rank=4, ranks=[4],
+        ...                        out=os.path.join(d, "out"), iters=1, candidates=["nf2", "nf3"], progress=False)
+        ...     layers, rest = load_compressed(os.path.join(d, "out"))
+        >>> Q, L1, L2 = layers["a.weight"]
+        >>> Q.shape, tuple(L1.shape), tuple(L2.shape), sorted(rest)
+        ((64, 64), (64, 4), (4, 64), ['a.bias'])
     """
     from linalg_core.quant.tensor import load_safetensors
 

@@ -41,6 +41,13 @@ class QuantConfig(abc.ABC):
 
     The block formats (:class:`~linalg_core.quant.formats.Format` and its subclasses) are
     registered as virtual subclasses, so ``isinstance(NormalFloat(bits=4), QuantConfig)``.
+    Whole-model entry points take them (torchao's ``quantize_(model, config)`` convention);
+    :func:`register_quantizer` adds a config type of one's own.
+
+    Example:
+        >>> from linalg_core.quant import DGQConfig, LQConfig, NormalFloat, QuantConfig
+        >>> all(isinstance(c, QuantConfig) for c in (NormalFloat(bits=4), LQConfig(8), DGQConfig()))
+        True
     """
 
 

@@ -686,6 +686,15 @@ def to_bitsandbytes(model: torch.nn.Module) -> torch.nn.Module:
 
     Shape:
         each layer's ``.quantized``: (out_features, in_features).
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import quantize_, to_bitsandbytes
+        >>> model = quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32)), "bnb-nf4")
+        >>> x = torch.randn(2, 64)
+        >>> y = model(x)
+        >>> type(to_bitsandbytes(model)[0]).__name__, torch.allclose(model(x), y, atol=1e-5)
+        ('Linear4bit', True)
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

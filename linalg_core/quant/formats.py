@@ -152,6 +152,25 @@ class Format:
 
     Subclasses implement ``_quantize`` / ``_dequantize`` (no argument checks) and
     ``_float_tensors`` (the stored tensors that must be finite); the public methods validate.
+    The formats: :class:`NormalFloat` (LQ-LoRA's NF-k), :class:`BnbNF4` (QLoRA / bitsandbytes),
+    :class:`IntGroup` (INT-k groups), :class:`GGUF` (llama.cpp Q4_0 / Q8_0); :func:`parse` builds
+    one from a short name. Most callers use :func:`~linalg_core.quant.quantize`, which wraps the
+    stored tensors in a :class:`~linalg_core.quant.QuantizedTensor`.
+
+    Shape:
+        x: any shape, flattened to n weights;  stored tensors: :meth:`layout`\\ (n)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import Format, parse
+        >>> fmt = parse("int4")
+        >>> x = torch.randn(4, 128, generator=torch.Generator().manual_seed(0))
+        >>> data = fmt.quantize(x)
+        >>> {k: tuple(v.shape) for k, v in data.items()}
+        {'codes': (256,), 'scales': (4,)}
+        >>> y = fmt.dequantize(data, x.numel(), 0, x.numel(), torch.float32)
+        >>> bool((y - x.flatten()).norm() / x.norm() < 0.15), Format.from_json(fmt.to_json()) == fmt
+        (True, True)
     """
 
     kind: str = ""
@@ -162,6 +181,16 @@ class Format:
 
         Raises ValueError for NaN/Inf in ``x`` and for scales the stored dtype cannot hold
         (see :func:`check_scales`; a warning for blocks whose scales underflow).
+
+        Args:
+            x: float32, float64, float16 or bfloat16 tensor; quantized in row-major order.
+            backend: force a backend for the kernels.
+
+        Returns:
+            ``{name: tensor}`` as :meth:`layout` describes for ``x.numel()`` weights.
+
+        Shape:
+            x: any (n elements);  out: :meth:`layout`\\ (n)
         """
         if not isinstance(x, torch.Tensor) or x.dtype not in FLOAT_DTYPES:
             raise TypeError(f"x must be a float32/float64/float16/bfloat16 tensor, got "
@@ -180,6 +209,18 @@ class Format:
         The layout of ``data`` is checked (names, shapes, dtypes, one device); its values are
         the caller's (:class:`~linalg_core.quant.QuantizedTensor` validates them once). A
         float16 / bfloat16 result that would overflow raises ValueError.
+
+        Args:
+            data: the stored tensors, as :meth:`quantize` returns them.
+            n: the number of weights stored.
+            e0, e1: the element range, 0 ≤ e0 ≤ e1 ≤ n, e0 at a block start.
+            dtype: the result's dtype (float32, float64, float16 or bfloat16).
+            params: :meth:`block_params`\\ (data, n), or None to compute it.
+            backend: force a backend for the kernels.
+            out: an optional contiguous (e1 − e0,) tensor of ``dtype`` to write into.
+
+        Returns:
+            The values (``out`` when given).
 
         Shape:
             data: :meth:`layout`\\ (n);  result: (e1 − e0,)
@@ -202,7 +243,19 @@ class Format:
 
     def checked_dequantize(self, data, n, e0, e1, dtype, params, backend, out, bound):
         """:meth:`_dequantize` of validated arguments; a 16-bit result is computed in float32 first
-        and checked when ``bound`` (an upper bound of the values' magnitude) exceeds its range."""
+        and checked when ``bound`` (an upper bound of the values' magnitude) exceeds its range.
+
+        Args:
+            data, n, e0, e1, dtype, params, backend, out: as for :meth:`dequantize`, already
+                validated (``params`` not None).
+            bound: an upper bound of the magnitude of the values.
+
+        Returns:
+            The values (``out`` when given).
+
+        Shape:
+            result: (e1 − e0,)
+        """
         if e1 == e0:
             res = torch.empty(0, dtype=dtype, device=next(iter(data.values())).device)
             return res if out is None else out.view(-1)
@@ -224,7 +277,16 @@ class Format:
 
     def block_params(self, data, n):
         """Per-block float32 (scales, offsets or None) for :meth:`dequantize` (None for formats
-        that keep their scales inside the blocks); cached by callers."""
+        that keep their scales inside the blocks); cached by callers.
+
+        Args:
+            data: the stored tensors.
+            n: the number of weights stored.
+
+        Returns:
+            ``(scales, offsets)`` of shape (number of blocks,) each (offsets None where the
+            format has none), or None.
+        """
         return
 
     def _check_params(self, params, n, device):
@@ -243,6 +305,7 @@ class Format:
         raise NotImplementedError
 
     def nominal_bits(self) -> float:
+        """Stored bits per weight, codes and scales included, for a large tensor (blocks full)."""
         raise NotImplementedError
 
     def check_shape(self, shape) -> None:
@@ -253,7 +316,17 @@ class Format:
         its exact shape and dtype, strided, on one device; non-contiguous or misaligned ones (a
         safetensors file may place a float32 tensor at an odd offset) are copied (``data`` itself
         is never modified). Missing, unexpected, mis-shaped or
-        mistyped tensors raise ValueError (TypeError for non-tensors) naming ``prefix + name``."""
+        mistyped tensors raise ValueError (TypeError for non-tensors) naming ``prefix + name``.
+
+        Args:
+            data: a mapping of names to tensors.
+            n: the number of weights stored.
+            what: what ``data`` is called in error messages.
+            prefix: prepended to the tensor names in error messages (a state-dict prefix).
+
+        Returns:
+            The checked tensors, dense, in a new dict.
+        """
         if not isinstance(data, Mapping):
             raise TypeError(f"{what} must be a dict of tensors by name, got {type(data).__name__}")
         expected = self.layout(n)
@@ -287,13 +360,20 @@ class Format:
     def check_values(self, data, n: int, *, what: str = "data", prefix: str = "") -> None:
         """The value invariants of a :meth:`check_layout`-checked ``data``: stored scales and
         offsets finite (ValueError naming the tensor and counting NaN / Inf); format-specific
-        ranges (zero points)."""
+        ranges (zero points).
+
+        Args:
+            data: tensors checked by :meth:`check_layout`.
+            n: the number of weights stored.
+            what, prefix: as for :meth:`check_layout`.
+        """
         for name, t in self._float_tensors(data).items():
             if not finite(t):
                 msg = _validate.nonfinite_message(t, repr(prefix + name))
                 raise ValueError(f"{what}: {msg}; {self} needs finite scales")
 
     def to_json(self) -> str:
+        """The format as JSON, ``{"kind": ..., <fields>}``; :meth:`from_json` reads it back."""
         return json.dumps({"kind": self.kind, **dataclasses.asdict(self)})
 
     @staticmethod
@@ -367,6 +447,7 @@ class _Codebook(Format):
 
     @property
     def levels(self) -> torch.Tensor:
+        """The code table: value = levels[code]·scale + offset (float32, 2^bits entries)."""
         raise NotImplementedError
 
     def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None):
@@ -430,6 +511,7 @@ class NormalFloat(_Codebook):
 
     @property
     def block(self):
+        """Weights per scale (``block_size``)."""
         return self.block_size
 
     @property
@@ -516,6 +598,19 @@ class BnbNF4(_Codebook):
     float32's normal range code as it codes them, with a warning that their values are lost);
     where it writes Inf (double quantization of weights whose absmax mean or scales overflow
     float32) ValueError is raised instead.
+
+    Dettmers, Pagnoni, Holtzman and Zettlemoyer (2023), "QLoRA: Efficient Finetuning of
+    Quantized LLMs" (NF4 and double quantization).
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import BnbNF4
+        >>> fmt = BnbNF4()
+        >>> fmt.nominal_bits(), str(fmt)
+        (4.126953125, 'bnb-nf4-b64-dq')
+        >>> data = fmt.quantize(torch.randn(4, 64, generator=torch.Generator().manual_seed(0)))
+        >>> sorted(data), data["codes"].dtype
+        (['absmax', 'absmax2', 'codes', 'offset'], torch.uint8)
     """
 
     blocksize: int = 64
@@ -529,6 +624,7 @@ class BnbNF4(_Codebook):
 
     @property
     def block(self):
+        """Weights per absmax (``blocksize``)."""
         return self.blocksize
 
     @property
@@ -634,6 +730,17 @@ class IntGroup(_Codebook):
     4.59e5 for INT4, 8.32e6 for INT8; ``scale_dtype="fp32"`` stores them); groups whose scale
     underflows (fp16: a group absmax below about 1e-6 for INT4) give a warning, or ValueError
     when every nonzero group would be lost (:func:`check_scales`).
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import IntGroup
+        >>> fmt = IntGroup(bits=4, group_size=64, symmetric=False)
+        >>> fmt.nominal_bits(), fmt.levels.tolist()[:3]
+        (4.375, [0.0, 1.0, 2.0])
+        >>> x = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
+        >>> y = fmt.dequantize(fmt.quantize(x), 128, 0, 128, torch.float32)
+        >>> bool((y - x.flatten()).norm() / x.norm() < 0.15)
+        True
     """
 
     bits: int = 4
@@ -650,6 +757,7 @@ class IntGroup(_Codebook):
 
     @property
     def block(self):
+        """Weights per scale (``group_size``)."""
         return self.group_size
 
     @property
@@ -725,6 +833,14 @@ class GGUF(Format):
 
     d is fp16: weights above about 5.24e5 (q4_0) or 8.32e6 (q8_0) in magnitude raise ValueError
     (``gguf.quants`` writes inf there); blocks whose d underflows give a warning.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import GGUF
+        >>> fmt = GGUF("q4_0")
+        >>> data = fmt.quantize(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)))
+        >>> tuple(data["blocks"].shape), fmt.nominal_bits()
+        ((4, 18), 4.5)
     """
 
     type: str = "q4_0"
@@ -799,6 +915,16 @@ FORMATS = {"nf": NormalFloat, "bnb_nf4": BnbNF4, "int": IntGroup, "gguf": GGUF}
 def parse(spec) -> Format:
     """A format from a :class:`Format`, or a short name: ``"nf4"``, ``"nf3"``, ``"nf2"`` (LQ-LoRA
     defaults), ``"bnb-nf4"``, ``"int4"``, ``"int4-asym"``, ``"q4_0"``, ``"q8_0"``.
+
+    Args:
+        spec: a :class:`Format` (returned as is) or one of the names above (also ``"nf8"``,
+            ``"int8"``).
+
+    Returns:
+        The :class:`Format`.
+
+    Raises:
+        ValueError: an unknown name.
 
     Example:
         >>> from linalg_core.quant.formats import parse

@@ -29,6 +29,20 @@ class LQResult:
 
     Shape:
         L1: (m, r);  L2: (r, n)
+
+    The alternation is LQ-LoRA's (Guo, Greengard, Xing and Kim 2024, "LQ-LoRA: Low-rank plus
+    Quantized Matrix Decomposition for Efficient Language Model Finetuning").
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import lq_decompose
+        >>> W = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+        >>> lq = lq_decompose(W, 4, "nf3", iters=2, seed=0)
+        >>> tuple(lq.L1.shape), tuple(lq.L2.shape), lq.error == min(lq.history)
+        ((64, 4), (4, 64), True)
+        >>> err = (lq.reconstruct() - W).norm() / W.norm()
+        >>> bool(abs(float(err) - lq.error) < 1e-5)
+        True
     """
 
     Q: QuantizedTensor
@@ -39,6 +53,7 @@ class LQResult:
 
     @property
     def error(self) -> float:
+        """The relative error of the iterate returned: ``history[best]``."""
         return self.history[self.best]
 
     def reconstruct(self, dtype=torch.float32) -> torch.Tensor:
@@ -104,13 +119,13 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
     Example:
         >>> import torch
         >>> from linalg_core.quant import lq_decompose, quantize
-        >>> W = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
-        >>> lq = lq_decompose(W, 16, "nf3", seed=0)
+        >>> W = torch.randn(128, 128, generator=torch.Generator().manual_seed(0))
+        >>> lq = lq_decompose(W, 8, "nf3", iters=3, seed=0)
         >>> nf3 = float((quantize(W, "nf3").dequantize() - W).norm() / W.norm())
         >>> lq.error < nf3
         True
         >>> from linalg_core.quant import LQConfig
-        >>> lq_decompose(W, LQConfig(16, "nf3", seed=0)).history == lq.history
+        >>> lq_decompose(W, LQConfig(8, "nf3", iters=3, seed=0)).history == lq.history
         True
     """
     if isinstance(rank, LQConfig):

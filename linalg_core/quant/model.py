@@ -165,7 +165,21 @@ def quantize_(model: torch.nn.Module, config, *, filter_fn: Callable[[torch.nn.M
 
 
 def quantized_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """The quantized layers of ``model`` (QuantLinear, LQLinear, DGQLinear) by name, each once."""
+    """The quantized layers of ``model`` (QuantLinear, LQLinear, DGQLinear) by name, each once.
+
+    Args:
+        model: any ``nn.Module``.
+
+    Returns:
+        ``{name in model.named_modules(): layer}``.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import quantize_, quantized_layers
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+        >>> {k: type(v).__name__ for k, v in quantized_layers(quantize_(model, "int4")).items()}
+        {'0': 'QuantLinear', '2': 'QuantLinear'}
+    """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return {fqn: m for fqn, m in model.named_modules() if isinstance(m, _layer_types())}
@@ -190,8 +204,22 @@ def model_bits_per_weight(model: torch.nn.Module, *, factors: bool = True) -> fl
     them when ``factors`` is False: the quantized part only). Biases, the ``__format__`` headers
     and the layers left in float are not counted.
 
+    Args:
+        model: a model quantized by :func:`quantize_` (or holding quantized layers).
+        factors: count LQLinear's low-rank factors L1, L2.
+
+    Returns:
+        Stored bits over the quantized layers' weights.
+
     Raises:
         ValueError: ``model`` has no quantized layer.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import model_bits_per_weight, quantize_
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+        >>> model_bits_per_weight(quantize_(model, "int4"))
+        4.125
     """
     layers = quantized_layers(model)
     if not layers:
@@ -301,6 +329,14 @@ def save_model(model: torch.nn.Module, directory, *, overwrite: bool = False) ->
     Raises:
         ValueError: ``model`` has no quantized layers; ``directory`` is a file.
         FileExistsError: ``directory`` exists, is not empty, and ``overwrite`` is False.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from linalg_core.quant import quantize_, save_model
+        >>> model = quantize_(torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU()), "nf4")
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     sorted(os.listdir(save_model(model, os.path.join(d, "tiny"))))
+        ['model.safetensors', 'quantization.json']
     """
     layers = quantized_layers(model)
     if not layers:
@@ -422,6 +458,25 @@ def load_model(directory, *, model: torch.nn.Module | None = None) -> torch.nn.M
     entry naming a non-persistent buffer of the architecture with its shape (BERT's
     ``embeddings.position_ids``, which ``compress`` copies from the source file) is not read.
     The model is returned in eval mode, on the CPU.
+
+    Args:
+        directory: the directory :func:`save_model` wrote.
+        model: the unquantized architecture, for a model without a ``transformers`` config.
+
+    Returns:
+        The model with its quantized layers, in eval mode.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from linalg_core.quant import load_model, quantize_, save_model
+        >>> def tiny():
+        ...     return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+        >>> model = quantize_(tiny(), "int4")
+        >>> x = torch.randn(2, 64)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     loaded = load_model(save_model(model, os.path.join(d, "tiny")), model=tiny())
+        >>> torch.equal(loaded(x), model(x)), type(loaded[0]).__name__
+        (True, 'QuantLinear')
 
     Raises:
         FileNotFoundError: ``directory`` does not exist.

@@ -53,6 +53,16 @@ class QuantizedWeight(torch.nn.Module):
 
     Shape:
         quantized: (out_features, in_features)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.quant import QuantizedWeight, quantize
+        >>> Q = quantize(torch.randn(32, 64, generator=torch.Generator().manual_seed(0)), "int4")
+        >>> w = QuantizedWeight(Q)
+        >>> w
+        QuantizedWeight(int4-g128-sym-fp16, shape=(32, 64), 4.125 bits/weight)
+        >>> torch.equal(w.quantized.dequantize(), Q.dequantize()), sorted(w.state_dict())
+        (True, ['__format__', 'codes', 'scales'])
     """
 
     def __init__(self, quantized: QuantizedTensor):
@@ -154,6 +164,7 @@ class QuantizedWeight(torch.nn.Module):
         destination[prefix + _FORMAT_KEY] = self._header.clone()
 
     def extra_repr(self) -> str:
+        """The format, the shape and the stored bits per weight."""
         return f"{self.format}, shape={self.shape}, {self.bits() / (self.shape[0] * self.shape[1]):.3f} bits/weight"
 
 
@@ -321,7 +332,17 @@ class QuantLinear(_QuantizedLinearBase):
     def from_linear(cls, linear: torch.nn.Linear, config="nf4", **kwargs) -> QuantLinear:
         """Quantize ``linear.weight`` with a block format (a :class:`~linalg_core.quant.formats.Format`
         or its name, e.g. ``"nf3"``, ``"bnb-nf4"``, ``"int4"``, ``"q4_0"``) through
-        :func:`~linalg_core.quant.quantize_weight` (``kwargs``: ``backend=``); the bias is copied."""
+        :func:`~linalg_core.quant.quantize_weight` (``kwargs``: ``backend=``); the bias is copied.
+
+        Args:
+            linear: the ``torch.nn.Linear`` to quantize (not modified).
+            config: a block format or its name (not an :class:`~linalg_core.quant.LQConfig`:
+                that builds an :class:`LQLinear`).
+            **kwargs: passed to :func:`~linalg_core.quant.quantize_weight`.
+
+        Returns:
+            The :class:`QuantLinear`.
+        """
         W = _check_linear(linear)
         if isinstance(config, LQConfig):
             raise TypeError("QuantLinear.from_linear takes a block format; an LQConfig builds an LQLinear "
@@ -333,10 +354,22 @@ class QuantLinear(_QuantizedLinearBase):
         return cls(Q, linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x Wᵀ + b with W dequantized block of rows by block of rows (inference only).
+
+        Args:
+            x: float activations.
+
+        Returns:
+            The output in x's dtype.
+
+        Shape:
+            x: (…, in_features);  result: (…, out_features)
+        """
         x2, cdt = self._prepare(x)
         return self._finish(self._quantized_product(x2, cdt), x)
 
     def extra_repr(self) -> str:
+        """The sizes, whether there is a bias, the format and the stored bits per weight."""
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"format={self.weight.format}, {self.bits_per_weight:.3f} bits/weight")
 
@@ -361,7 +394,7 @@ class LQLinear(_QuantizedLinearBase):
         >>> import torch
         >>> from linalg_core.quant import LQConfig, LQLinear
         >>> lin = torch.nn.Linear(128, 64)
-        >>> lq = LQLinear.from_linear(lin, LQConfig(rank=8, format="nf3", seed=0))
+        >>> lq = LQLinear.from_linear(lin, LQConfig(rank=8, format="nf3", iters=2, seed=0))
         >>> lq.rank, lq.L1.shape, lq.L2.shape
         (8, torch.Size([64, 8]), torch.Size([8, 128]))
     """
@@ -393,7 +426,16 @@ class LQLinear(_QuantizedLinearBase):
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, config: LQConfig, **kwargs) -> LQLinear:
         """Decompose ``linear.weight`` with an :class:`~linalg_core.quant.LQConfig` through
-        :func:`~linalg_core.quant.quantize_weight` (``kwargs``: ``fisher=``, ``backend=``)."""
+        :func:`~linalg_core.quant.quantize_weight` (``kwargs``: ``fisher=``, ``backend=``).
+
+        Args:
+            linear: the ``torch.nn.Linear`` to decompose (not modified).
+            config: the :class:`~linalg_core.quant.LQConfig`.
+            **kwargs: passed to :func:`~linalg_core.quant.quantize_weight`.
+
+        Returns:
+            The :class:`LQLinear`.
+        """
         W = _check_linear(linear)
         if not isinstance(config, LQConfig):
             raise TypeError(f"config must be a linalg_core.quant.LQConfig, got {type(config).__name__}")
@@ -409,10 +451,22 @@ class LQLinear(_QuantizedLinearBase):
 
     @property
     def rank(self) -> int:
+        """r, the rank of the low-rank term L1·L2."""
         return self.L1.shape[1]
 
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x Qᵀ + (x L2ᵀ) L1ᵀ + b (inference only).
+
+        Args:
+            x: float activations.
+
+        Returns:
+            The output in x's dtype.
+
+        Shape:
+            x: (…, in_features);  result: (…, out_features)
+        """
         x2, cdt = self._prepare(x)
         y = self._quantized_product(x2, cdt)
         y = y + (x2 @ self.L2.to(cdt).T) @ self.L1.to(cdt).T
@@ -423,6 +477,7 @@ class LQLinear(_QuantizedLinearBase):
         return self.weight.bits() + sum(8 * t.numel() * t.element_size() for t in (self.L1, self.L2))
 
     def extra_repr(self) -> str:
+        """The sizes, the format, the rank and the stored bits per weight (Q and factors)."""
         q = self.weight.bits() / (self.out_features * self.in_features)
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"format={self.weight.format}, rank={self.rank}, {self.bits_per_weight:.3f} bits/weight "

@@ -108,18 +108,22 @@ class QuantizedTensor:
 
     @property
     def format(self) -> Format:
+        """The :class:`~linalg_core.quant.formats.Format` the weights are stored in."""
         return self._format
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The original tensor's shape."""
         return self._shape
 
     @property
     def orig_dtype(self) -> torch.dtype:
+        """The original tensor's dtype: what :meth:`dequantize` returns by default."""
         return self._orig_dtype
 
     @property
     def data(self) -> Mapping[str, torch.Tensor]:
+        """The stored tensors by name (a read-only mapping; ``format.layout(numel)``)."""
         return MappingProxyType(self._data)
 
     # --- the operator protocol -------------------------------------------------------------
@@ -130,10 +134,12 @@ class QuantizedTensor:
 
     @property
     def device(self) -> torch.device:
+        """Where the stored tensors live."""
         return next(iter(self._data.values())).device
 
     @property
     def numel(self) -> int:
+        """The number of weights (the product of :attr:`shape`)."""
         return math.prod(self._shape)
 
     @property
@@ -235,6 +241,12 @@ class QuantizedTensor:
     def matmul(self, X):
         """W @ X in float32.
 
+        Args:
+            X: the right operand (any float dtype; computed in float32), on the tensor's device.
+
+        Returns:
+            W @ X, float32, in X's array type.
+
         Shape:
             X: (n, k);  result: (m, k)
         """
@@ -248,6 +260,12 @@ class QuantizedTensor:
     def rmatmul(self, Y):
         """Wᵀ @ Y in float32.
 
+        Args:
+            Y: the right operand (any float dtype; computed in float32), on the tensor's device.
+
+        Returns:
+            Wᵀ @ Y, float32, in Y's array type.
+
         Shape:
             Y: (m, k);  result: (n, k)
         """
@@ -259,12 +277,21 @@ class QuantizedTensor:
         return boundary.out(out)
 
     def fro_norm_sq(self) -> torch.Tensor:
+        """‖W‖_F² of the dequantized matrix, summed in float64 block of rows by block of rows and
+        returned as a float32 0-d tensor (what rsvd's ``AdaptiveQB`` reads instead of estimating it)."""
         return sum(Wb.square().sum(dtype=torch.float64) for _, _, Wb in self._blocks_of_rows()).float()
 
     # --- serialisation -----------------------------------------------------------------------
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Plain tensors (safetensors-ready): the stored tensors plus ``__format__``, the format,
-        shape and dtype as UTF-8 JSON bytes."""
+        shape and dtype as UTF-8 JSON bytes.
+
+        Args:
+            prefix: prepended to every name (a module's ``"layer."``).
+
+        Returns:
+            ``{prefix + name: tensor}``, contiguous.
+        """
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         meta = json.dumps({"format": self._format.to_json(), "shape": list(self._shape),
@@ -282,6 +309,21 @@ class QuantizedTensor:
         mistyped one, NaN/Inf scales (counted) or zero points out of range. A ``__format__``
         entry that is not UTF-8 JSON of a known format, a shape of positive integers and a float
         dtype raises ValueError.
+
+        Args:
+            state: a mapping of names to tensors (a loaded safetensors file, a module's state).
+            prefix: the prefix the tensor was saved under.
+
+        Returns:
+            The validated :class:`QuantizedTensor`.
+
+        Example:
+            >>> import torch
+            >>> from linalg_core.quant import QuantizedTensor, quantize
+            >>> Q = quantize(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)), "int4")
+            >>> R = QuantizedTensor.from_state_dict(Q.state_dict(prefix="w."), prefix="w.")
+            >>> torch.equal(R.dequantize(), Q.dequantize()), R.shape
+            (True, (64, 64))
         """
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
@@ -306,7 +348,14 @@ class QuantizedTensor:
     @classmethod
     def load(cls, path) -> QuantizedTensor:
         """Reads a :meth:`save`\\ d file; ValueError for a file that is not a valid safetensors
-        file or not a valid QuantizedTensor (see :meth:`from_state_dict`)."""
+        file or not a valid QuantizedTensor (see :meth:`from_state_dict`).
+
+        Args:
+            path: the safetensors file.
+
+        Returns:
+            The validated :class:`QuantizedTensor`.
+        """
         return cls.from_state_dict(load_safetensors(path))
 
     def to_bitsandbytes(self):
