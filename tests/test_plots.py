@@ -136,3 +136,36 @@ def test_command_line(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(tmp_path / "out" / "lowrank.png")]
     assert _is_png(tmp_path / "out" / "lowrank.png")
     assert not (tmp_path / "out" / "vsa.png").exists()
+
+
+JUNK = [None, "fails", [1], {"a": 1}, -1.0, math.nan, True, 0]
+
+
+@pytest.mark.skipif(not _committed(), reason="no committed benchmarks/results/*.json in this tree")
+def test_junk_values_never_crash(tmp_path):
+    """Each key of real rows replaced by odd values (text, NaN, lists, negatives...): no error."""
+    for path in _committed():
+        rows = [r for r in json.loads(path.read_text())["rows"] if isinstance(r, dict)][:2]
+        junk = []
+        for i, r in enumerate(rows):
+            for j, key in enumerate(r):
+                junk.append({**r, key: JUNK[(i + j) % len(JUNK)]})
+        p = tmp_path / path.name
+        p.write_text(json.dumps({"rows": rows[:1] + junk}, allow_nan=True))
+        assert plots.draw(p, tmp_path / f"{path.stem}.png") in (True, False)
+
+
+def test_argument_validation(tmp_path):
+    p = _write(tmp_path, "lowrank", {"rows": LOWRANK_ROWS})
+    with pytest.raises(TypeError, match="results_json"):
+        plots.draw(3, tmp_path / "a.png")
+    with pytest.raises(TypeError, match="out_png"):
+        plots.draw(p, None)
+    with pytest.raises(ValueError, match="out_png"):
+        plots.draw(p, tmp_path / "a.jpg")
+    with pytest.raises(FileNotFoundError, match="results_json"):
+        plots.draw(tmp_path / "missing.json", tmp_path / "a.png")
+    with pytest.raises(ValueError, match="results_dir"):
+        plots.draw_all(p, tmp_path)
+    with pytest.raises(TypeError, match="out_dir"):
+        plots.draw_all(tmp_path, 1.5)

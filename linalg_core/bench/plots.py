@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -270,7 +271,7 @@ def _lowrank(meta, rows, notes, fig_out):
     for r in rows:
         m, impl = _str(r, "matrix"), _str(r, "impl")
         t, e = _num(r, "ms", positive=True), _num(r, "sigma_err")
-        rank = r.get("rank")
+        rank = r.get("rank") if isinstance(r.get("rank"), (int, float, str)) else None
         if m is None or impl is None or t is None or e is None or e < 0:
             continue
         fam = _impl_family(impl, _str(r, "dtype"))
@@ -356,8 +357,10 @@ def _rsvd_adaptive(meta, rows, notes, fig_out):
     if not groups:
         return False
     fig, (ax,) = _figure()
-    _bars(ax, groups, xlabel="speedup of linalg_core.rsvd(defaults) at equal accuracy (peer time / ours; > 1: ours faster)")
-    _title(fig, "rsvd_adaptive", "adaptive default vs the hindsight-best fixed settings, all at PEFT-grade accuracy", meta)
+    _bars(ax, groups,
+          xlabel="speedup of linalg_core.rsvd(defaults) at equal accuracy (peer time / ours; > 1: ours faster)")
+    _title(fig, "rsvd_adaptive", "adaptive default vs the hindsight-best fixed settings, all at PEFT-grade accuracy",
+           meta)
     _save(fig, fig_out)
     return True
 
@@ -769,7 +772,8 @@ def _kernel_groups(family, rows, notes):
                 if not ours:
                     continue
                 best = min(ours, key=lambda r: r["ms"])
-                fl = (_num(best, "ms") / _num(best, "x_floor", positive=True)) if _num(best, "x_floor", positive=True) else None
+                xf = _num(best, "x_floor", positive=True)
+                fl = _num(best, "ms") / xf if xf else None
                 items = []
                 for r in rs:
                     if r["impl"].startswith("linalg_core") or _num(r, "ms", positive=True) is None:
@@ -783,7 +787,8 @@ def _kernel_groups(family, rows, notes):
                 items = []
                 for ours, peer, lab in (("linalg_core.srht", "torch.matmul(G, A) (G pre-generated)",
                                          "srht vs torch.matmul(G, A)"),
-                                        ("linalg_core.srht", "torch.randn(m, n) + matmul", "srht vs torch.randn + matmul"),
+                                        ("linalg_core.srht", "torch.randn(m, n) + matmul",
+                                         "srht vs torch.randn + matmul"),
                                         ("linalg_core.countsketch", "scipy clarkson_woodruff_transform",
                                          "countsketch vs scipy CWT")):
                     if times.get(ours) and times.get(peer):
@@ -824,8 +829,8 @@ def _kernel_groups(family, rows, notes):
                     if s is not None:
                         items.append((lab, s, _ceiling(r, peer, "floor_ms")))
                 if items:
-                    kern.append((_short(shape.replace("MiniLM ", ""), 40) + (f" [{r['path']}]" if _str(r, "path") else ""),
-                                 items))
+                    path = f" [{r['path']}]" if _str(r, "path") else ""
+                    kern.append((_short(shape.replace("MiniLM ", ""), 40) + path, items))
             elif "(layer call)" in shape:
                 items = []
                 for key, lab in (("x_vs_fp32_linear", "DGQLinear vs nn.Linear, eager"),
@@ -839,7 +844,7 @@ def _kernel_groups(family, rows, notes):
         if layer:
             out.append(("layer call, M = 1", layer, None))
     elif family == "distributed":
-        sp, comm = [], []
+        sp = []
         for r in rows:
             case = _str(r, "case")
             if case is None:
@@ -978,24 +983,46 @@ FAMILIES = {
 }
 
 
+def _as_path(name: str, value) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}: {value!r}")
+    return Path(value)
+
+
 def draw(results_json, out_png) -> bool:
     """Draw the figure of one family's results file.
 
+    Which figure is the family's (``FAMILIES``; other families get bars of their speedup-like
+    columns). Rows are read with :mod:`json` and looked at by key, so both results formats work
+    (``{"machine", "rows", "notes"}`` and schema 2), and a row without what a panel needs is left
+    out of that panel.
+
     Args:
-        results_json: ``benchmarks/results/<family>.json`` (the family is the file's stem, or the
-            file's ``"family"`` field when it has one).
-        out_png: where the PNG goes (its folder is created).
+        results_json: ``benchmarks/results/<family>.json`` (the family is the file's
+            ``"family"`` field, else its stem).
+        out_png: the PNG to write (a ``.png`` path; its folder is created).
 
     Returns:
-        True when a figure was written; False when the file has no rows this family's figure
-        can use (then nothing is written).
+        True when the figure was written; False when the file has no rows the family's figure
+        can use (nothing is written then).
 
     Raises:
-        ImportError: matplotlib is not installed.
-        FileNotFoundError: ``results_json`` does not exist.
+        TypeError: an argument is not a path.
+        ValueError: ``out_png`` does not end in ``.png``.
+        FileNotFoundError: ``results_json`` is not a file.
+        ImportError: matplotlib is not installed (``pip install 'linalg_core[bench]'``).
         json.JSONDecodeError: the file is not JSON.
+
+    Example:
+        >>> from linalg_core.bench.plots import draw
+        >>> draw("benchmarks/results/lowrank.json", "benchmarks/lowrank.png")  # doctest: +SKIP
+        True
     """
-    results_json, out_png = Path(results_json), Path(out_png)
+    results_json, out_png = _as_path("results_json", results_json), _as_path("out_png", out_png)
+    if out_png.suffix.lower() != ".png":
+        raise ValueError(f"out_png must be a .png path, got {str(out_png)!r}")
+    if not results_json.is_file():
+        raise FileNotFoundError(f"results_json {str(results_json)!r} is not a file")
     import matplotlib  # noqa: F401  (fail here, before reading, when it is missing)
 
     family, meta, rows, notes = _load(results_json)
@@ -1007,8 +1034,28 @@ def draw(results_json, out_png) -> bool:
 
 
 def draw_all(results_dir, out_dir) -> list[Path]:
-    """Draw ``<out_dir>/<family>.png`` for every ``<results_dir>/<family>.json``; returns the PNGs written."""
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    """Draw ``<out_dir>/<family>.png`` for every ``<results_dir>/<family>.json``.
+
+    Args:
+        results_dir: the folder of results files (``benchmarks/results``).
+        out_dir: where the PNGs go (``benchmarks``, next to RESULTS.md; created if missing).
+
+    Returns:
+        The PNGs written, in the order of the family names (families with nothing to plot are
+        left out).
+
+    Raises:
+        TypeError: an argument is not a path.
+        ValueError: ``results_dir`` is not a folder.
+
+    Example:
+        >>> from linalg_core.bench.plots import draw_all
+        >>> [p.name for p in draw_all("benchmarks/results", "benchmarks")]  # doctest: +SKIP
+        ['adapters.png', 'convert.png', ...]
+    """
+    results_dir, out_dir = _as_path("results_dir", results_dir), _as_path("out_dir", out_dir)
+    if not results_dir.is_dir():
+        raise ValueError(f"results_dir {str(results_dir)!r} is not a folder")
     written = []
     for js in sorted(results_dir.glob("*.json")):
         png = out_dir / f"{js.stem}.png"
