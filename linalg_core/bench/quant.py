@@ -4,9 +4,8 @@ against the ``gguf`` package's numpy reference, relative errors of NF-k alone (Q
 LQ at 2–4 bits on MiniLM-L6 and LLM-like matrices, budgets 2.5–4.25 bits with the MILP plan
 against uniform formats, the allocator on a LLaMA-7B-sized instance, and the quality of
 MiniLM-L6 on real English sentences (scikit-learn's dataset descriptions) compressed by
-``compress_model`` and loaded, against ``quantize_`` with uniform formats (Pareto plot in
-``quant_quality.png`` in the results folder, ``benchmarks/`` with ``--write``, when matplotlib
-is installed).
+``compress_model`` and loaded, against ``quantize_`` with uniform formats (Pareto plots in
+``quant.png``, drawn from the rows by :mod:`linalg_core.bench.plots` when matplotlib is installed).
 """
 
 from __future__ import annotations
@@ -321,36 +320,6 @@ def _from_compressed(out_dir, base):
     return model, "load_compressed (dequantized + L1·L2 into a float copy)"
 
 
-def _plot(points, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    for ax, value, label in ((axes[0], lambda p: 1 - p["mean_cos"], "1 − mean cosine to fp32 embeddings"),
-                             (axes[1], lambda p: p["hidden_rel_err"], "rel. error of last hidden state")):
-        plan = sorted((p for p in points if p["kind"] == "plan"), key=lambda p: p["bits"])
-        ax.plot([p["bits"] for p in plan], [value(p) for p in plan], "o-", color="C0",
-                label="compress plan, output error on calibration text")
-        for p in plan:
-            ax.annotate(p["name"][5:], (p["bits"], value(p)), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        weight = sorted((p for p in points if p["kind"] == "plan-weight"), key=lambda p: p["bits"])
-        ax.plot([p["bits"] for p in weight], [value(p) for p in weight], "x:", color="0.5",
-                label="compress plan, weight error (no calibration)")
-        for i, p in enumerate(p for p in points if p["kind"] == "uniform"):
-            ax.plot(p["bits"], value(p), "s", color=f"C{i + 1}", label=p["name"])
-        ax.set_xlabel("total bits per weight (everything stored)")
-        ax.set_title(f"{label} (lower is better)", fontsize=10)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("MiniLM-L6 on scikit-learn dataset-description sentences: quality vs total bits", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.95), w_pad=3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def _dominates(a, b) -> bool:
     """a at no more total bits than b, with at least b's mean cosine and at most its hidden-state error."""
     return (a["bits"] <= b["bits"] + 1e-9 and a["mean_cos"] >= b["mean_cos"]
@@ -488,14 +457,5 @@ def quality(report: Report, quick: bool):
     else:
         report.note("target (the plan dominates every uniform format at equal or fewer total bits): met - every "
                     "uniform row has a plan point at <= total bits with >= mean cosine and <= hidden-state error.")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        report.note("Pareto plot skipped: matplotlib is not installed (pip install 'linalg_core[bench]').")
-        return
-    if report.out_dir is None:
-        return
-    path = report.out_dir / ("quant_quality_quick.png" if quick else "quant_quality.png")
-    _plot(points, path)
-    report.note("Pareto plot (mean cosine and hidden-state error vs total bits, plan points and uniform formats): "
-                + (f"{path.name}" if not quick else f"{path} (quick run; not the committed plot)"))
+    report.note("Pareto plots (1 − mean cosine and hidden-state error vs total bits, plan points and uniform "
+                "formats): quant.png, drawn from these rows by linalg_core.bench.plots.")
