@@ -291,11 +291,22 @@ def _blas_libraries() -> list[dict] | None:
              "layer": p.get("threading_layer", p["internal_api"])} for p in threadpool_info()]
 
 
+def _numpy_blas() -> str | None:
+    """The BLAS numpy was built against, with its version (``numpy.show_config``)."""
+    try:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    except Exception:  # noqa: BLE001  (numpy < 1.26 has no mode="dicts")
+        return None
+    return " ".join(str(blas[k]) for k in ("name", "version") if blas.get(k)) or None
+
+
 def environment() -> dict:
     """Where a run ran: CPU model and its vector/matrix flags, the kernel set ``_C`` chose, cores,
     thread settings (:func:`linalg_core._threads.settings`: torch, OpenMP, BLAS pools), the GPU,
-    python / torch / numpy / scipy / peers' versions, the BLAS libraries with versions, the
-    linalg_core version, commit and date (UTC)."""
+    python / torch / numpy / scipy / peers' versions, the BLAS libraries loaded (threadpoolctl) and
+    numpy's build BLAS with versions, the linalg_core version, commit and date (UTC)."""
     from linalg_core import _threads
     from linalg_core._ext import _C
 
@@ -314,6 +325,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "torch_blas": _torch_blas(),
         "blas": _blas_libraries(),
+        "numpy_blas": _numpy_blas(),
         "versions": {name: _version(name) for name in PEERS},
         "linalg_core": linalg_core.__version__,
         "commit": _commit(),
@@ -338,6 +350,8 @@ def environment_line(env: dict) -> str:
         names = dict.fromkeys(f"{b['internal_api']} {b['version']}" if b.get("version") else b["internal_api"]
                               for b in blas if b.get("api") == "blas")
         blas_txt = f"; numpy/scipy BLAS {', '.join(names)}" if names else ""
+    elif env.get("numpy_blas"):
+        blas_txt = f"; numpy BLAS {env['numpy_blas']}"
     torch_blas = env.get("torch_blas")
     return (f"Machine: {env.get('cpu', '?')}, {env.get('cores', '?')} cores, {env.get('threads', '?')} threads, "
             f"linalg_core CPU kernels {env.get('cpu_kernels', '?')}"
