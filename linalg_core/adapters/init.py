@@ -137,12 +137,22 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         W: (out, in) weight (float32/16, bfloat16, float64); (in, out) with ``fan_in_fan_out``.
         rank: r.
         lora_alpha: peft's alpha (default r, i.e. scaling 1).
+        use_rslora: peft's rsLoRA scaling lora_alpha / √r.
+        fan_in_fan_out: W is stored (in, out) (GPT-2's Conv1D).
         niter: rsvd iterations (``"auto"``: 2).
+        seed: the seed of rsvd's test matrix.
+        exact: LAPACK's full SVD instead of rsvd.
         out: tensor of W's stored shape to receive the residual (may be W itself: the in-place
             update of a model's weight that :func:`init_peft_model` does); default a new tensor.
 
     Returns:
         :class:`LoRAInit`.
+
+    Shape:
+        W: (out, in);  A: (r, in);  B: (out, r);  residual: W's shape
+
+    Randomness:
+        rsvd's Gaussian test matrix from ``seed`` (none with ``exact=True``).
 
     Example:
         >>> import torch, linalg_core as lc
@@ -191,6 +201,21 @@ def olora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
     and R[:r, :r] come from the Householder QR of W[:, :r] alone (the first r reflectors only
     see those columns), and R[:r, r:] = Q[:, :r]ᵀ W[:, r:]: O(out·in·r).
 
+    Args:
+        W: (out, in) weight (float32/16, bfloat16, float64); (in, out) with ``fan_in_fan_out``.
+        rank: r.
+        lora_alpha: peft's alpha (default r, i.e. scaling 1).
+        use_rslora: peft's rsLoRA scaling lora_alpha / √r.
+        fan_in_fan_out: W is stored (in, out) (GPT-2's Conv1D).
+        out: tensor of W's stored shape to receive the residual (may be W itself); default a new
+            tensor.
+
+    Returns:
+        :class:`LoRAInit` (deterministic: no randomness).
+
+    Shape:
+        W: (out, in);  A: (r, in);  B: (out, r);  residual: W's shape
+
     Example:
         >>> import torch, linalg_core as lc
         >>> init = lc.adapters.olora(torch.randn(64, 32), 4)
@@ -225,6 +250,28 @@ def nlora(W, rank: int, *, mode: str = "nystrom", lora_alpha: float | None = Non
       (randomized, ε-truncated r × r core, ``niter`` power iterations): B = C, N = core/s,
       A = R, and the base becomes W − s·BNA so the function is unchanged at init.
 
+    Args:
+        W: (out, in) weight (float32/16, bfloat16, float64); (in, out) with ``fan_in_fan_out``.
+        rank: r.
+        lora_alpha: peft's alpha (default r, i.e. scaling 1).
+        use_rslora: peft's rsLoRA scaling lora_alpha / √r.
+        fan_in_fan_out: W is stored (in, out) (GPT-2's Conv1D).
+        mode: ``"nystrom"`` or ``"paper"``.
+        niter: power iterations of the Nyström sketch.
+        seed: the seed of the Nyström test matrices.
+        out: tensor of W's stored shape to receive the residual (may be W itself); default a new
+            tensor.
+
+    Returns:
+        :class:`ThreeFactorInit` (residual None for ``"paper"``).
+
+    Shape:
+        W: (out, in);  A: (r, in);  N: (r, r);  B: (out, r)
+
+    Randomness:
+        ``"nystrom"``: the Gaussian test matrices of :func:`linalg_core.nystrom` from ``seed``;
+        ``"paper"``: none.
+
     Example:
         >>> import torch, linalg_core as lc
         >>> init = lc.adapters.nlora(torch.randn(64, 32), 4, seed=0)
@@ -254,7 +301,26 @@ def _principal(W, rank, fan_in_fan_out, niter, seed, out):
 
 def svfit(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None, out=None) -> SVDInit:
     """SVFit: frozen principal singular vectors U_r, Vh_r and trainable singular values S_r
-    (initialised to W's); the residual W − U_r diag(S_r) Vh_r stays frozen.
+    (initialised to W's); the residual W − U_r diag(S_r) Vh_r stays frozen (Sun et al. 2024,
+    "SVFit: Parameter-Efficient Fine-Tuning of Large Pre-Trained Models Using Singular Values").
+
+    Args:
+        W: (out, in) weight; (in, out) with ``fan_in_fan_out``.
+        rank: r.
+        fan_in_fan_out: W is stored (in, out).
+        niter: rsvd iterations (``"auto"``: rsvd's adaptive default).
+        seed: the seed of rsvd's test matrix.
+        out: tensor of W's stored shape to receive the residual (may be W itself); default a new
+            tensor.
+
+    Returns:
+        :class:`SVDInit`.
+
+    Shape:
+        W: (out, in);  U: (out, r);  S: (r,);  Vh: (r, in)
+
+    Randomness:
+        rsvd's Gaussian test matrix from ``seed``.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -267,6 +333,24 @@ def svfit(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None
 def sorsa(W, rank: int, *, fan_in_fan_out: bool = False, niter="auto", seed=None, out=None) -> SVDInit:
     """SORSA (Cao 2024): trainable principal U_p, S_p, Vh_p (kept near-orthonormal by its
     regulariser during training) over the frozen residual W − U_p diag(S_p) Vh_p.
+
+    Args:
+        W: (out, in) weight; (in, out) with ``fan_in_fan_out``.
+        rank: r.
+        fan_in_fan_out: W is stored (in, out).
+        niter: rsvd iterations (``"auto"``: rsvd's adaptive default).
+        seed: the seed of rsvd's test matrix.
+        out: tensor of W's stored shape to receive the residual (may be W itself); default a new
+            tensor.
+
+    Returns:
+        :class:`SVDInit`.
+
+    Shape:
+        W: (out, in);  U: (out, r);  S: (r,);  Vh: (r, in)
+
+    Randomness:
+        rsvd's Gaussian test matrix from ``seed``.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -286,6 +370,21 @@ def milora(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = 
     smallest eigenpairs only (``scipy.linalg.eigh(subset_by_index=...)``): tridiagonalisation
     O(d³) but no full SVD (a fraction of ``torch.linalg.svd``'s time, benchmarks/RESULTS.md). σ_i = √λ_i; the
     relative accuracy of σ_min is about eps64·(σ_max/σ_min)², ample for weight matrices.
+
+    Args:
+        W: (out, in) weight (float32/16, bfloat16, float64); (in, out) with ``fan_in_fan_out``.
+        rank: r.
+        lora_alpha: peft's alpha (default r, i.e. scaling 1).
+        use_rslora: peft's rsLoRA scaling lora_alpha / √r.
+        fan_in_fan_out: W is stored (in, out) (GPT-2's Conv1D).
+        out: tensor of W's stored shape to receive the residual (may be W itself); default a new
+            tensor.
+
+    Returns:
+        :class:`LoRAInit` (deterministic).
+
+    Shape:
+        W: (out, in);  A: (r, in);  B: (out, r);  residual: W's shape
 
     Example:
         >>> import torch, linalg_core as lc
@@ -324,8 +423,18 @@ def lora_sb(update, rank: int, *, lora_alpha: float | None = None, use_rslora: b
         update: (out, in) estimated update ΔW ((in, out) with ``fan_in_fan_out``).
         rank: r.
 
+        lora_alpha, use_rslora, fan_in_fan_out: as for :func:`pissa`.
+        niter: rsvd iterations.
+        seed: the seed of rsvd's test matrix.
+
     Returns:
         :class:`ThreeFactorInit` with N = R (diagonal at init), residual None.
+
+    Shape:
+        update: (out, in);  A: (r, in);  N: (r, r);  B: (out, r)
+
+    Randomness:
+        rsvd's Gaussian test matrix from ``seed``.
 
     Example:
         >>> import torch, linalg_core as lc
@@ -344,6 +453,17 @@ def lora_sb_update(grad_sum, *, lr: float, optimizer: str = "adam"):
     """LoRA-SB's estimate of the first full fine-tuning update from the gradient summed over a
     few hundred samples: −lr·sign(g) for Adam (its first step, bias-corrected, up to ε), −lr·g
     for SGD. Returns a new float32 tensor (float64 for float64 g).
+
+    Args:
+        grad_sum: the summed gradient of the weight.
+        lr: the learning rate, > 0.
+        optimizer: ``"adam"`` or ``"sgd"``.
+
+    Returns:
+        The estimated update ΔW.
+
+    Shape:
+        grad_sum: (out, in);  out: (out, in)
 
     Example:
         >>> import torch, linalg_core as lc
@@ -370,8 +490,20 @@ def loldu(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
     columns: the LU of W[:, :r] gives P, L_r and U_11, and U_12 = L_11⁻¹ (PᵀW)[:r, r:]: O(out·in·r)
     instead of the full LU's O(out·in·min(out, in)), and the same factors to rounding.
 
+    Args:
+        W: (out, in) weight (float32/16, bfloat16, float64); (in, out) with ``fan_in_fan_out``.
+        rank: r.
+        lora_alpha: peft's alpha (default r, i.e. scaling 1).
+        use_rslora: peft's rsLoRA scaling lora_alpha / √r.
+        fan_in_fan_out: W is stored (in, out) (GPT-2's Conv1D).
+        out: tensor of W's stored shape to receive the residual (may be W itself); default a new
+            tensor.
+
     Returns:
-        :class:`ThreeFactorInit` with B = P·L_r, N = diag(z), A = U_r.
+        :class:`ThreeFactorInit` with B = P·L_r, N = diag(z), A = U_r (deterministic).
+
+    Shape:
+        W: (out, in);  A: (r, in);  N: (r, r);  B: (out, r);  residual: W's shape
 
     Example:
         >>> import torch, linalg_core as lc

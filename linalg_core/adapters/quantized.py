@@ -46,6 +46,12 @@ def loftq(W, rank: int, *, format="bnb-nf4", iters: int = 1, lora_alpha: float |
         :class:`~linalg_core.adapters.LoRAInit` whose ``residual`` is a
         :class:`~linalg_core.quant.QuantizedTensor`.
 
+    Shape:
+        W: (out, in);  A: (r, in);  B: (out, r);  residual: a QuantizedTensor of shape (out, in)
+
+    Randomness:
+        The randomized SVDs' test matrices from ``seed`` (none with ``niter="exact"``).
+
     Example:
         >>> import torch
         >>> from linalg_core.adapters import loftq

@@ -32,6 +32,14 @@ class RankPlan:
         ranks: one rank per matrix, in input order.
         params: Σ r_j (m_j + n_j), the parameters of the rank-r_j factors (≤ the budget).
         relative_error: per matrix, ‖W − W_r‖_F / ‖W‖_F of its truncated SVD.
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> g = torch.Generator().manual_seed(0)
+        >>> Ws = [torch.randn(32, 32, generator=g), torch.randn(32, 4, generator=g) @ torch.randn(4, 32, generator=g)]
+        >>> plan = lc.adapters.allocate_ranks(Ws, 0.25)
+        >>> len(plan.ranks), plan.params <= 0.25 * 2 * 32 * 32
+        (2, True)
     """
 
     ranks: list[int]
@@ -145,6 +153,9 @@ def nuclear_norm(X, *, approx: str = "exact"):
 
     Returns:
         float64 tensor of shape (*), or a Python float for a single matrix.
+
+    Shape:
+        X: (*, m, n);  out: (*) (a float for a single matrix)
 
     Example:
         >>> import torch, linalg_core as lc
