@@ -12,7 +12,10 @@ Rows:
   (target <= 1.5), ``x_vs_reference`` = reference NOLA / ours;
 * stored parameters of the adapter of MiniLM-L6's query and value layers (12 layers): peft LoRA's
   ``get_peft_model_state_dict`` bytes and ours (:func:`nola_state_dict`), both as ``torch.save``
-  files, and the bases NOLA's reference approach materialises per factor and step.
+  files, and the bases NOLA's reference approach materialises per factor and step;
+* a short real fine-tune of MiniLM-L6 (contrastive loss between adjacent sentences of the
+  Python Language Reference, the setup of ``bench optim``): peft LoRA against NOLA on the query
+  and value layers at rank 8, training loss and held-out loss next to the stored bytes.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import math
 import torch
 from torch import nn
 
-from linalg_core.adapters.nola import NOLALinear, nola_state_dict
-from linalg_core.bench.harness import Report, measure
+import time
+
+from linalg_core.adapters.nola import NOLAConfig, NOLALinear, init_nola_model, nola_state_dict
+from linalg_core.bench.harness import Report, measure, minilm_available
 
 TABLES = {"stored parameters, MiniLM-L6 query/value adapters": {"case": "re:^stored"},
+          "MiniLM-L6 fine-tune, query/value adapters": {"case": "re:^fine-tune"},
           "step time (forward + backward) per layer": {}}
 
 HIDDEN, INTER, RANK = 384, 1536, 8
@@ -129,13 +135,15 @@ def run(report: Report, quick: bool = False):
     report.note("reference NOLA = UCDvision/NOLA GenerateParams (torch.Generator uniform bases, all k materialised "
                 "per factor in forward and in backward); reference_basis_mib is that transient per factor.")
     _stored(report, peft)
+    if peft is not None:
+        _finetune(report, peft, quick)
 
 
 def _stored(report: Report, peft):
     """Checkpoint bytes of the MiniLM-L6 query/value adapters (12 layers of 384 x 384)."""
     layers = 12
-    model = nn.ModuleDict({f"l{i}": nn.ModuleDict({"query": nn.Linear(HIDDEN, HIDDEN), "value": nn.Linear(HIDDEN, HIDDEN)})
-                           for i in range(6)})
+    model = nn.ModuleDict({f"l{i}": nn.ModuleDict({"query": nn.Linear(HIDDEN, HIDDEN),
+                                                   "value": nn.Linear(HIDDEN, HIDDEN)}) for i in range(6)})
     if peft is not None:
         lora = peft.get_peft_model(model, peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["query", "value"]))
         lora_state = peft.get_peft_model_state_dict(lora)
@@ -156,3 +164,62 @@ def _stored(report: Report, peft):
                 "metadata; LoRA: peft.get_peft_model_state_dict). reference_bases_mib: the bases NOLA's reference "
                 "code materialises for these layers (transiently, one factor at a time). Equal-quality comparison on a "
                 "MiniLM-L6 fine-tune is not in this family yet.")
+
+
+def _finetune(report: Report, peft, quick: bool):
+    """LoRA vs NOLA adapters of MiniLM-L6's query/value layers on the contrastive fine-tune of bench optim."""
+    if not minilm_available():
+        report.note("MiniLM-L6 not installed: no fine-tune rows")
+        return
+    if report.peer("transformers", what="the fine-tune rows") is None:
+        return
+    from linalg_core.optim._demo import contrastive_loss, sentence_batches
+    from linalg_core.testing.models import minilm_model
+
+    steps = 10 if quick else 60
+    batches = sentence_batches(pairs_per_batch=8, length=16)
+    train, held_out = batches[:-2], batches[-2:]
+
+    def lora(model):
+        return peft.get_peft_model(model, peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["query", "value"]))
+
+    def nola(k):
+        def wrap(model):
+            init_nola_model(model, NOLAConfig(target_modules=("query", "value"), rank=RANK, k_a=k, k_b=k,
+                                              lora_alpha=RANK, seed=0))
+            return model
+        return wrap
+
+    runs = [("LoRA r=8 (peft)", lora, 5e-4, lambda m: peft.get_peft_model_state_dict(m))]
+    runs += [(f"NOLA r=8 k={k}", nola(k), 5e-3, nola_state_dict) for k in ((256,) if quick else (256, 1024))]
+    for label, wrap, lr, state_of in runs:
+        torch.manual_seed(0)
+        model = wrap(minilm_model())
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        losses = []
+        t0 = time.perf_counter()
+        for step in range(steps):
+            torch.manual_seed(step)  # the same dropout masks for every run
+            loss = contrastive_loss(model, train[step % len(train)])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        wall = time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad():
+            held = sum(float(contrastive_loss(model, b)) for b in held_out) / len(held_out)
+        state = state_of(model)
+        k = max(1, steps // 10)
+        report.add(case=f"fine-tune MiniLM-L6 {steps} steps, {label}", lr=lr,
+                   stored_params=sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor)),
+                   stored_bytes=_saved_bytes(state), loss_first10=sum(losses[:k]) / k,
+                   loss_last10=sum(losses[-k:]) / k, held_out_loss=held, wall_s=wall)
+    report.note(f"fine-tune: MiniLM-L6, adapters on the 12 query/value layers at rank {RANK} (lora_alpha = rank), "
+                "everything else frozen; AdamW (LoRA lr 5e-4, NOLA coefficients lr 5e-3, not tuned), "
+                f"{len(train)} training batches of 8 adjacent sentence pairs of the Python Language Reference, "
+                f"contrastive (InfoNCE) loss, the same dropout masks; held_out_loss: mean loss on {len(held_out)} "
+                "batches never trained on (eval mode). loss_first10 / loss_last10: mean training loss over the first "
+                "/ last tenth of the steps.")

@@ -26,7 +26,8 @@ def coeff_grad(grad, k, stream_base, seed, scale) -> np.ndarray:
 
 
 def nola_linear(x, W, bias, alpha, beta, a0, rank, stream_a, stream_b, seed, scale_a, scale_b, scaling):
-    """y = x Wᵀ + bias + scaling · x Aᵀ Bᵀ with A = scale_a (a0 Z₀ + Σ αᵢ Zᵢ₊₁), B = scale_b Σ βⱼ Zⱼ (materialised)."""
+    """y = x Wᵀ + bias + scaling · x Aᵀ Bᵀ, A = scale_a (a0 Z₀ + Σ αᵢ Zᵢ₊₁), B = scale_b Σ βⱼ Zⱼ
+    (the bases materialised)."""
     x = np.asarray(x, dtype=np.float64)
     n, m = W.shape[1], W.shape[0]
     A = combine(np.concatenate([[a0], alpha]), rank, n, stream_a, seed, scale_a)
