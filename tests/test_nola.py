@@ -380,3 +380,27 @@ def test_binding_checks_its_arguments():
         _C.cpu_nola_coeff_grad(buf(g), buf(torch.empty(3)), 0, 4, 4, 5, 0, 0, 1.0)
     with pytest.raises(ValueError):  # the CUDA binding checks the device before anything runs
         _C.cuda_nola_combine(*ok, 0)
+
+
+@pytest.mark.skipif(_C is None, reason="linalg_core._C is not built")
+def test_binding_fuzz_inconsistent_scalars():
+    # The fuzz of tests/test_bindings.py (honest buffers, independently drawn scalars) on this
+    # family's bindings: every call runs inside its buffers or raises ValueError (under make
+    # test-asan an out-of-bounds access aborts).
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tests.test_bindings import Buffers, call, dim, dtype_code, esize, fuzz, prod, u64
+
+    @fuzz
+    @given(st.data())
+    def run(data):
+        d = data.draw
+        b = Buffers(d)
+        dt, k, rows, cols = d(dtype_code), d(dim), d(dim), d(dim)
+        call(_C.cpu_nola_combine, b(prod(k) * esize(dt)), b(prod(rows, cols) * esize(dt)), dt, k, rows, cols, d(u64),
+             d(u64), 0.5)
+        call(_C.cpu_nola_coeff_grad, b(prod(rows, cols) * esize(dt)), b(prod(k) * esize(dt)), dt, k, rows, cols,
+             d(u64), d(u64), 0.5)
+
+    run()
