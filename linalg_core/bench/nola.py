@@ -7,7 +7,7 @@ seeded generator in forward and again in backward).
 Rows:
 
 * step time (forward + backward of ``(layer(x) * w).sum()``, gradients for the adapter's
-  parameters only) on MiniLM-L6-shaped layers (hidden 384, intermediate 1536, rank 8, a batch of
+  parameters and the input, as for a layer inside a model) on MiniLM-L6-shaped layers (hidden 384, intermediate 1536, rank 8, a batch of
   32 × 128 tokens), NOLA at k = 256 and 1024 bases per factor: ``x_vs_lora`` = NOLA / LoRA
   (target <= 1.5), ``x_vs_reference`` = reference NOLA / ours;
 * stored parameters of the adapter of MiniLM-L6's query and value layers (12 layers): peft LoRA's
@@ -94,6 +94,7 @@ def _step(layer: nn.Module, x: torch.Tensor, w: torch.Tensor):
     def run():
         for p in params:
             p.grad = None
+        x.grad = None
         (layer(x) * w).sum().backward()
 
     return run
@@ -113,7 +114,7 @@ def run(report: Report, quick: bool = False):
     for label, (n, m) in LAYERS.items():
         torch.manual_seed(0)
         base = nn.Linear(n, m)
-        x = torch.randn(tokens, n, generator=gen)
+        x = torch.randn(tokens, n, generator=gen).requires_grad_()  # a layer inside a model: dL/dx is needed
         w = torch.randn(tokens, m, generator=gen)
         t_lora = measure(_step(_lora(peft, nn.Linear(n, m), RANK), x, w), repeats=7) if peft else None
         for k in ks:
@@ -129,7 +130,7 @@ def run(report: Report, quick: bool = False):
                        reference_nola_ms=t_ref.median * 1e3, x_vs_reference=t_ref.median / t_ours.median,
                        reference_basis_mib=k * RANK * (n + m) * 4 / 2**20)
     report.note("step: forward + backward of (layer(x) * w).sum() with x (tokens, in), gradients for the adapter's "
-                "parameters only (the base is frozen); LoRA = peft.tuners.lora.Linear at the same rank. NOLA's "
+                "parameters and for x (a layer inside a model; the base is frozen); LoRA = peft.tuners.lora.Linear at the same rank. NOLA's "
                 "generator cost is k·r·(in + out) normals twice per step (forward: the combination; backward: its "
                 "adjoint), independent of the batch: x_vs_lora falls as tokens grow.")
     report.note("reference NOLA = UCDvision/NOLA GenerateParams (torch.Generator uniform bases, all k materialised "
