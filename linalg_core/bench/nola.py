@@ -8,8 +8,9 @@ Rows:
 
 * step time (forward + backward of ``(layer(x) * w).sum()``, gradients for the adapter's
   parameters and the input, as for a layer inside a model) on MiniLM-L6-shaped layers (hidden
-  384, intermediate 1536, rank 8, a batch of 32 × 128 tokens), NOLA at k = 256 and 1024 bases per factor: ``x_vs_lora`` = NOLA / LoRA
-  (target <= 1.5), ``x_vs_reference`` = reference NOLA / ours;
+  384, intermediate 1536, rank 8, a batch of 32 × 128 tokens), NOLA at k = 256 and 1024 bases
+  per factor: ``x_vs_lora`` = NOLA / LoRA (target <= 1.5), ``x_vs_reference`` = reference NOLA /
+  ours;
 * stored parameters of the adapter of MiniLM-L6's query and value layers (12 layers): peft LoRA's
   ``get_peft_model_state_dict`` bytes and ours (:func:`nola_state_dict`), both as ``torch.save``
   files, and the bases NOLA's reference approach materialises per factor and step;
@@ -131,8 +132,8 @@ def run(report: Report, quick: bool = False):
                        reference_basis_mib=k * RANK * (n + m) * 4 / 2**20)
     report.note("step: forward + backward of (layer(x) * w).sum() with x (tokens, in), gradients for the adapter's "
                 "parameters and for x (a layer inside a model; the base is frozen); LoRA = peft.tuners.lora.Linear "
-                "at the same rank. NOLA's generator cost is k·r·(in + out) normals twice per step (forward: the combination; backward: its "
-                "adjoint), independent of the batch: x_vs_lora falls as tokens grow.")
+                "at the same rank. NOLA's generator cost is k·r·(in + out) normals twice per step (forward: the "
+                "combination; backward: its adjoint), independent of the batch: x_vs_lora falls as tokens grow.")
     report.note("reference NOLA = UCDvision/NOLA GenerateParams (torch.Generator uniform bases, all k materialised "
                 "per factor in forward and in backward); reference_basis_mib is that transient per factor.")
     _stored(report, peft)
