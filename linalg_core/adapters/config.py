@@ -116,6 +116,12 @@ class InitConfig:
     Subclasses are frozen dataclasses validated in ``__post_init__`` and registered with a
     handler through :func:`register_initializer`. ``method`` (a class attribute) is the name of
     the string shortcut (``init_peft_model(model, "pissa")``); empty for configs that have none.
+
+    Example:
+        >>> import linalg_core as lc
+        >>> cfg = lc.adapters.PiSSAConfig(seed=0)
+        >>> isinstance(cfg, lc.adapters.InitConfig), cfg.method, cfg.for_layers(("q", "v")) is cfg
+        (True, 'pissa', True)
     """
 
     method: ClassVar[str] = ""
@@ -142,7 +148,14 @@ class InitConfig:
 
     def for_layers(self, names: tuple[str, ...]) -> InitConfig:
         """The config an executor task for the layers ``names`` needs: ``self``, or for configs
-        holding per-layer data (LoRA-SB's updates) a copy with only those layers' entries."""
+        holding per-layer data (LoRA-SB's updates) a copy with only those layers' entries.
+
+        Args:
+            names: the module names of the layers the task fills.
+
+        Returns:
+            An :class:`InitConfig` of the same type.
+        """
         return self
 
 
@@ -177,7 +190,13 @@ class PiSSAConfig(InitConfig):
 class OLoRAConfig(InitConfig):
     """OLoRA (Büyükakyüz 2024): B and A from the QR decomposition of each weight's first r
     columns, the base keeps the residual (:func:`linalg_core.adapters.olora`). Deterministic;
-    no options."""
+    no options.
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.adapters.OLoRAConfig(), lc.adapters.OLoRAConfig().method
+        (OLoRAConfig(), 'olora')
+    """
 
     method = "olora"
 
@@ -185,7 +204,13 @@ class OLoRAConfig(InitConfig):
 @dataclass(frozen=True, kw_only=True)
 class MiLoRAConfig(InitConfig):
     """MiLoRA (Wang et al. 2024): the adapter takes each weight's r *smallest* singular triplets
-    (:func:`linalg_core.adapters.milora`). Deterministic; no options."""
+    (:func:`linalg_core.adapters.milora`). Deterministic; no options.
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.adapters.MiLoRAConfig().method
+        'milora'
+    """
 
     method = "milora"
 
@@ -202,6 +227,11 @@ class NLoRAConfig(InitConfig):
             function changes at init).
         niter: Nyström power iterations (an integer >= 0).
         seed: one seed for every layer (see :class:`PiSSAConfig`).
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.adapters.NLoRAConfig(mode="paper")
+        NLoRAConfig(mode='paper', niter=2, seed=None)
     """
 
     method = "nlora"
@@ -219,7 +249,13 @@ class NLoRAConfig(InitConfig):
 class LoLDUConfig(InitConfig):
     """LoLDU (Shi et al. 2024): from the LDU decomposition of each weight's first r columns,
     loaded with diag(z) folded into B (:func:`linalg_core.adapters.loldu`). Deterministic; no
-    options."""
+    options.
+
+    Example:
+        >>> import linalg_core as lc
+        >>> lc.adapters.LoLDUConfig().method
+        'loldu'
+    """
 
     method = "loldu"
 
@@ -236,6 +272,12 @@ class LoRASBConfig(InitConfig):
             The mapping is copied (not its arrays); == and hash ignore it.
         niter: rsvd iterations, ``"auto"`` or an integer >= 0.
         seed: one seed for every layer (see :class:`PiSSAConfig`).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> cfg = lc.adapters.LoRASBConfig({"0": torch.zeros(8, 4), "2": torch.zeros(4, 8)}, seed=0)
+        >>> sorted(cfg.for_layers(("2",)).updates), cfg.method
+        (['2'], 'lora_sb')
     """
 
     method = "lora_sb"
@@ -457,6 +499,12 @@ class LayerUnit:
 
     Shape:
         W: (out, in) or (g, out, in)
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> unit = lc.adapters.LayerUnit(("fc",), torch.zeros(8, 4), rank=2, scaling=2.0, fan_in_fan_out=True)
+        >>> unit.name, tuple(unit.weight.shape), unit.lora_alpha
+        ('fc', (4, 8), 4.0)
     """
 
     names: tuple[str, ...]
@@ -493,6 +541,12 @@ class ModelRun:
         layers: {module name: peft LoRA layer} of the layers to fill.
         progress: whether to show a progress bar.
         removed: the handler appends the layers it replaced by their base layer (rank 0).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> run = lc.adapters.ModelRun(torch.nn.Linear(2, 2), "default", {}, progress=False)
+        >>> run.adapter, run.removed
+        ('default', [])
     """
 
     model: Any
@@ -504,7 +558,20 @@ class ModelRun:
 
 @dataclass(frozen=True)
 class Initializer:
-    """A registered handler: ``handler(config, unit_or_run)`` for configs of ``config_type``."""
+    """A registered handler: ``handler(config, unit_or_run)`` for configs of ``config_type``.
+
+    Attributes:
+        config_type: the :class:`InitConfig` subclass it runs.
+        handler: the function.
+        scope: ``"layer"`` or ``"model"`` (see :func:`register_initializer`).
+        batch: equal-shape layers come stacked as one unit.
+
+    Example:
+        >>> import linalg_core as lc
+        >>> entry = lc.adapters.config.initializer_for(lc.adapters.PiSSAConfig(seed=0))
+        >>> entry.config_type.__name__, entry.scope, entry.batch
+        ('PiSSAConfig', 'layer', True)
+    """
 
     config_type: type
     handler: Callable

@@ -174,7 +174,15 @@ class EVA:
 
     def update(self, name: str, X) -> None:
         """Fold a batch of layer ``name``'s inputs (*, d); a layer whose needed components have
-        all converged ignores further batches."""
+        all converged ignores further batches.
+
+        Args:
+            name: the layer's name (one of those the EVA was built with).
+            X: the layer's inputs, flattened to (tokens, d).
+
+        Shape:
+            X: (*, d)
+        """
         if name not in self.svds:
             raise ValueError(f"unknown layer {name!r}; layers: {sorted(self.svds)[:5]}...")
         if self.layer_done(name):
@@ -183,6 +191,12 @@ class EVA:
         self.svds[name].partial_fit(X, tau=self.tau)
 
     def layer_done(self, name: str) -> bool:
+        """Whether the components layer ``name`` needs (its share of the redistributed budget
+        once every layer has seen a batch) have all converged.
+
+        Args:
+            name: the layer's name.
+        """
         svd = self.svds[name]
         if svd.components is None:
             return False

@@ -79,6 +79,14 @@ class ModelInit:
         removed: layers EVA gave rank 0 (their LoRA wrapper replaced by the base layer).
         config: the config that ran, with its seed resolved to the int used (``seed=None``
             draws fresh entropy): ``init_peft_model(other, report.config)`` repeats the run.
+
+    Example:
+        >>> import torch, peft, linalg_core as lc
+        >>> model = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(16, 16)),
+        ...                             peft.LoraConfig(r=2, target_modules=["0"]))
+        >>> report = lc.adapters.init_peft_model(model, "pissa", seed=0)
+        >>> report.method, report.layers, report.config
+        ('pissa', {'base_model.model.0': 2}, PiSSAConfig(niter='auto', seed=0))
     """
 
     method: str
@@ -569,9 +577,29 @@ class QuantBase(QuantLinear):
 
     Shape:
         x: (…, in_features);  result: (…, out_features)
+
+    Example:
+        >>> import torch, peft, linalg_core as lc
+        >>> model = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 64)),
+        ...                             peft.LoraConfig(r=4, target_modules=["0"]))
+        >>> _ = lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(format="nf4", iters=1, seed=0))
+        >>> base = model.base_model.model[0].base_layer
+        >>> type(base).__name__, str(base.quantized.format)
+        ('QuantBase', 'nf4-b64-s8x256-fp32')
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x Wᵀ + b as :class:`~linalg_core.quant.QuantLinear`, with the input's gradient kept.
+
+        Args:
+            x: float activations.
+
+        Returns:
+            The output in x's dtype.
+
+        Shape:
+            x: (…, in_features);  result: (…, out_features)
+        """
         if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
             return _InputGrad.apply(x, self)
         return super().forward(x)
@@ -730,6 +758,18 @@ def dequantize_bases(model, dtype: torch.dtype = torch.float32) -> list[str]:
 
     Shape:
         each new weight: (out_features, in_features)
+
+    Example:
+        >>> import torch, peft, linalg_core as lc
+        >>> model = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 64)),
+        ...                             peft.LoraConfig(r=4, target_modules=["0"]))
+        >>> _ = lc.adapters.init_peft_model(model, lc.adapters.LoftQConfig(format="nf4", iters=1, seed=0))
+        >>> x = torch.ones(1, 64)
+        >>> y = model(x)
+        >>> lc.adapters.dequantize_bases(model), type(model.base_model.model[0].base_layer).__name__
+        (['base_model.model.0'], 'Linear')
+        >>> torch.allclose(model(x), y, atol=1e-5)
+        True
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
@@ -754,7 +794,25 @@ def dequantize_bases(model, dtype: torch.dtype = torch.float32) -> list[str]:
 
 def adapter_state(model, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
     """A copy of the adapter's factors right after initialisation: {module name: (A, B)} (keep
-    it to convert the trained adapter with :func:`to_lora_state_dict`)."""
+    it to convert the trained adapter with :func:`save_as_lora`).
+
+    Args:
+        model: a peft model.
+        adapter_name: the adapter (default: the active one).
+
+    Returns:
+        ``{module name: (A, B)}``, cloned tensors.
+
+    Shape:
+        A: (r, in);  B: (out, r) per layer
+
+    Example:
+        >>> import torch, peft, linalg_core as lc
+        >>> model = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+        ...                             peft.LoraConfig(r=2, target_modules=["0"]))
+        >>> {k: [tuple(t.shape) for t in AB] for k, AB in lc.adapters.adapter_state(model).items()}
+        {'base_model.model.0': [(2, 16), (8, 2)]}
+    """
     adapter, layers = _lora_layers(model, adapter_name)
     return {name: (m.lora_A[adapter].weight.detach().clone(), m.lora_B[adapter].weight.detach().clone())
             for name, m in layers.items()}
@@ -765,6 +823,16 @@ def delta_as_lora(A, B, A0, B0):
     A′ = [A; A₀] (2r × in) and B′ = [B, −B₀] (out × 2r), peft's conversion convention
     (``LoraModel.subtract_mutated_init``). Applied to the *original* base weight W (not the
     residual), with alpha doubled (×√2 for rsLoRA) so the scaling s is unchanged.
+
+    Args:
+        A, B: the trained factors.
+        A0, B0: the factors at initialisation (:func:`adapter_state`).
+
+    Returns:
+        ``(A′, B′)``.
+
+    Shape:
+        A, A0: (r, in);  B, B0: (out, r);  A′: (2r, in);  B′: (out, 2r)
 
     Example:
         >>> import torch, linalg_core as lc
@@ -792,11 +860,20 @@ def save_as_lora(model, initial: dict, output_dir: str, *, adapter_name: str | N
         output_dir.
 
     Example:
-        >>> init = lc.adapters.init_peft_model(model, "pissa", seed=0)   # doctest: +SKIP
-        >>> initial = lc.adapters.adapter_state(model)                   # doctest: +SKIP
-        >>> ...  # train                                                  # doctest: +SKIP
-        >>> lc.adapters.save_as_lora(model, initial, "out/")              # doctest: +SKIP
-        >>> peft.PeftModel.from_pretrained(original_base_model, "out/")   # doctest: +SKIP
+        >>> import copy, tempfile, torch, peft, linalg_core as lc
+        >>> base = torch.nn.Sequential(torch.nn.Linear(16, 16))
+        >>> original = copy.deepcopy(base)
+        >>> model = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["0"]))
+        >>> _ = lc.adapters.init_peft_model(model, "pissa", seed=0)
+        >>> initial = lc.adapters.adapter_state(model)
+        >>> with torch.no_grad():  # stands for training
+        ...     _ = model.base_model.model[0].lora_B["default"].weight.add_(0.1)
+        >>> x = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = lc.adapters.save_as_lora(model, initial, d)
+        ...     loaded = peft.PeftModel.from_pretrained(original, d)
+        >>> torch.allclose(loaded(x), model(x), atol=1e-5)
+        True
     """
     peft, _ = _peft()
     from peft.utils import get_peft_model_state_dict

@@ -118,6 +118,9 @@ def smooth_outliers(calib, *, fraction: float = 0.005, percentile: float = 99.5)
         :class:`Smoothing` (apply ``weight`` to the layer and ``fold_into_previous`` to the
         producer of its input; the product is unchanged to rounding).
 
+    Shape:
+        calib: (T, K);  factors: (K,)
+
     Example:
         >>> import torch
         >>> from linalg_core.qmatmul import smooth_outliers

@@ -112,6 +112,9 @@ def lq_decompose(W, rank: int | LQConfig, format="nf3", *, iters: int = 10, tol:
     Returns:
         :class:`LQResult`.
 
+    Shape:
+        W, fisher: (m, n);  L1: (m, r);  L2: (r, n);  Q: (m, n) quantized
+
     Randomness:
         Only the range finder of :func:`linalg_core.rsvd` (stream of ``seed``); same seed, same result.
         None with ``niter="exact"``.
