@@ -90,7 +90,7 @@ def test_minimal_file_schema_2(tmp_path):
     ("vsa", {"case": "cars, D=1024", "knn5_origin_vsa": 0.8}),
     ("sampling", {"problem": "p=1", "size": 10, "scores": "lewis", "median_cost_gap": 0.01, "ms_per_seed": 1.0}),
     ("threads", {"workload": "w", "setting": "default", "peer/ours quiet": 1.5}),
-    ("optim", {"case": "a new family", "speedup": 2.0}),  # no figure of its own: generic speedup bars
+    ("newfamily", {"case": "a new family", "speedup": 2.0}),  # no figure of its own: generic speedup bars
 ])
 def test_one_row_per_family(tmp_path, family, row):
     out = tmp_path / f"{family}.png"
@@ -115,7 +115,7 @@ def test_malformed_rows_are_skipped(tmp_path):
     path.write_text(json.dumps({"rows": bad}, allow_nan=True))
     assert plots.draw(path, tmp_path / "none.png") is False
     assert not (tmp_path / "none.png").exists()
-    for family in list(plots.FAMILIES) + ["optim"]:
+    for family in list(plots.FAMILIES) + ["newfamily"]:
         p = _write(tmp_path, family, {"machine": "not a dict", "rows": bad, "notes": "not a list"})
         assert plots.draw(p, tmp_path / f"{family}.png") is False, family
 
@@ -169,3 +169,24 @@ def test_argument_validation(tmp_path):
         plots.draw_all(p, tmp_path)
     with pytest.raises(TypeError, match="out_dir"):
         plots.draw_all(tmp_path, 1.5)
+
+
+def test_optim_figure_and_loss_curves(tmp_path):
+    rows = [
+        {"case": "synthetic drifting gradient", "shape": "512x512", "rank": 32, "ours_ms": 2.0,
+         "galore_svd_ms": 40.0, "speedup": 20.0, "energy_vs_exact": 0.998},
+        {"case": "fine-tune MiniLM-L6 20 steps (linalg_core GaLoreAdamW)", "wall_s": 10.0, "optimizer_s": 1.0,
+         "loss_last10": 0.9},
+        {"case": "fine-tune MiniLM-L6 20 steps (galore-torch GaLoreAdamW)", "wall_s": 12.0, "optimizer_s": 3.0,
+         "loss_last10": 0.91},
+    ]
+    assert plots.draw(_write(tmp_path, "optim", {"schema": 2, "family": "optim", "rows": rows}), tmp_path / "o.png")
+    assert _is_png(tmp_path / "o.png")
+    plots.draw_curves({"linalg_core": [3.0, 2.0, 1.0], "peer": [3.0, 2.5, 2.0]}, tmp_path / "c.png", title="t")
+    assert _is_png(tmp_path / "c.png")
+    with pytest.raises(TypeError, match="curves"):
+        plots.draw_curves({"a": ["x"]}, tmp_path / "c.png")
+    with pytest.raises(ValueError, match="smooth"):
+        plots.draw_curves({"a": [1.0]}, tmp_path / "c.png", smooth=0)
+    with pytest.raises(ValueError, match="out_png"):
+        plots.draw_curves({"a": [1.0]}, tmp_path / "c.svg")

@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["draw", "draw_all", "FAMILIES"]
+__all__ = ["draw", "draw_all", "draw_curves", "FAMILIES"]
 
 DPI = 110
 FIGSIZE = (12.0, 7.0)
@@ -229,8 +229,8 @@ def _bars(ax, groups, *, xlabel="speedup (peer time / ours, > 1: ours faster)", 
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2 if len(series) > 2 else 1,
-              frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07),
+              ncol=2 if len(series) > 2 and max(map(len, series)) < 36 else 1, frameon=False)
 
 
 def _ratio(row, num_key, den_key, ratio_key=None):
@@ -743,6 +743,103 @@ def _sampling(meta, rows, notes, fig_out):
     return True
 
 
+def _optim(meta, rows, notes, fig_out):
+    """GaLore's basis update: subspace quality vs time, ours vs the peer's full SVD; speedups of
+    the update and of the fine-tune."""
+    upd, bars, fine = [], [], {}
+    for r in rows:
+        case = _str(r, "case")
+        if case is None:
+            continue
+        t, tp = _num(r, "ours_ms", positive=True), _num(r, "galore_svd_ms", positive=True)
+        q = _num(r, "energy_vs_exact")
+        shape = f" {r['shape']}" if _str(r, "shape") and r["shape"] not in case else ""
+        label = _short(case.replace(".weight", ""), 46 - len(shape)) + shape
+        if t is not None and tp is not None:
+            if q is not None:
+                upd.append((label, t, tp, q))
+            bars.append((label, [("basis update vs galore-torch's torch.linalg.svd", tp / t, None)]))
+        m = re.search(r"^(fine-tune .*?) \((.+)\)$", case)
+        if m and _num(r, "wall_s", positive=True) is not None:
+            fine.setdefault(m.group(1), {})[m.group(2)] = r
+    for what, impls in fine.items():
+        ours = next((v for k, v in impls.items() if k.startswith("linalg_core")), None)
+        peer = next((v for k, v in impls.items() if not k.startswith("linalg_core")), None)
+        if ours is None or peer is None:
+            continue
+        items = [("fine-tune wall time vs galore-torch", _num(peer, "wall_s") / _num(ours, "wall_s"), None)]
+        a, b = _num(ours, "optimizer_s", positive=True), _num(peer, "optimizer_s", positive=True)
+        if a and b:
+            items.append(("optimizer steps vs galore-torch", b / a, None))
+        la, lb = _num(ours, "loss_last10"), _num(peer, "loss_last10")
+        loss = f" (final loss {la:.3g} vs {lb:.3g})" if la is not None and lb is not None else ""
+        bars.append((_short(what, 40) + loss, items))
+    if not upd and not bars:
+        return False
+    fig, axes = _figure(1, (1 if upd else 0) + (1 if bars else 0))
+    if upd:
+        ax = axes[0]
+        for i, (label, t, tp, q) in enumerate(upd):
+            ax.plot([t, tp], [q, 1.0], "-", color="0.8", lw=0.8, zorder=1)
+            ax.scatter([t], [q], color=f"C{i % 10}", marker="o", s=40, zorder=3, label=label)
+            ax.scatter([tp], [1.0], color=f"C{i % 10}", marker="s", s=40, zorder=3, facecolors="none")
+        ax.set_xscale("log")
+        ax.set_xlabel("time of one basis update (ms)", fontsize=8)
+        ax.set_ylabel("gradient energy captured / exact top-r SVD's", fontsize=8)
+        ax.set_title("basis update: quality vs time", fontsize=9)
+        ax.scatter([], [], color="0.3", marker="o", s=30, label="● ours (warm-started subspace iteration)")
+        ax.scatter([], [], color="0.3", marker="s", s=30, facecolors="none", label="□ galore-torch (full SVD)")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="both")
+    if bars:
+        _bars(axes[-1], bars, xlabel="speedup (galore-torch time / ours, > 1: ours faster)")
+    _title(fig, "optim", "GaLore projector and optimizer, linalg_core vs galore-torch", meta)
+    _save(fig, fig_out)
+    return True
+
+
+def draw_curves(curves: dict, out_png, *, title: str = "", xlabel: str = "step", ylabel: str = "loss",
+                smooth: int = 10) -> None:
+    """Loss (or any per-step) curves, one line per label, as a PNG like the family figures.
+
+    Args:
+        curves: ``{label: [value per step, ...]}``.
+        out_png: the PNG to write (a ``.png`` path).
+        title, xlabel, ylabel: the axes' texts.
+        smooth: a running mean over this many steps (1: raw values).
+
+    Raises:
+        TypeError: ``curves`` is not a dict of sequences of numbers, or ``out_png`` not a path.
+        ValueError: ``out_png`` does not end in ``.png``, or ``smooth`` < 1.
+
+    Example:
+        >>> draw_curves({"ours": [3.0, 2.0, 1.5]}, "loss.png", title="fine-tune")  # doctest: +SKIP
+    """
+    out_png = _as_path("out_png", out_png)
+    if out_png.suffix.lower() != ".png":
+        raise ValueError(f"out_png must be a .png path, got {str(out_png)!r}")
+    if not isinstance(curves, dict) or not all(
+            isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v) for v in curves.values()):
+        raise TypeError(f"curves must be a dict of lists of numbers, got {type(curves).__name__}")
+    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+        raise ValueError(f"smooth must be an integer >= 1, got {smooth!r}")
+    fig, (ax,) = _figure()
+    for i, (label, ys) in enumerate(curves.items()):
+        ys = [float(y) for y in ys]
+        sm = [sum(ys[max(0, j - smooth + 1): j + 1]) / len(ys[max(0, j - smooth + 1): j + 1])
+              for j in range(len(ys))]
+        ax.plot(range(len(sm)), sm, color=OURS if str(label).startswith("linalg_core") else f"C{i + 1}",
+                label=f"{label}" + (f" ({smooth}-step mean)" if smooth > 1 else ""))
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    _save(fig, out_png)
+
+
 def _kernel_groups(family, rows, notes):
     """Speedup bars per kernel family: [(panel title, groups, floor label)]."""
     out = []
@@ -778,7 +875,7 @@ def _kernel_groups(family, rows, notes):
                 for r in rs:
                     if r["impl"].startswith("linalg_core") or _num(r, "ms", positive=True) is None:
                         continue
-                    items.append((f"fwht vs {_short(r['impl'], 30)}", r["ms"] / best["ms"],
+                    items.append((f"fwht vs {_short(r['impl'].split(' (')[0], 30)}", r["ms"] / best["ms"],
                                   r["ms"] / fl if fl else None))
                 if items:
                     big.append((f"fwht {shape}", items))
@@ -794,7 +891,7 @@ def _kernel_groups(family, rows, notes):
                     if times.get(ours) and times.get(peer):
                         items.append((lab, times[peer] / times[ours], None))
                 if items:
-                    big.append((_short(f"sketch {shape}", 42), items))
+                    big.append((_short(f"sketch {shape}", 50), items))
             elif op == "per call":
                 floor = next((_num(r, "us_per_call", positive=True) for r in rs if r["impl"].startswith("floor")), None)
                 for r in rs:
@@ -813,7 +910,7 @@ def _kernel_groups(family, rows, notes):
             out.append(("large inputs", big, "peer time / the floor (one read + write of the data)"))
         if small:
             out.append(("per call, small inputs", small,
-                        "peer time / the floor (empty_like + the transform)"))
+                        "peer time / floor (empty_like + transform)"))
     elif family == "qmatmul":
         kern, layer = [], []
         for r in rows:
@@ -979,6 +1076,7 @@ FAMILIES = {
     "quant": _quant,
     "vsa": _vsa,
     "sampling": _sampling,
+    "optim": _optim,
     **{f: _kernels(f) for f in ("convert", "random", "sketch", "qmatmul", "distributed", "threads")},
 }
 
