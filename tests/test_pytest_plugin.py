@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = "linalg_core.testing.pytest_plugin"
 
 
+def _entry_point():
+    """The installed pytest11 entry point that loads the plugin, or None."""
+    return next((ep for ep in importlib.metadata.entry_points(group="pytest11") if ep.value == MODULE), None)
+
+
 def _entry_point_installed() -> bool:
-    return any(ep.value == MODULE for ep in importlib.metadata.entry_points(group="pytest11"))
+    return _entry_point() is not None
 
 
 def _load_args() -> list[str]:
@@ -174,14 +179,19 @@ def _fake_entry_point(tmp_path) -> dict:
 
 
 def test_entry_point_loads_it_without_clashing_with_our_suite(tmp_path):
-    env = _fake_entry_point(tmp_path)
+    if _entry_point_installed():  # linalg_core's own entry point (pyproject's pytest11 table)
+        env, dist = dict(os.environ), f"{_entry_point().dist.name}-"
+        env.pop("PYTEST_ADDOPTS", None)
+    else:
+        env, dist = _fake_entry_point(tmp_path), "linalg_core_plugin_probe-"
     # our own tests and the benchmark suite (whose conftest registers the plugin only when no entry
     # point did) collect with the plugin loaded, and its fixtures are listed
     run = subprocess.run([sys.executable, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider", "tests/test_arrays.py",
                           "tests/test_regression.py", "benchmarks/test_regression.py"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "linalg_core_plugin_probe-0" in run.stdout  # pytest's "plugins:" line: loaded by the entry point
+    plugins = next(line for line in run.stdout.splitlines() if line.startswith("plugins:"))
+    assert dist in plugins  # loaded by the entry point
     assert "linalg_core.testing.pytest_plugin" in run.stdout
     for name in ("lowrank_matrix", "minilm_weights", "seeded_problem", "peer", "timed"):
         assert f"\n{name} -- " in run.stdout or f"\n{name} [" in run.stdout, name
