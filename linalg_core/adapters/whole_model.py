@@ -268,17 +268,17 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
     device, ``requires_grad`` and ties are kept (see ``_Residuals``).
 
     Example:
-        >>> import torch, peft, linalg_core as lc                      # doctest: +SKIP
-        >>> net = torch.nn.Sequential(torch.nn.Linear(64, 64))          # doctest: +SKIP
-        >>> m = peft.get_peft_model(net, peft.LoraConfig(r=8, target_modules=["0"]))  # doctest: +SKIP
-        >>> lc.adapters.init_peft_model(m, lc.adapters.PiSSAConfig(seed=0)).layers  # doctest: +SKIP
+        >>> import torch, peft, linalg_core as lc
+        >>> net = torch.nn.Sequential(torch.nn.Linear(64, 64))
+        >>> m = peft.get_peft_model(net, peft.LoraConfig(r=8, target_modules=["0"]))
+        >>> lc.adapters.init_peft_model(m, lc.adapters.PiSSAConfig(seed=0)).layers
         {'base_model.model.0': 8}
-        >>> lc.adapters.init_peft_model(m, "olora").layers               # doctest: +SKIP
+        >>> lc.adapters.init_peft_model(m, "olora").layers
         {'base_model.model.0': 8}
         >>> m2 = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 64)),
-        ...                          peft.LoraConfig(r=8, target_modules=["0"]))  # doctest: +SKIP
-        >>> lc.adapters.init_peft_model(m2, lc.adapters.LoftQConfig(format="nf4", iters=2, seed=0))  # doctest: +SKIP
-        >>> type(m2.base_model.model[0].base_layer).__name__             # doctest: +SKIP
+        ...                          peft.LoraConfig(r=8, target_modules=["0"]))
+        >>> _ = lc.adapters.init_peft_model(m2, lc.adapters.LoftQConfig(format="nf4", iters=2, seed=0))
+        >>> type(m2.base_model.model[0].base_layer).__name__
         'QuantBase'
     """
     config = _as_config(config, options)

@@ -31,7 +31,24 @@ def safetensors_shards(source, name: str = "source") -> list[str]:
 
 
 def layer_index(source) -> dict[str, str]:
-    """{tensor name: shard path} of a safetensors file or folder of shards (headers only)."""
+    """{tensor name: shard path} of a safetensors file or folder of shards (headers only).
+
+    Args:
+        source: a ``.safetensors`` file or a folder of shards.
+
+    Returns:
+        A dict from tensor name to the path of the file that holds it.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from safetensors.torch import save_file
+        >>> from linalg_core.distributed import layer_index
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     save_file({"a.weight": torch.zeros(2, 2)}, os.path.join(d, "model-1.safetensors"))
+        ...     save_file({"b.weight": torch.zeros(2, 2)}, os.path.join(d, "model-2.safetensors"))
+        ...     {k: os.path.basename(v) for k, v in layer_index(d).items()}
+        {'a.weight': 'model-1.safetensors', 'b.weight': 'model-2.safetensors'}
+    """
     from safetensors import safe_open
 
     out = {}

@@ -55,7 +55,23 @@ def _dask():
 
 
 def rows(A, name: str = "A"):
-    """A as a dask array chunked by rows only: column-chunked input is rechunked to whole rows."""
+    """A as a dask array chunked by rows only: column-chunked input is rechunked to whole rows.
+
+    Args:
+        A: a 1-D or 2-D float ``dask.array.Array`` with known chunk sizes.
+        name: the argument's name in error messages.
+
+    Returns:
+        A, or A rechunked so that every block holds whole rows.
+
+    Shape:
+        A: (n,) or (n, d);  out: the same, chunked by rows
+
+    Example:
+        >>> import dask.array as da, linalg_core as lc
+        >>> lc.distributed.rows(da.ones((10, 4), chunks=(5, 2))).chunks
+        ((5, 5), (4,))
+    """
     _, da = _dask()
     if not isinstance(A, da.Array):
         raise TypeError(f"{name} must be a dask.array.Array, got {type(A).__name__}; use the single-machine "
@@ -109,6 +125,21 @@ def _blockwise_sum(fn, *arrays, extra=()):
 
 def sketch_apply(S: lcsketch.Sketch, A) -> torch.Tensor:
     """S A for a row-partitioned dask array A (n × d) or vector (n,): the float64 (m, d) or (m,).
+
+    Each task multiplies its row block by the matching columns of S, generated on the worker
+    from (seed, column offset); the partial products are summed in a binary tree.
+
+    Args:
+        S: any :mod:`linalg_core.sketch` operator with S.n = n.
+        A: the row-partitioned dask array.
+
+    Returns:
+        S A as a float64 torch tensor, equal to ``S.apply`` on the whole A to rounding.
+
+    Shape:
+        A: (n, d) or (n,);  out: (m, d) or (m,)
+
+    Randomness: S's own (its seed); the same S as on a single machine.
 
     Example:
         >>> import dask.array as da, torch, linalg_core as lc
@@ -207,6 +238,17 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "spars
     per iteration (many more passes in all than ``direct``'s few refinements), for when the
     semi-normal equations' squared conditioning is not wanted.
 
+    Args:
+        A: (n, d) row-partitioned dask array, n ≥ d.
+        b: (n,) or (n, k) dask array.
+        method: ``"sketch_and_precondition"`` or ``"sketch_and_solve"``.
+        sketch: a :func:`linalg_core.sketch.create` kind.
+        sketch_rows: m (default 16d for sketch-and-solve, 4d for sketch-and-precondition).
+        seed: the sketch's seed.
+        tol: the refinement / LSQR tolerance.
+        maxiter: refinements (``direct``) or LSQR iterations.
+        solver: ``"direct"`` or ``"lsqr"``.
+
     Returns:
         (x, passes): the float64 solution (d,) or (d, k) and the number of passes over A.
 
@@ -215,6 +257,13 @@ def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "spars
 
     Randomness:
         The sketch's stream (``seed``); the same seed gives the single-machine sketch.
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((1000, 5), chunks=(300, 5))
+        >>> x, passes = lc.distributed.lstsq(A, A @ da.ones(5, chunks=5), seed=0)
+        >>> [round(v, 6) for v in x.tolist()]
+        [1.0, 1.0, 1.0, 1.0, 1.0]
     """
     A, b = rows(A), rows(b, "b")
     if A.ndim != 2:
@@ -273,8 +322,25 @@ def leverage_scores(A, *, seed=None):
     (R from the Gram of A R₁⁻¹ with R₁ from a 4d-row Gaussian sketch, so the Gram is
     well conditioned), then the squared row norms of A R⁻¹ — a dask array, computed lazily.
 
+    Args:
+        A: (n, d) row-partitioned dask array of full column rank.
+        seed: the seed of the preconditioning sketch (the scores do not depend on it beyond
+            rounding).
+
+    Returns:
+        The leverage scores as a lazy float64 dask array (they sum to d).
+
     Shape:
         A: (n, d);  out: (n,)
+
+    Randomness: the Gaussian sketch of R₁ (``seed``).
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((1000, 5), chunks=(300, 5))
+        >>> lev = lc.distributed.leverage_scores(A, seed=0)
+        >>> lev.shape, round(float(lev.sum().compute()), 6)
+        ((1000,), 5.0)
     """
     A = rows(A)
     n, d = A.shape
@@ -358,6 +424,17 @@ class RowBlocks(_lowrank.Operator):
 
     Shape:
         A: (m, n);  matmul: X (n, k) -> (m, k) row blocks;  rmatmul: (m, k) row blocks -> (n, k)
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((1000, 5), chunks=(300, 5))
+        >>> op = lc.distributed.RowBlocks(A)
+        >>> op.shape, op.dtype
+        ((1000, 5), torch.float64)
+        >>> bool(torch.allclose(op.fro_norm_sq(), torch.from_numpy(A.compute()).square().sum()))
+        True
+        >>> tuple(op.rmatmul(op.matmul(torch.eye(5, dtype=torch.float64))).shape)  # AᵀA
+        (5, 5)
     """
 
     def __init__(self, A, name: str = "A"):
@@ -370,9 +447,34 @@ class RowBlocks(_lowrank.Operator):
         self.device = torch.device("cpu")
 
     def matmul(self, X: torch.Tensor) -> _Tall:
+        """A X, one product per row block, persisted on the workers (an m-side row-block matrix).
+
+        Args:
+            X: the (n, k) right operand, in memory.
+
+        Returns:
+            The row blocks of A X (the operand :meth:`rmatmul` and :class:`RowBlockCholQR` take).
+
+        Shape:
+            X: (n, k);  out: (m, k) in row blocks
+        """
         return _Tall(_times(self.A, X.to(self.dtype), self.dtype).persist(), self.dtype)  # read twice: Gram, Q
 
     def matmul_normal(self, k: int, *, seed: int, stream: int, offset: int, backend=None) -> _Tall:
+        """A Ω for the Gaussian Ω = ``linalg_core.random.normal((n, k), seed=, stream=, offset=)``,
+        generated inside every task (Ω never travels).
+
+        Args:
+            k: the columns of Ω.
+            seed, stream, offset: Ω's counter-based stream (see :mod:`linalg_core.random`).
+            backend: force a backend for the generation.
+
+        Returns:
+            The row blocks of A Ω.
+
+        Shape:
+            out: (m, k) in row blocks
+        """
         from linalg_core.random import normal
 
         n, dtype = self.shape[1], self.dtype
@@ -385,11 +487,23 @@ class RowBlocks(_lowrank.Operator):
                      dtype)
 
     def rmatmul(self, Y: _Tall) -> torch.Tensor:
+        """Aᵀ Y = Σ_b (Y_bᵀ A_b)ᵀ, a reduction over the row blocks.
+
+        Args:
+            Y: row blocks aligned with A's (from :meth:`matmul` or :class:`RowBlockCholQR`).
+
+        Returns:
+            Aᵀ Y as an in-memory tensor.
+
+        Shape:
+            Y: (m, k) in row blocks;  out: (n, k)
+        """
         # (Y_bᵀA_b)ᵀ, as the single machine's dense operator computes Aᵀ Y (A read in its order)
         dtype = self.dtype
         return _blockwise_sum(lambda a, y, r0: (_tensor(y, dtype).T @ _tensor(a, dtype)).T, self.A, Y.a)
 
     def fro_norm_sq(self) -> torch.Tensor:
+        """‖A‖_F², a reduction over the row blocks (0-d tensor of the compute dtype)."""
         dtype = self.dtype
         return _blockwise_sum(lambda a, r0: _tensor(a, dtype).square().sum(), self.A)
 
@@ -410,6 +524,16 @@ class RowBlockCholQR:
 
     Shape:
         Y: (m, k);  out: (m, k)
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((1000, 5), chunks=(300, 5))
+        >>> op = lc.distributed.RowBlocks(A)
+        >>> svd = lc.rsvd(op, 2, finder=lc.lowrank.SubspaceIteration(niter=2, orth=lc.distributed.RowBlockCholQR()),
+        ...               precision="full", seed=0)
+        >>> ref = torch.linalg.svdvals(torch.from_numpy(A.compute()))[:2]
+        >>> bool(torch.allclose(svd.S, ref, rtol=1e-2)), lc.distributed.RowBlockCholQR().final
+        (True, RowBlockCholQR(rounds=2))
     """
 
     rounds: int = 1
@@ -420,10 +544,12 @@ class RowBlockCholQR:
 
     @property
     def orthonormal(self) -> bool:
+        """Whether the result is orthonormal to rounding (``rounds=2``)."""
         return self.rounds == 2
 
     @property
     def final(self) -> "RowBlockCholQR":
+        """The orthonormalizer of a returned basis: ``RowBlockCholQR(2)``."""
         return RowBlockCholQR(2)
 
     def __call__(self, Y):
@@ -500,8 +626,25 @@ def sample_rows(A, size: float, *, seed=None):
     of Philox stream 11 of ``seed``, generated inside each block at its row offset, so the sample
     is the one :func:`linalg_core.sampling.sample_rows` draws from the same probabilities.
 
+    Args:
+        A: (n, d) row-partitioned dask array of full column rank.
+        size: the expected number of rows kept.
+        seed: the seed of the draws (and of the leverage scores' sketch).
+
     Returns:
         (indices int64 (s,), weights float64 (s,)).
+
+    Shape:
+        A: (n, d);  indices, weights: (s,), s ≈ size
+
+    Randomness: word i of Philox stream 11 of ``seed`` decides row i.
+
+    Example:
+        >>> import dask.array as da, torch, linalg_core as lc
+        >>> A = da.random.default_rng(0).standard_normal((1000, 5), chunks=(300, 5))
+        >>> idx, w = lc.distributed.sample_rows(A, 100, seed=0)
+        >>> idx.dtype, w.dtype, 50 < len(idx) < 150
+        (torch.int64, torch.float64, True)
     """
     from linalg_core.random import uint32
     from linalg_core.sampling.sample import SAMPLE_STREAM, inclusion_probabilities

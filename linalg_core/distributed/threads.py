@@ -27,6 +27,9 @@ def pool_initializer(threads: int) -> None:
     """Size torch's, ``_C``'s and the BLAS pools of this (worker) process at ``threads``: the
     ``initializer`` of a process pool.
 
+    Args:
+        threads: the pool size, ≥ 1 (``linalg_core._threads.pool_share`` divides the cores).
+
     Example:
         >>> import multiprocessing
         >>> from concurrent.futures import ProcessPoolExecutor
@@ -51,16 +54,21 @@ def size_worker_pools(client, threads: int | None = None) -> dict[str, int]:
     task threads of all workers on that host (at least one), counted now: call it again after
     the cluster scales.
 
+    Args:
+        client: a ``distributed.Client``.
+        threads: threads per worker, or None for the host's share.
+
     Returns:
         {worker address: threads} of the workers present now.
 
-    Example (a cluster of its own; ``tests/test_threads.py`` runs it)::
+    Example:
+        A cluster of its own (worker processes), so not run as a doctest; ``tests/test_threads.py``
+        runs it:
 
-        from distributed import Client, LocalCluster
-        from linalg_core.distributed import size_worker_pools
-
-        with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, Client(cluster) as client:
-            size_worker_pools(client)  # {address: the host's cores}; the nanny's default is 1
+        >>> from distributed import Client, LocalCluster                      # doctest: +SKIP
+        >>> from linalg_core.distributed import size_worker_pools               # doctest: +SKIP
+        >>> with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, Client(cluster) as client:
+        ...     size_worker_pools(client)  # {address: the host's cores}         # doctest: +SKIP
     """
     try:
         from distributed.diagnostics.plugin import WorkerPlugin
