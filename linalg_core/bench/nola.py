@@ -164,8 +164,8 @@ def _stored(report: Report, peft):
                    reference_bases_mib=layers * k * RANK * 2 * HIDDEN * 4 / 2**20)
     report.note("stored: torch.save of the adapter checkpoint (ours: nola_state_dict = coefficients + seed/layer "
                 "metadata; LoRA: peft.get_peft_model_state_dict). reference_bases_mib: the bases NOLA's reference "
-                "code materialises for these layers (transiently, one factor at a time). Equal-quality comparison on a "
-                "MiniLM-L6 fine-tune is not in this family yet.")
+                "code materialises for these layers (transiently, one factor at a time). Quality at these sizes: the "
+                "fine-tune rows.")
 
 
 def _finetune(report: Report, peft, quick: bool):
