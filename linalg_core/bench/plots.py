@@ -210,7 +210,9 @@ def _bars(ax, groups, *, xlabel="speedup (peer time / ours, > 1: ours faster)", 
             y = y0 + height * (len(items) / 2 - i - 0.5)
             ax.barh(y, r, height=height * 0.9, color=colors[s], label=s if s not in labelled else None, zorder=2)
             labelled.add(s)
-            ax.annotate(f"{r:.3g}×", (r, y), xytext=(2, 0), textcoords="offset points", va="center",
+            # the value after the bar, or after the floor tick when that stands just past the bar's end
+            at = ceil if ceil is not None and r < ceil < 2.5 * r else r
+            ax.annotate(f"{r:.3g}×", (at, y), xytext=(3, 0), textcoords="offset points", va="center",
                         fontsize=6.5, zorder=4)
             values.append(r)
             if ceil is not None:
