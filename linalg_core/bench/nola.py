@@ -179,8 +179,9 @@ def _finetune(report: Report, peft, quick: bool):
     from linalg_core.testing.models import minilm_model
 
     steps = 10 if quick else 60
-    batches = sentence_batches(pairs_per_batch=8, length=16)
-    train, held_out = batches[:-2], batches[-2:]
+    batches = sentence_batches(pairs_per_batch=8, length=16, count=128 if quick else 256)
+    n_held = 2 if quick else 4
+    train, held_out = batches[:-n_held], batches[-n_held:]
 
     def lora(model):
         return peft.get_peft_model(model, peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["query", "value"]))
@@ -192,8 +193,10 @@ def _finetune(report: Report, peft, quick: bool):
             return model
         return wrap
 
-    runs = [("LoRA r=8 (peft)", lora, 5e-4, lambda m: peft.get_peft_model_state_dict(m))]
-    runs += [(f"NOLA r=8 k={k}", nola(k), 5e-3, nola_state_dict) for k in ((256,) if quick else (256, 1024))]
+    lrs = {"lora": (5e-4,) if quick else (5e-4, 2e-3), "nola": (5e-3,) if quick else (2e-3, 5e-3)}
+    runs = [("LoRA r=8 (peft)", lora, lr, lambda m: peft.get_peft_model_state_dict(m)) for lr in lrs["lora"]]
+    runs += [(f"NOLA r=8 k={k}", nola(k), lr, nola_state_dict) for k in ((256,) if quick else (256, 1024))
+             for lr in lrs["nola"]]
     for label, wrap, lr, state_of in runs:
         torch.manual_seed(0)
         model = wrap(minilm_model())
@@ -212,15 +215,17 @@ def _finetune(report: Report, peft, quick: bool):
         wall = time.perf_counter() - t0
         model.eval()
         with torch.no_grad():
-            held = sum(float(contrastive_loss(model, b)) for b in held_out) / len(held_out)
+            held_loss = sum(float(contrastive_loss(model, b)) for b in held_out) / len(held_out)
         state = state_of(model)
         k = max(1, steps // 10)
-        report.add(case=f"fine-tune MiniLM-L6 {steps} steps, {label}", lr=lr,
+        report.add(case=f"fine-tune MiniLM-L6 {steps} steps, {label}, lr={lr:g}", lr=lr,
                    stored_params=sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor)),
                    stored_bytes=_saved_bytes(state), loss_first10=sum(losses[:k]) / k,
-                   loss_last10=sum(losses[-k:]) / k, held_out_loss=held, wall_s=wall)
+                   loss_last10=sum(losses[-k:]) / k, held_out_loss=held_loss, wall_s=wall)
     report.note(f"fine-tune: MiniLM-L6, adapters on the 12 query/value layers at rank {RANK} (lora_alpha = rank), "
-                "everything else frozen; AdamW (LoRA lr 5e-4, NOLA coefficients lr 5e-3, not tuned), "
+                "everything else frozen; AdamW at two learning rates each (LoRA: "
+                f"{', '.join(map(str, lrs['lora']))}; NOLA coefficients: {', '.join(map(str, lrs['nola']))}): "
+                "compare each method's best held_out_loss, "
                 f"{len(train)} training batches of 8 adjacent sentence pairs of the Python Language Reference, "
                 f"contrastive (InfoNCE) loss, the same dropout masks; held_out_loss: mean loss on {len(held_out)} "
                 "batches never trained on (eval mode). loss_first10 / loss_last10: mean training loss over the first "
