@@ -71,7 +71,8 @@ def test_gguf(benchmark, timed, peer, gguf_input, kind, op, impl):
         fn = (lambda: quantize(W, kind)) if impl == "linalg_core" else (lambda: gguf.quants.quantize(Wn, qt))
         exact = np.array_equal(Q.data["blocks"].numpy().reshape(ref.shape), ref)
     else:
-        fn = (lambda: Q.dequantize(torch.float32)) if impl == "linalg_core" else (lambda: gguf.quants.dequantize(ref, qt))
+        fn = ((lambda: Q.dequantize(torch.float32)) if impl == "linalg_core"
+              else (lambda: gguf.quants.dequantize(ref, qt)))
         exact = np.array_equal(Q.dequantize().numpy(), gguf.quants.dequantize(ref, qt))
     timed(fn, rounds=5, group=group)  # bench: 9 interleaved rounds (5 at --quick)
     benchmark.extra_info["bit_exact"] = bool(exact)

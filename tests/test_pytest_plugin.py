@@ -186,8 +186,8 @@ def test_entry_point_loads_it_without_clashing_with_our_suite(tmp_path):
         env, dist = _fake_entry_point(tmp_path), "linalg_core_plugin_probe-"
     # our own tests and the benchmark suite (whose conftest registers the plugin only when no entry
     # point did) collect with the plugin loaded, and its fixtures are listed
-    run = subprocess.run([sys.executable, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider", "tests/test_arrays.py",
-                          "tests/test_regression.py", "benchmarks/test_regression.py"],
+    run = subprocess.run([sys.executable, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider",
+                          "tests/test_arrays.py", "tests/test_regression.py", "benchmarks/test_regression.py"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     plugins = next(line for line in run.stdout.splitlines() if line.startswith("plugins:"))
@@ -207,8 +207,8 @@ def test_benchmark_suite_is_not_collected_by_default():
 
 # a cheap case of every benchmark module but adapters (importing peft and transformers alone takes
 # seconds; test_every_benchmark_runs_once_at_quick_sizes, marked slow, runs all of them)
-SMOKE = ("(rsvd_adaptive and gapped and linalg_core) or (test_fwht and dim-1 and preallocated) or (sketch_tall and srht) "
-         "or per_call or (lstsq and 17x64 and linalg_core) or test_fill or (test_gguf and q8_0-quantize) or "
+SMOKE = ("(rsvd_adaptive and gapped and linalg_core) or (test_fwht and dim-1 and preallocated) or "
+         "(sketch_tall and srht) or per_call or (lstsq and 17x64 and linalg_core) or test_fill or (test_gguf and q8_0-quantize) or "
          "(dgq_gemm and 1-) or (test_bind and hadamard)")
 SMOKE_SKIPS = {"test_adapters"}
 
