@@ -104,6 +104,9 @@ def read_safetensors(path, names=None) -> dict[str, torch.Tensor]:
     Returns:
         {name: tensor}, in the order of ``names`` (sorted by name when ``names`` is None).
 
+    Shape:
+        out[name]: the tensor's stored shape
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not safetensors, is truncated, or lacks a requested name (the
