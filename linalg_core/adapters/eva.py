@@ -30,7 +30,10 @@ from linalg_core.lowrank import rsvd
 
 
 class IncrementalSVD:
-    """Streaming top-k principal directions of row batches.
+    """Streaming top-k principal directions of row batches: the incremental SVD of Ross, Lim, Lin
+    and Yang 2008 ("Incremental Learning for Robust Visual Tracking"; scikit-learn's
+    ``IncrementalPCA``): each update is the SVD of the stacked rows [diag(S)·Vᵀ; the centred
+    batch; the mean-correction row].
 
     Args:
         n_components: k.
@@ -125,7 +128,8 @@ class IncrementalSVD:
 
 
 class EVA:
-    """EVA's data-driven initialisation over many layers, fed activation batches.
+    """EVA's data-driven initialisation over many layers, fed activation batches (Paischer et al.
+    2024, "One Initialization to Rule them All: Fine-tuning via Explained Variance Adaptation").
 
     Args:
         ranks: {layer name: r} (the budget is Σr).

@@ -59,7 +59,8 @@ def _spectra(matrices):
 
 def allocate_ranks(matrices, budget, *, method: str = "welore", min_rank: int = 0, max_rank: int | None = None,
                    spectra=None) -> RankPlan:
-    """Per-matrix ranks under a total parameter budget.
+    """Per-matrix ranks under a total parameter budget (``"welore"``: Jaiswal et al. 2024, "From
+    GaLore to WeLore: How Low-Rank Weights Non-uniformly Emerge from Low-Rank Gradients").
 
     Args:
         matrices: sequence of (m_j, n_j) weights (only their singular values are used).

@@ -224,7 +224,9 @@ def _lsqr_solve(A, B, R, x, tol, passes):
 
 def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "sparse_sign", sketch_rows=None, seed=None,
           tol: float = 1e-12, maxiter: int = 5, solver: str = "direct"):
-    """min_x ‖A x − b‖₂ for a tall row-partitioned dask array A (n × d) and b (n,) or (n, k).
+    """min_x ‖A x − b‖₂ for a tall row-partitioned dask array A (n × d) and b (n,) or (n, k), as
+    :func:`linalg_core.regression.lstsq` (sketch-and-solve, Sarlós 2006; sketch-and-precondition,
+    Rokhlin and Tygert 2008) with the passes over A done by the workers.
 
     ``method="sketch_and_solve"``: x = argmin ‖S(Ax − b)‖ with m = 16d rows (one pass over A).
     The sketch (default a sparse sign embedding, nnz = 8: one compiled scatter-add per block, far
@@ -318,7 +320,8 @@ def _rownorm_block(block, r0, Rinv):
 
 
 def leverage_scores(A, *, seed=None):
-    """Exact leverage scores (n,) of a row-partitioned dask matrix: CholeskyQR2 on the blocks
+    """Exact leverage scores (n,) of a row-partitioned dask matrix: CholeskyQR2 (Fukaya et al.
+    2014) on the blocks
     (R from the Gram of A R₁⁻¹ with R₁ from a 4d-row Gaussian sketch, so the Gram is
     well conditioned), then the squared row norms of A R⁻¹ — a dask array, computed lazily.
 

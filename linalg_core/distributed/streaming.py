@@ -18,6 +18,9 @@ STREAM = 2**32 + 77  # the stream of Ω (user range)
 class StreamingSketch:
     """Y = M Ω for M = Σ_j A_j (``kind="sum"``, each A_j (m, d)) or M = Σ_j X_jᵀ X_j
     (``kind="covariance"``, each X_j (rows, d): activation statistics never form a d × d matrix).
+    The sketch is linear in M, so sketches of disjoint parts merge by addition; ``nystrom()`` is
+    the stable PSD Nyström of Tropp, Yurtsever, Udell and Cevher 2017 ("Fixed-rank approximation
+    of a positive-semidefinite matrix from streaming data").
 
     Example:
         >>> import torch

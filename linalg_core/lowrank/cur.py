@@ -20,7 +20,9 @@ CUR_STREAM = 9
 
 @dataclass(frozen=True)
 class CUR:
-    """A ≈ C @ U @ R with actual columns and rows of A, in the caller's array type.
+    """A ≈ C @ U @ R with actual columns and rows of A, in the caller's array type: the result of
+    :func:`cur` (Voronin and Martinsson 2017, "Efficient algorithms for CUR and interpolative
+    matrix decompositions").
 
     Attributes:
         cols, rows: the indices of the columns and rows kept (ascending).

@@ -14,7 +14,8 @@ from linalg_core.lowrank.svd import SVD
 
 def rsvd_many(matrices, rank: int, *, progress: bool | None = None, **options) -> list[SVD]:
     """:func:`rsvd` of every matrix of a list (a whole model's weights), equal shapes and
-    dtypes grouped into one batched call each.
+    dtypes grouped into one batched call each (per matrix: Algorithm 4.4 of Halko, Martinsson and
+    Tropp 2011, as :func:`rsvd`).
 
     Args:
         matrices: sequence of (m_i, n_i) arrays.

@@ -136,7 +136,8 @@ def lu_normalize(Y: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Householder:
-    """Householder QR (``"qr"``): Q of Y = QR, always stable.
+    """Householder QR (``"qr"``): Q of Y = QR, always stable (LAPACK ``geqrf`` / ``orgqr``; Golub
+    and Van Loan, "Matrix Computations", §5.2).
 
     Shape:
         Y: (*, m, k);  out: (*, m, k)

@@ -14,7 +14,7 @@ from linalg_core import _validate
 
 def quantize_activations(x, *, granularity: str = "token", clip_percentile: float | None = None):
     """x (…, K) → (x_q int8 (…, K), scale float32) with x ≈ scale · x_q, symmetric, x_q ∈ [−127, 127],
-    in the caller's array type.
+    in the caller's array type (DGQ's dynamic INT8 activations, Zhang et al. 2023).
 
     Args:
         x: float activations.

@@ -12,7 +12,8 @@ from linalg_core.quant.config import DGQConfig
 
 
 def qmatmul(x_q, x_scale, w: DGQWeight, *, out_dtype=torch.float32, backend: str | None = None) -> torch.Tensor:
-    """y = x_scale · s_c · (x_q · w8ᵀ) for INT8 activations and a :class:`DGQWeight`.
+    """y = x_scale · s_c · (x_q · w8ᵀ) for INT8 activations and a :class:`DGQWeight` (the A8W4
+    product of Dual Grained Quantization, Zhang et al. 2023).
 
     The integer product x_q · w8ᵀ (32-bit accumulation) is exact on every backend: the compiled
     kernels expand the 4-bit codes to w8 = s_int·(q − z) in registers (CPU: a 16-entry byte lookup
@@ -172,7 +173,8 @@ class _Buffers:
 
 
 class DGQLinear(torch.nn.Module):
-    """A drop-in ``torch.nn.Linear`` (inference) with DGQ weights and dynamic INT8 activations.
+    """A drop-in ``torch.nn.Linear`` (inference) with DGQ weights and dynamic INT8 activations
+    (Zhang et al. 2023, "Dual Grained Quantization: Efficient Fine-Grained Quantization for LLM").
 
     Build it with :meth:`from_linear`; ``forward(x)`` quantizes x per token (or per tensor),
     runs :func:`qmatmul` and adds the bias, returning x's dtype.

@@ -206,7 +206,8 @@ class _NoBar:
 def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 0, errors=None, iters: int = 2,
                   seed=0, progress=None, ranks=None, factor_bits: int = 16) -> AllocationPlan:
     """One quantization format per matrix minimising the total squared error under an average
-    storage budget in bits per weight.
+    storage budget in bits per weight: LQ-LoRA's mixed-configuration allocation (Guo, Greengard,
+    Xing and Kim 2024), a multiple-choice knapsack solved exactly as a MILP (HiGHS).
 
     Without ``ranks``: the budget is on the quantized parts' nominal bits only (a rank-r
     low-rank part adds ``factor_bits``·r·(m + n) bits per matrix on top, the same for every plan;

@@ -478,7 +478,8 @@ class _Codebook(Format):
 
 @dataclass(frozen=True)
 class NormalFloat(_Codebook):
-    """NF-k codes with blockwise absmax scales, the scales themselves quantized (LQ-LoRA).
+    """NF-k codes with blockwise absmax scales, the scales themselves quantized (LQ-LoRA: Guo,
+    Greengard, Xing and Kim 2024; NF4 itself: Dettmers et al. 2023, "QLoRA").
 
     Storage: codes at ``bits`` per weight; one scale per ``block_size`` weights, stored as
     ``scale_bits``-bit unsigned codes of (absmax − min absmax) with one ``scale_dtype`` maximum per

@@ -101,7 +101,10 @@ def _rank_check(R: torch.Tensor, d: int) -> None:
 
 def lstsq(A, b, *, method: str = "sketch_and_precondition", sketch: str = "srht", sketch_rows: int | None = None,
           solver: str = "direct", tol: float | None = None, maxiter: int | None = None, seed=None) -> LstsqResult:
-    """Least squares min ‖Ax − b‖₂ for a tall A (n ≥ d), by sketching.
+    """Least squares min ‖Ax − b‖₂ for a tall A (n ≥ d), by sketching: sketch-and-solve (Sarlós
+    2006), or sketch-and-precondition (Rokhlin and Tygert 2008; Blendenpik, Avron, Maymounkov and
+    Toledo 2010) with iterative refinement (Meier, Nakatsukasa, Townsend and Webb 2023); see the
+    module docstring.
 
     Args:
         A: (n, d) float array (torch / numpy / DLPack), full column rank for the sketched

@@ -41,7 +41,8 @@ class LpResult:
 
 
 def lp_regression(A, b, p: float, *, sample=None, tol: float = 1e-10, maxiter: int = 200) -> LpResult:
-    """min_x ‖Ax − b‖_p (p ≥ 1).
+    """min_x ‖Ax − b‖_p (p ≥ 1), on all rows or on a sensitivity sample (:func:`sample_rows`;
+    Woodruff and Yasuda 2023).
 
     p = 1: a linear program (HiGHS through ``scipy.optimize.linprog``). 1 < p < 2: iteratively
     reweighted least squares with weights |r_i|^{p−2} (smoothed at |r| ≤ 1e-12·‖r‖∞), a

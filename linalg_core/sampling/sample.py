@@ -84,7 +84,9 @@ def row_scores(A, p: float, scores: str, seed=None) -> torch.Tensor:
 
 
 def sample_rows(A, p: float, size: int, *, scores: str = "sensitivity", seed=None):
-    """Bernoulli row sample for the ℓp norm.
+    """Bernoulli row sample for the ℓp norm: row i kept with probability q_i = min(1, β s_i) and
+    weighted q_i^(−1/p), s the chosen scores (sensitivity sampling: Woodruff and Yasuda 2023,
+    "Sharper Bounds for ℓp Sensitivity Sampling").
 
     Args:
         A: (n, d), full column rank (n ≥ d): a dense array, or a sparse matrix (scipy.sparse or

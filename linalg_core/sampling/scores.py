@@ -101,7 +101,9 @@ def _check_p(p) -> float:
 
 
 def leverage_scores(A, *, method: str = "exact", seed=None):
-    """Leverage scores τ (n,), float64, Σ τ = d.
+    """Leverage scores τ (n,), float64, Σ τ = d: τ_i = ‖Q_i‖² for an orthonormal basis Q of
+    range(A) (``"sketch"``: the estimator of Drineas, Magdon-Ismail, Mahoney and Woodruff 2012,
+    "Fast approximation of matrix coherence and statistical leverage").
 
     Args:
         A: (n, d), full column rank: a dense array, or a sparse matrix (scipy.sparse or torch
@@ -153,7 +155,9 @@ def _leverage(A, method: str = "exact", seed=None) -> torch.Tensor:
 
 
 def lewis_weights(A, p: float, *, tol: float = 1e-10, maxiter: int = 200):
-    """ℓp Lewis weights w (n,), float64, Σ w = d (p = 2: the leverage scores).
+    """ℓp Lewis weights w (n,), float64, Σ w = d (p = 2: the leverage scores), by the fixed-point
+    iteration of Cohen and Peng 2015 ("ℓp Row Sampling by Lewis Weights"),
+    w_i ← (a_iᵀ(AᵀW^{1−2/p}A)⁻¹a_i)^{p/2}.
 
     Args:
         A: (n, d), full column rank: a dense array or a sparse matrix (scipy.sparse or torch

@@ -14,7 +14,9 @@ __all__ = ["fwht"]
 
 
 def fwht(x, dim: int = -1, normalized: bool = True, *, out=None, backend: str | None = None):
-    """Fast Walsh–Hadamard transform along ``dim`` (Sylvester order, as ``scipy.linalg.hadamard``).
+    """Fast Walsh–Hadamard transform along ``dim`` (Sylvester order, as ``scipy.linalg.hadamard``;
+    the butterfly of Fino and Algazi 1976, "Unified matrix treatment of the fast Walsh–Hadamard
+    transform").
 
     Computes ``H_N x`` (divided by √N when ``normalized``, making it orthogonal and its own
     inverse) with N log₂ N additions instead of the N² of a dense product. Batched over every

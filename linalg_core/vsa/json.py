@@ -425,7 +425,9 @@ class Codec:
 
 def encode_json(obj, *, mbat: MBAT, ranges=None, levels: int = 32, out_of_range: str = "warn",
                 max_depth: int = MAX_DEPTH, max_leaves: int = MAX_LEAVES) -> torch.Tensor:
-    """One JSON value (parsed: dict / list / str / int / float / bool / None) as a unit vector (D,).
+    """One JSON value (parsed: dict / list / str / int / float / bool / None) as a unit vector (D,)
+    (the MBAT JSON representation of Gallant 2022: each key binds its value with the key's role
+    matrix, siblings are bundled).
 
     Args:
         obj: the value.

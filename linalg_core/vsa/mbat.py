@@ -36,7 +36,10 @@ def _stream(prefix: str, name: str) -> int:
 
 
 class MBAT:
-    """A codebook of role matrices and atom vectors derived from names, and the MBAT algebra.
+    """A codebook of role matrices and atom vectors derived from names, and the MBAT algebra
+    (Gallant and Okaywe 2013, "Representing Objects, Relations, and Sequences"; orthogonal role
+    matrices: Gallant 2022, "Orthogonal Matrices for MBAT Vector Symbolic Architectures, and a
+    'Soft' VSA Representation for JSON").
 
     Args:
         dim: vector dimension D (a power of two for ``kind="hadamard"``).

@@ -269,7 +269,9 @@ class SignedPermutation(Orthogonal):
 
 
 def orthogonal(d: int, *, kind: str = "hadamard", seed: int = 0, stream: int = 2**40) -> Orthogonal:
-    """An orthogonal binding matrix.
+    """An orthogonal binding matrix (MBAT: Gallant and Okaywe 2013, "Representing Objects,
+    Relations, and Sequences"; orthogonal role matrices: Gallant 2022, "Orthogonal Matrices for
+    MBAT Vector Symbolic Architectures, and a 'Soft' VSA Representation for JSON").
 
     Args:
         d: dimension (a power of two for ``kind="hadamard"``).
