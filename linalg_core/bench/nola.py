@@ -197,6 +197,10 @@ def _finetune(report: Report, peft, quick: bool):
     runs = [("LoRA r=8 (peft)", lora, lr, lambda m: peft.get_peft_model_state_dict(m)) for lr in lrs["lora"]]
     runs += [(f"NOLA r=8 k={k}", nola(k), lr, nola_state_dict) for k in ((256,) if quick else (256, 1024))
              for lr in lrs["nola"]]
+    model = minilm_model().eval()
+    with torch.no_grad():
+        base_loss = sum(float(contrastive_loss(model, b)) for b in held_out) / len(held_out)
+    report.add(case="fine-tune MiniLM-L6 0 steps, no adapter", held_out_loss=base_loss)
     for label, wrap, lr, state_of in runs:
         torch.manual_seed(0)
         model = wrap(minilm_model())
