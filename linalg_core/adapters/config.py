@@ -171,6 +171,10 @@ class PiSSAConfig(InitConfig):
         seed: one seed for every layer: an int in [0, 2^64), a ``torch.Generator`` (one draw per
             run) or None (fresh entropy, recorded in ``ModelInit.config``).
 
+    Randomness:
+        Each layer's randomized SVD (batched groups share one call) draws from ``seed``; the
+        resolved int is recorded in ``ModelInit.config``, so the run can be repeated.
+
     Example:
         >>> import linalg_core as lc
         >>> lc.adapters.PiSSAConfig(niter=2, seed=0)
@@ -228,6 +232,10 @@ class NLoRAConfig(InitConfig):
         niter: Nyström power iterations (an integer >= 0).
         seed: one seed for every layer (see :class:`PiSSAConfig`).
 
+    Randomness:
+        ``"nystrom"``: the Nyström test matrices of every layer draw from ``seed`` (recorded in
+        ``ModelInit.config``); ``"paper"`` uses none.
+
     Example:
         >>> import linalg_core as lc
         >>> lc.adapters.NLoRAConfig(mode="paper")
@@ -272,6 +280,10 @@ class LoRASBConfig(InitConfig):
             The mapping is copied (not its arrays); == and hash ignore it.
         niter: rsvd iterations, ``"auto"`` or an integer >= 0.
         seed: one seed for every layer (see :class:`PiSSAConfig`).
+
+    Randomness:
+        Each layer's randomized SVD of its update draws from ``seed`` (recorded in
+        ``ModelInit.config``).
 
     Example:
         >>> import torch, linalg_core as lc
@@ -338,6 +350,10 @@ class EVAConfig(InitConfig):
             or the batches run out).
         adjust_scaling_factors: rescale alpha with each layer's new rank, like peft.
         seed: seed of the randomized SVDs (see :class:`PiSSAConfig`).
+
+    Randomness:
+        The randomized SVDs of large activation batches draw from ``seed`` (recorded in
+        ``ModelInit.config``); the batches themselves are the caller's.
 
     Example:
         >>> import linalg_core as lc
@@ -419,6 +435,10 @@ class LoftQConfig(InitConfig):
             quantizes) and ``lora_alpha = r`` the layers get peft's Q, A and B to rounding.
         seed: one seed for every layer (see :class:`PiSSAConfig`).
 
+    Randomness:
+        The randomized SVDs of the LoftQ alternation draw from ``seed`` (recorded in
+        ``ModelInit.config``); none with ``niter="exact"``.
+
     Example:
         >>> import linalg_core as lc
         >>> lc.adapters.LoftQConfig(format="nf3", iters=2, seed=0)
@@ -455,6 +475,10 @@ class QPiSSAConfig(InitConfig):
         format: the base's quantization format (see :class:`LoftQConfig`).
         niter: rsvd iterations, ``"auto"`` (PiSSA's default) or an integer >= 0.
         seed: one seed for every layer (see :class:`PiSSAConfig`).
+
+    Randomness:
+        Each layer's randomized SVD of the quantized weight draws from ``seed`` (recorded in
+        ``ModelInit.config``).
 
     Example:
         >>> import linalg_core as lc

@@ -47,6 +47,10 @@ class IncrementalSVD:
         converged: (k,) bool, |cos(previous, current)| ≥ ``tau`` of the last :meth:`partial_fit`.
         n_samples: rows seen.
 
+    Randomness:
+        Only a large update's randomized SVD (:func:`linalg_core.rsvd` with ``seed``); small
+        updates take a full SVD and use none.
+
     Example:
         >>> import torch, linalg_core as lc
         >>> ipca = lc.adapters.IncrementalSVD(4, seed=0)

@@ -22,6 +22,10 @@ class StreamingSketch:
     the stable PSD Nyström of Tropp, Yurtsever, Udell and Cevher 2017 ("Fixed-rank approximation
     of a positive-semidefinite matrix from streaming data").
 
+    Randomness:
+        Ω is a Gaussian stream of ``seed``: sketches built with the same (d, k, seed) on different
+        workers share Ω and merge.
+
     Example:
         >>> import torch
         >>> from linalg_core.distributed import StreamingSketch

@@ -108,6 +108,12 @@ def cur(A, rank: int, *, method: str = "pivoted_qr", oversample: int = 10, seed=
     Shape:
         A: (m, n);  cols, rows: (r,);  C: (m, r);  U: (r, r);  R: (r, n)
 
+    Randomness:
+        ``"pivoted_qr"``: the Gaussian sketches G (k × m) and G' (n × k), normal stream 9 of
+        ``seed`` (G' at offset 2^40); ``"leverage"``: rsvd's test matrix and the draws of a
+        ``torch.Generator`` seeded with ``seed`` (columns) and ``seed + 1`` (rows). The same seed
+        gives the same columns and rows.
+
     Raises:
         ValueError: rank outside [1, min(m, n)], a batched A, NaN/Inf, a ``finder`` with
             ``method="pivoted_qr"``.

@@ -91,6 +91,10 @@ def svd_error(A, U, S, Vh, *, norm: str = "fro", iters: int = 20, probes: int = 
     Shape:
         A: (*, m, n);  U: (*, m, r);  S: (*, r);  Vh: (*, r, n)
 
+    Randomness:
+        ``"spectral"``'s Gaussian start vector and the Hutchinson probes of a matrix-free A are
+        normal stream 7 of ``seed``; a dense A's Frobenius error is exact and uses none.
+
     Raises:
         ValueError: factor shapes that do not fit A (a 2-D S included), NaN/Inf in A.
 

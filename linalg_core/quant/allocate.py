@@ -237,6 +237,10 @@ def allocate_bits(matrices, budget_bits: float, *, candidates=None, rank: int = 
         matrices: each (m, n);  errors: (len(matrices), len(candidates)) or
         (len(matrices), len(ranks), len(candidates))
 
+    Randomness:
+        Only the randomized SVDs of the LQ measurements (``seed``, the same for every matrix);
+        the MILP is deterministic.
+
     Example:
         >>> import torch
         >>> from linalg_core.quant import allocate_bits

@@ -576,6 +576,10 @@ def compress_model(source=None, *, budget: float, rank: int, out=None, ranks=Non
         to the model, ``fisher`` and ``calibration`` together, a missing or empty calibration
         text file, or calibration on a model without ``config.json`` / tokenizer beside it.
 
+    Randomness:
+        The randomized SVDs of the measurements and decompositions (``seed``) and, with
+        ``calibration`` text, :func:`calibrate`'s probes: the same seed writes the same files.
+
     Example:
         >>> import os, tempfile, torch
         >>> from safetensors.torch import save_file

@@ -157,6 +157,10 @@ class LQConfig(QuantConfig):
         niter: power iterations of each randomized SVD (>= 0), or ``"exact"`` (full SVD).
         seed: seed of the randomized SVDs: an int in [0, 2^64), a ``torch.Generator`` or None.
 
+    Randomness:
+        Only the randomized SVDs of the alternation (``seed``, the same each iteration); none with
+        ``niter="exact"``.
+
     Example:
         >>> from linalg_core.quant import LQConfig
         >>> LQConfig(16, "nf3", iters=5)

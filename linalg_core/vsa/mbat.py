@@ -50,6 +50,10 @@ class MBAT:
     Atoms are unit vectors with i.i.d. Gaussian directions; two different names are nearly
     orthogonal (|cos| ≈ 1/√D).
 
+    Randomness:
+        A role's matrix and an atom's vector come from the Philox stream named by
+        :func:`stable_hash` of the name, keyed by ``seed``: the same codebook in every process.
+
     Example:
         >>> from linalg_core.vsa import MBAT
         >>> m = MBAT(1024, seed=0)

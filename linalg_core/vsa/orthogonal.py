@@ -39,6 +39,9 @@ class Orthogonal:
     MBAT binding invertible and its sequences stable ("Orthogonal Matrices for MBAT Vector
     Symbolic Architectures"); build one with :func:`orthogonal`.
 
+    Randomness:
+        M is a function of ``(d, kind, seed, stream)`` only (see :func:`orthogonal`).
+
     Shape:
         M: (d, d);  X: (…, d)
 
@@ -283,6 +286,10 @@ def orthogonal(d: int, *, kind: str = "hadamard", seed: int = 0, stream: int = 2
 
     Shape:
         apply / apply_t: (…, d) -> (…, d);  dense(): (d, d)
+
+    Randomness:
+        The matrix is a function of ``(d, kind, seed, stream)`` only (Philox, see
+        :mod:`linalg_core.random`): the same on every machine.
 
     Example:
         >>> import torch
