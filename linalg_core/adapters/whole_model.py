@@ -376,8 +376,8 @@ class _Residuals:
       ``Parameter`` is then rebound to (``param.data = residual``, as peft's own initialisers
       do). That is a file mapped copy-on-write (``from_pretrained``, ``safetensors``,
       ``torch.load(mmap=True)``), where writing in place pays a copy-on-write fault per 4 KiB
-      page (measured ~10-18 µs a page against ~1 µs for a fresh zero-filled one:
-      benchmarks/RESULTS.md, adapters), and shared or read-only memory, whose writing would
+      page (an order of magnitude dearer than a fresh zero-filled page: benchmarks/RESULTS.md,
+      adapters), and shared or read-only memory, whose writing would
       reach other processes or the file, or fault. The file is never written.
 
     The ``Parameter`` object stays (identity, ``requires_grad``, optimizer references, weights
