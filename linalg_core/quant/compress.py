@@ -103,6 +103,7 @@ class CompressionReport:
 
     @property
     def weights(self) -> int:
+        """The number of weights compressed (Σ m·n over the layers)."""
         return sum(r.shape[0] * r.shape[1] for r in self.layers)
 
     @property
@@ -116,6 +117,15 @@ class CompressionReport:
         return sum(r.bits_total * r.shape[0] * r.shape[1] for r in self.layers) / self.weights
 
     def table(self, max_kept: int = 20) -> str:
+        """The report as a text table: one row per layer (shape, format, rank, bits, relative
+        error, time), the totals, and the tensors kept as stored.
+
+        Args:
+            max_kept: at most this many kept tensors are listed by name.
+
+        Returns:
+            The table, lines joined by newlines.
+        """
         lines = [f"{'layer':<48} {'shape':>10} {'format':<22} {'rank':>4} {'q.bits':>6} {'total':>6} {'rel.err':>8} "
                  f"{'time':>7}"]
         for r in self.layers:
