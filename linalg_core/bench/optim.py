@@ -81,8 +81,7 @@ def _state_bytes(opt) -> int:
 
 
 def _finetune(make_opt, steps, batches, seed=0):
-    from linalg_core.optim._demo import contrastive_loss
-    from linalg_core.testing.models import minilm_model
+    from linalg_core.optim.finetune import contrastive_loss, minilm_model
 
     torch.manual_seed(seed)
     model = minilm_model()
@@ -140,7 +139,7 @@ def run(report, quick: bool) -> None:
     if not minilm_available():
         report.note("MiniLM-L6 not installed: no real-gradient rows, no fine-tune")
         return
-    from linalg_core.optim._demo import galore_param_groups, minilm_gradients, sentence_batches
+    from linalg_core.optim.finetune import galore_param_groups, minilm_gradients, sentence_batches
 
     grads = minilm_gradients(batches=2, layer=1, pairs_per_batch=8, length=16)
     for name, (G1, G2) in list(grads.items())[: 2 if quick else None]:

