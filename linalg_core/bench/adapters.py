@@ -470,8 +470,6 @@ if __name__ == "__main__":
         print(json.dumps(_worker(json.loads(sys.argv[2]))))
     elif sys.argv[1:2] == ["--from-file"]:
         # one model's from-file rows alone: minilm | llama-float32 | llama-bfloat16 [quick]
-        from linalg_core.bench.harness import Report
-
         which, quick = sys.argv[2], "quick" in sys.argv[3:]
         lc.set_num_threads(2)
         if which == "minilm":

@@ -29,7 +29,6 @@ import platform
 import re
 import statistics
 import subprocess
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
