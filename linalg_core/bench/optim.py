@@ -8,29 +8,13 @@ the Python Language Reference) with GaLoreAdamW, ours vs galore-torch: loss curv
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
 from linalg_core.bench.harness import measure, minilm_available
 from linalg_core.optim import GaLoreAdamW, LowRankProjector
-
-
-def _drifting_gradients(m, n, r, seed=0, delta=0.3):
-    """Two gradients with a decaying spectrum (σ_i = (i + 1)^-1 on the top 4r, a 1e-3 noise
-    floor) whose singular vectors moved by ~delta between them (what a projector sees across
-    an update gap)."""
-    g = torch.Generator().manual_seed(seed)
-    k = min(m, n, 4 * r)
-    U = torch.linalg.qr(torch.randn(m, k, generator=g)).Q
-    V = torch.linalg.qr(torch.randn(n, k, generator=g)).Q
-    s = (torch.arange(k, dtype=torch.float32) + 1) ** -1.0
-    G1 = (U * s) @ V.T
-    U2 = torch.linalg.qr(U + delta * torch.randn(m, k, generator=g) / math.sqrt(m)).Q
-    V2 = torch.linalg.qr(V + delta * torch.randn(n, k, generator=g) / math.sqrt(n)).Q
-    G2 = (U2 * s) @ V2.T + 1e-3 * torch.randn(m, n, generator=g) / math.sqrt(max(m, n))
-    return G1, G2
+from linalg_core.optim.finetune import drifting_gradients
 
 
 def _energy(G, low) -> float:
@@ -133,7 +117,7 @@ def run(report, quick: bool) -> None:
     r = 32 if quick else 128
     shapes = [(512, 512), (512, 1376)] if quick else [(4096, 4096), (4096, 11008)]
     for m, n in shapes:
-        G1, G2 = _drifting_gradients(m, n, r)
+        G1, G2 = drifting_gradients(m, n, r)
         _update_row(report, "synthetic drifting gradient (σ_i = 1/i)", G1, G2, r, 3)
         del G1, G2
     if not minilm_available():
@@ -144,8 +128,8 @@ def run(report, quick: bool) -> None:
     grads = minilm_gradients(batches=2, layer=1, pairs_per_batch=8, length=16)
     for name, (G1, G2) in list(grads.items())[: 2 if quick else None]:
         _update_row(report, "MiniLM-L6 " + name.replace("encoder.layer.", "layer "), G1, G2, 64, 3 if quick else 7)
-    report.note("energy_vs_exact: gradient energy ‖QᵀG‖²_F captured by our basis / by galore-torch's exact top-r "
-                "singular vectors (1.0 = equal quality); ours_ms: one warm-started update from the previous "
+    report.note("energy_vs_exact: gradient energy ‖QᵀG‖²_F captured by our basis / by galore-torch's exact "
+                "top-r singular vectors (1.0 = equal quality); ours_ms: one warm-started update from the previous "
                 "basis (the gradient before the gap); speedup = galore_svd_ms / ours_ms.")
 
     steps = 6 if quick else 100
