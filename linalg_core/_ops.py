@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,7 +55,16 @@ ENV_BACKEND = "LINALG_CORE_BACKEND"
 
 
 class BackendError(RuntimeError):
-    """A forced backend is unavailable or does not support the call (the message says why)."""
+    """A forced backend is unavailable or does not support the call (the message says why).
+
+    Example:
+        >>> import torch, linalg_core as lc
+        >>> try:
+        ...     lc.fwht(torch.ones(4), backend="cuda")
+        ... except lc.BackendError as e:
+        ...     print(type(e).__name__, str(e).startswith("fwht: backend"))
+        BackendError True
+    """
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ _AVAILABILITY: dict[str, Callable[[], str | None]] = {"reference": lambda: None}
 _LOADER: list[Callable[[list[str]], None]] = []
 # families whose backend modules the loader has imported; "" once the backends are declared
 _LOADED: set[str] = set()
+_LOADING: set[str] = set()  # families whose modules this thread's loader is importing now
+_LOAD_LOCK = threading.RLock()
 
 
 def set_loader(loader: Callable[[list[str]], None]) -> None:
@@ -104,9 +116,17 @@ def load_backends(families=None) -> None:
     :data:`FAMILIES`; ``()``: declare only), each once: a first call imports only the family it
     dispatches (an rsvd imports ``random`` and ``convert``, not the quantization kernels)."""
     todo = {""}.union(FAMILIES if families is None else families) - _LOADED
-    if todo and _LOADER:
-        _LOADED.update(todo)
-        _LOADER[0](sorted(todo - {""}))
+    if not todo or not _LOADER:
+        return
+    with _LOAD_LOCK:  # another thread (a Dask worker thread) waits here until the modules are registered
+        todo -= _LOADED | _LOADING
+        if todo:
+            _LOADING.update(todo)  # the loader's own imports may dispatch: no recursion into the same families
+            try:
+                _LOADER[0](sorted(todo - {""}))
+                _LOADED.update(todo)
+            finally:
+                _LOADING.difference_update(todo)
 
 
 def declare_backend(name: str, availability: Callable[[], str | None]) -> None:
@@ -722,6 +742,18 @@ def as_int64(v: int) -> int:
 
 def explain(op: str, device="cpu", dtype=torch.float32) -> list[tuple[str, str | None]]:
     """Which backends would serve ``op`` for tensors of this device and dtype, and why not.
+
+    Args:
+        op: the name of a registered op (``torch.ops.linalg_core.<op>``), e.g. ``"fwht"``.
+        device: the device of the call's tensors.
+        dtype: their dtype.
+
+    Returns:
+        ``[(backend, reason)]`` in priority order: ``reason`` is None for a backend that takes
+        the call, else why it declines; the first with None serves it.
+
+    Raises:
+        ValueError: ``op`` is not a registered op.
 
     Example:
         >>> import linalg_core, torch

@@ -29,6 +29,8 @@ import torch
 from linalg_core import _ops, _validate
 from linalg_core._ops import as_int64
 
+__all__ = ["Stream", "uint32", "normal", "rademacher"]
+
 
 class Stream:
     """Stream ids of linalg_core's own sketches (user streams should use values >= 2**32).

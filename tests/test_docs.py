@@ -8,7 +8,10 @@ import pytest
 
 import linalg_core
 
-SKIP = {"linalg_core.__main__", "linalg_core.demo"}
+from tests.test_public_docs import doc_modules
+
+# the family modules' examples run (with the backends preloaded) in tests/test_public_docs.py
+SKIP = {"linalg_core.__main__", "linalg_core.demo"} | set(doc_modules())
 MODULES = sorted(m.name for m in pkgutil.walk_packages(linalg_core.__path__, "linalg_core.") if m.name not in SKIP)
 
 

@@ -51,11 +51,7 @@ RANDOMNESS = re.compile(r"^\s*Randomness:", re.M)
 
 # Problems left open on purpose, each with its reason; a test below fails once one is fixed, so that
 # the entry is removed with the fix.
-KNOWN_GAPS = {
-    "linalg_core.explain: no Args section": "docstring in linalg_core/_ops.py (issue 21, for the registry's owner)",
-    "linalg_core.BackendError: no Example section with a >>> doctest":
-        "docstring in linalg_core/_ops.py (issue 21, for the registry's owner)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _has_example(doc: str, *, must_run: bool = True) -> bool:
