@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE = 1
 ASAN_BUILD  ?= build/asan
 ASAN_TESTS  ?= tests/test_bindings.py tests/test_layouts.py tests/test_tampered_files.py tests/test_sketch.py \
 	tests/test_random.py tests/test_convert.py tests/test_sampling.py tests/test_quant.py tests/test_qmatmul.py \
-	tests/test_ops.py tests/test_cpu_isa.py tests/test_gguf_codec.py
+	tests/test_ops.py tests/test_cpu_isa.py tests/test_gguf_codec.py tests/test_nola.py
 # libstdc++ is preloaded with the runtime: ASan's exception interceptor needs it resolved first.
 # The Triton interpreter (pure Python) is left out: it exercises no compiled code.
 ASAN_ENV = LD_PRELOAD="$$(g++ -print-file-name=libasan.so):$$(g++ -print-file-name=libstdc++.so)" TRITON_INTERPRET=0 \

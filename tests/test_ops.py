@@ -92,6 +92,12 @@ def samples(name: str):
         args = (_randn(3, 256), w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales)
         return [args + (None, w.group_size), args + (_randn(8), w.group_size),
                 (_randn(2, 256, dtype=torch.bfloat16),) + args[1:] + (None, w.group_size)]
+    if name == "nola_combine":
+        return [(_randn(3), 4, 6, 5, _ops.as_int64(2**63 + 5), 0.5),
+                (_randn(2, dtype=torch.float64), 1, 9, 2**32 - 2, 3, 1.0)]
+    if name == "nola_coeff_grad":
+        return [(_randn(4, 6), 3, 5, _ops.as_int64(2**63 + 5), 0.5),
+                (_randn(1, 9, dtype=torch.float64), 2, 2**32 - 2, 3, 1.0)]
     raise AssertionError(f"no samples for {name}")
 
 

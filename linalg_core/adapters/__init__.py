@@ -7,7 +7,8 @@ fills a Hugging Face ``peft`` model's LoRA layers in place, :func:`save_as_lora`
 trained PiSSA-style adapter to a plain rank-2r LoRA. Each method's options are a frozen config
 (:class:`PiSSAConfig`, :class:`OLoRAConfig`, :class:`MiLoRAConfig`, :class:`NLoRAConfig`,
 :class:`LoLDUConfig`, :class:`LoRASBConfig`, :class:`EVAConfig`) run through a registry of
-handlers (:func:`register_initializer` adds a method).
+handlers (:func:`register_initializer` adds a method). Random-basis adapters: :class:`NOLALinear`
+(NOLA: LoRA factors as seeded combinations of random bases regenerated on the fly, never stored).
 """
 
 from linalg_core.adapters.init import (
@@ -42,6 +43,16 @@ from linalg_core.adapters.config import (
     register_initializer,
 )
 from linalg_core.adapters.eva import EVA, IncrementalSVD
+from linalg_core.adapters.nola import (
+    NOLAConfig,
+    NOLAInit,
+    NOLALinear,
+    init_nola_model,
+    load_nola_state_dict,
+    nola_coeff_grad,
+    nola_combine,
+    nola_state_dict,
+)
 from linalg_core.adapters.quantized import loftq
 from linalg_core.adapters.ranks import RankPlan, allocate_ranks, nuclear_norm
 from linalg_core.adapters.whole_model import (
@@ -59,4 +70,5 @@ __all__ = ["LoRAInit", "SVDInit", "ThreeFactorInit", "scaling", "pissa", "olora"
            "IncrementalSVD", "ModelInit", "init_peft_model", "adapter_state", "delta_as_lora", "save_as_lora",
            "InitConfig", "PiSSAConfig", "OLoRAConfig", "MiLoRAConfig", "NLoRAConfig", "LoLDUConfig", "LoRASBConfig",
            "EVAConfig", "LoftQConfig", "QPiSSAConfig", "QuantBase", "dequantize_bases", "register_initializer",
-           "Initializer", "LayerUnit", "ModelRun"]
+           "Initializer", "LayerUnit", "ModelRun", "NOLALinear", "NOLAConfig", "NOLAInit", "init_nola_model",
+           "nola_state_dict", "load_nola_state_dict", "nola_combine", "nola_coeff_grad"]
