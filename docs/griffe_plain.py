@@ -7,6 +7,8 @@ rendered
   code, not as a note of Markdown text);
 - a ``Raises:`` section written as prose (not ``ExceptionType: description`` entries, which the
   Google-style parser needs) is shown as a note titled "Errors" instead of being mis-parsed;
+- ``*`` in prose (shapes ``(*, m, n)``, ``**options``) is escaped so Markdown does not read it as
+  emphasis (a line-leading ``* `` bullet stays a bullet);
 - brackets that Markdown would read as a link or a reference (``E[x](w − v)``, ``a[i][j]``) outside
   literals and code examples are escaped, so math such as ``Σ_k E[x_k²](w_k − ŵ_k)²`` stays text.
 """
@@ -39,10 +41,18 @@ def _role(m: re.Match) -> str:
     return f"``{target}``"
 
 
+def _escape_prose(p: str) -> str:
+    if _LINKISH.search(p):
+        p = _LINKISH.sub(r"\\]", p).replace("[", "\\[")
+    return p.replace("*", "\\*")
+
+
 def _escape_line(line: str) -> str:
+    # a bullet, or a parameter entry "*args: ..." / "**options: ..." of an Args section
+    bullet = re.match(r"^(\s*\* |\s*\*{1,2}\w+(?:\s*\([^)]*\))?:)", line)
+    lead, line = (bullet.group(1), line[bullet.end():]) if bullet else ("", line)
     parts = _LITERAL.split(line)
-    return "".join(p if i % 2 else _LINKISH.sub(r"\\]", p).replace("[", "\\[") if _LINKISH.search(p) else p
-                   for i, p in enumerate(parts))
+    return lead + "".join(p if i % 2 else _escape_prose(p) for i, p in enumerate(parts))
 
 
 def plain_docstring(text: str) -> str:

@@ -165,6 +165,9 @@ def test_docstring_renderer_keeps_plain_text():
     assert plain_docstring("    >>> [a[0] for a in b][1](2)") == "    >>> [a[0] for a in b][1](2)"
     assert plain_docstring("``x[0](1)`` stays") == "``x[0](1)`` stays"
     assert plain_docstring("    Example:\n        >>> 1") == "    Examples:\n        >>> 1"
+    assert plain_docstring("A: (*, m, n);  U: (*, m, r)") == "A: (\\*, m, n);  U: (\\*, m, r)"
+    assert plain_docstring("    **options: passed on, as *args") == "    **options: passed on, as \\*args"
+    assert plain_docstring("* :func:`rsvd` — a driver") == "* ``rsvd`` — a driver"
     assert plain_docstring("Raises:\n    ValueError: bad n.") == "Raises:\n    ValueError: bad n."
     assert plain_docstring("Raises:\n    ValueError (nothing written): bad n.").startswith("Raises:")
     assert plain_docstring("Raises:\n    ValueError / TypeError for a bad n.") == (
