@@ -104,7 +104,7 @@ $(VENV)/.docs: $(VENV)/.deps
 	touch $@
 
 docs: $(VENV)/.built $(VENV)/.docs
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # make wheel: dist/linalg_core-<version>-<tag>.whl for every CUDA architecture of a release, built in
 # its own folder (the editable install's build/<tag> is left alone). LINALG_CORE_CUDA=OFF: CPU only.
