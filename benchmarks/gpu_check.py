@@ -168,7 +168,7 @@ def save(rows: list[dict], out_dir, *, tests_rc: int, cupy: str, quick: bool) ->
     report = Report("gpu_check", quick=quick)
     for r in rows:
         report.add(**r)
-    doc = report.to_json()
+    doc = results.document(report)
     doc.update(tests_rc=tests_rc, cupy=cupy)
     return str(results.save(doc, out_dir))
 

@@ -70,7 +70,7 @@ def test_schema2_round_trip_json_and_csv(tmp_path):
     rep.add(kind="speed", shape="8x4", impl="ours", ms=s)
     rep.add(kind="acc", case="n=2^10", err=float("nan"), ok=True)
     rep.note("a note")
-    path = rep.save(tmp_path)
+    path = results.save(results.document(rep), tmp_path)
     doc = json.loads(path.read_text())  # standard JSON: NaN written as null
     assert doc["schema"] == harness.SCHEMA == 2 and doc["family"] == "fam" and doc["quick"] is False
     assert doc["environment"]["cpu"] == "test CPU" and doc["notes"] == ["a note"]
@@ -120,7 +120,7 @@ def test_markdown_one_table_per_kind_with_its_columns():
     rep.add(kind="speed", impl="ours", ms=1.0)
     rep.add(kind="speed", impl="peer", ms=2.0, speedup=2.0)
     rep.add(kind="acc", impl="ours", err=0.5)
-    md = rep.markdown()
+    md = results.markdown(results.document(rep))
     assert "### speed" in md and "### accuracy" in md and "Machine: test CPU" in md
     speed, acc = md.split("### speed")[1].split("### accuracy")
     assert "| kind | impl | ms | speedup |" in speed and "err" not in speed
@@ -134,13 +134,13 @@ def test_update_results_md_keeps_hand_written_text_and_shows_the_plot(tmp_path):
     rep = _report()
     rep.add(kind="speed", ms=1.0)
     (tmp_path / "fam.png").write_bytes(b"png")
-    results.update_results_md(rep.to_json(), md)
+    results.update_results_md(results.document(rep), md)
     text = md.read_text()
     assert "hand-written intro" in text and "hand-written after" in text and "old" not in text
     assert "<!-- bench:fam:begin -->\n![fam](fam.png)\n" in text
     rep2 = Report("other", environment=_env())
     rep2.add(case="x", ms=1.0)
-    results.update_results_md(rep2.to_json(), md)
+    results.update_results_md(results.document(rep2), md)
     assert "## other\n\n<!-- bench:other:begin -->" in md.read_text()
 
 

@@ -111,11 +111,11 @@ def run_families(names=(), *, quick=False, threads=None, out=None, write=False):
         print(f"== {name} ({report.environment['threads']} threads{', quick' if quick else ''})", flush=True)
         target.mkdir(parents=True, exist_ok=True)
         module.run(report, quick=quick)
-        path = report.save(target)
+        path = results.save(results.document(report), target)
         png = (bench_dir if write else target) / f"{name}.png"
         _plot(path, png, report)
         if write:
-            results.update_results_md(report.to_json(), bench_dir / "RESULTS.md")
+            results.update_results_md(results.document(report), bench_dir / "RESULTS.md")
         reports.append(report)
     if write:
         from linalg_core.testing.headlines import update_readme

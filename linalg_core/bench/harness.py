@@ -441,24 +441,6 @@ class Report:
                       f"{what or 'its rows'} skipped (pip install {install or top})")
             return None
 
-    def markdown(self) -> str:
-        """The family's RESULTS.md section (see :func:`linalg_core.bench.results.markdown`)."""
-        from linalg_core.bench import results
-
-        return results.markdown(self.to_json())
-
-    def to_json(self) -> dict:
-        """The schema-2 document of this report."""
-        from linalg_core.bench import results
-
-        return results.document(self)
-
-    def save(self, directory: Path) -> Path:
-        """Write ``<family>.json`` and ``<family>.csv`` into ``directory``; returns the JSON's path."""
-        from linalg_core.bench import results
-
-        return results.save(self.to_json(), directory)
-
 
 def _unit_scale(column: str, default: float | None = 1.0) -> float | None:
     """The factor from seconds to a column's unit, read from its name (``ms``, ``ours_ms``,
