@@ -131,6 +131,25 @@ def test_eva_fills_a_and_redistributes(base):
             torch.testing.assert_close(A @ A.T, torch.eye(A.shape[0]), atol=1e-4, rtol=0)
 
 
+def test_eva_takes_tokenizer_batches(base):
+    """A tokenizer's output (transformers.BatchEncoding: a Mapping, not a dict) is passed as keyword
+    arguments with its attention mask, like the same batch as a dict."""
+    from transformers import BatchEncoding
+
+    from linalg_core.testing.models import minilm_inputs
+
+    batches = [minilm_inputs(batch=4, length=32, seed=s) for s in range(3)]
+    factors = []
+    for wrapped in (batches, [BatchEncoding(b) for b in batches]):
+        model = wrap(base, r=4)
+        lc.adapters.init_peft_model(model, lc.adapters.EVAConfig(wrapped, rho=1, tau=0.9, seed=0), progress=False)
+        factors.append([m.lora_A["default"].weight.clone() for _, m in model.named_modules() if hasattr(m, "lora_A")
+                        and "default" in m.lora_A])
+    assert len(factors[0]) == 36
+    for a, b in zip(*factors):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_save_as_lora_loads_in_peft_without_recomputing(base, tmp_path):
     from linalg_core.testing.models import minilm_inputs
 

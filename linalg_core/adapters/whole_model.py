@@ -24,6 +24,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 
@@ -690,10 +691,10 @@ def _eva(config: EVAConfig, run: ModelRun):
         ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
         with ctx:
             for batch in config.batches:
-                current["mask"] = batch.get("attention_mask") if isinstance(batch, dict) else None
+                current["mask"] = batch.get("attention_mask") if isinstance(batch, Mapping) else None
                 if config.forward is not None:
                     config.forward(model, batch)
-                elif isinstance(batch, dict):
+                elif isinstance(batch, Mapping):  # a dict or a tokenizer's BatchEncoding
                     model(**batch)
                 else:
                     model(batch)
