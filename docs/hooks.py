@@ -30,7 +30,7 @@ RESULTS_PAGE = "results/index.md"
 _PREFACE = """\
 # Results
 
-The benchmark tables as `python -m linalg_core bench` last wrote them (`benchmarks/RESULTS.md`),
+The benchmark tables as `python -m linalg_core bench --write` last wrote them (`benchmarks/RESULTS.md`),
 with the plots beside their family. Ratios are the peer's time over linalg_core's in the same run;
 compare ratios, not times across machines. The page is generated when the site is built, so it
 shows the results files of the checkout the site was built from.
@@ -40,7 +40,7 @@ shows the results files of the checkout the site was built from.
 _MISSING = """\
 # Results
 
-`benchmarks/RESULTS.md` was not found when the site was built: run `python -m linalg_core bench`
+`benchmarks/RESULTS.md` was not found when the site was built: run `python -m linalg_core bench --write`
 (or `make bench`) and rebuild with `make docs`.
 """
 
