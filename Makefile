@@ -48,6 +48,7 @@ $(VENV)/.deps: pyproject.toml
 		safetensors "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" scikit-learn \
 		"peft>=0.17,<0.22" "transformers>=4.50,<6" tqdm "gguf>=0.10" "bitsandbytes>=0.45" \
 		"dask[array]>=2024.1" "distributed>=2024.1" "matplotlib>=3.5" \
+		"mkdocs>=1.6,<2" "mkdocs-material>=9.5" "mkdocstrings>=0.26" "mkdocstrings-python>=1.12" \
 		$$( [ "$$(uname -m)" = x86_64 ] && echo "triton>=3.0" )
 	# galore-torch: the peer of linalg_core.optim (its conformance tests); --no-deps keeps pip away
 	# from torch (its requirements are all installed above)
