@@ -64,7 +64,7 @@ def _state_bytes(opt) -> int:
     return total
 
 
-def _finetune(make_opt, steps, batches, seed=0):
+def _finetune(make_opt, steps, batches, held_out, seed=0):
     from linalg_core.optim.finetune import contrastive_loss, minilm_model
 
     torch.manual_seed(seed)
@@ -85,11 +85,15 @@ def _finetune(make_opt, steps, batches, seed=0):
         opt.step()
         opt_time += time.perf_counter() - t1
         losses.append(loss.item())
+    wall = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():
+        held = sum(contrastive_loss(model, b).item() for b in held_out) / len(held_out)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return losses, time.perf_counter() - t0, opt_time, _state_bytes(opt), trainable
+    return losses, wall, opt_time, _state_bytes(opt), trainable, held
 
 
-def _plot(curves, path, title):
+def _plot(curves, path, title, w):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,12 +101,11 @@ def _plot(curves, path, title):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, losses in curves.items():
-        w = 10
         smooth = [sum(losses[max(0, i - w + 1):i + 1]) / len(losses[max(0, i - w + 1):i + 1])
                   for i in range(len(losses))]
         ax.plot(smooth, label=label)
     ax.set_xlabel("step")
-    ax.set_ylabel("contrastive loss (10-step mean)")
+    ax.set_ylabel(f"training loss (mean over the last {w} steps)")
     ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
@@ -132,10 +135,11 @@ def run(report, quick: bool) -> None:
                 "top-r singular vectors (1.0 = equal quality); ours_ms: one warm-started update from the previous "
                 "basis (the gradient before the gap); speedup = galore_svd_ms / ours_ms.")
 
-    steps = 6 if quick else 100
+    steps = 6 if quick else 300
     length = 16
     batches = sentence_batches(pairs_per_batch=8, length=length)
-    cfg = {"rank": 32, "update_proj_gap": 25 if not quick else 5, "scale": 0.25}
+    batches, held_out = batches[:-1], batches[-1:]
+    cfg = {"rank": 32, "update_proj_gap": 50 if not quick else 5, "scale": 0.25}
     lr = 1e-4
 
     import galore_torch
@@ -151,17 +155,18 @@ def run(report, quick: bool) -> None:
 
     curves = {}
     for label, make in (("linalg_core GaLoreAdamW", ours), ("galore-torch GaLoreAdamW", theirs)):
-        losses, wall, opt_s, state, trainable = _finetune(make, steps, batches)
+        losses, wall, opt_s, state, trainable, held = _finetune(make, steps, batches, held_out)
         curves[label] = losses
         k = max(1, steps // 10)
         report.add(case=f"fine-tune MiniLM-L6 {steps} steps ({label})", rank=cfg["rank"],
                    update_proj_gap=cfg["update_proj_gap"], wall_s=wall, optimizer_s=opt_s,
-                   loss_first10=sum(losses[:k]) / k, loss_last10=sum(losses[-k:]) / k,
+                   loss_first10=sum(losses[:k]) / k, loss_last10=sum(losses[-k:]) / k, held_out_loss=held,
                    optimizer_state_MiB=state / 2**20, adamw_state_MiB=8 * trainable / 2**20)
     report.note(f"fine-tune: MiniLM-L6 (all 36 encoder Linear weights in the GaLore group, rank {cfg['rank']}, "
                 f"gap {cfg['update_proj_gap']}, scale {cfg['scale']}; biases, norms and the pooler plain AdamW; "
                 f"embeddings frozen), lr {lr}, "
-                f"{len(batches)} batches of 8 adjacent sentence pairs of the Python Language Reference, "
+                f"{len(batches)} training batches of 8 adjacent sentence pairs of the Python Language Reference "
+                "(one more held out: held_out_loss after training, eval mode), "
                 f"sequence length {length}, contrastive (InfoNCE) loss, the same dropout masks for both; "
                 "loss_first10 / loss_last10: mean loss over the first / last tenth of the steps; "
                 "optimizer_state_MiB: moments and projector bases held; adamw_state_MiB: full-rank AdamW's two "
@@ -174,5 +179,5 @@ def run(report, quick: bool) -> None:
     if report.out_dir is not None:
         path = report.out_dir / ("optim_finetune_quick.png" if quick else "optim_finetune.png")
         _plot(curves, path, f"MiniLM-L6 contrastive fine-tune, GaLoreAdamW rank {cfg['rank']}, "
-                            f"gap {cfg['update_proj_gap']}: linalg_core vs galore-torch")
+                            f"gap {cfg['update_proj_gap']}: linalg_core vs galore-torch", len(batches))
         report.note(f"loss curves: {path.name}")
