@@ -73,6 +73,10 @@ def _finetune(make_opt, steps, batches, held_out, seed=0):
     for p in model.embeddings.parameters():  # frozen: the encoder is what the comparison is about
         p.requires_grad_(False)
     opt = make_opt(model)
+    model.eval()
+    with torch.no_grad():
+        before = sum(contrastive_loss(model, b).item() for b in held_out) / len(held_out)
+    model.train()
     losses, opt_time = [], 0.0
     t0 = time.perf_counter()
     for step in range(steps):
@@ -90,7 +94,7 @@ def _finetune(make_opt, steps, batches, held_out, seed=0):
     with torch.no_grad():
         held = sum(contrastive_loss(model, b).item() for b in held_out) / len(held_out)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return losses, wall, opt_time, _state_bytes(opt), trainable, held
+    return losses, wall, opt_time, _state_bytes(opt), trainable, (before, held)
 
 
 def _plot(curves, path, title, w):
@@ -137,8 +141,8 @@ def run(report, quick: bool) -> None:
 
     steps = 6 if quick else 300
     length = 16
-    batches = sentence_batches(pairs_per_batch=8, length=length)
-    batches, held_out = batches[:-1], batches[-1:]
+    batches = sentence_batches(pairs_per_batch=8, length=length, count=128 if quick else 1024)
+    batches, held_out = batches[:-4], batches[-4:]
     cfg = {"rank": 32, "update_proj_gap": 50 if not quick else 5, "scale": 0.25}
     lr = 1e-4
 
@@ -160,13 +164,14 @@ def run(report, quick: bool) -> None:
         k = max(1, steps // 10)
         report.add(case=f"fine-tune MiniLM-L6 {steps} steps ({label})", rank=cfg["rank"],
                    update_proj_gap=cfg["update_proj_gap"], wall_s=wall, optimizer_s=opt_s,
-                   loss_first10=sum(losses[:k]) / k, loss_last10=sum(losses[-k:]) / k, held_out_loss=held,
+                   loss_first10=sum(losses[:k]) / k, loss_last10=sum(losses[-k:]) / k,
+                   held_out_before=held[0], held_out_after=held[1],
                    optimizer_state_MiB=state / 2**20, adamw_state_MiB=8 * trainable / 2**20)
     report.note(f"fine-tune: MiniLM-L6 (all 36 encoder Linear weights in the GaLore group, rank {cfg['rank']}, "
                 f"gap {cfg['update_proj_gap']}, scale {cfg['scale']}; biases, norms and the pooler plain AdamW; "
                 f"embeddings frozen), lr {lr}, "
                 f"{len(batches)} training batches of 8 adjacent sentence pairs of the Python Language Reference "
-                "(one more held out: held_out_loss after training, eval mode), "
+                "(4 more held out: their loss before and after training, eval mode), "
                 f"sequence length {length}, contrastive (InfoNCE) loss, the same dropout masks for both; "
                 "loss_first10 / loss_last10: mean loss over the first / last tenth of the steps; "
                 "optimizer_state_MiB: moments and projector bases held; adamw_state_MiB: full-rank AdamW's two "
@@ -179,5 +184,5 @@ def run(report, quick: bool) -> None:
     if report.out_dir is not None:
         path = report.out_dir / ("optim_finetune_quick.png" if quick else "optim_finetune.png")
         _plot(curves, path, f"MiniLM-L6 contrastive fine-tune, GaLoreAdamW rank {cfg['rank']}, "
-                            f"gap {cfg['update_proj_gap']}: linalg_core vs galore-torch", len(batches))
+                            f"gap {cfg['update_proj_gap']}: linalg_core vs galore-torch", min(20, len(batches)))
         report.note(f"loss curves: {path.name}")
