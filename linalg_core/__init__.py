@@ -21,7 +21,7 @@ from linalg_core import _ops
 # first dispatch of one of its ops (never here; _ops itself imports no backend).
 _ops.set_loader(lambda families: _importlib.import_module("linalg_core.backends").load(families))
 
-from linalg_core import adapters, lowrank, qmatmul, quant, random, regression, sampling, sketch, vsa  # noqa: E402
+from linalg_core import adapters, lowrank, optim, qmatmul, quant, random, regression, sampling, sketch, vsa  # noqa: E402
 from linalg_core._ops import BackendError, explain  # noqa: E402
 from linalg_core.lowrank import SVD, cur, nystrom, rsvd, rsvd_many, svd_error  # noqa: E402
 from linalg_core.sketch import distortion, fwht  # noqa: E402
@@ -38,6 +38,7 @@ __all__ = [
     "quant",
     "qmatmul",
     "vsa",
+    "optim",
     "fwht",
     "distortion",
     "SVD",

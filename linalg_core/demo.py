@@ -467,8 +467,43 @@ def section_vsa(quick: bool) -> None:
           "python -m linalg_core vsa search cars.npy cars.jsonl --query '{\"Origin\": \"Japan\"}'")
 
 
+def section_optim(quick: bool) -> None:
+    """Training-time projection: one GaLore basis update, ours (warm-started subspace iteration)
+    next to galore-torch's full SVD, on a LLaMA-shaped synthetic gradient and MiniLM-L6's."""
+    from linalg_core.optim.finetune import demo_section
+
+    print("\n## Optim: GaLore low-rank gradient projection (linalg_core.optim)\n")
+    for row in demo_section(quick):
+        _summarize(f"GaLore basis update {row['shape']} ({row['gradient']})", row["ours_s"], row["peer"],
+                   row["peer_s"], f"energy {row['energy']:.4f} of exact")
+
+
+def section_nola(quick: bool) -> None:
+    """NOLA: a LoRA adapter whose factors are seeded combinations of random bases regenerated in
+    every forward and backward, so only the coefficients are trained and stored."""
+    from linalg_core.adapters import NOLALinear
+
+    print("\n## NOLA: LoRA factors from random bases that are never stored\n")
+    base = torch.nn.Linear(384, 384)
+    x = torch.randn(256, 384)
+    rows = []
+    for k in (256, 1024):
+        layer = NOLALinear(base, rank=8, k_a=k, k_b=k, seed=0)
+        trained = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+
+        def step(layer=layer):
+            layer.zero_grad(set_to_none=True)
+            layer(x).square().mean().backward()
+
+        rows.append((f"k = {k}", trained, 8 * (384 + 384), f"{k * 8 * (384 + 384) * 4 / 2**20:.1f} MiB",
+                     f"{_time(step) * 1e3:.2f}"))
+    print("384 x 384 layer, rank 8, a batch of 256 rows: trained (and stored) numbers vs LoRA's, the bases "
+          "NOLA's reference code would hold, and one forward + backward")
+    _table(("bases", "NOLA coefficients", "LoRA parameters", "bases never stored", "step ms"), rows)
+
+
 SECTIONS = [section_sketch, section_lowrank, section_adapters, section_regression, section_sampling, section_quant,
-            section_qmatmul, section_vsa]
+            section_qmatmul, section_vsa, section_optim, section_nola]
 
 
 def run(quick: bool = False) -> None:

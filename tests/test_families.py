@@ -44,6 +44,7 @@ ABSENT = {
 }
 # Files in a family's place that are not a family, and what they are.
 NOT_FAMILIES = {
+    "tests/oracles/optim.py": "oracle of the GaLore projector and optimizers (no kernel op)",
     "linalg_core/backends/reference/philox.py": "Philox4x32-10 in torch, used by the reference random and sketch "
                                                 "kernels",
     "linalg_core/backends/cuda/_launch.py": "the CUDA backend's device and stream helpers",
