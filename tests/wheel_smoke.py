@@ -7,7 +7,8 @@ the same function as their float64 definitions (rsvd of a planted rank-8 matrix 
 exact SVD, the Walsh-Hadamard transform against the dense Sylvester matrix); that the
 command line answers ``--version`` and ``info``; and that the benchmark suite runs from the
 installed package (``bench --quick random --out DIR``: a labelled schema-2 results file) and
-refuses ``--write`` there.
+refuses ``--write`` there; and that a user's pytest-benchmark suite runs on the package's fixtures
+(``-p linalg_core.testing.pytest_plugin``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ def main() -> int:
         refused = subprocess.run([sys.executable, "-m", "linalg_core", "bench", "--write", "random"],
                                  capture_output=True, text=True, cwd=tmp, timeout=300)
         assert refused.returncode == 2 and "installed package" in refused.stderr, refused.stderr[-2000:]
+        # a user's pytest-benchmark suite with the package's fixtures (the plugin, loaded with -p)
+        suite = pathlib.Path(tmp) / "test_user_suite.py"
+        suite.write_text("import linalg_core as lc\n\n"
+                         "def test_rsvd_flat(benchmark, lowrank_matrix):\n"
+                         "    benchmark(lc.rsvd, lowrank_matrix('flat', 256), 16, seed=0)\n")
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "linalg_core.testing.pytest_plugin",
+                              "-p", "no:cacheprovider", "--benchmark-max-time=0.05", str(suite)],
+                             capture_output=True, text=True, cwd=tmp, timeout=600)
+        assert run.returncode == 0 and "test_rsvd_flat" in run.stdout and "1 passed" in run.stdout, \
+            run.stdout[-3000:] + run.stderr[-2000:]
     print(f"wheel smoke test passed: {line}; linalg_core from {pkg}; rsvd error {err:.1e}; "
           f"bench --quick random: {len(doc['rows'])} rows")
     return 0
