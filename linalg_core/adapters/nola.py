@@ -153,6 +153,11 @@ def nola_coeff_grad(grad: torch.Tensor, k: int, *, seed: int, stream_base: int, 
     Shape:
         grad: (rows, cols); out: (k,)
 
+    Randomness:
+        Deterministic in (seed, stream_base, shape): the bases are those of :func:`nola_combine`
+        (Zᵢ = ``random.normal(grad.shape, seed=seed, stream=stream_base + i)``), the same on every
+        backend, device and thread count; nothing is drawn from a global generator.
+
     Example:
         >>> import torch
         >>> from linalg_core.adapters.nola import nola_coeff_grad
@@ -193,6 +198,21 @@ class NOLALinear(nn.Module):
     Randomness:
         The bases are a function of (seed, layer_index) only: a checkpoint (:meth:`state_dict`)
         holds α, β and that metadata, and any backend rebuilds the same adapter from it.
+        ``seed=None`` draws a fresh 64-bit key from OS entropy and records it in ``layer.seed``
+        (a ``torch.Generator`` gives one draw from it). Dropout, when on, uses torch's global
+        generator.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.adapters.nola import NOLALinear
+        >>> layer = NOLALinear(torch.nn.Linear(16, 12), rank=4, k_a=32, k_b=32, seed=0)
+        >>> layer.nola_alpha.shape, layer.nola_beta.shape
+        (torch.Size([32]), torch.Size([32]))
+        >>> A, B = layer.factors()
+        >>> A.shape, B.shape, layer.scaling
+        (torch.Size([4, 16]), torch.Size([12, 4]), 2.0)
+        >>> float(layer.delta_weight().detach().abs().max())  # β = 0 at the start: ΔW = 0
+        0.0
     """
 
     def __init__(self, base: nn.Linear, rank: int, k_a: int, k_b: int, *, seed: int | None = None,
@@ -222,6 +242,7 @@ class NOLALinear(nn.Module):
 
     @property
     def scaling(self) -> float:
+        """LoRA's scaling ``lora_alpha / rank`` of the adapter's output."""
         return self.lora_alpha / self.rank
 
     @property
@@ -257,6 +278,15 @@ class NOLALinear(nn.Module):
         return self.scaling * (B @ A)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``base(x) + scaling · B (A dropout(x))``, the factors formed (or, in eval mode without
+        autograd, reused) as the class docstring describes.
+
+        Args:
+            x: the layer's input (the factors are cast to its dtype).
+
+        Shape:
+            x: (*, in_features);  out: (*, out_features)
+        """
         A, B = self._factors()
         h = nn.functional.linear(nn.functional.linear(self.dropout(x), A.to(x.dtype)), B.to(x.dtype))
         return self.base(x) + self.scaling * h
@@ -264,11 +294,23 @@ class NOLALinear(nn.Module):
     # --- checkpoint metadata --------------------------------------------------------------------
 
     def get_extra_state(self) -> dict:
+        """The layer's checkpoint metadata (``_extra_state`` of :meth:`state_dict`): format tag,
+        seed, layer index, rank, k_a, k_b, lora_alpha and the base layer's features; no basis."""
         return {"format": FORMAT, "seed": self.seed, "layer_index": self.layer_index, "rank": self.rank,
                 "k_a": self.k_a, "k_b": self.k_b, "lora_alpha": self.lora_alpha,
                 "in_features": self.base.in_features, "out_features": self.base.out_features}
 
     def set_extra_state(self, state) -> None:
+        """Restore :meth:`get_extra_state`'s metadata (seed, layer index, lora_alpha; called by
+        ``load_state_dict``); the bases follow from the restored seed and layer index.
+
+        Args:
+            state: the dict :meth:`get_extra_state` returned.
+
+        Raises:
+            ValueError: not a NOLA layer state of this format, or rank, k_a, k_b or the layer's
+                features differ from this layer's.
+        """
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"not a NOLA layer state ({FORMAT}): {state!r}")
         mine = self.get_extra_state()
@@ -281,6 +323,7 @@ class NOLALinear(nn.Module):
         self._cache = None
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr(layer)``: rank, k_a, k_b, seed, layer_index, lora_alpha."""
         return (f"rank={self.rank}, k_a={self.k_a}, k_b={self.k_b}, seed={self.seed}, layer_index={self.layer_index},"
                 f" lora_alpha={self.lora_alpha}")
 
@@ -298,6 +341,23 @@ class NOLAConfig:
         rank, k_a, k_b, lora_alpha, dropout: per layer, as :class:`NOLALinear`'s.
         seed: one Philox key for the model (None: drawn once, recorded in every layer).
         freeze_base: set ``requires_grad=False`` on every parameter that is not a NOLA coefficient.
+
+    Raises:
+        ValueError: an invalid regular expression, empty ``target_modules`` or an out-of-range number.
+        TypeError: ``target_modules`` neither a string nor names.
+
+    Randomness:
+        ``seed`` is the key of every layer's bases (layer ℓ uses the streams of
+        :func:`stream_base` ``(ℓ, ·)``); ``seed=None`` leaves the draw to :func:`init_nola_model`,
+        which records the key it drew in :class:`NOLAInit` and in every layer.
+
+    Example:
+        >>> from linalg_core.adapters.nola import NOLAConfig
+        >>> cfg = NOLAConfig(target_modules=["query", "value"], rank=4, k_a=64, k_b=64, seed=0)
+        >>> cfg.target_modules, cfg.matches("encoder.layer.0.attention.self.query"), cfg.matches("key")
+        (('query', 'value'), True, False)
+        >>> NOLAConfig(target_modules=r".*\.(query|value)").matches("layer.1.value")
+        True
     """
 
     target_modules: tuple[str, ...] | str
@@ -334,6 +394,13 @@ class NOLAConfig:
         object.__setattr__(self, "freeze_base", _validate.flag(self.freeze_base, "NOLAConfig.freeze_base"))
 
     def matches(self, name: str) -> bool:
+        """Whether the module called ``name`` (as ``named_modules()`` spells it) is a target:
+        for names, ``name`` equal to one or ending in ``"." + one``; for a string, the regular
+        expression matching the whole name.
+
+        Args:
+            name: a module's full dotted name.
+        """
         tm = self.target_modules
         if isinstance(tm, str):
             return re.fullmatch(tm, name) is not None
@@ -343,7 +410,26 @@ class NOLAConfig:
 @dataclass(frozen=True)
 class NOLAInit:
     """What :func:`init_nola_model` did: the wrapped layers (in layer-index order), the seed,
-    the trainable coefficient count and the LoRA parameter count at the same ranks."""
+    the trainable coefficient count and the LoRA parameter count at the same ranks.
+
+    Args:
+        layers: names of the wrapped layers; ``layers[ℓ]`` has ``layer_index=ℓ``.
+        seed: the Philox key of every layer's bases.
+        trainable: the coefficients added, number of layers × (k_a + k_b).
+        lora_equivalent: what LoRA of the same rank trains, Σ rank · (in_features + out_features).
+
+    Randomness:
+        ``seed`` is recorded, not drawn: the key the layers' bases were generated from (the
+        config's, or the one drawn for ``seed=None``); with ``layers`` it rebuilds the adapter.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.adapters.nola import NOLAConfig, init_nola_model
+        >>> net = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+        >>> info = init_nola_model(net, NOLAConfig(target_modules=("0", "2"), rank=2, k_a=16, k_b=8, seed=7))
+        >>> info.layers, info.seed, info.trainable, info.lora_equivalent
+        (('0', '2'), 7, 48, 200)
+    """
 
     layers: tuple[str, ...]
     seed: int
@@ -356,10 +442,29 @@ def init_nola_model(model: nn.Module, config: NOLAConfig) -> NOLAInit:
 
     Layer ``ℓ`` (the ℓ-th match in ``model.named_modules()`` order) gets ``layer_index=ℓ`` and the
     config's seed, so a checkpoint of the coefficients (:func:`nola_state_dict`) plus the seed
-    rebuilds the adapter. With ``freeze_base`` only the coefficients stay trainable.
+    rebuilds the adapter. With ``freeze_base`` only the coefficients stay trainable. NOLA
+    (Koohpayegani et al., ICLR 2024) applied to a whole model, as peft's LoRA targets.
+
+    Args:
+        model: the model; its matching ``nn.Linear`` modules are replaced in place (layers that
+            are already :class:`NOLALinear` are left alone).
+        config: a :class:`NOLAConfig`.
+
+    Returns:
+        :class:`NOLAInit`: the wrapped layer names, the seed used, the coefficient count and
+        LoRA's parameter count at the same rank.
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module`` or ``config`` not a :class:`NOLAConfig`.
+        ValueError: no module matches, more than 2^15 match, or ``config.rank`` exceeds a
+            target's min(in_features, out_features).
 
     Shape:
         each target layer's weight: (out_features, in_features)
+
+    Randomness:
+        Every layer's bases come from ``config.seed`` (drawn once when None, recorded in the
+        result and in every layer) and its layer index; no global generator is used.
 
     Example:
         >>> import torch
@@ -398,7 +503,28 @@ def init_nola_model(model: nn.Module, config: NOLAConfig) -> NOLAInit:
 
 def nola_state_dict(model: nn.Module) -> dict:
     """The adapter's checkpoint: every NOLA layer's α, β and metadata (seed, layer index, shapes),
-    nothing of the base model and no basis."""
+    nothing of the base model and no basis.
+
+    Args:
+        model: a model with :class:`NOLALinear` layers (e.g. after :func:`init_nola_model`).
+
+    Returns:
+        dict: ``"<layer>.nola_alpha"``, ``"<layer>.nola_beta"`` (detached copies) and
+        ``"<layer>._extra_state"`` (:meth:`NOLALinear.get_extra_state`) per NOLA layer; saves with
+        ``torch.save``.
+
+    Shape:
+        ``<layer>.nola_alpha``: (k_a,);  ``<layer>.nola_beta``: (k_b,)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.adapters.nola import NOLAConfig, init_nola_model, nola_state_dict
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> _ = init_nola_model(net, NOLAConfig(target_modules=("0",), rank=2, k_a=16, k_b=8, seed=3))
+        >>> state = nola_state_dict(net)
+        >>> sorted(state), state["0.nola_beta"].shape, state["0._extra_state"]["seed"]
+        (['0._extra_state', '0.nola_alpha', '0.nola_beta'], torch.Size([8]), 3)
+    """
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, NOLALinear):
@@ -411,7 +537,36 @@ def nola_state_dict(model: nn.Module) -> dict:
 
 def load_nola_state_dict(model: nn.Module, state: dict) -> None:
     """Load :func:`nola_state_dict`'s checkpoint into a model with the same NOLA layers (from
-    :func:`init_nola_model` with the same targets, any seed: the checkpoint's seed is restored)."""
+    :func:`init_nola_model` with the same targets, any seed: the checkpoint's seed is restored).
+
+    Args:
+        model: the model to load into (its NOLA layers are updated in place).
+        state: :func:`nola_state_dict`'s output (e.g. after ``torch.save`` / ``torch.load``).
+
+    Raises:
+        ValueError: the checkpoint's keys differ from the model's NOLA layers, or a layer's
+            metadata (format, rank, k_a, k_b, features) does not match.
+
+    Shape:
+        ``<layer>.nola_alpha``: (k_a,);  ``<layer>.nola_beta``: (k_b,)
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.adapters.nola import (NOLAConfig, init_nola_model, load_nola_state_dict,
+        ...                                        nola_state_dict)
+        >>> def model(seed):
+        ...     torch.manual_seed(0)  # the same base weights
+        ...     net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        ...     init_nola_model(net, NOLAConfig(target_modules=("0", "2"), rank=2, k_a=16, k_b=8, seed=seed))
+        ...     return net
+        >>> trained, fresh = model(seed=1), model(seed=2)
+        >>> with torch.no_grad():
+        ...     _ = trained[0].nola_beta.fill_(0.5)
+        >>> load_nola_state_dict(fresh, nola_state_dict(trained))
+        >>> x = torch.ones(3, 8)
+        >>> fresh[0].seed, torch.allclose(fresh(x), trained(x))
+        (1, True)
+    """
     mine = nola_state_dict(model)
     missing = sorted(set(mine) - set(state))
     unexpected = sorted(set(state) - set(mine))
