@@ -25,7 +25,7 @@ import pytest
 
 import linalg_core
 
-FAMILIES = ["sketch", "lowrank", "adapters", "regression", "sampling", "quant", "qmatmul", "vsa", "random"]
+FAMILIES = ["sketch", "lowrank", "adapters", "regression", "sampling", "quant", "qmatmul", "vsa", "optim", "random"]
 if importlib.util.find_spec("dask") is not None:  # distributed needs dask (a test dependency)
     FAMILIES.append("distributed")
 

@@ -356,7 +356,7 @@ class NOLAConfig:
         >>> cfg = NOLAConfig(target_modules=["query", "value"], rank=4, k_a=64, k_b=64, seed=0)
         >>> cfg.target_modules, cfg.matches("encoder.layer.0.attention.self.query"), cfg.matches("key")
         (('query', 'value'), True, False)
-        >>> NOLAConfig(target_modules=r".*\.(query|value)").matches("layer.1.value")
+        >>> NOLAConfig(target_modules=r".*[.](query|value)").matches("layer.1.value")
         True
     """
 

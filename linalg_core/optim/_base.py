@@ -32,6 +32,17 @@ class ProjectedOptimizer(Optimizer):
                 index += 1
 
     def add_param_group(self, param_group: dict) -> None:
+        """Add a param group, as ``torch.optim.Optimizer.add_param_group``; a GaLore group (one
+        with a ``rank`` key) gets its defaults (``update_proj_gap`` 200, ``scale`` 1.0,
+        ``proj_type`` "std", ``proj_method`` "auto", ``proj_tol``, ``proj_warm_start``) and is
+        validated now, not at the first step.
+
+        Args:
+            param_group: a dict with ``params`` and optional settings.
+
+        Raises:
+            ValueError: an invalid GaLore setting, or ``rank`` above min(m, n) of a 2-D parameter.
+        """
         if "rank" in param_group:
             g = param_group
             g["rank"] = _validate.integer(g["rank"], "rank", low=1)
@@ -59,6 +70,13 @@ class ProjectedOptimizer(Optimizer):
                 self._param_index.setdefault(p, len(self._param_index))
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Load ``optimizer.state_dict()``'s output, as torch's; the nested states (projector
+        bases, 8-bit moment codes and their float32 scales) are restored as saved rather than cast
+        to the parameter's dtype, and the projectors are rebuilt from them at the next step.
+
+        Args:
+            state_dict: what :meth:`state_dict` returned (e.g. through ``torch.save`` / ``torch.load``).
+        """
         # torch casts every floating tensor of the state to its parameter's dtype; the nested
         # states (projector bases, 8-bit codes and their float32 scales) are restored as saved
         nested = {k: {kk: vv for kk, vv in st.items() if isinstance(vv, dict)}
@@ -77,10 +95,24 @@ class ProjectedOptimizer(Optimizer):
     def projected(group: dict, p: torch.Tensor) -> bool:
         """Whether ``p`` goes through a projector: 2-D parameters of a GaLore group (galore-torch's
         own optimizers fail on others; they get the plain update here, as GaLore's recipe gives
-        biases and norms)."""
+        biases and norms).
+
+        Args:
+            group: the parameter's param group.
+            p: the parameter.
+        """
         return "rank" in group and p.dim() == 2
 
     def projector(self, group: dict, p: torch.Tensor, state: dict) -> LowRankProjector:
+        """The :class:`~linalg_core.optim.LowRankProjector` of ``p``: cached, else restored from
+        ``state["projector"]``, else a new one from the group's settings with seed
+        ``optimizer seed + index of p``.
+
+        Args:
+            group: the parameter's (GaLore) param group.
+            p: the parameter.
+            state: the parameter's optimizer state.
+        """
         proj = self._projectors.get(p)
         if proj is None:
             if "projector" in state:
@@ -95,12 +127,34 @@ class ProjectedOptimizer(Optimizer):
         return proj
 
     def project(self, group: dict, p: torch.Tensor, state: dict, grad: torch.Tensor, step: int) -> torch.Tensor:
+        """The low-rank gradient of ``p`` (:meth:`LowRankProjector.project`); the projector's
+        state is saved into ``state["projector"]``.
+
+        Args:
+            group: the parameter's param group.
+            p: the parameter.
+            state: the parameter's optimizer state.
+            grad: the gradient to project.
+            step: the parameter's step count (the basis is updated every ``update_proj_gap``).
+
+        Shape:
+            grad: (m, n);  out: (m, r), (r, n) or (r, r)
+        """
         proj = self.projector(group, p, state)
         low = proj.project(grad, step)
         state["projector"] = proj.state_dict()
         return low
 
     def project_back(self, p: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """scale · the full-size update of ``p`` from a low-rank one (:meth:`LowRankProjector.project_back`).
+
+        Args:
+            p: the parameter (its projector must exist: :meth:`project` first).
+            low: the low-rank update.
+
+        Shape:
+            low: (m, r), (r, n) or (r, r);  out: (m, n)
+        """
         return self._projectors[p].project_back(low)
 
 

@@ -35,6 +35,11 @@ class GaLoreAdafactor(ProjectedOptimizer):
     Shape:
         a projected parameter's row / column statistics: (m,), (r,) (right side) or (r,), (n,)
 
+    Randomness:
+        Each projected parameter's :class:`~linalg_core.optim.LowRankProjector` is seeded with
+        ``seed + i`` (i: the parameter's position in the optimizer), so its rsvd and warm-start
+        draws are reproducible and saved with ``state_dict()``; no global generator is used.
+
     Example:
         >>> import torch
         >>> from linalg_core.optim import GaLoreAdafactor

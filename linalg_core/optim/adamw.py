@@ -52,6 +52,11 @@ class GaLoreAdamW(ProjectedOptimizer):
     Shape:
         a projected parameter's moments: (m, r) (right side), (r, n) (left) or (r, r) (full)
 
+    Randomness:
+        Each projected parameter's :class:`~linalg_core.optim.LowRankProjector` is seeded with
+        ``seed + i`` (i: the parameter's position in the optimizer), so its rsvd and warm-start
+        draws are reproducible and saved with ``state_dict()``; no global generator is used.
+
     Example:
         >>> import torch
         >>> from linalg_core.optim import GaLoreAdamW
@@ -135,6 +140,11 @@ class GradNormLoRPAdamW(ProjectedOptimizer):
 
     Shape:
         a projected parameter: g, ‖V‖: (out,);  moments as :class:`GaLoreAdamW`'s
+
+    Randomness:
+        Each projected parameter's :class:`~linalg_core.optim.LowRankProjector` is seeded with
+        ``seed + i`` (i: the parameter's position in the optimizer), so its rsvd and warm-start
+        draws are reproducible and saved with ``state_dict()``; no global generator is used.
 
     Example:
         >>> import torch

@@ -116,6 +116,14 @@ class LowRankProjector:
         method: ``"auto"`` (above) or ``"svd"`` (galore-torch's full SVD).
         seed: seed of the rsvd and of Ω.
 
+    Randomness:
+        Deterministic in ``seed`` and the update count: the first basis (and every one with
+        ``warm_start=False``) is :func:`linalg_core.rsvd` with seed ``seed + 1000003·u`` for update
+        u; the warm updates' Ω is block u of the counter-based stream ``OPTIM_STREAM`` of
+        ``seed`` (:func:`linalg_core.random.normal`). No global generator is used, so a projector
+        restored from :meth:`state_dict` continues with the same draws. ``method="svd"`` draws
+        nothing.
+
     Shape:
         grad: (m, n);  low-rank gradient: (m, r) (right), (r, n) (left), (r, r) (full)
 
@@ -170,6 +178,13 @@ class LowRankProjector:
         """The low-rank gradient of ``grad``; updates the basis first when ``step`` is a multiple
         of ``update_gap`` or there is no basis yet.
 
+        Args:
+            grad: the full gradient G (m, n).
+            step: the optimizer step (an int ≥ 0), counted from 0.
+
+        Returns:
+            GPᵀ (right side), QᵀG (left) or QᵀGPᵀ (full), in ``grad``'s dtype.
+
         Shape:
             grad: (m, n);  out: (m, r) (right), (r, n) (left), (r, r) (full)
         """
@@ -190,6 +205,13 @@ class LowRankProjector:
     def project_back(self, low_rank_grad: torch.Tensor) -> torch.Tensor:
         """scale · the full-size update of a low-rank one (galore-torch's ``project_back``,
         including its side rule for ``std`` / ``reverse_std``, read off the low-rank shape).
+
+        Args:
+            low_rank_grad: a low-rank update R in the current basis (e.g. Adam's step on
+                :meth:`project`'s output).
+
+        Raises:
+            ValueError: no basis yet (:meth:`project` not called).
 
         Shape:
             low_rank_grad: (m, r), (r, n) or (r, r);  out: (m, n)
@@ -214,6 +236,12 @@ class LowRankProjector:
     def update(self, grad: torch.Tensor) -> None:
         """Recompute the basis from ``grad`` now (what :meth:`project` does every ``update_gap``
         steps).
+
+        Args:
+            grad: the gradient G (m, n) whose dominant singular subspace becomes the basis.
+
+        Raises:
+            ValueError: ``grad`` not 2-D, not finite, or min(m, n) below ``rank``.
 
         Shape:
             grad: (m, n)

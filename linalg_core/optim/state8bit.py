@@ -76,10 +76,26 @@ def quantize_state(x: torch.Tensor, *, signed: bool) -> dict:
 
 
 def dequantize_state(q: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The moment tensor of :func:`quantize_state`'s output.
+    """The moment tensor of :func:`quantize_state`'s output: levels[code] · absmax of its block.
+
+    Args:
+        q: the dict :func:`quantize_state` returned.
+        dtype: the result's dtype.
+
+    Returns:
+        The moment, within the codebook's rounding of the quantized one.
 
     Shape:
-        out: q["shape"]
+        codes: (numel,);  scales: (ceil(numel / 256),);  out: q["shape"]
+
+    Example:
+        >>> import torch
+        >>> q = quantize_state(torch.tensor([[0.0, 0.25], [1.0, 4.0]]), signed=False)
+        >>> v = dequantize_state(q, torch.float64)
+        >>> v.shape, v.dtype, float(v[1, 1])
+        (torch.Size([2, 2]), torch.float64, 4.0)
+        >>> bool(((v - torch.tensor([[0.0, 0.25], [1.0, 4.0]], dtype=torch.float64)).abs() <= 0.04 * v).all())
+        True
     """
     n = 1
     for s in q["shape"]:
