@@ -175,7 +175,7 @@ def _finetune(report: Report, peft, quick: bool):
         return
     if report.peer("transformers", what="the fine-tune rows") is None:
         return
-    from linalg_core.optim._demo import contrastive_loss, sentence_batches
+    from linalg_core.optim.finetune import contrastive_loss, sentence_batches
     from linalg_core.testing.models import minilm_model
 
     steps = 10 if quick else 60
