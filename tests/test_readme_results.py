@@ -46,9 +46,10 @@ def test_table_reads_ratio_and_flags_a_missing_row(tmp_path):
 
 
 def test_table_reads_schema_2_files(tmp_path):
-    doc = {"schema": 2, "family": "fam", "environment": {"cpu_kernels": "avx512", "date": "2026-12-07 05:00 UTC"},
+    doc = {"schema": 2, "family": "fam", "environment": {"cpu": "Intel(R) Xeon(R) Processor", "cpu_kernels": "avx512",
+                                                          "date": "2026-12-07 05:00 UTC"},
            "tables": [{"name": None, "columns": ["case", "ours_ms", "peer_ms"], "dims": []}],
            "rows": [{"case": "a", "ours_ms": 1.0, "peer_ms": 2.0, "samples_s": {"ours_ms": [0.001]}}], "notes": []}
     (tmp_path / "fam.json").write_text(json.dumps(doc))
     table = readme_table(tmp_path, [Headline("fam", "a case", {"case": "a"}, "ours_ms", "peer", "peer_ms")])
-    assert "| fam | a case | 1 ms | peer 2 ms | 2.00× | faster |  | avx512, 2026-12-07 |" in table
+    assert "| fam | a case | 1 ms | peer 2 ms | 2.00× | faster |  | Intel Xeon, avx512, 2026-12-07 |" in table
