@@ -15,7 +15,7 @@ present.
 Each op belongs to one family (:data:`FAMILIES`), whose name its files share in every layer:
 ``linalg_core/backends/<backend>/<family>.py``, ``csrc/cpu/<family>.cpp``,
 ``csrc/include/linalg_core/<family>.h``, ``csrc/cuda/<family>/``, ``python/bind_<family>.cpp``,
-``tests/oracles/<family>.py``, ``tests/test_<family>.py`` and ``benchmarks/bench_<family>.py``
+``tests/oracles/<family>.py``, ``tests/test_<family>.py`` and ``linalg_core/bench/<family>.py``
 (``tests/test_families.py`` checks them).
 
 The registry is one-way: this module imports no backend. Backends register their
