@@ -1,7 +1,7 @@
-// Philox normals of four words at a time for the per-ISA CPU kernels of the nola family
-// (csrc/cpu/nola.cpp): float32 Box-Muller without libm calls, so that loops over Philox blocks
-// vectorise, and the float64 path of philox.h. The same formulas as csrc/cpu/random.cpp's
-// (random_fill), so NOLA's bases equal random.normal's values to float rounding.
+// Philox normals of four words at a time for the per-ISA CPU kernels of the random family
+// (random_fill) and the nola family: float32 Box-Muller without libm calls, so that loops over
+// Philox blocks vectorise, and the float64 path of philox.h. One definition, so NOLA's bases
+// equal random.normal's values.
 #pragma once
 #include <cmath>
 #include <cstdint>
