@@ -32,7 +32,10 @@ A public function whose per-call cost matters (``fwht``) first offers its argume
 :attr:`Op.direct`: a compiled function a backend registered with its implementation, which does
 the public checks, the allocation and the kernel call in one binding call for the plain eager
 case and returns None for anything else (the public function then takes its full path). It is
-used only while dispatch would choose that backend anyway.
+used only while dispatch would choose that backend anyway. A layer's direct form (``DGQLinear``)
+takes, instead of its weight tensors, a plan :attr:`Op.prepare` made from them: the weights are
+checked once, and each call only re-identifies them (same tensors, versions and data pointers;
+a stale plan answers False and the layer validates its weights again).
 """
 
 from __future__ import annotations
@@ -163,6 +166,8 @@ class Impl:
     module: str = ""
     # the backend's one-call form of the op's public function for plain eager calls (see Op.direct)
     direct: Callable | None = None
+    # what that form takes as its prepared argument, made once per change of it (see Op.prepare)
+    prepare: Callable | None = None
 
     def declines(self, key: Key) -> str | None:
         if key.device.type not in self.devices:
@@ -227,6 +232,10 @@ class Op:
     # supplies one or another backend would be chosen). Resolved at the first call after a change
     # of the registry, like `chosen`.
     direct: Callable = field(default=None, repr=False)
+    # prepare(*args) -> object | None: the prepared argument the direct form of a layer takes (its
+    # weights checked once, then re-identified per call: DGQLinear), from the same backend as
+    # `direct`; None when no backend supplies one. Resolved like `direct`.
+    prepare: Callable = field(default=None, repr=False)
 
     def __post_init__(self):
         self.changed()
@@ -235,16 +244,29 @@ class Op:
         """Forget the cached choices (an implementation or a backend's availability changed)."""
         self.chosen.clear()
         self.direct = self._resolve_direct
+        self.prepare = self._resolve_prepare
+
+    def _direct_impl(self) -> Impl | None:
+        """The implementation whose direct form is used: one that unforced dispatch chooses for
+        everything it covers (None: none)."""
+        load_backends([self.family])  # (registers the family, which resets `direct` and `prepare`)
+        found = None
+        for impl in self.impls.values():
+            if impl.direct is not None and self._chooses(impl):
+                found = impl
+        return found
 
     def _resolve_direct(self, *args):
         """The first direct call since a change: find the function (or none) and make it the
         attribute, then call it."""
-        load_backends([self.family])  # (registers the family, which resets `direct` to this method)
-        fn = _no_direct
-        for impl in self.impls.values():
-            if impl.direct is not None and self._chooses(impl):
-                fn = impl.direct
-        self.direct = fn
+        impl = self._direct_impl()
+        self.direct = fn = _no_direct if impl is None else impl.direct
+        return fn(*args)
+
+    def _resolve_prepare(self, *args):
+        """The first prepare call since a change, as :meth:`_resolve_direct`."""
+        impl = self._direct_impl()
+        self.prepare = fn = _no_direct if impl is None or impl.prepare is None else impl.prepare
         return fn(*args)
 
     def _chooses(self, impl: Impl) -> bool:
@@ -259,15 +281,17 @@ class Op:
         """``torch.ops.linalg_core.<name>.default``."""
         return getattr(getattr(torch.ops, NAMESPACE), self.name).default
 
-    def register(self, backend: str, *, devices, dtypes, check=None, direct=None):
+    def register(self, backend: str, *, devices, dtypes, check=None, direct=None, prepare=None):
         """Decorator: ``fn`` implements this op for ``backend`` on these device types and dtypes;
-        ``direct``: the backend's one-call form of the public function (:attr:`direct`)."""
+        ``direct``: the backend's one-call form of the public function (:attr:`direct`), ``prepare``
+        what makes its prepared argument (:attr:`prepare`)."""
         if backend not in BACKEND_ORDER:
             raise ValueError(f"unknown backend {backend!r}")
         module = sys._getframe(1).f_globals.get("__name__", "")
 
         def deco(fn):
-            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check, module, direct)
+            self.impls[backend] = Impl(backend, fn, frozenset(devices), frozenset(dtypes), check, module, direct,
+                                       prepare)
             self.changed()
             return fn
 

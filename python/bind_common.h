@@ -181,6 +181,7 @@ struct Torch {
   PyObject* empty;         // torch.empty
   PyObject* empty_like;    // torch.empty_like
   PyObject *s_dtype, *s_layout, *s_is_cpu, *s_requires_grad, *s_shape, *s_is_contiguous, *s_data_ptr, *kw_dtype;
+  PyObject *s_version, *s_detach;
 };
 
 // The references, or null with a Python error set when torch cannot be read.
@@ -221,6 +222,8 @@ inline const Torch* torch_refs() {
   T.s_is_contiguous = PyUnicode_InternFromString("is_contiguous");
   T.s_data_ptr = PyUnicode_InternFromString("data_ptr");
   T.kw_dtype = Py_BuildValue("(s)", "dtype");
+  T.s_version = PyUnicode_InternFromString("_version");
+  T.s_detach = PyUnicode_InternFromString("detach");
   if (PyErr_Occurred()) return nullptr;  // the references stay null: the next call tries again
   ready = true;
   return &T;
@@ -306,6 +309,15 @@ inline bool plain_cpu_tensor(const Torch& T, PyObject* x, bool grad, unsigned ki
   a.ptr = static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(p.p));
   if (PyErr_Occurred()) return false;
   return a.ptr % static_cast<uintptr_t>(a.elem) == 0;
+}
+
+// x.data_ptr() == ptr and x._version == version (false also when either cannot be read; the
+// Python error is cleared by run()).
+inline bool same_data(const Torch& T, PyObject* x, uintptr_t ptr, int64_t version) {
+  Ref v(PyObject_GetAttr(x, T.s_version));
+  if (!v.p || !PyLong_CheckExact(v.p) || PyLong_AsLongLong(v.p) != version) return false;
+  Ref p(PyObject_CallMethodNoArgs(x, T.s_data_ptr));
+  return p.p && PyLong_CheckExact(p.p) && PyLong_AsUnsignedLongLong(p.p) == ptr;
 }
 
 // The data pointer of a tensor just allocated (a new reference, or null).

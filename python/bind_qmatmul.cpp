@@ -3,6 +3,7 @@
 #include "linalg_core/qmatmul.h"
 
 #include <cstdlib>
+#include <memory>
 
 namespace {
 // The int32 accumulator holds K products of |x| <= 127 and |w8| <= 127 exactly up to this K (a
@@ -100,46 +101,137 @@ int cpu_dgq_linear(Checks c, const Buf& x, int dt, const Buf& qw, const Buf& zer
                                                 &path);
 }
 
-const char* const dgq_linear_direct_doc =
-    "cpu_dgq_linear_direct(x, qweight, zeros, group_scales, weight_sums, channel_scales, bias, group) -> Tensor | "
-    "None: DGQLinear's per-token forward (x (..., K) -> float32 (..., N)) in one call, for plain eager CPU tensors "
-    "(x float32 and contiguous, the weight tensors of a DGQWeight with K = 2 * qweight.shape[1] <= DGQ_MAX_K, "
-    "nothing tracked by autograd, no tracing, transform or mode active, LINALG_CORE_BACKEND and "
-    "LINALG_CORE_DGQ_PATHS unset) and finite x; None otherwise (DGQLinear.forward then runs its full path).";
+const char* const dgq_linear_plan_doc =
+    "cpu_dgq_linear_plan(buffers, group) -> plan | None: DGQLinear's weight tensors (buffers: the module's "
+    "_buffers dict, keys qweight, zeros, group_scales, weight_sums, channel_scales, bias) checked once for "
+    "cpu_dgq_linear_direct: plain contiguous CPU tensors of DGQWeight's dtypes and shapes (K = 2 * "
+    "qweight.shape[1] <= DGQ_MAX_K), bias None or float32 (N,); None otherwise. The plan keeps the tensors, "
+    "their versions and data pointers, and a detached alias of each (so that their memory stays where it was "
+    "checked).";
 
-// DGQLinear.forward's plain case through cpu_dgq_linear's checks and kernel call; None for anything
-// else, including a failed kernel check (NaN, Inf), which the full path reports.
-PyObject* dgq_linear_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 8) {
-    PyErr_Format(PyExc_TypeError, "cpu_dgq_linear_direct takes 8 arguments, got %zd", nargs);
+const char* const dgq_linear_direct_doc =
+    "cpu_dgq_linear_direct(x, plan) -> Tensor | None: DGQLinear's per-token forward (x (..., K) -> float32 "
+    "(..., N)) in one call, for plain eager CPU tensors (x float32 and contiguous, nothing tracked by autograd, "
+    "no tracing, transform or mode active, LINALG_CORE_BACKEND and LINALG_CORE_DGQ_PATHS unset), finite x and "
+    "a plan (cpu_dgq_linear_plan); False when the plan is stale (a buffer replaced, modified in place or given "
+    "new data since it was checked: DGQLinear.forward then validates its weights again and makes a new plan); "
+    "None for anything else (the full path runs).";
+
+constexpr const char* kPlanName = "linalg_core.dgq_linear_plan";
+
+// DGQLinear's weight tensors as cpu_dgq_linear_plan checked them. Every call re-identifies them
+// (the dict entry is the same object, at the same version and data pointer): the full checks run
+// once per change of the weights, not per call. The aliases (t.detach()) keep the checked
+// storages alive, so a data pointer seen again is the memory that was checked, never a new
+// allocation that happens to reuse a freed address (`t.data = ...` does not change t's version).
+struct DgqPlan {
+  static constexpr int kSlots = 6;  // qweight, zeros, group_scales, weight_sums, channel_scales, bias
+  static constexpr const char* kNames[kSlots] = {"qweight", "zeros", "group_scales", "weight_sums",
+                                                 "channel_scales", "bias"};
+  PyObject* buffers = nullptr;  // the module's _buffers dict
+  PyObject* names[kSlots] = {};
+  PyObject* tensors[kSlots] = {};  // Py_None for no bias
+  PyObject* aliases[kSlots] = {};
+  int64_t versions[kSlots] = {};
+  direct::TensorArg args[kSlots];  // their checked data pointers, sizes and shapes
+  int64_t N = 0, K = 0, group = 0;
+
+  ~DgqPlan() {
+    Py_XDECREF(buffers);
+    for (int i = 0; i < kSlots; ++i) {
+      Py_XDECREF(names[i]);
+      Py_XDECREF(tensors[i]);
+      Py_XDECREF(aliases[i]);
+    }
+  }
+};
+
+void free_plan(PyObject* capsule) {
+  delete static_cast<DgqPlan*>(PyCapsule_GetPointer(capsule, kPlanName));
+}
+
+PyObject* dgq_linear_plan(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_Format(PyExc_TypeError, "cpu_dgq_linear_plan takes 2 arguments, got %zd", nargs);
     return nullptr;
   }
   return direct::run([&]() -> PyObject* {
     using direct::bit;
-    if (!PyLong_CheckExact(args[7])) return nullptr;
+    if (!PyDict_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) return nullptr;
+    const direct::Torch* T = direct::torch_refs();
+    if (T == nullptr) return nullptr;
+    int overflow = 0;
+    const long long group = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (overflow || group < 128 || group > kMaxK || group % 128) return nullptr;
+    auto plan = std::make_unique<DgqPlan>();
+    constexpr unsigned kinds[DgqPlan::kSlots] = {bit(direct::kU8), bit(direct::kU8), bit(direct::kI8),
+                                                 bit(direct::kI32), bit(direct::kF32), bit(direct::kF32)};
+    for (int i = 0; i < DgqPlan::kSlots; ++i) {
+      plan->names[i] = PyUnicode_InternFromString(DgqPlan::kNames[i]);
+      if (plan->names[i] == nullptr) return nullptr;
+      PyObject* t = PyDict_GetItemWithError(args[0], plan->names[i]);  // borrowed
+      if (t == nullptr) return nullptr;
+      Py_INCREF(t);
+      plan->tensors[i] = t;
+      if (t == Py_None && i == DgqPlan::kSlots - 1) continue;  // no bias
+      direct::TensorArg& a = plan->args[i];
+      if (!direct::plain_cpu_tensor(*T, t, false, kinds[i], a)) return nullptr;
+      direct::Ref v(PyObject_GetAttr(t, T->s_version));
+      if (!v.p || !PyLong_CheckExact(v.p)) return nullptr;
+      plan->versions[i] = PyLong_AsLongLong(v.p);
+      plan->aliases[i] = PyObject_CallMethodNoArgs(t, T->s_detach);
+      if (plan->aliases[i] == nullptr || PyErr_Occurred()) return nullptr;
+    }
+    const direct::TensorArg &qw = plan->args[0], &z = plan->args[1], &gs = plan->args[2], &ws = plan->args[3],
+                            &sc = plan->args[4], &b = plan->args[5];
+    if (qw.nd != 2) return nullptr;
+    const int64_t N = qw.dims[0], K = 2 * qw.dims[1];
+    if (K > kMaxK || K % group) return nullptr;
+    const int64_t G = K / group;
+    auto vec = [N](const direct::TensorArg& t) { return t.nd == 1 && t.dims[0] == N; };
+    auto mat = [N, G](const direct::TensorArg& t) { return t.nd == 2 && t.dims[0] == N && t.dims[1] == G; };
+    if (!mat(z) || !mat(gs) || !vec(ws) || !vec(sc) || (plan->tensors[5] != Py_None && !vec(b))) return nullptr;
+    plan->N = N;
+    plan->K = K;
+    plan->group = group;
+    Py_INCREF(args[0]);
+    plan->buffers = args[0];
+    PyObject* capsule = PyCapsule_New(plan.get(), kPlanName, free_plan);
+    if (capsule != nullptr) plan.release();
+    return capsule;
+  });
+}
+
+// DGQLinear.forward's plain case through cpu_dgq_linear's checks and kernel call; None for anything
+// else, including a failed kernel check (NaN, Inf), which the full path reports.
+PyObject* dgq_linear_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_Format(PyExc_TypeError, "cpu_dgq_linear_direct takes 2 arguments, got %zd", nargs);
+    return nullptr;
+  }
+  return direct::run([&]() -> PyObject* {
+    using direct::bit;
+    if (!PyCapsule_IsValid(args[1], kPlanName)) return nullptr;
+    const auto* plan = static_cast<const DgqPlan*>(PyCapsule_GetPointer(args[1], kPlanName));
     const char* forced = std::getenv("LINALG_CORE_BACKEND");
     if ((forced != nullptr && forced[0] != '\0') || std::getenv("LINALG_CORE_DGQ_PATHS") != nullptr) return nullptr;
     const direct::Torch* T = direct::torch_refs();
     bool grad = false;
     if (T == nullptr || !direct::eager(*T, grad)) return nullptr;
-    direct::TensorArg x, qw, z, gs, ws, sc, b;
-    if (!direct::plain_cpu_tensor(*T, args[0], grad, bit(direct::kF32), x) ||
-        !direct::plain_cpu_tensor(*T, args[1], grad, bit(direct::kU8), qw) ||
-        !direct::plain_cpu_tensor(*T, args[2], grad, bit(direct::kU8), z) ||
-        !direct::plain_cpu_tensor(*T, args[3], grad, bit(direct::kI8), gs) ||
-        !direct::plain_cpu_tensor(*T, args[4], grad, bit(direct::kI32), ws) ||
-        !direct::plain_cpu_tensor(*T, args[5], grad, bit(direct::kF32), sc) ||
-        (args[6] != Py_None && !direct::plain_cpu_tensor(*T, args[6], grad, bit(direct::kF32), b)))
-      return nullptr;
-    int overflow = 0;
-    const long long group = PyLong_AsLongLongAndOverflow(args[7], &overflow);
-    if (overflow || x.nd < 1 || qw.nd != 2 || x.numel == 0) return nullptr;
-    const int64_t K = x.dims[x.nd - 1], N = qw.dims[0], M = x.numel / K;
-    if (K != 2 * qw.dims[1] || K > kMaxK || group < 128 || group > kMaxK || group % 128 || K % group) return nullptr;
-    const int64_t G = K / group;
-    auto vec = [N](const direct::TensorArg& t) { return t.nd == 1 && t.dims[0] == N; };
-    auto mat = [N, G](const direct::TensorArg& t) { return t.nd == 2 && t.dims[0] == N && t.dims[1] == G; };
-    if (!mat(z) || !mat(gs) || !vec(ws) || !vec(sc) || (args[6] != Py_None && !vec(b))) return nullptr;
+    for (int i = 0; i < DgqPlan::kSlots; ++i) {  // the same tensors, unchanged since the plan checked them
+      PyObject* t = PyDict_GetItemWithError(plan->buffers, plan->names[i]);
+      if (t != plan->tensors[i] || (t != Py_None && !direct::same_data(*T, t, plan->args[i].ptr, plan->versions[i]))) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;  // a stale plan: the caller checks the weights again and makes a new one
+      }
+      if (t == Py_None) continue;
+      if (grad && i >= 4 && !direct::attr_is(t, T->s_requires_grad, Py_False)) return nullptr;  // the float ones
+    }
+    direct::TensorArg x;
+    if (!direct::plain_cpu_tensor(*T, args[0], grad, bit(direct::kF32), x)) return nullptr;
+    const int64_t N = plan->N, K = plan->K;
+    if (x.nd < 1 || x.numel == 0 || x.dims[x.nd - 1] != K) return nullptr;
+    const int64_t M = x.numel / K;
     PyObject* sizes[direct::kMaxDims];  // y: x.shape[:-1] + (N,)
     for (int i = 0; i < x.nd - 1; ++i) sizes[i] = PyTuple_GET_ITEM(x.shape, i);
     direct::Ref n(PyLong_FromLongLong(N));
@@ -148,10 +240,11 @@ PyObject* dgq_linear_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
     uintptr_t yptr = 0;
     direct::Ref y(direct::empty(*T, sizes, x.nd, direct::kF32, yptr));
     if (y.p == nullptr) return nullptr;
+    const direct::TensorArg* w = plan->args;
     int path = 0;
-    if (cpu_dgq_linear(Checks("cpu_dgq_linear_direct", -1), x.buf(), direct::kF32, qw.buf(), z.buf(), gs.buf(),
-                       ws.buf(), sc.buf(), args[6] == Py_None ? Buf{} : b.buf(), Buf{yptr, M * N * 4, -1}, M, N, K,
-                       group, 15, path))
+    if (cpu_dgq_linear(Checks("cpu_dgq_linear_direct", -1), x.buf(), direct::kF32, w[0].buf(), w[1].buf(),
+                       w[2].buf(), w[3].buf(), w[4].buf(), plan->tensors[5] == Py_None ? Buf{} : w[5].buf(),
+                       Buf{yptr, M * N * 4, -1}, M, N, K, plan->group, 15, path))
       return nullptr;  // NaN / Inf in x (or -128): the full path raises the binding's error
     return y.release();
   });
@@ -184,6 +277,9 @@ void bind_qmatmul(py::module_& m) {
   }, py::arg("x"), py::arg("dt"), py::arg("qweight"), py::arg("zeros"), py::arg("group_scales"),
      py::arg("weight_sums"), py::arg("channel_scales"), py::arg("bias"), py::arg("y"), py::arg("M"), py::arg("N"),
      py::arg("K"), py::arg("group"), py::arg("allowed"));
+  static PyMethodDef dgq_linear_plan_def{"cpu_dgq_linear_plan", reinterpret_cast<PyCFunction>(
+      reinterpret_cast<void (*)()>(&dgq_linear_plan)), METH_FASTCALL, dgq_linear_plan_doc};
+  direct::add_fastcall(m, &dgq_linear_plan_def);
   static PyMethodDef dgq_linear_direct_def{"cpu_dgq_linear_direct", reinterpret_cast<PyCFunction>(
       reinterpret_cast<void (*)()>(&dgq_linear_direct)), METH_FASTCALL, dgq_linear_direct_doc};
   direct::add_fastcall(m, &dgq_linear_direct_def);

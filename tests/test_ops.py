@@ -343,58 +343,170 @@ def _dgq_layer(K=256, N=8, bias=True):
     return lc.qmatmul.DGQLinear.from_linear(lin, search="rtn")
 
 
-@pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+_dgq_plan = getattr(lc._ext._C, "cpu_dgq_linear_plan", None) if lc._ext._C is not None else None
+needs_dgq_direct = pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+
+
+def _plan(layer, **changes):
+    """The direct path's plan of a layer's buffers (with some entries replaced)."""
+    return _dgq_plan({**layer._buffers, **changes}, layer.group_size)
+
+
+@needs_dgq_direct
 def test_dgq_linear_direct_path_is_the_full_path_bit_for_bit(monkeypatch):
     for bias in (True, False):
         layer = _dgq_layer(bias=bias)
-        args = (*layer._plan()[1], layer.bias, layer.group_size)
+        plan = _plan(layer)
+        assert plan is not None
         for shape in [(1, 256), (3, 256), (2, 5, 256), (256,)]:
             x = _randn(*shape)
-            y = _dgq_direct(x, *args)
+            y = _dgq_direct(x, plan)
             assert y is not None and y.shape == (*shape[:-1], 8) and y.dtype == torch.float32
             with torch.no_grad():
                 assert torch.equal(layer(x), y)
             monkeypatch.setenv("LINALG_CORE_DGQ_PATHS", "15")  # the direct binding declines: the full path
-            assert _dgq_direct(x, *args) is None
+            assert _dgq_direct(x, plan) is None
             with torch.no_grad():
                 assert torch.equal(layer(x), y), (bias, shape)
             monkeypatch.delenv("LINALG_CORE_DGQ_PATHS")
 
 
-@pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+@needs_dgq_direct
 def test_dgq_linear_direct_path_declines_everything_but_the_plain_case():
     layer = _dgq_layer()
-    q, z, gs, ws, sc = layer._plan()[1]
-    b, x = layer.bias, _randn(3, 256)
+    plan, x = _plan(layer), _randn(3, 256)
     nan = x.clone()
     nan[1, 7] = float("inf")
-    declined = {
-        "float16 x": (x.half(), q, z, gs, ws, sc, b, 128), "float64 x": (x.double(), q, z, gs, ws, sc, b, 128),
-        "non-contiguous x": (_randn(256, 3).t(), q, z, gs, ws, sc, b, 128), "Inf in x": (nan, q, z, gs, ws, sc, b, 128),
-        "x requires grad": (x.clone().requires_grad_(), q, z, gs, ws, sc, b, 128),
-        "K not 2 * qweight columns": (_randn(3, 128), q, z, gs, ws, sc, b, 128),
-        "group not a multiple of 128": (x, q, z, gs, ws, sc, b, 64), "group a float": (x, q, z, gs, ws, sc, b, 128.0),
-        "group not dividing K": (x, q, z, gs, ws, sc, b, 384), "huge group": (x, q, z, gs, ws, sc, b, 2**80),
-        "zeros of another shape": (x, q, z[:, :1], gs, ws, sc, b, 128), "int8 zeros": (x, q, gs, gs, ws, sc, b, 128),
-        "short weight_sums": (x, q, z, gs, ws[:4], sc, b, 128), "bias of another length": (x, q, z, gs, ws, sc, b[:3], 128),
-        "float64 bias": (x, q, z, gs, ws, sc, b.double(), 128), "numpy x": (x.numpy(), q, z, gs, ws, sc, b, 128),
-        "empty x": (torch.empty(0, 256), q, z, gs, ws, sc, b, 128), "0-d x": (torch.tensor(1.0), q, z, gs, ws, sc, b, 128),
-    }
-    for what, args in declined.items():
-        assert _dgq_direct(*args) is None, what
+    declined = {"float16 x": x.half(), "float64 x": x.double(), "non-contiguous x": _randn(256, 3).t(),
+                "Inf in x": nan, "x requires grad": x.clone().requires_grad_(), "K not 2 * qweight columns": _randn(3, 128),
+                "numpy x": x.numpy(), "empty x": torch.empty(0, 256), "0-d x": torch.tensor(1.0),
+                "a Parameter x": torch.nn.Parameter(x, requires_grad=False), "meta x": torch.empty(3, 256, device="meta")}
+    for what, arg in declined.items():
+        assert _dgq_direct(arg, plan) is None, what
+    for what, bad in {"not a plan": object(), "a capsule of another name": torch.utils.dlpack.to_dlpack(x),
+                      "None": None}.items():
+        assert _dgq_direct(x, bad) is None, what
+    q, z, gs, ws, b = (layer._buffers[k] for k in ("qweight", "zeros", "group_scales", "weight_sums", "bias"))
+    refused = {"zeros of another shape": dict(zeros=z[:, :1]), "int8 zeros": dict(zeros=gs),
+               "short weight_sums": dict(weight_sums=ws[:4]), "bias of another length": dict(bias=b[:3]),
+               "float64 bias": dict(bias=b.double()), "non-contiguous qweight": dict(qweight=q.t()),
+               "a missing entry": dict(qweight=None), "a numpy zeros": dict(zeros=z.numpy()),
+               "meta qweight": dict(qweight=torch.empty(q.shape, dtype=torch.uint8, device="meta"))}
+    for what, change in refused.items():
+        assert _plan(layer, **change) is None, what
+    for group in (64, 128.0, 384, 2**80, "128"):
+        assert _dgq_plan(dict(layer._buffers), group) is None, group
+    assert _dgq_plan(list(layer._buffers.values()), 128) is None
     with pytest.raises(ValueError, match="non-finite"), torch.no_grad():
         layer(nan)  # said by the full path
     with pytest.raises(TypeError):
-        _dgq_direct(x, q, z)
+        _dgq_direct(x)
+    with pytest.raises(TypeError):
+        _dgq_plan(layer._buffers)
 
 
-@pytest.mark.skipif(_dgq_direct is None, reason="linalg_core._C is not built")
+@needs_dgq_direct
+def test_dgq_linear_direct_plan_goes_stale_when_the_weights_change():
+    """The plan answers False once a buffer is replaced, modified in place, given new data through
+    `.data` (which keeps its version) or its storage is resized; the layer then validates its
+    weights again and computes with the weights it now has."""
+    x = _randn(2, 256)
+
+    def fresh():
+        layer = _dgq_layer()
+        with torch.no_grad():
+            layer(x), layer(x)
+        return layer, layer.__dict__["_direct"]
+
+    layer, plan = fresh()
+    assert isinstance(_dgq_direct(x, plan), torch.Tensor)
+    weights = ("qweight", "zeros", "group_scales", "weight_sums", "channel_scales")
+    lin = torch.nn.Linear(256, 8)
+    with torch.no_grad():
+        lin.weight.copy_(_randn(8, 256) * 3)
+        lin.bias.copy_(_randn(8) + 1)
+    other = lc.qmatmul.DGQLinear.from_linear(lin, search="rtn")
+    changes = {
+        "bias replaced": lambda: setattr(layer, "bias", other.bias.clone()),
+        "bias copied into": lambda: layer.bias.copy_(other.bias),
+        "weights copied into": lambda: [layer._buffers[k].copy_(other._buffers[k]) for k in weights],
+        "weights given new data": lambda: [setattr(layer._buffers[k], "data", other._buffers[k].clone())
+                                           for k in weights],
+        "bias removed": lambda: setattr(layer, "bias", None),
+    }
+    for what, change in changes.items():
+        layer, plan = fresh()
+        with torch.no_grad():
+            change()
+            assert _dgq_direct(x, plan) is False, what
+            y = layer(x)  # validated again, a new plan
+            assert layer.__dict__["_direct"] is not plan, what
+            assert _dgq_direct(x, layer.__dict__["_direct"]) is not False, what
+            ref = lc.qmatmul.DGQLinear(layer.weight, layer.bias)
+            torch.testing.assert_close(y, ref(x), rtol=0, atol=0, msg=what)
+    layer, plan = fresh()
+    layer.zeros.untyped_storage().resize_(0)
+    assert _dgq_direct(x, plan) is False
+    with pytest.raises((ValueError, RuntimeError)), torch.no_grad():  # (torch's own: data not allocated)
+        layer(x)
+    for name, bad in {"zeros": lambda t: torch.full_like(t, 200), "weight_sums": lambda t: t + 1}.items():
+        layer, plan = fresh()  # new data that fails validation is refused, not computed with
+        with torch.no_grad():
+            layer._buffers[name].data = bad(layer._buffers[name])
+            with pytest.raises(ValueError, match=name):
+                layer(x)
+
+
+@needs_dgq_direct
+def test_dgq_linear_plan_follows_the_registry():
+    """Op.prepare, like Op.direct, is the cpu backend's while dispatch picks it; with the cpu backend
+    switched off a layer makes no plan and takes the full path."""
+    import copy
+
+    x = _randn(2, 256)
+    with torch.no_grad():
+        layer = _dgq_layer()
+        y = layer(x)
+        assert _ops.dgq_linear.prepare is _dgq_plan and layer.__dict__["_direct"] is not None
+        cpu, other = _ops._AVAILABILITY["cpu"], _dgq_layer()
+        y_other = copy.deepcopy(other)(x)
+        try:
+            _ops.declare_backend("cpu", lambda: "switched off by the test")
+            assert torch.equal(other(x), y_other) and torch.equal(other(x), y_other)
+            assert other.__dict__["_direct"] is None and _ops.dgq_linear.prepare is _ops._no_direct
+            assert torch.equal(layer(x), y)  # its plan from before: direct answers None, the full path runs
+        finally:
+            _ops.declare_backend("cpu", cpu)
+        assert torch.equal(layer(x), y)
+        assert _ops.dgq_linear.prepare(dict(layer._buffers), 128) is not None
+
+
+@needs_dgq_direct
+def test_dgq_linear_with_a_plan_copies_and_pickles():
+    import copy
+    import io
+    import pickle
+
+    layer, x = _dgq_layer(), _randn(2, 256)
+    with torch.no_grad():
+        y = layer(x)
+        assert layer.__dict__.get("_direct") is not None
+        for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+            assert torch.equal(twin(x), y) and torch.equal(twin(x), y)
+        buf = io.BytesIO()
+        torch.save(layer, buf)
+        buf.seek(0)
+        assert torch.equal(torch.load(buf, weights_only=False)(x), y)
+
+
+@needs_dgq_direct
 def test_dgq_linear_direct_binding_takes_any_object():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
     layer = _dgq_layer()
-    real = (_randn(2, 256), *layer._plan()[1], layer.bias, 128)
+    names = ("qweight", "zeros", "group_scales", "weight_sums", "channel_scales", "bias")
+    real = [_randn(2, 256), *(layer._buffers[k] for k in names), 128]
     junk = st.one_of(st.none(), st.integers(-2**70, 2**70), st.floats(), st.sampled_from([torch.int8, "x", (1,)]),
                      st.builds(_tensor, st.lists(st.integers(0, 4), max_size=3), st.sampled_from(
                          [torch.float32, torch.uint8, torch.int8, torch.int32]), st.booleans()))
@@ -405,7 +517,9 @@ def test_dgq_linear_direct_binding_takes_any_object():
         args = list(real)
         for i, v in changes:
             args[i] = v
-        y = _dgq_direct(*args)
+        plan = _dgq_plan(dict(zip(names, args[1:7])), args[7])
+        assert plan is None or type(plan).__name__ == "PyCapsule"
+        y = _dgq_direct(args[0], plan if plan is not None else args[1])
         assert y is None or isinstance(y, torch.Tensor)
 
     check()

@@ -201,6 +201,8 @@ def per_call_rows(report: Report, quick: bool):
     report.add(shape=shape, impl="floor: torch.empty of y + the kernel", layer_us=med(floor))
     report.add(shape=shape, impl="dispatch + validation: DGQLinear(x) minus the floor",
                layer_us=med([a - b for a, b in zip(r["DGQLinear"], floor)]))
+    report.add(shape=shape, impl="dispatch + validation less nn.Module.__call__ (the Identity row)",
+               layer_us=med([a - b - c for a, b, c in zip(r["DGQLinear"], floor, r["Identity"])]))
     report.add(shape=shape, impl="dispatch + validation of the full path: minus the floor",
                layer_us=med([a - b for a, b in zip(full_us, floor)]))
     report.add(shape=shape, impl="nn.Module call of an Identity (paid by nn.Linear too)", layer_us=t["Identity"])
@@ -208,9 +210,10 @@ def per_call_rows(report: Report, quick: bool):
     report.note("per call rows: interleaved rounds, medians of same-round differences. The floor is what any "
                 "path pays: torch.empty of y plus the kernel (the cpu_dgq_linear binding with M = 1 minus the same "
                 "call with M = 0, i.e. without its entry and checks); 'dispatch + validation' is the layer call minus "
-                "the floor (nn.Module.__call__, forward's checks and its weight-plan check, the direct binding's "
-                "probes, tensor attributes and buffer checks). The full Python path (what every call ran before the "
-                "direct binding: _fused, the registry's eager dispatch, the cpu backend's marshalling) is timed with "
+                "the floor: nn.Module.__call__, forward's branch to the direct binding, the binding's tracing/mode "
+                "probes and x's attributes, and the plan's re-identification of the weights (same tensors, versions "
+                "and data pointers; the weights' full checks ran once, when the plan was made). The full Python path "
+                "(_plan, _fused, the registry's eager dispatch, the cpu backend's marshalling) is timed with "
                 "LINALG_CORE_DGQ_PATHS set to its default, which makes the direct binding decline; the cost of "
                 "setting and deleting the variable is measured in the same rounds and subtracted.")
 

@@ -257,7 +257,15 @@ class DGQLinear(torch.nn.Module):
         w = DGQWeight(*bufs, self.in_features, self.group_size)
         plan = (w, (w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales))
         self.__dict__["_dgq"] = (bufs, tuple(t._version for t in bufs), plan)
+        self.__dict__.pop("_direct", None)  # the direct path's plan: made again from the new weights
         return plan
+
+    def __getstate__(self):
+        """The module's state without the direct path's plan (a binding object, made again at
+        the next call)."""
+        state = super().__getstate__()
+        state.pop("_direct", None)
+        return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = x Wᵀ + b: x quantized to INT8 (per token or per tensor), the INT8 product with the
@@ -272,6 +280,20 @@ class DGQLinear(torch.nn.Module):
         Shape:
             x: (…, in_features);  out: (…, out_features)
         """
+        if not torch.compiler.is_compiling():
+            # The plain eager call (float32 x on the CPU, no padding, no autograd, per-token scales) in
+            # one compiled call: the dgq_linear op below, its allocation and the output's shape, with
+            # the weights checked when the plan was made and only re-identified here. None: not that
+            # case (or NaN / Inf in x, which the full path reports); False: the weights changed since
+            # the plan (also through `.data`, which leaves their versions): validated again below.
+            direct = self.__dict__.get("_direct")
+            if direct is not None and self.granularity == "token" and self.clip_percentile is None:
+                y = _ops.dgq_linear.direct(x, direct)
+                if y is not None:
+                    if y is not False:
+                        return y
+                    self.__dict__.pop("_dgq", None)
+                    self.__dict__.pop("_direct", None)
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must be a tensor (…, {self.in_features}), got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -283,13 +305,8 @@ class DGQLinear(torch.nn.Module):
             tensors = (w.qweight, w.zeros, w.group_scales, w.weight_sums, w.channel_scales)
         else:
             w, tensors = self._plan()
-            if self.granularity == "token" and self.clip_percentile is None:
-                # the plain eager call (float32 x on the CPU, no padding, no autograd) in one compiled call:
-                # the dgq_linear op below, its allocation and the output's shape (None: not that case, or
-                # NaN / Inf in x, which the full path then reports)
-                y = _ops.dgq_linear.direct(x, *tensors, self._buffers["bias"], self.group_size)
-                if y is not None:
-                    return y
+            if "_direct" not in self.__dict__:
+                self.__dict__["_direct"] = _ops.dgq_linear.prepare(self._buffers, self.group_size)
         if self.granularity == "token" and self.clip_percentile is None and w.padded_in_features <= K_MAX:
             y = self._fused(x, w, tensors, tracing)  # quantization, integer product and epilogue in one op
         else:

@@ -37,7 +37,8 @@ def dgq_matmul(x, qweight, zeros, group_scales, weight_sums, group, x_scale, cha
     return y
 
 
-@_ops.dgq_linear.register("cpu", devices=CPU, dtypes=[torch.int8], direct=_C.cpu_dgq_linear_direct)
+@_ops.dgq_linear.register("cpu", devices=CPU, dtypes=[torch.int8], direct=_C.cpu_dgq_linear_direct,
+                         prepare=_C.cpu_dgq_linear_plan)
 def dgq_linear(x, qweight, zeros, group_scales, weight_sums, channel_scales, bias, group):
     if x.dtype not in CODES or x.dtype == torch.float64:
         x = x.to(torch.float32)
