@@ -617,6 +617,33 @@ class _Counting:
         return self.A.mT @ Y
 
 
+def test_adaptive_default_widens_the_sketch_only_where_it_pays(monkeypatch):
+    """oversample="auto" with the adaptive finder: r + max(10, r/4) columns first; a gap after σ_r
+    keeps them, a flat spectrum widens to the auto width 2r; an explicit oversample is used as
+    given. The widened result is reproducible and as accurate."""
+    from linalg_core.lowrank import finders
+
+    r = 24
+    gapped = with_spectrum(400, 300, spectrum("gapped", 300, rank=r), seed=0)
+    flat = with_spectrum(400, 300, spectrum("flat", 300), seed=0)
+    seen = []
+    choose = finders.choose_width
+    monkeypatch.setattr(finders, "choose_width", lambda *a: seen.append((a[2], choose(*a), a[3])) or seen[-1][1])
+    for A, want in ((gapped, 34), (flat, 48)):
+        seen.clear()
+        out = lc.rsvd(A, r, seed=3)
+        assert seen == [(34, want, 48)], seen
+        assert torch.equal(out.S, lc.rsvd(A, r, seed=3).S)
+        assert lc.lowrank.PEFT_GRADE.met(*_peft_grade(A, out, r))
+        seen.clear()
+        lc.rsvd(A, r, seed=3, oversample=r)  # explicit: k = 2r from the start, no choice made
+        assert seen == []
+    ritz = torch.tensor([[1.0] * r + [0.5**2] * 10, [1.0] * r + [0.999] * 10], dtype=torch.float64)
+    assert finders.choose_width(ritz[:1], r, 34, 48) == 48 > finders.choose_width(ritz[:1] ** 40, r, 34, 48) == 34
+    assert finders.choose_width(ritz, r, 34, 48) == 48  # a batch: the items' costs add
+    assert finders.choose_width(ritz[:1], r, 34, 34) == 34
+
+
 def test_adaptive_stops_when_the_ritz_values_settle():
     # A 20x gap after r: one iteration suffices (AΩ, AᴴQ, AZ, AᴴQ: 4 passes, the last AᴴQ being
     # B); a flat spectrum needs more; a tighter accuracy more still; never past max_niter.
@@ -633,7 +660,7 @@ def test_adaptive_stops_when_the_ritz_values_settle():
         passes[name] = op.passes
     assert passes["gapped"] == 4
     assert passes["gapped"] < passes["flat"] < passes["tight"]
-    assert passes["capped"] == 2 + 2 * 3
+    assert passes["capped"] == 4 + 2 * 3  # the flat spectrum widens the sketch: 2 products of the new columns
     # an operator that does not know ‖A‖_F: the residual test uses a lower bound of the optimal
     # residual (no extra products), more conservative, still PEFT-grade
     bare = lc.lowrank.as_linear_operator(type("Bare", (), {"shape": gapped.shape, "dtype": gapped.dtype,

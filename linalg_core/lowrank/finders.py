@@ -43,7 +43,7 @@ import torch
 
 from linalg_core import _threads, _validate
 from linalg_core.lowrank.error import PEFT_GRADE, Accuracy
-from linalg_core.lowrank.operators import fro_norm_sq, known_fro_norm_sq
+from linalg_core.lowrank.operators import Dense, fro_norm_sq, known_fro_norm_sq
 from linalg_core.lowrank.orthonormalize import CholQR, as_orthonormalizer, final_of
 from linalg_core.lowrank.small_svd import svd_of_wide
 from linalg_core.lowrank.svd import SVD
@@ -63,8 +63,15 @@ ADAPTIVE_MAX_NITER = 6
 # ulps); rsvd redoes the work in full precision below it.
 BF16_RANGE = 0.05
 # The least contraction per iteration ritz_converged assumes for the singular values before it
-# has seen one (see there).
+# has seen one, unless the Ritz values show a clear gap (see there).
 FIRST_RATE = 0.1
+# How far below FIRST_RATE the first comparison's assumed contraction may go: to this multiple of
+# the rate (σ_k/σ_r)⁴ read off the Ritz values (a clear gap after the sketch: PEFT accuracy after
+# one iteration, as the hindsight-best settings of the "adaptive" rows show).
+FIRST_RATE_MARGIN = 10.0
+# The relative change of the Ritz values the adaptive iteration count is estimated for
+# (:func:`choose_width`): from the sketch's O(1) error down to the PEFT-grade 1 %.
+WIDTH_CONTRACTION = 1e-2
 
 
 class Factored(NamedTuple):
@@ -81,24 +88,22 @@ class Factored(NamedTuple):
     rank: int
 
 
-def _gaussian(op, n, k, seed, block, backend):
-    dev = getattr(op, "device", None) or torch.device("cpu")
-    return normal((n, k), seed=seed, stream=RSVD_STREAM, offset=block * n * k, dtype=op.dtype, device=dev,
-                  backend=backend)
-
-
-def sketch(op, k: int, seed: int, block: int = 0, backend=None):
+def sketch(op, k: int, seed: int, block: int = 0, backend=None, *, offset: int | None = None):
     """Y = AΩ for block ``block`` of the Gaussian test matrix Ω (n × k) of ``seed`` (normal stream
-    6 at offset block·n·k). An operator that can generate Ω where its data lives (row blocks on
-    a cluster) does so through its ``matmul_normal``; the result is the same.
+    6 at offset block·n·k, or at ``offset`` when given). An operator that can generate Ω where its
+    data lives (row blocks on a cluster) does so through its ``matmul_normal``; the result is the
+    same.
 
     Shape:
         Y: (*, m, k)
     """
     n = op.shape[-1]
+    offset = block * n * k if offset is None else offset
     if hasattr(op, "matmul_normal"):
-        return op.matmul_normal(k, seed=seed, stream=RSVD_STREAM, offset=block * n * k, backend=backend)
-    return op.matmul(_gaussian(op, n, k, seed, block, backend))
+        return op.matmul_normal(k, seed=seed, stream=RSVD_STREAM, offset=offset, backend=backend)
+    dev = getattr(op, "device", None) or torch.device("cpu")
+    return op.matmul(normal((n, k), seed=seed, stream=RSVD_STREAM, offset=offset, dtype=op.dtype, device=dev,
+                            backend=backend))
 
 
 def _right_basis(op, Y, orth, last=None):
@@ -252,7 +257,8 @@ def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
     ‖A‖²_F − Σ_{i≤r} σ_i(B)² exactly). At the first comparison, before any contraction is seen,
     the rate read off the Ritz values may be too small (the trailing Ritz values converge last),
     so the singular-value test takes ρ ≥ 0.1 then (a change of ≲ 4.5 % in σ_i may pass, not the
-    20 % a spiked spectrum's bulk shows after one iteration). The residual test also passes once
+    20 % a spiked spectrum's bulk shows after one iteration), or ρ ≥ 100·(σ_k/σ_r)⁴ where that
+    is smaller: a clear gap after σ_r (σ_k/σ_r ≲ 0.18), across which one iteration converges. The residual test also passes once
     the increases Σ d_i are no larger than twice the decreases (which only rounding makes): the
     products' rounding floor, below which more iterations change nothing.
 
@@ -269,8 +275,14 @@ def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
         rate = torch.maximum(rate, seen)
     rate = rate.clamp(max=0.95)
     e = 2 * d * rate / (1 - rate)  # safety factor 2
-    # No contraction seen yet: for the singular values, a rate of at least FIRST_RATE.
-    e_sig = e if prev_step is not None else 2 * d * rate.clamp(min=FIRST_RATE) / (1 - rate.clamp(min=FIRST_RATE))
+    if prev_step is None:  # no contraction seen yet: for the singular values, a rate of at least FIRST_RATE,
+        # or FIRST_RATE_MARGIN times the rate at σ_r where the Ritz values show a clear gap after σ_r
+        floor = (FIRST_RATE_MARGIN * (cur[..., -1:] / cur[..., rank - 1:rank].clamp_min(
+            torch.finfo(cur.dtype).tiny)).clamp(max=1) ** 2).clamp(max=FIRST_RATE)
+        first = torch.maximum(rate, floor)
+        e_sig = 2 * d * first / (1 - first)
+    else:
+        e_sig = e
     sig_ok = ((top + e_sig).sqrt() - top.sqrt() <= accuracy.sigma * top.sqrt()).all(-1)
     excess = e.sum(-1)
     if total is None:  # ‖A − A_r‖²_F ≥ Σ_{r<i≤k} σ_i² ≥ the Ritz values' (a rigorous lower bound)
@@ -288,7 +300,61 @@ def _select(done, new, old):
     return torch.where(done.reshape(done.shape + (1,) * (new.dim() - done.dim())), new, old)
 
 
-def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, backend, *, start=None):
+class _MixedWidths(Exception):
+    """The items of a batch chose different sketch widths (:func:`choose_width`)."""
+
+    def __init__(self, widths):
+        super().__init__(widths)
+        self.widths = widths
+
+
+def start_width(rank: int, k: int) -> int:
+    """The first sketch width of the adaptive default: r + max(10, r/4) columns (at most k), widened
+    to what :func:`choose_width` picks once the sketch's Ritz values show the spectrum."""
+    return min(k, rank + max(10, rank // 4))
+
+
+def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
+    """The sketch width, k1 or k, that the Ritz values of a k1-column sketch predict to be the
+    cheaper: the iterations j(w) that shrink the changes by :data:`WIDTH_CONTRACTION` at the
+    subspace-iteration rate ρ(w) = (σ_w/σ_r)⁴ (one more to see it, except across a clear gap,
+    ρ(w) ≤ FIRST_RATE / FIRST_RATE_MARGIN, which :func:`ritz_converged` accepts after one
+    iteration), with σ_w extrapolated geometrically from σ_r and
+    σ_k1 (σ_{r+i} ≈ σ_r·(σ_k1/σ_r)^{i/(k1−r)}), cost w·(2 + 2·j(w)) passes of A (the first k1
+    columns' products are kept when widening, so the cost is that of starting at w). A gap after
+    σ_r keeps k1 (one iteration converges); a flat or slowly decaying spectrum widens to k (Halko
+    et al. 2011, §4.5: oversampling converges faster than iterating). Widths between the two are
+    not taken: the extrapolation is too coarse there, and on a narrow basis the Ritz value σ_w
+    lags the most, so :func:`ritz_converged`'s rate is least safe (a spiked spectrum at
+    w ≈ 1.7r stopped at a 1.03 % σ error in a trial). The batch items' costs add.
+
+    Shape:
+        ritz_sq: (*, k1) squared Ritz values, descending
+    """
+    import math
+
+    if k <= k1 or k1 <= rank:
+        return k1
+    tiny = torch.finfo(torch.float64).tiny
+    ratio = (ritz_sq[..., k1 - 1] / ritz_sq[..., rank - 1].clamp_min(tiny)).clamp(tiny, 1.0).sqrt()
+    logs = [max(math.log(float(x)), -700.0) for x in ratio.reshape(-1).tolist()]  # log(σ_k1/σ_r) per item
+    target = math.log(WIDTH_CONTRACTION)
+
+    gap = math.log(FIRST_RATE / FIRST_RATE_MARGIN)
+
+    def cost(w):
+        total = 0.0
+        for lg in logs:
+            log_rate = 4 * lg * (w - rank) / (k1 - rank)  # log ρ(w)
+            # one iteration across a clear gap; else the rule sees convergence one iteration late
+            j = 1 if log_rate <= min(target, gap) else 1 + math.ceil(target / min(log_rate, -1e-12))
+            total += w * (2 + 2 * j)
+        return total
+
+    return k1 if cost(k1) <= cost(k) else k
+
+
+def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, backend, *, start=None, k1=None):
     """Subspace iteration with the stopping rule of :func:`ritz_converged`: (Q, W) with W = AᴴQ
     through ``power`` of the iteration each batch item converged at (or the last). ‖A‖_F² comes
     from ``op`` where it knows it (dense: one read of A), else the rule's lower bound is used.
@@ -299,14 +365,29 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
     keeps its Q and W while the others iterate (a batch equals the loop over its items);
     ``start``: the first Y (default AΩ, the sketch of ``seed``). On bfloat16 products (``power``
     not ``op``) it stops as soon as the Ritz values span more than :data:`BF16_RANGE` (rsvd's
-    ``precision="auto"`` then continues in full precision)."""
+    ``precision="auto"`` then continues in full precision). ``k1`` < k (a fresh start only): sketch
+    k1 columns first, then widen to :func:`choose_width`'s pick (the new columns are the next
+    columns of Ω's stream, orthonormalised against the first basis; the first W is kept)."""
     final = final_of(orth)
-    Y = sketch(power, k, seed, 0, backend) if start is None else start
+    k1 = k if k1 is None or start is not None else k1
+    Y = sketch(power, k1, seed, 0, backend) if start is None else start
     total = known_fro_norm_sq(op)
     Q = final(Y)
     W = power.rmatmul(Q)
     G = W.mT.conj() @ W
     cur, step = _ritz_sq(W, G), None
+    w = k1
+    if k1 < k:
+        widths = [choose_width(c, rank, k1, k) for c in cur.reshape(-1, cur.shape[-1]).split(1)]
+        if len(set(widths)) > 1 and isinstance(op, Dense):
+            raise _MixedWidths(widths)  # the caller runs each width's items as a batch of their own
+        w = max(widths)
+    if w > k1:
+        Q2 = _orthonormal_complement(sketch(power, w - k1, seed, backend=backend, offset=power.shape[-1] * k1),
+                                     [Q], orth)
+        Q, W = torch.cat([Q, Q2], -1), torch.cat([W, power.rmatmul(Q2)], -1)
+        G = W.mT.conj() @ W
+        cur = _ritz_sq(W, G)
     done = torch.zeros(cur.shape[:-1], dtype=torch.bool, device=cur.device)
     Q_out = W_out = None  # the converged items' Q and W (a batch)
     for _ in range(max_niter):
@@ -378,25 +459,54 @@ class SubspaceIteration(RangeFinder):
             return self._adaptive(op, op, k, k, seed, backend)[0]
         return final_of(self.orth)(_iterate(op, k, self.niter, self.orth, seed, backend, self.orth)[0])
 
-    def _adaptive(self, op, power, rank, k, seed, backend, start=None):
+    def _adaptive(self, op, power, rank, k, seed, backend, start=None, k1=None):
         return _adaptive_subspace(op, power, rank, k, self.orth, self.accuracy, self.max_niter, seed, backend,
-                                  start=start)
+                                  start=start, k1=k1)
 
-    def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
+    def factor(self, op, power, rank, k, *, seed, backend=None, small_svd=svd_of_wide, k1=None):
         """Fixed ``niter``: the basis, then B = QᴴA. Adaptive: the last W = AᴴQ is Bᴴ (through
         ``op`` again only when the iteration ran on bfloat16 products).
 
         Args:
             op, power, rank, k, seed, backend, small_svd: as for :meth:`RangeFinder.factor`.
+            k1: adaptive only: sketch k1 ≤ k columns first and widen up to k as the first Ritz
+                values predict (:func:`choose_width`; rsvd's ``oversample="auto"``); None: k.
 
         Returns:
             A ``Factored(Q, svd, rank)``.
         """
         if self.niter is not None:
             return super().factor(op, power, rank, k, seed=seed, backend=backend, small_svd=small_svd)
-        Q, W = self._adaptive(op, power, rank, k, seed, backend)
+        try:
+            Q, W = self._adaptive(op, power, rank, k, seed, backend, k1=k1)
+        except _MixedWidths as mixed:
+            return self._by_width(op, power, rank, k, mixed.widths, seed=seed, backend=backend,
+                                  small_svd=small_svd, k1=k1)
         B = (W if power is op else op.rmatmul(Q)).mT.conj()
         return Factored(Q, small_svd(B, rank), rank)
+
+    def _by_width(self, op, power, rank, k, widths, *, seed, backend, small_svd, k1):
+        """A dense batch whose items chose different widths: each width's items as a batch of
+        their own (so the batch equals the loop over its items), the factors put back in order
+        (Q multiplied in: the widths differ)."""
+        m, n = op.shape[-2:]
+        A = op.A.reshape(-1, m, n)
+        U = S = Vh = None
+        for w in sorted(set(widths)):
+            idx = torch.tensor([i for i, x in enumerate(widths) if x == w], device=A.device)
+            sub = Dense(A[idx], unchecked=op.unchecked)
+            part = self.factor(sub, sub if power is op else sub.bf16(), rank, k, seed=seed, backend=backend,
+                               small_svd=small_svd, k1=k1)
+            Q, svd, _ = part
+            u = svd.U[..., :rank] if Q is None else Q @ svd.U[..., :rank]
+            if U is None:
+                U = u.new_empty(A.shape[0], *u.shape[1:])
+                S = svd.S.new_empty(A.shape[0], rank)
+                Vh = svd.Vh.new_empty(A.shape[0], rank, n)
+            U[idx], S[idx], Vh[idx] = u, svd.S[..., :rank], svd.Vh[..., :rank, :]
+        batch = op.shape[:-2]
+        return Factored(None, SVD(U.reshape(*batch, *U.shape[1:]), S.reshape(*batch, rank),
+                                  Vh.reshape(*batch, rank, n)), rank)
 
     def full_precision(self, op, factored, rank, k, *, seed, backend=None, small_svd=svd_of_wide):
         """Continue from the bfloat16 basis with ⌈niter/2⌉ (at least one) full-precision

@@ -33,6 +33,7 @@ from linalg_core.lowrank.finders import (  # BF16_RANGE: mixed precision only wh
     SubspaceIteration,
     _CallableFinder,
     krylov_basis,
+    start_width,
     subspace_iteration,
 )
 from linalg_core.lowrank.operators import Dense, as_operator
@@ -279,7 +280,11 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
     mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, getattr(finder, "niter", 0)))
     if mixed and not isinstance(op, Dense):
         raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
-    f = finder.factor(op, op.bf16() if mixed else op, rank, k, seed=seed, backend=backend, small_svd=small_svd)
+    widen = {}
+    if (oversample is None or _is_auto(oversample)) and type(finder) is SubspaceIteration and finder.niter is None:
+        widen = {"k1": start_width(rank, k)}  # the adaptive default: its width too
+    f = finder.factor(op, op.bf16() if mixed else op, rank, k, seed=seed, backend=backend, small_svd=small_svd,
+                      **widen)
     if mixed and precision == "auto" and bool((f.svd.S[..., -1] < BF16_RANGE * f.svd.S[..., 0]).any()):
         # The top k singular values span more than bfloat16 products resolve: directions below
         # ~2^-8·σ₁ may be lost in rounding.
