@@ -72,6 +72,10 @@ FIRST_RATE_MARGIN = 10.0
 # The relative change of the Ritz values the adaptive iteration count is estimated for
 # (:func:`choose_width`): from the sketch's O(1) error down to the PEFT-grade 1 %.
 WIDTH_CONTRACTION = 1e-2
+# The extrapolated rate (σ_w/σ_r)⁴ at which choose_width counts on one iteration: a gap as clear
+# as the "gapped" rows' (σ_k/σ_r ≤ 0.1); the sketch's Ritz values overstate the decay of a
+# spiked or steep spectrum, which then still takes two.
+ONE_ITERATION_RATE = 1e-4
 
 
 class Factored(NamedTuple):
@@ -318,7 +322,7 @@ def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
     """The sketch width, k1 or k, that the Ritz values of a k1-column sketch predict to be the
     cheaper: the iterations j(w) that shrink the changes by :data:`WIDTH_CONTRACTION` at the
     subspace-iteration rate ρ(w) = (σ_w/σ_r)⁴ (one more to see it, except across a clear gap,
-    ρ(w) ≤ FIRST_RATE / FIRST_RATE_MARGIN, which :func:`ritz_converged` accepts after one
+    ρ(w) ≤ :data:`ONE_ITERATION_RATE`, which :func:`ritz_converged` accepts after one
     iteration), with σ_w extrapolated geometrically from σ_r and
     σ_k1 (σ_{r+i} ≈ σ_r·(σ_k1/σ_r)^{i/(k1−r)}), cost w·(2 + 2·j(w)) passes of A (the first k1
     columns' products are kept when widening, so the cost is that of starting at w). A gap after
@@ -340,14 +344,14 @@ def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
     logs = [max(math.log(float(x)), -700.0) for x in ratio.reshape(-1).tolist()]  # log(σ_k1/σ_r) per item
     target = math.log(WIDTH_CONTRACTION)
 
-    gap = math.log(FIRST_RATE / FIRST_RATE_MARGIN)
+    gap = math.log(ONE_ITERATION_RATE)
 
     def cost(w):
         total = 0.0
         for lg in logs:
             log_rate = 4 * lg * (w - rank) / (k1 - rank)  # log ρ(w)
             # one iteration across a clear gap; else the rule sees convergence one iteration late
-            j = 1 if log_rate <= min(target, gap) else 1 + math.ceil(target / min(log_rate, -1e-12))
+            j = 1 if log_rate <= gap else 1 + math.ceil(target / min(log_rate, -1e-12))
             total += w * (2 + 2 * j)
         return total
 
