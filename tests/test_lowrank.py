@@ -638,9 +638,9 @@ def test_adaptive_default_widens_the_sketch_only_where_it_pays(monkeypatch):
         seen.clear()
         lc.rsvd(A, r, seed=3, oversample=r)  # explicit: k = 2r from the start, no choice made
         assert seen == []
-    ritz = torch.tensor([[1.0] * r + [0.5**2] * 10, [1.0] * r + [0.999] * 10], dtype=torch.float64)
-    assert finders.choose_width(ritz[:1], r, 34, 48) == 48 > finders.choose_width(ritz[:1] ** 40, r, 34, 48) == 34
-    assert finders.choose_width(ritz, r, 34, 48) == 48  # a batch: the items' costs add
+    ritz = torch.tensor([[1.0] * r + [0.11**2] * 10, [1.0] * r + [0.09**2] * 10], dtype=torch.float64)
+    assert finders.choose_width(ritz[:1], r, 34, 48) == 48 > finders.choose_width(ritz[1:], r, 34, 48) == 34
+    assert finders.choose_width(ritz, r, 34, 48) == 48  # a batch: per item (rsvd runs the two groups apart)
     assert finders.choose_width(ritz[:1], r, 34, 34) == 34
 
 
