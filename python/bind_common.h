@@ -364,6 +364,13 @@ PyObject* run(F&& f) {
   return nullptr;
 }
 
+// Whether a METH_FASTCALL binding got `want` arguments (else a TypeError naming it is set).
+inline bool arity(const char* name, Py_ssize_t nargs, Py_ssize_t want) {
+  if (nargs == want) return true;
+  PyErr_Format(PyExc_TypeError, "%s takes %zd arguments, got %zd", name, want, nargs);
+  return false;
+}
+
 // A METH_FASTCALL function of the module (no pybind11 argument dispatch: a direct call costs tens
 // of nanoseconds to enter).
 inline void add_fastcall(py::module_& m, PyMethodDef* def) {

@@ -151,10 +151,7 @@ void free_plan(PyObject* capsule) {
 }
 
 PyObject* dgq_linear_plan(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 2) {
-    PyErr_Format(PyExc_TypeError, "cpu_dgq_linear_plan takes 2 arguments, got %zd", nargs);
-    return nullptr;
-  }
+  if (!direct::arity("cpu_dgq_linear_plan", nargs, 2)) return nullptr;
   return direct::run([&]() -> PyObject* {
     using direct::bit;
     if (!PyDict_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) return nullptr;
@@ -205,10 +202,7 @@ PyObject* dgq_linear_plan(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // DGQLinear.forward's plain case through cpu_dgq_linear's checks and kernel call; None for anything
 // else, including a failed kernel check (NaN, Inf), which the full path reports.
 PyObject* dgq_linear_direct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 2) {
-    PyErr_Format(PyExc_TypeError, "cpu_dgq_linear_direct takes 2 arguments, got %zd", nargs);
-    return nullptr;
-  }
+  if (!direct::arity("cpu_dgq_linear_direct", nargs, 2)) return nullptr;
   return direct::run([&]() -> PyObject* {
     using direct::bit;
     if (!PyCapsule_IsValid(args[1], kPlanName)) return nullptr;

@@ -378,9 +378,10 @@ def test_dgq_linear_direct_path_declines_everything_but_the_plain_case():
     nan = x.clone()
     nan[1, 7] = float("inf")
     declined = {"float16 x": x.half(), "float64 x": x.double(), "non-contiguous x": _randn(256, 3).t(),
-                "Inf in x": nan, "x requires grad": x.clone().requires_grad_(), "K not 2 * qweight columns": _randn(3, 128),
-                "numpy x": x.numpy(), "empty x": torch.empty(0, 256), "0-d x": torch.tensor(1.0),
-                "a Parameter x": torch.nn.Parameter(x, requires_grad=False), "meta x": torch.empty(3, 256, device="meta")}
+                "Inf in x": nan, "x requires grad": x.clone().requires_grad_(),
+                "K not 2 * qweight columns": _randn(3, 128), "numpy x": x.numpy(), "empty x": torch.empty(0, 256),
+                "0-d x": torch.tensor(1.0), "a Parameter x": torch.nn.Parameter(x, requires_grad=False),
+                "meta x": torch.empty(3, 256, device="meta")}
     for what, arg in declined.items():
         assert _dgq_direct(arg, plan) is None, what
     for what, bad in {"not a plan": object(), "a capsule of another name": torch.utils.dlpack.to_dlpack(x),
