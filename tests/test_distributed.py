@@ -151,7 +151,8 @@ def test_rsvd_equals_the_single_machine_rsvd(chunks, dtype):
     from linalg_core.testing.matrices import with_spectrum
 
     A = with_spectrum(5000, 60, torch.logspace(0, -3, 60, dtype=torch.float64), seed=2).to(dtype)
-    ref = lc.rsvd(A, 8, seed=4, precision="full")
+    auto = lc.lowrank.sketch_size(8, 5000, 60)[1] - 8  # the row blocks sketch the auto width from the start
+    ref = lc.rsvd(A, 8, seed=4, precision="full", oversample=auto)
     U, S, Vh = dist.rsvd(da.from_array(A.numpy(), chunks=chunks), 8, seed=4)
     tol = 1e-12 if dtype == torch.float64 else 2e-6
     torch.testing.assert_close(torch.from_numpy(U.compute()), ref.U, rtol=0, atol=tol)
@@ -282,7 +283,7 @@ def test_rsvd_is_the_single_machine_driver_on_row_blocks(dtype):
     from linalg_core.testing.matrices import with_spectrum
 
     A = with_spectrum(500, 60, torch.logspace(0, -3, 60, dtype=torch.float64), seed=2).to(dtype)
-    ref = lc.rsvd(A, 8, seed=4, precision="full")
+    ref = lc.rsvd(A, 8, seed=4, precision="full", oversample=lc.lowrank.sketch_size(8, 500, 60)[1] - 8)
     U, S, Vh = dist.rsvd(da.from_array(A.numpy(), chunks=(500, 60)), 8, seed=4)
     assert torch.equal(torch.from_numpy(U.compute()), ref.U) and torch.equal(S, ref.S) and torch.equal(Vh, ref.Vh)
     ref2 = lc.rsvd(A, 8, seed=4, precision="full", niter=1, oversample=3)

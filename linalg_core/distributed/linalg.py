@@ -594,8 +594,11 @@ def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
     deterministic signs (the largest entry of each column of U positive, the peaks found per
     block). For the same seed the result equals ``lc.rsvd(A.compute(), rank, seed=seed,
     precision="full")`` to rounding, whatever the chunking (only the order of the block sums
-    differs); an ill-conditioned basis falls back to TSQR where the single machine uses
-    Householder QR.
+    differs), with one exception: ``oversample="auto"`` sketches the auto width from the start
+    (the single machine starts narrower and widens unless the spectrum shows a gap, which needs
+    column operations on the tall basis the row blocks do not offer), so the default equals
+    ``lc.rsvd`` given that width, ``oversample=sketch_size(rank, m, n)[1] - rank``; an
+    ill-conditioned basis falls back to TSQR where the single machine uses Householder QR.
 
     Args:
         A: (m, n) dask array, float32 (computed in float32) or float64.
@@ -614,7 +617,8 @@ def rsvd(A, rank: int, *, oversample="auto", niter="auto", seed=None):
         >>> import dask.array as da, torch, linalg_core as lc
         >>> A = da.random.default_rng(0).standard_normal((2000, 30), chunks=(500, 30))
         >>> U, S, Vh = lc.distributed.rsvd(A, 5, seed=0)
-        >>> ref = lc.rsvd(torch.from_numpy(A.compute()), 5, seed=0)
+        >>> p = lc.lowrank.sketch_size(5, 2000, 30)[1] - 5  # the auto width, given
+        >>> ref = lc.rsvd(torch.from_numpy(A.compute()), 5, seed=0, oversample=p)
         >>> bool(torch.allclose(S, ref.S)) and bool(torch.allclose(Vh, ref.Vh))
         True
     """

@@ -283,8 +283,11 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
     if mixed and not isinstance(op, Dense):
         raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
     widen = {}
-    if (oversample is None or _is_auto(oversample)) and type(finder) is SubspaceIteration and finder.niter is None:
-        widen = {"k1": start_width(rank, k)}  # the adaptive default: its width too
+    if ((oversample is None or _is_auto(oversample)) and type(finder) is SubspaceIteration and finder.niter is None
+            and not hasattr(op, "matmul_normal")):
+        # the adaptive default: its width too (not on an operator that makes Ω where its data lives, a
+        # cluster's row blocks: widening needs column operations on the tall basis they do not offer)
+        widen = {"k1": start_width(rank, k)}
     f = finder.factor(op, op.bf16() if mixed else op, rank, k, seed=seed, backend=backend, small_svd=small_svd,
                       **widen)
     if mixed and precision == "auto" and bool((f.svd.S[..., -1] < BF16_RANGE * f.svd.S[..., 0]).any()):
