@@ -408,6 +408,20 @@ def test_auto_precision_falls_back_when_the_range_is_too_wide_for_bf16():
         lc.rsvd(MatrixFree(X, torch.ones(50)), 3, precision="bf16")
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_auto_precision_uses_bf16_products_only_where_they_are_fast(monkeypatch, fast):
+    """A bfloat16 A: precision="auto" is "bf16" where bfloat16 GEMMs are fast (CUDA, AMX,
+    AVX512-BF16) and "full" (float32 products) elsewhere, where torch's bfloat16 GEMM is ~35x
+    slower than converting."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_fast", lambda device: fast)
+    A = matrix("polynomial", 300, 200, decay=0.6).to(torch.bfloat16)
+    auto = lc.rsvd(A, 8, seed=0, niter=2)
+    same = lc.rsvd(A, 8, seed=0, niter=2, precision="bf16" if fast else "full")
+    assert all(torch.equal(x, y) for x, y in zip(auto, same))
+
+
 def test_backends_of_the_test_matrix_agree():
     from linalg_core.testing import usable_backends
 

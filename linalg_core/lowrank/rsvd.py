@@ -55,24 +55,29 @@ _DEFAULT_SMALL_SVD = SmallSVD()
 BF16_MIN_WORK = 1 << 28
 
 
-def _bf16_pays(op, k: int, niter: int | None) -> bool:
-    """bfloat16 power iterations pay when there are iterations, A is dense and large, and the
-    device has fast bfloat16 GEMMs (a CUDA GPU, or a CPU with AMX / AVX512-BF16); always for a
-    bfloat16 A (no conversion then)."""
-    if (niter is not None and niter < 1) or not isinstance(op, Dense):  # None: adaptive, ≥ 1 iteration
-        return False
-    if op.A.dtype == torch.bfloat16:
-        return True
-    if math.prod(op.shape[-2:]) * k < BF16_MIN_WORK:  # per matrix: a batch must equal the loop over it
-        return False
-    if op.A.dtype == torch.float64:
-        return False
-    if op.device.type == "cuda":
+def _bf16_fast(device: torch.device) -> bool:
+    """Whether the device has fast bfloat16 GEMMs: a CUDA GPU, or a CPU with AMX / AVX512-BF16.
+    Elsewhere (an AVX2 CPU) torch's bfloat16 GEMM is ~35x slower than converting to float32
+    (1024² · 128 on a 2-core AVX2 EPYC: 110 ms, rsvd of a bfloat16 1024², r = 64: 2.3 s vs 66 ms)."""
+    if device.type == "cuda":
         return True
     from linalg_core._ext import _C
 
     features = _C.cpu_features() if _C is not None else ""
-    return op.device.type == "cpu" and ("amx" in features or "avx512bf16" in features)
+    return device.type == "cpu" and ("amx" in features or "avx512bf16" in features)
+
+
+def _bf16_pays(op, k: int, niter: int | None) -> bool:
+    """bfloat16 power iterations pay when there are iterations, A is dense, and the device has
+    fast bfloat16 GEMMs (:func:`_bf16_fast`): always then for a bfloat16 A (no conversion), for
+    a float32/16 A when it is large."""
+    if (niter is not None and niter < 1) or not isinstance(op, Dense) or not _bf16_fast(op.device):
+        return False  # (niter None: adaptive, >= 1 iteration)
+    if op.A.dtype == torch.bfloat16:
+        return True
+    if math.prod(op.shape[-2:]) * k < BF16_MIN_WORK:  # per matrix: a batch must equal the loop over it
+        return False
+    return op.A.dtype != torch.float64
 
 
 def _is_auto(value) -> bool:
@@ -214,9 +219,10 @@ def rsvd(
         precision: ``"full"``: every product in A's compute precision. ``"bf16"``: the range
             finder's products (AΩ and the power / Krylov iterations) as bfloat16 GEMMs, B = QᴴA
             in full precision: an error of 2^-9 in the basis changes the captured energy only
-            to second order, at up to twice the speed. ``"auto"``: bf16 for dense bfloat16 A,
-            and for float32/16 A where bfloat16 GEMMs are fast (CUDA, CPUs with AMX or
-            AVX512-BF16; float32 A then costs a bfloat16 copy), falling back to ``"full"`` when
+            to second order, at up to twice the speed. ``"auto"``: bf16 where bfloat16 GEMMs
+            are fast (CUDA, CPUs with AMX or AVX512-BF16): for dense bfloat16 A, and for large
+            float32/16 A (which then costs a bfloat16 copy); elsewhere full precision (a
+            bfloat16 A computed in float32), falling back to ``"full"`` when
             σ_k/σ_1 of the result is below 0.05 (a range bfloat16 cannot resolve; subspace
             iteration then continues from the bfloat16 basis with ⌈niter/2⌉ full-precision
             iterations, or adaptively for ``niter="auto"``, the other finders start over). With :class:`RowSpace` the factors come
