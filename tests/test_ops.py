@@ -483,6 +483,31 @@ def test_dgq_linear_plan_follows_the_registry():
 
 
 @needs_dgq_direct
+def test_dgq_linear_plan_releases_its_tensors():
+    """The plan holds the buffers, their aliases and the buffer dict only while the layer (or
+    whoever keeps the plan) lives: no reference leaks from the binding."""
+    import gc
+    import weakref
+
+    layer, x = _dgq_layer(), _randn(2, 256)
+    with torch.no_grad():
+        for _ in range(3):
+            layer(x)
+    assert layer.__dict__.get("_direct") is not None
+    refs = [weakref.ref(t) for t in layer._buffers.values() if t is not None]
+    del layer
+    gc.collect()
+    assert all(r() is None for r in refs)
+    for _ in range(100):  # plans made and dropped, stale ones included
+        lay = _dgq_layer()
+        plan = _dgq_plan(lay._buffers, lay.group_size)
+        lay.bias = None
+        assert _dgq_direct(x, plan) is False
+    del lay, plan
+    gc.collect()
+
+
+@needs_dgq_direct
 def test_dgq_linear_with_a_plan_copies_and_pickles():
     import copy
     import io
