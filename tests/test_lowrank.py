@@ -707,7 +707,10 @@ def test_explicit_niter_is_the_fixed_iteration_bit_for_bit():
     assert SubspaceIteration().niter is None and SubspaceIteration(2).niter == 2
 
 
-def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations():
+@pytest.mark.parametrize("precision", ["full", "bf16"])
+def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations(precision):
+    # (the two items also choose different sketch widths: each width's items run as a batch of
+    # their own, on bfloat16 products the items of rsvd's one bfloat16 copy)
     r = 6
     mats = [with_spectrum(120, 80, spectrum("gapped", 80, rank=r), seed=0),
             with_spectrum(120, 80, spectrum("flat", 80), seed=1)]
@@ -717,9 +720,9 @@ def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations(
         lc.rsvd(op, r, seed=2)
         counts.append(op.passes)
     assert counts[0] < counts[1]  # the premise: the items stop at different iterations
-    batch = lc.rsvd(torch.stack(mats), r, seed=2)
+    batch = lc.rsvd(torch.stack(mats), r, seed=2, precision=precision)
     for i, A in enumerate(mats):
-        for x, y in zip(lc.rsvd(A, r, seed=2), batch):
+        for x, y in zip(lc.rsvd(A, r, seed=2, precision=precision), batch):
             torch.testing.assert_close(y[i], x, rtol=1e-10, atol=1e-10)
 
 

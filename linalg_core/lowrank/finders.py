@@ -43,7 +43,7 @@ import torch
 
 from linalg_core import _threads, _validate
 from linalg_core.lowrank.error import PEFT_GRADE, Accuracy
-from linalg_core.lowrank.operators import Dense, fro_norm_sq, known_fro_norm_sq
+from linalg_core.lowrank.operators import Dense, LowPrecision, fro_norm_sq, known_fro_norm_sq
 from linalg_core.lowrank.orthonormalize import CholQR, as_orthonormalizer, final_of
 from linalg_core.lowrank.small_svd import svd_of_wide
 from linalg_core.lowrank.svd import SVD
@@ -280,9 +280,7 @@ def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
     e = 2 * d * rate / (1 - rate)  # safety factor 2
     if prev_step is None:  # no contraction seen yet: for the singular values, a rate of at least FIRST_RATE,
         # or FIRST_RATE_MARGIN times the rate at σ_r where the Ritz values show a clear gap after σ_r
-        floor = (FIRST_RATE_MARGIN * (cur[..., -1:] / cur[..., rank - 1:rank].clamp_min(
-            torch.finfo(cur.dtype).tiny)).clamp(max=1) ** 2).clamp(max=FIRST_RATE)
-        first = torch.maximum(rate, floor)
+        first = torch.maximum(rate, (FIRST_RATE_MARGIN * rate[..., rank - 1:rank]).clamp(max=FIRST_RATE))
         e_sig = 2 * d * first / (1 - first)
     else:
         e_sig = e
@@ -481,8 +479,9 @@ class SubspaceIteration(RangeFinder):
         for w in sorted(set(widths)):
             idx = torch.tensor([i for i, x in enumerate(widths) if x == w], device=A.device)
             sub = Dense(A[idx], unchecked=op.unchecked)
-            part = self.factor(sub, sub if power is op else sub.bf16(), rank, k, seed=seed, backend=backend,
-                               small_svd=small_svd, k1=k1)
+            # bfloat16 products: the items of the copy rsvd already made, not a second conversion
+            low = sub if power is op else LowPrecision(power.A.reshape(-1, m, n)[idx], power.dtype)
+            part = self.factor(sub, low, rank, k, seed=seed, backend=backend, small_svd=small_svd, k1=k1)
             Q, svd, _ = part
             u = svd.U[..., :rank] if Q is None else Q @ svd.U[..., :rank]
             if U is None:
