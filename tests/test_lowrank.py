@@ -2,6 +2,7 @@
 (Eckart–Young) error, singular value errors, orthogonality, exact recovery, Nyström and CUR,
 seeds, dtypes, batching, operators and argument validation."""
 
+import math
 import warnings
 
 import numpy as np
@@ -76,6 +77,25 @@ def test_cholqr2_falls_back_on_ill_conditioned_blocks():
     assert torch.linalg.matrix_norm(Q.T @ Q - torch.eye(10), ord=2) < 1e-4
     with pytest.raises(ValueError, match="method='svd'"):
         orthonormalize(Y, "svd")
+
+
+def test_cholqr2_certifies_its_second_round_by_the_first_rounds_gram():
+    """A well-conditioned Y: the first round's Q₁ has ‖Q₁ᴴQ₁ − I‖_F ≤ NEAR_ORTHONORMAL, so the
+    second round is accepted without a third Gram matrix (2 formed); cond(Y) = 5e3 in float32
+    (‖Q₁ᴴQ₁ − I‖_F ≫ 1): not certified, the result is checked (3 formed). Both orthonormal to
+    rounding."""
+    from linalg_core.lowrank.orthonormalize import cholqr2_rounds
+
+    g = torch.Generator().manual_seed(0)
+    U = torch.linalg.qr(torch.randn(300, 12, generator=g, dtype=F64)).Q
+    V = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=F64)).Q
+    for cond, grams in ((10.0, 2), (5e3, 3)):
+        Y = ((U * torch.logspace(0, -math.log10(cond), 12, dtype=F64)) @ V.T).float()
+        formed = []
+        Q = cholqr2_rounds(Y, gram=lambda T: formed.append(1) or T.mT @ T)
+        assert len(formed) == grams
+        assert float(torch.linalg.matrix_norm(Q.mT @ Q - torch.eye(12), ord="fro")) < 50 * 12 * 2**-24
+        torch.testing.assert_close(Q, lc.lowrank.CholQR2()(Y))  # the same as the stage object
 
 
 def test_rank_adaptive_tolerance():
@@ -724,6 +744,52 @@ def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations(
     for i, A in enumerate(mats):
         for x, y in zip(lc.rsvd(A, r, seed=2, precision=precision), batch):
             torch.testing.assert_close(y[i], x, rtol=1e-10, atol=1e-10)
+
+
+def _count_products(monkeypatch):
+    """Counts of the full-precision (Dense) and bfloat16 (LowPrecision) products rsvd makes, with
+    bfloat16 products forced on."""
+    import importlib
+
+    from linalg_core.lowrank import operators
+
+    monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, niter: True)
+    counts = {"Dense": 0, "LowPrecision": 0}
+    for cls in (operators.Dense, operators.LowPrecision):
+        for name in ("matmul", "rmatmul"):
+            def product(self, X, f=getattr(cls, name), cls=cls.__name__):
+                counts[cls] += 1
+                return f(self, X)
+            monkeypatch.setattr(cls, name, product)
+    return counts
+
+
+_WIDE = 0.9 ** torch.arange(400, dtype=F64)  # σ_48/σ_1 = 6e-3: a range bfloat16 products cannot resolve
+
+
+def test_bf16_products_iterate_before_full_precision_continues(monkeypatch):
+    """precision="auto" over a range bfloat16 products cannot resolve (σ_k/σ_1 < BF16_RANGE): the
+    adaptive iteration runs on bfloat16 products while they converge, then continues in full
+    precision from the AᴴQ it formed for B (no pass repeated): 3 full-precision products
+    (AᴴQ, then one iteration that confirms), where it used to be 4, with no bfloat16 iteration."""
+    counts = _count_products(monkeypatch)
+    A = with_spectrum(600, 400, _WIDE, seed=3).float()
+    out = lc.rsvd(A, 16, seed=0)
+    assert counts == {"Dense": 3, "LowPrecision": 6}  # sketch, AᴴQ, widening (2), one iteration (2)
+    assert lc.lowrank.PEFT_GRADE.met(*_peft_grade(A.double(), out, 16))
+
+
+def test_bf16_iterations_stop_where_rounding_moves_the_ritz_values(monkeypatch):
+    """Ritz values that never pass the rule and change as much in each iteration (rounding, not
+    the iteration, moves them): on bfloat16 products over a wide range the iteration stops at
+    the second iteration; in full precision it runs to max_niter."""
+    from linalg_core.lowrank import finders
+
+    counts = _count_products(monkeypatch)
+    monkeypatch.setattr(finders, "ritz_converged", lambda prev, cur, *rest: (
+        torch.zeros(cur.shape[:-1], dtype=torch.bool), torch.ones_like(cur)))
+    lc.rsvd(with_spectrum(600, 400, _WIDE, seed=3).float(), 16, seed=0)
+    assert counts == {"LowPrecision": 4 + 2 * 2, "Dense": 1 + 2 * SubspaceIteration().max_niter}
 
 
 def test_ritz_converged_rule():

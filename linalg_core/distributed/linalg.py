@@ -558,7 +558,7 @@ class RowBlockCholQR:
     def __call__(self, Y):
         if isinstance(Y, torch.Tensor):
             return (_lowrank.CholQR() if self.rounds == 1 else _lowrank.CholQR2())(Y)
-        from linalg_core.lowrank.orthonormalize import cholqr_round, orthonormal_enough
+        from linalg_core.lowrank.orthonormalize import cholqr2_rounds, cholqr_round
 
         dtype = Y.dtype
 
@@ -568,13 +568,10 @@ class RowBlockCholQR:
         def times(T, M):
             return _Tall(_times(T.a, M, dtype).persist(), dtype)
 
-        Q = Y
-        for _ in range(self.rounds):
-            Q = cholqr_round(Q, gram=gram, times=times)
-            if Q is None:
-                break
-        if Q is not None and self.rounds == 2 and not orthonormal_enough(gram(Q)):
-            Q = None
+        if self.rounds == 2:
+            Q = cholqr2_rounds(Y, gram=gram, times=times)
+        else:
+            Q = cholqr_round(Y, gram=gram, times=times)
         if Q is None:
             _, da = _dask()
             Q = _Tall(da.linalg.tsqr(Y.a)[0].persist(), dtype)

@@ -85,24 +85,54 @@ def _orthonormal_enough(Q) -> bool:
     return orthonormal_enough(Q.mT.conj() @ Q)
 
 
+# ‖G − I‖_F below which the Gram matrix G = Q₁ᴴQ₁ of CholeskyQR2's first round certifies the
+# second: cond(Q₁)² ≤ 3 then, and CholeskyQR loses orthogonality in proportion to cond² (Yamamoto,
+# Nakatsukasa, Yanagisawa and Fukaya 2015), so the second round's Q is orthonormal to rounding
+# without a third Gram matrix to check it (at k = 256 on an AMX CPU that check was a fifth of
+# CholeskyQR2's time).
+NEAR_ORTHONORMAL = 0.5
+
+
+def cholqr2_rounds(Y, *, gram: Callable | None = None, times: Callable | None = None):
+    """Two CholeskyQR rounds (:func:`cholqr_round`, same ``gram``/``times``): Q orthonormal to
+    rounding, or None where a Cholesky breaks down or Q is not orthonormal (the caller falls back).
+    The second round is accepted on the certificate of its input's Gram matrix
+    (:data:`NEAR_ORTHONORMAL`), else checked with Q's own (:func:`orthonormal_enough`).
+
+    Shape:
+        Y: (*, m, k);  out: (*, m, k) or None
+    """
+    gram = gram or (lambda T: T.mT.conj() @ T)
+    Q = cholqr_round(Y, gram=gram, times=times)
+    if Q is None:
+        return None
+    G = gram(Q)
+    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+    certified = bool((torch.linalg.matrix_norm(G - eye, ord="fro") <= NEAR_ORTHONORMAL).all())  # False on NaN
+    Q = cholqr_round(Q, gram=lambda _: G, times=times)
+    if Q is None or certified:
+        return Q
+    return Q if orthonormal_enough(gram(Q)) else None
+
+
 def cholqr2(Y: torch.Tensor) -> torch.Tensor:
-    """Orthonormal basis of range(Y) by CholeskyQR2, with the shifted-CholeskyQR3 and
-    Householder fallbacks described in the module docstring.
+    """Orthonormal basis of range(Y) by CholeskyQR2 (:func:`cholqr2_rounds`), with the
+    shifted-CholeskyQR3 and Householder fallbacks described in the module docstring.
 
     Shape:
         Y: (*, m, k);  out: (*, m, k)
     """
-    Q = _chol_step(Y)
+    Q = cholqr2_rounds(Y)
     if Q is not None:
-        Q = _chol_step(Q)
-    if Q is None:  # breakdown: Y too ill-conditioned for plain CholeskyQR
-        m, k = Y.shape[-2:]
-        u = torch.finfo(Y.dtype).eps / 2
-        norm2 = torch.linalg.matrix_norm(Y, ord="fro").max() ** 2
-        shift = float(11 * (m * k + k * (k + 1)) * u * norm2)
-        Q = _chol_step(Y, shift)
-        Q = _chol_step(Q) if Q is not None else None
-        Q = _chol_step(Q) if Q is not None else None
+        return Q
+    # breakdown, or not orthonormal: Y too ill-conditioned for plain CholeskyQR
+    m, k = Y.shape[-2:]
+    u = torch.finfo(Y.dtype).eps / 2
+    norm2 = torch.linalg.matrix_norm(Y, ord="fro").max() ** 2
+    shift = float(11 * (m * k + k * (k + 1)) * u * norm2)
+    Q = _chol_step(Y, shift)
+    Q = _chol_step(Q) if Q is not None else None
+    Q = _chol_step(Q) if Q is not None else None
     if Q is None or not all_finite(Q) or not _orthonormal_enough(Q):
         return _householder(Y)
     return Q

@@ -225,9 +225,10 @@ def rsvd(
             bfloat16 A computed in float32), falling back to ``"full"`` when
             σ_k/σ_1 of the result is below 0.05 (a range bfloat16 cannot resolve; subspace
             iteration then continues from the bfloat16 basis with ⌈niter/2⌉ full-precision
-            iterations, or adaptively for ``niter="auto"``, the other finders start over). With :class:`RowSpace` the factors come
-            from the last bfloat16 product AZ itself: they carry A's bfloat16 rounding, at one
-            full-precision pass less.
+            iterations, or, adaptive, iterates on bfloat16 products while they converge and
+            continues from the full-precision AᴴQ formed for B; the other finders start over).
+            With :class:`RowSpace` the factors come from the last bfloat16 product AZ itself:
+            they carry A's bfloat16 rounding, at one full-precision pass less.
         method, normalizer, range_finder: deprecated (DeprecationWarning; same results):
             ``method="subspace" | "rowspace" | "krylov" | "auto"`` is ``finder=SubspaceIteration()
             | RowSpace() | BlockKrylov() | RowSpace(bf16_only=True)``; ``normalizer="cholqr" |
@@ -300,7 +301,7 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
         # The top k singular values span more than bfloat16 products resolve: directions below
         # ~2^-8·σ₁ may be lost in rounding.
         f = finder.full_precision(op, f, rank, k, seed=seed, backend=backend, small_svd=small_svd)
-    Q, svd, rank = f
+    Q, svd, rank = f.Q, f.svd, f.rank
     U = svd.U[..., :rank] if Q is None else Q @ svd.U[..., :rank]
     return flip_signs(SVD(U, svd.S[..., :rank], svd.Vh[..., :rank, :]), seed=seed)
 
