@@ -123,7 +123,7 @@ def load_all(results_dir) -> dict[str, dict]:
 
 
 def _cell(v) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and v != v):  # missing: the JSON stores NaN as null
         return ""
     return fmt(v).replace("|", "\\|")
 
