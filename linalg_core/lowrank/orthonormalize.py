@@ -55,7 +55,7 @@ def cholqr_round(Y, *, shift: float = 0.0, gram: Callable | None = None, times: 
     if shift:
         G = G + shift * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     L, info = torch.linalg.cholesky_ex(G)
-    if bool((info != 0).any()) or not bool(torch.isfinite(L).all()):
+    if bool(info.any()) or not all_finite(L):  # (the compiled count: a third of isfinite().all() at k = 48)
         return None
     # Q = Y R⁻¹ with R = Lᴴ: the k × k inverse, then one GEMM (a triangular solve with the tall
     # Y is slower: LAPACK's trsm copies Y to column-major). Both err by ~u·cond(R).
