@@ -316,6 +316,70 @@ def test_a_memory_mapped_model_gets_exact_residuals_in_new_memory_and_its_file_i
     assert _file_digest(path) == digest
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_large_residuals_of_a_mapped_model_go_to_huge_page_memory(tmp_path, dtype):
+    """A residual of at least HUGE_MIN_BYTES that replaces a memory-mapped weight is written into
+    a fresh mapping advised for transparent huge pages (not torch's allocator, whose storages are
+    resizable), exact as before; that memory is private and anonymous, so a second
+    initialisation writes it in place. Small residuals stay with torch's allocator."""
+    from safetensors.torch import load_file, save_file
+
+    from linalg_core import _pages
+
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "model.safetensors"
+    save_file({"0.weight": torch.randn(1024, 2048, generator=g).to(dtype), "0.bias": torch.zeros(1024).to(dtype),
+               "1.weight": torch.randn(64, 1024, generator=g).to(dtype), "1.bias": torch.zeros(64).to(dtype)},
+              str(path))
+    net = torch.nn.Sequential(torch.nn.Linear(2048, 1024, dtype=dtype), torch.nn.Linear(1024, 64, dtype=dtype))
+    net.load_state_dict(load_file(str(path)), assign=True)
+    assert 1024 * 2048 * 2 >= _pages.HUGE_MIN_BYTES > 64 * 1024 * 4
+    model = peft.get_peft_model(net, peft.LoraConfig(r=4, target_modules=["0", "1"]))
+    before = _targets_before(model)
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    assert sorted(_check_residuals(model, before, rtol=2**-7 if dtype == torch.bfloat16 else 2e-6)) == sorted(before)
+    big, small = (model.base_model.model[i].get_base_layer().weight for i in (0, 1))
+    assert not big.untyped_storage().resizable() and small.untyped_storage().resizable()
+    assert lc.adapters.whole_model._Residuals(model)._kind(big.data) == "anon"
+    ptr = big.data_ptr()
+    lc.adapters.init_peft_model(model, "pissa", seed=1, progress=False)
+    assert big.data_ptr() == ptr  # in place this time
+
+
+def test_huge_page_tensors_are_plain_tensors_freed_with_their_last_view():
+    import gc
+    import re
+
+    from linalg_core import _pages
+
+    def mapped_kib():
+        return sum(int(x) for x in re.findall(r"^Size:\s+(\d+) kB", open("/proc/self/smaps").read(), re.M))
+
+    t = _pages.empty((1024, 1024), torch.float32, "cpu")
+    assert t.shape == (1024, 1024) and t.dtype == torch.float32 and t.is_contiguous()
+    t.fill_(1.5)
+    view = t[3:5]
+    assert torch.equal(torch.load(_saved(t)), t)
+    with_it = mapped_kib()
+    del t
+    gc.collect()
+    assert mapped_kib() == with_it and float(view.sum()) == 1.5 * 2048  # the view keeps the mapping
+    del view
+    gc.collect()
+    assert mapped_kib() <= with_it - 4096  # unmapped
+    assert _pages.empty((8, 8), torch.bfloat16, "cpu").untyped_storage().resizable()  # small: torch's allocator
+    assert _pages.empty((4096, 1024), torch.float32, "meta").device.type == "meta"
+
+
+def _saved(t):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(t, buf)
+    buf.seek(0)
+    return buf
+
+
 def test_a_model_in_private_memory_is_written_in_place(tmp_path):
     model = _mapped_tied_model(tmp_path / "model.safetensors", torch.float32)
     model = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(r=4, target_modules=["proj", "down", "head"]))
