@@ -30,7 +30,7 @@ BENCH = "linalg_core.bench"
 
 # Private modules shared by every layer (validation, array boundary, op registry, tracing, out=
 # handling, scratch pool, thread policy, the compiled extension and its loader).
-SHARED_PRIVATE = {"_validate", "_arrays", "_ops", "_trace", "_out", "_scratch", "_pages", "_handlers", "_threads", "_ext", "_C"}
+SHARED_PRIVATE = {"_validate", "_arrays", "_ops", "_trace", "_out", "_scratch", "_handlers", "_threads", "_ext", "_C"}
 
 # Private cross-package imports still in the tree, each with who removes it (issue 18). The
 # marks are strict: when the import goes, the test passes and the entry must be deleted here.

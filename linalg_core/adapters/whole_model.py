@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from linalg_core import _pages, _validate
+from linalg_core import _validate
 from linalg_core._arrays import Boundary
 from linalg_core._scratch import buffer, reuse_buffers
 from linalg_core.adapters import init as _init
@@ -374,8 +374,7 @@ class _Residuals:
 
     * this process's private anonymous memory (a model built, copied or loaded into memory), or
       device memory: in place, one read-modify-write pass that touches no new page;
-    * anything else: a fresh tensor of the weight's dtype, device and shape (on transparent huge
-      pages where it is large: :mod:`linalg_core._pages`), which the weight's
+    * anything else: a fresh tensor of the weight's dtype, device and shape, which the weight's
       ``Parameter`` is then rebound to (``param.data = residual``, as peft's own initialisers
       do). That is a file mapped copy-on-write (``from_pretrained``, ``safetensors``,
       ``torch.load(mmap=True)``), where writing in place pays a copy-on-write fault per 4 KiB
@@ -417,7 +416,7 @@ class _Residuals:
         weight = module.get_base_layer().weight.data
         if self._kind(weight) == "anon":
             return weight
-        return _pages.empty(weight.shape, weight.dtype, weight.device)
+        return torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
 
     def store(self, module, res: torch.Tensor, dest: torch.Tensor | None = None, owned: bool = False) -> None:
         """Make ``res`` (the stored layout) the base weight of ``module``: nothing to do when it
@@ -436,7 +435,7 @@ class _Residuals:
             return
         if not (owned and res.shape == weight.shape and res.dtype == weight.dtype and res.device == weight.device
                 and res.is_contiguous() and _whole_storage(res)):
-            res = _pages.empty(weight.shape, weight.dtype, weight.device).copy_(res)
+            res = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).copy_(res)
         self._rebind(param, res)
 
     def _rebind(self, param, new: torch.Tensor) -> None:
@@ -507,7 +506,7 @@ def _task(handler, config, unit: LayerUnit):
     the same rounding also for (in, out)-stored (``fan_in_fan_out``) weights."""
     if len(unit.names) == 1:
         stored = unit.weight
-        unit = dataclasses.replace(unit, out=_pages.empty(stored.shape, stored.dtype, stored.device))
+        unit = dataclasses.replace(unit, out=torch.empty(stored.shape, dtype=stored.dtype, device=stored.device))
     return handler(config, unit)
 
 
