@@ -477,10 +477,10 @@ class SubspaceIteration(RangeFinder):
         except _MixedWidths as mixed:
             return self._by_width(op, power, rank, k, mixed.widths, seed=seed, backend=backend,
                                   small_svd=small_svd, k1=k1)
-        if power is op:
-            return Factored(Q, small_svd(W.mT.conj(), rank), rank)
-        W = op.rmatmul(Q)  # B = Wᴴ in full precision; full_precision continues from it
-        return Factored(Q, small_svd(W.mT.conj(), rank), rank, W)
+        low = power is not op
+        if low:
+            W = op.rmatmul(Q)  # B = Wᴴ in full precision; full_precision continues from it
+        return Factored(Q, small_svd(W.mT.conj(), rank), rank, W if low else None)
 
     def _by_width(self, op, power, rank, k, widths, *, seed, backend, small_svd, k1):
         """A dense batch whose items chose different widths: each width's items as a batch of

@@ -68,6 +68,12 @@ def _chol_step(Y, shift=0.0):
     return cholqr_round(Y, shift=shift)
 
 
+def _near_identity(G: torch.Tensor, tol: float) -> bool:
+    """‖G − I‖_F ≤ tol for every batch item (False where G has NaN)."""
+    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+    return bool((torch.linalg.matrix_norm(G - eye, ord="fro") <= tol).all())
+
+
 def orthonormal_enough(G: torch.Tensor) -> bool:
     """Whether the basis whose Gram matrix is G = QᴴQ is orthonormal to rounding:
     ‖QᴴQ − I‖_F ≤ 50·k·u for every batch item.
@@ -75,10 +81,7 @@ def orthonormal_enough(G: torch.Tensor) -> bool:
     Shape:
         G: (*, k, k)
     """
-    k = G.shape[-1]
-    eye = torch.eye(k, dtype=G.dtype, device=G.device)
-    err = torch.linalg.matrix_norm(G - eye, ord="fro")
-    return bool((err <= 50 * k * torch.finfo(G.dtype).eps).all())
+    return _near_identity(G, 50 * G.shape[-1] * torch.finfo(G.dtype).eps)
 
 
 def _orthonormal_enough(Q) -> bool:
@@ -107,8 +110,7 @@ def cholqr2_rounds(Y, *, gram: Callable | None = None, times: Callable | None = 
     if Q is None:
         return None
     G = gram(Q)
-    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    certified = bool((torch.linalg.matrix_norm(G - eye, ord="fro") <= NEAR_ORTHONORMAL).all())  # False on NaN
+    certified = _near_identity(G, NEAR_ORTHONORMAL)
     Q = cholqr_round(Q, gram=lambda _: G, times=times)
     if Q is None or certified:
         return Q
