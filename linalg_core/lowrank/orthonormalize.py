@@ -20,8 +20,8 @@ as ``orth=`` (the string names are the shortcuts of :func:`orthonormalize`):
 
 ``orth.final`` is the method for a basis that is returned (CholeskyQR2, or Householder for
 Householder); ``orth.orthonormal`` says whether ``orth`` itself returns an orthonormal basis.
-:func:`cholqr_round` and :func:`orthonormal_enough` are the pieces a blocked CholeskyQR (a
-row-partitioned Y, :mod:`linalg_core.distributed`) is built from.
+:func:`cholqr_round` and :func:`cholqr2_rounds` (given blocked products) are the pieces a
+blocked CholeskyQR (a row-partitioned Y, :mod:`linalg_core.distributed`) is built from.
 """
 
 from __future__ import annotations
@@ -340,4 +340,4 @@ def orthonormalize(Y: torch.Tensor, method="cholqr2") -> torch.Tensor:
 
 
 __all__ = ["Householder", "CholQR2", "CholQR", "LU", "ORTHONORMALIZERS", "METHODS", "orthonormalize", "cholqr2",
-           "lu_normalize", "cholqr_round", "orthonormal_enough", "as_orthonormalizer", "final_of"]
+           "lu_normalize", "cholqr_round", "cholqr2_rounds", "orthonormal_enough", "as_orthonormalizer", "final_of"]
