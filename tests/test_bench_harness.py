@@ -128,15 +128,16 @@ def test_markdown_one_table_per_kind_with_its_columns():
 
 
 def test_markdown_of_a_run_equals_markdown_of_its_saved_json(tmp_path):
-    # a NaN cell (no value) is blank both when --write renders the run and when --render reads
-    # the JSON, where it is stored as null
+    # a NaN cell (no value) is blank, and a column of NaN left out, both when --write renders the
+    # run and when --render reads the JSON, where NaN is stored as null
     rep = _report()
-    rep.add(kind="speed", impl="ours", ms=1.0, err=float("nan"))
-    rep.add(kind="speed", impl="peer", ms=2.0, err=0.5)
+    rep.add(kind="speed", impl="ours", ms=1.0, err=float("nan"), energy=float("nan"))
+    rep.add(kind="speed", impl="peer", ms=2.0, err=0.5, energy=float("nan"))
     doc = results.document(rep)
     saved = results.load_results(results.save(doc, tmp_path))
     assert results.markdown(doc) == results.markdown(saved)
     assert "| ours | 1 |  |" in results.markdown(doc)
+    assert "energy" not in results.markdown(doc)  # a column with no value in any row is left out
 
 
 def test_update_results_md_keeps_hand_written_text_and_shows_the_plot(tmp_path):

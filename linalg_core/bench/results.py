@@ -122,10 +122,14 @@ def load_all(results_dir) -> dict[str, dict]:
     return {p.stem: load_results(p) for p in sorted(Path(results_dir).glob("*.json"))}
 
 
+def _missing(v) -> bool:
+    """No value: None, "" or NaN (which the JSON stores as null), so that a run's document and
+    the JSON it is saved as render alike."""
+    return v is None or v == "" or (isinstance(v, float) and v != v)
+
+
 def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):  # missing: the JSON stores NaN as null
-        return ""
-    return fmt(v).replace("|", "\\|")
+    return "" if _missing(v) else fmt(v).replace("|", "\\|")
 
 
 def markdown(doc: dict, *, image: str | None = None) -> str:
@@ -141,7 +145,7 @@ def markdown(doc: dict, *, image: str | None = None) -> str:
     named = len(tables) > 1 or any(t["name"] for t in tables)
     for t in tables:
         rows = [r for r in doc["rows"] if r.get("table") == t["name"]]
-        cols = [c for c in t["columns"] if any(r.get(c) not in (None, "") for r in rows)]
+        cols = [c for c in t["columns"] if not all(_missing(r.get(c)) for r in rows)]
         lines.append("")
         if named:
             lines += [f"### {t['name'] or 'other'}", ""]
