@@ -72,6 +72,21 @@ def test_any_block_is_a_slice_of_the_whole(backend):
     torch.testing.assert_close(part, whole[501:624], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("backend", usable_backends("random_fill", dtype=torch.float64))
+@pytest.mark.parametrize("nrows,ncols,ld,row0,col0", [(1024, 26, 26, 0, 0), (40, 3, 3, 7, 5), (5, 7, 13, 3, 2),
+                                                      (3, 130, 130, 2**61 + 1, 17)])
+def test_fill_of_rows_equals_the_reference(backend, nrows, ncols, ld, row0, col0):
+    # Rows that follow each other in the stream (ld == ncols; the CPU kernel fills them as one
+    # range) and rows that do not, against the reference op: signs bit for bit, normals to ulps.
+    for dtype in (torch.float32, torch.float64):
+        args = (nrows, ncols, ld, row0, col0, 3, BIG_SEED, 0.37)
+        got, want = against_reference("random_fill", *args, True, dtype, torch.device("cpu"), backend=backend)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        got, want = against_reference("random_fill", *args, False, dtype, torch.device("cpu"), backend=backend)
+        tol = 1e-6 if dtype == torch.float32 else 1e-13
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
 def test_normals_are_standard_normal():
     z = lc.random.normal((200_000,), seed=2024, dtype=torch.float64).numpy()
     assert scipy.stats.kstest(z, "norm").pvalue > 1e-3

@@ -325,6 +325,11 @@ def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
     tried and dropped: the Ritz value σ_k1 lags the true σ_k1 most on a narrow basis, so the
     stopping rule's rate is least safe there (a steeply decaying spectrum at k1 = 1.5r stopped at
     a 0.47 % residual excess, over the 0.2 % target), and the iterations it saves are few.
+    Narrower widened sketches were tried too and dropped for the same reason: r + max(16, r/2)
+    (1.5r from r = 32; r = 16 starting at 32 columns instead of widening 26 → 48) cut spiked
+    2048², r = 64 51 → 39 ms and r = 16 16.8 → 11.6 ms, but missed PEFT grade on 5 of 448
+    power-law / exponential test matrices (600² to 1200 × 500, r = 8–96, 2 seeds) against 2 at
+    these widths, and r + max(10, r) (2r, dropping 3r at small r) on 10 of 768 against 4.
 
     Shape:
         ritz_sq: (*, k1) squared Ritz values, descending
