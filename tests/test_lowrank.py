@@ -633,6 +633,24 @@ def test_adaptive_default_meets_peft_grade(kind, decay, r):
     assert tight.met(res, sig), (res, sig)
 
 
+@pytest.mark.parametrize("seed,m,n,kind,r,rsvd_seed", [(7, 600, 400, "power05", 24, 0), (21, 400, 900, "spiked", 32, 1)])
+def test_adaptive_default_allows_for_the_lag_of_the_last_ritz_value(seed, m, n, kind, r, rsvd_seed):
+    """Two matrices of the stress runs behind finders.SAFETY where the rule used to stop at a 1.1 %
+    singular-value error: the last Ritz value, read as σ_k, made the rate too small."""
+    g = torch.Generator().manual_seed(seed)
+
+    def haar(rows, cols):
+        Q, R = torch.linalg.qr(torch.randn(rows, cols, dtype=torch.float64, generator=g))
+        return Q * torch.sign(torch.diagonal(R))
+
+    p = min(m, n)
+    U, V = haar(m, p), haar(n, p)
+    s = spectrum("spiked", p) if kind == "spiked" else torch.arange(1, p + 1, dtype=torch.float64) ** -0.5
+    A = ((U * s) @ V.T).float()
+    res, sig = _peft_grade(A, lc.rsvd(A, r, seed=rsvd_seed), r)
+    assert lc.lowrank.PEFT_GRADE.met(res, sig), (res, sig)
+
+
 class _Counting:
     """A dense operator that counts its products with A and Aᴴ (and knows ‖A‖_F² like a dense A)."""
 

@@ -69,6 +69,12 @@ FIRST_RATE = 0.1
 # the rate (σ_k/σ_r)⁴ read off the Ritz values (a clear gap after the sketch: PEFT accuracy after
 # one iteration, as the hindsight-best settings of the "adaptive" rows show).
 FIRST_RATE_MARGIN = 10.0
+# The factor by which ritz_converged multiplies the geometric tail of each σ_i²'s changes: with
+# 2 (and σ_k read off its Ritz value alone) the default missed PEFT grade on 11 of 2,208 stress
+# matrices, with 2.5 on none, for 3 % more product columns (benchmarks/RESULTS.md, "Measurements
+# behind design choices"). Clustered values exchange Ritz approximations, so one value's changes
+# need not contract geometrically even where the cluster's do.
+SAFETY = 2.5
 # The rate (σ_k1/σ_r)⁴ read off the first sketch's Ritz values below which the adaptive default
 # keeps its first, narrow sketch (:func:`choose_width`): a gap as clear as the "gapped" rows'
 # (σ_k1/σ_r ≤ 0.1), across which one iteration converges.
@@ -251,10 +257,12 @@ def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
     small): then the optimal residual is bounded from below by the Ritz values past ``rank``.
 
     The remaining error of each σ_i² is extrapolated geometrically from its last change d_i:
-    e_i = 2·d_i·ρ/(1 − ρ) (a safety factor 2), with ρ the larger of the observed contraction of
-    the changes (from the third iteration on) and the subspace-iteration rate (σ_k/σ_i)⁴ read off
-    the Ritz values (Halko, Martinsson and Tropp 2011, §4.5 and Thm. 9.2; Musco and Musco 2015
-    for per-vector convergence), capped at 0.95. Converged when every
+    e_i = c·d_i·ρ/(1 − ρ) (a safety factor c = :data:`SAFETY`), with ρ the larger of the observed
+    contraction of the changes (from the third iteration on) and the subspace-iteration rate
+    (σ_k/σ_i)⁴ read off the Ritz values (Halko, Martinsson and Tropp 2011, §4.5 and Thm. 9.2;
+    Musco and Musco 2015 for per-vector convergence), capped at 0.95. σ_k² there is its Ritz value
+    plus its own last change: the last Ritz value lags its singular value most (0.84–0.91 of it
+    where the rule used to stop early), and a rate read off it alone is too small. Converged when every
     √(σ_i² + e_i) − σ_i ≤ sigma·σ_i and Σ e_i ≤ 2·resid·(‖A‖_F² − Σ_{i≤r} σ_i² − Σ e_i), the
     estimated excess of the rank-r residual over the optimal one (‖A − QB_r‖²_F =
     ‖A‖²_F − Σ_{i≤r} σ_i(B)² exactly). At the first comparison, before any contraction is seen,
@@ -273,17 +281,18 @@ def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
     step = (cur - prev).clamp_min(0)
     top, d = cur[..., :rank], step[..., :rank]
     noise = (prev - cur)[..., :rank].clamp_min(0).sum(-1)  # decreases: rounding, never exact arithmetic
-    rate = (cur[..., -1:] / top.clamp_min(torch.finfo(cur.dtype).tiny)).clamp(max=1) ** 2  # (σ_k/σ_i)^4
+    tail = cur[..., -1:] + step[..., -1:]  # σ_k², its Ritz value's lag allowed for
+    rate = (tail / top.clamp_min(torch.finfo(cur.dtype).tiny)).clamp(max=1) ** 2  # (σ_k/σ_i)^4
     if prev_step is not None:
         seen = d.sum(-1, keepdim=True) / prev_step[..., :rank].sum(-1, keepdim=True).clamp_min(
             torch.finfo(cur.dtype).tiny)
         rate = torch.maximum(rate, seen)
     rate = rate.clamp(max=0.95)
-    e = 2 * d * rate / (1 - rate)  # safety factor 2
+    e = SAFETY * d * rate / (1 - rate)
     if prev_step is None:  # no contraction seen yet: for the singular values, a rate of at least FIRST_RATE,
         # or FIRST_RATE_MARGIN times the rate at σ_r where the Ritz values show a clear gap after σ_r
         first = torch.maximum(rate, (FIRST_RATE_MARGIN * rate[..., rank - 1:rank]).clamp(max=FIRST_RATE))
-        e_sig = 2 * d * first / (1 - first)
+        e_sig = SAFETY * d * first / (1 - first)
     else:
         e_sig = e
     sig_ok = ((top + e_sig).sqrt() - top.sqrt() <= accuracy.sigma * top.sqrt()).all(-1)
@@ -325,11 +334,9 @@ def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
     tried and dropped: the Ritz value σ_k1 lags the true σ_k1 most on a narrow basis, so the
     stopping rule's rate is least safe there (a steeply decaying spectrum at k1 = 1.5r stopped at
     a 0.47 % residual excess, over the 0.2 % target), and the iterations it saves are few.
-    Narrower widened sketches were tried too and dropped for the same reason: r + max(16, r/2)
-    (1.5r from r = 32; r = 16 starting at 32 columns instead of widening 26 → 48) cut spiked
-    2048², r = 64 51 → 39 ms and r = 16 16.8 → 11.6 ms, but missed PEFT grade on 5 of 448
-    power-law / exponential test matrices (600² to 1200 × 500, r = 8–96, 2 seeds) against 2 at
-    these widths, and r + max(10, r) (2r, dropping 3r at small r) on 10 of 768 against 4.
+    Narrower widened sketches were tried too and dropped for the same reason: faster on spiked
+    and steep spectra, they missed PEFT grade more often (benchmarks/RESULTS.md, "Measurements
+    behind design choices").
 
     Shape:
         ritz_sq: (*, k1) squared Ritz values, descending
