@@ -785,6 +785,27 @@ def _count_products(monkeypatch):
 _WIDE = 0.9 ** torch.arange(400, dtype=F64)  # σ_48/σ_1 = 6e-3: a range bfloat16 products cannot resolve
 
 
+@pytest.mark.parametrize("finder", [SubspaceIteration(), RowSpace(niter=2, bf16_only=True), SubspaceIteration(niter=2)],
+                         ids=["adaptive", "rowspace-bf16-only", "fixed"])
+def test_full_precision_redoes_only_the_batch_items_that_need_it(monkeypatch, finder):
+    """precision="auto" on bfloat16 products: a batch item whose range bfloat16 cannot resolve is
+    done again in full precision, the others keep their bfloat16-product result, each bit for bit
+    as alone (a batch equals the loop over its items; before, one wide item sent the whole batch
+    to full precision)."""
+    _count_products(monkeypatch)
+    narrow = with_spectrum(600, 400, torch.linspace(1, 0.5, 400, dtype=F64), seed=3).float()
+    wide = with_spectrum(600, 400, _WIDE, seed=4).float()
+    batch = lc.rsvd(torch.stack([narrow, wide]), 16, seed=0, finder=finder)
+    for i, A in enumerate((narrow, wide)):
+        alone = lc.rsvd(A, 16, seed=0, finder=finder)
+        assert all(torch.equal(x[i], y) for x, y in zip(batch, alone)), i
+    # the premise: the narrow item keeps its bfloat16 result, the wide one does not
+    assert all(torch.equal(x, y) for x, y in zip(lc.rsvd(narrow, 16, seed=0, finder=finder, precision="bf16"),
+                                                 lc.rsvd(narrow, 16, seed=0, finder=finder)))
+    assert not torch.equal(lc.rsvd(wide, 16, seed=0, finder=finder, precision="bf16").U,
+                           lc.rsvd(wide, 16, seed=0, finder=finder).U)
+
+
 def test_bf16_products_iterate_before_full_precision_continues(monkeypatch):
     """precision="auto" over a range bfloat16 products cannot resolve (σ_k/σ_1 < BF16_RANGE): the
     adaptive iteration runs on bfloat16 products while they converge, then continues in full
