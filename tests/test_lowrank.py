@@ -831,6 +831,32 @@ def test_bf16_iterations_stop_where_rounding_moves_the_ritz_values(monkeypatch):
     assert counts == {"LowPrecision": 4 + 2 * 2, "Dense": 1 + 2 * SubspaceIteration().max_niter}
 
 
+def test_row_basis_skips_the_cholqr_round_of_a_well_conditioned_w():
+    """The adaptive iteration multiplies A by W = AᴴQ itself where cond(W) ≤ 10 (the next
+    product's CholeskyQR2 copes), else by an orthonormal basis of its range; per batch item, and
+    only with the default CholQR orthonormalizer (another one is used as configured)."""
+    from linalg_core.lowrank import CholQR, Householder
+    from linalg_core.lowrank.finders import _row_basis, _ritz_sq
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.linalg.qr(torch.randn(2, 200, 12, dtype=F64, generator=g)).Q
+    W = base * torch.stack([torch.linspace(1, 0.2, 12, dtype=F64), torch.logspace(0, -3, 12, dtype=F64)])[:, None, :]
+    G = W.mT @ W
+    ritz = _ritz_sq(W, G)
+    torch.testing.assert_close(_row_basis(W[0], G[0], CholQR(), ritz[0]), W[0], rtol=1e-15, atol=0)  # cond 5, σ₁ 1
+    Z = _row_basis(W[1], G[1], CholQR(), ritz[1])  # cond 1e3: orthonormal, same range
+    torch.testing.assert_close(Z.mT @ Z, torch.eye(12, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(Z @ (Z.mT @ W[1]), W[1], atol=1e-12, rtol=0)
+    batch = _row_basis(W, G, CholQR(), ritz)
+    assert torch.equal(batch[0], _row_basis(W[0], G[0], CholQR(), ritz[0])) and torch.equal(batch[1], Z)
+    big = 1e19 * W[0]  # scaled by 1/σ₁: the next product stays in A's range of magnitudes
+    torch.testing.assert_close(_row_basis(big, big.mT @ big, CholQR(), _ritz_sq(big, big.mT @ big)), W[0])
+    zero = torch.zeros(200, 12, dtype=F64)  # σ₁ = 0: no scaling (the CholQR round's own handling)
+    assert torch.isfinite(_row_basis(zero, zero.mT @ zero, CholQR(), torch.zeros(12, dtype=F64))).all()
+    H = _row_basis(W[0], G[0], Householder(), ritz[0])
+    torch.testing.assert_close(H.mT @ H, torch.eye(12, dtype=F64), atol=1e-12, rtol=0)
+
+
 def test_ritz_converged_rule():
     from linalg_core.lowrank.finders import ritz_converged
 

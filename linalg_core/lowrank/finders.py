@@ -75,6 +75,11 @@ FIRST_RATE_MARGIN = 10.0
 # behind design choices"). Clustered values exchange Ritz approximations, so one value's changes
 # need not contract geometrically even where the cluster's do.
 SAFETY = 2.5
+# The span σ₁²/σ_k² of W = AᴴQ up to which the adaptive iteration multiplies A by W itself
+# instead of an orthonormal basis of its range (cond(W) ≤ 10): a CholeskyQR round fewer per
+# iteration (a Cholesky factor, its inverse and an n × k² GEMM; flat spectra 5–11 % faster at
+# 1024²–2048²; benchmarks/RESULTS.md, "Measurements behind design choices").
+WELL_CONDITIONED = 100.0
 # The rate (σ_k1/σ_r)⁴ read off the first sketch's Ritz values below which the adaptive default
 # keeps its first, narrow sketch (:func:`choose_width`): a gap as clear as the "gapped" rows'
 # (σ_k1/σ_r ≤ 0.1), across which one iteration converges.
@@ -240,10 +245,26 @@ def _ritz_sq(W, G):
         return torch.linalg.eigvalsh(G).flip(-1).clamp_min(0)
 
 
-def _row_basis(W, G, orth):
+def _row_basis(W, G, orth, ritz_sq=None):
     """orth(W), the basis of the next product; a :class:`CholQR` round is given the Gram matrix
-    G = WᴴW the Ritz values came from instead of forming it again."""
-    return orth(W, gram=G) if isinstance(orth, CholQR) else orth(W)
+    G = WᴴW the Ritz values came from instead of forming it again, and is skipped (W/σ₁(W))
+    where W's squared singular values ``ritz_sq`` span at most :data:`WELL_CONDITIONED`: the
+    next product needs range(W) only, and the CholeskyQR2 of that product copes with the
+    conditioning it inherits (cond(AW) ≤ 10·cond(AZ) for an orthonormal Z); the scaling keeps
+    the product in A's range of magnitudes. Per batch item."""
+    if not isinstance(orth, CholQR):
+        return orth(W)
+    well = None
+    if ritz_sq is not None:
+        top = ritz_sq[..., 0]
+        well = (top > 0) & (ritz_sq[..., -1] * WELL_CONDITIONED >= top)
+        scaled = W / top.sqrt().clamp_min(torch.finfo(top.dtype).tiny).to(W.dtype)[..., None, None]
+        if bool(well.all()):
+            return scaled
+    Z = orth(W, gram=G)
+    if well is not None and well.dim() and bool(well.any()):  # each batch item as alone
+        Z = torch.where(well[..., None, None], scaled.to(Z.dtype), Z)
+    return Z
 
 
 def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
@@ -396,7 +417,7 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
     done = torch.zeros(cur.shape[:-1], dtype=torch.bool, device=cur.device)
     Q_out = W_out = None  # the converged items' Q and W (a batch)
     for _ in range(max_niter):
-        Q = final(power.matmul(_row_basis(W, G, orth)))
+        Q = final(power.matmul(_row_basis(W, G, orth, cur)))
         W = power.rmatmul(Q)
         G = W.mT.conj() @ W
         prev, cur = cur, _ritz_sq(W, G)
