@@ -764,6 +764,35 @@ def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations(
             torch.testing.assert_close(y[i], x, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_adaptive_batch_drops_its_converged_items(monkeypatch, bf16):
+    """Once half a batch or more has converged, the others iterate as a batch of their own (the
+    converged items' products would be spent for nothing): the products shrink to the items
+    still iterating, and every item is as alone (also on bfloat16 products)."""
+    import importlib
+
+    from linalg_core.lowrank import operators
+
+    if bf16:
+        monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, niter: True)
+    sizes = []
+    for cls in (operators.Dense, operators.LowPrecision):
+        def product(self, X, f=cls.matmul):
+            sizes.append(X.shape[0] if X.dim() == 3 else 1)
+            return f(self, X)
+        monkeypatch.setattr(cls, "matmul", product)
+    fast = [with_spectrum(300, 200, 0.9 ** torch.arange(200, dtype=F64), seed=i).float() for i in range(3)]
+    slow = with_spectrum(300, 200, spectrum("flat", 200), seed=7).float()
+    mats = fast + [slow]
+    batch = lc.rsvd(torch.stack(mats), 12, seed=1)
+    first = sizes.index(4)  # the batch's first iteration (the sketch's Ω is one matrix for all)
+    assert sizes[first + 1:first + 3] == [1, 1], sizes  # then the slow item alone
+    sizes.clear()
+    for i, A in enumerate(mats):
+        for x, y in zip(lc.rsvd(A, 12, seed=1), batch):
+            torch.testing.assert_close(y[i], x, rtol=1e-4, atol=1e-5)
+
+
 def _count_products(monkeypatch):
     """Counts of the full-precision (Dense) and bfloat16 (LowPrecision) products rsvd makes, with
     bfloat16 products forced on."""

@@ -376,7 +376,10 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
     Every basis Q is orthonormalised by ``orth.final`` (the Ritz values and the returned factors
     need an orthonormal Q), the n-side between by ``orth``; the Gram matrix WᴴW gives both the
     Ritz values and (with CholQR) that round's Cholesky factor. A batch item that has converged
-    keeps its Q and W while the others iterate (a batch equals the loop over its items);
+    keeps its Q and W while the others iterate (a batch equals the loop over its items), and
+    once half a (1-D, dense) batch or more has converged, the others go on as a batch of their
+    own (8 × 1024², r = 32, 7 items converged after one iteration and one after four: 104 →
+    56 ms);
     ``start``: the first Y (default AΩ, the sketch of ``seed``), or a pair (Q, W = AᴴQ) with an
     orthonormal Q to continue from. On bfloat16 products (``power`` not ``op``) whose Ritz values
     span more than :data:`BF16_RANGE` (rsvd's ``precision="auto"`` then continues in full
@@ -416,13 +419,15 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
         cur = _ritz_sq(W, G)
     done = torch.zeros(cur.shape[:-1], dtype=torch.bool, device=cur.device)
     Q_out = W_out = None  # the converged items' Q and W (a batch)
+    low = power is not op  # bfloat16 products
+    out = _Finished()
     for _ in range(max_niter):
         Q = final(power.matmul(_row_basis(W, G, orth, cur)))
         W = power.rmatmul(Q)
         G = W.mT.conj() @ W
         prev, cur = cur, _ritz_sq(W, G)
         ok, last = ritz_converged(prev, cur, step, total, rank, accuracy)
-        if power is not op and step is not None:  # bfloat16 products over a range they cannot resolve
+        if low and step is not None:  # bfloat16 products over a range they cannot resolve
             wide = cur[..., -1] < BF16_RANGE**2 * cur[..., 0]
             ok = ok | (wide & (last[..., :rank].sum(-1) >= step[..., :rank].sum(-1)))
         step = last
@@ -434,10 +439,55 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
         Q_out, W_out = _select(new, Q, Q_out), _select(new, W, W_out)
         done = done | ok
         if bool(done.all()):
-            return Q_out, W_out
+            return out.result(Q_out, W_out)
+        if done.dim() == 1 and 2 * int(done.sum()) >= done.numel():
+            # half the items or more have converged: drop them from the batch (their products
+            # would be spent for nothing), at the cost of a copy of the others' A
+            keep = ~done
+            sub = _items(power, keep)
+            if sub is not None:
+                out.store(done, Q_out, W_out)
+                power = sub
+                Q, W, G, cur, step = Q[keep], W[keep], G[keep], cur[keep], step[keep]
+                total = None if total is None else total[keep]
+                done, Q_out, W_out = done[keep], Q_out[keep], W_out[keep]
     if Q_out is None:
-        return Q, W
-    return _select(done, Q_out, Q), _select(done, W_out, W)
+        return out.result(Q, W)
+    return out.result(_select(done, Q_out, Q), _select(done, W_out, W))
+
+
+def _items(power, keep):
+    """``power`` (a 1-D batch) restricted to the items ``keep`` (a mask), or None where it has
+    no such form (an operator other than a dense tensor)."""
+    if isinstance(power, Dense):
+        return Dense(power.A[keep])
+    if isinstance(power, LowPrecision):
+        return LowPrecision(power.A[keep], power.dtype)
+    return None
+
+
+class _Finished:
+    """The adaptive iteration's results by original batch item, once converged items have been
+    dropped from the batch (``idx``: the original index of each item still iterating)."""
+
+    def __init__(self):
+        self.idx = self.Q = self.W = None
+
+    def store(self, done, Q, W):
+        """Keep the items ``done`` of the current batch (their final Q and W); the rest stay."""
+        idx = torch.arange(done.numel(), device=done.device) if self.idx is None else self.idx
+        if self.Q is None:
+            self.Q = Q.new_empty((idx.numel(), *Q.shape[1:]))
+            self.W = W.new_empty((idx.numel(), *W.shape[1:]))
+        self.Q[idx[done]], self.W[idx[done]] = Q[done], W[done]
+        self.idx = idx[~done]
+
+    def result(self, Q, W):
+        """Q and W of the whole original batch, given those of the current one."""
+        if self.Q is None:
+            return Q, W
+        self.Q[self.idx], self.W[self.idx] = Q, W
+        return self.Q, self.W
 
 
 @dataclass(frozen=True)
