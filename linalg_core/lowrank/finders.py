@@ -436,7 +436,8 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
                 break
             continue
         new = ok & ~done
-        Q_out, W_out = _select(new, Q, Q_out), _select(new, W, W_out)
+        if bool(new.any()):  # (else there is nothing new to keep)
+            Q_out, W_out = _select(new, Q, Q_out), _select(new, W, W_out)
         done = done | ok
         if bool(done.all()):
             return out.result(Q_out, W_out)
