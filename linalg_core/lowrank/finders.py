@@ -77,7 +77,7 @@ FIRST_RATE_MARGIN = 10.0
 SAFETY = 2.5
 # The span σ₁²/σ_k² of W = AᴴQ up to which the adaptive iteration multiplies A by W itself
 # instead of an orthonormal basis of its range (cond(W) ≤ 10): a CholeskyQR round fewer per
-# iteration (a Cholesky factor, its inverse and an n × k² GEMM; flat spectra 5–11 % faster at
+# iteration (a Cholesky factor, its inverse and an n × k² GEMM; flat spectra 5–12 % faster at
 # 1024²–2048²; benchmarks/RESULTS.md, "Measurements behind design choices").
 WELL_CONDITIONED = 100.0
 # The rate (σ_k1/σ_r)⁴ read off the first sketch's Ritz values below which the adaptive default
@@ -254,17 +254,13 @@ def _row_basis(W, G, orth, ritz_sq=None):
     the product in A's range of magnitudes. Per batch item."""
     if not isinstance(orth, CholQR):
         return orth(W)
-    well = None
-    if ritz_sq is not None:
-        top = ritz_sq[..., 0]
-        well = (top > 0) & (ritz_sq[..., -1] * WELL_CONDITIONED >= top)
-        scaled = W / top.sqrt().clamp_min(torch.finfo(top.dtype).tiny).to(W.dtype)[..., None, None]
-        if bool(well.all()):
-            return scaled
-    Z = orth(W, gram=G)
-    if well is not None and well.dim() and bool(well.any()):  # each batch item as alone
-        Z = torch.where(well[..., None, None], scaled.to(Z.dtype), Z)
-    return Z
+    well = None if ritz_sq is None else (ritz_sq[..., 0] > 0) & (ritz_sq[..., -1] * WELL_CONDITIONED >= ritz_sq[..., 0])
+    if well is None or not bool(well.any()):
+        return orth(W, gram=G)
+    scaled = W / ritz_sq[..., 0].sqrt().clamp_min(torch.finfo(ritz_sq.dtype).tiny).to(W.dtype)[..., None, None]
+    if bool(well.all()):
+        return scaled
+    return torch.where(well[..., None, None], scaled, orth(W, gram=G))  # each batch item as alone
 
 
 def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
@@ -283,8 +279,8 @@ def ritz_converged(prev, cur, prev_step, total, rank: int, accuracy: Accuracy):
     (σ_k/σ_i)⁴ read off the Ritz values (Halko, Martinsson and Tropp 2011, §4.5 and Thm. 9.2;
     Musco and Musco 2015 for per-vector convergence), capped at 0.95. σ_k² there is its Ritz value
     plus its own last change: the last Ritz value lags its singular value most (0.84–0.91 of it
-    where the rule used to stop early), and a rate read off it alone is too small. Converged when every
-    √(σ_i² + e_i) − σ_i ≤ sigma·σ_i and Σ e_i ≤ 2·resid·(‖A‖_F² − Σ_{i≤r} σ_i² − Σ e_i), the
+    where the rule used to stop early), and a rate read off it alone is too small. Converged when
+    every √(σ_i² + e_i) − σ_i ≤ sigma·σ_i and Σ e_i ≤ 2·resid·(‖A‖_F² − Σ_{i≤r} σ_i² − Σ e_i), the
     estimated excess of the rank-r residual over the optimal one (‖A − QB_r‖²_F =
     ‖A‖²_F − Σ_{i≤r} σ_i(B)² exactly). At the first comparison, before any contraction is seen,
     the rate read off the Ritz values may be too small (the trailing Ritz values converge last),

@@ -232,8 +232,9 @@ def rsvd(
             iteration then continues from the bfloat16 basis with ⌈niter/2⌉ full-precision
             iterations, or, adaptive, iterates on bfloat16 products while they converge and
             continues from the full-precision AᴴQ formed for B; the other finders start over),
-            per batch item (the others keep their bfloat16-product result, as alone). With :class:`RowSpace` the factors come from the last bfloat16 product AZ itself:
-            they carry A's bfloat16 rounding, at one full-precision pass less.
+            per batch item (the others keep their bfloat16-product result, as alone). With
+            :class:`RowSpace` the factors come from the last bfloat16 product AZ itself: they
+            carry A's bfloat16 rounding, at one full-precision pass less.
         method, normalizer, range_finder: deprecated (DeprecationWarning; same results):
             ``method="subspace" | "rowspace" | "krylov" | "auto"`` is ``finder=SubspaceIteration()
             | RowSpace() | BlockKrylov() | RowSpace(bf16_only=True)``; ``normalizer="cholqr" |
