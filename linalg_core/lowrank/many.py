@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import as_tensor
+from linalg_core._scratch import buffer
 from linalg_core.lowrank.operators import reuse_buffers
 from linalg_core.lowrank.progress import ProgressLine
 from linalg_core.lowrank.rsvd import rsvd
@@ -53,8 +56,9 @@ def rsvd_many(matrices, rank: int, *, progress: bool | None = None, **options) -
     results: list[SVD | None] = [None] * len(tensors)
     done_matrices = 0
     with reuse_buffers():
-        for g, ((shape, _, _), idx) in enumerate(groups.items()):
-            stack = torch.stack([tensors[i][0] for i in idx])
+        # one buffer for every group's stack, largest group first: its pages are faulted in once
+        for g, ((shape, dtype, device), idx) in enumerate(sorted(groups.items(), key=_stack_bytes, reverse=True)):
+            stack = torch.stack([tensors[i][0] for i in idx], out=buffer("rsvd_many", (len(idx), *shape), dtype, device))
             out = rsvd(stack, min(rank, *shape), **options)
             for j, i in enumerate(idx):
                 results[i] = SVD(*tensors[i][1].out((out.U[j], out.S[j], out.Vh[j])), seed=out.seed)
@@ -62,6 +66,11 @@ def rsvd_many(matrices, rank: int, *, progress: bool | None = None, **options) -
             line.update(f"{g + 1}/{len(groups)} shape groups, {done_matrices}/{len(tensors)} matrices")
     line.close()
     return results
+
+
+def _stack_bytes(group) -> int:
+    (shape, dtype, _), idx = group
+    return len(idx) * math.prod(shape) * dtype.itemsize
 
 
 __all__ = ["rsvd_many"]
