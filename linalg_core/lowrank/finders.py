@@ -101,6 +101,23 @@ class Factored(NamedTuple):
     rank: int
     W: object = None
 
+    def triplets(self):
+        """(U, S, Vh), ``rank`` triplets of A's SVD: U = Q·U (U itself where Q is None).
+
+        Shape:
+            U: (*, m, rank);  S: (*, rank);  Vh: (*, rank, n)
+
+        Example:
+            >>> import torch
+            >>> from linalg_core.lowrank import SVD
+            >>> from linalg_core.lowrank.finders import Factored
+            >>> f = Factored(torch.eye(5, 3), SVD(torch.eye(3), torch.ones(3), torch.eye(3, 4)), 2)
+            >>> [tuple(x.shape) for x in f.triplets()]
+            [(5, 2), (2,), (2, 4)]
+        """
+        U = self.svd.U[..., :self.rank]
+        return U if self.Q is None else self.Q @ U, self.svd.S[..., :self.rank], self.svd.Vh[..., :self.rank, :]
+
 
 def sketch(op, k: int, seed: int, block: int = 0, backend=None, *, offset: int | None = None):
     """Y = AΩ for block ``block`` of the Gaussian test matrix Ω (n × k) of ``seed`` (normal stream
@@ -441,7 +458,7 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
             # half the items or more have converged: drop them from the batch (their products
             # would be spent for nothing), at the cost of a copy of the others' A
             keep = ~done
-            sub = _items(power, keep)
+            sub = _batch_items(power, keep)
             if sub is not None:
                 out.store(done, Q_out, W_out)
                 power = sub
@@ -453,14 +470,14 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
     return out.result(_select(done, Q_out, Q), _select(done, W_out, W))
 
 
-def _items(power, keep):
-    """``power`` (a 1-D batch) restricted to the items ``keep`` (a mask), or None where it has
-    no such form (an operator other than a dense tensor)."""
-    if isinstance(power, Dense):
-        return Dense(power.A[keep])
-    if isinstance(power, LowPrecision):
-        return LowPrecision(power.A[keep], power.dtype)
-    return None
+def _batch_items(op, sel):
+    """A dense operator (*, m, n), or its bfloat16 copy, restricted to the batch items ``sel``
+    (a mask over the batch, or indices into the flattened batch): (len, m, n) of the same kind;
+    None for other operators."""
+    if not isinstance(op, (Dense, LowPrecision)):
+        return None
+    A = op.A.reshape(-1, *op.shape[-2:])[sel.reshape(-1) if sel.dtype == torch.bool else sel]
+    return Dense(A, unchecked=op.unchecked) if isinstance(op, Dense) else LowPrecision(A, op.dtype)
 
 
 class _Finished:
@@ -566,22 +583,21 @@ class SubspaceIteration(RangeFinder):
         """A dense batch whose items chose different widths: each width's items as a batch of
         their own (so the batch equals the loop over its items), the factors put back in order
         (Q multiplied in: the widths differ)."""
-        m, n = op.shape[-2:]
-        A = op.A.reshape(-1, m, n)
+        n = op.shape[-1]
+        items = len(widths)
         U = S = Vh = None
         for w in sorted(set(widths)):
-            idx = torch.tensor([i for i, x in enumerate(widths) if x == w], device=A.device)
-            sub = Dense(A[idx], unchecked=op.unchecked)
+            idx = torch.tensor([i for i, x in enumerate(widths) if x == w], device=op.device)
+            sub = _batch_items(op, idx)
             # bfloat16 products: the items of the copy rsvd already made, not a second conversion
-            low = sub if power is op else LowPrecision(power.A.reshape(-1, m, n)[idx], power.dtype)
-            part = self.factor(sub, low, rank, k, seed=seed, backend=backend, small_svd=small_svd, k1=k1)
-            Q, svd = part.Q, part.svd
-            u = svd.U[..., :rank] if Q is None else Q @ svd.U[..., :rank]
+            low = sub if power is op else _batch_items(power, idx)
+            u, s, vh = self.factor(sub, low, rank, k, seed=seed, backend=backend, small_svd=small_svd,
+                                   k1=k1).triplets()
             if U is None:
-                U = u.new_empty(A.shape[0], *u.shape[1:])
-                S = svd.S.new_empty(A.shape[0], rank)
-                Vh = svd.Vh.new_empty(A.shape[0], rank, n)
-            U[idx], S[idx], Vh[idx] = u, svd.S[..., :rank], svd.Vh[..., :rank, :]
+                U = u.new_empty(items, *u.shape[1:])
+                S = s.new_empty(items, rank)
+                Vh = vh.new_empty(items, rank, n)
+            U[idx], S[idx], Vh[idx] = u, s, vh
         batch = op.shape[:-2]
         return Factored(None, SVD(U.reshape(*batch, *U.shape[1:]), S.reshape(*batch, rank),
                                   Vh.reshape(*batch, rank, n)), rank)

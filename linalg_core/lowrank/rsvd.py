@@ -33,6 +33,7 @@ from linalg_core.lowrank.finders import (  # BF16_RANGE: mixed precision only wh
     RowSpace,
     SubspaceIteration,
     _CallableFinder,
+    _batch_items,
     krylov_basis,
     start_width,
     subspace_iteration,
@@ -303,31 +304,25 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
         widen = {"k1": start_width(rank, k)}
     f = finder.factor(op, op.bf16() if mixed else op, rank, k, seed=seed, backend=backend, small_svd=small_svd,
                       **widen)
-    U, S, Vh = _triplets(f)
+    fixed = None
     if mixed and precision == "auto":
         # Items whose top k singular values span more than bfloat16 products resolve (directions
         # below ~2^-8·σ₁ may be lost in rounding) are done again in full precision, each as it
         # would be alone: the others keep their bfloat16-product result (a batch equals the loop).
         wide = f.svd.S[..., -1] < BF16_RANGE * f.svd.S[..., 0]
         if bool(wide.all()):
-            U, S, Vh = _triplets(finder.full_precision(op, f, rank, k, seed=seed, backend=backend,
-                                                       small_svd=small_svd))
+            f = finder.full_precision(op, f, rank, k, seed=seed, backend=backend, small_svd=small_svd)
         elif bool(wide.any()):
             part = Factored(None if f.Q is None else f.Q[wide], SVD(f.svd.U[wide], f.svd.S[wide], f.svd.Vh[wide]),
                             f.rank, None if f.W is None else f.W[wide])
-            fixed = _triplets(finder.full_precision(Dense(op.A[wide]), part, rank, k, seed=seed, backend=backend,
-                                                    small_svd=small_svd))
-            U, S, Vh = (x.clone() for x in (U, S, Vh))
-            for x, y in zip((U, S, Vh), fixed):
-                x[wide] = y
+            fixed = finder.full_precision(_batch_items(op, wide), part, rank, k, seed=seed, backend=backend,
+                                          small_svd=small_svd).triplets()
+    U, S, Vh = f.triplets()
+    if fixed is not None:
+        U, S, Vh = (x.clone() for x in (U, S, Vh))
+        for x, y in zip((U, S, Vh), fixed):
+            x[wide] = y
     return flip_signs(SVD(U, S, Vh), seed=seed)
-
-
-def _triplets(f: Factored):
-    """(U, S, Vh) of a finder's result, ``f.rank`` triplets."""
-    svd, rank = f.svd, f.rank
-    U = svd.U[..., :rank] if f.Q is None else f.Q @ svd.U[..., :rank]
-    return U, svd.S[..., :rank], svd.Vh[..., :rank, :]
 
 
 __all__ = ["SVD", "rsvd", "sketch_size", "subspace_iteration", "krylov_basis", "svd_of_wide", "flip_signs"]
