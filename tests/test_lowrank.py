@@ -812,6 +812,8 @@ def _count_products(monkeypatch):
 
 
 _WIDE = 0.9 ** torch.arange(400, dtype=F64)  # σ_48/σ_1 = 6e-3: a range bfloat16 products cannot resolve
+# as wide, and slowly converging after a spike: (σ_26/σ_16)⁴ = 0.56
+_WIDE_SLOW = 100 * 0.5 ** torch.arange(400, dtype=F64) + torch.arange(1, 401, dtype=F64) ** -0.3
 
 
 @pytest.mark.parametrize("finder", [SubspaceIteration(), RowSpace(niter=2, bf16_only=True), SubspaceIteration(niter=2)],
@@ -837,14 +839,43 @@ def test_full_precision_redoes_only_the_batch_items_that_need_it(monkeypatch, fi
 
 def test_bf16_products_iterate_before_full_precision_continues(monkeypatch):
     """precision="auto" over a range bfloat16 products cannot resolve (σ_k/σ_1 < BF16_RANGE): the
-    adaptive iteration runs on bfloat16 products while they converge, then continues in full
-    precision from the AᴴQ it formed for B (no pass repeated): 3 full-precision products
-    (AᴴQ, then one iteration that confirms), where it used to be 4, with no bfloat16 iteration."""
+    adaptive iteration runs on bfloat16 products while they converge (a slowly converging
+    spectrum, see the next test), then continues in full precision from the AᴴQ it formed for B
+    (no pass repeated): 3 full-precision products (AᴴQ, then one iteration that confirms), where
+    it used to be 4, with no bfloat16 iteration."""
+    counts = _count_products(monkeypatch)
+    A = with_spectrum(600, 400, _WIDE_SLOW, seed=3).float()
+    out = lc.rsvd(A, 16, seed=0)
+    assert counts == {"Dense": 3, "LowPrecision": 10}  # sketch, AᴴQ, widening (2), three iterations (6)
+    assert lc.lowrank.PEFT_GRADE.met(*_peft_grade(A.double(), out, 16))
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_bf16_products_stop_after_the_sketch_where_they_would_be_redone_soon(monkeypatch, precision):
+    """precision="auto" where the sketch's Ritz values span more than bfloat16 resolves and
+    predict convergence within two iterations ((σ_k/σ_r)⁴ ≤ FIRST_RATE): the iterations run in
+    full precision from the sketch's basis (AᴴQ formed again), instead of bfloat16 iterations
+    that rsvd would redo; a forced precision="bf16" keeps them."""
     counts = _count_products(monkeypatch)
     A = with_spectrum(600, 400, _WIDE, seed=3).float()
-    out = lc.rsvd(A, 16, seed=0)
-    assert counts == {"Dense": 3, "LowPrecision": 6}  # sketch, AᴴQ, widening (2), one iteration (2)
-    assert lc.lowrank.PEFT_GRADE.met(*_peft_grade(A.double(), out, 16))
+    out = lc.rsvd(A, 16, seed=0, precision=precision)
+    if precision == "auto":  # bfloat16: sketch, AᴴQ; full: AᴴQ, widening (2), one iteration (2)
+        assert counts == {"Dense": 5, "LowPrecision": 2}
+        assert lc.lowrank.PEFT_GRADE.met(*_peft_grade(A.double(), out, 16))
+    else:  # bfloat16 throughout, B = QᴴA in full precision
+        assert counts["Dense"] == 1 and counts["LowPrecision"] >= 6
+
+
+def test_bf16_continues_where_the_range_is_narrow_or_convergence_slow():
+    from linalg_core.lowrank.finders import FIRST_RATE, bf16_continues
+
+    def ritz(top, at_r, last):  # squared Ritz values, descending, r = 2 of k = 4
+        return torch.tensor([top, at_r, (at_r + last) / 2, last], dtype=F64) ** 2
+
+    assert not bf16_continues(ritz(1.0, 0.03, 0.01), 2)  # wide (0.01 < 0.05), fast: (1/3)⁴ ≤ 0.1
+    assert bf16_continues(ritz(1.0, 0.012, 0.01), 2)  # wide, slow: (0.01/0.012)⁴ = 0.48
+    assert bf16_continues(ritz(1.0, 0.3, 0.1), 2)  # fast, but narrow: σ_k/σ_1 = 0.1
+    assert FIRST_RATE == 0.1
 
 
 def test_bf16_iterations_stop_where_rounding_moves_the_ritz_values(monkeypatch):
@@ -856,7 +887,7 @@ def test_bf16_iterations_stop_where_rounding_moves_the_ritz_values(monkeypatch):
     counts = _count_products(monkeypatch)
     monkeypatch.setattr(finders, "ritz_converged", lambda prev, cur, *rest: (
         torch.zeros(cur.shape[:-1], dtype=torch.bool), torch.ones_like(cur)))
-    lc.rsvd(with_spectrum(600, 400, _WIDE, seed=3).float(), 16, seed=0)
+    lc.rsvd(with_spectrum(600, 400, _WIDE_SLOW, seed=3).float(), 16, seed=0)
     assert counts == {"LowPrecision": 4 + 2 * 2, "Dense": 1 + 2 * SubspaceIteration().max_niter}
 
 

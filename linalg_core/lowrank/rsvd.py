@@ -232,7 +232,9 @@ def rsvd(
             σ_k/σ_1 of the result is below 0.05 (a range bfloat16 cannot resolve; subspace
             iteration then continues from the bfloat16 basis with ⌈niter/2⌉ full-precision
             iterations, or, adaptive, iterates on bfloat16 products while they converge and
-            continues from the full-precision AᴴQ formed for B; the other finders start over),
+            continues from the full-precision AᴴQ formed for B, or, where the sketch already
+            shows that range and predicts convergence within two iterations, iterates in full
+            precision from the sketch on; the other finders start over),
             per batch item (the others keep their bfloat16-product result, as alone). With
             :class:`RowSpace` the factors come from the last bfloat16 product AZ itself: they
             carry A's bfloat16 rounding, at one full-precision pass less.
@@ -301,7 +303,7 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
             and not hasattr(op, "matmul_normal")):
         # the adaptive default: its width too (not on an operator that makes Ω where its data lives, a
         # cluster's row blocks: widening needs column operations on the tall basis they do not offer)
-        widen = {"k1": start_width(rank, k)}
+        widen = {"k1": start_width(rank, k), "auto_precision": precision == "auto"}
     f = finder.factor(op, op.bf16() if mixed else op, rank, k, seed=seed, backend=backend, small_svd=small_svd,
                       **widen)
     fixed = None
@@ -309,7 +311,7 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
         # Items whose top k singular values span more than bfloat16 products resolve (directions
         # below ~2^-8·σ₁ may be lost in rounding) are done again in full precision, each as it
         # would be alone: the others keep their bfloat16-product result (a batch equals the loop).
-        wide = f.svd.S[..., -1] < BF16_RANGE * f.svd.S[..., 0]
+        wide = (f.svd.S[..., -1] < BF16_RANGE * f.svd.S[..., 0]) & ~torch.as_tensor(f.full, device=f.svd.S.device)
         if bool(wide.all()):
             f = finder.full_precision(op, f, rank, k, seed=seed, backend=backend, small_svd=small_svd)
         elif bool(wide.any()):
