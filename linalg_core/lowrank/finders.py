@@ -349,7 +349,7 @@ def _select(done, new, old):
     return torch.where(done.reshape(done.shape + (1,) * (new.dim() - done.dim())), new, old)
 
 
-class _MixedWidths(Exception):
+class _MixedChoices(Exception):
     """The items of a batch chose different sketch widths (:func:`choose_width`) or precisions
     (:func:`bf16_continues`): ``choices``, a (width, bfloat16) pair per item."""
 
@@ -391,12 +391,13 @@ def bf16_continues(ritz_sq, rank: int) -> bool:
     (σ_k < :data:`BF16_RANGE`·σ₁, so rsvd would redo the result in full precision) and predict
     fast convergence, (σ_k/σ_r)⁴ ≤ :data:`FIRST_RATE` (two iterations or fewer: a gapped or steep
     spectrum). Then the bfloat16 iterations would buy a warm start for a full-precision
-    iteration, its B pass and rsvd's check, and cost about what they save: A/B on the
-    "adaptive" rows (AMX Xeon, 2 threads), gapped 2048², r = 64 20.6 → 12.9 ms, steep 2048²,
-    r = 128 49.7 → 38.5 ms, 4096², r = 64 gapped 77 → 51 ms, steep 101 → 79 ms. Where the
-    sketch predicts slow convergence (spiked, (σ_k/σ_r)⁴ ≈ 0.3–0.4) the bfloat16 iterations pay
-    even when redone (spiked 4096², r = 64: 125 ms against 152 ms from the start in full
-    precision).
+    iteration, its B pass and rsvd's check, and cost more than they save: A/B on the
+    "adaptive" rows (AMX Xeon, 2 threads), gapped 2048², r = 64 24.4 → 16.6 ms, r = 128
+    44.5 → 29.3 ms, steep 2048², r = 64 36.5 → 26.2 ms, 4096², r = 64 gapped 76 → 65 ms, steep
+    112 → 100 ms. Where the sketch predicts slow convergence (spiked, (σ_k/σ_r)⁴ ≈ 0.3–0.4) the
+    bfloat16 iterations pay even when redone (spiked 4096², r = 64: 125 ms, against 152 ms
+    with full precision after the sketch; benchmarks/RESULTS.md, "Measurements behind design
+    choices").
 
     Shape:
         ritz_sq: (*, k) squared Ritz values, descending (a single item)
@@ -410,9 +411,13 @@ def bf16_continues(ritz_sq, rank: int) -> bool:
 
 def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, backend, *, start=None, k1=None,
                        auto_precision=False):
-    """Subspace iteration with the stopping rule of :func:`ritz_converged`: (Q, W) with W = AᴴQ
-    through ``power`` of the iteration each batch item converged at (or the last). ‖A‖_F² comes
-    from ``op`` where it knows it (dense: one read of A), else the rule's lower bound is used.
+    """Subspace iteration with the stopping rule of :func:`ritz_converged`: (Q, W, low) with
+    W = AᴴQ of the iteration each batch item converged at (or the last), through ``power``
+    where ``low`` (bfloat16 products to the end), else through ``op``. ‖A‖_F² comes from ``op``
+    where it knows it (dense: one read of A), else the rule's lower bound is used.
+    ``auto_precision`` (bfloat16 ``power``, a fresh start): after the sketch, the iteration goes
+    on in full precision (AᴴQ formed again) where :func:`bf16_continues` says bfloat16 products
+    would not pay; a dense batch whose items decide differently raises :class:`_MixedChoices`.
 
     Every basis Q is orthonormalised by ``orth.final`` (the Ritz values and the returned factors
     need an orthonormal Q), the n-side between by ``orth``; the Gram matrix WᴴW gives both the
@@ -452,7 +457,7 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
         choices = [(choose_width(c, rank, k1, k), power is not op and (not auto_precision or bf16_continues(c, rank)))
                    for c in items]
         if len(set(choices)) > 1 and isinstance(op, Dense):
-            raise _MixedWidths(choices)  # the caller runs each choice's items as a batch of their own
+            raise _MixedChoices(choices)  # the caller runs each choice's items as a batch of their own
         w = max(c[0] for c in choices)
         if power is not op and not any(c[1] for c in choices):  # full precision from here: W again
             power, W = op, op.rmatmul(Q)
@@ -609,7 +614,7 @@ class SubspaceIteration(RangeFinder):
             return super().factor(op, power, rank, k, seed=seed, backend=backend, small_svd=small_svd)
         try:
             Q, W, low = self._adaptive(op, power, rank, k, seed, backend, k1=k1, auto_precision=auto_precision)
-        except _MixedWidths as mixed:
+        except _MixedChoices as mixed:
             return self._by_choice(op, power, rank, k, mixed.choices, seed=seed, backend=backend,
                                    small_svd=small_svd, k1=k1, auto_precision=auto_precision)
         if low:
