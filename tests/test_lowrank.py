@@ -6,6 +6,7 @@ import math
 import warnings
 
 import numpy as np
+import scipy.sparse
 import pytest
 import torch
 
@@ -346,6 +347,8 @@ def test_non_finite_input_is_reported(prepare, call, bad):
 def test_products_that_overflow_are_reported():
     A = torch.full((50, 40), 3e38)
     with pytest.raises(ValueError, match="A is finite but its products overflow"):
+        lc.rsvd(A, 3, precision="full", seed=0, niter=2)
+    with pytest.raises(ValueError, match="A is finite but its SVD overflows"):  # the small-matrix exact path
         lc.rsvd(A, 3, precision="full", seed=0)
 
 
@@ -696,6 +699,53 @@ def test_adaptive_default_widens_the_sketch_only_where_it_pays(monkeypatch):
     assert finders.choose_width(ritz[:1], r, 34, 34) == 34
 
 
+@pytest.mark.parametrize("shape", [(90, 60), (60, 90), (300, 128), (3, 200, 150)])
+def test_small_matrices_get_lapacks_exact_svd(shape):
+    """The adaptive default on a dense CPU matrix with min(m, n) ≤ max(128, 4k) returns the top
+    triplets of LAPACK's SVD (cheaper there than the adaptive iterations' small-matrix work),
+    factored on the tall side, with rsvd's signs; a batch equals the loop; a fixed niter or
+    another finder still iterates."""
+    from linalg_core.lowrank.rsvd import EXACT_MAX_DIM
+
+    r = 40 if shape[-1] == 150 else 5  # 150 ≤ 4k = 4·(40 + 40): exact by the sketch-size rule
+    A = torch.randn(*shape, dtype=F64, generator=torch.Generator().manual_seed(0))
+    out = lc.rsvd(A, r, seed=3)
+    tall = A if shape[-2] >= shape[-1] else A.mT
+    U, S, Vh = torch.linalg.svd(tall, full_matrices=False)
+    if tall is not A:
+        U, Vh = Vh.mT, U.mT
+    want = lc.lowrank.flip_signs(lc.lowrank.SVD(U[..., :r], S[..., :r], Vh[..., :r, :]))
+    assert all(torch.equal(x, y) for x, y in zip(out, want)) and out.seed == 3
+    if A.dim() == 3:
+        assert all(torch.equal(x[1], y) for x, y in zip(out, lc.rsvd(A[1], r, seed=3)))
+    fixed = lc.rsvd(A, r, seed=3, niter=2)  # the fixed iteration: a randomized answer
+    assert not torch.equal(fixed.S, out.S)
+    assert torch.allclose(fixed.S, out.S, rtol=0.3)
+    assert EXACT_MAX_DIM == 128
+
+
+def test_the_exact_path_stops_past_its_size_and_meets_nonfinite_values(monkeypatch):
+    import importlib
+
+    rsvd_module = importlib.import_module("linalg_core.lowrank.rsvd")
+    calls = []
+    exact = rsvd_module._exact_svd
+    monkeypatch.setattr(rsvd_module, "_exact_svd", lambda op, rank: calls.append(op.shape) or exact(op, rank))
+    lc.rsvd(torch.randn(300, 129), 4, seed=0)  # 129 > max(128, 4k = 56): randomized
+    lc.rsvd(torch.randn(300, 129), 4, seed=0, finder=SubspaceIteration(niter=2))
+    assert calls == []
+    lc.rsvd(torch.randn(129, 300), 30, seed=0)  # k = 60 → 4k = 240 ≥ 129
+    assert calls == [(129, 300)]
+    A = torch.randn(50, 40)
+    A[3, 7] = float("nan")
+    with pytest.raises(ValueError, match="A has 1 NaN"):
+        lc.rsvd(A, 3, seed=0)
+    sparse = scipy.sparse.random(60, 40, density=0.2, random_state=0, format="csr")
+    sparse.data[0] = np.inf
+    with pytest.raises(ValueError, match="A has .*Inf"):
+        lc.rsvd(sparse, 3, seed=0)
+
+
 def test_adaptive_stops_when_the_ritz_values_settle():
     # A 20x gap after r: one iteration suffices (AΩ, AᴴQ, AZ, AᴴQ: 4 passes, the last AᴴQ being
     # B); a flat spectrum needs more; a tighter accuracy more still; never past max_niter.
@@ -749,9 +799,9 @@ def test_explicit_niter_is_the_fixed_iteration_bit_for_bit():
 def test_adaptive_batch_equals_the_loop_when_items_stop_at_different_iterations(precision):
     # (the two items also choose different sketch widths: each width's items run as a batch of
     # their own, on bfloat16 products the items of rsvd's one bfloat16 copy)
-    r = 6
-    mats = [with_spectrum(120, 80, spectrum("gapped", 80, rank=r), seed=0),
-            with_spectrum(120, 80, spectrum("flat", 80), seed=1)]
+    r = 6  # (150 columns: past the small-matrix exact path, max(EXACT_MAX_DIM, 4k) = 128)
+    mats = [with_spectrum(200, 150, spectrum("gapped", 150, rank=r), seed=0),
+            with_spectrum(200, 150, spectrum("flat", 150), seed=1)]
     counts = []
     for A in mats:
         op = _Counting(A)

@@ -12,7 +12,9 @@ iterations (``niter="auto"``) is adaptive: subspace iteration stops once the cha
 Rayleigh–Ritz values says the PEFT-grade target (:data:`~.error.PEFT_GRADE`: rank-r residual
 within 0.2 % of the optimal one, top-r singular values within 1 %) is met, at most
 ``ADAPTIVE_MAX_NITER`` iterations (the "adaptive" rows of ``benchmarks/RESULTS.md``); an
-explicit ``niter`` is the fixed iteration count, as before.
+explicit ``niter`` is the fixed iteration count, as before. With every stage at its default, a
+CPU matrix whose short side is at most max(128, 4k) gets LAPACK's exact SVD instead, which costs
+less there than the adaptive iterations (:data:`EXACT_MAX_DIM`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,53 @@ _DEFAULT_SMALL_SVD = SmallSVD()
 # their batched and looped results agree to float32 rounding rather than bfloat16's
 # (benchmarks/RESULTS.md has the crossover measurements).
 BF16_MIN_WORK = 1 << 28
+
+
+# The adaptive default (every default stage) on a dense CPU matrix with min(m, n) up to this, or up
+# to four times the sketch size, returns LAPACK's exact SVD instead: there gesdd costs less than
+# the adaptive iterations' fixed ~1.5-3 ms of small-matrix work (AMX Xeon, 2 threads, float32,
+# flat and spiked spectra: 64² r = 4 0.35 vs 1.5-2.6 ms, 128² r = 16 1.2 vs 3.9-4.5 ms, 192²
+# r = 16 2.9 vs 4.4-4.7 ms, 256² r = 32 6.5 vs 7.5-8.0 ms; 256² r = 16 6.5 vs 5.5-6.0 ms and
+# 384² r = 16 15 vs 5.4-6.2 ms stay randomized; benchmarks/RESULTS.md, "Measurements behind
+# design choices").
+EXACT_MAX_DIM = 128
+
+
+def _exact_pays(op, finder, small_svd, oversample, k, precision) -> bool:
+    """Whether rsvd returns LAPACK's SVD (:func:`_exact_svd`): the adaptive default with its
+    default stages, on a CPU matrix (dense, sparse or an operator; not one that makes Ω where its
+    data lives) no larger than :data:`EXACT_MAX_DIM` or 4k on its short side (it meets any
+    accuracy target the adaptive default has; an operator pays the short side's width in
+    columns of products, no more than the adaptive iterations' 2 + 2·max_niter sketches)."""
+    m, n = op.shape[-2:]
+    device = getattr(op, "device", None) or torch.device("cpu")
+    return (device.type == "cpu" and precision != "bf16" and not hasattr(op, "matmul_normal")
+            and type(finder) is SubspaceIteration and finder.niter is None and small_svd == _DEFAULT_SMALL_SVD
+            and (oversample is None or _is_auto(oversample)) and min(m, n) <= max(EXACT_MAX_DIM, 4 * k))
+
+
+def _exact_svd(op, rank: int) -> SVD:
+    """The top ``rank`` triplets of LAPACK's SVD (gesdd) of A, factored on its tall side (a wide
+    float32 128 × 512 took 5.6 ms as it is, 2.3 ms transposed); A is the dense tensor, or, for an
+    operator, its products with the identity on the short side (exact: one nonzero term each,
+    so a sparse matrix gives the dense matrix's factors bit for bit)."""
+    m, n = op.shape[-2:]
+    if isinstance(op, Dense):
+        name = op.unchecked or "A"
+        op.ensure_finite()
+        T = op.dense()
+        T = T.mT.conj() if m < n else T
+    else:
+        name = "A"
+        eye = torch.eye(min(m, n), dtype=op.dtype, device=getattr(op, "device", None) or torch.device("cpu"))
+        T = op.rmatmul(eye) if m < n else op.matmul(eye)  # Aᴴ on the wide side: (*, n, m)
+        _validate.check_finite(T, name)
+    U, S, Vh = torch.linalg.svd(T, full_matrices=False)
+    if not _validate.all_finite(S):
+        raise ValueError(f"{name} is finite but its SVD overflows {S.dtype}: scale it down")
+    if m < n:
+        U, Vh = Vh.mT.conj(), U.mT.conj()
+    return SVD(U[..., :rank], S[..., :rank], Vh[..., :rank, :])
 
 
 def _bf16_fast(device: torch.device) -> bool:
@@ -212,7 +261,9 @@ def rsvd(
         niter: shortcut for the finder's power (subspace) or Krylov iterations q (``"auto"``: the
             finder's own: adaptive for :class:`SubspaceIteration`, i.e. 1 to 6 iterations,
             stopping when the change of the Ritz values says its ``accuracy``, PEFT-grade by
-            default, is met; 4 for the other finders). An integer fixes the count. Float32
+            default, is met; 4 for the other finders; with every stage at its default, a CPU
+            matrix whose short side is at most max(128, 4k) gets LAPACK's exact SVD, cheaper
+            there than the iterations: :data:`EXACT_MAX_DIM`). An integer fixes the count. Float32
             arithmetic resolves a residual down to ~10⁻⁶·‖A‖_F: where the optimal rank-r
             residual is that small (σ_i = 0.9^i at r = 128 on 2048²), no float32 method meets the
             0.2 % residual target (there rsvd, torch.svd_lowrank and even LAPACK's exact SVD of
@@ -257,7 +308,8 @@ def rsvd(
     Randomness:
         Ω is normal stream 6 of ``seed`` (block i of the adaptive QB at offset i·n·k): the same
         seed gives the same factors on every backend (to rounding) and run. A batch shares Ω,
-        so a batched call equals the loop over its items.
+        so a batched call equals the loop over its items. The small-matrix exact path uses no
+        Ω (the factors do not depend on ``seed``, which is still recorded).
 
     Raises:
         ValueError: rank < 1 or > min(m, n), NaN/Inf or empty A, tol outside (0, 1), ``finder``
@@ -295,6 +347,8 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
     if not callable(small_svd):
         raise TypeError(f"small_svd must be callable as small_svd(B, rank), got {type(small_svd).__name__}")
     seed = _validate.seed(seed)
+    if _exact_pays(op, finder, small_svd, oversample, k, precision):
+        return flip_signs(_exact_svd(op, rank), seed=seed)
     mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, getattr(finder, "niter", 0)))
     if mixed and not isinstance(op, Dense):
         raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
