@@ -244,7 +244,8 @@ def rsvd(
         A: (*, m, n) dense matrix or batch (torch / numpy / DLPack; float32/64, float16 and
             bfloat16 computed in float32 one block of rows at a time), a 2-D sparse matrix
             (scipy.sparse csr/csc/coo matrices and arrays, torch COO / CSR / CSC: only products
-            with its stored entries, never a dense copy; the same seed gives the same factors as
+            with its stored entries, never a dense copy but for the exact path's A·I where the short
+            side is ≤ max(128, 4k); the same seed gives the same factors as
             the dense matrix, to rounding), a ``scipy.sparse.linalg.LinearOperator`` (through
             ``matmat`` / ``rmatmat``), or a linear operator (:class:`LinearOperator`: ``shape``,
             ``dtype``, ``matmul(X) = A @ X``, ``rmatmul(Y) = Aᴴ @ Y``; the library's own, e.g.
