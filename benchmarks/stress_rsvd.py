@@ -20,7 +20,7 @@ import torch
 
 import linalg_core as lc
 from linalg_core.lowrank import PEFT_GRADE
-from linalg_core.testing import spectrum
+from linalg_core.testing import haar, spectrum
 
 SMALL = ([(400, 300), (800, 800), (1200, 600), (600, 1200)], (8, 16, 32, 64))
 LARGE = ([(2048, 2048), (1536, 3072), (3072, 1536)], (32, 64, 96))
@@ -31,11 +31,6 @@ def spectra(k, r):
             "exp0.90": spectrum("exponential", k, decay=0.9), "exp0.96": spectrum("exponential", k, decay=0.96),
             "exp0.99": spectrum("exponential", k, decay=0.99), "poly1": spectrum("polynomial", k, decay=1.0),
             "poly0.5": spectrum("polynomial", k, decay=0.5)}
-
-
-def haar(n, k, g):
-    q, r = torch.linalg.qr(torch.randn(n, k, dtype=torch.float64, generator=g))
-    return q * torch.sign(torch.diagonal(r))
 
 
 def main():

@@ -21,7 +21,7 @@ from linalg_core.lowrank import (
     SubspaceIteration,
     orthonormalize,
 )
-from linalg_core.testing import minilm_weights, spectrum, with_spectrum
+from linalg_core.testing import haar, minilm_weights, spectrum, with_spectrum
 from linalg_core.testing.models import minilm_path
 from tests.oracles import lowrank as oracle
 
@@ -641,13 +641,8 @@ def test_adaptive_default_allows_for_the_lag_of_the_last_ritz_value(seed, m, n, 
     """Two matrices of the stress runs behind finders.SAFETY where the rule used to stop at a 1.1 %
     singular-value error: the last Ritz value, read as σ_k, made the rate too small."""
     g = torch.Generator().manual_seed(seed)
-
-    def haar(rows, cols):
-        Q, R = torch.linalg.qr(torch.randn(rows, cols, dtype=torch.float64, generator=g))
-        return Q * torch.sign(torch.diagonal(R))
-
     p = min(m, n)
-    U, V = haar(m, p), haar(n, p)
+    U, V = haar(m, p, g), haar(n, p, g)
     s = spectrum("spiked", p) if kind == "spiked" else torch.arange(1, p + 1, dtype=torch.float64) ** -0.5
     A = ((U * s) @ V.T).float()
     res, sig = _peft_grade(A, lc.rsvd(A, r, seed=rsvd_seed), r)

@@ -22,7 +22,7 @@ import torch
 import linalg_core as lc
 from linalg_core.bench.harness import MINILM_MISSING, Report, measure, minilm_available
 from linalg_core.lowrank import PEFT_GRADE, BlockKrylov, SubspaceIteration, sketch_size
-from linalg_core.testing import minilm_weights, spectrum
+from linalg_core.testing import haar, minilm_weights, spectrum
 
 TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "defaults grid: oversampling vs iterations": {"matrix": "re:^defaults grid"},
@@ -33,16 +33,11 @@ TABLES = {  # kinds of comparison (Report.add sets each row's "table")
 }
 
 
-def _haar(rows, cols, g):
-    q, r = torch.linalg.qr(torch.randn(rows, cols, generator=g))
-    return q * torch.sign(torch.diagonal(r))
-
-
 def synthetic(quick):
     g = torch.Generator().manual_seed(0)
     n = 512 if quick else 4096
     wide = 1376 if quick else 11008
-    U, V1, V2 = _haar(n, n, g), _haar(n, n, g), _haar(wide, n, g)
+    U, V1, V2 = (haar(rows, n, g, dtype=torch.float32) for rows in (n, n, wide))
     for beta in (0.3, 1.0):
         s = (torch.arange(n, dtype=torch.float64) + 1) ** -beta
         for V in (V1, V2):
@@ -288,7 +283,7 @@ def bench_adaptive(report: Report, quick: bool, cases=None):
     g = torch.Generator().manual_seed(0)
     rounds = 3 if quick else 5
     for n, ranks in cases:
-        U, V = _haar(n, n, g), _haar(n, n, g)
+        U, V = haar(n, n, g, dtype=torch.float32), haar(n, n, g, dtype=torch.float32)
         for family, make in ADAPTIVE_FAMILIES.items():
             for r in ranks:
                 s = make(n, r)

@@ -48,9 +48,19 @@ def spectrum(kind: str, k: int, *, decay: float | None = None, rank: int | None 
     raise ValueError(f"kind={kind!r} is not one of {', '.join(SPECTRA)}")
 
 
-def _orthonormal(rows: int, cols: int, g: torch.Generator) -> torch.Tensor:
-    q, r = torch.linalg.qr(torch.randn(rows, cols, dtype=torch.float64, generator=g))
-    return q * torch.sign(torch.diagonal(r))  # Haar-distributed (sign-corrected QR)
+def haar(rows: int, cols: int, generator: torch.Generator, *, dtype=torch.float64) -> torch.Tensor:
+    """A Haar-distributed orthonormal (rows, cols) matrix, rows ≥ cols: the sign-corrected QR of a
+    Gaussian matrix drawn from ``generator`` in ``dtype`` (Mezzadri 2007).
+
+    Example:
+        >>> import torch
+        >>> from linalg_core.testing import haar
+        >>> Q = haar(6, 3, torch.Generator().manual_seed(0))
+        >>> torch.allclose(Q.T @ Q, torch.eye(3, dtype=torch.float64))
+        True
+    """
+    q, r = torch.linalg.qr(torch.randn(rows, cols, dtype=dtype, generator=generator))
+    return q * torch.sign(torch.diagonal(r))
 
 
 def with_spectrum(m: int, n: int, sigma: torch.Tensor, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
@@ -59,7 +69,7 @@ def with_spectrum(m: int, n: int, sigma: torch.Tensor, *, seed: int = 0, dtype=t
     if k > min(m, n):
         raise ValueError(f"len(sigma)={k} exceeds min(m, n)={min(m, n)}")
     g = _gen(seed)
-    U, V = _orthonormal(m, k, g), _orthonormal(n, k, g)
+    U, V = haar(m, k, g), haar(n, k, g)
     return ((U * sigma.to(torch.float64)) @ V.T).to(dtype)
 
 
