@@ -69,6 +69,11 @@ BF16_MIN_WORK = 1 << 28
 EXACT_MAX_DIM = 128
 
 
+def _adaptive_default(finder, oversample) -> bool:
+    """Whether the finder is the adaptive subspace iteration with the auto sketch size."""
+    return (oversample is None or _is_auto(oversample)) and type(finder) is SubspaceIteration and finder.niter is None
+
+
 def _exact_pays(op, finder, small_svd, oversample, k, precision) -> bool:
     """Whether rsvd returns LAPACK's SVD (:func:`_exact_svd`): the adaptive default with its
     default stages, on a CPU matrix (dense, sparse or an operator; not one that makes Ω where its
@@ -78,8 +83,8 @@ def _exact_pays(op, finder, small_svd, oversample, k, precision) -> bool:
     m, n = op.shape[-2:]
     device = getattr(op, "device", None) or torch.device("cpu")
     return (device.type == "cpu" and precision != "bf16" and not hasattr(op, "matmul_normal")
-            and type(finder) is SubspaceIteration and finder.niter is None and small_svd == _DEFAULT_SMALL_SVD
-            and (oversample is None or _is_auto(oversample)) and min(m, n) <= max(EXACT_MAX_DIM, 4 * k))
+            and _adaptive_default(finder, oversample) and small_svd == _DEFAULT_SMALL_SVD
+            and min(m, n) <= max(EXACT_MAX_DIM, 4 * k))
 
 
 def _exact_svd(op, rank: int) -> SVD:
@@ -354,8 +359,7 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
     if mixed and not isinstance(op, Dense):
         raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
     widen = {}
-    if ((oversample is None or _is_auto(oversample)) and type(finder) is SubspaceIteration and finder.niter is None
-            and not hasattr(op, "matmul_normal")):
+    if _adaptive_default(finder, oversample) and not hasattr(op, "matmul_normal"):
         # the adaptive default: its width too (not on an operator that makes Ω where its data lives, a
         # cluster's row blocks: widening needs column operations on the tall basis they do not offer)
         widen = {"k1": start_width(rank, k), "auto_precision": precision == "auto"}
