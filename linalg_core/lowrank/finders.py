@@ -461,12 +461,13 @@ def _adaptive_subspace(op, power, rank, k, orth, accuracy, max_niter, seed, back
         w = max(c[0] for c in choices)
         if power is not op and not any(c[1] for c in choices):  # full precision from here: W again
             power, W = op, op.rmatmul(Q)
-            G = W.mT.conj() @ W
-            cur = _ritz_sq(W, G)
+            cur = None
     if w > k1:
         Q2 = _orthonormal_complement(sketch(power, w - k1, seed, backend=backend, offset=power.shape[-1] * k1),
                                      [Q], orth)
         Q, W = torch.cat([Q, Q2], -1), torch.cat([W, power.rmatmul(Q2)], -1)
+        cur = None
+    if cur is None:  # W changed: its Gram matrix and Ritz values once, after the switch and the widening
         G = W.mT.conj() @ W
         cur = _ritz_sq(W, G)
     done = torch.zeros(cur.shape[:-1], dtype=torch.bool, device=cur.device)
