@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from linalg_core import _validate
-from linalg_core.lowrank.operators import Dense, Operator, as_operator, hutchinson_fro_sq
+from linalg_core.lowrank.operators import Dense, Operator, _device, as_operator, hutchinson_fro_sq
 from linalg_core.random import normal
 
 ERROR_STREAM = 7
@@ -64,7 +64,7 @@ class _Residual(Operator):
     def __init__(self, op, U, S, Vh):
         self.op, self.U, self.S, self.Vh = op, U, S, Vh
         self.shape, self.dtype = op.shape, op.dtype
-        self.device = getattr(op, "device", None) or torch.device("cpu")
+        self.device = _device(op)
 
     def matmul(self, X):
         return self.op.matmul(X) - self.U @ (self.S[..., :, None] * (self.Vh @ X))

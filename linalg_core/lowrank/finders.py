@@ -43,7 +43,7 @@ import torch
 
 from linalg_core import _threads, _validate
 from linalg_core.lowrank.error import PEFT_GRADE, Accuracy
-from linalg_core.lowrank.operators import Dense, LowPrecision, fro_norm_sq, known_fro_norm_sq
+from linalg_core.lowrank.operators import Dense, LowPrecision, _device, fro_norm_sq, known_fro_norm_sq
 from linalg_core.lowrank.orthonormalize import CholQR, as_orthonormalizer, final_of
 from linalg_core.lowrank.small_svd import svd_of_wide
 from linalg_core.lowrank.svd import SVD
@@ -135,7 +135,7 @@ def sketch(op, k: int, seed: int, block: int = 0, backend=None, *, offset: int |
     offset = block * n * k if offset is None else offset
     if hasattr(op, "matmul_normal"):
         return op.matmul_normal(k, seed=seed, stream=RSVD_STREAM, offset=offset, backend=backend)
-    dev = getattr(op, "device", None) or torch.device("cpu")
+    dev = _device(op)
     return op.matmul(normal((n, k), seed=seed, stream=RSVD_STREAM, offset=offset, dtype=op.dtype, device=dev,
                             backend=backend))
 

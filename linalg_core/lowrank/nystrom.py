@@ -10,7 +10,7 @@ import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import as_tensor
-from linalg_core.lowrank.operators import as_operator
+from linalg_core.lowrank.operators import _device, as_operator
 from linalg_core.lowrank.orthonormalize import Householder, as_orthonormalizer
 from linalg_core.lowrank.svd import SVD, flip_signs
 from linalg_core.random import normal
@@ -160,7 +160,7 @@ def nystrom(A, rank: int, *, psd: bool = False, oversample=None, niter: int = 0,
                          "CholQR2())")
     seed = _validate.seed(seed)
     k = min(min(m, n), rank + oversample)
-    dev = getattr(op, "device", None) or torch.device("cpu")
+    dev = _device(op)
 
     def gauss(rows, cols, block):
         return normal((rows, cols), seed=seed, stream=NYSTROM_STREAM, offset=block * (1 << 40), dtype=op.dtype,

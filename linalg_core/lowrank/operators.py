@@ -327,7 +327,7 @@ class _Wrapped(Operator):
         self.op = op
         self.shape = tuple(int(x) for x in shape)
         self.dtype = compute_dtype(op.dtype)
-        self.device = getattr(op, "device", None) or torch.device("cpu")
+        self.device = _device(op)
 
     def matmul(self, X):
         return self.op.matmul(X).to(self.dtype)

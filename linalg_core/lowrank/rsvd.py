@@ -40,7 +40,7 @@ from linalg_core.lowrank.finders import (  # BF16_RANGE: mixed precision only wh
     start_width,
     subspace_iteration,
 )
-from linalg_core.lowrank.operators import Dense, as_operator
+from linalg_core.lowrank.operators import Dense, _device, as_operator
 from linalg_core.lowrank.orthonormalize import METHODS, ORTHONORMALIZERS
 from linalg_core.lowrank.small_svd import SmallSVD, svd_of_wide
 from linalg_core.lowrank.svd import SVD, flip_signs
@@ -81,7 +81,7 @@ def _exact_pays(op, finder, small_svd, oversample, k, precision) -> bool:
     accuracy target the adaptive default has; an operator pays the short side's width in
     columns of products, no more than the adaptive iterations' 2 + 2·max_niter sketches)."""
     m, n = op.shape[-2:]
-    device = getattr(op, "device", None) or torch.device("cpu")
+    device = _device(op)
     return (device.type == "cpu" and precision != "bf16" and not hasattr(op, "matmul_normal")
             and _adaptive_default(finder, oversample) and small_svd == _DEFAULT_SMALL_SVD
             and min(m, n) <= max(EXACT_MAX_DIM, 4 * k))
@@ -100,7 +100,7 @@ def _exact_svd(op, rank: int) -> SVD:
         T = T.mT.conj() if m < n else T
     else:
         name = "A"
-        eye = torch.eye(min(m, n), dtype=op.dtype, device=getattr(op, "device", None) or torch.device("cpu"))
+        eye = torch.eye(min(m, n), dtype=op.dtype, device=_device(op))
         T = op.rmatmul(eye) if m < n else op.matmul(eye)  # Aᴴ on the wide side: (*, n, m)
         _validate.check_finite(T, name)
     U, S, Vh = torch.linalg.svd(T, full_matrices=False)
