@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,28 @@ def test_lowrank_matrix_square_and_dtype_names():
 def test_bad_arguments_name_the_value(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+def test_haar_is_orthonormal_seeded_and_checks_its_arguments():
+    """Against the float64 oracle: QᵀQ = I, and Q·R reproduces the Gaussian draw with a positive
+    diagonal R (numpy's QR of the same draw, signs fixed the same way)."""
+    g = torch.Generator().manual_seed(3)
+    Q = matrices.haar(40, 12, g)
+    G = torch.randn(40, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).numpy()
+    q, r = np.linalg.qr(G)
+    np.testing.assert_allclose(Q.numpy(), q * np.sign(np.diag(r)), atol=1e-12)
+    np.testing.assert_allclose(Q.numpy().T @ Q.numpy(), np.eye(12), atol=1e-13)
+    assert torch.equal(Q, matrices.haar(40, 12, torch.Generator().manual_seed(3)))
+    assert matrices.haar(8, 8, g, dtype=torch.float32).dtype == torch.float32
+    for call, err, match in [
+        (lambda: matrices.haar(4, 5, g), ValueError, r"rows=4 is out of range \[5"),
+        (lambda: matrices.haar(4, 0, g), ValueError, "cols=0"),
+        (lambda: matrices.haar(4.0, 2, g), TypeError, "rows must be an integer"),
+        (lambda: matrices.haar(4, 2, 0), TypeError, "generator must be a torch.Generator, got int"),
+        (lambda: matrices.haar(4, 2, g, dtype=torch.float16), TypeError, "dtype must be"),
+    ]:
+        with pytest.raises(err, match=match):
+            call()
 
 
 def test_seeded_problems_are_deterministic_and_right():

@@ -50,7 +50,15 @@ def spectrum(kind: str, k: int, *, decay: float | None = None, rank: int | None 
 
 def haar(rows: int, cols: int, generator: torch.Generator, *, dtype=torch.float64) -> torch.Tensor:
     """A Haar-distributed orthonormal (rows, cols) matrix, rows ≥ cols: the sign-corrected QR of a
-    Gaussian matrix drawn from ``generator`` in ``dtype`` (Mezzadri 2007).
+    Gaussian matrix drawn from ``generator`` in ``dtype`` (Mezzadri 2007: the signs of R's
+    diagonal moved into Q make its distribution exactly Haar).
+
+    Raises:
+        ValueError: cols < 1 or rows < cols.  TypeError: non-integer sizes, a generator that is
+            no ``torch.Generator``, a dtype that is not float32 or float64.
+
+    Shape:
+        out: (rows, cols)
 
     Example:
         >>> import torch
@@ -59,6 +67,12 @@ def haar(rows: int, cols: int, generator: torch.Generator, *, dtype=torch.float6
         >>> torch.allclose(Q.T @ Q, torch.eye(3, dtype=torch.float64))
         True
     """
+    cols = _validate.integer(cols, "cols", low=1)
+    rows = _validate.integer(rows, "rows", low=cols)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     q, r = torch.linalg.qr(torch.randn(rows, cols, dtype=dtype, generator=generator))
     return q * torch.sign(torch.diagonal(r))
 
