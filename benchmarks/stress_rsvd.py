@@ -44,7 +44,7 @@ def main():
     shapes, ranks = LARGE if args.large else SMALL
     seeds = range(args.seeds if args.seeds is not None else (2 if args.large else 3))
     if args.products == "bf16":
-        importlib.import_module("linalg_core.lowrank.rsvd")._bf16_pays = lambda op, k, niter: True
+        importlib.import_module("linalg_core.lowrank.rsvd")._bf16_pays = lambda op, k, finder: True
     precision = "full" if args.products == "full" else "auto"
     misses, total = [], 0
     for m, n in shapes:

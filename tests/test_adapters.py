@@ -56,7 +56,7 @@ def test_pissa_takes_every_product_in_bfloat16_where_it_pays(monkeypatch):
     rsvd_module = importlib.import_module("linalg_core.lowrank.rsvd")
     W = weight(300, 200, decay=0.3, dtype=torch.float32)
     full = lc.adapters.pissa(W, 8, seed=0)  # small: float32 products
-    monkeypatch.setattr(rsvd_module, "_bf16_pays", lambda op, k, niter: True)
+    monkeypatch.setattr(rsvd_module, "_bf16_pays", lambda op, k, finder: True)
     calls = []
     orig = lc.lowrank.operators.Dense.rmatmul
     monkeypatch.setattr(lc.lowrank.operators.Dense, "rmatmul", lambda self, Y: calls.append(1) or orig(self, Y))

@@ -819,7 +819,7 @@ def test_adaptive_batch_drops_its_converged_items(monkeypatch, bf16):
     from linalg_core.lowrank import operators
 
     if bf16:
-        monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, niter: True)
+        monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, finder: True)
     sizes = []
     for cls in (operators.Dense, operators.LowPrecision):
         def product(self, X, f=cls.matmul):
@@ -845,7 +845,7 @@ def _count_products(monkeypatch):
 
     from linalg_core.lowrank import operators
 
-    monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, niter: True)
+    monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, finder: True)
     counts = {"Dense": 0, "LowPrecision": 0}
     for cls in (operators.Dense, operators.LowPrecision):
         for name in ("matmul", "rmatmul"):
@@ -993,3 +993,26 @@ def test_accuracy_and_adaptive_arguments_are_validated():
     with pytest.raises(ValueError, match="rank"):
         spectrum("gapped", 50)
     assert Accuracy().met(1.002, 0.01) and not Accuracy().met(1.0021, 0.0) and not Accuracy().met(1.0, 0.0101)
+
+
+def test_bfloat16_products_pay_sooner_for_the_row_space_finder(monkeypatch):
+    """RowSpace's passes are all bfloat16 once they are (no full-precision B pass), so with fast
+    bfloat16 GEMMs it takes them from ROWSPACE_BF16_MIN_WORK multiply-adds per product (a
+    MiniLM-L6 384² weight at r = 16), where subspace iteration keeps float32 up to BF16_MIN_WORK;
+    per matrix, whatever the batch; never without fast bfloat16 GEMMs or without iterations."""
+    import importlib
+
+    from linalg_core.lowrank import RowSpace, SubspaceIteration
+    from linalg_core.lowrank.operators import Dense
+
+    rsvd_module = importlib.import_module("linalg_core.lowrank.rsvd")
+    monkeypatch.setattr(rsvd_module, "_bf16_fast", lambda device: True)
+    pays = rsvd_module._bf16_pays
+    one, batch, small = Dense(torch.zeros(384, 384)), Dense(torch.zeros(24, 384, 384)), Dense(torch.zeros(256, 256))
+    assert pays(one, 48, RowSpace(niter=3)) and pays(batch, 48, RowSpace(niter=3))
+    assert not pays(small, 48, RowSpace(niter=3))  # 256² · 48 < 2^22
+    assert not pays(one, 48, SubspaceIteration(niter=3)) and not pays(batch, 48, SubspaceIteration(niter=3))
+    assert not pays(one, 48, RowSpace(niter=0))
+    assert pays(Dense(torch.zeros(384, 384, dtype=torch.bfloat16)), 48, SubspaceIteration(niter=3))  # no copy
+    monkeypatch.setattr(rsvd_module, "_bf16_fast", lambda device: False)
+    assert not pays(one, 48, RowSpace(niter=3))

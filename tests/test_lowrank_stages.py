@@ -138,7 +138,7 @@ def test_the_bf16_fallback_is_the_same_in_both_forms(monkeypatch, method, finder
     import importlib
 
     rsvd_module = importlib.import_module("linalg_core.lowrank.rsvd")
-    monkeypatch.setattr(rsvd_module, "_bf16_pays", lambda op, k, niter: True)
+    monkeypatch.setattr(rsvd_module, "_bf16_pays", lambda op, k, finder: True)
     A = with_spectrum(150, 100, torch.logspace(0, -6, 100, dtype=torch.float64), seed=4).float()
     old = _old(A, 8, method=method, niter=2, seed=0)
     new = _quiet(A, 8, finder=finder, seed=0)

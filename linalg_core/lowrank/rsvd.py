@@ -57,6 +57,15 @@ _DEFAULT_SMALL_SVD = SmallSVD()
 # their batched and looped results agree to float32 rounding rather than bfloat16's
 # (benchmarks/RESULTS.md has the crossover measurements).
 BF16_MIN_WORK = 1 << 28
+# The same threshold for :class:`RowSpace`, whose passes are all bfloat16 once they are (it ends on
+# the row space: no full-precision B pass): the copy of A is then one pass against 2·niter + 1
+# bfloat16 ones. PiSSA's rsvd (RowSpace, 3 iterations, the auto sketch size), bfloat16 against
+# float32 products, AMX Xeon, 2 threads: 1536 × 384, r = 8 3.7 vs 4.0 ms, 1024², r = 8 4.2 vs
+# 5.7 ms, 2048², r = 16 10.6 vs 19.6 ms; a 384², r = 16 (7·10⁶) 3.16 vs 3.11 ms alone, but four
+# of them in a batch 5.9 vs 6.7 ms and MiniLM-L6's 36 weights (three batches) ~45 vs ~58 ms;
+# 384², r = 8 (3.5·10⁶: 2.46 vs 2.22 ms) and smaller stay float32 (benchmarks/RESULTS.md,
+# "Measurements behind design choices").
+ROWSPACE_BF16_MIN_WORK = 1 << 22
 
 
 # The adaptive default (every default stage) on a dense CPU matrix with min(m, n) up to this, or up
@@ -123,15 +132,17 @@ def _bf16_fast(device: torch.device) -> bool:
     return device.type == "cpu" and ("amx" in features or "avx512bf16" in features)
 
 
-def _bf16_pays(op, k: int, niter: int | None) -> bool:
-    """bfloat16 power iterations pay when there are iterations, A is dense, and the device has
+def _bf16_pays(op, k: int, finder) -> bool:
+    """bfloat16 power iterations pay when ``finder`` iterates, A is dense, and the device has
     fast bfloat16 GEMMs (:func:`_bf16_fast`): always then for a bfloat16 A (no conversion), for
-    a float32/16 A when it is large."""
+    a float32/16 A when it is large (:data:`BF16_MIN_WORK`, :data:`ROWSPACE_BF16_MIN_WORK`)."""
+    niter = getattr(finder, "niter", 0)
     if (niter is not None and niter < 1) or not isinstance(op, Dense) or not _bf16_fast(op.device):
         return False  # (niter None: adaptive, >= 1 iteration)
     if op.A.dtype == torch.bfloat16:
         return True
-    if math.prod(op.shape[-2:]) * k < BF16_MIN_WORK:  # per matrix: a batch must equal the loop over it
+    least = ROWSPACE_BF16_MIN_WORK if isinstance(finder, RowSpace) else BF16_MIN_WORK
+    if math.prod(op.shape[-2:]) * k < least:  # per matrix: a batch must equal the loop over it
         return False
     return op.A.dtype != torch.float64
 
@@ -355,7 +366,7 @@ def _rsvd(op, rank, *, finder, small_svd, oversample, seed, backend, precision) 
     seed = _validate.seed(seed)
     if _exact_pays(op, finder, small_svd, oversample, k, precision):
         return flip_signs(_exact_svd(op, rank), seed=seed)
-    mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, getattr(finder, "niter", 0)))
+    mixed = precision == "bf16" or (precision == "auto" and _bf16_pays(op, k, finder))
     if mixed and not isinstance(op, Dense):
         raise ValueError(f"precision={precision!r} needs a dense A (an operator supplies its own products)")
     widen = {}
