@@ -109,15 +109,21 @@ def _residual(W, B, A, s, fan_in_fan_out, out=None):
     return target.T.contiguous() if fan_in_fan_out else target
 
 
-# PiSSA's default: rsvd's sketch size (k = 3r up to 48, 2r beyond) and 3 iterations ending on the
-# row space (seven passes over W, bfloat16 where those GEMMs pay: :data:`~linalg_core.lowrank.rsvd.
-# ROWSPACE_BF16_MIN_WORK`; else eight float32 passes). Captured energy against peft's
-# svd_lowrank(q=r, niter=4) (benchmarks/RESULTS.md, "Measurements behind design choices"): with
-# 2 iterations the LLaMA-7B-shaped flat spectra (σ_i = i^-0.3) fell below peft's, 0.9916 against
-# 0.9927 on the 11008 × 4096 at r = 16 and 0.9857 against 0.9916 on all three at r = 64; with 3,
-# 0.9986-0.9991 and 0.9968-0.997. MiniLM-L6, r = 16: 0.9965 (worst layer 0.9895) against peft's
-# 0.9825 (0.9710), where 2 iterations gave 0.9933 (0.9822).
+# PiSSA's default: k = 2r sketch columns (at least r + 10) and 3 iterations ending on the row space
+# (seven passes over W, bfloat16 where those GEMMs pay: :data:`~linalg_core.lowrank.rsvd.
+# ROWSPACE_BF16_MIN_WORK`; else eight float32 passes). Captured energy (mean / worst layer)
+# against peft's svd_lowrank(q=r, niter=4) (benchmarks/RESULTS.md, "Measurements behind design
+# choices"): LLaMA-7B-shaped flat spectra (σ_i = i^-0.3), r = 16, 0.9957-0.9968 against
+# 0.992-0.9927 in 131 ms (the earlier k = 3r, 2 iterations: 0.9916-0.993, below peft on the
+# 11008 × 4096, in 142 ms); r = 64, k = 128: 0.997 against 0.9916 (2 iterations: 0.9857);
+# MiniLM-L6, r = 16: 0.9903 / 0.9755 against 0.9825 / 0.9710 in 32 ms for its 36 weights (the
+# earlier 0.9933 / 0.9822 in 53 ms; k = 48 and 3 iterations: 0.9965 / 0.9895 in 47 ms).
 PISSA_NITER = 3
+
+
+def pissa_oversample(rank: int) -> int:
+    """PiSSA's sketch columns beyond r: max(10, r), i.e. k = 2r (at least r + 10)."""
+    return max(10, rank)
 
 
 def _check_out(out):
@@ -130,8 +136,8 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
     """PiSSA (Meng, Wang and Zhang 2024): the adapter takes the principal singular triplets,
     A = diag(√(S_r/s))·Vh_r, B = U_r·diag(√(S_r/s)), residual W − s·BA.
 
-    The triplets come from :func:`linalg_core.rsvd` (seeded, its default oversampling,
-    ``niter="auto"`` = 3 iterations; ``RowSpace(bf16_only=True)``: ending on the row
+    The triplets come from :func:`linalg_core.rsvd` (seeded, k = 2r sketch columns, at least
+    r + 10, ``niter="auto"`` = 3 iterations; ``RowSpace(bf16_only=True)``: ending on the row
     space, seven bfloat16 passes over W where bfloat16 GEMMs pay, else eight float32 passes);
     ``exact=True`` uses
     LAPACK's full SVD like peft's
@@ -171,7 +177,8 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         from linalg_core.adapters.quantized import principal_of_quantized
 
         rank, s = _quantized_args(W, rank, lora_alpha, use_rslora, fan_in_fan_out, out)
-        return principal_of_quantized(W, rank, s, PISSA_NITER if niter == "auto" else niter, seed)
+        return principal_of_quantized(W, rank, s, pissa_oversample(rank), PISSA_NITER if niter == "auto" else niter,
+                                      seed)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out, check=exact)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
     if exact:
@@ -188,7 +195,7 @@ def _pissa_triplets(W: torch.Tensor, rank: int, niter="auto", seed=None):
     full-precision B = QᴴW pass; singular values then carry bfloat16 rounding), else subspace
     iteration; the residual is formed from W exactly afterwards."""
     return rsvd(as_linear_operator(W, name="W"), rank, finder=RowSpace(bf16_only=True),
-                niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
+                oversample=pissa_oversample(rank), niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
 
 
 def _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out):

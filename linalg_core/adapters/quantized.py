@@ -71,9 +71,10 @@ def loftq(W, rank: int, *, format="bnb-nf4", iters: int = 1, lora_alpha: float |
     return LoRAInit(lq.L2 * root, lq.L1 * root, lq.Q, s)
 
 
-def principal_of_quantized(Q, rank: int, s: float, niter: int, seed) -> LoRAInit:
-    """PiSSA on a quantized base: rsvd of the matrix-free Q, residual re-quantized."""
-    U, S, Vh = rsvd(_operator(Q), rank, niter=niter, seed=seed)
+def principal_of_quantized(Q, rank: int, s: float, oversample: int, niter: int, seed) -> LoRAInit:
+    """PiSSA on a quantized base: rsvd of the matrix-free Q (PiSSA's sketch size and
+    iterations), residual re-quantized."""
+    U, S, Vh = rsvd(_operator(Q), rank, oversample=oversample, niter=niter, seed=seed)
     root = torch.sqrt(S / s)
     A, B = root[:, None] * Vh, U * root
     return LoRAInit(A, B, _requantize(Q, B, A, s), s)
