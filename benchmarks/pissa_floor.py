@@ -7,8 +7,9 @@ not timed) for each of, in turn:
 * peft ``get_peft_model(init_lora_weights="pissa_niter_4")``, end to end;
 * ours, ``get_peft_model`` (default init) + ``lc.adapters.init_peft_model(model, "pissa")``;
 * the floors: peft's wrap alone (``get_peft_model`` with its default init: paid by both sides), one
-  read of the 36 target weights (their mapped pages touched), their bytes written into fresh pages
-  (the residuals' destination: writing them in place into the mapping costs ~15x more), and the
+  read of the 36 target weights from a fresh mapping of the model file (their pages mapped in),
+  their bytes written into fresh pages (the residuals' destination: writing them in place into the
+  mapping costs ~15x more; both from the adapters benchmark's ``_write_floors``), and the
   cheapest *minimal* subspace iteration (no library: bfloat16 GEMMs on AMX, CholeskyQR, a float64
   Gram eigensolve per matrix; the three shape groups batched) whose captured energy beats peft's on
   average and on its worst layer.
@@ -28,23 +29,20 @@ import numpy as np
 import torch
 
 import linalg_core as lc
+from linalg_core.bench.adapters import (TARGETS, _reference_energy, _write_floors, adapter_norm, lora_layers,
+                                        minilm_from_pretrained)
 from linalg_core.models import minilm_path
 
-TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 RANK = 16
 
 
 def _load():
-    import transformers
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    return transformers.AutoModel.from_pretrained(os.path.dirname(minilm_path()), local_files_only=True)
+    return minilm_from_pretrained(os.path.dirname(minilm_path()))
 
 
-def _weights(model):
-    return [m.weight.data for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and any(n.endswith(t) for t in TARGETS)]
+def _targets(model) -> dict:
+    return {n: m.weight.data for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and any(n.endswith(t) for t in TARGETS)}
 
 
 def _chol(Y):
@@ -83,15 +81,6 @@ def _energies(mats, triplets, ref):
             for W, (U, _, Vh), r in zip(mats, triplets, ref)]
 
 
-def _peft_energies(model):
-    out = []
-    for m in model.modules():
-        if hasattr(m, "lora_A") and "default" in getattr(m, "lora_A", {}):
-            A, B = m.lora_A["default"].weight.detach().double(), m.lora_B["default"].weight.detach().double()
-            out.append(float(m.scaling["default"] * torch.sqrt(torch.trace((B.T @ B) @ (A @ A.T)))))
-    return out
-
-
 def main():
     import peft
 
@@ -100,9 +89,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     lc.set_num_threads(args.threads)
-    ref_model = _load()
-    mats = [W.clone() for W in _weights(ref_model)]
-    ref = [float(torch.linalg.svdvals(W.double())[:RANK].norm()) for W in mats]
+    targets = {n: W.clone() for n, W in _targets(_load()).items()}
+    mats, ref = list(targets.values()), list(_reference_energy(targets, RANK).values())
     settings = [(k, it) for k in (32, 48) for it in (2, 3)]
     energy = {s: _energies(mats, minimal_pissa(mats, *s), ref) for s in settings}
 
@@ -126,27 +114,18 @@ def main():
         peft.get_peft_model(model, peft.LoraConfig(r=RANK, lora_alpha=RANK, target_modules=TARGETS))
         return time.perf_counter() - start
 
-    def read_and_write():
-        ws = _weights(_load())
-        start = time.perf_counter()
-        for W in ws:
-            W.sum()
-        read = time.perf_counter() - start
-        start = time.perf_counter()
-        fresh = [torch.empty_like(W).copy_(W) for W in ws]
-        del fresh
-        return read, time.perf_counter() - start
+    names = [n + ".weight" for n in targets]
 
     times = {key: [] for key in ("peft", "ours", "wrap", "read", "write", *settings)}
     for _ in range(args.rounds):
         t, model = peft_side()
         times["peft"].append(t)
-        peft_e = _peft_energies(model)
+        peft_e = [adapter_norm(m) for m in lora_layers(model).values()]
         times["ours"].append(ours()[0])
         times["wrap"].append(wrap())
-        read, write = read_and_write()
-        times["read"].append(read)
-        times["write"].append(write)
+        floors = _write_floors(minilm_path(), names)  # a fresh mapping of the file from_pretrained maps
+        times["read"].append(floors["read"])
+        times["write"].append(floors["fresh"])
         for s in settings:
             start = time.perf_counter()
             minimal_pissa(mats, *s)

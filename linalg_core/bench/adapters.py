@@ -88,13 +88,28 @@ def lora_layers(model):
     return {n: m for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
 
 
+def adapter_norm(module) -> float:
+    """‖s·BA‖_F of a LoRA layer's adapter, from the r × r Grams (BᵀB)(AAᵀ) in float64."""
+    A, B = module.lora_A["default"].weight.detach().double(), module.lora_B["default"].weight.detach().double()
+    return float(module.scaling["default"] * torch.sqrt(torch.trace((B.T @ B) @ (A @ A.T))))
+
+
+def minilm_from_pretrained(folder):
+    """MiniLM-L6 as users load it: ``transformers.AutoModel.from_pretrained`` of its folder
+    (safetensors, memory-mapped), offline."""
+    import transformers
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    return transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+
+
 def quality(base_svds, model):
     caps, sines = [], []
     for name, m in lora_layers(model).items():
         U, S = base_svds[name.replace("base_model.model.", "")]
         r = m.r["default"]
-        BA = (m.lora_B["default"].weight.detach().double() @ m.lora_A["default"].weight.detach().double())
-        caps.append(float(torch.linalg.matrix_norm(BA * m.scaling["default"])) / float(torch.linalg.vector_norm(S[:r])))
+        caps.append(adapter_norm(m) / float(torch.linalg.vector_norm(S[:r])))
         qb = torch.linalg.qr(m.lora_B["default"].weight.detach().double())[0]
         sines.append(float(torch.linalg.matrix_norm(U[:, :r] - qb @ (qb.T @ U[:, :r]), ord=2)))
     return float(np.mean(caps)), float(np.median(sines)), float(np.max(sines))
@@ -284,11 +299,7 @@ def _worker(args: dict) -> dict:
     lc.set_num_threads(args["threads"])
     start = time.perf_counter()
     if args["kind"] == "minilm":
-        import transformers
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()
-        model = transformers.AutoModel.from_pretrained(args["path"], local_files_only=True)
+        model = minilm_from_pretrained(args["path"])
     else:
         state = safetensors.torch.load_file(args["path"])
         with torch.device("meta"):
@@ -313,11 +324,7 @@ def _worker(args: dict) -> dict:
     out = {"seconds": seconds, "load": load, "sections": dict(spent)}
     layers = lora_layers(model)
     if method == "pissa":
-        out["energy"] = {}
-        for name, m in layers.items():
-            A, B = m.lora_A["default"].weight.detach().double(), m.lora_B["default"].weight.detach().double()
-            out["energy"][name.replace("base_model.model.", "")] = float(
-                m.scaling["default"] * torch.sqrt(torch.trace((B.T @ B) @ (A @ A.T))))
+        out["energy"] = {name.replace("base_model.model.", ""): adapter_norm(m) for name, m in layers.items()}
     if args.get("profile"):
         out["floors"] = _write_floors(args["file"], [n.replace("base_model.model.", "") + ".weight" for n in layers])
     return out
@@ -357,17 +364,20 @@ def _sections():
 
 
 def _write_floors(path, names) -> dict:
-    """Seconds to write the targets' bytes (a) as fresh pages (``empty`` + ``copy_``: what the
-    residuals cost at best) and (b) in place into a fresh copy-on-write mapping of the file (what
-    writing the residuals into the mapped weights costs), on a second mapping of the file."""
+    """Seconds to read the targets once from a fresh mapping of the file (``read``: their pages
+    mapped in, as the initialisation's first pass does), then to write their bytes (a) as fresh
+    pages (``empty`` + ``copy_``: what the residuals cost at best) and (b) in place into the
+    copy-on-write mapping (what writing the residuals into the mapped weights costs)."""
     import time
 
     import safetensors.torch
 
     state = safetensors.torch.load_file(path)
     mats = [state[n] for n in names if n in state]
+    start = time.perf_counter()
     for m in mats:
-        m.sum()  # map the file's pages in for reading, as the initialisation has
+        m.sum()
+    t_read = time.perf_counter() - start
     start = time.perf_counter()
     fresh = [torch.empty_like(m).copy_(m) for m in mats]
     t_fresh = time.perf_counter() - start
@@ -376,7 +386,8 @@ def _write_floors(path, names) -> dict:
         m.mul_(1)
     t_cow = time.perf_counter() - start
     del fresh
-    return {"bytes": sum(m.numel() * m.element_size() for m in mats), "fresh": t_fresh, "in_place_mapped": t_cow}
+    return {"bytes": sum(m.numel() * m.element_size() for m in mats), "read": t_read, "fresh": t_fresh,
+            "in_place_mapped": t_cow}
 
 
 def _run_worker(args: dict) -> dict:

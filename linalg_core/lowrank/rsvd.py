@@ -59,10 +59,11 @@ _DEFAULT_SMALL_SVD = SmallSVD()
 BF16_MIN_WORK = 1 << 28
 # The same threshold for :class:`RowSpace`, whose passes are all bfloat16 once they are (it ends on
 # the row space: no full-precision B pass): the copy of A is then one pass against 2·niter + 1
-# bfloat16 ones. PiSSA's rsvd (RowSpace, 3 iterations, the auto sketch size), bfloat16 against
+# bfloat16 ones. RowSpace with PiSSA's 3 iterations at rsvd's auto sketch size, bfloat16 against
 # float32 products, AMX Xeon, 2 threads: 1536 × 384, r = 8 3.7 vs 4.0 ms, 1024², r = 8 4.2 vs
 # 5.7 ms, 2048², r = 16 10.6 vs 19.6 ms; a 384², r = 16 (7·10⁶) 3.16 vs 3.11 ms alone, but four
-# of them in a batch 5.9 vs 6.7 ms and MiniLM-L6's 36 weights (three batches) ~45 vs ~58 ms;
+# of them in a batch 5.9 vs 6.7 ms, and PiSSA's default on MiniLM-L6's 36 weights (three
+# batches, k = 2r) 32 vs 49 ms;
 # 384², r = 8 (3.5·10⁶: 2.46 vs 2.22 ms) and smaller stay float32 (benchmarks/RESULTS.md,
 # "Measurements behind design choices").
 ROWSPACE_BF16_MIN_WORK = 1 << 22
