@@ -121,7 +121,7 @@ def _residual(W, B, A, s, fan_in_fan_out, out=None):
 PISSA_NITER = 3
 
 
-def pissa_oversample(rank: int) -> int:
+def _pissa_oversample(rank: int) -> int:
     """PiSSA's sketch columns beyond r: max(10, r), i.e. k = 2r (at least r + 10)."""
     return max(10, rank)
 
@@ -177,7 +177,7 @@ def pissa(W, rank: int, *, lora_alpha: float | None = None, use_rslora: bool = F
         from linalg_core.adapters.quantized import principal_of_quantized
 
         rank, s = _quantized_args(W, rank, lora_alpha, use_rslora, fan_in_fan_out, out)
-        return principal_of_quantized(W, rank, s, pissa_oversample(rank), PISSA_NITER if niter == "auto" else niter,
+        return principal_of_quantized(W, rank, s, _pissa_oversample(rank), PISSA_NITER if niter == "auto" else niter,
                                       seed)
     Wt, dtype, boundary, rank = _weight(W, rank, fan_in_fan_out, check=exact)
     s = scaling(rank if lora_alpha is None else lora_alpha, rank, use_rslora)
@@ -195,7 +195,7 @@ def _pissa_triplets(W: torch.Tensor, rank: int, niter="auto", seed=None):
     full-precision B = QᴴW pass; singular values then carry bfloat16 rounding), else subspace
     iteration; the residual is formed from W exactly afterwards."""
     return rsvd(as_linear_operator(W, name="W"), rank, finder=RowSpace(bf16_only=True),
-                oversample=pissa_oversample(rank), niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
+                oversample=_pissa_oversample(rank), niter=PISSA_NITER if niter == "auto" else niter, seed=seed)
 
 
 def _from_svd(Wt, U, S, Vh, s, boundary, fan_in_fan_out, out):
