@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 import linalg_core as lc
-from linalg_core.bench.adapters import (TARGETS, _reference_energy, _write_floors, adapter_norm, lora_layers,
-                                        minilm_from_pretrained)
+from linalg_core.bench.adapters import (TARGETS, _reference_energy, _write_floors, adapter_norm, bare_pissa,
+                                        lora_layers, minilm_from_pretrained)
 from linalg_core.models import minilm_path
 
 RANK = 16
@@ -45,34 +45,9 @@ def _targets(model) -> dict:
             if isinstance(m, torch.nn.Linear) and any(n.endswith(t) for t in TARGETS)}
 
 
-def _chol(Y):
-    L = torch.linalg.cholesky(Y.mT @ Y)
-    return torch.linalg.solve_triangular(L, Y.mT, upper=False).mT
-
-
 def minimal_pissa(mats, k, niter, seed=0):
-    """Top-RANK triplets of each weight by subspace iteration ending on the row space, nothing
-    else: equal shapes stacked, bfloat16 products, one CholeskyQR round per pass (two for the
-    last right basis), the small SVD from the float64 Gram matrix of Y = AZ. Returns (U, S, Vh)
-    per weight."""
-    groups = {}
-    for i, W in enumerate(mats):
-        groups.setdefault(tuple(W.shape), []).append(i)
-    out = [None] * len(mats)
-    g = torch.Generator().manual_seed(seed)
-    for idx in groups.values():
-        A = torch.stack([mats[i] for i in idx]).to(torch.bfloat16)
-        Y = (A @ torch.randn(A.shape[-1], k, generator=g).to(torch.bfloat16)).float()
-        for it in range(niter):
-            Z = _chol((_chol(Y).to(torch.bfloat16).mT @ A).mT.float())
-            Z = _chol(Z) if it == niter - 1 else Z
-            Y = (A @ Z.to(torch.bfloat16)).float()
-        lam, V = torch.linalg.eigh(Y.mT.double() @ Y.double())
-        V, S = V.flip(-1)[..., :RANK].float(), lam.flip(-1)[..., :RANK].clamp_min(0).sqrt().float()
-        U, Vh = (Y @ V) / S[..., None, :], (Z @ V).mT
-        for j, i in enumerate(idx):
-            out[i] = (U[j], S[j], Vh[j])
-    return out
+    """The bare implementation of the adapters benchmark (no library) at rank RANK."""
+    return bare_pissa(mats, RANK, k, niter, seed)
 
 
 def _energies(mats, triplets, ref):

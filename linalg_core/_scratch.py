@@ -19,6 +19,10 @@ Two lifetimes, one policy each:
   again is done with the previous view). Outside a block, and in threads other than the one that
   opened it, :func:`buffer` returns a fresh tensor.
 
+A third, :func:`lend`, serves a request of :func:`buffer` from memory its caller is about to
+overwrite anyway (a fresh output): the scratch then shares the output's pages, which are faulted
+in once instead of twice.
+
 The two are kept apart because their costs differ: keeping whole-model buffers after the loop
 would pin memory for nothing, and bounding them would reallocate for every large layer.
 """
@@ -32,7 +36,7 @@ import threading
 
 import torch
 
-__all__ = ["MAX_BYTES", "borrow", "release", "reuse_buffers", "buffer"]
+__all__ = ["MAX_BYTES", "borrow", "release", "reuse_buffers", "buffer", "lend"]
 
 # Largest buffer :func:`borrow` keeps per key; larger requests are allocated per call.
 MAX_BYTES = 256 << 20
@@ -87,11 +91,12 @@ def release() -> None:
 class _Scope:
     """The buffers of one outermost :func:`reuse_buffers` block, usable by its own thread only."""
 
-    __slots__ = ("owner", "kept")
+    __slots__ = ("owner", "kept", "lent")
 
     def __init__(self):
         self.owner = threading.get_ident()
         self.kept: dict = {}
+        self.lent: dict = {}  # tag -> flat uint8 view of the memory lent to it (see lend)
 
 
 _SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("linalg_core_scratch", default=None)
@@ -135,9 +140,54 @@ def buffer(tag: str, shape, dtype: torch.dtype, device) -> torch.Tensor:
     scope = _SCOPE.get()
     if scope is None or scope.owner != threading.get_ident():
         return torch.empty(shape, dtype=dtype, device=device)
-    key = _key(tag, dtype, device)
     numel = math.prod(shape)
+    lent = scope.lent.get(tag)
+    if lent is not None and lent.device == torch.device(device) and numel * dtype.itemsize <= lent.numel():
+        return lent[: numel * dtype.itemsize].view(dtype).view(shape)
+    key = _key(tag, dtype, device)
     flat = scope.kept.get(key)
     if flat is None or flat.numel() < numel:
         flat = scope.kept[key] = torch.empty(numel, dtype=dtype, device=device)
     return flat[:numel].view(shape)
+
+
+@contextlib.contextmanager
+def lend(tag: str, memory: torch.Tensor):
+    """Within the block, a :func:`buffer` request for ``tag`` that fits in ``memory``'s bytes (on
+    its device) is a view of ``memory`` instead of the pool's buffer. The caller promises that
+    ``memory``'s contents are not needed until the block ends and that it overwrites them after:
+    a fresh output lends its not yet written pages to a temporary that is dead before the output
+    is computed (a weight's residual destination to rsvd's bfloat16 copy of the weight), and
+    those pages are faulted in once, not once for each. Opens a :func:`reuse_buffers` block if
+    none is open in this thread; nested lends of one tag restore the outer one on exit.
+
+    Args:
+        tag: the :func:`buffer` tag served from ``memory``.
+        memory: a contiguous tensor whose bytes may be overwritten.
+
+    Raises:
+        ValueError: ``memory`` is not contiguous.
+
+    Example:
+        >>> import torch
+        >>> from linalg_core._scratch import buffer, lend
+        >>> out = torch.empty(4, 4)
+        >>> with lend("demo", out):
+        ...     tmp = buffer("demo", (8, 4), torch.bfloat16, "cpu")
+        >>> tmp.data_ptr() == out.data_ptr()
+        True
+    """
+    if not memory.is_contiguous():
+        raise ValueError(f"memory must be contiguous, got a tensor of shape {tuple(memory.shape)} and strides "
+                         f"{memory.stride()}")
+    with reuse_buffers():
+        scope = _SCOPE.get()
+        outer = scope.lent.get(tag)
+        scope.lent[tag] = memory.detach().reshape(-1).view(torch.uint8)
+        try:
+            yield
+        finally:
+            if outer is None:
+                del scope.lent[tag]
+            else:
+                scope.lent[tag] = outer

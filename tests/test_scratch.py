@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from linalg_core import _scratch
-from linalg_core._scratch import borrow, buffer, release, reuse_buffers
+from linalg_core._scratch import borrow, buffer, lend, release, reuse_buffers
 
 F32, F64 = torch.float32, torch.float64
 
@@ -77,6 +77,39 @@ def test_block_exit_restores_state_after_an_error():
             buffer("e", (4,), F32, "cpu")
             raise RuntimeError("boom")
     assert _scratch._SCOPE.get() is None
+
+
+def test_lend_serves_its_tag_from_the_lent_memory_where_it_fits():
+    out = torch.empty(6, 8)  # 192 bytes
+    with reuse_buffers():
+        pooled = buffer("bf16", (16, 8), torch.bfloat16, "cpu")
+        with lend("bf16", out):
+            fits = buffer("bf16", (12, 8), torch.bfloat16, "cpu")  # 192 bytes: exactly out's
+            assert _storage(fits) == _storage(out) and fits.shape == (12, 8) and fits.dtype == torch.bfloat16
+            too_big = buffer("bf16", (13, 8), torch.bfloat16, "cpu")
+            other_tag = buffer("stack", (2, 2), F32, "cpu")
+            assert _storage(out) not in (_storage(too_big), _storage(other_tag))
+            assert _storage(too_big) == _storage(pooled)  # the pool's buffer, as without the lend
+        after = buffer("bf16", (2, 2), torch.bfloat16, "cpu")
+        assert _storage(after) == _storage(pooled)
+
+
+def test_lend_opens_a_block_nests_and_restores():
+    outer, inner = torch.empty(16), torch.empty(32)
+    assert _scratch._SCOPE.get() is None
+    with lend("t", outer):
+        assert _storage(buffer("t", (16,), F32, "cpu")) == _storage(outer)  # a block of its own
+        with lend("t", inner):
+            assert _storage(buffer("t", (16,), F32, "cpu")) == _storage(inner)
+        assert _storage(buffer("t", (16,), F32, "cpu")) == _storage(outer)
+    assert _scratch._SCOPE.get() is None
+    assert _storage(buffer("t", (16,), F32, "cpu")) != _storage(outer)
+
+
+def test_lend_refuses_a_non_contiguous_tensor():
+    with pytest.raises(ValueError, match="memory must be contiguous.*strides"):
+        with lend("t", torch.empty(4, 4).T):
+            pass
 
 
 def test_another_thread_never_gets_the_blocks_buffer():

@@ -344,6 +344,30 @@ def test_a_memory_mapped_model_gets_exact_residuals_in_new_memory_and_its_file_i
     assert _file_digest(path) == digest
 
 
+def test_a_mapped_weights_new_memory_first_holds_its_bfloat16_copy(tmp_path, monkeypatch):
+    """PiSSA on a single mapped layer: rsvd's bfloat16 copy of W is taken from the residual's new
+    memory (its pages then faulted in once), and the residuals stay exact."""
+    import importlib
+
+    operators = importlib.import_module("linalg_core.lowrank.operators")
+    monkeypatch.setattr(importlib.import_module("linalg_core.lowrank.rsvd"), "_bf16_pays", lambda op, k, finder: True)
+    copies, pool = [], operators._scratch
+
+    def spy(tag, shape, dtype, device):
+        out = pool(tag, shape, dtype, device)
+        copies.append(out.untyped_storage().data_ptr()) if tag == "bf16" else None
+        return out
+
+    monkeypatch.setattr(operators, "_scratch", spy)
+    model = peft.get_peft_model(_mapped_tied_model(tmp_path / "model.safetensors", torch.float32),
+                                peft.LoraConfig(r=4, target_modules=["proj", "down", "head"]))
+    before = _targets_before(model)
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    assert sorted(_check_residuals(model, before, rtol=2e-6)) == sorted(before)
+    weights = {m.get_base_layer().weight.untyped_storage().data_ptr() for m in model.modules() if hasattr(m, "lora_A")}
+    assert len(copies) == 3 and set(copies) == weights
+
+
 def test_a_model_in_private_memory_is_written_in_place(tmp_path):
     model = _mapped_tied_model(tmp_path / "model.safetensors", torch.float32)
     model = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(r=4, target_modules=["proj", "down", "head"]))

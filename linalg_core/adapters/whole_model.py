@@ -32,7 +32,7 @@ import torch
 
 from linalg_core import _validate
 from linalg_core._arrays import Boundary
-from linalg_core._scratch import buffer, reuse_buffers
+from linalg_core._scratch import buffer, lend, reuse_buffers
 from linalg_core.adapters import init as _init
 from linalg_core.adapters.config import (
     EVAConfig,
@@ -259,8 +259,9 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
 
     PiSSA: equal-shape layers of up to 2^20 elements share one batched rsvd; larger ones run one
     by one (reusing one bfloat16 scratch buffer where bfloat16 products pay: CUDA, AMX,
-    AVX512-BF16); residuals are written in one fused ``addmm`` pass each (in float32 for 16-bit
-    weights), on the device the weights live on.
+    AVX512-BF16; where the residual goes to new memory, that memory holds the bfloat16 copy of
+    the weight first, so its pages are faulted in once); residuals are written in one fused
+    ``addmm`` pass each (in float32 for 16-bit weights), on the device the weights live on.
 
     Where residuals go: into the base weights in place where they are this process's private
     memory (a model built or copied in memory); into new memory that the weight's ``Parameter``
@@ -537,7 +538,7 @@ def _fill(layers, adapter, names, payload, residuals: _Residuals, out=None, owne
                         "ThreeFactorInit or singular triplets (U, S, Vh)")
     for name, (U, S, Vh) in zip(names, [payload] if len(names) == 1 else zip(*payload)):
         _, Wt, fifo, _, s = _geometry(layers[name], adapter)
-        dest = residuals.destination(layers[name])
+        dest = out if out is not None else residuals.destination(layers[name])
         done = _init._from_svd(Wt, U, S, Vh, s, Boundary("torch"), fifo, dest)
         residuals.store(layers[name], done.residual, dest)
         _set_factors(layers[name], adapter, done.A, done.B)
@@ -616,8 +617,15 @@ class QuantBase(QuantLinear):
 
 @register_initializer(PiSSAConfig, batch=True)
 def _pissa(config: PiSSAConfig, unit: LayerUnit):
-    """The top-r triplets of W (a stack for a group); the principal split happens in _fill."""
-    return _init._pissa_triplets(unit.W, unit.rank, config.niter, config.seed)
+    """The top-r triplets of W (a stack for a group); the principal split happens in _fill. A
+    single layer's fresh residual destination (a weight mapped from its file, an executor task)
+    lends its memory to rsvd's bfloat16 copy of W: the copy is dead before _fill writes the
+    residual there, so those pages are faulted in once, not twice."""
+    out = unit.out
+    fresh = out is not None and out.is_contiguous() and (
+        out.untyped_storage().data_ptr() != unit.weight.untyped_storage().data_ptr())
+    with lend("bf16", out) if fresh else contextlib.nullcontext():
+        return _init._pissa_triplets(unit.W, unit.rank, config.niter, config.seed)
 
 
 @register_initializer(OLoRAConfig)

@@ -17,9 +17,13 @@ From a file, as users run it (``_from_file``): each side in a fresh Python proce
 model memory-mapped — MiniLM-L6 with ``transformers.AutoModel.from_pretrained``, the LLaMA-7B-shaped
 set saved once to a safetensors file and loaded with ``safetensors.torch.load_file`` (both map the
 file copy-on-write) — and times its first ``get_peft_model`` (+ ``init_peft_model``) call;
-interleaved rounds, per-round ratios. One more process profiles ours (wrap, rsvd, residual
-writes) and measures the floor of writing the residuals: their bytes copied into fresh pages,
-against writing them in place into the mapping (a copy-on-write fault per 4 KiB page).
+interleaved rounds, per-round ratios. A third side in the same rounds is the floor of a
+straightforward implementation: ours' algorithm and settings in bare torch, no library
+(``_bare_init``: the same wrap, stacked bfloat16 subspace iteration or OLoRA's QR of r columns,
+``addmm`` residuals into fresh tensors), first call in a fresh process like the others. One more
+process profiles ours (wrap, rsvd, residual writes) and measures the floor of writing the
+residuals: their bytes copied into fresh pages, against writing them in place into the mapping
+(a copy-on-write fault per 4 KiB page).
 
 Accuracy of PiSSA: captured energy ‖s·BA‖_F / ‖W_r‖_F of the optimal rank-r part (1 is the
 best possible), and the median / max principal-angle sine between range(B) and the top-r left
@@ -92,6 +96,73 @@ def adapter_norm(module) -> float:
     """‖s·BA‖_F of a LoRA layer's adapter, from the r × r Grams (BᵀB)(AAᵀ) in float64."""
     A, B = module.lora_A["default"].weight.detach().double(), module.lora_B["default"].weight.detach().double()
     return float(module.scaling["default"] * torch.sqrt(torch.trace((B.T @ B) @ (A @ A.T))))
+
+
+def _cholqr(Y):
+    L = torch.linalg.cholesky(Y.mT @ Y)
+    return torch.linalg.solve_triangular(L, Y.mT, upper=False).mT
+
+
+def bare_pissa(mats, rank: int, k: int, niter: int, seed: int = 0):
+    """PiSSA's top-``rank`` triplets of each weight by the same algorithm as ours with nothing
+    else (the floor of a straightforward implementation, no library): equal shapes stacked,
+    bfloat16 products, subspace iteration ending on the row space with one CholeskyQR round per
+    pass (two for the last right basis), the small SVD from the float64 Gram matrix of Y = AZ.
+    Returns [(U, S, Vh)] per weight.
+
+    Shape:
+        mats: [(m, n)];  U: (m, rank);  S: (rank,);  Vh: (rank, n)
+    """
+    groups = {}
+    for i, W in enumerate(mats):
+        groups.setdefault(tuple(W.shape), []).append(i)
+    out = [None] * len(mats)
+    g = torch.Generator().manual_seed(seed)
+    for idx in groups.values():
+        A = torch.stack([mats[i] for i in idx]).to(torch.bfloat16)
+        Y = (A @ torch.randn(A.shape[-1], k, generator=g).to(torch.bfloat16)).float()
+        for it in range(niter):
+            Z = _cholqr((_cholqr(Y).to(torch.bfloat16).mT @ A).mT.float())
+            Z = _cholqr(Z) if it == niter - 1 else Z
+            Y = (A @ Z.to(torch.bfloat16)).float()
+        lam, V = torch.linalg.eigh(Y.mT.double() @ Y.double())
+        V, S = V.flip(-1)[..., :rank].float(), lam.flip(-1)[..., :rank].clamp_min(0).sqrt().float()
+        U, Vh = (Y @ V) / S[..., None, :], (Z @ V).mT
+        for j, i in enumerate(idx):
+            out[i] = (U[j], S[j], Vh[j])
+    return out
+
+
+def _bare_init(model, method: str, spent: dict) -> None:
+    """PiSSA (:func:`bare_pissa`, k = 2r, 3 iterations: ours' settings; B·A = U diag(S) Vh / s) or
+    OLoRA (B = Q, A = QᵀW from the QR of W's first r columns) on every LoRA layer of a wrapped peft model, in plain
+    torch: the factors into lora_A / lora_B, the residual W − s·BA into a fresh tensor (``addmm``)
+    that the base weight is rebound to. ``spent``: seconds of the decompositions and of the
+    residuals."""
+    import time
+
+    layers = list(lora_layers(model).values())
+    mats = [m.get_base_layer().weight.data for m in layers]
+    r = layers[0].r["default"]
+    start = time.perf_counter()
+    if method == "pissa":  # B·A = U diag(S) Vh / s (peft's split)
+        factors = []
+        for m, (U, S, Vh) in zip(layers, bare_pissa(mats, r, 2 * r, 3)):
+            root = (S / m.scaling["default"]).sqrt()
+            factors.append((U * root, root[:, None] * Vh))
+    else:
+        factors = []
+        for W in mats:
+            Q = torch.linalg.qr(W[:, :r].float())[0]
+            factors.append((Q, Q.T @ W.float()))
+    spent["decomposition"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for m, W, (B, A) in zip(layers, mats, factors):
+        s = m.scaling["default"]
+        m.get_base_layer().weight.data = torch.addmm(W, B.to(W.dtype), A.to(W.dtype), alpha=-s)
+        m.lora_A["default"].weight.data.copy_(A)
+        m.lora_B["default"].weight.data.copy_(B)
+    spent["residuals"] = time.perf_counter() - start
 
 
 def minilm_from_pretrained(folder):
@@ -319,7 +390,11 @@ def _worker(args: dict) -> dict:
         else:
             model = peft.get_peft_model(model, peft.LoraConfig(r=r, lora_alpha=r, target_modules=targets))
             spent["wrap (get_peft_model)"] = time.perf_counter() - start
-            lc.adapters.init_peft_model(model, method, seed=0, progress=False)
+            if args["side"] == "bare":
+                with torch.no_grad():
+                    _bare_init(model, method, spent)
+            else:
+                lc.adapters.init_peft_model(model, method, seed=0, progress=False)
         seconds = time.perf_counter() - start
     out = {"seconds": seconds, "load": load, "sections": dict(spent)}
     layers = lora_layers(model)
@@ -440,13 +515,16 @@ def _from_file(report, label, base, targets, r, rounds):
         args = {"kind": "layers", "path": floor_path}
     args.update(file=floor_path, r=r, targets=targets, threads=torch.get_num_threads())
     try:
-        times = {(side, m): [] for side in ("peft", "ours") for m in ("pissa", "olora")}
+        sides = ("peft", "ours", "bare")
+        times = {(side, m): [] for side in sides for m in ("pissa", "olora")}
+        parts = {(side, m): [] for side in sides for m in ("pissa", "olora")}
         energy = {}
         for _ in range(rounds):
             for method in ("pissa", "olora"):
-                for side in ("peft", "ours"):
+                for side in sides:
                     res = _run_worker({**args, "side": side, "method": method})
                     times[side, method].append(res["seconds"])
+                    parts[side, method].append(res["sections"])
                     if "energy" in res:
                         energy[side] = float(np.mean([res["energy"][n] / ref[n] for n in ref]))
         prof = _run_worker({**args, "side": "ours", "method": "pissa", "profile": True})
@@ -455,15 +533,22 @@ def _from_file(report, label, base, targets, r, rounds):
             tmp.cleanup()
     where = f"{label}, from its file (fresh process, first call)"
     for method, theirs in (("pissa", "peft pissa_niter_4"), ("olora", "peft olora (full QR)")):
-        ratios = [a / b for a, b in zip(times["peft", method], times["ours", method])]
-        for side, impl in (("peft", theirs), ("ours", f"linalg_core {method}")):
+        ratios = {side: [a / b for a, b in zip(times["peft", method], times[side, method])] for side in sides}
+        for side, impl in (("peft", theirs), ("ours", f"linalg_core {method}"),
+                           ("bare", f"floor: bare torch {method} (no library)")):
             report.add(model=where, rank=r, impl=impl, ms=float(np.median(times[side, method])) * 1e3,
                        samples_s={"ms": times[side, method]},
                        captured_energy=energy.get(side, float("nan")) if method == "pissa" else float("nan"),
-                       vs_peft=float(np.median(ratios)) if side == "ours" else float("nan"))
-        report.note(f"{where}: linalg_core {method} {np.median(ratios):.2f}x faster than {theirs} end to end "
-                    f"(wrap + init, per-round ratios of {len(ratios)} interleaved rounds: "
-                    f"{', '.join(f'{x:.2f}' for x in ratios)})")
+                       vs_peft=float(np.median(ratios[side])) if side != "peft" else float("nan"))
+        report.note(f"{where}: linalg_core {method} {np.median(ratios['ours']):.2f}x faster than {theirs} end to end "
+                    f"(wrap + init, per-round ratios of {len(ratios['ours'])} interleaved rounds: "
+                    f"{', '.join(f'{x:.2f}' for x in ratios['ours'])})")
+        bare = {k: np.median([p[k] for p in parts["bare", method]]) * 1e3 for k in parts["bare", method][0]}
+        report.note(f"{where}: the floor of a straightforward implementation: the same algorithm in bare torch, no "
+                    f"library (bench.adapters._bare_init), first call in a fresh process, "
+                    f"{np.median(ratios['bare']):.2f}x peft {theirs} (rounds "
+                    f"{', '.join(f'{x:.2f}' for x in ratios['bare'])}): "
+                    + ", ".join(f"{k} {v:.0f} ms" for k, v in bare.items()))
     fl = prof["floors"]
     parts = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in prof["sections"].items())
     report.note(f"{where}: profile of linalg_core pissa ({prof['seconds'] * 1e3:.0f} ms): {parts}. Floors of the "
