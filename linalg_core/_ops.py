@@ -526,6 +526,14 @@ count_nonfinite = define(
     fake=lambda x: _empty((), torch.int64, x.device),
     counts=(0,),
 )
+lowrank_update = define(
+    "lowrank_update", "(Tensor W, Tensor B, Tensor A, float s, Tensor(a!) out) -> ()",
+    "lowrank_update(W (m, n) float32 | bfloat16, B float32 (m, r), A float32 (r, n), s, out (m, n) of W's dtype):"
+    " out = W - s·B·A computed in float32 and rounded once to W's dtype; out may be W itself.",
+    family="convert",
+    key=_tensor_key(0),
+    fake=lambda W, B, A, s, out: None,
+)
 weighted_gram = define(
     "weighted_gram", "(Tensor A, Tensor v) -> Tensor",
     "weighted_gram(A (n, d), v (n,)) -> G (d, d) = A^T diag(v) A, in A's dtype (float32/64).",

@@ -169,6 +169,37 @@ def test_convert(data):
 
 @fuzz
 @given(st.data())
+def test_lowrank_update(data):
+    d = data.draw
+    buf = Buffers(d)
+    dt, m, n, r = d(dtype_code), d(dim), d(dim), d(dim)
+    W = buf(prod(m, n) * esize(dt))
+    out = buf(prod(m, n) * esize(dt)) if d(st.booleans()) else W
+    B, A = buf(prod(m, r) * 4), buf(prod(r, n) * 4)
+    s = d(st.one_of(st.floats(-4, 4), st.sampled_from([float("nan"), float("inf"), 1e39, -0.0])))
+    call(_C.cpu_lowrank_update, W, out, dt, B, A, s, m, n, r)
+
+
+def test_lowrank_update_rejects_bad_dtypes_ranks_scales_and_overlaps():
+    W, B, A = torch.randn(4, 8), torch.randn(4, 2), torch.randn(2, 8)
+    out = torch.empty_like(W)
+    with pytest.raises(ValueError, match="dt=1 is not float32"):
+        _C.cpu_lowrank_update(_t(W), _t(out), 1, _t(B), _t(A), 1.0, 4, 8, 2)
+    with pytest.raises(ValueError, match=r"r=0 is out of range \[1,"):
+        _C.cpu_lowrank_update(_t(W), _t(out), 0, _t(B), _t(A), 1.0, 4, 8, 0)
+    with pytest.raises(ValueError, match="s=nan is not a finite float32"):
+        _C.cpu_lowrank_update(_t(W), _t(out), 0, _t(B), _t(A), float("nan"), 4, 8, 2)
+    with pytest.raises(ValueError, match="B holds 32 bytes, the arguments need 48"):
+        _C.cpu_lowrank_update(_t(W), _t(out), 0, _t(B), _t(A), 1.0, 4, 8, 3)
+    with pytest.raises(ValueError, match="out overlaps B"):
+        _C.cpu_lowrank_update(_t(W), (B.data_ptr(), 128, -1), 0, _t(B), _t(A), 1.0, 4, 8, 2)
+    with pytest.raises(ValueError, match="out overlaps W"):
+        _C.cpu_lowrank_update(_t(W), (W.data_ptr() + 4, 124, -1), 0, _t(B), _t(A), 1.0, 4, 7, 2)
+    _C.cpu_lowrank_update(_t(W), _t(W), 0, _t(B), _t(A), 1.0, 4, 8, 2)  # in place: the same buffer
+
+
+@fuzz
+@given(st.data())
 def test_gram_and_forms(data):
     d = data.draw
     buf = Buffers(d)

@@ -31,6 +31,9 @@ out = {
                                          backend="cpu").tolist(),
     "bf16": __import__("linalg_core._arrays", fromlist=["cast"]).cast(
         torch.randn(300001, generator=g), torch.bfloat16)[0].view(torch.int16)[::101].tolist(),
+    "update": [(lambda W, B, A, o: (lc._ops.lowrank_update(W, B, A, 0.5, o, backend="cpu"), o.float())[1])(
+        W, torch.randn(130, 5, generator=g), torch.randn(5, 301, generator=g), torch.empty_like(W)).flatten()[::13]
+        .tolist() for W in (torch.randn(130, 301, generator=g), torch.randn(130, 301, generator=g).to(torch.bfloat16))],
     "quant": [q.dequantize(torch.float32).flatten()[::7].tolist() + q.data["codes"][::5].tolist()
               for q in (lc.quant.quantize(torch.randn(97, 160, generator=g).to(dt), fmt)
                         for dt in (torch.float32, torch.bfloat16) for fmt in ("nf3", "bnb-nf4", "nf8", "int4-asym"))],
@@ -59,10 +62,10 @@ def test_kernel_sets_agree():
     for isa, res in results.items():
         assert res["words"] == base["words"], isa
         assert res["quant"] == base["quant"], isa  # codes and dequantized values bit for bit
-        for key in ("fwht", "fwht_bf16", "srht", "sjlt", "normals"):
-            a, b = res[key], base[key]
+        for key in ("fwht", "fwht_bf16", "srht", "sjlt", "normals", "update"):
+            a, b = (res[key], base[key]) if key != "update" else (sum(res[key], []), sum(base[key], []))
             assert len(a) == len(b)
-            tol = 2e-2 if key == "fwht_bf16" else 1e-9
+            tol = {"fwht_bf16": 2e-2, "update": 1e-2}.get(key, 1e-9)  # update: float32 and bfloat16 results
             assert all(abs(u - v) <= tol * max(1.0, abs(v)) for u, v in zip(a, b)), (isa, key)
 
 

@@ -3,7 +3,12 @@
 // float32 for B = QᴴA and for residuals). torch's CPU conversion is scalar and single-threaded
 // for these pairs; these loops vectorise (bfloat16 rounding is integer arithmetic) and split
 // across OpenMP threads (benchmarks/RESULTS.md, "Measurements behind design choices").
+// lowrank_update writes a weight minus a rank-r update (the residuals of PiSSA, OLoRA and the
+// other adapter initialisers) in one pass: a GEMM with beta = 1 first copies W into the output
+// and then reads and writes it again, and a 16-bit W takes two conversions more.
+#include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "isa.h"
 #include "linalg_core/convert.h"
@@ -172,7 +177,127 @@ int64_t convert_from(const In* in, void* out, DType out_dt, int64_t n) {
   return 0;
 }
 
+#if defined(__AVX512F__)
+// 16 values of a row (masked: the first lanes of k) as float32, and back, rounding to bfloat16
+// as f32_to_bf16 does (nearest even, NaN kept quiet).
+inline __m512 load16(const float* p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
+inline __m512 load16(const bf16_bits* p, __mmask16 k) {
+  const __m256i h = _mm256_maskz_loadu_epi16(k, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline void store16(float* p, __m512 v, __mmask16 k) { _mm512_mask_storeu_ps(p, k, v); }
+inline void store16(bf16_bits* p, __m512 v, __mmask16 k) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i h = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                              _mm512_set1_epi32(0x7f800000), _MM_CMPINT_NLE);
+  h = _mm512_mask_or_epi32(h, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  _mm256_mask_storeu_epi16(p, k, _mm512_cvtepi32_epi16(h));
+}
+
+// R rows (R <= 4) × 64 columns from j of out = W + C·A, C (R, r) the rows' −s·B: 4R float32
+// accumulators in registers; per k, four loads of A and 4R FMAs with C's broadcasts.
+template <int R, typename T>
+inline void update_tile(const T* W, T* out, const float* C, const float* A, int64_t n, int64_t r, int64_t j,
+                        int64_t w) {
+  __mmask16 mk[4];
+  for (int v = 0; v < 4; ++v) {
+    const int64_t left = std::max<int64_t>(0, std::min<int64_t>(16, w - 16 * v));
+    mk[v] = static_cast<__mmask16>((1u << left) - 1u);
+  }
+  __m512 acc[R][4];
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < 4; ++v) acc[i][v] = load16(W + i * n + j + 16 * v, mk[v]);
+  for (int64_t k = 0; k < r; ++k) {
+    const float* a = A + k * n + j;
+    __m512 av[4];
+    for (int v = 0; v < 4; ++v) av[v] = _mm512_maskz_loadu_ps(mk[v], a + 16 * v);
+    for (int i = 0; i < R; ++i) {
+      const __m512 c = _mm512_set1_ps(C[i * r + k]);
+      for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_fmadd_ps(c, av[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < 4; ++v) store16(out + i * n + j + 16 * v, acc[i][v], mk[v]);
+}
+
+template <int R, typename T>
+inline void update_rows(const T* W, T* out, const float* C, const float* A, int64_t n, int64_t r) {
+  for (int64_t j = 0; j < n; j += 64) update_tile<R>(W, out, C, A, n, r, j, std::min<int64_t>(64, n - j));
+}
+
+// out = W − s·B·A, four rows at a time (each A load serves four rows), the rows' −s·B first
+// gathered into a small C; a tile's W values are read before its outputs are written, so out
+// may be W itself.
+template <typename T>
+void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float s, int64_t m, int64_t n, int64_t r) {
+  const int64_t blocks = (m + 3) / 4;
+#pragma omp parallel for schedule(static) if (m * n > 2 * kGrain)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i0 = 4 * b, rows = std::min<int64_t>(4, m - i0);
+    float C[4 * 64];
+    float* c = r <= 64 ? C : nullptr;
+    std::vector<float> big;
+    if (c == nullptr) { big.resize(size_t(4 * r)); c = big.data(); }
+    for (int64_t i = 0; i < rows * r; ++i) c[i] = -s * B[i0 * r + i];
+    const T* w = W + i0 * n;
+    T* o = out + i0 * n;
+    switch (rows) {
+      case 4: update_rows<4>(w, o, c, A, n, r); break;
+      case 3: update_rows<3>(w, o, c, A, n, r); break;
+      case 2: update_rows<2>(w, o, c, A, n, r); break;
+      default: update_rows<1>(w, o, c, A, n, r); break;
+    }
+  }
+}
+#else
+// out = W − s·B·A, tile by tile: kRows rows × kCols columns accumulate in float32 (8 KiB, L1),
+// each A row segment loaded once per tile serves kRows rows; a tile's W values are read before
+// its outputs are written, so out may be W itself.
+template <typename T>
+void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float s, int64_t m, int64_t n, int64_t r) {
+  constexpr int64_t kRows = 4, kCols = 512;
+  const int64_t blocks = (m + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (m * n > 2 * kGrain)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i0 = b * kRows, rows = std::min(kRows, m - i0);
+    alignas(64) float acc[kRows][kCols];
+    for (int64_t j0 = 0; j0 < n; j0 += kCols) {
+      const int64_t w = std::min(kCols, n - j0);
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* src = W + (i0 + i) * n + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < w; ++j) acc[i][j] = Storage<T>::load(src + j);
+      }
+      for (int64_t k = 0; k < r; ++k) {
+        const float* a = A + k * n + j0;
+        for (int64_t i = 0; i < rows; ++i) {
+          const float c = -s * B[(i0 + i) * r + k];
+          float* row = acc[i];
+#pragma omp simd
+          for (int64_t j = 0; j < w; ++j) row[j] += c * a[j];
+        }
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        T* dst = out + (i0 + i) * n + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < w; ++j) Storage<T>::store(dst + j, acc[i][j]);
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
+
+void lowrank_update(const void* W, void* out, DType dt, const float* B, const float* A, float s, int64_t m, int64_t n,
+                    int64_t r) {
+  if (dt == DType::bf16)
+    lowrank_update_t(static_cast<const bf16_bits*>(W), static_cast<bf16_bits*>(out), B, A, s, m, n, r);
+  else
+    lowrank_update_t(static_cast<const float*>(W), static_cast<float*>(out), B, A, s, m, n, r);
+}
 
 int64_t convert(const void* in, void* out, DType dt, DType out_dt, int64_t n) {
   if (out == nullptr) {

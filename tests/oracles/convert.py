@@ -39,3 +39,10 @@ def encode(x: np.ndarray, fmt: str) -> np.ndarray:
 def count_nonfinite(bits: np.ndarray, fmt: str) -> int:
     """Number of NaN and ±Inf values among bit patterns ``bits`` of format ``fmt``."""
     return int((~np.isfinite(decode(bits, fmt))).sum())
+
+
+def lowrank_update(W: np.ndarray, B: np.ndarray, A: np.ndarray, s: float, fmt: str) -> np.ndarray:
+    """Bit patterns of W − s·B·A in format ``fmt`` (the ``lowrank_update`` op): W (m, n), B (m, r)
+    and A (r, n) the exact float64 values of their elements, the update exact to float64 rounding,
+    then rounded once to nearest even."""
+    return encode(np.asarray(W, np.float64) - s * (np.asarray(B, np.float64) @ np.asarray(A, np.float64)), fmt)

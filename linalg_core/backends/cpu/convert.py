@@ -1,5 +1,6 @@
 """CPU dtype conversion with a non-finite count, one read pass (csrc/cpu/convert.cpp): the bfloat16
-copies and the finiteness checks of the public layer."""
+copies and the finiteness checks of the public layer; and the one-pass low-rank update W − s·B·A
+of the adapter initialisers' residuals."""
 
 from __future__ import annotations
 
@@ -30,3 +31,9 @@ def convert_into(x, out):
 @_ops.count_nonfinite.register("cpu", devices=CPU, dtypes=FLOAT_DTYPES)
 def count_nonfinite(x):
     return _C.cpu_convert(buf(x), None, CODES[x.dtype], 0, x.numel())
+
+
+@_ops.lowrank_update.register("cpu", devices=CPU, dtypes=(torch.float32, torch.bfloat16))
+def lowrank_update(W, B, A, s, out):
+    m, n = W.shape
+    _C.cpu_lowrank_update(buf(W), buf(out), CODES[W.dtype], buf(B), buf(A), float(s), m, n, B.shape[1])

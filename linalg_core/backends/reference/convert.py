@@ -1,4 +1,5 @@
-"""Reference dtype conversion: torch's ``copy_`` and an ``isfinite`` count."""
+"""Reference dtype conversion: torch's ``copy_`` and an ``isfinite`` count; the low-rank update
+as a float32 ``addmm`` rounded once."""
 
 from __future__ import annotations
 
@@ -23,3 +24,8 @@ def convert(x, dtype):
 def convert_into(x, out):
     out.view(x.shape).copy_(x)
     return count_nonfinite(x)
+
+
+@_ops.lowrank_update.register("reference", devices=ANY_DEVICE, dtypes=(torch.float32, torch.bfloat16))
+def lowrank_update(W, B, A, s, out):
+    out.copy_(torch.addmm(W.float(), B, A, alpha=-s))
