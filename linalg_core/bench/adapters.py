@@ -252,7 +252,7 @@ def run(report: Report, quick: bool = False):
                         f"{min(whole):.2f}-{max(whole):.2f}x); initialisation alone (peft's own {mine}_init calls "
                         f"timed inside get_peft_model vs init_peft_model) median {np.median(init):.2f}x (range "
                         f"{min(init):.2f}-{max(init):.2f}x)")
-        _from_file(report, label, base, targets, r, rounds=1 if quick else 3)
+        _from_file(report, label, base, targets, r, rounds=1 if quick else 5)
         if label.startswith("MiniLM"):
             _eva(report, base, targets, quick)
 
