@@ -85,3 +85,7 @@ def _lowrank_update(report: Report, quick: bool):
                 f"pass reads and writes it), addmm on a float32 copy then conversion for bfloat16; copy floor = "
                 f"out.copy_(W). The adapter initialisers take the kernel up to rank {FUSED_MAX_RANK} "
                 f"(linalg_core.adapters.init.FUSED_MAX_RANK) on AVX-512 CPUs.")
+    if quick:
+        report.note("quick size: the residual rows do not show the full run's regime: an 11 MiB weight stays in "
+                    "cache and the allocator hands back the pages it just freed, so 'new memory' is not new and the "
+                    "rows time the arithmetic (the full run, 11008x4096, is memory- and page-fault-bound).")
