@@ -8,7 +8,6 @@
 // and then reads and writes it again, and a 16-bit W takes two conversions more.
 #include <algorithm>
 #include <type_traits>
-#include <vector>
 
 #include "isa.h"
 #include "linalg_core/convert.h"
@@ -196,10 +195,11 @@ inline void store16(bf16_bits* p, __m512 v, __mmask16 k) {
   _mm256_mask_storeu_epi16(p, k, _mm512_cvtepi32_epi16(h));
 }
 
-// R rows (R <= 4) × 64 columns from j of out = W + C·A, C (R, r) the rows' −s·B: 4R float32
-// accumulators in registers; per k, four loads of A and 4R FMAs with C's broadcasts.
-template <int R, typename T>
-inline void update_tile(const T* W, T* out, const float* C, const float* A, int64_t n, int64_t r, int64_t j,
+// R rows (R <= 4) × 64 columns from j of out = W + C·A, C (R, r) the rows' −s·B (or, with
+// `scaled` false, B itself, scaled by −s here): 4R float32 accumulators in registers; per k, four
+// loads of A and 4R FMAs with C's broadcasts.
+template <int R, bool scaled, typename T>
+inline void update_tile(const T* W, T* out, const float* C, float s, const float* A, int64_t n, int64_t r, int64_t j,
                         int64_t w) {
   __mmask16 mk[4];
   for (int v = 0; v < 4; ++v) {
@@ -214,7 +214,7 @@ inline void update_tile(const T* W, T* out, const float* C, const float* A, int6
     __m512 av[4];
     for (int v = 0; v < 4; ++v) av[v] = _mm512_maskz_loadu_ps(mk[v], a + 16 * v);
     for (int i = 0; i < R; ++i) {
-      const __m512 c = _mm512_set1_ps(C[i * r + k]);
+      const __m512 c = _mm512_set1_ps(scaled ? C[i * r + k] : -s * C[i * r + k]);
       for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_fmadd_ps(c, av[v], acc[i][v]);
     }
   }
@@ -222,32 +222,41 @@ inline void update_tile(const T* W, T* out, const float* C, const float* A, int6
     for (int v = 0; v < 4; ++v) store16(out + i * n + j + 16 * v, acc[i][v], mk[v]);
 }
 
-template <int R, typename T>
-inline void update_rows(const T* W, T* out, const float* C, const float* A, int64_t n, int64_t r) {
-  for (int64_t j = 0; j < n; j += 64) update_tile<R>(W, out, C, A, n, r, j, std::min<int64_t>(64, n - j));
+template <int R, bool scaled, typename T>
+inline void update_rows(const T* W, T* out, const float* C, float s, const float* A, int64_t n, int64_t r) {
+  for (int64_t j = 0; j < n; j += 64) update_tile<R, scaled>(W, out, C, s, A, n, r, j, std::min<int64_t>(64, n - j));
 }
 
-// out = W − s·B·A, four rows at a time (each A load serves four rows), the rows' −s·B first
-// gathered into a small C; a tile's W values are read before its outputs are written, so out
-// may be W itself.
+template <bool scaled, typename T>
+inline void update_block(const T* W, T* out, const float* C, float s, const float* A, int64_t rows, int64_t n,
+                         int64_t r) {
+  switch (rows) {
+    case 4: update_rows<4, scaled>(W, out, C, s, A, n, r); break;
+    case 3: update_rows<3, scaled>(W, out, C, s, A, n, r); break;
+    case 2: update_rows<2, scaled>(W, out, C, s, A, n, r); break;
+    default: update_rows<1, scaled>(W, out, C, s, A, n, r); break;
+  }
+}
+
+// out = W − s·B·A, four rows at a time (each A load serves four rows); up to rank 64 the rows'
+// −s·B are first gathered into a small C on the stack (scaling B inside the k loop instead made
+// r = 32 1.6× slower), above it B is read as it is (no allocation in the kernel). A tile's W
+// values are read before its outputs are written, so out may be W itself.
 template <typename T>
 void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float s, int64_t m, int64_t n, int64_t r) {
+  constexpr int64_t kMaxC = 64;
   const int64_t blocks = (m + 3) / 4;
 #pragma omp parallel for schedule(static) if (m * n > 2 * kGrain)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = 4 * b, rows = std::min<int64_t>(4, m - i0);
-    float C[4 * 64];
-    float* c = r <= 64 ? C : nullptr;
-    std::vector<float> big;
-    if (c == nullptr) { big.resize(size_t(4 * r)); c = big.data(); }
-    for (int64_t i = 0; i < rows * r; ++i) c[i] = -s * B[i0 * r + i];
     const T* w = W + i0 * n;
     T* o = out + i0 * n;
-    switch (rows) {
-      case 4: update_rows<4>(w, o, c, A, n, r); break;
-      case 3: update_rows<3>(w, o, c, A, n, r); break;
-      case 2: update_rows<2>(w, o, c, A, n, r); break;
-      default: update_rows<1>(w, o, c, A, n, r); break;
+    if (r <= kMaxC) {
+      float C[4 * kMaxC];
+      for (int64_t i = 0; i < rows * r; ++i) C[i] = -s * B[i0 * r + i];
+      update_block<true>(w, o, C, s, A, rows, n, r);
+    } else {
+      update_block<false>(w, o, B + i0 * r, s, A, rows, n, r);
     }
   }
 }
