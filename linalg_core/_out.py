@@ -46,14 +46,19 @@ def writable(out, name: str, *, shape, dtype: torch.dtype, device: torch.device)
     return t
 
 
+def partially_overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two contiguous tensors share some memory without being the same memory."""
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    a1, b1 = a0 + a.numel() * a.element_size(), b0 + b.numel() * b.element_size()
+    return a0 < b1 and b0 < a1 and not (a0 == b0 and a1 == b1)
+
+
 def check_no_partial_overlap(out: torch.Tensor, x: torch.Tensor, out_name: str = "out", x_name: str = "x") -> None:
     """ValueError when two contiguous tensors share some memory without being the same memory
     (an in-place call passes the same array twice; a shifted view would read what it wrote)."""
-    if out.device != x.device or out.numel() == 0 or x.numel() == 0:
-        return
-    a0, b0 = out.data_ptr(), x.data_ptr()
-    a1, b1 = a0 + out.numel() * out.element_size(), b0 + x.numel() * x.element_size()
-    if a0 < b1 and b0 < a1 and not (a0 == b0 and a1 == b1):
+    if partially_overlaps(out, x):
         raise ValueError(f"{out_name} partially overlaps {x_name}: pass {x_name} itself for an in-place result, or "
                          "separate memory")
 

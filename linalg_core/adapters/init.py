@@ -17,6 +17,7 @@ import torch
 
 from linalg_core import _ops, _threads, _validate
 from linalg_core._arrays import cast, compute_dtype
+from linalg_core._out import partially_overlaps
 from linalg_core.adapters.factors import LoRAInit, SVDInit, ThreeFactorInit, scaling
 from linalg_core.lowrank import RowSpace, as_linear_operator, nystrom, rsvd
 from linalg_core.lowrank.operators import ROW_BLOCK_ELEMS as _BLOCK_ELEMS
@@ -85,7 +86,7 @@ def _fused(W, B, target) -> bool:
             and 0 < B.shape[-1] <= FUSED_MAX_RANK and W.dim() == 2):
         return False
     if target is not None and not (target.is_contiguous() and target.dtype == W.dtype and target.is_cpu
-                                   and (target.data_ptr() == W.data_ptr() or not _overlap(target, W))):
+                                   and not partially_overlaps(target, W)):  # W itself or separate memory
         return False
     if _FUSED_OK[0] is None:
         from linalg_core._arrays import _plumbing
@@ -96,11 +97,6 @@ def _fused(W, B, target) -> bool:
 
 
 _FUSED_OK: list[bool | None] = [None]
-
-
-def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
-    a0, b0 = a.data_ptr(), b.data_ptr()
-    return a0 < b0 + b.nbytes and b0 < a0 + a.nbytes
 
 
 def _residual(W, B, A, s, fan_in_fan_out, out=None):

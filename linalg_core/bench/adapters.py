@@ -145,13 +145,12 @@ def _bare_init(model, method: str, spent: dict) -> None:
     mats = [m.get_base_layer().weight.data for m in layers]
     r = layers[0].r["default"]
     start = time.perf_counter()
+    factors = []
     if method == "pissa":  # B·A = U diag(S) Vh / s (peft's split)
-        factors = []
         for m, (U, S, Vh) in zip(layers, bare_pissa(mats, r, 2 * r, 3)):
             root = (S / m.scaling["default"]).sqrt()
             factors.append((U * root, root[:, None] * Vh))
     else:
-        factors = []
         for W in mats:
             Q = torch.linalg.qr(W[:, :r].float())[0]
             factors.append((Q, Q.T @ W.float()))
