@@ -16,7 +16,10 @@ MiniLM-L6, is the same work on both sides).
 From a file, as users run it (``_from_file``): each side in a fresh Python process that loads the
 model memory-mapped — MiniLM-L6 with ``transformers.AutoModel.from_pretrained``, the LLaMA-7B-shaped
 set saved once to a safetensors file and loaded with ``safetensors.torch.load_file`` (both map the
-file copy-on-write) — and times its first ``get_peft_model`` (+ ``init_peft_model``) call;
+file copy-on-write), and MiniLM-L6 once more converted to bfloat16 as it loads
+(``from_pretrained(dtype=torch.bfloat16)``, as most users load a model to fine-tune: the
+weights are then the process's own memory) — and times its first ``get_peft_model`` (+
+``init_peft_model``) call;
 interleaved rounds, per-round ratios. A third side in the same rounds is the floor of a
 straightforward implementation: ours' algorithm and settings in bare torch, no library
 (``_bare_init``: the same wrap, stacked bfloat16 subspace iteration or OLoRA's QR of r columns,
@@ -47,6 +50,9 @@ TABLES = {  # kinds of comparison (Report.add sets each row's "table")
     "whole-model initialisation in process, against peft": {},
 }
 
+# MiniLM-L6 loaded with from_pretrained(dtype=torch.bfloat16), as most users load a model to fine-tune
+MINILM_BF16 = "MiniLM-L6 (36 Linear layers) bfloat16 (from_pretrained(dtype=torch.bfloat16))"
+
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
 
@@ -60,6 +66,11 @@ class LayerSet(torch.nn.Module):
             lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=W.dtype)
             lin.weight.data = W
             self.layers.append(lin)
+
+
+def _cast(model, dtype):
+    """A copy of ``model`` in ``dtype`` (the weights a from_pretrained(dtype=...) load holds)."""
+    return copy.deepcopy(model).to(dtype)
 
 
 def llama_set(quick, dtype):
@@ -164,14 +175,16 @@ def _bare_init(model, method: str, spent: dict) -> None:
     spent["residuals"] = time.perf_counter() - start
 
 
-def minilm_from_pretrained(folder):
-    """MiniLM-L6 as users load it: ``transformers.AutoModel.from_pretrained`` of its folder
-    (safetensors, memory-mapped), offline."""
+def minilm_from_pretrained(folder, dtype: str | None = None):
+    """MiniLM-L6 as users load it: ``transformers.AutoModel.from_pretrained`` of its folder,
+    offline: as stored (float32 safetensors, memory-mapped), or converted to ``dtype`` as it
+    loads (``dtype="bfloat16"``: the weights are then this process's own memory)."""
     import transformers
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    return transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+    kwargs = {} if dtype is None else {"dtype": getattr(torch, dtype)}
+    return transformers.AutoModel.from_pretrained(folder, local_files_only=True, **kwargs)
 
 
 def quality(base_svds, model):
@@ -253,6 +266,8 @@ def run(report: Report, quick: bool = False):
                         f"{min(init):.2f}-{max(init):.2f}x)")
         _from_file(report, label, base, targets, r, rounds=1 if quick else 5)
         if label.startswith("MiniLM"):
+            _from_file(report, MINILM_BF16, _cast(base, torch.bfloat16), targets, r, rounds=1 if quick else 5,
+                       dtype="bfloat16")
             _eva(report, base, targets, quick)
 
 
@@ -369,7 +384,7 @@ def _worker(args: dict) -> dict:
     lc.set_num_threads(args["threads"])
     start = time.perf_counter()
     if args["kind"] == "minilm":
-        model = minilm_from_pretrained(args["path"])
+        model = minilm_from_pretrained(args["path"], args.get("dtype"))
     else:
         state = safetensors.torch.load_file(args["path"])
         with torch.device("meta"):
@@ -490,9 +505,12 @@ def _reference_energy(mats: dict, r: int) -> dict:
     return out
 
 
-def _from_file(report, label, base, targets, r, rounds):
+def _from_file(report, label, base, targets, r, rounds, dtype=None):
     """Rows of the user's path: a fresh process loads the model memory-mapped from its file and
-    runs the first wrap (+ init); peft's pissa_niter_4 / olora against ours, interleaved rounds."""
+    runs the first wrap (+ init); peft's pissa_niter_4 / olora against ours, interleaved rounds.
+    ``dtype`` (MiniLM-L6 only): ``from_pretrained(dtype=...)`` converts the weights as it loads
+    (``base`` then holds them in that dtype, for the reference energies); no profile process
+    then (its floors are those of the mapped file)."""
     import os
     import tempfile
 
@@ -503,7 +521,7 @@ def _from_file(report, label, base, targets, r, rounds):
     ref = _reference_energy(mats, r)
     tmp = None
     if label.startswith("MiniLM"):
-        args = {"kind": "minilm", "path": os.path.dirname(minilm_path())}
+        args = {"kind": "minilm", "path": os.path.dirname(minilm_path()), "dtype": dtype}
         floor_path = minilm_path()
     else:
         import safetensors.torch
@@ -526,7 +544,7 @@ def _from_file(report, label, base, targets, r, rounds):
                     parts[side, method].append(res["sections"])
                     if "energy" in res:
                         energy[side] = float(np.mean([res["energy"][n] / ref[n] for n in ref]))
-        prof = _run_worker({**args, "side": "ours", "method": "pissa", "profile": True})
+        prof = None if dtype else _run_worker({**args, "side": "ours", "method": "pissa", "profile": True})
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -548,6 +566,8 @@ def _from_file(report, label, base, targets, r, rounds):
                     f"{np.median(ratios['bare']):.2f}x peft {theirs} (rounds "
                     f"{', '.join(f'{x:.2f}' for x in ratios['bare'])}): "
                     + ", ".join(f"{k} {v:.0f} ms" for k, v in bare.items()))
+    if prof is None:
+        return
     fl = prof["floors"]
     parts = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in prof["sections"].items())
     report.note(f"{where}: profile of linalg_core pissa ({prof['seconds'] * 1e3:.0f} ms): {parts}. Floors of the "
@@ -564,13 +584,16 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         print(json.dumps(_worker(json.loads(sys.argv[2]))))
     elif sys.argv[1:2] == ["--from-file"]:
-        # one model's from-file rows alone: minilm | llama-float32 | llama-bfloat16 [quick]
+        # one model's from-file rows alone: minilm | minilm-bfloat16 | llama-float32 | llama-bfloat16 [quick]
         which, quick = sys.argv[2], "quick" in sys.argv[3:]
         lc.set_num_threads(2)
-        if which == "minilm":
+        dtype = None
+        if which.startswith("minilm"):
             from linalg_core.testing.models import minilm_model
 
             label, base, targets = "MiniLM-L6 (36 Linear layers) float32", minilm_model(), TARGETS
+            if which == "minilm-bfloat16":
+                label, base, dtype = MINILM_BF16, _cast(base, torch.bfloat16), "bfloat16"
         else:
             label, base, targets = llama_set(quick, getattr(torch, which.split("-")[1]))
-        _from_file(Report("adapters"), label, base, targets, 16, rounds=1 if quick else 3)
+        _from_file(Report("adapters"), label, base, targets, 16, rounds=1 if quick else 3, dtype=dtype)

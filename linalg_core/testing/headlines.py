@@ -265,7 +265,8 @@ HEADLINES: list[Headline] = [
                {"model": f"re:^{model}.*from its file", "impl": "linalg_core pissa"}, "ms", _PEFT, "ms",
                {"model": f"re:^{model}.*from its file", "impl": _PEFT}, ratio="vs_peft",
                accuracy="energy {o[captured_energy]:.4f} vs {p[captured_energy]:.4f}")
-      for label, model in (("MiniLM-L6 `from_pretrained`", "MiniLM-L6"),
+      for label, model in (("MiniLM-L6 `from_pretrained`", "MiniLM-L6 \\(36 Linear layers\\) float32,"),
+                           ("MiniLM-L6 `from_pretrained(dtype=torch.bfloat16)`", "MiniLM-L6 .*bfloat16"),
                            ("LLaMA-7B-shaped set fp32", "LLaMA.*float32,"),
                            ("LLaMA-7B-shaped set bf16", "LLaMA.*bfloat16,"))],
     Headline("adapters", "OLoRA, LLaMA-7B-shaped set fp32 from its file (fresh process, first call)",
