@@ -16,8 +16,8 @@ void bind_convert(py::module_& m) {
   m.def("cpu_lowrank_update", [](Buf W, Buf out, int dt, Buf B, Buf A, double s, int64_t m, int64_t n, int64_t r) {
     Checks c("cpu_lowrank_update", -1);
     const auto t = c.dtype("dt", dt);
-    c.require(t == linalg_core::DType::f32 || t == linalg_core::DType::bf16,
-              [&] { return "dt=" + std::to_string(dt) + " is not float32 (0) or bfloat16 (3)"; });
+    c.require(t == linalg_core::DType::f32 || t == linalg_core::DType::f16 || t == linalg_core::DType::bf16,
+              [&] { return "dt=" + std::to_string(dt) + " is not float32 (0), float16 (2) or bfloat16 (3)"; });
     c.range("m", m, 0, INT64_MAX);
     c.range("n", n, 0, INT64_MAX);
     c.range("r", r, 1, INT64_MAX);

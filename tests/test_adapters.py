@@ -175,7 +175,7 @@ def test_lora_sb_is_the_truncated_svd_of_the_update():
 
 
 @pytest.mark.parametrize("method", ["pissa", "olora", "loldu", "milora", "svfit"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("fan_in_fan_out", [False, True])
 def test_out_receives_the_residual_in_place(method, dtype, fan_in_fan_out):
     W = weight(dtype=dtype)

@@ -183,7 +183,7 @@ def test_lowrank_update(data):
 def test_lowrank_update_rejects_bad_dtypes_ranks_scales_and_overlaps():
     W, B, A = torch.randn(4, 8), torch.randn(4, 2), torch.randn(2, 8)
     out = torch.empty_like(W)
-    with pytest.raises(ValueError, match="dt=1 is not float32"):
+    with pytest.raises(ValueError, match=r"dt=1 is not float32 \(0\), float16 \(2\) or bfloat16"):
         _C.cpu_lowrank_update(_t(W), _t(out), 1, _t(B), _t(A), 1.0, 4, 8, 2)
     with pytest.raises(ValueError, match=r"r=0 is out of range \[1,"):
         _C.cpu_lowrank_update(_t(W), _t(out), 0, _t(B), _t(A), 1.0, 4, 8, 0)

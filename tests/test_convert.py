@@ -120,6 +120,10 @@ def test_float16_every_half_and_a_sweep_of_float32_bit_patterns(backend):
 
 # --- lowrank_update: out = W − s·B·A in one pass (the adapter initialisers' residuals) -------------
 
+# (mantissa bits, smallest normal) of the 16-bit formats: an ulp is 2^(exponent - bits)
+_MANTISSA = {torch.float16: (10, 2.0**-14), torch.bfloat16: (7, 2.0**-126)}
+
+
 def _update_case(m, n, r, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(m, n, generator=g).to(dtype)
@@ -128,12 +132,12 @@ def _update_case(m, n, r, dtype, seed=0):
 
 
 @pytest.mark.parametrize("backend", usable_backends("lowrank_update"))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(37, 1030, 5), (4, 64, 1), (1, 7, 3), (9, 129, 16), (6, 200, 80)])
 def test_lowrank_update_matches_numpy_oracle(backend, dtype, shape):
     """Tails of both tiles (rows mod 4, columns mod 64), n below one vector, r above the kernel's
     on-stack 64: the float32 result within the rounding of r + 2 float32 operations of the exact
-    value; bfloat16 rounded once from it (at most one ulp from the exact value's rounding)."""
+    value; float16 / bfloat16 rounded once from it (at most one ulp from the exact value's rounding)."""
     m, n, r = shape
     W, B, A = _update_case(m, n, r, dtype)
     s = 0.75
@@ -149,14 +153,15 @@ def test_lowrank_update_matches_numpy_oracle(backend, dtype, shape):
     if dtype == torch.float32:
         assert np.all(np.abs(got - exact) <= f32_err)
     else:
-        ulp = np.exp2(np.floor(np.log2(np.maximum(np.abs(want), 2.0**-126))) - 7)
+        bits, tiny = _MANTISSA[dtype]
+        ulp = np.exp2(np.floor(np.log2(np.maximum(np.abs(want), tiny))) - bits)
         assert np.all(np.abs(got - want) <= ulp)
         assert np.all(np.abs(got - exact) <= ulp / 2 + f32_err)  # rounded once from a float32 value
         assert (got != want).mean() < 0.01
 
 
 @pytest.mark.parametrize("backend", usable_backends("lowrank_update"))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_lowrank_update_in_place_equals_out_of_place_and_keeps_nan(backend, dtype):
     W, B, A = _update_case(11, 300, 7, dtype, seed=2)
     W[3, 17] = float("nan")

@@ -33,7 +33,8 @@ out = {
         torch.randn(300001, generator=g), torch.bfloat16)[0].view(torch.int16)[::101].tolist(),
     "update": [(lambda W, B, A, o: (lc._ops.lowrank_update(W, B, A, 0.5, o, backend="cpu"), o.float())[1])(
         W, torch.randn(130, 5, generator=g), torch.randn(5, 301, generator=g), torch.empty_like(W)).flatten()[::13]
-        .tolist() for W in (torch.randn(130, 301, generator=g), torch.randn(130, 301, generator=g).to(torch.bfloat16))],
+        .tolist() for W in (torch.randn(130, 301, generator=g), torch.randn(130, 301, generator=g).to(torch.bfloat16),
+                            torch.randn(130, 301, generator=g).to(torch.float16))],
     "quant": [q.dequantize(torch.float32).flatten()[::7].tolist() + q.data["codes"][::5].tolist()
               for q in (lc.quant.quantize(torch.randn(97, 160, generator=g).to(dt), fmt)
                         for dt in (torch.float32, torch.bfloat16) for fmt in ("nf3", "bnb-nf4", "nf8", "int4-asym"))],

@@ -63,7 +63,9 @@ def samples(name: str):
     if name == "lowrank_update":
         return [(_randn(5, 70), _randn(5, 3), _randn(3, 70), 0.5, torch.empty(5, 70)),
                 (_randn(6, 20, dtype=torch.bfloat16), _randn(6, 2), _randn(2, 20), -1.0,
-                 torch.empty(6, 20, dtype=torch.bfloat16))]
+                 torch.empty(6, 20, dtype=torch.bfloat16)),
+                (_randn(7, 33, dtype=torch.float16), _randn(7, 4), _randn(4, 33), 0.25,
+                 torch.empty(7, 33, dtype=torch.float16))]
     if name == "weighted_gram":
         return [(_randn(20, 3, dtype=torch.float64), torch.rand(20, generator=g, dtype=torch.float64))]
     if name == "row_quadratic_forms":

@@ -178,8 +178,13 @@ int64_t convert_from(const In* in, void* out, DType out_dt, int64_t n) {
 
 #if defined(__AVX512F__)
 // 16 values of a row (masked: the first lanes of k) as float32, and back, rounding to bfloat16
-// as f32_to_bf16 does (nearest even, NaN kept quiet).
+// as f32_to_bf16 does (nearest even, NaN kept quiet) and to float16 as f32_to_f16 does
+// (vcvtps2ph, nearest even).
 inline __m512 load16(const float* p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
+inline __m512 load16(const half_bits* p, __mmask16 k) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p)); }
+inline void store16(half_bits* p, __m512 v, __mmask16 k) {
+  _mm256_mask_storeu_epi16(p, k, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
 inline __m512 load16(const bf16_bits* p, __mmask16 k) {
   const __m256i h = _mm256_maskz_loadu_epi16(k, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -302,10 +307,14 @@ void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float 
 
 void lowrank_update(const void* W, void* out, DType dt, const float* B, const float* A, float s, int64_t m, int64_t n,
                     int64_t r) {
-  if (dt == DType::bf16)
-    lowrank_update_t(static_cast<const bf16_bits*>(W), static_cast<bf16_bits*>(out), B, A, s, m, n, r);
-  else
-    lowrank_update_t(static_cast<const float*>(W), static_cast<float*>(out), B, A, s, m, n, r);
+  switch (dt) {
+    case DType::bf16:
+      return lowrank_update_t(static_cast<const bf16_bits*>(W), static_cast<bf16_bits*>(out), B, A, s, m, n, r);
+    case DType::f16:
+      return lowrank_update_t(static_cast<const half_bits*>(W), static_cast<half_bits*>(out), B, A, s, m, n, r);
+    default:
+      return lowrank_update_t(static_cast<const float*>(W), static_cast<float*>(out), B, A, s, m, n, r);
+  }
 }
 
 int64_t convert(const void* in, void* out, DType dt, DType out_dt, int64_t n) {

@@ -80,9 +80,9 @@ def _quantized_args(Q, rank, lora_alpha, use_rslora, fan_in_fan_out, out):
 
 def _fused(W, B, target) -> bool:
     """Whether the residual goes through the one-pass ``lowrank_update`` kernel: a row-major
-    float32 / bfloat16 CPU weight (and destination), rank ≤ :data:`FUSED_MAX_RANK`, the AVX-512
+    float32 / float16 / bfloat16 CPU weight (and destination), rank ≤ :data:`FUSED_MAX_RANK`, the AVX-512
     kernel set (the portable loop is slower than the GEMM path)."""
-    if not (W.is_cpu and W.dtype in (torch.float32, torch.bfloat16) and W.is_contiguous()
+    if not (W.is_cpu and W.dtype in (torch.float32, torch.float16, torch.bfloat16) and W.is_contiguous()
             and 0 < B.shape[-1] <= FUSED_MAX_RANK and W.dim() == 2):
         return False
     if target is not None and not (target.is_contiguous() and target.dtype == W.dtype and target.is_cpu
@@ -103,7 +103,7 @@ def _residual(W, B, A, s, fan_in_fan_out, out=None):
     """W − s·B@A in the compute precision, cast back to W's dtype and stored layout; written
     into ``out`` when given (``out`` may be the stored weight itself).
 
-    float32 / bfloat16 row-major W of rank ≤ :data:`FUSED_MAX_RANK` on an AVX-512 CPU: one pass
+    float32 / float16 / bfloat16 row-major W of rank ≤ :data:`FUSED_MAX_RANK` on an AVX-512 CPU: one pass
     of the ``lowrank_update`` kernel (W read once, the result written once, rounded once).
     Otherwise float32/64 W: one fused ``addmm`` pass (in place when ``out`` is W); 16-bit W:
     block of rows by block of rows through one reused float32 buffer (convert, ``addmm_``,

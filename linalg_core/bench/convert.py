@@ -58,7 +58,7 @@ def _lowrank_update(report: Report, quick: bool):
 
     m, n = (2752, 1024) if quick else (11008, 4096)
     g = torch.Generator().manual_seed(0)
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
         W = torch.randn(m, n, generator=g).to(dtype)
         for r in (16, FUSED_MAX_RANK, 64):
             B, A = torch.randn(m, r, generator=g) * 0.05, torch.randn(r, n, generator=g) * 0.05
@@ -82,7 +82,7 @@ def _lowrank_update(report: Report, quick: bool):
                            x_floor=t_ours.median / t_floor.median, max_rel_diff=err)
     report.note(f"residual rows: ours = lowrank_update (one pass: W read, out written once, float32 accumulation, one "
                 f"rounding); gemm path = torch.addmm(W, B, A, out=...) for float32 (copies W into out, then a GEMM "
-                f"pass reads and writes it), addmm on a float32 copy then conversion for bfloat16; copy floor = "
+                f"pass reads and writes it), addmm on a float32 copy then conversion for bfloat16 and float16; copy floor = "
                 f"out.copy_(W). The adapter initialisers take the kernel up to rank {FUSED_MAX_RANK} "
                 f"(linalg_core.adapters.init.FUSED_MAX_RANK) on AVX-512 CPUs.")
     if quick:

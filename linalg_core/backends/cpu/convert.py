@@ -33,7 +33,7 @@ def count_nonfinite(x):
     return _C.cpu_convert(buf(x), None, CODES[x.dtype], 0, x.numel())
 
 
-@_ops.lowrank_update.register("cpu", devices=CPU, dtypes=(torch.float32, torch.bfloat16))
+@_ops.lowrank_update.register("cpu", devices=CPU, dtypes=(torch.float32, torch.float16, torch.bfloat16))
 def lowrank_update(W, B, A, s, out):
     m, n = W.shape
     _C.cpu_lowrank_update(buf(W), buf(out), CODES[W.dtype], buf(B), buf(A), float(s), m, n, B.shape[1])

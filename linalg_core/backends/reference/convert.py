@@ -26,6 +26,6 @@ def convert_into(x, out):
     return count_nonfinite(x)
 
 
-@_ops.lowrank_update.register("reference", devices=ANY_DEVICE, dtypes=(torch.float32, torch.bfloat16))
+@_ops.lowrank_update.register("reference", devices=ANY_DEVICE, dtypes=(torch.float32, torch.float16, torch.bfloat16))
 def lowrank_update(W, B, A, s, out):
     out.copy_(torch.addmm(W.float(), B, A, alpha=-s))
