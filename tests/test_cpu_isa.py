@@ -31,6 +31,10 @@ out = {
                                          backend="cpu").tolist(),
     "bf16": __import__("linalg_core._arrays", fromlist=["cast"]).cast(
         torch.randn(300001, generator=g), torch.bfloat16)[0].view(torch.int16)[::101].tolist(),
+    "f16_bf16": __import__("linalg_core._arrays", fromlist=["cast"]).cast(
+        torch.randn(300001, generator=g).half().index_put_((torch.tensor([0, 97, 194]),),
+                                                           torch.tensor([float("nan"), float("inf"), 6e-8]).half()),
+        torch.bfloat16)[0].view(torch.int16)[::97].tolist(),
     "update": [(lambda W, B, A, o: (lc._ops.lowrank_update(W, B, A, 0.5, o, backend="cpu"), o.float())[1])(
         W, torch.randn(130, 5, generator=g), torch.randn(5, 301, generator=g), torch.empty_like(W)).flatten()[::13]
         .tolist() for W in (torch.randn(130, 301, generator=g), torch.randn(130, 301, generator=g).to(torch.bfloat16),
