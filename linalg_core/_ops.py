@@ -528,8 +528,9 @@ count_nonfinite = define(
 )
 lowrank_update = define(
     "lowrank_update", "(Tensor W, Tensor B, Tensor A, float s, Tensor(a!) out) -> ()",
-    "lowrank_update(W (m, n) float32 | float16 | bfloat16, B float32 (m, r), A float32 (r, n), s, out (m, n) of W's dtype):"
-    " out = W - s·B·A computed in float32 and rounded once to W's dtype; out may be W itself.",
+    "lowrank_update(W (m, n) float32 | float16 | bfloat16, B float32 (m, r), A float32 (r, n), s,"
+    " out (m, n) of W's dtype): out = W - s·B·A computed in float32 and rounded once to W's dtype; out may be W"
+    " itself.",
     family="convert",
     key=_tensor_key(0),
     fake=lambda W, B, A, s, out: None,
