@@ -408,3 +408,22 @@ def test_from_pretrained_minilm_exact_residuals_and_file_unchanged():
     lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
     assert len(_check_residuals(model, before, rtol=2e-6)) == 36
     assert _file_digest(minilm_path()) == digest
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_from_pretrained_converted_on_load_gets_its_residuals_in_place(dtype):
+    """from_pretrained(dtype=...) converts the weights into the process's own memory as it loads
+    (the bench's MiniLM-L6 bfloat16 rows): the residuals are written in place (one-pass kernel
+    for 16-bit weights), exact to the dtype's rounding, and no weight is rebound."""
+    import os
+
+    from linalg_core.bench.adapters import minilm_from_pretrained
+
+    model = minilm_from_pretrained(os.path.dirname(minilm_path()), dtype)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=16, lora_alpha=32, target_modules=TARGETS))
+    before = _targets_before(model)
+    param = next(iter(before.values()))[0]
+    assert param.dtype == getattr(torch, dtype)
+    assert lc.adapters.whole_model._Residuals(model)._kind(param.data) == "anon"
+    lc.adapters.init_peft_model(model, "pissa", seed=0, progress=False)
+    assert _check_residuals(model, before, rtol=torch.finfo(getattr(torch, dtype)).eps) == []
