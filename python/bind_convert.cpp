@@ -21,7 +21,8 @@ void bind_convert(py::module_& m) {
     c.range("m", m, 0, INT64_MAX);
     c.range("n", n, 0, INT64_MAX);
     c.range("r", r, 1, INT64_MAX);
-    c.require(std::isfinite(s) && std::fabs(s) <= 3.4e38, [&] { return "s=" + std::to_string(s) + " is not a finite float32"; });
+    c.require(std::isfinite(s) && std::fabs(s) <= 3.4e38,
+              [&] { return "s=" + std::to_string(s) + " is not a finite float32"; });
     const int64_t mn = c.count("W", {m, n}), es = dtype_size(t);
     const void* w = c.buf("W", W, mn, es);
     void* o = c.buf("out", out, mn, es);

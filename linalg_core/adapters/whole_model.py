@@ -260,8 +260,9 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
     PiSSA: equal-shape layers of up to 2^20 elements share one batched rsvd; larger ones run one
     by one (reusing one bfloat16 scratch buffer where bfloat16 products pay: CUDA, AMX,
     AVX512-BF16; where the residual goes to new memory, that memory holds the bfloat16 copy of
-    the weight first, so its pages are faulted in once); residuals are written in one fused
-    ``addmm`` pass each (in float32 for 16-bit weights), on the device the weights live on.
+    the weight first, so its pages are faulted in once); residuals are written in one pass each,
+    in float32 rounded once to the weight's dtype (the ``lowrank_update`` kernel on AVX-512 CPUs,
+    a fused ``addmm`` elsewhere), on the device the weights live on.
 
     Where residuals go: into the base weights in place where they are this process's private
     memory (a model built or copied in memory); into new memory that the weight's ``Parameter``

@@ -82,8 +82,8 @@ def _lowrank_update(report: Report, quick: bool):
                            x_floor=t_ours.median / t_floor.median, max_rel_diff=err)
     report.note(f"residual rows: ours = lowrank_update (one pass: W read, out written once, float32 accumulation, one "
                 f"rounding); gemm path = torch.addmm(W, B, A, out=...) for float32 (copies W into out, then a GEMM "
-                f"pass reads and writes it), addmm on a float32 copy then conversion for bfloat16 and float16; copy floor = "
-                f"out.copy_(W). The adapter initialisers take the kernel up to rank {FUSED_MAX_RANK} "
+                f"pass reads and writes it), addmm on a float32 copy then conversion for bfloat16 and float16; copy "
+                f"floor = out.copy_(W). The adapter initialisers take the kernel up to rank {FUSED_MAX_RANK} "
                 f"(linalg_core.adapters.init.FUSED_MAX_RANK) on AVX-512 CPUs.")
     if quick:
         report.note("quick size: the residual rows do not show the full run's regime: an 11 MiB weight stays in "

@@ -13,7 +13,7 @@
   /* non-finite inputs (NaN/Inf are converted, not dropped). out == nullptr: count only. */       \
   int64_t convert(const void* in, void* out, DType dt, DType out_dt, int64_t n);                  \
   /* out (m, n) = W (m, n) − s·B·A with B (m, r), A (r, n) float32, in float32, rounded once   */ \
-  /* to dt (f32 or bf16) as convert rounds; out may be W itself (read before written).         */ \
+  /* to dt (f32, f16 or bf16) as convert rounds; out may be W itself (read before written).  */ \
   void lowrank_update(const void* W, void* out, DType dt, const float* B, const float* A, float s, int64_t m,  \
                       int64_t n, int64_t r);
 // The family's entries of the kernel table (cpu_kernels.h).
