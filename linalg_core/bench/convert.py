@@ -24,7 +24,7 @@ TABLES = {  # kinds of comparison (Report.add sets each row's "table")
 }
 
 PAIRS = ((torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32), (torch.float32, torch.float16),
-         (torch.float16, torch.float32))
+         (torch.float16, torch.float32), (torch.float16, torch.bfloat16))  # the last: rsvd's copy of a float16 W
 
 
 def run(report: Report, quick: bool = False):
