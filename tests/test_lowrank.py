@@ -699,10 +699,40 @@ def test_adaptive_default_widens_the_sketch_only_where_it_pays(monkeypatch):
         seen.clear()
         lc.rsvd(A, r, seed=3, oversample=r)  # explicit: k = 2r from the start, no choice made
         assert seen == []
-    ritz = torch.tensor([[1.0] * r + [0.11**2] * 10, [1.0] * r + [0.09**2] * 10], dtype=torch.float64)
+    ritz = torch.tensor([[1.0] * r + [0.5**2] * 10, [1.0] * r + [0.09**2] * 10], dtype=torch.float64)
     assert finders.choose_width(ritz[:1], r, 34, 48) == 48 > finders.choose_width(ritz[1:], r, 34, 48) == 34
     assert finders.choose_width(ritz, r, 34, 48) == 48  # a batch: per item (rsvd runs the two groups apart)
     assert finders.choose_width(ritz[:1], r, 34, 34) == 34
+
+
+def test_adaptive_default_widens_a_decaying_spectrum_only_as_far_as_its_decay_needs(monkeypatch):
+    """A steeply decaying spectrum's sketch widens to where its Ritz values' decay, extrapolated,
+    reaches (σ_w/σ_r)⁴ = WIDTH_RATE (a multiple of 8), not to the auto width: σ_i = 0.96^i at r = 64
+    stops at 104 of 128 columns, PEFT grade met; where that width saves under half the widening
+    (r = 16) or the sketch shows no steep decay, it widens to k."""
+    from linalg_core.lowrank import finders
+
+    def geometric(rate_k1, r, k1):  # squared Ritz values with (σ_k1/σ_r)⁴ = rate_k1, geometric past σ_r
+        q = rate_k1 ** (1 / (2 * (k1 - r)))
+        return torch.tensor([1.0] * r + [q**i for i in range(1, k1 - r + 1)], dtype=torch.float64)[None]
+
+    want = 64 + math.ceil(16 * math.log(finders.WIDTH_RATE) / math.log(0.018))
+    assert finders.choose_width(geometric(0.018, 64, 80), 64, 80, 128) == 8 * math.ceil(want / 8) == 104
+    assert finders.choose_width(geometric(5.5e-4, 128, 160), 128, 160, 256) == 168
+    assert finders.choose_width(geometric(0.06, 16, 26), 16, 26, 48) == 48  # 48 or just short of it: k
+    assert finders.choose_width(geometric(0.3, 64, 80), 64, 80, 128) == 128  # slow decay
+    assert finders.choose_width(geometric(5e-5, 64, 80), 64, 80, 128) == 80  # a clear gap
+    batch = torch.cat([geometric(0.018, 64, 80), geometric(0.3, 64, 80)])
+    assert finders.choose_width(batch, 64, 80, 128) == 128  # the widest item's
+
+    n, r = 1024, 64
+    A = with_spectrum(n, n, spectrum("exponential", n, decay=0.96), seed=0)
+    seen = []
+    choose = finders.choose_width
+    monkeypatch.setattr(finders, "choose_width", lambda *a: seen.append(choose(*a)) or seen[-1])
+    out = lc.rsvd(A, r, seed=0)
+    assert 80 < seen[0] < 128 and seen[0] % 8 == 0, seen
+    assert out.U.shape == (n, r) and lc.lowrank.PEFT_GRADE.met(*_peft_grade(A, out, r))
 
 
 @pytest.mark.parametrize("shape", [(90, 60), (60, 90), (300, 128), (3, 200, 150)])

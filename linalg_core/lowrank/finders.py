@@ -35,6 +35,7 @@ backend) -> Q``.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -84,6 +85,13 @@ WELL_CONDITIONED = 100.0
 # keeps its first, narrow sketch (:func:`choose_width`): a gap as clear as the "gapped" rows'
 # (σ_k1/σ_r ≤ 0.1), across which one iteration converges.
 ONE_ITERATION_RATE = 1e-4
+# A decaying spectrum's sketch (σ_k1/σ_r)⁴ ≤ DECAYING_RATE in its Ritz values) widens only until
+# that rate, extrapolated geometrically past σ_k1, reaches WIDTH_RATE (:func:`choose_width`). The
+# sketch's Ritz values understate the rate 2–10× (exponential 0.96 at r = 64: 0.018 against 0.073;
+# at r = 128: 5.5e-4 against 5.4e-3), hence the small target; flat, spiked and slowly decaying
+# spectra (Ritz rates 0.08–0.68) widen to k as before.
+DECAYING_RATE = 0.1
+WIDTH_RATE = 1e-4
 
 
 class Factored(NamedTuple):
@@ -365,24 +373,37 @@ def start_width(rank: int, k: int) -> int:
 
 
 def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
-    """The sketch width, k1 or k, from the Ritz values of a k1-column sketch: k1 across a clear gap
-    after σ_r, (σ_k1/σ_r)⁴ ≤ :data:`ONE_ITERATION_RATE` for every batch item (one iteration then
-    converges, and :func:`ritz_converged` accepts it after one), else k, the auto width (Halko et
-    al. 2011, §4.5: oversampling converges faster than iterating). A narrow basis elsewhere was
-    tried and dropped: the Ritz value σ_k1 lags the true σ_k1 most on a narrow basis, so the
-    stopping rule's rate is least safe there (a steeply decaying spectrum at k1 = 1.5r stopped at
-    a 0.47 % residual excess, over the 0.2 % target), and the iterations it saves are few.
-    Narrower widened sketches were tried too and dropped for the same reason: faster on spiked
-    and steep spectra, they missed PEFT grade more often (benchmarks/RESULTS.md, "Measurements
-    behind design choices").
+    """The sketch width, k1 ≤ w ≤ k, from the Ritz values of a k1-column sketch: k1 across a clear
+    gap after σ_r, (σ_k1/σ_r)⁴ ≤ :data:`ONE_ITERATION_RATE` for every batch item (one iteration then
+    converges, and :func:`ritz_converged` accepts it after one); on a steeply decaying spectrum
+    ((σ_k1/σ_r)⁴ ≤ :data:`DECAYING_RATE`) the width where that decay, extrapolated geometrically,
+    reaches (σ_w/σ_r)⁴ = :data:`WIDTH_RATE` (a multiple of 8, and only where it saves half the
+    widening or more: just short of k one iteration may not be accepted where k's is); else k, the
+    auto width (Halko et al. 2011, §4.5: oversampling converges faster than iterating). The widest
+    item's width serves a batch.
+
+    A narrow basis elsewhere was tried and dropped: the Ritz value σ_k1 lags the true σ_k1 most on a
+    narrow basis, so the stopping rule's rate is least safe there (a steeply decaying spectrum at
+    k1 = 1.5r stopped at a 0.47 % residual excess, over the 0.2 % target), and the iterations it
+    saves are few. Narrower widened sketches for every spectrum were tried too and dropped for the
+    same reason: faster on spiked and steep spectra, they missed PEFT grade more often; the
+    decay-dependent width missed it on none of 1,620 stress matrices and cut the steep rows of
+    ``bench rsvd_adaptive`` 10–40 % (benchmarks/RESULTS.md, "Measurements behind design choices").
 
     Shape:
         ritz_sq: (*, k1) squared Ritz values, descending
     """
     if k <= k1 or k1 <= rank:
         return k1
-    rate = (ritz_sq[..., k1 - 1] / ritz_sq[..., rank - 1].clamp_min(torch.finfo(ritz_sq.dtype).tiny)) ** 2
-    return k1 if bool((rate <= ONE_ITERATION_RATE).all()) else k
+    rates = (ritz_sq[..., k1 - 1] / ritz_sq[..., rank - 1].clamp_min(torch.finfo(ritz_sq.dtype).tiny)) ** 2
+    rate = float(rates.max())
+    if rate <= ONE_ITERATION_RATE:
+        return k1
+    if not rate <= DECAYING_RATE:
+        return k
+    w = rank + math.ceil((k1 - rank) * math.log(WIDTH_RATE) / math.log(rate))
+    w = max(k1, 8 * math.ceil(w / 8))
+    return w if 2 * w <= k1 + k else k
 
 
 def bf16_continues(ritz_sq, rank: int) -> bool:

@@ -275,7 +275,8 @@ def rsvd(
         oversample: extra sketch columns p, k = rank + p (``"auto"``: max(10, r, min(2r, 48 − r)),
             i.e. k = 2r, or 3r for small ranks; with the adaptive default finder the sketch
             starts with r + max(10, r/4) columns and widens to that unless its Ritz values show
-            a clear gap after σ_r: :func:`~linalg_core.lowrank.finders.choose_width`).
+            a clear gap after σ_r, or, on a steeply decaying spectrum, only as far as their decay
+            needs: :func:`~linalg_core.lowrank.finders.choose_width`).
         niter: shortcut for the finder's power (subspace) or Krylov iterations q (``"auto"``: the
             finder's own: adaptive for :class:`SubspaceIteration`, i.e. 1 to 6 iterations,
             stopping when the change of the Ritz values says its ``accuracy``, PEFT-grade by
