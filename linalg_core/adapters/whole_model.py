@@ -261,7 +261,7 @@ def init_peft_model(model, config: InitConfig | str = "pissa", *, adapter_name: 
     by one (reusing one bfloat16 scratch buffer where bfloat16 products pay: CUDA, AMX,
     AVX512-BF16; where the residual goes to new memory, that memory holds the bfloat16 copy of
     the weight first, so its pages are faulted in once); residuals are written in one pass each,
-    in float32 rounded once to the weight's dtype (the ``lowrank_update`` kernel on AVX-512 CPUs,
+    in float32 rounded once to the weight's dtype (the ``lowrank_update`` kernel on AVX-512 and AVX2 CPUs,
     a fused ``addmm`` elsewhere), on the device the weights live on.
 
     Where residuals go: into the base weights in place where they are this process's private
