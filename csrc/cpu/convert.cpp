@@ -388,6 +388,7 @@ void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float 
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t t = 0; t < strips; ++t)
     for (int64_t k = 0; k < r; ++k) std::memcpy(P + (t * r + k) * 16, A + k * n + 16 * t, 16 * sizeof(float));
+  // panels of strips; the last one also takes the n mod 16 tail columns (n < 16: one pass, tail only)
   for (int64_t t0 = 0; t0 < strips || (t0 == 0 && n % 16); t0 += kPanel) {
     const int64_t t1 = std::min(strips, t0 + kPanel);
     const bool last = t1 == strips;
