@@ -304,7 +304,9 @@ constexpr int64_t kPrefetch = 512;
 // 8 values of a row as float32, and back, rounding as the AVX-512 tile does (bfloat16: nearest
 // even, NaN kept quiet, bf16_bits_of; float16: vcvtps2ph, nearest even).
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const half_bits* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 load8(const half_bits* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 inline __m256 load8(const bf16_bits* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));

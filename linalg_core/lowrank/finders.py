@@ -85,7 +85,7 @@ WELL_CONDITIONED = 100.0
 # keeps its first, narrow sketch (:func:`choose_width`): a gap as clear as the "gapped" rows'
 # (σ_k1/σ_r ≤ 0.1), across which one iteration converges.
 ONE_ITERATION_RATE = 1e-4
-# A decaying spectrum's sketch (σ_k1/σ_r)⁴ ≤ DECAYING_RATE in its Ritz values) widens only until
+# A decaying spectrum's sketch ((σ_k1/σ_r)⁴ ≤ DECAYING_RATE in its Ritz values) widens only until
 # that rate, extrapolated geometrically past σ_k1, reaches WIDTH_RATE (:func:`choose_width`). The
 # sketch's Ritz values understate the rate 2–10× (exponential 0.96 at r = 64: 0.018 against 0.073;
 # at r = 128: 5.5e-4 against 5.4e-3), hence the small target; flat, spiked and slowly decaying
@@ -387,7 +387,7 @@ def choose_width(ritz_sq, rank: int, k1: int, k: int) -> int:
     k1 = 1.5r stopped at a 0.47 % residual excess, over the 0.2 % target), and the iterations it
     saves are few. Narrower widened sketches for every spectrum were tried too and dropped for the
     same reason: faster on spiked and steep spectra, they missed PEFT grade more often; the
-    decay-dependent width missed it on none of 1,620 stress matrices and cut the steep rows of
+    decay-dependent width missed it on none of 2,802 stress matrices and cut the steep rows of
     ``bench rsvd_adaptive`` 10–40 % (benchmarks/RESULTS.md, "Measurements behind design choices").
 
     Shape:
