@@ -133,10 +133,12 @@ def _update_case(m, n, r, dtype, seed=0):
 
 @pytest.mark.parametrize("backend", usable_backends("lowrank_update"))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(37, 1030, 5), (4, 64, 1), (1, 7, 3), (9, 129, 16), (6, 200, 80), (7, 4113, 3)])
+@pytest.mark.parametrize("shape", [(37, 1030, 5), (4, 64, 1), (1, 7, 3), (9, 129, 16), (6, 200, 80), (7, 4113, 3),
+                                   (5, 8209, 2)])
 def test_lowrank_update_matches_numpy_oracle(backend, dtype, shape):
-    """Tails of both tiles (rows mod 4, columns mod 64), n below one vector, r above the kernel's
-    on-stack 64: the float32 result within the rounding of r + 2 float32 operations of the exact
+    """The tile's tails (rows mod 6, columns mod 16 and 32: the AVX2 and AVX-512 strips), n below
+    one strip, r above the kernel's on-stack 64, several column panels (n = 4113 on AVX2, 8209 on
+    both; a panel is 4096 columns): the float32 result within the rounding of r + 2 float32 operations of the exact
     value; float16 / bfloat16 rounded once from it (at most one ulp from the exact value's rounding)."""
     m, n, r = shape
     W, B, A = _update_case(m, n, r, dtype)

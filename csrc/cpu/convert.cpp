@@ -207,141 +207,86 @@ int64_t convert_from(const In* in, void* out, DType out_dt, int64_t n) {
   return 0;
 }
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+// One register of float32 values of a row, loaded from and stored to each storage type, rounding
+// to bfloat16 as f32_to_bf16 does (nearest even, NaN kept quiet) and to float16 as f32_to_f16
+// does (vcvtps2ph, nearest even). A tile row holds kVecs registers: kRows · kVecs accumulators
+// and kVecs A loads per k (AVX2: 14 of 16 ymm; AVX-512: 14 of 32 zmm, since a 6 × 64 tile, 28,
+// was slower on Zen 4: 31 against 25 ms into a kept buffer, 11008 × 4096, r = 16, one thread).
 #if defined(__AVX512F__)
-// 16 values of a row (masked: the first lanes of k) as float32, and back, rounding to bfloat16
-// as f32_to_bf16 does (nearest even, NaN kept quiet) and to float16 as f32_to_f16 does
-// (vcvtps2ph, nearest even).
-inline __m512 load16(const float* p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
-inline __m512 load16(const half_bits* p, __mmask16 k) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p)); }
-inline void store16(half_bits* p, __m512 v, __mmask16 k) {
-  _mm256_mask_storeu_epi16(p, k, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-}
-inline __m512 load16(const bf16_bits* p, __mmask16 k) {
-  const __m256i h = _mm256_maskz_loadu_epi16(k, p);
+using Vec = __m512;
+constexpr int kLanes = 16, kVecs = 2;
+inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec load(const half_bits* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline Vec load(const bf16_bits* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-inline void store16(float* p, __m512 v, __mmask16 k) { _mm512_mask_storeu_ps(p, k, v); }
-inline void store16(bf16_bits* p, __m512 v, __mmask16 k) {
+inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline void store(half_bits* p, Vec v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+inline void store(bf16_bits* p, Vec v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i h = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
   const __mmask16 nan = _mm512_cmp_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
                                               _mm512_set1_epi32(0x7f800000), _MM_CMPINT_NLE);
   h = _mm512_mask_or_epi32(h, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  _mm256_mask_storeu_epi16(p, k, _mm512_cvtepi32_epi16(h));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(h));
 }
-
-// R rows (R <= 4) × 64 columns from j of out = W + C·A, C (R, r) the rows' −s·B (or, with
-// `scaled` false, B itself, scaled by −s here): 4R float32 accumulators in registers; per k, four
-// loads of A and 4R FMAs with C's broadcasts.
-template <int R, bool scaled, typename T>
-inline void update_tile(const T* W, T* out, const float* C, float s, const float* A, int64_t n, int64_t r, int64_t j,
-                        int64_t w) {
-  __mmask16 mk[4];
-  for (int v = 0; v < 4; ++v) {
-    const int64_t left = std::max<int64_t>(0, std::min<int64_t>(16, w - 16 * v));
-    mk[v] = static_cast<__mmask16>((1u << left) - 1u);
-  }
-  __m512 acc[R][4];
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < 4; ++v) acc[i][v] = load16(W + i * n + j + 16 * v, mk[v]);
-  for (int64_t k = 0; k < r; ++k) {
-    const float* a = A + k * n + j;
-    __m512 av[4];
-    for (int v = 0; v < 4; ++v) av[v] = _mm512_maskz_loadu_ps(mk[v], a + 16 * v);
-    for (int i = 0; i < R; ++i) {
-      const __m512 c = _mm512_set1_ps(scaled ? C[i * r + k] : -s * C[i * r + k]);
-      for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_fmadd_ps(c, av[v], acc[i][v]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < 4; ++v) store16(out + i * n + j + 16 * v, acc[i][v], mk[v]);
+inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
+inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+#else
+using Vec = __m256;
+constexpr int kLanes = 8, kVecs = 2;
+inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec load(const half_bits* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline Vec load(const bf16_bits* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-
-template <int R, bool scaled, typename T>
-inline void update_rows(const T* W, T* out, const float* C, float s, const float* A, int64_t n, int64_t r) {
-  for (int64_t j = 0; j < n; j += 64) update_tile<R, scaled>(W, out, C, s, A, n, r, j, std::min<int64_t>(64, n - j));
+inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline void store(half_bits* p, Vec v) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
-
-template <bool scaled, typename T>
-inline void update_block(const T* W, T* out, const float* C, float s, const float* A, int64_t rows, int64_t n,
-                         int64_t r) {
-  switch (rows) {
-    case 4: update_rows<4, scaled>(W, out, C, s, A, n, r); break;
-    case 3: update_rows<3, scaled>(W, out, C, s, A, n, r); break;
-    case 2: update_rows<2, scaled>(W, out, C, s, A, n, r); break;
-    default: update_rows<1, scaled>(W, out, C, s, A, n, r); break;
-  }
-}
-
-// out = W − s·B·A, four rows at a time (each A load serves four rows); up to rank 64 the rows'
-// −s·B are first gathered into a small C on the stack (scaling B inside the k loop instead made
-// r = 32 1.6× slower), above it B is read as it is (no allocation in the kernel). A tile's W
-// values are read before its outputs are written, so out may be W itself.
-template <typename T>
-void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float s, int64_t m, int64_t n, int64_t r) {
-  constexpr int64_t kMaxC = 64;
-  const int64_t blocks = (m + 3) / 4;
-#pragma omp parallel for schedule(static) if (m * n > 2 * kGrain)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t i0 = 4 * b, rows = std::min<int64_t>(4, m - i0);
-    const T* w = W + i0 * n;
-    T* o = out + i0 * n;
-    if (r <= kMaxC) {
-      float C[4 * kMaxC];
-      for (int64_t i = 0; i < rows * r; ++i) C[i] = -s * B[i0 * r + i];
-      update_block<true>(w, o, C, s, A, rows, n, r);
-    } else {
-      update_block<false>(w, o, B + i0 * r, s, A, rows, n, r);
-    }
-  }
-}
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+inline void store(bf16_bits* p, Vec v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_bits_of(v)); }
+inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
+inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+#endif
+constexpr int64_t kStrip = kLanes * kVecs;  // columns of a tile (and of a packed strip of A)
+constexpr int kRows = 6;                    // rows of a tile
 // How far ahead (columns) a tile prefetches its rows of W and out: the tile's FMAs do not cover a
 // fetch from memory, and six rows n apart are more streams than the hardware prefetcher follows
 // well (256 to 1024 columns within noise, 128 slower; see lowrank_update_t for the measurements).
 constexpr int64_t kPrefetch = 512;
-// 8 values of a row as float32, and back, rounding as the AVX-512 tile does (bfloat16: nearest
-// even, NaN kept quiet, bf16_bits_of; float16: vcvtps2ph, nearest even).
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const half_bits* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-inline __m256 load8(const bf16_bits* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-inline void store8(half_bits* p, __m256 v) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-}
-inline void store8(bf16_bits* p, __m256 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_bits_of(v)); }
 
-// R rows (R <= 6) × 16 columns of out = W + C·A (C as in the AVX-512 tile; W's and out's rows
-// `ld` apart), A's 16 columns packed (r × 16, contiguous): 2R float32 accumulators and two A loads
-// per k in the 16 ymm registers (the usual 6 × 16 AVX2 GEMM tile).
+// R rows (R <= kRows) × kStrip columns of out = W + C·A, C (R, r) the rows' −s·B (or, with
+// `scaled` false, B itself, scaled by −s here), W's and out's rows `ld` apart, A's kStrip columns
+// packed (r × kStrip, contiguous): R · kVecs float32 accumulators, kVecs A loads per k.
 template <int R, bool scaled, typename T>
 inline void update_tile(const T* W, T* out, const float* C, float s, const float* P, int64_t ld, int64_t r) {
-  for (int i = 0; i < R; ++i) {  // the rows' values kPrefetch columns on: the tile's FMAs hide their fetch
-    _mm_prefetch(reinterpret_cast<const char*>(W + i * ld + kPrefetch), _MM_HINT_T0);
-    if (out != W) _mm_prefetch(reinterpret_cast<const char*>(out + i * ld + kPrefetch), _MM_HINT_T0);
-  }
-  __m256 acc[R][2];
+  for (int i = 0; i < R; ++i)  // the rows' values kPrefetch columns on: the tile's FMAs hide their fetch
+    for (int64_t b = 0; b < kStrip * int64_t(sizeof(T)); b += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(W + i * ld + kPrefetch) + b, _MM_HINT_T0);
+      if (out != W) _mm_prefetch(reinterpret_cast<const char*>(out + i * ld + kPrefetch) + b, _MM_HINT_T0);
+    }
+  Vec acc[R][kVecs];
   for (int i = 0; i < R; ++i)
-    for (int v = 0; v < 2; ++v) acc[i][v] = load8(W + i * ld + 8 * v);
+    for (int v = 0; v < kVecs; ++v) acc[i][v] = load(W + i * ld + kLanes * v);
   for (int64_t k = 0; k < r; ++k) {
-    const __m256 a0 = _mm256_loadu_ps(P + 16 * k), a1 = _mm256_loadu_ps(P + 16 * k + 8);
+    Vec a[kVecs];
+    for (int v = 0; v < kVecs; ++v) a[v] = load(P + kStrip * k + kLanes * v);
     for (int i = 0; i < R; ++i) {
-      const __m256 c = _mm256_set1_ps(scaled ? C[i * r + k] : -s * C[i * r + k]);
-      acc[i][0] = _mm256_fmadd_ps(c, a0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(c, a1, acc[i][1]);
+      const Vec c = broadcast(scaled ? C[i * r + k] : -s * C[i * r + k]);
+      for (int v = 0; v < kVecs; ++v) acc[i][v] = fmadd(c, a[v], acc[i][v]);
     }
   }
   for (int i = 0; i < R; ++i)
-    for (int v = 0; v < 2; ++v) store8(out + i * ld + 8 * v, acc[i][v]);
+    for (int v = 0; v < kVecs; ++v) store(out + i * ld + kLanes * v, acc[i][v]);
 }
 
-// Columns j0..n − 1 (fewer than 16), one value at a time with the same FMAs, from A itself.
+// Columns j0..n − 1 (fewer than kStrip), one value at a time with the same FMAs, from A itself.
 template <bool scaled, typename T>
 inline void update_tail(const T* W, T* out, const float* C, float s, const float* A, int64_t rows, int64_t n,
                         int64_t r, int64_t j0) {
@@ -353,16 +298,18 @@ inline void update_tail(const T* W, T* out, const float* C, float s, const float
     }
 }
 
-// Strips t0..t1 − 1 (16 columns each, packed in P) of R rows.
+// Strips t0..t1 − 1 (packed in P) of R rows.
 template <int R, bool scaled, typename T>
 inline void update_rows(const T* W, T* out, const float* C, float s, const float* P, int64_t n, int64_t r,
                         int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; ++t) update_tile<R, scaled>(W + 16 * t, out + 16 * t, C, s, P + t * 16 * r, n, r);
+  for (int64_t t = t0; t < t1; ++t)
+    update_tile<R, scaled>(W + kStrip * t, out + kStrip * t, C, s, P + t * kStrip * r, n, r);
 }
 
 template <bool scaled, typename T>
 inline void update_block(const T* W, T* out, const float* C, float s, const float* P, int64_t rows, int64_t n,
                          int64_t r, int64_t t0, int64_t t1) {
+  static_assert(kRows == 6);
   switch (rows) {
     case 6: update_rows<6, scaled>(W, out, C, s, P, n, r, t0, t1); break;
     case 5: update_rows<5, scaled>(W, out, C, s, P, n, r, t0, t1); break;
@@ -373,25 +320,28 @@ inline void update_block(const T* W, T* out, const float* C, float s, const floa
   }
 }
 
-// out = W − s·B·A, six rows at a time, −s·B gathered as in the AVX-512 version. A is first
-// packed strip by strip (16 columns × r, contiguous): its rows are n floats apart, and at a
-// power-of-two n the r lines a tile reads per k share one L1 set. The row blocks pass over panels
-// of kPanel strips (A's panel stays in L2). 11008 × 4096 float32 in place, r = 16, one thread,
-// Zen 3: 45–48 ms unpacked without prefetching, 28–37 ms with prefetching alone, 20.5–21 ms with
-// both (addmm_ 23–32 ms, a copy pass 12 ms). A tile's W values are read before its outputs are
-// written, so out may be W itself.
+// out = W − s·B·A, kRows rows at a time (each A load serves them all). Up to rank 64 the rows'
+// −s·B are first gathered into a small C on the stack (scaling B inside the k loop instead made
+// r = 32 1.6× slower), above it B is read as it is. A is first packed strip by strip (kStrip
+// columns × r, contiguous): its rows are n floats apart, and at a power-of-two n the r lines a
+// tile reads per k share one L1 set. The row blocks pass over panels of kPanel strips (A's panel
+// stays in L2). 11008 × 4096 float32 in place, r = 16, one thread, Zen 3 (AVX2): 45–48 ms
+// unpacked without prefetching, 28–37 ms with prefetching alone, 20.5–21 ms with both (addmm_
+// 23–32 ms, a copy pass 12 ms); Zen 4, AVX-512: a 4 × 64 tile unpacked without prefetching
+// 22–25 ms, this one 17 ms (addmm_ 17 ms: both at the FMA rate). A tile's W values are read
+// before its outputs are written, so out may be W itself.
 template <typename T>
 void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float s, int64_t m, int64_t n, int64_t r) {
-  constexpr int64_t kRows = 6, kMaxC = 64, kPanel = 256;
-  const int64_t blocks = (m + kRows - 1) / kRows, strips = n / 16;
-  std::vector<float> packed(static_cast<size_t>(strips * 16 * r));
+  constexpr int64_t kMaxC = 64, kPanel = 4096 / kStrip;
+  const int64_t blocks = (m + kRows - 1) / kRows, strips = n / kStrip;
+  std::vector<float> packed(static_cast<size_t>(strips * kStrip * r));
   float* P = packed.data();
   const bool parallel = m * n > 2 * kGrain;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t t = 0; t < strips; ++t)
-    for (int64_t k = 0; k < r; ++k) std::memcpy(P + (t * r + k) * 16, A + k * n + 16 * t, 16 * sizeof(float));
-  // panels of strips; the last one also takes the n mod 16 tail columns (n < 16: one pass, tail only)
-  for (int64_t t0 = 0; t0 < strips || (t0 == 0 && n % 16); t0 += kPanel) {
+    for (int64_t k = 0; k < r; ++k) std::memcpy(P + (t * r + k) * kStrip, A + k * n + kStrip * t, kStrip * sizeof(float));
+  // panels of strips; the last one also takes the n mod kStrip tail columns (n < kStrip: one pass, tail only)
+  for (int64_t t0 = 0; t0 < strips || (t0 == 0 && n % kStrip); t0 += kPanel) {
     const int64_t t1 = std::min(strips, t0 + kPanel);
     const bool last = t1 == strips;
 #pragma omp parallel for schedule(static) if (parallel)
@@ -405,10 +355,10 @@ void lowrank_update_t(const T* W, T* out, const float* B, const float* A, float 
         for (int64_t i = 0; i < rows * r; ++i) Cs[i] = -s * B[i0 * r + i];
         C = Cs;
         update_block<true>(w, o, C, s, P, rows, n, r, t0, t1);
-        if (last) update_tail<true>(w, o, C, s, A, rows, n, r, 16 * strips);
+        if (last) update_tail<true>(w, o, C, s, A, rows, n, r, kStrip * strips);
       } else {
         update_block<false>(w, o, C, s, P, rows, n, r, t0, t1);
-        if (last) update_tail<false>(w, o, C, s, A, rows, n, r, 16 * strips);
+        if (last) update_tail<false>(w, o, C, s, A, rows, n, r, kStrip * strips);
       }
     }
   }
