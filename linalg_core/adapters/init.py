@@ -35,8 +35,8 @@ from linalg_core.lowrank.operators import ROW_BLOCK_ELEMS as _BLOCK_ELEMS
 # 14.8 → 11.7 and 31.3 → 24.7; bfloat16 kept 33.2 → 16.8 and 47.8 → 26.7, in place 35.8 → 14.6
 # and 45.6 → 24.3; float16 kept 31.0 → 13.6 and 39.0 → 22.5, in place 31.1 → 11.2 and 34.6 → 19.6.
 # Both kernel sets now share that packed tile (6 × 32 on AVX-512). On a Zen 4 EPYC it won at
-# r = 64 as well (bfloat16 in place 43.5 → 31.0 ms, float32 kept 42.1 → 40.0) and lost at r = 128
-# (float32 in place 58.8 → 74.4); r = 64 was not measured on an Intel AVX-512 CPU with this tile
+# r = 64 as well (bfloat16 in place 48.4 → 28.8 ms, float32 kept 40.2 → 30.7) and lost at r = 128
+# (float32 in place 59.8 → 74.4); r = 64 was not measured on an Intel AVX-512 CPU with this tile
 # (the earlier unpacked 4 × 64 one lost there), so the limit stays 32.
 FUSED_MAX_RANK = 32
 
