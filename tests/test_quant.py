@@ -413,6 +413,27 @@ def test_constructor_validates_like_from_state_dict(fmt):
         Q.shape = (128, 128)
 
 
+@pytest.mark.parametrize("fmt", LAYOUT_FORMATS + [NormalFloat(scale_dtype="bf16"), IntGroup(bits=8, scale_dtype="bf16")],
+                         ids=str)
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-30, 3e4, 2e6, 1e12, 3e38])
+def test_quantizer_output_meets_check_values(fmt, scale):
+    """quantize() does not re-check its quantizer's stored values (Format._quantize's contract):
+    at every magnitude, from subnormal stored scales to overflowing ones, with all-zero and
+    mixed-magnitude blocks, a quantizer either raises ValueError or returns values that meet
+    check_values. (A GGUF quantizer without its fp16-d check stores Inf d here and fails.)"""
+    W = _w((64, 256), scale=scale)
+    W[3] = 0.0  # all-zero blocks
+    W[5, :32] *= 1e-30  # a block far below the rest
+    f = parse(fmt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # blocks whose scales underflow are counted in a UserWarning
+        try:
+            Q = quantize(W, f)
+        except ValueError:
+            return
+    f.check_values(dict(Q.data), W.numel(), what="quantizer output")  # raises on a violation
+
+
 @pytest.mark.parametrize("fmt,name", [("int4", "scales"), ("int4-asym", "scales"), ("nf4", "scale_max"),
                                       ("nf4", "scale_offset"), (NormalFloat(scale_bits=None), "scales"),
                                       ("bnb-nf4", "absmax2"), ("bnb-nf4", "offset"),

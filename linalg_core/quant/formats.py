@@ -269,7 +269,9 @@ class Format:
         return res if out is None else out.view(-1).copy_(res)
 
     def _quantize(self, x, *, backend=None) -> tuple[dict[str, torch.Tensor], tuple | None]:
-        """(stored tensors, their :meth:`block_params` when computed on the way, else None)."""
+        """(stored tensors, their :meth:`block_params` when computed on the way, else None). The
+        stored tensors meet :meth:`check_values` (scales that do not survive storage raise, through
+        :func:`check_scales`): :func:`~linalg_core.quant.tensor.quantize` does not check them again."""
         raise NotImplementedError
 
     def _dequantize(self, data, n, e0, e1, dtype, *, params=None, backend=None, out=None) -> torch.Tensor:

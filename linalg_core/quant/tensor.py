@@ -37,11 +37,15 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _checked(fmt, shape, dtype, data, what: str, prefix: str = "", params=None):
+def _checked(fmt, shape, dtype, data, what: str, prefix: str = "", params=None, quantized: bool = False):
     """The one validation of a quantized tensor, for the constructor, :meth:`from_state_dict` and
     :func:`quantize`: (format, shape, dtype, data (contiguous), block params). Raises TypeError /
     ValueError naming the argument or the stored tensor. ``params``: the block params the format's
-    quantizer computed (and checked) from this data, else computed and checked here."""
+    quantizer computed (and checked) from this data, else computed and checked here.
+    ``quantized``: ``data`` is the format's own quantizer's output, whose values meet
+    :meth:`~linalg_core.quant.formats.Format.check_values` by construction (a quantizer raises
+    for scales that do not survive storage), so they are not read again (GGUF Q4_0, 2048 × 4096:
+    0.4 ms of a 4 ms quantize)."""
     if not isinstance(fmt, Format):
         raise TypeError(f"format must be a linalg_core.quant Format (NormalFloat, BnbNF4, IntGroup, GGUF), "
                         f"got {type(fmt).__name__}")
@@ -50,7 +54,8 @@ def _checked(fmt, shape, dtype, data, what: str, prefix: str = "", params=None):
     dtype = check_dtype(dtype, "dtype")
     n = math.prod(shape)
     data = fmt.check_layout(data, n, what=what, prefix=prefix)
-    fmt.check_values(data, n, what=what, prefix=prefix)
+    if not quantized:
+        fmt.check_values(data, n, what=what, prefix=prefix)
     if params is not None:
         return fmt, shape, dtype, data, params
     params = fmt.block_params(data, n)
@@ -456,5 +461,5 @@ def quantize(W, format="nf4", *, backend: str | None = None) -> QuantizedTensor:
     fmt.check_shape(t.shape)
     data, params = fmt._quantize(t, backend=backend)
     Q = QuantizedTensor.__new__(QuantizedTensor)
-    Q._set(*_checked(fmt, t.shape, t.dtype, data, "QuantizedTensor data", params=params))
+    Q._set(*_checked(fmt, t.shape, t.dtype, data, "QuantizedTensor data", params=params, quantized=True))
     return Q
