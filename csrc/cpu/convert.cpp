@@ -215,7 +215,7 @@ int64_t convert_from(const In* in, void* out, DType out_dt, int64_t n) {
 // was slower on Zen 4: 31 against 25 ms into a kept buffer, 11008 × 4096, r = 16, one thread).
 #if defined(__AVX512F__)
 using Vec = __m512;
-constexpr int kLanes = 16, kVecs = 2;
+constexpr int kLanes = 16;
 inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
 inline Vec load(const half_bits* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline Vec load(const bf16_bits* p) {
@@ -239,7 +239,7 @@ inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 #else
 using Vec = __m256;
-constexpr int kLanes = 8, kVecs = 2;
+constexpr int kLanes = 8;
 inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
 inline Vec load(const half_bits* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline Vec load(const bf16_bits* p) {
@@ -254,6 +254,7 @@ inline void store(bf16_bits* p, Vec v) { _mm_storeu_si128(reinterpret_cast<__m12
 inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 #endif
+constexpr int kVecs = 2;                    // registers per tile row
 constexpr int64_t kStrip = kLanes * kVecs;  // columns of a tile (and of a packed strip of A)
 constexpr int kRows = 6;                    // rows of a tile
 // How far ahead (columns) a tile prefetches its rows of W and out: the tile's FMAs do not cover a
