@@ -138,8 +138,9 @@ def _update_case(m, n, r, dtype, seed=0):
 def test_lowrank_update_matches_numpy_oracle(backend, dtype, shape):
     """The tile's tails (rows mod 6, columns mod 16 and 32: the AVX2 and AVX-512 strips), n below
     one strip, r above the kernel's on-stack 64, several column panels (n = 4113 on AVX2, 8209 on
-    both; a panel is 4096 columns): the float32 result within the rounding of r + 2 float32 operations of the exact
-    value; float16 / bfloat16 rounded once from it (at most one ulp from the exact value's rounding)."""
+    both; a panel is 4096 columns): the float32 result within the rounding of r + 2 float32
+    operations of the exact value; float16 / bfloat16 rounded once from it (at most one ulp from
+    the exact value's rounding)."""
     m, n, r = shape
     W, B, A = _update_case(m, n, r, dtype)
     s = 0.75

@@ -413,8 +413,8 @@ def test_constructor_validates_like_from_state_dict(fmt):
         Q.shape = (128, 128)
 
 
-@pytest.mark.parametrize("fmt", LAYOUT_FORMATS + [NormalFloat(scale_dtype="bf16"), IntGroup(bits=8, scale_dtype="bf16")],
-                         ids=str)
+@pytest.mark.parametrize("fmt", LAYOUT_FORMATS + [NormalFloat(scale_dtype="bf16"),
+                                                   IntGroup(bits=8, scale_dtype="bf16")], ids=str)
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-30, 3e4, 2e6, 1e12, 3e38])
 def test_quantizer_output_meets_check_values(fmt, scale):
     """quantize() does not re-check its quantizer's stored values (Format._quantize's contract):
